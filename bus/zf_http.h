@@ -1,0 +1,26 @@
+/*  zf_http.h — the small HTTP endpoint every zfly process serves (libmicrohttpd underneath).
+
+    GET /healthz : 200 "ok\n" once the daemon reported ready, 503 "starting\n" or
+                   "stopping\n" otherwise.
+    GET /metrics : zf_metrics_render () as text/plain; version=0.0.4.
+    Anything else: 404; methods other than GET/HEAD: 405. */
+#ifndef ZF_HTTP_H_INCLUDED
+#define ZF_HTTP_H_INCLUDED
+
+#include "zf_error.h"
+
+typedef struct zf_http_s zf_http_t;
+
+//  listen: "HOST:PORT" ("127.0.0.1:65080", "[::1]:65080", "0.0.0.0:0" for any free port).
+zf_http_t *zf_http_new (const char *listen, zf_error_t *err);
+void zf_http_destroy (zf_http_t **self_p);
+
+//  The bound port (useful when listen asked for port 0).
+int zf_http_port (zf_http_t *self);
+
+void zf_http_set_ready (zf_http_t *self, bool ready);
+void zf_http_set_stopping (zf_http_t *self);
+
+void zf_http_test (bool verbose);
+
+#endif

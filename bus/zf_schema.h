@@ -1,0 +1,100 @@
+/*  zf_schema.h — bus message bodies, declared as data.
+
+    The files schemas/NAME.schema define every message once. At build time tools/zf_schemagen.py turns them
+    into C struct typedefs plus descriptor tables (gen/zf_msgs.h, gen/zf_msgs.c); this file is
+    the table-driven codec that encodes, decodes and validates any described record. So the
+    wire format of a message is written in exactly one place, and every decoder shares the same
+    defensive checks (Fluent Bit style: explicit shape checks, one error code per failure).
+
+    C representation of each field kind:
+        bool  -> bool          u64 -> uint64_t      i64 -> int64_t     f64 -> double
+        str   -> char *        (heap, NUL-terminated, never NULL after init/decode)
+        bin   -> zf_bytes_t    (heap copy)
+        record-> the record's struct, embedded by value
+        []T   -> zf_list_t     (heap array of T's C representation)
+
+    Decoding copies everything it keeps, so a decoded struct does not point into the frame
+    and outlives it; zf_schema_clear frees it. Unknown keys in a map are skipped: compatible
+    schema changes add optional fields, and older readers must accept them. */
+#ifndef ZF_SCHEMA_H_INCLUDED
+#define ZF_SCHEMA_H_INCLUDED
+
+#include "zf_error.h"
+
+typedef struct {
+    uint8_t *data;
+    size_t size;
+} zf_bytes_t;
+
+typedef struct {
+    void *items; //  count elements of the field's element C type
+    size_t count;
+} zf_list_t;
+
+typedef enum {
+    ZF_FIELD_BOOL,
+    ZF_FIELD_U64,
+    ZF_FIELD_I64,
+    ZF_FIELD_F64,
+    ZF_FIELD_STR,
+    ZF_FIELD_BIN,
+    ZF_FIELD_RECORD,
+} zf_field_kind_t;
+
+typedef struct zf_record_desc_s zf_record_desc_t;
+
+typedef struct {
+    const char *name;      //  snake_case key in the msgpack map
+    zf_field_kind_t kind;  //  element kind when is_list
+    bool is_list;          //  a msgpack array of `kind`
+    bool required;         //  absent -> ZF_E_MISSING; otherwise the default applies
+    size_t offset;         //  offsetof the field in the record's struct
+    uint64_t max;          //  str/bin: max bytes; u64: max value; i64: max |value|; 0 = none
+    uint64_t max_items;    //  lists: max element count (always set for lists)
+    const zf_record_desc_t *record; //  for ZF_FIELD_RECORD
+    const char *default_text; //  default as text ("42", "true", "hello"); NULL = zero/empty
+} zf_field_desc_t;
+
+struct zf_record_desc_s {
+    const char *name;  //  schema name ("endpoint", or the message type for message bodies)
+    size_t size;       //  sizeof the C struct
+    const zf_field_desc_t *fields;
+    size_t field_count;
+};
+
+typedef struct {
+    const char *type;              //  lowercase dotted, "echo.request"
+    uint32_t version;              //  schema version of this message type
+    const zf_record_desc_t *body;  //  the body record
+} zf_msg_desc_t;
+
+//  Sets every field of value to its default (strings to "" or their default text).
+void zf_schema_init (const zf_record_desc_t *desc, void *value);
+
+//  Frees everything value owns and leaves it zeroed (not re-initialised).
+void zf_schema_clear (const zf_record_desc_t *desc, void *value);
+
+//  Checks bounds and required strings of a value built in C. Encode calls it first.
+zf_status_t zf_schema_validate (const zf_record_desc_t *desc, const void *value, zf_error_t *err);
+
+//  Packs value as a msgpack map with one entry per field (defaults included).
+zf_status_t zf_schema_encode (const zf_record_desc_t *desc, const void *value, msgpack_packer *pk,
+                              zf_error_t *err);
+
+//  Decodes a msgpack map into value (which must be uninitialised or cleared). path prefixes
+//  field names in errors ("body"). On failure value is cleared and err names the field.
+zf_status_t zf_schema_decode (const zf_record_desc_t *desc, const msgpack_object *object,
+                              void *value, const char *path, zf_error_t *err);
+
+//  Whole-buffer decode: unpacks exactly one msgpack object from data and refuses truncated
+//  input, trailing bytes, and nesting deeper than the descriptor allows.
+zf_status_t zf_schema_decode_buffer (const zf_record_desc_t *desc, const uint8_t *data,
+                                     size_t size, void *value, zf_error_t *err);
+
+//  The generated registry of message types (gen/zf_msgs.c).
+const zf_msg_desc_t *zf_schema_find (const char *type, size_t type_len);
+const zf_msg_desc_t *const *zf_schema_all (size_t *count);
+
+void zf_schema_test (bool verbose);
+
+#endif
