@@ -1,0 +1,40 @@
+/*  zf_actor.h — how the daemon starts, watches and stops an actor.
+
+    Every actor is `void zf_NAME_actor (zsock_t *pipe, void *args)` with args a zf_actor_args_t,
+    borrowed until the actor signals its pipe (czmq convention). Because zactor_new cannot
+    report failure, a fallible start is a conversation on the pipe (zyre style):
+        actor -> daemon   signal 0                 (args no longer used)
+        actor -> daemon   "READY" | "FATAL" why    (started, or could not start)
+    and afterwards, at any time:
+        actor -> daemon   "FATAL" why              (dying: the daemon exits non-zero)
+        actor -> daemon   "DONE" exit-code         (finished a one-shot job; daemon may exit)
+        daemon -> actor   "$TERM"                  (stop now)
+    An actor that returns without saying why is reported as having died silently. */
+#ifndef ZF_ACTOR_H_INCLUDED
+#define ZF_ACTOR_H_INCLUDED
+
+#include "zf_config.h"
+#include "zf_node.h"
+
+typedef struct {
+    zf_node_t *node;
+    const char *name;   //  the actor's name on the bus
+    const void *config; //  its section struct (zf_config_section_or_defaults)
+} zf_actor_args_t;
+
+//  The daemon's table of actors: one entry per kind, declared in each actor's header.
+typedef struct {
+    const char *name;
+    const char *summary;
+    const zf_config_section_t *section;
+    zactor_fn *run;
+} zf_actor_kind_t;
+
+//  Reports a failed start or a death on the pipe and logs it.
+void zf_actor_fatal(zsock_t *pipe, const char *actor, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+//  Standard pipe handler for a zloop: "$TERM" ends the loop (returns -1).
+int zf_actor_pipe_term(zloop_t *loop, zsock_t *pipe, void *arg);
+
+#endif

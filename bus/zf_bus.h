@@ -1,0 +1,103 @@
+/*  zf_bus.h — one actor's connection to the bus.
+
+    An actor creates one zf_bus_t, attaches it to its zloop, and from then on:
+      - serves requests of the types it registered with zf_bus_handle (ROUTER inbox),
+      - sends requests to other actors by name with zf_bus_request and gets exactly one
+        callback per request: the reply, an error reply, or a local timeout/unreachable error,
+      - publishes events with zf_bus_publish (PUB) and receives others' with zf_bus_subscribe.
+    Whether the other actor runs in this process (inproc://) or on another host (tcp:// with
+    CURVE) is the node's business (zf_node), never the actor's.
+
+    Delivery and limits. Every socket has a deliberate high-water mark; a send that would
+    block is dropped, counted in zfly_bus_messages_dropped_total and reported to the caller as
+    ZF_E_OVERLOAD. A request is resent with the same id after each per-attempt timeout until
+    its retries are spent, so handlers must be idempotent; a reply that arrives after its
+    request gave up is dropped and counted as "late". Malformed input is refused: counted in
+    zfly_bus_messages_refused_total{reason}, logged (rate-limited), answered with an error
+    reply when the sender and id could be read, and the actor keeps serving.
+
+    Bulk bytes ride as raw frames after the envelope (zmsg_t *raw), never inside msgpack. */
+#ifndef ZF_BUS_H_INCLUDED
+#define ZF_BUS_H_INCLUDED
+
+#include "zf_envelope.h"
+#include "zf_node.h"
+
+typedef struct zf_bus_s zf_bus_t;
+
+//  Where a reply goes: copy it out of a request to answer after the callback returned.
+typedef struct {
+    uint8_t routing_id[256];
+    size_t routing_id_size;
+    uint64_t id;
+    char from[ZF_NAME_MAX + 1];
+} zf_bus_return_t;
+
+//  A received message. Valid only during the callback; keep a zf_bus_return_t to answer
+//  later, and take raw frames with zmsg_pop if you need them afterwards.
+typedef struct {
+    zf_envelope_t env;
+    zmsg_t *raw;               //  frames after the envelope; may be empty, never NULL
+    zf_bus_return_t return_to; //  requests only
+} zf_bus_msg_t;
+
+typedef void(zf_bus_handler_fn)(zf_bus_t *bus, zf_bus_msg_t *request, void *arg);
+
+//  status ZF_OK: reply holds the answer. ZF_E_REMOTE: the peer sent an error reply (err says
+//  what; reply holds the "error" message). ZF_E_TIMEOUT / ZF_E_UNREACHABLE / ZF_E_OVERLOAD:
+//  local failures, reply is NULL.
+typedef void(zf_bus_reply_fn)(zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                              const zf_error_t *err, void *arg);
+
+typedef void(zf_bus_event_fn)(zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
+
+typedef struct {
+    int64_t timeout_ms; //  whole deadline over all attempts; 0: the node's default
+    int retries;        //  resends after a per-attempt timeout; -1: the node's default
+} zf_bus_call_t;
+
+#define ZF_BUS_CALL_DEFAULT ((zf_bus_call_t){.timeout_ms = 0, .retries = -1})
+
+//  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
+//  binds given (NULL or "" for none). The actor name must have been declared local.
+zf_bus_t *zf_bus_new(zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
+                     zf_error_t *err);
+void zf_bus_destroy(zf_bus_t **self_p);
+
+//  Registers the bus sockets and its timer with the actor's loop. Destroy the bus before the
+//  loop: zf_bus_destroy unregisters from it.
+void zf_bus_attach(zf_bus_t *self, zloop_t *loop);
+
+void zf_bus_handle(zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg);
+
+//  Sends a request; on ZF_OK the callback runs exactly once later, on any other status it
+//  never runs and err says why. raw (may be NULL) is taken and NULLed.
+zf_status_t zf_bus_request(zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
+                           const void *body, zmsg_t **raw, zf_bus_call_t call,
+                           zf_bus_reply_fn *callback, void *arg, zf_error_t *err);
+
+//  One-way message: no reply expected, no retry.
+zf_status_t zf_bus_send(zf_bus_t *self, const char *to, const zf_msg_desc_t *desc, const void *body,
+                        zmsg_t **raw, zf_error_t *err);
+
+void zf_bus_return_of(const zf_bus_msg_t *request, zf_bus_return_t *ret);
+zf_status_t zf_bus_reply(zf_bus_t *self, const zf_bus_return_t *ret, const zf_msg_desc_t *desc,
+                         const void *body, zmsg_t **raw);
+zf_status_t zf_bus_reply_error(zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
+                               const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+zf_status_t zf_bus_publish(zf_bus_t *self, const zf_msg_desc_t *desc, const void *body);
+
+//  Receives events of `actor` whose type starts with type_prefix ("" for all).
+zf_status_t zf_bus_subscribe(zf_bus_t *self, const char *actor, const char *type_prefix,
+                             zf_bus_event_fn *handler, void *arg, zf_error_t *err);
+
+const char *zf_bus_actor(zf_bus_t *self);
+//  "actor@node", the sender name in envelopes.
+const char *zf_bus_address(zf_bus_t *self);
+size_t zf_bus_pending(zf_bus_t *self);
+
+void zf_bus_test(bool verbose);
+
+#endif

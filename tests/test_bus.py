@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""The bus end to end: two actors exchanging requests, replies and events behave the same
+colocated in one zfly process (inproc://) and split across two processes (tcp:// + CURVE);
+a key outside the allow-list cannot exchange a single message; taps see the traffic."""
+import json
+import os
+import subprocess
+
+import zflytest
+from zflytest import ZflyTestCase, free_port, keygen
+
+PROBE_COUNT = 200
+
+
+def node_section(name, http="127.0.0.1:0", tap=""):
+    return f"[node]\nname = {name}\nlog_level = info\nhttp = {http}\ntap = {tap}\n"
+
+
+def probe_section(report, count=PROBE_COUNT, connect_timeout="20s"):
+    return (f"[probe]\ntarget = echo\ncount = {count}\nfail_every = 10\ntext_size = 100\n"
+            f"report = {report}\nexit = true\nconnect_timeout = {connect_timeout}\n")
+
+
+class BusTest(ZflyTestCase):
+    def make_echo_node(self, tap=""):
+        """Node A serves echo over tcp:// with CURVE; returns (process, A's public cert,
+        request endpoint, events endpoint, allow dir)."""
+        os.makedirs(self.path("allow-a"))
+        key_a, pub_a, _ = keygen(self.workdir, "a")
+        request_port, events_port = free_port(), free_port()
+        ini = (node_section("a", tap=tap)
+               + f"[bus]\ncert = {key_a}\nallow = {self.path('allow-a')}\n"
+               + f"[echo]\nbind = tcp://127.0.0.1:{request_port}\n"
+               + f"events_bind = tcp://127.0.0.1:{events_port}\n")
+        node_a = self.start("a", ini)
+        node_a.wait_ready()
+        return node_a, pub_a, request_port, events_port
+
+    def probe_ini(self, name, key, pub_a, request_port, events_port, report, **probe):
+        return (node_section(name)
+                + f"[bus]\ncert = {key}\n"
+                + f"[endpoints]\necho = tcp://127.0.0.1:{request_port} "
+                + f"events=tcp://127.0.0.1:{events_port} cert={pub_a}\n"
+                + probe_section(report, **probe))
+
+    def run_probe(self, name, ini):
+        probe = self.start(name, ini)
+        code = probe.wait_exit(timeout=60)
+        return probe, code
+
+    @staticmethod
+    def comparable(report_path):
+        with open(report_path) as handle:
+            report = json.load(handle)
+        report.pop("elapsed_ms")
+        report["error_log"].sort(key=lambda entry: json.dumps(entry, sort_keys=True))
+        return report
+
+    def test_colocated_and_split_behave_the_same(self):
+        # Colocated: echo and probe in one process, over inproc://. The node is named "a" in
+        # both runs so that the names inside replies and errors match.
+        colocated_report = self.path("colocated.json")
+        colocated, code = self.run_probe(
+            "colocated", node_section("a") + "[echo]\n" + probe_section(colocated_report))
+        self.assertEqual(code, 0, colocated.log.text())
+
+        # Split: echo in process A, probe in process B, over tcp:// with CURVE.
+        node_a, pub_a, request_port, events_port = self.make_echo_node()
+        key_b, pub_b, _ = keygen(self.workdir, "b")
+        os.link(pub_b, self.path("allow-a", "b.pub"))
+        split_report = self.path("split.json")
+        probe, code = self.run_probe("b", self.probe_ini("b", key_b, pub_a, request_port,
+                                                         events_port, split_report))
+        self.assertEqual(code, 0, probe.log.text())
+
+        colocated_result = self.comparable(colocated_report)
+        split_result = self.comparable(split_report)
+        self.assertTrue(colocated_result["ok"], colocated_result)
+        self.assertEqual(colocated_result["replies"], PROBE_COUNT - PROBE_COUNT // 10)
+        self.assertEqual(colocated_result["errors"], PROBE_COUNT // 10)
+        self.assertEqual(colocated_result["events"], PROBE_COUNT)
+        self.assertTrue(colocated_result["unhandled_type_refused"])
+        self.assertEqual(split_result, colocated_result)
+        # The errors carry the serving actor's words, the same both ways.
+        messages = {entry["message"] for entry in split_result["error_log"]}
+        self.assertIn("echo@a: failure requested by seq 10 (invalid)", messages)
+        self.assertIn("echo@a: actor 'echo' does not handle 'echo.seen' (unknown_type)", messages)
+
+        # A counted what it served, per type.
+        self.assertGreaterEqual(node_a.metric("zfly_bus_messages_received_total", actor="echo",
+                                              type="echo.request"), PROBE_COUNT)
+        self.assertGreaterEqual(node_a.metric("zfly_bus_auth_accepted_total"), 1)
+
+    def test_key_outside_allow_list_exchanges_nothing(self):
+        node_a, pub_a, request_port, events_port = self.make_echo_node()
+        key_c, _, z85_c = keygen(self.workdir, "c")  # never added to A's allow-list
+        report = self.path("refused.json")
+        probe, code = self.run_probe("c", self.probe_ini("c", key_c, pub_a, request_port,
+                                                         events_port, report, count=5,
+                                                         connect_timeout="2s"))
+        self.assertEqual(code, 1, probe.log.text())
+        with open(report) as handle:
+            result = json.load(handle)
+        self.assertFalse(result["ok"])
+        self.assertEqual(result["replies"] + result["errors"] + result["events"], 0)
+        # A logged the refusal with the client's key, counted it, and received nothing.
+        node_a.log.wait_for(rf"auth: refused CURVE client key={re_escape(z85_c)}")
+        self.assertGreaterEqual(node_a.metric("zfly_bus_auth_refused_total",
+                                              reason="unknown_key"), 1)
+        self.assertIsNone(node_a.metric("zfly_bus_messages_received_total", actor="echo",
+                                        type="echo.request"))
+        # C saw its handshakes fail and said what to do about it.
+        probe.log.wait_for(r"handshake_failed_auth .*add our public key to its allow-list")
+
+    def test_tap_sees_every_message_and_socket_events(self):
+        tap_endpoint = "ipc://" + self.path("tap.sock")
+        node_a, pub_a, request_port, events_port = self.make_echo_node(tap=tap_endpoint)
+        key_b, pub_b, _ = keygen(self.workdir, "b")
+        os.link(pub_b, self.path("allow-a", "b.pub"))
+        tap = subprocess.Popen([zflytest.ZFLY_TAP, tap_endpoint], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+        try:
+            lines = zflytest.LineReader(tap.stdout, echo_prefix="[tap] ")
+            # PUB/SUB subscriptions take effect asynchronously: run a one-request probe until
+            # the tap prints its first line, then start counting.
+            for attempt in range(10):
+                self.run_probe(f"warmup{attempt}",
+                               self.probe_ini(f"warmup{attempt}", key_b, pub_a, request_port,
+                                              events_port, self.path("warmup.json"), count=1))
+                try:
+                    lines.wait_for(r'"kind":"message"', timeout=2)
+                    break
+                except AssertionError:
+                    continue
+            count = 50
+            probe, code = self.run_probe("b", self.probe_ini("b", key_b, pub_a, request_port,
+                                                             events_port,
+                                                             self.path("tapped.json"),
+                                                             count=count))
+            self.assertEqual(code, 0, probe.log.text())
+            # B's traffic, then B's disconnection, as seen from A.
+            start = lines.wait_for_index(r'"from":"probe@b"')
+            lines.wait_for(r'"event":"disconnected"', start=start)
+            # Every request of the run went in, and every answer went out, with decoded bodies.
+            requests_in, replies_out, errors_out = set(), set(), 0
+            for line in lines.lines[start:]:
+                record = json.loads(line)
+                if record.get("kind") != "message":
+                    continue
+                if record.get("from", "").startswith("probe@b") and record["dir"] == "in":
+                    requests_in.add((record["type"], record["body"]["seq"]))
+                elif record.get("to", "").startswith("probe@b") and record["dir"] == "out":
+                    if record["type"] == "error":
+                        errors_out += 1
+                    else:
+                        replies_out.add((record["type"], record["body"]["seq"]))
+            for seq in range(1, count + 1):
+                self.assertIn(("echo.request", seq), requests_in)
+                if seq % 10:
+                    self.assertIn(("echo.reply", seq), replies_out)
+            # count // 10 requested failures plus the unhandled type
+            self.assertEqual(errors_out, count // 10 + 1)
+            # Connections of the warm-up probes and of B: accepted, handshake, disconnected.
+            events = [json.loads(line) for line in lines.lines]
+            names = {event.get("event") for event in events if event.get("kind") == "socket"}
+            self.assertIn("accepted", names)
+            self.assertIn("handshake_succeeded", names)
+            self.assertIn("disconnected", names)
+        finally:
+            tap.terminate()
+            tap.wait(timeout=10)
+
+    def test_metrics_pass_promtool_and_health_reports_ready(self):
+        node_a, *_ = self.make_echo_node()
+        status, headers, body = node_a.http_get("/healthz")
+        self.assertEqual(status, 200)
+        status, headers, body = node_a.http_get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("text/plain", headers.get("Content-Type", ""))
+        check = subprocess.run(["promtool", "check", "metrics"], input=body, text=True,
+                               capture_output=True)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        self.assertEqual(check.stdout + check.stderr, "")
+
+
+def re_escape(text):
+    import re
+    return re.escape(text)
+
+
+if __name__ == "__main__":
+    zflytest.main()

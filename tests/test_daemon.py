@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""The daemon's contract: bad configuration stops it before anything starts, with file and
+line; it reports readiness to systemd; SIGTERM stops it cleanly; an actor that cannot run
+takes the process down with a line saying which and why."""
+import os
+import signal
+import socket
+import subprocess
+
+import zflytest
+from zflytest import ZflyTestCase, free_port
+
+
+class DaemonTest(ZflyTestCase):
+    def check_bad_config(self, text, expected):
+        path = self.path("bad.ini")
+        with open(path, "w") as handle:
+            handle.write(text)
+        result = subprocess.run([zflytest.ZFLY, "-c", path], capture_output=True, text=True,
+                                timeout=30)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn(expected.replace("FILE", path), result.stderr)
+        # Nothing started: no readiness line, no actor.
+        self.assertNotIn("ready", result.stderr)
+        self.assertNotIn("started", result.stderr)
+
+    def test_unknown_key(self):
+        self.check_bad_config("[node]\nname = a\ncolour = blue\n", "FILE:3: [node] colour: unknown key")
+
+    def test_bad_number(self):
+        self.check_bad_config("[node]\nname = a\n[bus]\nhwm = lots\n", "FILE:4: [bus] hwm:")
+
+    def test_out_of_range(self):
+        self.check_bad_config("[node]\nname = a\n[bus]\nhwm = 0\n", "FILE:4: [bus] hwm:")
+
+    def test_missing_section(self):
+        self.check_bad_config("[echo]\n", "missing required section [node]")
+
+    def test_line_too_long(self):
+        self.check_bad_config("[node]\nname = " + "x" * 300 + "\n", "FILE:2: line longer than")
+
+    def test_unknown_section(self):
+        self.check_bad_config("[node]\nname = a\n[nosuch]\n", "FILE:3: unknown section [nosuch]")
+
+    def test_set_override_error_names_the_option(self):
+        path = self.path("good.ini")
+        with open(path, "w") as handle:
+            handle.write("[node]\nname = a\n")
+        result = subprocess.run([zflytest.ZFLY, "check", "-c", path, "--set", "bus.hwm=-1"],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--set bus.hwm=-1", result.stderr)
+        result = subprocess.run([zflytest.ZFLY, "check", "-c", path, "--set", "bus.hwm=5"],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_ready_notification_and_clean_stop(self):
+        notify_path = self.path("notify.sock")
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(notify_path)
+        receiver.settimeout(20)
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        node = self.start("a", "[node]\nname = a\nhttp = 127.0.0.1:0\n[echo]\n", env=env)
+        node.wait_ready()
+        messages = receiver.recv(4096).decode()
+        self.assertIn("READY=1", messages)
+        status, _, body = node.http_get("/healthz")
+        self.assertEqual((status, body), (200, "ok\n"))
+        node.process.send_signal(signal.SIGTERM)
+        # The contract is "within 5 seconds": the deadline is the assertion.
+        self.assertEqual(node.wait_exit(timeout=5), 0)
+        node.log.wait_for(r"zfly: stopped exit=0")
+        receiver.close()
+
+    def test_sigint_stops_too(self):
+        node = self.start("a", "[node]\nname = a\nhttp =\n[echo]\n")
+        node.wait_ready()
+        node.process.send_signal(signal.SIGINT)
+        self.assertEqual(node.wait_exit(timeout=5), 0)
+
+    def test_actor_that_cannot_start_takes_the_process_down(self):
+        port = free_port()
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        node = self.start("a", f"[node]\nname = a\nhttp =\n[bus]\ninsecure = true\n"
+                               f"[echo]\nbind = tcp://127.0.0.1:{port}\n")
+        self.assertEqual(node.wait_exit(timeout=20), 1)
+        node.log.wait_for(rf"echo could not start: cannot bind tcp://127.0.0.1:{port}")
+        node.log.wait_for(r"insecure = true")
+        blocker.close()
+
+    def test_tcp_without_cert_is_refused_with_the_fix(self):
+        node = self.start("a", f"[node]\nname = a\nhttp =\n[echo]\nbind = tcp://127.0.0.1:{free_port()}\n")
+        self.assertEqual(node.wait_exit(timeout=20), 1)
+        node.log.wait_for(r"\[bus\] cert is not set")
+
+    def test_help_and_reference(self):
+        result = subprocess.run([zflytest.ZFLY, "--help"], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0)
+        self.assertIn("usage: zfly -c FILE", result.stdout)
+        reference = subprocess.run([zflytest.ZFLY, "config-reference"], capture_output=True,
+                                   text=True).stdout
+        for key in ("[node]", "[bus]", "request_timeout", "[echo]", "[probe]"):
+            self.assertIn(key, reference)
+
+
+if __name__ == "__main__":
+    zflytest.main()

@@ -1,0 +1,208 @@
+"""zflytest — helpers for zfly's integration tests: real processes, real sockets, no sleeps.
+
+Each test script imports this module, starts zfly processes with INI files it writes into a
+fresh temporary directory, and waits on their log lines (or replies) with a deadline that fails
+the test instead of hanging. Everything a test starts is stopped when it ends.
+"""
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+BUILD_DIR = os.environ.get("ZF_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
+SOURCE_DIR = os.environ.get("ZF_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
+ZFLY = os.path.join(BUILD_DIR, "zfly")
+ZFLY_TAP = os.path.join(BUILD_DIR, "zfly-tap")
+
+DEFAULT_TIMEOUT = 20.0
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on right now."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LineReader:
+    """Collects a stream's lines on a thread so tests can wait for one with a deadline."""
+
+    def __init__(self, stream, echo_prefix=None):
+        self.lines = []
+        self._queue = queue.Queue()
+        self._echo_prefix = echo_prefix
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if self._echo_prefix and os.environ.get("ZF_TEST_VERBOSE"):
+                sys.stderr.write(f"{self._echo_prefix}{line}\n")
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def _drain(self, timeout):
+        item = self._queue.get(timeout=timeout)
+        if item is not None:
+            self.lines.append(item)
+        return item
+
+    def wait_for(self, pattern, timeout=DEFAULT_TIMEOUT, start=0):
+        """Returns the first line (from index start) matching pattern; fails on the deadline
+        or when the stream ends first."""
+        return self.lines[self.wait_for_index(pattern, timeout, start)]
+
+    def wait_for_index(self, pattern, timeout=DEFAULT_TIMEOUT, start=0):
+        """Like wait_for, but returns the index of the line in self.lines."""
+        regex = re.compile(pattern)
+        index = start
+        deadline = time.monotonic() + timeout
+        closed = False
+        while True:
+            while index < len(self.lines):
+                if regex.search(self.lines[index]):
+                    return index
+                index += 1
+            remaining = deadline - time.monotonic()
+            if closed or remaining <= 0:
+                raise AssertionError(
+                    f"no line matching {pattern!r} within {timeout}s"
+                    f"{' (stream ended)' if closed else ''}; got:\n" + "\n".join(self.lines[-40:]))
+            try:
+                if self._drain(remaining) is None:
+                    closed = True
+            except queue.Empty:
+                pass
+
+    def wait_closed(self, timeout=DEFAULT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("stream did not end in time")
+            try:
+                if self._drain(remaining) is None:
+                    return
+            except queue.Empty:
+                pass
+
+    def text(self):
+        return "\n".join(self.lines)
+
+
+class Zfly:
+    """One zfly process started from an INI text."""
+
+    def __init__(self, workdir, name, ini_text, extra_args=(), env=None):
+        self.name = name
+        self.config_path = os.path.join(workdir, f"{name}.ini")
+        with open(self.config_path, "w") as handle:
+            handle.write(ini_text)
+        self.args = [ZFLY, "-c", self.config_path, *extra_args]
+        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        env=env)
+        self.log = LineReader(self.process.stdout, echo_prefix=f"[{name}] ")
+        self.http_port = None
+
+    def wait_ready(self, timeout=DEFAULT_TIMEOUT):
+        line = self.log.wait_for(r"zfly: ready ", timeout)
+        match = re.search(r"http_port=(\d+)", line)
+        self.http_port = int(match.group(1)) if match else None
+        return line
+
+    def wait_exit(self, timeout=DEFAULT_TIMEOUT):
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not exit within {timeout}s:\n{self.log.text()}")
+        self.log.wait_closed(timeout)
+        return code
+
+    def stop(self, timeout=10):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def http_get(self, path):
+        """(status, headers, body text) of GET http://127.0.0.1:PORT/path."""
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode()
+
+    def metric(self, name, **labels):
+        """Value of one series in /metrics, or None when absent."""
+        status, _, body = self.http_get("/metrics")
+        assert status == 200, status
+        return parse_metric(body, name, labels)
+
+
+def parse_metric(text, name, labels):
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', match.group(3) or ""))
+        if all(found.get(key) == str(value) for key, value in labels.items()):
+            return float(match.group(4))
+    return None
+
+
+def keygen(directory, name):
+    """Writes NAME.key and NAME.pub with `zfly keygen`; returns (secret path, public path, z85)."""
+    base = os.path.join(directory, name)
+    output = subprocess.run([ZFLY, "keygen", base], check=True, capture_output=True,
+                            text=True).stdout
+    z85 = re.search(r"public key z85: (\S+)", output).group(1)
+    return base + ".key", base + ".pub", z85
+
+
+class ZflyTestCase(unittest.TestCase):
+    """Gives each test a temporary directory and stops every process it started."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="zfly-test-")
+        self.processes = []
+
+    def tearDown(self):
+        for process in self.processes:
+            process.stop()
+        if os.environ.get("ZF_KEEP_TEST_DIRS"):
+            print(f"kept {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def start(self, name, ini_text, extra_args=(), env=None):
+        process = Zfly(self.workdir, name, ini_text, extra_args, env)
+        self.processes.append(process)
+        return process
+
+    def path(self, *parts):
+        return os.path.join(self.workdir, *parts)
+
+
+def main():
+    unittest.main(verbosity=2)
