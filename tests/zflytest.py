@@ -27,6 +27,8 @@ ZFLY = os.path.join(BUILD_DIR, "zfly")
 ZFLY_TAP = os.path.join(BUILD_DIR, "zfly-tap")
 
 DEFAULT_TIMEOUT = 20.0
+#  Lines that AddressSanitizer, LeakSanitizer and UBSan print: any of them fails the test.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def free_port():
@@ -190,6 +192,11 @@ class ZflyTestCase(unittest.TestCase):
     def tearDown(self):
         for process in self.processes:
             process.stop()
+        for process in self.processes:
+            process.log.wait_closed()
+            for marker in SANITIZER_MARKERS:
+                if marker in process.log.text():
+                    self.fail(f"{process.name}: sanitizer report:\n{process.log.text()}")
         if os.environ.get("ZF_KEEP_TEST_DIRS"):
             print(f"kept {self.workdir}", file=sys.stderr)
         else:

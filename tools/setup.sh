@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that zfly's build, tests and benchmarks need, so a fresh
+# machine needs nothing else. Safe to run again: it only installs what is missing.
+# Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
+  libczmq-dev libzmq3-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
+  libmariadb-dev libinih-dev libjansson-dev libmicrohttpd-dev libsystemd-dev
+  # tests
+  python3 python3-zmq python3-msgpack prometheus iproute2 procps
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$package")
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# Packages such as prometheus and redis-server ship services; we start our own instances.
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"
