@@ -31,10 +31,10 @@ typedef struct {
 } zf_actor_kind_t;
 
 //  Reports a failed start or a death on the pipe and logs it.
-void zf_actor_fatal(zsock_t *pipe, const char *actor, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void zf_actor_fatal (zsock_t *pipe, const char *actor, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 //  Standard pipe handler for a zloop: "$TERM" ends the loop (returns -1).
-int zf_actor_pipe_term(zloop_t *loop, zsock_t *pipe, void *arg);
+int zf_actor_pipe_term (zloop_t *loop, zsock_t *pipe, void *arg);
 
 #endif

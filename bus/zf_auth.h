@@ -19,6 +19,6 @@ typedef struct {
 //  zactor body; args is a zf_auth_args_t, borrowed until the actor signals the pipe.
 //  After the signal it answers "OK" or "ERROR <why>" on the pipe once (bind of the ZAP
 //  endpoint may fail if another handler runs in the process).
-void zf_auth_actor(zsock_t *pipe, void *args);
+void zf_auth_actor (zsock_t *pipe, void *args);
 
 #endif

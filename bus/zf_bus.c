@@ -72,280 +72,281 @@ struct zf_bus_s {
     zf_counter_t *timeouts;
 };
 
-static int s_inbox_ready(zloop_t *loop, zsock_t *reader, void *arg);
-static int s_link_ready(zloop_t *loop, zsock_t *reader, void *arg);
-static int s_monitor_ready(zloop_t *loop, zsock_t *reader, void *arg);
-static int s_timer(zloop_t *loop, int timer_id, void *arg);
+static int s_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg);
+static int s_link_ready (zloop_t *loop, zsock_t *reader, void *arg);
+static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg);
+static int s_timer (zloop_t *loop, int timer_id, void *arg);
 
-static int64_t s_now_ms(void)
+static int64_t s_now_ms (void)
 {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 //  ---------------------------------------------------------------------------------------------
 //  Counters, one set per message type, looked up once and then bumped without locks. The type
 //  label only takes schema-defined types, so a flood of invented types cannot grow /metrics.
 
-static type_counters_t *s_counters(zf_bus_t *self, const char *type)
+static type_counters_t *s_counters (zf_bus_t *self, const char *type)
 {
-    if (!type || !zf_schema_find(type, strlen(type)))
+    if (!type || !zf_schema_find (type, strlen (type)))
         type = "unknown";
-    type_counters_t *counters = zhashx_lookup(self->counters, type);
+    type_counters_t *counters = zhashx_lookup (self->counters, type);
     if (!counters) {
-        counters = zf_calloc(1, sizeof *counters);
-        counters->sent = zf_metrics_counter("zfly_bus_messages_sent_total", "Bus messages sent",
-                                            "actor", self->actor, "type", type, NULL);
-        counters->received = zf_metrics_counter("zfly_bus_messages_received_total",
-                                                "Bus messages received and decoded", "actor",
-                                                self->actor, "type", type, NULL);
-        counters->dropped = zf_metrics_counter(
+        counters = zf_calloc (1, sizeof *counters);
+        counters->sent = zf_metrics_counter ("zfly_bus_messages_sent_total", "Bus messages sent",
+                                             "actor", self->actor, "type", type, NULL);
+        counters->received = zf_metrics_counter ("zfly_bus_messages_received_total",
+                                                 "Bus messages received and decoded", "actor",
+                                                 self->actor, "type", type, NULL);
+        counters->dropped = zf_metrics_counter (
             "zfly_bus_messages_dropped_total",
             "Bus messages dropped at a high-water mark or for an unreachable peer", "actor",
             self->actor, "type", type, NULL);
-        zhashx_insert(self->counters, type, counters);
+        zhashx_insert (self->counters, type, counters);
     }
     return counters;
 }
 
-static void s_count_refused(zf_bus_t *self, const char *type, zf_status_t reason)
+static void s_count_refused (zf_bus_t *self, const char *type, zf_status_t reason)
 {
-    if (!type || !zf_schema_find(type, strlen(type)))
+    if (!type || !zf_schema_find (type, strlen (type)))
         type = "unknown";
     //  Refusals are rare; a registry lookup each time keeps this simple.
-    zf_counter_add(zf_metrics_counter("zfly_bus_messages_refused_total",
-                                      "Bus messages refused as malformed or unexpected", "actor",
-                                      self->actor, "type", type, "reason", zf_status_name(reason),
-                                      NULL),
-                   1);
+    zf_counter_add (zf_metrics_counter ("zfly_bus_messages_refused_total",
+                                        "Bus messages refused as malformed or unexpected", "actor",
+                                        self->actor, "type", type, "reason",
+                                        zf_status_name (reason), NULL),
+                    1);
 }
 
 //  ---------------------------------------------------------------------------------------------
 //  Construction
 
-static void s_link_destroy(link_t **link_p)
+static void s_link_destroy (link_t **link_p)
 {
     link_t *link = *link_p;
     if (!link)
         return;
     if (link->bus->loop) {
-        zloop_reader_end(link->bus->loop, link->sock);
+        zloop_reader_end (link->bus->loop, link->sock);
         if (link->monitor)
-            zloop_reader_end(link->bus->loop, link->monitor);
+            zloop_reader_end (link->bus->loop, link->monitor);
     }
-    zsock_destroy(&link->monitor);
-    zsock_destroy(&link->sock);
-    zlistx_destroy(&link->event_handlers);
-    zf_free(link->actor);
-    zf_free((char *)link->label);
-    zf_free(link);
+    zsock_destroy (&link->monitor);
+    zsock_destroy (&link->sock);
+    zlistx_destroy (&link->event_handlers);
+    zf_free (link->actor);
+    zf_free ((char *) link->label);
+    zf_free (link);
     *link_p = NULL;
 }
 
-static void s_pending_destroy(pending_t **pending_p)
+static void s_pending_destroy (pending_t **pending_p)
 {
     pending_t *pending = *pending_p;
     if (!pending)
         return;
-    zframe_destroy(&pending->envelope);
-    zmsg_destroy(&pending->raw);
-    zf_free(pending);
+    zframe_destroy (&pending->envelope);
+    zmsg_destroy (&pending->raw);
+    zf_free (pending);
     *pending_p = NULL;
 }
 
-static void s_event_handler_destroy(event_handler_t **handler_p)
+static void s_event_handler_destroy (event_handler_t **handler_p)
 {
     event_handler_t *handler = *handler_p;
     if (handler) {
-        zf_free(handler->prefix);
-        zf_free(handler);
+        zf_free (handler->prefix);
+        zf_free (handler);
         *handler_p = NULL;
     }
 }
 
-static zsock_t *s_socket_new(zf_bus_t *self, int type)
+static zsock_t *s_socket_new (zf_bus_t *self, int type)
 {
-    zsock_t *sock = zsock_new(type);
-    ZF_ASSERT(sock);
-    int hwm = zf_node_options(self->node)->hwm;
-    zsock_set_sndhwm(sock, hwm);
-    zsock_set_rcvhwm(sock, hwm);
-    zsock_set_linger(sock, 0);
+    zsock_t *sock = zsock_new (type);
+    ZF_ASSERT (sock);
+    int hwm = zf_node_options (self->node)->hwm;
+    zsock_set_sndhwm (sock, hwm);
+    zsock_set_rcvhwm (sock, hwm);
+    zsock_set_linger (sock, 0);
     return sock;
 }
 
-static bool s_leaves_process(const char *endpoint)
+static bool s_leaves_process (const char *endpoint)
 {
-    return endpoint && strncmp(endpoint, "inproc://", 9) != 0;
+    return endpoint && strncmp (endpoint, "inproc://", 9) != 0;
 }
 
-zf_bus_t *zf_bus_new(zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
-                     zf_error_t *err)
+zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
+                      zf_error_t *err)
 {
-    zf_bus_t *self = zf_calloc(1, sizeof *self);
+    zf_bus_t *self = zf_calloc (1, sizeof *self);
     self->node = node;
-    self->actor = zf_strdup(actor);
-    self->address = zf_asprintf("%s@%s", actor, zf_node_name(node));
-    self->handlers = zhashx_new();
-    zhashx_set_destructor(self->handlers, (zhashx_destructor_fn *)zstr_free);
-    self->links = zhashx_new();
-    zhashx_set_destructor(self->links, (zhashx_destructor_fn *)s_link_destroy);
+    self->actor = zf_strdup (actor);
+    self->address = zf_asprintf ("%s@%s", actor, zf_node_name (node));
+    self->handlers = zhashx_new ();
+    zhashx_set_destructor (self->handlers, (zhashx_destructor_fn *) zstr_free);
+    self->links = zhashx_new ();
+    zhashx_set_destructor (self->links, (zhashx_destructor_fn *) s_link_destroy);
     //  No destructor: entries leave the table before their callback runs (see s_unlink).
-    self->pending = zhashx_new();
-    self->counters = zhashx_new();
-    zhashx_set_destructor(self->counters, (zhashx_destructor_fn *)zstr_free);
+    self->pending = zhashx_new ();
+    self->counters = zhashx_new ();
+    zhashx_set_destructor (self->counters, (zhashx_destructor_fn *) zstr_free);
     //  Ids start at a random point so a restarted actor does not reuse its predecessor's ids
     //  while old replies may still be in flight.
-    self->next_id = ((uint64_t)randof(0x7fffffff) << 20) + 1;
-    self->tap = zf_tap_new(node, actor);
-    self->late_replies = zf_metrics_counter("zfly_bus_late_replies_total",
-                                            "Replies that arrived after their request gave up",
-                                            "actor", actor, NULL);
-    self->timeouts = zf_metrics_counter("zfly_bus_request_timeouts_total",
-                                        "Requests that got no reply before their deadline", "actor",
-                                        actor, NULL);
+    self->next_id = ((uint64_t) randof (0x7fffffff) << 20) + 1;
+    self->tap = zf_tap_new (node, actor);
+    self->late_replies = zf_metrics_counter ("zfly_bus_late_replies_total",
+                                             "Replies that arrived after their request gave up",
+                                             "actor", actor, NULL);
+    self->timeouts = zf_metrics_counter ("zfly_bus_request_timeouts_total",
+                                         "Requests that got no reply before their deadline",
+                                         "actor", actor, NULL);
 
-    self->inbox = s_socket_new(self, ZMQ_ROUTER);
-    zsock_set_router_mandatory(self->inbox, 1); //  a reply to a vanished peer is an error
-    self->outlet = s_socket_new(self, ZMQ_PUB);
+    self->inbox = s_socket_new (self, ZMQ_ROUTER);
+    zsock_set_router_mandatory (self->inbox, 1); //  a reply to a vanished peer is an error
+    self->outlet = s_socket_new (self, ZMQ_PUB);
     zf_status_t status =
-        zf_node_bind(node, self->inbox, zf_node_inproc_endpoint(node, actor, false), err);
+        zf_node_bind (node, self->inbox, zf_node_inproc_endpoint (node, actor, false), err);
     if (status == ZF_OK)
-        status = zf_node_bind(node, self->outlet, zf_node_inproc_endpoint(node, actor, true), err);
+        status =
+            zf_node_bind (node, self->outlet, zf_node_inproc_endpoint (node, actor, true), err);
     self->inbox_link = (link_t){.bus = self, .label = "router"};
     self->outlet_link = (link_t){.bus = self, .label = "pub"};
     if (status == ZF_OK && bind && *bind) {
-        self->inbox_link.monitor = zf_monitor_attach(self->inbox);
-        status = zf_node_bind(node, self->inbox, bind, err);
+        self->inbox_link.monitor = zf_monitor_attach (self->inbox);
+        status = zf_node_bind (node, self->inbox, bind, err);
     }
     if (status == ZF_OK && events_bind && *events_bind) {
-        self->outlet_link.monitor = zf_monitor_attach(self->outlet);
-        status = zf_node_bind(node, self->outlet, events_bind, err);
+        self->outlet_link.monitor = zf_monitor_attach (self->outlet);
+        status = zf_node_bind (node, self->outlet, events_bind, err);
     }
     if (status != ZF_OK) {
-        zf_bus_destroy(&self);
+        zf_bus_destroy (&self);
         return NULL;
     }
     return self;
 }
 
-void zf_bus_destroy(zf_bus_t **self_p)
+void zf_bus_destroy (zf_bus_t **self_p)
 {
-    ZF_ASSERT(self_p);
+    ZF_ASSERT (self_p);
     zf_bus_t *self = *self_p;
     if (!self)
         return;
     if (self->loop) {
-        zloop_timer_end(self->loop, self->timer_id);
-        zloop_reader_end(self->loop, self->inbox);
+        zloop_timer_end (self->loop, self->timer_id);
+        zloop_reader_end (self->loop, self->inbox);
         if (self->inbox_link.monitor)
-            zloop_reader_end(self->loop, self->inbox_link.monitor);
+            zloop_reader_end (self->loop, self->inbox_link.monitor);
         if (self->outlet_link.monitor)
-            zloop_reader_end(self->loop, self->outlet_link.monitor);
+            zloop_reader_end (self->loop, self->outlet_link.monitor);
     }
-    for (pending_t *pending = zhashx_first(self->pending); pending;
-         pending = zhashx_next(self->pending))
-        s_pending_destroy(&pending);
-    zhashx_destroy(&self->pending);
-    zhashx_destroy(&self->links);
-    zhashx_destroy(&self->handlers);
-    zhashx_destroy(&self->counters);
-    zsock_destroy(&self->inbox_link.monitor);
-    zsock_destroy(&self->outlet_link.monitor);
-    zsock_destroy(&self->inbox);
-    zsock_destroy(&self->outlet);
-    zf_tap_destroy(&self->tap);
-    zf_free(self->actor);
-    zf_free(self->address);
-    zf_free(self);
+    for (pending_t *pending = zhashx_first (self->pending); pending;
+         pending = zhashx_next (self->pending))
+        s_pending_destroy (&pending);
+    zhashx_destroy (&self->pending);
+    zhashx_destroy (&self->links);
+    zhashx_destroy (&self->handlers);
+    zhashx_destroy (&self->counters);
+    zsock_destroy (&self->inbox_link.monitor);
+    zsock_destroy (&self->outlet_link.monitor);
+    zsock_destroy (&self->inbox);
+    zsock_destroy (&self->outlet);
+    zf_tap_destroy (&self->tap);
+    zf_free (self->actor);
+    zf_free (self->address);
+    zf_free (self);
     *self_p = NULL;
 }
 
-static void s_link_attach(zf_bus_t *self, link_t *link)
+static void s_link_attach (zf_bus_t *self, link_t *link)
 {
-    zloop_reader(self->loop, link->sock, s_link_ready, link);
+    zloop_reader (self->loop, link->sock, s_link_ready, link);
     if (link->monitor)
-        zloop_reader(self->loop, link->monitor, s_monitor_ready, link);
+        zloop_reader (self->loop, link->monitor, s_monitor_ready, link);
 }
 
-void zf_bus_attach(zf_bus_t *self, zloop_t *loop)
+void zf_bus_attach (zf_bus_t *self, zloop_t *loop)
 {
-    ZF_ASSERT(!self->loop);
+    ZF_ASSERT (!self->loop);
     self->loop = loop;
-    zloop_reader(loop, self->inbox, s_inbox_ready, self);
+    zloop_reader (loop, self->inbox, s_inbox_ready, self);
     if (self->inbox_link.monitor)
-        zloop_reader(loop, self->inbox_link.monitor, s_monitor_ready, &self->inbox_link);
+        zloop_reader (loop, self->inbox_link.monitor, s_monitor_ready, &self->inbox_link);
     if (self->outlet_link.monitor)
-        zloop_reader(loop, self->outlet_link.monitor, s_monitor_ready, &self->outlet_link);
-    self->timer_id = zloop_timer(loop, TIMER_INTERVAL_MS, 0, s_timer, self);
-    for (link_t *link = zhashx_first(self->links); link; link = zhashx_next(self->links))
-        s_link_attach(self, link);
+        zloop_reader (loop, self->outlet_link.monitor, s_monitor_ready, &self->outlet_link);
+    self->timer_id = zloop_timer (loop, TIMER_INTERVAL_MS, 0, s_timer, self);
+    for (link_t *link = zhashx_first (self->links); link; link = zhashx_next (self->links))
+        s_link_attach (self, link);
 }
 
-void zf_bus_handle(zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg)
+void zf_bus_handle (zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg)
 {
-    ZF_ASSERT(zf_schema_find(type, strlen(type))); //  handlers exist only for schema types
-    handler_entry_t *entry = zf_calloc(1, sizeof *entry);
+    ZF_ASSERT (zf_schema_find (type, strlen (type))); //  handlers exist only for schema types
+    handler_entry_t *entry = zf_calloc (1, sizeof *entry);
     entry->handler = handler;
     entry->arg = arg;
-    zhashx_update(self->handlers, type, entry);
+    zhashx_update (self->handlers, type, entry);
 }
 
-const char *zf_bus_actor(zf_bus_t *self)
+const char *zf_bus_actor (zf_bus_t *self)
 {
     return self->actor;
 }
 
-const char *zf_bus_address(zf_bus_t *self)
+const char *zf_bus_address (zf_bus_t *self)
 {
     return self->address;
 }
 
-size_t zf_bus_pending(zf_bus_t *self)
+size_t zf_bus_pending (zf_bus_t *self)
 {
-    return zhashx_size(self->pending);
+    return zhashx_size (self->pending);
 }
 
 //  ---------------------------------------------------------------------------------------------
 //  Links to other actors
 
-static link_t *s_link_get(zf_bus_t *self, const char *actor, bool events, zf_error_t *err)
+static link_t *s_link_get (zf_bus_t *self, const char *actor, bool events, zf_error_t *err)
 {
     char key[ZF_NAME_MAX + 16];
-    snprintf(key, sizeof key, "%s:%s", events ? "sub" : "dealer", actor);
-    link_t *link = zhashx_lookup(self->links, key);
+    snprintf (key, sizeof key, "%s:%s", events ? "sub" : "dealer", actor);
+    link_t *link = zhashx_lookup (self->links, key);
     if (link)
         return link;
     zf_route_t route;
-    if (zf_node_resolve(self->node, actor, &route, err) != ZF_OK)
+    if (zf_node_resolve (self->node, actor, &route, err) != ZF_OK)
         return NULL;
-    link = zf_calloc(1, sizeof *link);
+    link = zf_calloc (1, sizeof *link);
     link->bus = self;
-    link->actor = zf_strdup(actor);
-    link->label = zf_strdup(key);
-    link->sock = s_socket_new(self, events ? ZMQ_SUB : ZMQ_DEALER);
-    if (s_leaves_process(events ? route.events : route.endpoint))
-        link->monitor = zf_monitor_attach(link->sock);
+    link->actor = zf_strdup (actor);
+    link->label = zf_strdup (key);
+    link->sock = s_socket_new (self, events ? ZMQ_SUB : ZMQ_DEALER);
+    if (s_leaves_process (events ? route.events : route.endpoint))
+        link->monitor = zf_monitor_attach (link->sock);
     if (events) {
-        link->event_handlers = zlistx_new();
-        zlistx_set_destructor(link->event_handlers,
-                              (zlistx_destructor_fn *)s_event_handler_destroy);
+        link->event_handlers = zlistx_new ();
+        zlistx_set_destructor (link->event_handlers,
+                               (zlistx_destructor_fn *) s_event_handler_destroy);
     }
-    if (zf_node_connect(self->node, link->sock, &route, events, err) != ZF_OK) {
-        s_link_destroy(&link);
+    if (zf_node_connect (self->node, link->sock, &route, events, err) != ZF_OK) {
+        s_link_destroy (&link);
         return NULL;
     }
-    zhashx_insert(self->links, key, link);
+    zhashx_insert (self->links, key, link);
     if (self->loop)
-        s_link_attach(self, link);
+        s_link_attach (self, link);
     return link;
 }
 
 //  ---------------------------------------------------------------------------------------------
 //  Sending
 
-static uint64_t s_take_id(zf_bus_t *self)
+static uint64_t s_take_id (zf_bus_t *self)
 {
     uint64_t id = self->next_id++;
     if (self->next_id == 0)
@@ -354,71 +355,71 @@ static uint64_t s_take_id(zf_bus_t *self)
 }
 
 //  Sends envelope (+ a copy of raw, when given) on sock; routing frame first for a ROUTER.
-static zf_status_t s_send(zf_bus_t *self, zsock_t *sock, const char *socket_label,
-                          const zf_bus_return_t *ret, const char *type, zframe_t *envelope,
-                          zmsg_t *raw)
+static zf_status_t s_send (zf_bus_t *self, zsock_t *sock, const char *socket_label,
+                           const zf_bus_return_t *ret, const char *type, zframe_t *envelope,
+                           zmsg_t *raw)
 {
-    zmsg_t *msg = zmsg_new();
+    zmsg_t *msg = zmsg_new ();
     if (ret)
-        zmsg_addmem(msg, ret->routing_id, ret->routing_id_size);
+        zmsg_addmem (msg, ret->routing_id, ret->routing_id_size);
     else if (sock == self->outlet)
-        zmsg_addstr(msg, type); //  the topic, so subscribers filter by type prefix
-    zmsg_append(msg, &(zframe_t *){zframe_dup(envelope)});
+        zmsg_addstr (msg, type); //  the topic, so subscribers filter by type prefix
+    zmsg_append (msg, &(zframe_t *){zframe_dup (envelope)});
     if (raw)
-        for (zframe_t *frame = zmsg_first(raw); frame; frame = zmsg_next(raw))
-            zmsg_append(msg, &(zframe_t *){zframe_dup(frame)});
-    zf_tap_message(self->tap, "out", socket_label, type, envelope, raw, NULL);
-    type_counters_t *counters = s_counters(self, type);
-    zf_status_t status = zf_sock_send_nowait(sock, &msg);
-    zf_counter_add(status == ZF_OK ? counters->sent : counters->dropped, 1);
+        for (zframe_t *frame = zmsg_first (raw); frame; frame = zmsg_next (raw))
+            zmsg_append (msg, &(zframe_t *){zframe_dup (frame)});
+    zf_tap_message (self->tap, "out", socket_label, type, envelope, raw, NULL);
+    type_counters_t *counters = s_counters (self, type);
+    zf_status_t status = zf_sock_send_nowait (sock, &msg);
+    zf_counter_add (status == ZF_OK ? counters->sent : counters->dropped, 1);
     return status;
 }
 
-zf_status_t zf_bus_request(zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
-                           const void *body, zmsg_t **raw, zf_bus_call_t call,
-                           zf_bus_reply_fn *callback, void *arg, zf_error_t *err)
+zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
+                            const void *body, zmsg_t **raw, zf_bus_call_t call,
+                            zf_bus_reply_fn *callback, void *arg, zf_error_t *err)
 {
-    ZF_ASSERT(callback);
+    ZF_ASSERT (callback);
     zmsg_t *raw_msg = raw ? *raw : NULL;
     if (raw)
         *raw = NULL;
     zf_status_t status = ZF_OK;
-    link_t *link = s_link_get(self, to, false, err);
-    uint64_t id = s_take_id(self);
+    link_t *link = s_link_get (self, to, false, err);
+    uint64_t id = s_take_id (self);
     zframe_t *envelope =
-        link ? zf_envelope_encode(desc, id, 0, self->address, to, body, err) : NULL;
+        link ? zf_envelope_encode (desc, id, 0, self->address, to, body, err) : NULL;
     if (!link)
         status = ZF_E_UNREACHABLE;
     else if (!envelope)
         status = err ? err->code : ZF_E_INVALID;
     else {
-        status = s_send(self, link->sock, link->label, NULL, desc->type, envelope, raw_msg);
+        status = s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg);
         if (status != ZF_OK)
-            zf_error_set(err, status, to,
-                         status == ZF_E_OVERLOAD ? "queue to '%s' is full (high-water mark)"
-                                                 : "cannot send to '%s'",
-                         to);
+            zf_error_set (err, status, to,
+                          status == ZF_E_OVERLOAD ? "queue to '%s' is full (high-water mark)"
+                                                  : "cannot send to '%s'",
+                          to);
     }
     if (status != ZF_OK) {
-        zframe_destroy(&envelope);
-        zmsg_destroy(&raw_msg);
+        zframe_destroy (&envelope);
+        zmsg_destroy (&raw_msg);
         return status;
     }
-    const zf_node_options_t *options = zf_node_options(self->node);
+    const zf_node_options_t *options = zf_node_options (self->node);
     int64_t timeout = call.timeout_ms > 0 ? call.timeout_ms : options->request_timeout_ms;
     int retries = call.retries >= 0 ? call.retries : options->request_retries;
-    pending_t *pending = zf_calloc(1, sizeof *pending);
+    pending_t *pending = zf_calloc (1, sizeof *pending);
     pending->id = id;
     pending->link = link;
     pending->envelope = envelope;
     pending->raw = retries > 0 ? raw_msg : NULL;
     if (!pending->raw)
-        zmsg_destroy(&raw_msg);
+        zmsg_destroy (&raw_msg);
     pending->desc = desc;
     pending->attempt_ms = timeout / (retries + 1);
     if (pending->attempt_ms < 1)
         pending->attempt_ms = 1;
-    int64_t now = s_now_ms();
+    int64_t now = s_now_ms ();
     pending->attempt_deadline = now + pending->attempt_ms;
     pending->final_deadline = now + timeout;
     pending->attempts = 1;
@@ -426,123 +427,124 @@ zf_status_t zf_bus_request(zf_bus_t *self, const char *to, const zf_msg_desc_t *
     pending->callback = callback;
     pending->arg = arg;
     char key[17];
-    snprintf(key, sizeof key, "%016" PRIx64, id);
-    zhashx_insert(self->pending, key, pending);
+    snprintf (key, sizeof key, "%016" PRIx64, id);
+    zhashx_insert (self->pending, key, pending);
     return ZF_OK;
 }
 
-zf_status_t zf_bus_send(zf_bus_t *self, const char *to, const zf_msg_desc_t *desc, const void *body,
-                        zmsg_t **raw, zf_error_t *err)
+zf_status_t zf_bus_send (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
+                         const void *body, zmsg_t **raw, zf_error_t *err)
 {
     zmsg_t *raw_msg = raw ? *raw : NULL;
     if (raw)
         *raw = NULL;
-    link_t *link = s_link_get(self, to, false, err);
+    link_t *link = s_link_get (self, to, false, err);
     zframe_t *envelope =
-        link ? zf_envelope_encode(desc, s_take_id(self), 0, self->address, to, body, err) : NULL;
+        link ? zf_envelope_encode (desc, s_take_id (self), 0, self->address, to, body, err) : NULL;
     zf_status_t status = !link       ? ZF_E_UNREACHABLE
                          : !envelope ? (err ? err->code : ZF_E_INVALID)
                                      : ZF_OK;
     if (status == ZF_OK) {
-        status = s_send(self, link->sock, link->label, NULL, desc->type, envelope, raw_msg);
+        status = s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg);
         if (status != ZF_OK)
-            zf_error_set(err, status, to, "cannot send to '%s': %s", to, zf_status_name(status));
+            zf_error_set (err, status, to, "cannot send to '%s': %s", to, zf_status_name (status));
     }
-    zframe_destroy(&envelope);
-    zmsg_destroy(&raw_msg);
+    zframe_destroy (&envelope);
+    zmsg_destroy (&raw_msg);
     return status;
 }
 
-void zf_bus_return_of(const zf_bus_msg_t *request, zf_bus_return_t *ret)
+void zf_bus_return_of (const zf_bus_msg_t *request, zf_bus_return_t *ret)
 {
     *ret = request->return_to;
 }
 
-zf_status_t zf_bus_reply(zf_bus_t *self, const zf_bus_return_t *ret, const zf_msg_desc_t *desc,
-                         const void *body, zmsg_t **raw)
+zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_msg_desc_t *desc,
+                          const void *body, zmsg_t **raw)
 {
     zmsg_t *raw_msg = raw ? *raw : NULL;
     if (raw)
         *raw = NULL;
     zf_error_t err;
     zframe_t *envelope =
-        zf_envelope_encode(desc, s_take_id(self), ret->id, self->address, ret->from, body, &err);
+        zf_envelope_encode (desc, s_take_id (self), ret->id, self->address, ret->from, body, &err);
     zf_status_t status = ZF_OK;
     if (!envelope) {
         //  Our own reply failed validation: a bug in this actor, but the requester still
         //  deserves an answer rather than a timeout.
-        zf_error_log("bus", "%s: invalid %s reply to %s: %s: %s", self->actor, desc->type,
-                     ret->from, err.where, err.message);
-        zmsg_destroy(&raw_msg);
-        return zf_bus_reply_error(self, ret, ZF_E_INTERNAL, err.where, "invalid reply: %s",
-                                  err.message);
+        zf_error_log ("bus", "%s: invalid %s reply to %s: %s: %s", self->actor, desc->type,
+                      ret->from, err.where, err.message);
+        zmsg_destroy (&raw_msg);
+        return zf_bus_reply_error (self, ret, ZF_E_INTERNAL, err.where, "invalid reply: %s",
+                                   err.message);
     }
-    status = s_send(self, self->inbox, "router", ret, desc->type, envelope, raw_msg);
+    status = s_send (self, self->inbox, "router", ret, desc->type, envelope, raw_msg);
     if (status != ZF_OK) {
-        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT(5, 10000);
-        zf_warning_limited(
-            &limit, "bus", "%s: reply %s to %s dropped: %s", self->actor, desc->type, ret->from,
-            status == ZF_E_OVERLOAD ? "peer gone or its queue is full" : zmq_strerror(zmq_errno()));
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
+        zf_warning_limited (&limit, "bus", "%s: reply %s to %s dropped: %s", self->actor,
+                            desc->type, ret->from,
+                            status == ZF_E_OVERLOAD ? "peer gone or its queue is full"
+                                                    : zmq_strerror (zmq_errno ()));
     }
-    zframe_destroy(&envelope);
-    zmsg_destroy(&raw_msg);
+    zframe_destroy (&envelope);
+    zmsg_destroy (&raw_msg);
     return status;
 }
 
-zf_status_t zf_bus_reply_error(zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
-                               const char *field, const char *fmt, ...)
+zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
+                                const char *field, const char *fmt, ...)
 {
     char message[1024];
     va_list args;
-    va_start(args, fmt);
-    vsnprintf(message, sizeof message, fmt, args);
-    va_end(args);
+    va_start (args, fmt);
+    vsnprintf (message, sizeof message, fmt, args);
+    va_end (args);
     zf_msg_error_t body = {
-        .code = (char *)zf_status_name(code),
+        .code = (char *) zf_status_name (code),
         .message = message,
-        .field = (char *)(field ? field : ""),
+        .field = (char *) (field ? field : ""),
     };
     char field_copy[161];
-    if (strlen(body.field) > 160) { //  keep the reply valid even for absurd field paths
-        zf_strlcpy(field_copy, body.field, sizeof field_copy);
+    if (strlen (body.field) > 160) { //  keep the reply valid even for absurd field paths
+        zf_strlcpy (field_copy, body.field, sizeof field_copy);
         body.field = field_copy;
     }
     zf_error_t err;
-    zframe_t *envelope = zf_envelope_encode(&zf_msg_error, s_take_id(self), ret->id, self->address,
-                                            ret->from, &body, &err);
-    ZF_ASSERT(envelope); //  bounded above, so it always encodes
-    zf_status_t status = s_send(self, self->inbox, "router", ret, "error", envelope, NULL);
-    zframe_destroy(&envelope);
+    zframe_t *envelope = zf_envelope_encode (&zf_msg_error, s_take_id (self), ret->id,
+                                             self->address, ret->from, &body, &err);
+    ZF_ASSERT (envelope); //  bounded above, so it always encodes
+    zf_status_t status = s_send (self, self->inbox, "router", ret, "error", envelope, NULL);
+    zframe_destroy (&envelope);
     return status;
 }
 
-zf_status_t zf_bus_publish(zf_bus_t *self, const zf_msg_desc_t *desc, const void *body)
+zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const void *body)
 {
     zf_error_t err;
     zframe_t *envelope =
-        zf_envelope_encode(desc, s_take_id(self), 0, self->address, NULL, body, &err);
+        zf_envelope_encode (desc, s_take_id (self), 0, self->address, NULL, body, &err);
     if (!envelope) {
-        zf_error_log("bus", "%s: invalid %s event: %s: %s", self->actor, desc->type, err.where,
-                     err.message);
+        zf_error_log ("bus", "%s: invalid %s event: %s: %s", self->actor, desc->type, err.where,
+                      err.message);
         return err.code;
     }
-    zf_status_t status = s_send(self, self->outlet, "pub", NULL, desc->type, envelope, NULL);
-    zframe_destroy(&envelope);
+    zf_status_t status = s_send (self, self->outlet, "pub", NULL, desc->type, envelope, NULL);
+    zframe_destroy (&envelope);
     return status;
 }
 
-zf_status_t zf_bus_subscribe(zf_bus_t *self, const char *actor, const char *type_prefix,
-                             zf_bus_event_fn *handler, void *arg, zf_error_t *err)
+zf_status_t zf_bus_subscribe (zf_bus_t *self, const char *actor, const char *type_prefix,
+                              zf_bus_event_fn *handler, void *arg, zf_error_t *err)
 {
-    link_t *link = s_link_get(self, actor, true, err);
+    link_t *link = s_link_get (self, actor, true, err);
     if (!link)
         return err ? err->code : ZF_E_UNREACHABLE;
-    event_handler_t *entry = zf_calloc(1, sizeof *entry);
-    entry->prefix = zf_strdup(type_prefix ? type_prefix : "");
+    event_handler_t *entry = zf_calloc (1, sizeof *entry);
+    entry->prefix = zf_strdup (type_prefix ? type_prefix : "");
     entry->handler = handler;
     entry->arg = arg;
-    zlistx_add_end(link->event_handlers, entry);
-    zsock_set_subscribe(link->sock, entry->prefix);
+    zlistx_add_end (link->event_handlers, entry);
+    zsock_set_subscribe (link->sock, entry->prefix);
     return ZF_OK;
 }
 
@@ -551,222 +553,223 @@ zf_status_t zf_bus_subscribe(zf_bus_t *self, const char *actor, const char *type
 
 //  Decodes the envelope frame of an incoming message; refusals are counted, logged and
 //  mirrored here so every socket treats bad input the same way.
-static zf_status_t s_decode(zf_bus_t *self, const char *socket_label, zframe_t *envelope,
-                            zmsg_t *raw, zf_bus_msg_t *msg, zf_error_t *err)
+static zf_status_t s_decode (zf_bus_t *self, const char *socket_label, zframe_t *envelope,
+                             zmsg_t *raw, zf_bus_msg_t *msg, zf_error_t *err)
 {
-    memset(msg, 0, sizeof *msg);
+    memset (msg, 0, sizeof *msg);
     zf_status_t status;
     if (!envelope)
-        status = zf_error_set(err, ZF_E_TRUNCATED, "envelope", "message has no envelope frame");
+        status = zf_error_set (err, ZF_E_TRUNCATED, "envelope", "message has no envelope frame");
     else
-        status = zf_envelope_decode(zframe_data(envelope), zframe_size(envelope), &msg->env, err);
-    zf_tap_message(self->tap, "in", socket_label, msg->env.type, envelope, raw,
-                   status == ZF_OK ? NULL : zf_status_name(status));
+        status =
+            zf_envelope_decode (zframe_data (envelope), zframe_size (envelope), &msg->env, err);
+    zf_tap_message (self->tap, "in", socket_label, msg->env.type, envelope, raw,
+                    status == ZF_OK ? NULL : zf_status_name (status));
     if (status != ZF_OK) {
-        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT(10, 10000);
-        s_count_refused(self, msg->env.type, status);
-        zf_warning_limited(&limit, "bus", "%s: refused message on %s: %s type=%s from=%s: %s: %s",
-                           self->actor, socket_label, zf_status_name(status),
-                           *msg->env.type ? msg->env.type : "?",
-                           *msg->env.from ? msg->env.from : "?", err->where, err->message);
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (10, 10000);
+        s_count_refused (self, msg->env.type, status);
+        zf_warning_limited (&limit, "bus", "%s: refused message on %s: %s type=%s from=%s: %s: %s",
+                            self->actor, socket_label, zf_status_name (status),
+                            *msg->env.type ? msg->env.type : "?",
+                            *msg->env.from ? msg->env.from : "?", err->where, err->message);
         return status;
     }
-    zf_counter_add(s_counters(self, msg->env.type)->received, 1);
+    zf_counter_add (s_counters (self, msg->env.type)->received, 1);
     msg->raw = raw;
     return ZF_OK;
 }
 
-static int s_inbox_ready(zloop_t *loop, zsock_t *reader, void *arg)
+static int s_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg)
 {
-    (void)loop;
+    (void) loop;
     zf_bus_t *self = arg;
-    zmsg_t *incoming = zmsg_recv(reader);
+    zmsg_t *incoming = zmsg_recv (reader);
     if (!incoming)
         return 0;
-    zframe_t *routing = zmsg_pop(incoming);
-    zframe_t *envelope = zmsg_pop(incoming);
+    zframe_t *routing = zmsg_pop (incoming);
+    zframe_t *envelope = zmsg_pop (incoming);
     zf_bus_msg_t msg;
     zf_error_t err;
-    zf_status_t status = s_decode(self, "router", envelope, incoming, &msg, &err);
+    zf_status_t status = s_decode (self, "router", envelope, incoming, &msg, &err);
     if (status == ZF_OK)
         incoming = NULL; //  now msg.raw: a handler may take it (zf_bus_reply (…, &msg->raw))
 
     zf_bus_return_t *ret = &msg.return_to;
-    ret->routing_id_size = zframe_size(routing);
-    ZF_ASSERT(ret->routing_id_size <= sizeof ret->routing_id); //  libzmq caps it at 255
-    memcpy(ret->routing_id, zframe_data(routing), ret->routing_id_size);
+    ret->routing_id_size = zframe_size (routing);
+    ZF_ASSERT (ret->routing_id_size <= sizeof ret->routing_id); //  libzmq caps it at 255
+    memcpy (ret->routing_id, zframe_data (routing), ret->routing_id_size);
     ret->id = msg.env.id;
-    zf_strlcpy(ret->from, msg.env.from, sizeof ret->from);
+    zf_strlcpy (ret->from, msg.env.from, sizeof ret->from);
 
     if (status != ZF_OK) {
         //  Answer when we know whom and what: the sender then fails fast with the reason.
         if (ret->id && *ret->from)
-            zf_bus_reply_error(self, ret, status, err.where, "%s", err.message);
+            zf_bus_reply_error (self, ret, status, err.where, "%s", err.message);
     } else if (msg.env.re) {
-        s_count_refused(self, msg.env.type, ZF_E_INVALID);
-        zf_bus_reply_error(self, ret, ZF_E_INVALID, "re", "%s received a reply (%s) on its inbox",
-                           self->actor, msg.env.type);
+        s_count_refused (self, msg.env.type, ZF_E_INVALID);
+        zf_bus_reply_error (self, ret, ZF_E_INVALID, "re", "%s received a reply (%s) on its inbox",
+                            self->actor, msg.env.type);
     } else {
-        handler_entry_t *entry = zhashx_lookup(self->handlers, msg.env.type);
+        handler_entry_t *entry = zhashx_lookup (self->handlers, msg.env.type);
         if (entry)
-            entry->handler(self, &msg, entry->arg);
+            entry->handler (self, &msg, entry->arg);
         else {
-            s_count_refused(self, msg.env.type, ZF_E_UNKNOWN_TYPE);
-            zf_bus_reply_error(self, ret, ZF_E_UNKNOWN_TYPE, "type",
-                               "actor '%s' does not handle '%s'", self->actor, msg.env.type);
+            s_count_refused (self, msg.env.type, ZF_E_UNKNOWN_TYPE);
+            zf_bus_reply_error (self, ret, ZF_E_UNKNOWN_TYPE, "type",
+                                "actor '%s' does not handle '%s'", self->actor, msg.env.type);
         }
     }
-    zf_envelope_clear(&msg.env);
-    zmsg_destroy(&msg.raw);
-    zframe_destroy(&routing);
-    zframe_destroy(&envelope);
-    zmsg_destroy(&incoming);
+    zf_envelope_clear (&msg.env);
+    zmsg_destroy (&msg.raw);
+    zframe_destroy (&routing);
+    zframe_destroy (&envelope);
+    zmsg_destroy (&incoming);
     return 0;
 }
 
-static void s_deliver_reply(zf_bus_t *self, zf_bus_msg_t *msg)
+static void s_deliver_reply (zf_bus_t *self, zf_bus_msg_t *msg)
 {
     char key[17];
-    snprintf(key, sizeof key, "%016" PRIx64, msg->env.re);
-    pending_t *pending = zhashx_lookup(self->pending, key);
+    snprintf (key, sizeof key, "%016" PRIx64, msg->env.re);
+    pending_t *pending = zhashx_lookup (self->pending, key);
     if (!pending) {
-        zf_counter_add(self->late_replies, 1);
-        zf_debug("bus", "%s: late or unknown reply %s re=%" PRIu64 " from %s", self->actor,
-                 msg->env.type, msg->env.re, msg->env.from);
+        zf_counter_add (self->late_replies, 1);
+        zf_debug ("bus", "%s: late or unknown reply %s re=%" PRIu64 " from %s", self->actor,
+                  msg->env.type, msg->env.re, msg->env.from);
         return;
     }
     //  Unlink first: the callback may send new requests, or destroy state it owns.
-    zhashx_delete(self->pending, key);
-    if (streq(msg->env.type, "error")) {
+    zhashx_delete (self->pending, key);
+    if (streq (msg->env.type, "error")) {
         const zf_msg_error_t *body = msg->env.body;
         zf_error_t err;
-        zf_error_set(&err, ZF_E_REMOTE, *body->field ? body->field : msg->env.from, "%s: %s (%s)",
-                     msg->env.from, body->message, body->code);
-        pending->callback(self, ZF_E_REMOTE, msg, &err, pending->arg);
+        zf_error_set (&err, ZF_E_REMOTE, *body->field ? body->field : msg->env.from, "%s: %s (%s)",
+                      msg->env.from, body->message, body->code);
+        pending->callback (self, ZF_E_REMOTE, msg, &err, pending->arg);
     } else
-        pending->callback(self, ZF_OK, msg, NULL, pending->arg);
-    s_pending_destroy(&pending);
+        pending->callback (self, ZF_OK, msg, NULL, pending->arg);
+    s_pending_destroy (&pending);
 }
 
-static void s_deliver_event(link_t *link, zf_bus_msg_t *msg)
+static void s_deliver_event (link_t *link, zf_bus_msg_t *msg)
 {
-    for (event_handler_t *entry = zlistx_first(link->event_handlers); entry;
-         entry = zlistx_next(link->event_handlers))
-        if (strncmp(msg->env.type, entry->prefix, strlen(entry->prefix)) == 0)
-            entry->handler(link->bus, msg, entry->arg);
+    for (event_handler_t *entry = zlistx_first (link->event_handlers); entry;
+         entry = zlistx_next (link->event_handlers))
+        if (strncmp (msg->env.type, entry->prefix, strlen (entry->prefix)) == 0)
+            entry->handler (link->bus, msg, entry->arg);
 }
 
-static int s_link_ready(zloop_t *loop, zsock_t *reader, void *arg)
+static int s_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
 {
-    (void)loop;
+    (void) loop;
     link_t *link = arg;
     zf_bus_t *self = link->bus;
-    zmsg_t *incoming = zmsg_recv(reader);
+    zmsg_t *incoming = zmsg_recv (reader);
     if (!incoming)
         return 0;
     if (link->event_handlers)
-        zframe_destroy(&(zframe_t *){zmsg_pop(incoming)}); //  the topic
-    zframe_t *envelope = zmsg_pop(incoming);
+        zframe_destroy (&(zframe_t *){zmsg_pop (incoming)}); //  the topic
+    zframe_t *envelope = zmsg_pop (incoming);
     zf_bus_msg_t msg;
     zf_error_t err;
-    if (s_decode(self, link->label, envelope, incoming, &msg, &err) == ZF_OK) {
+    if (s_decode (self, link->label, envelope, incoming, &msg, &err) == ZF_OK) {
         incoming = NULL; //  now msg.raw
         if (link->event_handlers)
-            s_deliver_event(link, &msg);
+            s_deliver_event (link, &msg);
         else if (msg.env.re)
-            s_deliver_reply(self, &msg);
+            s_deliver_reply (self, &msg);
         else
-            s_count_refused(self, msg.env.type, ZF_E_INVALID); //  a request on a DEALER
+            s_count_refused (self, msg.env.type, ZF_E_INVALID); //  a request on a DEALER
     }
-    zf_envelope_clear(&msg.env);
-    zmsg_destroy(&msg.raw);
-    zframe_destroy(&envelope);
-    zmsg_destroy(&incoming);
+    zf_envelope_clear (&msg.env);
+    zmsg_destroy (&msg.raw);
+    zframe_destroy (&envelope);
+    zmsg_destroy (&incoming);
     return 0;
 }
 
 //  ---------------------------------------------------------------------------------------------
 //  Deadlines and retries
 
-static void s_expire(zf_bus_t *self, pending_t *pending)
+static void s_expire (zf_bus_t *self, pending_t *pending)
 {
     zf_error_t err;
-    zf_error_set(&err, ZF_E_TIMEOUT, pending->link->actor,
-                 "no reply from '%s' to %s within %" PRId64 " ms (%d attempt%s)",
-                 pending->link->actor, pending->desc->type, pending->attempt_ms * pending->attempts,
-                 pending->attempts, pending->attempts == 1 ? "" : "s");
-    zf_counter_add(self->timeouts, 1);
-    pending->callback(self, ZF_E_TIMEOUT, NULL, &err, pending->arg);
+    zf_error_set (&err, ZF_E_TIMEOUT, pending->link->actor,
+                  "no reply from '%s' to %s within %" PRId64 " ms (%d attempt%s)",
+                  pending->link->actor, pending->desc->type,
+                  pending->attempt_ms * pending->attempts, pending->attempts,
+                  pending->attempts == 1 ? "" : "s");
+    zf_counter_add (self->timeouts, 1);
+    pending->callback (self, ZF_E_TIMEOUT, NULL, &err, pending->arg);
 }
 
-static int s_timer(zloop_t *loop, int timer_id, void *arg)
+static int s_timer (zloop_t *loop, int timer_id, void *arg)
 {
-    (void)loop;
-    (void)timer_id;
+    (void) loop;
+    (void) timer_id;
     zf_bus_t *self = arg;
-    if (zhashx_size(self->pending) == 0)
+    if (zhashx_size (self->pending) == 0)
         return 0;
-    int64_t now = s_now_ms();
+    int64_t now = s_now_ms ();
     //  Collect first: callbacks may add or complete requests while we walk.
-    zlistx_t *expired = zlistx_new();
-    zlistx_set_destructor(expired, (zlistx_destructor_fn *)zstr_free);
-    for (pending_t *pending = zhashx_first(self->pending); pending;
-         pending = zhashx_next(self->pending)) {
-        if (now >= pending->final_deadline ||
-            (now >= pending->attempt_deadline && pending->retries_left == 0))
-            zlistx_add_end(expired, zf_strdup(zhashx_cursor(self->pending)));
+    zlistx_t *expired = zlistx_new ();
+    zlistx_set_destructor (expired, (zlistx_destructor_fn *) zstr_free);
+    for (pending_t *pending = zhashx_first (self->pending); pending;
+         pending = zhashx_next (self->pending)) {
+        if (now >= pending->final_deadline
+            || (now >= pending->attempt_deadline && pending->retries_left == 0))
+            zlistx_add_end (expired, zf_strdup (zhashx_cursor (self->pending)));
         else if (now >= pending->attempt_deadline) {
             pending->retries_left--;
             pending->attempts++;
             pending->attempt_deadline = now + pending->attempt_ms;
-            s_send(self, pending->link->sock, pending->link->label, NULL, pending->desc->type,
-                   pending->envelope, pending->raw);
+            s_send (self, pending->link->sock, pending->link->label, NULL, pending->desc->type,
+                    pending->envelope, pending->raw);
         }
     }
-    for (const char *key = zlistx_first(expired); key; key = zlistx_next(expired)) {
-        pending_t *pending = zhashx_lookup(self->pending, key);
-        zhashx_delete(self->pending, key);
-        s_expire(self, pending);
-        s_pending_destroy(&pending);
+    for (const char *key = zlistx_first (expired); key; key = zlistx_next (expired)) {
+        pending_t *pending = zhashx_lookup (self->pending, key);
+        zhashx_delete (self->pending, key);
+        s_expire (self, pending);
+        s_pending_destroy (&pending);
     }
-    zlistx_destroy(&expired);
+    zlistx_destroy (&expired);
     return 0;
 }
 
 //  ---------------------------------------------------------------------------------------------
 //  Socket events
 
-static int s_monitor_ready(zloop_t *loop, zsock_t *reader, void *arg)
+static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg)
 {
-    (void)loop;
+    (void) loop;
     link_t *link = arg;
     zf_bus_t *self = link->bus;
     zf_monitor_event_t event;
-    if (!zf_monitor_read(reader, &event))
+    if (!zf_monitor_read (reader, &event))
         return 0;
-    const char *name = zf_monitor_event_name(event.event);
-    zf_tap_socket_event(self->tap, link->label, name, event.endpoint, event.value);
-    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT(5, 10000);
+    const char *name = zf_monitor_event_name (event.event);
+    zf_tap_socket_event (self->tap, link->label, name, event.endpoint, event.value);
+    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
     switch (event.event) {
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        zf_counter_add(zf_metrics_counter("zfly_bus_handshake_failures_total",
-                                          "Bus connections whose handshake failed", "actor",
-                                          self->actor, "event", name, NULL),
-                       1);
-        zf_warning_limited(&limit, "bus", "%s: %s on %s %s (status %" PRId64 ")%s", self->actor,
-                           name, link->label, event.endpoint, event.value,
-                           event.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                               ? ": the other side refused our key; add our public key to "
-                                 "its allow-list"
-                               : "");
+        zf_counter_add (zf_metrics_counter ("zfly_bus_handshake_failures_total",
+                                            "Bus connections whose handshake failed", "actor",
+                                            self->actor, "event", name, NULL),
+                        1);
+        zf_warning_limited (&limit, "bus", "%s: %s on %s %s (status %" PRId64 ")%s", self->actor,
+                            name, link->label, event.endpoint, event.value,
+                            event.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                                ? ": the other side refused our key; add our public key to "
+                                  "its allow-list"
+                                : "");
         break;
     case ZMQ_EVENT_DISCONNECTED:
-        zf_info("bus", "%s: disconnected %s %s", self->actor, link->label, event.endpoint);
+        zf_info ("bus", "%s: disconnected %s %s", self->actor, link->label, event.endpoint);
         break;
-    default:
-        zf_debug("bus", "%s: %s %s %s", self->actor, name, link->label, event.endpoint);
+    default: zf_debug ("bus", "%s: %s %s %s", self->actor, name, link->label, event.endpoint);
     }
     return 0;
 }

@@ -41,15 +41,15 @@ typedef struct {
     zf_bus_return_t return_to; //  requests only
 } zf_bus_msg_t;
 
-typedef void(zf_bus_handler_fn)(zf_bus_t *bus, zf_bus_msg_t *request, void *arg);
+typedef void (zf_bus_handler_fn) (zf_bus_t *bus, zf_bus_msg_t *request, void *arg);
 
 //  status ZF_OK: reply holds the answer. ZF_E_REMOTE: the peer sent an error reply (err says
 //  what; reply holds the "error" message). ZF_E_TIMEOUT / ZF_E_UNREACHABLE / ZF_E_OVERLOAD:
 //  local failures, reply is NULL.
-typedef void(zf_bus_reply_fn)(zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
-                              const zf_error_t *err, void *arg);
+typedef void (zf_bus_reply_fn) (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                                const zf_error_t *err, void *arg);
 
-typedef void(zf_bus_event_fn)(zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
+typedef void (zf_bus_event_fn) (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 
 typedef struct {
     int64_t timeout_ms; //  whole deadline over all attempts; 0: the node's default
@@ -60,44 +60,44 @@ typedef struct {
 
 //  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
 //  binds given (NULL or "" for none). The actor name must have been declared local.
-zf_bus_t *zf_bus_new(zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
-                     zf_error_t *err);
-void zf_bus_destroy(zf_bus_t **self_p);
+zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
+                      zf_error_t *err);
+void zf_bus_destroy (zf_bus_t **self_p);
 
 //  Registers the bus sockets and its timer with the actor's loop. Destroy the bus before the
 //  loop: zf_bus_destroy unregisters from it.
-void zf_bus_attach(zf_bus_t *self, zloop_t *loop);
+void zf_bus_attach (zf_bus_t *self, zloop_t *loop);
 
-void zf_bus_handle(zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg);
+void zf_bus_handle (zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg);
 
 //  Sends a request; on ZF_OK the callback runs exactly once later, on any other status it
 //  never runs and err says why. raw (may be NULL) is taken and NULLed.
-zf_status_t zf_bus_request(zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
-                           const void *body, zmsg_t **raw, zf_bus_call_t call,
-                           zf_bus_reply_fn *callback, void *arg, zf_error_t *err);
+zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
+                            const void *body, zmsg_t **raw, zf_bus_call_t call,
+                            zf_bus_reply_fn *callback, void *arg, zf_error_t *err);
 
 //  One-way message: no reply expected, no retry.
-zf_status_t zf_bus_send(zf_bus_t *self, const char *to, const zf_msg_desc_t *desc, const void *body,
-                        zmsg_t **raw, zf_error_t *err);
+zf_status_t zf_bus_send (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
+                         const void *body, zmsg_t **raw, zf_error_t *err);
 
-void zf_bus_return_of(const zf_bus_msg_t *request, zf_bus_return_t *ret);
-zf_status_t zf_bus_reply(zf_bus_t *self, const zf_bus_return_t *ret, const zf_msg_desc_t *desc,
-                         const void *body, zmsg_t **raw);
-zf_status_t zf_bus_reply_error(zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
-                               const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+void zf_bus_return_of (const zf_bus_msg_t *request, zf_bus_return_t *ret);
+zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_msg_desc_t *desc,
+                          const void *body, zmsg_t **raw);
+zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
+                                const char *field, const char *fmt, ...)
+    __attribute__ ((format (printf, 5, 6)));
 
-zf_status_t zf_bus_publish(zf_bus_t *self, const zf_msg_desc_t *desc, const void *body);
+zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const void *body);
 
 //  Receives events of `actor` whose type starts with type_prefix ("" for all).
-zf_status_t zf_bus_subscribe(zf_bus_t *self, const char *actor, const char *type_prefix,
-                             zf_bus_event_fn *handler, void *arg, zf_error_t *err);
+zf_status_t zf_bus_subscribe (zf_bus_t *self, const char *actor, const char *type_prefix,
+                              zf_bus_event_fn *handler, void *arg, zf_error_t *err);
 
-const char *zf_bus_actor(zf_bus_t *self);
+const char *zf_bus_actor (zf_bus_t *self);
 //  "actor@node", the sender name in envelopes.
-const char *zf_bus_address(zf_bus_t *self);
-size_t zf_bus_pending(zf_bus_t *self);
+const char *zf_bus_address (zf_bus_t *self);
+size_t zf_bus_pending (zf_bus_t *self);
 
-void zf_bus_test(bool verbose);
+void zf_bus_test (bool verbose);
 
 #endif

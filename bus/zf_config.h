@@ -2,15 +2,42 @@
 
     Each component declares its section as data: a table of keys with kind, default, bounds and
     a one-line help. The reader (inih underneath) fills a struct per section and refuses, with
-    "FILE:LINE: [section] key: what is wrong":
-      - unknown sections and unknown keys,
-      - values that do not parse or are out of range,
-      - missing required keys and missing required sections,
-      - lines longer than ZF_CONFIG_LINE_MAX (inih would silently cut them),
-      - a key given twice in one section.
-    `--set SECTION.KEY=VALUE` overrides are applied after the file, with the same checks; their
-    errors name "--set" and the argument instead of file and line. A section appearing only in
-    --set counts as present.
+    "FILE:LINE: [section] key: what is wrong" in err->message, "FILE:LINE" in err->where and
+    ZF_E_CONFIG as the code:
+      - unknown sections ("FILE:LINE: unknown section [foo] (known sections: …)") and unknown
+        keys ("… unknown key (known keys: …)"),
+      - values that do not parse or are out of range ("… hwm: 0 is out of range (1..1000000)"),
+      - missing required sections ("FILE: missing required section [node]") and keys
+        ("FILE: [node] name: required key is missing"); required keys are checked only in
+        sections that are present,
+      - lines longer than ZF_CONFIG_LINE_MAX bytes (inih would silently cut them), lines with a
+        NUL byte, inih syntax errors ("FILE:LINE: syntax error: expected [section] or key =
+        value"),
+      - a key given twice in one section, a key before any [section] header, and an indented
+        line after a key (inih would append it to that key's value as a continuation).
+    The first error in file order wins. A file that cannot be opened or read is ZF_E_IO.
+    Lines end in LF or CRLF; a UTF-8 byte order mark is skipped; ';' after a blank starts an
+    inline comment, ';' or '#' at the start of a line a comment line. Values are trimmed.
+
+    `--set SECTION.KEY=VALUE` overrides are applied after the file, in order, with the same
+    checks. The argument is split at its first '=', and the part before it at its first '.':
+    section names never contain dots, keys of free-form sections may contain anything else
+    ("endpoints.storage@edge-7=tcp://10.0.0.7:7001"). An override replaces the file's value
+    (it is not a duplicate), a later override replaces an earlier one, and a section named only
+    in overrides counts as present. Override errors start with "--set SECTION.KEY=VALUE: "
+    instead of "FILE:LINE: ".
+
+    Value syntax by kind (also what zf_config_write_reference prints):
+      STR       anything, verbatim; "" is a value. A key without default is NULL until set.
+      INT       decimal with optional sign (strtoll; the whole value must parse).
+      BOOL      true/false, yes/no, on/off, 1/0, any case.
+      SIZE      whole number with optional K, M, G, T (powers of 1024, any case) and optional
+                "B" or "iB": "512", "64K", "4MiB", "2GB".
+      DURATION  whole number with ms, s, m, h or d; a bare number is milliseconds.
+      ENUM      one of `choices`, exactly; stored as its index.
+      PERCENT   decimal, optional '%': "80", "12.5%".
+    Defaults are text read by the same parsers, so a default that does not parse or is out of
+    range is a programming error: it fails an assertion on the first load of its table.
 
     The same tables print the annotated reference (`zfly config reference`), so every key is
     documented with its default in deploy/ and tests check the samples against it. */
@@ -34,21 +61,22 @@ typedef enum {
 typedef struct {
     const char *key;
     zf_config_kind_t kind;
-    size_t offset;       //  offsetof in the section struct
+    size_t offset;            //  offsetof in the section struct
     const char *default_text; //  NULL: no default (required keys); parsed like file values
-    int64_t min, max;    //  INT, SIZE, DURATION, PERCENT bounds (both 0: unbounded)
-    const char *choices; //  ENUM: "error|warning|notice|info|debug"
-    bool required;
-    const char *help;    //  one line, for the reference and the samples
+    int64_t min, max;         //  INT, SIZE, DURATION, PERCENT bounds (both 0: unbounded;
+                              //  max INT64_MAX: no upper bound); SIZE bytes, DURATION ms
+    const char *choices;      //  ENUM: "error|warning|notice|info|debug"
+    bool required;            //  must be set when the section is present; needs no default
+    const char *help;         //  one line, for the reference and the samples
 } zf_config_key_t;
 
 typedef struct {
-    const char *name;    //  "node", "bus", "echo"
-    const char *help;    //  one line shown above the section in the reference
+    const char *name; //  "node", "bus", "echo"
+    const char *help; //  one line shown above the section in the reference
     const zf_config_key_t *keys;
     size_t key_count;
-    size_t struct_size;  //  sizeof the section struct
-    bool required;       //  the file must have this section
+    size_t struct_size; //  sizeof the section struct
+    bool required;      //  the file must have this section
     //  Free-form sections (such as [endpoints]) accept any key; their entries are collected
     //  in order and read with zf_config_entries. keys/struct_size are then unused.
     bool free_form;
@@ -59,14 +87,25 @@ typedef struct zf_config_s zf_config_t;
 
 //  Loads path (may be NULL: no file, only defaults and --set) against the given sections,
 //  then applies overrides ("SECTION.KEY=VALUE" strings). Returns NULL with err filled.
+//  The section tables must outlive the returned object.
 zf_config_t *zf_config_load (const zf_config_section_t *const *sections, size_t section_count,
-                             const char *path, const char *const *overrides,
-                             size_t override_count, zf_error_t *err);
+                             const char *path, const char *const *overrides, size_t override_count,
+                             zf_error_t *err);
+
+//  The same from an open stream (read, not closed), named `name` in messages and in
+//  zf_config_path: for tests and fuzzers over fmemopen. file may be NULL: no file.
+zf_config_t *zf_config_load_stream (const zf_config_section_t *const *sections,
+                                    size_t section_count, FILE *file, const char *name,
+                                    const char *const *overrides, size_t override_count,
+                                    zf_error_t *err);
 
 void zf_config_destroy (zf_config_t **self_p);
 
 //  The typed struct of a section, or NULL when the section was absent from the file and from
-//  the overrides. Absent non-required sections still get defaults with zf_config_defaults.
+//  the overrides. Absent non-required sections still get defaults with
+//  zf_config_section_or_defaults. Naming a section not in the tables, or a free-form one, is
+//  a programming error (assertion), as in the accessors below. Strings in the struct belong
+//  to the config object.
 const void *zf_config_section (zf_config_t *self, const char *name);
 
 //  The struct of a section whether or not it appeared: defaults where it did not.
@@ -74,24 +113,35 @@ const void *zf_config_section_or_defaults (zf_config_t *self, const char *name);
 
 bool zf_config_has_section (zf_config_t *self, const char *name);
 
-//  Free-form section entries in file order (overrides appended); count may be 0.
+//  Free-form section entries in file order; count may be 0. Keys are unique: an override
+//  replaces the entry with its key in place, or is appended.
 typedef struct {
     const char *key;
     const char *value;
-    const char *where; //  "FILE:LINE" or "--set", for errors found later by the caller
+    const char *where; //  "FILE:LINE" or "--set SECTION.KEY=VALUE", for errors found later
 } zf_config_entry_t;
-const zf_config_entry_t *zf_config_entries (zf_config_t *self, const char *section,
-                                            size_t *count);
+const zf_config_entry_t *zf_config_entries (zf_config_t *self, const char *section, size_t *count);
 
 //  The path the configuration came from ("" when none), for relative paths and messages.
 const char *zf_config_path (zf_config_t *self);
 
-//  Writes the annotated reference of the given sections: every key, its default and help,
-//  commented so the output is itself a valid INI file.
+//  Writes the annotated reference of the given sections, itself a valid INI file that changes
+//  nothing: loading it gives the defaults, like an empty file with the required sections.
+//      # …                      explanation: section or key help, then the key's kind and range
+//      [node]                   a required section's header
+//      ; [bus]                  an optional section's header, commented out: for actor
+//                               sections, being present means "run this actor"
+//      ; hwm = 1000             a key at its default, commented out so that changing a default
+//                               in the code reaches files copied from the reference
+//      ; name =                 a key without default (its kind line says "required" or
+//                               "unset by default")
+//  Removing the "; " from a line sets that key (or enables that section); the reference with
+//  every "; " removed loads too once required keys without default are given a value.
 void zf_config_write_reference (const zf_config_section_t *const *sections, size_t section_count,
                                 FILE *out);
 
-//  Parsers shared with the command line; return ZF_OK or ZF_E_INVALID with err->message.
+//  Parsers shared with the command line; return ZF_OK or ZF_E_INVALID with err->message
+//  (which quotes the text). Blanks around the text and before the unit are allowed.
 zf_status_t zf_config_parse_size (const char *text, uint64_t *bytes, zf_error_t *err);
 zf_status_t zf_config_parse_duration (const char *text, int64_t *ms, zf_error_t *err);
 zf_status_t zf_config_parse_bool (const char *text, bool *value, zf_error_t *err);

@@ -29,8 +29,9 @@ typedef struct {
     void *body; //  decoded body struct of desc->body, heap, owned by the envelope
 } zf_envelope_t;
 
-//  Encodes header fields and body (of type desc->body) into a new frame. The body is
-//  validated first; on failure returns NULL and fills err.
+//  Encodes header fields and body (of type desc->body) into a new frame. to NULL or "" and re 0
+//  are left out of the map. The body is validated first (errors say "body.FIELD"), and from/to
+//  get the checks the decoder applies; on failure returns NULL and fills err.
 zframe_t *zf_envelope_encode (const zf_msg_desc_t *desc, uint64_t id, uint64_t re,
                               const char *from, const char *to, const void *body,
                               zf_error_t *err);

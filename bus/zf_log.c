@@ -54,8 +54,9 @@ static void s_vlog (zf_log_level_t level, const char *subsystem, const char *fmt
     struct tm utc;
     gmtime_r (&now.tv_sec, &utc);
     size_t used = strftime (line, sizeof line, "%Y-%m-%dT%H:%M:%S", &utc);
-    int rc = snprintf (line + used, sizeof line - used, ".%03dZ %-7s %s: ",
-                       (int) (now.tv_usec / 1000), zf_log_level_name (level), subsystem);
+    int rc =
+        snprintf (line + used, sizeof line - used, ".%03dZ %-7s %s: ", (int) (now.tv_usec / 1000),
+                  zf_log_level_name (level), subsystem);
     if (rc > 0)
         used += (size_t) rc;
     if (used < sizeof line) {

@@ -48,7 +48,7 @@ typedef struct {
     unsigned interval_ms;
 } zf_ratelimit_t;
 
-#define ZF_RATELIMIT_INIT(burst_, interval_ms_)                                                   \
+#define ZF_RATELIMIT_INIT(burst_, interval_ms_)                                                    \
     {                                                                                              \
         .burst = (burst_), .interval_ms = (interval_ms_)                                           \
     }

@@ -15,13 +15,13 @@ typedef struct {
 } zf_monitor_event_t;
 
 //  Starts monitoring sock; returns the PAIR socket to read events from (caller owns it).
-zsock_t *zf_monitor_attach(zsock_t *sock);
+zsock_t *zf_monitor_attach (zsock_t *sock);
 
 //  Reads one event; false when the frames were not a monitor event.
-bool zf_monitor_read(zsock_t *pair, zf_monitor_event_t *event);
+bool zf_monitor_read (zsock_t *pair, zf_monitor_event_t *event);
 
 //  "connected", "disconnected", "handshake_failed_auth", … (lowercase, stable: used in taps
 //  and as a metrics label).
-const char *zf_monitor_event_name(int event);
+const char *zf_monitor_event_name (int event);
 
 #endif

@@ -36,40 +36,41 @@ typedef struct {
     bool local;
 } zf_route_t;
 
-zf_node_t *zf_node_new(const zf_node_options_t *options, zf_error_t *err);
-void zf_node_destroy(zf_node_t **self_p);
+zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err);
+void zf_node_destroy (zf_node_t **self_p);
 
 //  Adds a remote route from an [endpoints] line; where is "FILE:LINE" for the error message.
-zf_status_t zf_node_add_route(zf_node_t *self, const char *name, const char *spec,
-                              const char *where, zf_error_t *err);
+zf_status_t zf_node_add_route (zf_node_t *self, const char *name, const char *spec,
+                               const char *where, zf_error_t *err);
 
 //  Declares an actor that runs in this process: its name resolves to inproc endpoints.
-void zf_node_add_local(zf_node_t *self, const char *actor);
+void zf_node_add_local (zf_node_t *self, const char *actor);
 
 //  Resolves an actor name; returns ZF_E_UNREACHABLE with a message when nothing is known.
-zf_status_t zf_node_resolve(zf_node_t *self, const char *actor, zf_route_t *route, zf_error_t *err);
+zf_status_t zf_node_resolve (zf_node_t *self, const char *actor, zf_route_t *route,
+                             zf_error_t *err);
 
 //  The inproc endpoints of a local actor (owned by the node).
-const char *zf_node_inproc_endpoint(zf_node_t *self, const char *actor, bool events);
+const char *zf_node_inproc_endpoint (zf_node_t *self, const char *actor, bool events);
 
 //  Security applied to sockets:
 //  binds a server socket to endpoint, as a CURVE server on tcp:// unless insecure.
-zf_status_t zf_node_bind(zf_node_t *self, zsock_t *sock, const char *endpoint, zf_error_t *err);
+zf_status_t zf_node_bind (zf_node_t *self, zsock_t *sock, const char *endpoint, zf_error_t *err);
 //  connects a client socket to a route's endpoint (events: the events endpoint).
-zf_status_t zf_node_connect(zf_node_t *self, zsock_t *sock, const zf_route_t *route, bool events,
-                            zf_error_t *err);
+zf_status_t zf_node_connect (zf_node_t *self, zsock_t *sock, const zf_route_t *route, bool events,
+                             zf_error_t *err);
 
-const char *zf_node_name(zf_node_t *self);
-const zf_node_options_t *zf_node_options(zf_node_t *self);
+const char *zf_node_name (zf_node_t *self);
+const zf_node_options_t *zf_node_options (zf_node_t *self);
 //  The inproc endpoint actors push tap records to, or NULL when the node has no tap.
-const char *zf_node_tap_inbox(zf_node_t *self);
+const char *zf_node_tap_inbox (zf_node_t *self);
 //  The node's public key in Z85, or NULL without a certificate.
-const char *zf_node_public_key(zf_node_t *self);
+const char *zf_node_public_key (zf_node_t *self);
 
 //  Starts the process-wide ZAP handler that checks CURVE clients against the allow-list. The
 //  daemon calls it once before any actor binds; tests with one node per process likewise.
-zf_status_t zf_node_start_auth(zf_node_t *self, zf_error_t *err);
+zf_status_t zf_node_start_auth (zf_node_t *self, zf_error_t *err);
 
-void zf_node_test(bool verbose);
+void zf_node_test (bool verbose);
 
 #endif

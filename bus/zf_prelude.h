@@ -22,8 +22,7 @@
 void zf_assert_fail (const char *expr, const char *file, int line, const char *func)
     __attribute__ ((noreturn));
 
-#define ZF_ASSERT(expr)                                                                            \
-    ((expr) ? (void) 0 : zf_assert_fail (#expr, __FILE__, __LINE__, __func__))
+#define ZF_ASSERT(expr) ((expr) ? (void) 0 : zf_assert_fail (#expr, __FILE__, __LINE__, __func__))
 
 #define ZF_ARRAY_LEN(a) (sizeof (a) / sizeof ((a)[0]))
 

@@ -87,9 +87,37 @@ zf_status_t zf_schema_decode (const zf_record_desc_t *desc, const msgpack_object
                               void *value, const char *path, zf_error_t *err);
 
 //  Whole-buffer decode: unpacks exactly one msgpack object from data and refuses truncated
-//  input, trailing bytes, and nesting deeper than the descriptor allows.
+//  input (ZF_E_TRUNCATED), trailing bytes (ZF_E_TRAILING), bytes that are not msgpack
+//  (ZF_E_INVALID) and nesting deeper than ZF_SCHEMA_DEPTH_MAX (ZF_E_TOO_LARGE), then decodes
+//  it like zf_schema_decode with an empty path ("groups[2].name"). On failure value is zeroed.
 zf_status_t zf_schema_decode_buffer (const zf_record_desc_t *desc, const uint8_t *data,
                                      size_t size, void *value, zf_error_t *err);
+
+//  Maps and arrays nested in one buffer, counting the outermost: an envelope (1) and a body
+//  with everything inside it (at most 12: zf_schemagen.py refuses deeper schemas), plus slack
+//  for unknown fields that a newer schema added.
+#define ZF_SCHEMA_DEPTH_MAX 16
+
+//  The checked unpack under zf_schema_decode_buffer, for decoders of other shapes (the
+//  envelope). Scans the bytes first, without allocating, so a container that claims more items
+//  than the buffer holds is refused before msgpack-c reserves memory for them. Always call
+//  msgpack_unpacked_destroy (result) afterwards; after a failure there is nothing in it.
+//  where names the input in errors ("frame").
+zf_status_t zf_schema_unpack (const uint8_t *data, size_t size, msgpack_unpacked *result,
+                              const char *where, zf_error_t *err);
+
+//  Builds msgpack by hand, for tests that need input no encoder would write (wrong types,
+//  truncation, junk). Each format letter packs one item from the arguments; spaces are ignored:
+//      M map header (int entries)       A array header (int items)
+//      s string (const char *)          S string with length (const char *, size_t)
+//      B binary (const void *, size_t)  r raw bytes, unchecked (const void *, size_t)
+//      u uint64_t    i int64_t    f double    t true    F false    n nil
+//  Returns a heap buffer (free it) and its size; a bad format letter asserts.
+//      uint8_t *data = zf_schema_build (&size, "M s u", 1, "seq", (uint64_t) 7);
+uint8_t *zf_schema_build (size_t *size, const char *format, ...);
+
+//  What a msgpack object is, for error messages: "a string", "an array", "nil", …
+const char *zf_schema_object_name (const msgpack_object *object);
 
 //  The generated registry of message types (gen/zf_msgs.c).
 const zf_msg_desc_t *zf_schema_find (const char *type, size_t type_len);

@@ -13,175 +13,175 @@ struct zf_tap_s {
     zf_counter_t *dropped;
 };
 
-zf_tap_t *zf_tap_new(zf_node_t *node, const char *actor)
+zf_tap_t *zf_tap_new (zf_node_t *node, const char *actor)
 {
-    const char *inbox = zf_node_tap_inbox(node);
+    const char *inbox = zf_node_tap_inbox (node);
     if (!inbox)
         return NULL;
-    zf_tap_t *self = zf_calloc(1, sizeof *self);
-    self->outlet = zsock_new(ZMQ_PUSH);
-    ZF_ASSERT(self->outlet);
-    zsock_set_sndhwm(self->outlet, zf_node_options(node)->tap_hwm);
-    int rc = zsock_connect(self->outlet, "%s", inbox);
-    ZF_ASSERT(rc == 0); //  inproc connect cannot fail for a well-formed name
-    self->node = zf_strdup(zf_node_name(node));
-    self->actor = zf_strdup(actor);
-    self->dropped = zf_metrics_counter("zfly_tap_dropped_total",
-                                       "Tap records dropped because the tap queue was full",
-                                       "actor", actor, NULL);
+    zf_tap_t *self = zf_calloc (1, sizeof *self);
+    self->outlet = zsock_new (ZMQ_PUSH);
+    ZF_ASSERT (self->outlet);
+    zsock_set_sndhwm (self->outlet, zf_node_options (node)->tap_hwm);
+    int rc = zsock_connect (self->outlet, "%s", inbox);
+    ZF_ASSERT (rc == 0); //  inproc connect cannot fail for a well-formed name
+    self->node = zf_strdup (zf_node_name (node));
+    self->actor = zf_strdup (actor);
+    self->dropped = zf_metrics_counter ("zfly_tap_dropped_total",
+                                        "Tap records dropped because the tap queue was full",
+                                        "actor", actor, NULL);
     return self;
 }
 
-void zf_tap_destroy(zf_tap_t **self_p)
+void zf_tap_destroy (zf_tap_t **self_p)
 {
-    ZF_ASSERT(self_p);
+    ZF_ASSERT (self_p);
     zf_tap_t *self = *self_p;
     if (!self)
         return;
-    zsock_destroy(&self->outlet);
-    zf_free(self->node);
-    zf_free(self->actor);
-    zf_free(self);
+    zsock_destroy (&self->outlet);
+    zf_free (self->node);
+    zf_free (self->actor);
+    zf_free (self);
     *self_p = NULL;
 }
 
-static uint64_t s_wall_ms(void)
+static uint64_t s_wall_ms (void)
 {
     struct timeval now;
-    gettimeofday(&now, NULL);
-    return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
+    gettimeofday (&now, NULL);
+    return (uint64_t) now.tv_sec * 1000 + (uint64_t) now.tv_usec / 1000;
 }
 
-static void s_pack_str(msgpack_packer *pk, const char *text)
+static void s_pack_str (msgpack_packer *pk, const char *text)
 {
-    size_t len = strlen(text);
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, text, len);
+    size_t len = strlen (text);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, text, len);
 }
 
-static void s_send(zf_tap_t *self, const char *topic, msgpack_sbuffer *meta, zframe_t *envelope)
+static void s_send (zf_tap_t *self, const char *topic, msgpack_sbuffer *meta, zframe_t *envelope)
 {
-    zmsg_t *record = zmsg_new();
-    zmsg_addstr(record, topic);
-    zmsg_addmem(record, meta->data, meta->size);
+    zmsg_t *record = zmsg_new ();
+    zmsg_addstr (record, topic);
+    zmsg_addmem (record, meta->data, meta->size);
     if (envelope)
-        zmsg_append(record, &envelope);
+        zmsg_append (record, &envelope);
     //  Never block an actor for the tap: drop and count instead.
-    if (zf_sock_send_nowait(self->outlet, &record) != ZF_OK)
-        zf_counter_add(self->dropped, 1);
+    if (zf_sock_send_nowait (self->outlet, &record) != ZF_OK)
+        zf_counter_add (self->dropped, 1);
 }
 
-void zf_tap_message(zf_tap_t *self, const char *dir, const char *socket, const char *type,
-                    zframe_t *envelope, zmsg_t *raw, const char *refused)
+void zf_tap_message (zf_tap_t *self, const char *dir, const char *socket, const char *type,
+                     zframe_t *envelope, zmsg_t *raw, const char *refused)
 {
     if (!self)
         return;
     msgpack_sbuffer meta;
-    msgpack_sbuffer_init(&meta);
+    msgpack_sbuffer_init (&meta);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &meta, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, refused ? 7 : 6);
-    s_pack_str(&pk, "time_ms");
-    msgpack_pack_uint64(&pk, s_wall_ms());
-    s_pack_str(&pk, "node");
-    s_pack_str(&pk, self->node);
-    s_pack_str(&pk, "actor");
-    s_pack_str(&pk, self->actor);
-    s_pack_str(&pk, "socket");
-    s_pack_str(&pk, socket);
-    s_pack_str(&pk, "dir");
-    s_pack_str(&pk, dir);
-    s_pack_str(&pk, "raw");
-    msgpack_pack_array(&pk, raw ? zmsg_size(raw) : 0);
+    msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, refused ? 7 : 6);
+    s_pack_str (&pk, "time_ms");
+    msgpack_pack_uint64 (&pk, s_wall_ms ());
+    s_pack_str (&pk, "node");
+    s_pack_str (&pk, self->node);
+    s_pack_str (&pk, "actor");
+    s_pack_str (&pk, self->actor);
+    s_pack_str (&pk, "socket");
+    s_pack_str (&pk, socket);
+    s_pack_str (&pk, "dir");
+    s_pack_str (&pk, dir);
+    s_pack_str (&pk, "raw");
+    msgpack_pack_array (&pk, raw ? zmsg_size (raw) : 0);
     if (raw)
-        for (zframe_t *frame = zmsg_first(raw); frame; frame = zmsg_next(raw))
-            msgpack_pack_uint64(&pk, zframe_size(frame));
+        for (zframe_t *frame = zmsg_first (raw); frame; frame = zmsg_next (raw))
+            msgpack_pack_uint64 (&pk, zframe_size (frame));
     if (refused) {
-        s_pack_str(&pk, "refused");
-        s_pack_str(&pk, refused);
+        s_pack_str (&pk, "refused");
+        s_pack_str (&pk, refused);
     }
     char topic[ZF_TYPE_MAX + 3];
-    snprintf(topic, sizeof topic, "m:%s", type && *type ? type : "?");
-    s_send(self, topic, &meta, envelope ? zframe_dup(envelope) : zframe_new_empty());
-    msgpack_sbuffer_destroy(&meta);
+    snprintf (topic, sizeof topic, "m:%s", type && *type ? type : "?");
+    s_send (self, topic, &meta, envelope ? zframe_dup (envelope) : zframe_new_empty ());
+    msgpack_sbuffer_destroy (&meta);
 }
 
-void zf_tap_socket_event(zf_tap_t *self, const char *socket, const char *event,
-                         const char *endpoint, int64_t value)
+void zf_tap_socket_event (zf_tap_t *self, const char *socket, const char *event,
+                          const char *endpoint, int64_t value)
 {
     if (!self)
         return;
     msgpack_sbuffer meta;
-    msgpack_sbuffer_init(&meta);
+    msgpack_sbuffer_init (&meta);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &meta, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 7);
-    s_pack_str(&pk, "time_ms");
-    msgpack_pack_uint64(&pk, s_wall_ms());
-    s_pack_str(&pk, "node");
-    s_pack_str(&pk, self->node);
-    s_pack_str(&pk, "actor");
-    s_pack_str(&pk, self->actor);
-    s_pack_str(&pk, "socket");
-    s_pack_str(&pk, socket);
-    s_pack_str(&pk, "event");
-    s_pack_str(&pk, event);
-    s_pack_str(&pk, "endpoint");
-    s_pack_str(&pk, endpoint);
-    s_pack_str(&pk, "value");
-    msgpack_pack_int64(&pk, value);
+    msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 7);
+    s_pack_str (&pk, "time_ms");
+    msgpack_pack_uint64 (&pk, s_wall_ms ());
+    s_pack_str (&pk, "node");
+    s_pack_str (&pk, self->node);
+    s_pack_str (&pk, "actor");
+    s_pack_str (&pk, self->actor);
+    s_pack_str (&pk, "socket");
+    s_pack_str (&pk, socket);
+    s_pack_str (&pk, "event");
+    s_pack_str (&pk, event);
+    s_pack_str (&pk, "endpoint");
+    s_pack_str (&pk, endpoint);
+    s_pack_str (&pk, "value");
+    msgpack_pack_int64 (&pk, value);
     char topic[96];
-    snprintf(topic, sizeof topic, "s:%s", event);
-    s_send(self, topic, &meta, NULL);
-    msgpack_sbuffer_destroy(&meta);
+    snprintf (topic, sizeof topic, "s:%s", event);
+    s_send (self, topic, &meta, NULL);
+    msgpack_sbuffer_destroy (&meta);
 }
 
 //  ---------------------------------------------------------------------------------------------
 //  The tap actor: PULL from every actor's outlet, PUB to the tap endpoint.
 
-void zf_tap_actor(zsock_t *pipe, void *args)
+void zf_tap_actor (zsock_t *pipe, void *args)
 {
     zf_node_t *node = args;
-    const char *endpoint = zf_node_options(node)->tap;
-    zsock_t *inbox = zsock_new(ZMQ_PULL);
-    zsock_t *outlet = zsock_new(ZMQ_PUB);
-    ZF_ASSERT(inbox && outlet);
-    zsock_set_rcvhwm(inbox, zf_node_options(node)->tap_hwm);
-    zsock_set_sndhwm(outlet, zf_node_options(node)->tap_hwm);
-    zsock_signal(pipe, 0);
+    const char *endpoint = zf_node_options (node)->tap;
+    zsock_t *inbox = zsock_new (ZMQ_PULL);
+    zsock_t *outlet = zsock_new (ZMQ_PUB);
+    ZF_ASSERT (inbox && outlet);
+    zsock_set_rcvhwm (inbox, zf_node_options (node)->tap_hwm);
+    zsock_set_sndhwm (outlet, zf_node_options (node)->tap_hwm);
+    zsock_signal (pipe, 0);
 
     zf_error_t err;
-    if (zsock_bind(inbox, "%s", zf_node_tap_inbox(node)) != 0) {
-        zstr_sendf(pipe, "ERROR cannot bind %s: %s", zf_node_tap_inbox(node),
-                   zmq_strerror(zmq_errno()));
+    if (zsock_bind (inbox, "%s", zf_node_tap_inbox (node)) != 0) {
+        zstr_sendf (pipe, "ERROR cannot bind %s: %s", zf_node_tap_inbox (node),
+                    zmq_strerror (zmq_errno ()));
         goto done;
     }
-    if (zf_node_bind(node, outlet, endpoint, &err) != ZF_OK) {
-        zstr_sendf(pipe, "ERROR tap: %s", err.message);
+    if (zf_node_bind (node, outlet, endpoint, &err) != ZF_OK) {
+        zstr_sendf (pipe, "ERROR tap: %s", err.message);
         goto done;
     }
-    zf_notice("tap", "publishing bus traffic on %s", endpoint);
-    zstr_send(pipe, "OK");
+    zf_notice ("tap", "publishing bus traffic on %s", endpoint);
+    zstr_send (pipe, "OK");
 
-    zpoller_t *poller = zpoller_new(pipe, inbox, NULL);
+    zpoller_t *poller = zpoller_new (pipe, inbox, NULL);
     while (true) {
-        void *which = zpoller_wait(poller, -1);
+        void *which = zpoller_wait (poller, -1);
         if (which == inbox) {
-            zmsg_t *record = zmsg_recv(inbox);
+            zmsg_t *record = zmsg_recv (inbox);
             //  PUB drops by itself at its high-water mark; it never blocks.
             if (record)
-                zmsg_send(&record, outlet);
+                zmsg_send (&record, outlet);
         } else if (which == pipe) {
-            char *command = zstr_recv(pipe);
-            bool stop = !command || streq(command, "$TERM");
-            zstr_free(&command);
+            char *command = zstr_recv (pipe);
+            bool stop = !command || streq (command, "$TERM");
+            zstr_free (&command);
             if (stop)
                 break;
         } else
             break;
     }
-    zpoller_destroy(&poller);
+    zpoller_destroy (&poller);
 done:
-    zsock_destroy(&inbox);
-    zsock_destroy(&outlet);
+    zsock_destroy (&inbox);
+    zsock_destroy (&outlet);
 }

@@ -20,16 +20,16 @@
 typedef struct zf_tap_s zf_tap_t;
 
 //  NULL when the node has no tap configured.
-zf_tap_t *zf_tap_new(zf_node_t *node, const char *actor);
-void zf_tap_destroy(zf_tap_t **self_p);
+zf_tap_t *zf_tap_new (zf_node_t *node, const char *actor);
+void zf_tap_destroy (zf_tap_t **self_p);
 
-void zf_tap_message(zf_tap_t *self, const char *dir, const char *socket, const char *type,
-                    zframe_t *envelope, zmsg_t *raw, const char *refused);
-void zf_tap_socket_event(zf_tap_t *self, const char *socket, const char *event,
-                         const char *endpoint, int64_t value);
+void zf_tap_message (zf_tap_t *self, const char *dir, const char *socket, const char *type,
+                     zframe_t *envelope, zmsg_t *raw, const char *refused);
+void zf_tap_socket_event (zf_tap_t *self, const char *socket, const char *event,
+                          const char *endpoint, int64_t value);
 
 //  The process's tap actor: args is the zf_node_t. Answers "OK" or "ERROR why" on the pipe
 //  after the signal, like the other fallible actors.
-void zf_tap_actor(zsock_t *pipe, void *args);
+void zf_tap_actor (zsock_t *pipe, void *args);
 
 #endif

@@ -35,233 +35,234 @@ typedef struct daemon_s {
     int exit_code; //  what the process exits with once the watch loop ends
 } daemon_t;
 
-static zf_node_t *s_node_new(zf_config_t *config, zf_error_t *err)
+static zf_node_t *s_node_new (zf_config_t *config, zf_error_t *err)
 {
-    const zf_node_config_t *node_config = zf_config_section(config, "node");
-    const zf_bus_config_t *bus_config = zf_config_section_or_defaults(config, "bus");
+    const zf_node_config_t *node_config = zf_config_section (config, "node");
+    const zf_bus_config_t *bus_config = zf_config_section_or_defaults (config, "bus");
     zf_node_options_t options = {
         .name = node_config->name,
         .cert_path = *bus_config->cert ? bus_config->cert : NULL,
         .allow_dir = *bus_config->allow ? bus_config->allow : NULL,
         .insecure = bus_config->insecure,
-        .hwm = (int)bus_config->hwm,
+        .hwm = (int) bus_config->hwm,
         .tap = node_config->tap,
-        .tap_hwm = (int)bus_config->tap_hwm,
+        .tap_hwm = (int) bus_config->tap_hwm,
         .request_timeout_ms = bus_config->request_timeout_ms,
-        .request_retries = (int)bus_config->request_retries,
+        .request_retries = (int) bus_config->request_retries,
     };
-    zf_node_t *node = zf_node_new(&options, err);
+    zf_node_t *node = zf_node_new (&options, err);
     if (!node)
         return NULL;
     size_t count;
-    const zf_config_entry_t *entries = zf_config_entries(config, "endpoints", &count);
+    const zf_config_entry_t *entries = zf_config_entries (config, "endpoints", &count);
     for (size_t index = 0; index < count; index++)
-        if (zf_node_add_route(node, entries[index].key, entries[index].value, entries[index].where,
-                              err) != ZF_OK) {
-            zf_node_destroy(&node);
+        if (zf_node_add_route (node, entries[index].key, entries[index].value, entries[index].where,
+                               err)
+            != ZF_OK) {
+            zf_node_destroy (&node);
             return NULL;
         }
     for (size_t index = 0; index < zf_actor_kind_count; index++)
-        if (zf_config_has_section(config, zf_actor_kinds[index].name))
-            zf_node_add_local(node, zf_actor_kinds[index].name);
+        if (zf_config_has_section (config, zf_actor_kinds[index].name))
+            zf_node_add_local (node, zf_actor_kinds[index].name);
     return node;
 }
 
 //  Reads the first answer of a fallible start ("OK"/"READY" or "ERROR"/"FATAL" why).
-static bool s_await_start(zactor_t *actor, const char *what, zf_error_t *err)
+static bool s_await_start (zactor_t *actor, const char *what, zf_error_t *err)
 {
-    zmsg_t *answer = zmsg_recv(actor);
-    char *word = answer ? zmsg_popstr(answer) : NULL;
-    bool ok = word && (streq(word, "OK") || streq(word, "READY"));
+    zmsg_t *answer = zmsg_recv (actor);
+    char *word = answer ? zmsg_popstr (answer) : NULL;
+    bool ok = word && (streq (word, "OK") || streq (word, "READY"));
     if (!ok) {
-        char *why = answer ? zmsg_popstr(answer) : NULL;
-        zf_error_set(err, ZF_E_INTERNAL, what, "%s could not start: %s", what,
-                     why ? why : (word ? word : "no answer"));
-        zstr_free(&why);
+        char *why = answer ? zmsg_popstr (answer) : NULL;
+        zf_error_set (err, ZF_E_INTERNAL, what, "%s could not start: %s", what,
+                      why ? why : (word ? word : "no answer"));
+        zstr_free (&why);
     }
-    zstr_free(&word);
-    zmsg_destroy(&answer);
+    zstr_free (&word);
+    zmsg_destroy (&answer);
     return ok;
 }
 
-static bool s_start_actors(daemon_t *self, zf_error_t *err)
+static bool s_start_actors (daemon_t *self, zf_error_t *err)
 {
     for (size_t index = 0; index < zf_actor_kind_count; index++) {
         const zf_actor_kind_t *kind = &zf_actor_kinds[index];
-        if (!zf_config_has_section(self->config, kind->name))
+        if (!zf_config_has_section (self->config, kind->name))
             continue;
-        ZF_ASSERT(self->actor_count < ZF_ARRAY_LEN(self->actors));
+        ZF_ASSERT (self->actor_count < ZF_ARRAY_LEN (self->actors));
         running_actor_t *running = &self->actors[self->actor_count++];
         running->kind = kind;
         running->args = (zf_actor_args_t){
             .node = self->node,
             .name = kind->name,
-            .config = zf_config_section(self->config, kind->name),
+            .config = zf_config_section (self->config, kind->name),
         };
-        running->handle = zactor_new(kind->run, &running->args);
-        if (!s_await_start(running->handle, kind->name, err))
+        running->handle = zactor_new (kind->run, &running->args);
+        if (!s_await_start (running->handle, kind->name, err))
             return false;
-        zf_info("zfly", "actor %s ready", kind->name);
+        zf_info ("zfly", "actor %s ready", kind->name);
     }
     return true;
 }
 
 //  A watchdog for the stop sequence: an actor stuck in a blocking call must not keep the
 //  process alive past the deadline systemd and operators expect.
-static void *s_stop_watchdog(void *arg)
+static void *s_stop_watchdog (void *arg)
 {
-    (void)arg;
-    sleep(STOP_DEADLINE_S);
-    zf_error_log("zfly", "stop took longer than %d s; exiting anyway", STOP_DEADLINE_S);
-    _exit(1);
+    (void) arg;
+    sleep (STOP_DEADLINE_S);
+    zf_error_log ("zfly", "stop took longer than %d s; exiting anyway", STOP_DEADLINE_S);
+    _exit (1);
     return NULL;
 }
 
-static void s_stop(daemon_t *self)
+static void s_stop (daemon_t *self)
 {
     pthread_t watchdog;
-    if (pthread_create(&watchdog, NULL, s_stop_watchdog, NULL) == 0)
-        pthread_detach(watchdog);
-    zf_notify_stopping();
+    if (pthread_create (&watchdog, NULL, s_stop_watchdog, NULL) == 0)
+        pthread_detach (watchdog);
+    zf_notify_stopping ();
     if (self->http)
-        zf_http_set_stopping(self->http);
+        zf_http_set_stopping (self->http);
     for (size_t index = self->actor_count; index > 0; index--) {
         running_actor_t *running = &self->actors[index - 1];
-        zactor_destroy(&running->handle);
-        zf_debug("zfly", "actor %s stopped", running->kind->name);
+        zactor_destroy (&running->handle);
+        zf_debug ("zfly", "actor %s stopped", running->kind->name);
     }
-    zactor_destroy(&self->tap);
-    zf_http_destroy(&self->http);
+    zactor_destroy (&self->tap);
+    zf_http_destroy (&self->http);
 }
 
-static int s_on_signal(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static int s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
-    (void)loop;
+    (void) loop;
     daemon_t *self = arg;
     struct signalfd_siginfo info;
-    if (read(item->fd, &info, sizeof info) != (ssize_t)sizeof info)
+    if (read (item->fd, &info, sizeof info) != (ssize_t) sizeof info)
         return 0;
-    zf_notice("zfly", "stopping on %s", strsignal((int)info.ssi_signo));
+    zf_notice ("zfly", "stopping on %s", strsignal ((int) info.ssi_signo));
     self->exit_code = 0;
     return -1;
 }
 
 //  Anything an actor says after it started: FATAL, DONE, or its final signal.
-static int s_on_actor(zloop_t *loop, zsock_t *pipe, void *arg)
+static int s_on_actor (zloop_t *loop, zsock_t *pipe, void *arg)
 {
-    (void)loop;
+    (void) loop;
     running_actor_t *running = arg;
     daemon_t *self = running->daemon;
     const char *actor = running->kind->name;
-    zmsg_t *msg = zmsg_recv(pipe);
+    zmsg_t *msg = zmsg_recv (pipe);
     if (!msg)
         return 0;
     bool stop = true;
-    if (zmsg_signal(msg) >= 0) {
-        zf_error_log("zfly", "actor %s died without saying why", actor);
+    if (zmsg_signal (msg) >= 0) {
+        zf_error_log ("zfly", "actor %s died without saying why", actor);
         self->exit_code = 1;
     } else {
-        char *word = zmsg_popstr(msg);
-        char *detail = zmsg_popstr(msg);
-        if (word && streq(word, "FATAL")) {
-            zf_error_log("zfly", "actor %s died: %s", actor, detail ? detail : "no reason");
+        char *word = zmsg_popstr (msg);
+        char *detail = zmsg_popstr (msg);
+        if (word && streq (word, "FATAL")) {
+            zf_error_log ("zfly", "actor %s died: %s", actor, detail ? detail : "no reason");
             self->exit_code = 1;
-        } else if (word && streq(word, "DONE")) {
-            long code = detail ? strtol(detail, NULL, 10) : 1;
-            zf_notice("zfly", "actor %s finished with status %ld; stopping", actor, code);
-            self->exit_code = code >= 0 && code < 126 ? (int)code : 1;
+        } else if (word && streq (word, "DONE")) {
+            long code = detail ? strtol (detail, NULL, 10) : 1;
+            zf_notice ("zfly", "actor %s finished with status %ld; stopping", actor, code);
+            self->exit_code = code >= 0 && code < 126 ? (int) code : 1;
         } else {
-            zf_warning("zfly", "actor %s said something unexpected: %s", actor,
-                       word ? word : "(empty)");
+            zf_warning ("zfly", "actor %s said something unexpected: %s", actor,
+                        word ? word : "(empty)");
             stop = false;
         }
-        zstr_free(&word);
-        zstr_free(&detail);
+        zstr_free (&word);
+        zstr_free (&detail);
     }
-    zmsg_destroy(&msg);
+    zmsg_destroy (&msg);
     return stop ? -1 : 0;
 }
 
-static int s_watch(daemon_t *self, int signal_fd)
+static int s_watch (daemon_t *self, int signal_fd)
 {
-    zloop_t *loop = zloop_new();
-    zloop_set_nonstop(loop, true); //  signals come through signal_fd, not czmq's handler
+    zloop_t *loop = zloop_new ();
+    zloop_set_nonstop (loop, true); //  signals come through signal_fd, not czmq's handler
     zmq_pollitem_t signals = {.socket = NULL, .fd = signal_fd, .events = ZMQ_POLLIN};
-    zloop_poller(loop, &signals, s_on_signal, self);
+    zloop_poller (loop, &signals, s_on_signal, self);
     for (size_t index = 0; index < self->actor_count; index++)
-        zloop_reader(loop, zactor_sock(self->actors[index].handle), s_on_actor,
-                     &self->actors[index]);
-    zloop_start(loop);
-    zloop_destroy(&loop);
+        zloop_reader (loop, zactor_sock (self->actors[index].handle), s_on_actor,
+                      &self->actors[index]);
+    zloop_start (loop);
+    zloop_destroy (&loop);
     return self->exit_code;
 }
 
 //  SIGTERM and SIGINT are blocked in every thread (actors inherit the mask) and read from a
 //  signalfd by the supervisor's loop, so no actor is ever interrupted mid-call.
-static int s_signal_fd(void)
+static int s_signal_fd (void)
 {
     sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    int rc = pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    ZF_ASSERT(rc == 0);
-    int fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    ZF_ASSERT(fd >= 0);
+    sigemptyset (&mask);
+    sigaddset (&mask, SIGTERM);
+    sigaddset (&mask, SIGINT);
+    int rc = pthread_sigmask (SIG_BLOCK, &mask, NULL);
+    ZF_ASSERT (rc == 0);
+    int fd = signalfd (-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    ZF_ASSERT (fd >= 0);
     return fd;
 }
 
-static bool s_start(daemon_t *self, zf_error_t *err)
+static bool s_start (daemon_t *self, zf_error_t *err)
 {
-    const zf_node_config_t *node_config = zf_config_section(self->config, "node");
-    const zf_bus_config_t *bus_config = zf_config_section_or_defaults(self->config, "bus");
+    const zf_node_config_t *node_config = zf_config_section (self->config, "node");
+    const zf_bus_config_t *bus_config = zf_config_section_or_defaults (self->config, "bus");
     if (bus_config->insecure)
-        zf_warning("zfly", "[bus] insecure = true: tcp:// bus traffic is neither encrypted nor "
-                           "authenticated; anyone who can reach the ports can talk to this node");
-    self->node = s_node_new(self->config, err);
-    if (!self->node || zf_node_start_auth(self->node, err) != ZF_OK)
+        zf_warning ("zfly", "[bus] insecure = true: tcp:// bus traffic is neither encrypted nor "
+                            "authenticated; anyone who can reach the ports can talk to this node");
+    self->node = s_node_new (self->config, err);
+    if (!self->node || zf_node_start_auth (self->node, err) != ZF_OK)
         return false;
     if (*node_config->tap) {
-        self->tap = zactor_new(zf_tap_actor, self->node);
-        if (!s_await_start(self->tap, "tap", err))
+        self->tap = zactor_new (zf_tap_actor, self->node);
+        if (!s_await_start (self->tap, "tap", err))
             return false;
     }
     if (*node_config->http) {
-        self->http = zf_http_new(node_config->http, err);
+        self->http = zf_http_new (node_config->http, err);
         if (!self->http)
             return false;
     }
-    return s_start_actors(self, err);
+    return s_start_actors (self, err);
 }
 
-int zf_daemon_run(zf_config_t *config)
+int zf_daemon_run (zf_config_t *config)
 {
-    const zf_node_config_t *node_config = zf_config_section(config, "node");
-    zf_log_set_level((zf_log_level_t)node_config->log_level);
-    int signal_fd = s_signal_fd();
-    zsys_handler_set(NULL); //  czmq must not install its own SIGINT/SIGTERM handler
-    zsys_set_linger(0);
+    const zf_node_config_t *node_config = zf_config_section (config, "node");
+    zf_log_set_level ((zf_log_level_t) node_config->log_level);
+    int signal_fd = s_signal_fd ();
+    zsys_handler_set (NULL); //  czmq must not install its own SIGINT/SIGTERM handler
+    zsys_set_linger (0);
 
     daemon_t self = {.config = config};
-    for (size_t index = 0; index < ZF_ARRAY_LEN(self.actors); index++)
+    for (size_t index = 0; index < ZF_ARRAY_LEN (self.actors); index++)
         self.actors[index].daemon = &self;
     zf_error_t err;
     int exit_code;
-    if (!s_start(&self, &err)) {
-        zf_error_log("zfly", "%s", err.message);
+    if (!s_start (&self, &err)) {
+        zf_error_log ("zfly", "%s", err.message);
         exit_code = 1;
     } else {
-        zf_notice("zfly", "ready node=%s actors=%zu config=%s http_port=%d", node_config->name,
-                  self.actor_count, zf_config_path(config),
-                  self.http ? zf_http_port(self.http) : 0);
+        zf_notice ("zfly", "ready node=%s actors=%zu config=%s http_port=%d", node_config->name,
+                   self.actor_count, zf_config_path (config),
+                   self.http ? zf_http_port (self.http) : 0);
         if (self.http)
-            zf_http_set_ready(self.http, true);
-        zf_notify_ready();
-        exit_code = s_watch(&self, signal_fd);
+            zf_http_set_ready (self.http, true);
+        zf_notify_ready ();
+        exit_code = s_watch (&self, signal_fd);
     }
-    s_stop(&self);
-    zf_node_destroy(&self.node);
-    close(signal_fd);
-    zf_notice("zfly", "stopped exit=%d", exit_code);
+    s_stop (&self);
+    zf_node_destroy (&self.node);
+    close (signal_fd);
+    zf_notice ("zfly", "stopped exit=%d", exit_code);
     return exit_code;
 }

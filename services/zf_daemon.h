@@ -6,6 +6,6 @@
 
 //  Runs until SIGTERM/SIGINT (exit 0), an actor's death (exit 1) or a one-shot actor's DONE
 //  (its exit code). Returns the process exit status.
-int zf_daemon_run(zf_config_t *config);
+int zf_daemon_run (zf_config_t *config);
 
 #endif

@@ -6,23 +6,23 @@
 static const zf_config_key_t s_node_keys[] = {
     {.key = "name",
      .kind = ZF_CONFIG_STR,
-     .offset = offsetof(zf_node_config_t, name),
+     .offset = offsetof (zf_node_config_t, name),
      .required = true,
      .help = "this node's name, unique in the cluster (actor@name on the bus)"},
     {.key = "log_level",
      .kind = ZF_CONFIG_ENUM,
-     .offset = offsetof(zf_node_config_t, log_level),
+     .offset = offsetof (zf_node_config_t, log_level),
      .default_text = "notice",
      .choices = "error|warning|notice|info|debug",
      .help = "least severe log level written"},
     {.key = "http",
      .kind = ZF_CONFIG_STR,
-     .offset = offsetof(zf_node_config_t, http),
+     .offset = offsetof (zf_node_config_t, http),
      .default_text = "127.0.0.1:65080",
      .help = "HOST:PORT serving /healthz and /metrics; empty: none"},
     {.key = "tap",
      .kind = ZF_CONFIG_STR,
-     .offset = offsetof(zf_node_config_t, tap),
+     .offset = offsetof (zf_node_config_t, tap),
      .default_text = "",
      .help = "endpoint mirroring all bus traffic for zfly-tap (ipc:// or tcp://); empty: off"},
 };
@@ -31,51 +31,51 @@ const zf_config_section_t zf_node_section = {
     .name = "node",
     .help = "this process: its name, logging, health and metrics",
     .keys = s_node_keys,
-    .key_count = ZF_ARRAY_LEN(s_node_keys),
-    .struct_size = sizeof(zf_node_config_t),
+    .key_count = ZF_ARRAY_LEN (s_node_keys),
+    .struct_size = sizeof (zf_node_config_t),
     .required = true,
 };
 
 static const zf_config_key_t s_bus_keys[] = {
     {.key = "cert",
      .kind = ZF_CONFIG_STR,
-     .offset = offsetof(zf_bus_config_t, cert),
+     .offset = offsetof (zf_bus_config_t, cert),
      .default_text = "",
      .help = "secret certificate of this node from `zfly keygen` (needed for tcp://)"},
     {.key = "allow",
      .kind = ZF_CONFIG_STR,
-     .offset = offsetof(zf_bus_config_t, allow),
+     .offset = offsetof (zf_bus_config_t, allow),
      .default_text = "",
      .help = "directory of public certificates (*.pub) allowed to connect over tcp://"},
     {.key = "insecure",
      .kind = ZF_CONFIG_BOOL,
-     .offset = offsetof(zf_bus_config_t, insecure),
+     .offset = offsetof (zf_bus_config_t, insecure),
      .default_text = "false",
      .help = "plain TCP without CURVE: no encryption, no authentication (testing only)"},
     {.key = "hwm",
      .kind = ZF_CONFIG_INT,
-     .offset = offsetof(zf_bus_config_t, hwm),
+     .offset = offsetof (zf_bus_config_t, hwm),
      .default_text = "1000",
      .min = 1,
      .max = 1000000,
      .help = "high-water mark of each bus socket, in messages; beyond it sends are dropped"},
     {.key = "tap_hwm",
      .kind = ZF_CONFIG_INT,
-     .offset = offsetof(zf_bus_config_t, tap_hwm),
+     .offset = offsetof (zf_bus_config_t, tap_hwm),
      .default_text = "10000",
      .min = 1,
      .max = 10000000,
      .help = "tap queue bound, in messages; beyond it mirrored messages are dropped"},
     {.key = "request_timeout",
      .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof(zf_bus_config_t, request_timeout_ms),
+     .offset = offsetof (zf_bus_config_t, request_timeout_ms),
      .default_text = "5s",
      .min = 1,
      .max = 3600000,
      .help = "default deadline of a bus request, all attempts together"},
     {.key = "request_retries",
      .kind = ZF_CONFIG_INT,
-     .offset = offsetof(zf_bus_config_t, request_retries),
+     .offset = offsetof (zf_bus_config_t, request_retries),
      .default_text = "2",
      .min = 0,
      .max = 100,
@@ -86,8 +86,8 @@ const zf_config_section_t zf_bus_section = {
     .name = "bus",
     .help = "the message bus: CURVE keys, allow-list, queue bounds, request defaults",
     .keys = s_bus_keys,
-    .key_count = ZF_ARRAY_LEN(s_bus_keys),
-    .struct_size = sizeof(zf_bus_config_t),
+    .key_count = ZF_ARRAY_LEN (s_bus_keys),
+    .struct_size = sizeof (zf_bus_config_t),
 };
 
 const zf_config_section_t zf_endpoints_section = {
@@ -102,11 +102,11 @@ const zf_actor_kind_t zf_actor_kinds[] = {
     {"probe", "checks an echo actor over the bus and reports", &zf_probe_section, zf_probe_actor},
 };
 
-const size_t zf_actor_kind_count = ZF_ARRAY_LEN(zf_actor_kinds);
+const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);
 
-const zf_config_section_t *const *zf_all_sections(size_t *count)
+const zf_config_section_t *const *zf_all_sections (size_t *count)
 {
-    static const zf_config_section_t *sections[3 + ZF_ARRAY_LEN(zf_actor_kinds)];
+    static const zf_config_section_t *sections[3 + ZF_ARRAY_LEN (zf_actor_kinds)];
     size_t used = 0;
     sections[used++] = &zf_node_section;
     sections[used++] = &zf_bus_section;

@@ -31,6 +31,6 @@ extern const size_t zf_actor_kind_count;
 
 //  All sections a configuration file may have: node, bus, endpoints, then one per actor kind.
 //  Returns a static array.
-const zf_config_section_t *const *zf_all_sections(size_t *count);
+const zf_config_section_t *const *zf_all_sections (size_t *count);
 
 #endif

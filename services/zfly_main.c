@@ -15,59 +15,60 @@
 #define ZF_VERSION    "0.1.0"
 #define MAX_OVERRIDES 256
 
-static void s_usage(FILE *out)
+static void s_usage (FILE *out)
 {
-    fprintf(out, "usage: zfly -c FILE [--set SECTION.KEY=VALUE]...\n"
-                 "       zfly check -c FILE [--set SECTION.KEY=VALUE]...\n"
-                 "       zfly keygen PATH\n"
-                 "       zfly config-reference\n"
-                 "\n"
-                 "Runs the zfly actors that the INI file FILE names, each with its own section,\n"
-                 "until SIGTERM or SIGINT.\n"
-                 "\n"
-                 "  -c, --config FILE        configuration file (see deploy/*.ini)\n"
-                 "  -s, --set S.K=V          override key K of section S (repeatable)\n"
-                 "  -h, --help               this text\n"
-                 "  -V, --version            print the version\n"
-                 "\n"
-                 "Commands:\n"
-                 "  check                    load FILE and report the first error, start nothing\n"
-                 "  keygen PATH              write PATH.key (secret, mode 0600) and PATH.pub;\n"
-                 "                           put PATH.pub in other nodes' [bus] allow directory\n"
-                 "  config-reference         print every section and key with default and help\n"
-                 "\n"
-                 "Actors:\n");
+    fprintf (out, "usage: zfly -c FILE [--set SECTION.KEY=VALUE]...\n"
+                  "       zfly check -c FILE [--set SECTION.KEY=VALUE]...\n"
+                  "       zfly keygen PATH\n"
+                  "       zfly config-reference\n"
+                  "\n"
+                  "Runs the zfly actors that the INI file FILE names, each with its own section,\n"
+                  "until SIGTERM or SIGINT.\n"
+                  "\n"
+                  "  -c, --config FILE        configuration file (see deploy/*.ini)\n"
+                  "  -s, --set S.K=V          override key K of section S (repeatable)\n"
+                  "  -h, --help               this text\n"
+                  "  -V, --version            print the version\n"
+                  "\n"
+                  "Commands:\n"
+                  "  check                    load FILE and report the first error, start nothing\n"
+                  "  keygen PATH              write PATH.key (secret, mode 0600) and PATH.pub;\n"
+                  "                           put PATH.pub in other nodes' [bus] allow directory\n"
+                  "  config-reference         print every section and key with default and help\n"
+                  "\n"
+                  "Actors:\n");
     for (size_t index = 0; index < zf_actor_kind_count; index++)
-        fprintf(out, "  [%s]%*s%s\n", zf_actor_kinds[index].name,
-                (int)(23 - strlen(zf_actor_kinds[index].name)), "", zf_actor_kinds[index].summary);
+        fprintf (out, "  [%s]%*s%s\n", zf_actor_kinds[index].name,
+                 (int) (23 - strlen (zf_actor_kinds[index].name)), "",
+                 zf_actor_kinds[index].summary);
 }
 
-static int s_keygen(const char *path)
+static int s_keygen (const char *path)
 {
-    zcert_t *cert = zcert_new();
-    ZF_ASSERT(cert);
-    char *secret_path = zf_asprintf("%s.key", path);
-    char *public_path = zf_asprintf("%s.pub", path);
-    zcert_set_meta(cert, "created-by", "zfly keygen");
-    mode_t old_mask = umask(077); //  the secret file must never be readable by others
-    int rc = zcert_save_secret(cert, secret_path);
-    umask(old_mask);
+    zcert_t *cert = zcert_new ();
+    ZF_ASSERT (cert);
+    char *secret_path = zf_asprintf ("%s.key", path);
+    char *public_path = zf_asprintf ("%s.pub", path);
+    zcert_set_meta (cert, "created-by", "zfly keygen");
+    mode_t old_mask = umask (077); //  the secret file must never be readable by others
+    int rc = zcert_save_secret (cert, secret_path);
+    umask (old_mask);
     if (rc == 0)
-        rc = zcert_save_public(cert, public_path);
+        rc = zcert_save_public (cert, public_path);
     if (rc != 0)
-        fprintf(stderr, "zfly: keygen: cannot write %s / %s: %s\n", secret_path, public_path,
-                strerror(errno));
+        fprintf (stderr, "zfly: keygen: cannot write %s / %s: %s\n", secret_path, public_path,
+                 strerror (errno));
     else
-        printf("secret key: %s (set [bus] cert = %s)\npublic key: %s (copy to other nodes' "
-               "allow directory)\npublic key z85: %s\n",
-               secret_path, secret_path, public_path, zcert_public_txt(cert));
-    zcert_destroy(&cert);
-    zf_free(secret_path);
-    zf_free(public_path);
+        printf ("secret key: %s (set [bus] cert = %s)\npublic key: %s (copy to other nodes' "
+                "allow directory)\npublic key z85: %s\n",
+                secret_path, secret_path, public_path, zcert_public_txt (cert));
+    zcert_destroy (&cert);
+    zf_free (secret_path);
+    zf_free (public_path);
     return rc == 0 ? 0 : 1;
 }
 
-int main(int argc, char *argv[])
+int main (int argc, char *argv[])
 {
     const char *config_path = NULL;
     const char *overrides[MAX_OVERRIDES];
@@ -80,69 +81,61 @@ int main(int argc, char *argv[])
         {NULL, 0, NULL, 0},
     };
     int option;
-    while ((option = getopt_long(argc, argv, "c:s:hV", options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, "c:s:hV", options, NULL)) != -1) {
         switch (option) {
-        case 'c':
-            config_path = optarg;
-            break;
+        case 'c': config_path = optarg; break;
         case 's':
             if (override_count == MAX_OVERRIDES) {
-                fprintf(stderr, "zfly: more than %d --set options\n", MAX_OVERRIDES);
+                fprintf (stderr, "zfly: more than %d --set options\n", MAX_OVERRIDES);
                 return 2;
             }
             overrides[override_count++] = optarg;
             break;
-        case 'h':
-            s_usage(stdout);
-            return 0;
-        case 'V':
-            printf("zfly %s\n", ZF_VERSION);
-            return 0;
-        default:
-            s_usage(stderr);
-            return 2;
+        case 'h': s_usage (stdout); return 0;
+        case 'V': printf ("zfly %s\n", ZF_VERSION); return 0;
+        default: s_usage (stderr); return 2;
         }
     }
     const char *command = optind < argc ? argv[optind] : "run";
     size_t section_count;
-    const zf_config_section_t *const *sections = zf_all_sections(&section_count);
+    const zf_config_section_t *const *sections = zf_all_sections (&section_count);
 
-    if (streq(command, "keygen")) {
+    if (streq (command, "keygen")) {
         if (optind + 2 != argc) {
-            fprintf(stderr, "usage: zfly keygen PATH   (writes PATH.key and PATH.pub)\n");
+            fprintf (stderr, "usage: zfly keygen PATH   (writes PATH.key and PATH.pub)\n");
             return 2;
         }
-        return s_keygen(argv[optind + 1]);
+        return s_keygen (argv[optind + 1]);
     }
-    if (streq(command, "config-reference")) {
-        zf_config_write_reference(sections, section_count, stdout);
+    if (streq (command, "config-reference")) {
+        zf_config_write_reference (sections, section_count, stdout);
         return 0;
     }
-    if (!streq(command, "run") && !streq(command, "check")) {
-        fprintf(stderr, "zfly: unknown command '%s' (try zfly --help)\n", command);
+    if (!streq (command, "run") && !streq (command, "check")) {
+        fprintf (stderr, "zfly: unknown command '%s' (try zfly --help)\n", command);
         return 2;
     }
-    if (optind + (streq(command, "run") ? 0 : 1) != argc) {
-        fprintf(stderr, "zfly: unexpected argument '%s' (try zfly --help)\n", argv[argc - 1]);
+    if (optind + (streq (command, "run") ? 0 : 1) != argc) {
+        fprintf (stderr, "zfly: unexpected argument '%s' (try zfly --help)\n", argv[argc - 1]);
         return 2;
     }
     if (!config_path) {
-        fprintf(stderr, "zfly: no configuration: use -c FILE (samples in deploy/)\n");
+        fprintf (stderr, "zfly: no configuration: use -c FILE (samples in deploy/)\n");
         return 2;
     }
     zf_error_t err;
     zf_config_t *config =
-        zf_config_load(sections, section_count, config_path, overrides, override_count, &err);
+        zf_config_load (sections, section_count, config_path, overrides, override_count, &err);
     if (!config) {
-        fprintf(stderr, "zfly: %s\n", err.message);
+        fprintf (stderr, "zfly: %s\n", err.message);
         return 2;
     }
     int exit_code = 0;
-    if (streq(command, "check"))
-        printf("%s: configuration is valid\n", config_path);
+    if (streq (command, "check"))
+        printf ("%s: configuration is valid\n", config_path);
     else
-        exit_code = zf_daemon_run(config);
-    zf_config_destroy(&config);
-    zf_metrics_shutdown();
+        exit_code = zf_daemon_run (config);
+    zf_config_destroy (&config);
+    zf_metrics_shutdown ();
     return exit_code;
 }

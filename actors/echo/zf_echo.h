@@ -15,6 +15,6 @@ typedef struct {
 
 extern const zf_config_section_t zf_echo_section;
 
-void zf_echo_actor(zsock_t *pipe, void *args);
+void zf_echo_actor (zsock_t *pipe, void *args);
 
 #endif

@@ -25,6 +25,6 @@ typedef struct {
 
 extern const zf_config_section_t zf_probe_section;
 
-void zf_probe_actor(zsock_t *pipe, void *args);
+void zf_probe_actor (zsock_t *pipe, void *args);
 
 #endif
