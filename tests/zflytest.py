@@ -43,6 +43,7 @@ class LineReader:
 
     def __init__(self, stream, echo_prefix=None):
         self.lines = []
+        self.closed = False
         self._queue = queue.Queue()
         self._echo_prefix = echo_prefix
         self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
@@ -57,8 +58,12 @@ class LineReader:
         self._queue.put(None)
 
     def _drain(self, timeout):
+        if self.closed:
+            return None
         item = self._queue.get(timeout=timeout)
-        if item is not None:
+        if item is None:
+            self.closed = True
+        else:
             self.lines.append(item)
         return item
 
@@ -72,7 +77,7 @@ class LineReader:
         regex = re.compile(pattern)
         index = start
         deadline = time.monotonic() + timeout
-        closed = False
+        closed = self.closed
         while True:
             while index < len(self.lines):
                 if regex.search(self.lines[index]):
