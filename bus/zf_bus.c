@@ -134,7 +134,7 @@ static void s_link_destroy (link_t **link_p)
         if (link->monitor)
             zloop_reader_end (link->bus->loop, link->monitor);
     }
-    zsock_destroy (&link->monitor);
+    zf_monitor_detach (link->sock, &link->monitor);
     zsock_destroy (&link->sock);
     zlistx_destroy (&link->event_handlers);
     zf_free (link->actor);
@@ -252,8 +252,8 @@ void zf_bus_destroy (zf_bus_t **self_p)
     zhashx_destroy (&self->links);
     zhashx_destroy (&self->handlers);
     zhashx_destroy (&self->counters);
-    zsock_destroy (&self->inbox_link.monitor);
-    zsock_destroy (&self->outlet_link.monitor);
+    zf_monitor_detach (self->inbox, &self->inbox_link.monitor);
+    zf_monitor_detach (self->outlet, &self->outlet_link.monitor);
     zsock_destroy (&self->inbox);
     zsock_destroy (&self->outlet);
     zf_tap_destroy (&self->tap);
@@ -491,19 +491,20 @@ zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_m
     return status;
 }
 
-zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
-                                const char *field, const char *fmt, ...)
+//  The shared body of the two error replies: a message in words, a short code for programs.
+static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *ret,
+                                       const char *code, const char *field, const char *message)
 {
-    char message[1024];
-    va_list args;
-    va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
-    va_end (args);
     zf_msg_error_t body = {
-        .code = (char *) zf_status_name (code),
-        .message = message,
+        .code = (char *) code,
+        .message = (char *) message,
         .field = (char *) (field ? field : ""),
     };
+    char code_copy[33];
+    if (strlen (body.code) > 32) { //  an actor's own code must still fit the schema
+        zf_strlcpy (code_copy, body.code, sizeof code_copy);
+        body.code = code_copy;
+    }
     char field_copy[161];
     if (strlen (body.field) > 160) { //  keep the reply valid even for absurd field paths
         zf_strlcpy (field_copy, body.field, sizeof field_copy);
@@ -516,6 +517,29 @@ zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_s
     zf_status_t status = s_send (self, self->inbox, "router", ret, "error", envelope, NULL);
     zframe_destroy (&envelope);
     return status;
+}
+
+zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
+                                const char *field, const char *fmt, ...)
+{
+    char message[1024];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (message, sizeof message, fmt, args);
+    va_end (args);
+    return s_reply_error_text (self, ret, zf_status_name (code), field, message);
+}
+
+zf_status_t zf_bus_reply_error_code (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
+                                     const char *field, const char *fmt, ...)
+{
+    ZF_ASSERT (code && *code);
+    char message[1024];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (message, sizeof message, fmt, args);
+    va_end (args);
+    return s_reply_error_text (self, ret, code, field, message);
 }
 
 zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const void *body)

@@ -86,6 +86,11 @@ zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_m
 zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
                                 const char *field, const char *fmt, ...)
     __attribute__ ((format (printf, 5, 6)));
+//  The same with an actor's own short code ("not_found", "busy", "corrupt"), for answers a
+//  zf_status_t does not name; at most 32 bytes (longer codes are cut).
+zf_status_t zf_bus_reply_error_code (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
+                                     const char *field, const char *fmt, ...)
+    __attribute__ ((format (printf, 5, 6)));
 
 zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const void *body);
 

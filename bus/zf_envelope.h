@@ -32,9 +32,8 @@ typedef struct {
 //  Encodes header fields and body (of type desc->body) into a new frame. to NULL or "" and re 0
 //  are left out of the map. The body is validated first (errors say "body.FIELD"), and from/to
 //  get the checks the decoder applies; on failure returns NULL and fills err.
-zframe_t *zf_envelope_encode (const zf_msg_desc_t *desc, uint64_t id, uint64_t re,
-                              const char *from, const char *to, const void *body,
-                              zf_error_t *err);
+zframe_t *zf_envelope_encode (const zf_msg_desc_t *desc, uint64_t id, uint64_t re, const char *from,
+                              const char *to, const void *body, zf_error_t *err);
 
 //  Decodes frame bytes into env (zeroed by the call). On failure env holds nothing to free,
 //  but env->type/from/id keep whatever was read before the error, for the log line.

@@ -46,7 +46,8 @@ static uint64_t s_now_ms (void)
     return (uint64_t) now.tv_sec * 1000 + (uint64_t) now.tv_nsec / 1000000;
 }
 
-static void s_vlog (zf_log_level_t level, const char *subsystem, const char *fmt, va_list args)
+__attribute__ ((format (printf, 3, 0))) static void
+s_vlog (zf_log_level_t level, const char *subsystem, const char *fmt, va_list args)
 {
     char line[2048];
     struct timeval now;

@@ -16,6 +16,18 @@ zsock_t *zf_monitor_attach (zsock_t *sock)
     return pair;
 }
 
+void zf_monitor_detach (zsock_t *sock, zsock_t **pair_p)
+{
+    if (!*pair_p)
+        return;
+    zmq_socket_monitor (zsock_resolve (sock), NULL, 0);
+    zsock_set_rcvtimeo (*pair_p, 0);
+    zmsg_t *pending;
+    while ((pending = zmsg_recv (*pair_p)))
+        zmsg_destroy (&pending);
+    zsock_destroy (pair_p);
+}
+
 //  libzmq 4.3 (v1 monitor format): frame 1 is a 16-bit event and a 32-bit value, native byte
 //  order; frame 2 is the endpoint.
 bool zf_monitor_read (zsock_t *pair, zf_monitor_event_t *event)

@@ -17,6 +17,10 @@ typedef struct {
 //  Starts monitoring sock; returns the PAIR socket to read events from (caller owns it).
 zsock_t *zf_monitor_attach (zsock_t *sock);
 
+//  Stops monitoring sock and destroys *pair_p, draining events still queued on it: libzmq
+//  leaks a monitor event that is left in flight when either end closes first.
+void zf_monitor_detach (zsock_t *sock, zsock_t **pair_p);
+
 //  Reads one event; false when the frames were not a monitor event.
 bool zf_monitor_read (zsock_t *pair, zf_monitor_event_t *event);
 

@@ -1,10 +1,16 @@
 /*  zf_schema.h — bus message bodies, declared as data.
 
-    The files schemas/NAME.schema define every message once. At build time tools/zf_schemagen.py turns them
-    into C struct typedefs plus descriptor tables (gen/zf_msgs.h, gen/zf_msgs.c); this file is
-    the table-driven codec that encodes, decodes and validates any described record. So the
-    wire format of a message is written in exactly one place, and every decoder shares the same
-    defensive checks (Fluent Bit style: explicit shape checks, one error code per failure).
+    The files schemas/NAME.schema define every message once. At build time
+    tools/zf_schemagen.py turns them into C struct typedefs plus descriptor tables
+    (gen/zf_msgs.h, gen/zf_msgs.c); this file is the table-driven codec that encodes, decodes
+    and validates any described record. So the wire format of a message is written in exactly
+    one place, and every decoder shares the same defensive checks (Fluent Bit style: explicit
+    shape checks, one error code per failure).
+
+    Generated names, for "record endpoint" and "message echo.request 1":
+        zf_rec_endpoint_t, zf_rec_endpoint (its zf_record_desc_t)
+        zf_msg_echo_request_t (the body), zf_msg_echo_request (its zf_msg_desc_t),
+        ZF_MSG_ECHO_REQUEST ("echo.request")
 
     C representation of each field kind:
         bool  -> bool          u64 -> uint64_t      i64 -> int64_t     f64 -> double
@@ -15,7 +21,8 @@
 
     Decoding copies everything it keeps, so a decoded struct does not point into the frame
     and outlives it; zf_schema_clear frees it. Unknown keys in a map are skipped: compatible
-    schema changes add optional fields, and older readers must accept them. */
+    schema changes add optional fields, and older readers must accept them. A struct built in
+    C may leave optional strings NULL (they encode as ""), so `{.seq = 7}` is a valid body. */
 #ifndef ZF_SCHEMA_H_INCLUDED
 #define ZF_SCHEMA_H_INCLUDED
 
@@ -44,28 +51,28 @@ typedef enum {
 typedef struct zf_record_desc_s zf_record_desc_t;
 
 typedef struct {
-    const char *name;      //  snake_case key in the msgpack map
-    zf_field_kind_t kind;  //  element kind when is_list
-    bool is_list;          //  a msgpack array of `kind`
-    bool required;         //  absent -> ZF_E_MISSING; otherwise the default applies
-    size_t offset;         //  offsetof the field in the record's struct
-    uint64_t max;          //  str/bin: max bytes; u64: max value; i64: max |value|; 0 = none
-    uint64_t max_items;    //  lists: max element count (always set for lists)
+    const char *name;     //  snake_case key in the msgpack map
+    zf_field_kind_t kind; //  element kind when is_list
+    bool is_list;         //  a msgpack array of `kind`
+    bool required;        //  absent -> ZF_E_MISSING; otherwise the default applies
+    size_t offset;        //  offsetof the field in the record's struct
+    uint64_t max;         //  str/bin: max bytes; u64: max value; i64: max |value|; 0 = none
+    uint64_t max_items;   //  lists: max element count (always set for lists)
     const zf_record_desc_t *record; //  for ZF_FIELD_RECORD
-    const char *default_text; //  default as text ("42", "true", "hello"); NULL = zero/empty
+    const char *default_text;       //  default as text ("42", "true", "hello"); NULL = zero/empty
 } zf_field_desc_t;
 
 struct zf_record_desc_s {
-    const char *name;  //  schema name ("endpoint", or the message type for message bodies)
-    size_t size;       //  sizeof the C struct
+    const char *name; //  schema name ("endpoint", or the message type for message bodies)
+    size_t size;      //  sizeof the C struct
     const zf_field_desc_t *fields;
     size_t field_count;
 };
 
 typedef struct {
-    const char *type;              //  lowercase dotted, "echo.request"
-    uint32_t version;              //  schema version of this message type
-    const zf_record_desc_t *body;  //  the body record
+    const char *type;             //  lowercase dotted, "echo.request"
+    uint32_t version;             //  schema version of this message type
+    const zf_record_desc_t *body; //  the body record
 } zf_msg_desc_t;
 
 //  Sets every field of value to its default (strings to "" or their default text).
@@ -90,8 +97,8 @@ zf_status_t zf_schema_decode (const zf_record_desc_t *desc, const msgpack_object
 //  input (ZF_E_TRUNCATED), trailing bytes (ZF_E_TRAILING), bytes that are not msgpack
 //  (ZF_E_INVALID) and nesting deeper than ZF_SCHEMA_DEPTH_MAX (ZF_E_TOO_LARGE), then decodes
 //  it like zf_schema_decode with an empty path ("groups[2].name"). On failure value is zeroed.
-zf_status_t zf_schema_decode_buffer (const zf_record_desc_t *desc, const uint8_t *data,
-                                     size_t size, void *value, zf_error_t *err);
+zf_status_t zf_schema_decode_buffer (const zf_record_desc_t *desc, const uint8_t *data, size_t size,
+                                     void *value, zf_error_t *err);
 
 //  Maps and arrays nested in one buffer, counting the outermost: an envelope (1) and a body
 //  with everything inside it (at most 12: zf_schemagen.py refuses deeper schemas), plus slack
@@ -108,12 +115,12 @@ zf_status_t zf_schema_unpack (const uint8_t *data, size_t size, msgpack_unpacked
 
 //  Builds msgpack by hand, for tests that need input no encoder would write (wrong types,
 //  truncation, junk). Each format letter packs one item from the arguments; spaces are ignored:
-//      M map header (int entries)       A array header (int items)
+//      M3 map header of 3 entries       A2 array header of 2 items (counts in the format)
 //      s string (const char *)          S string with length (const char *, size_t)
 //      B binary (const void *, size_t)  r raw bytes, unchecked (const void *, size_t)
 //      u uint64_t    i int64_t    f double    t true    F false    n nil
 //  Returns a heap buffer (free it) and its size; a bad format letter asserts.
-//      uint8_t *data = zf_schema_build (&size, "M s u", 1, "seq", (uint64_t) 7);
+//      uint8_t *data = zf_schema_build (&size, "M1 s u", "seq", (uint64_t) 7);
 uint8_t *zf_schema_build (size_t *size, const char *format, ...);
 
 //  What a msgpack object is, for error messages: "a string", "an array", "nil", …
