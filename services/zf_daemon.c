@@ -252,12 +252,13 @@ int zf_daemon_run (zf_config_t *config)
         zf_error_log ("zfly", "%s", err.message);
         exit_code = 1;
     } else {
-        zf_notice ("zfly", "ready node=%s actors=%zu config=%s http_port=%d", node_config->name,
-                   self.actor_count, zf_config_path (config),
-                   self.http ? zf_http_port (self.http) : 0);
+        //  Ready first, then say so: whoever waits for the line may probe /healthz at once.
         if (self.http)
             zf_http_set_ready (self.http, true);
         zf_notify_ready ();
+        zf_notice ("zfly", "ready node=%s actors=%zu config=%s http_port=%d", node_config->name,
+                   self.actor_count, zf_config_path (config),
+                   self.http ? zf_http_port (self.http) : 0);
         exit_code = s_watch (&self, signal_fd);
     }
     s_stop (&self);
