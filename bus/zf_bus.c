@@ -492,8 +492,8 @@ zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_m
 }
 
 //  The shared body of the two error replies: a message in words, a short code for programs.
-static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *ret,
-                                       const char *code, const char *field, const char *message)
+static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
+                                       const char *field, const char *message)
 {
     zf_msg_error_t body = {
         .code = (char *) code,
