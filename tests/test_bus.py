@@ -90,6 +90,11 @@ class BusTest(ZflyTestCase):
         self.assertGreaterEqual(node_a.metric("zfly_bus_messages_received_total", actor="echo",
                                               type="echo.request"), PROBE_COUNT)
         self.assertGreaterEqual(node_a.metric("zfly_bus_auth_accepted_total"), 1)
+        # After real traffic, with every family in use, /metrics still passes promtool.
+        status, _, body = node_a.http_get("/metrics")
+        check = subprocess.run(["promtool", "check", "metrics"], input=body, text=True,
+                               capture_output=True)
+        self.assertEqual((check.returncode, check.stdout + check.stderr), (0, ""))
 
     def test_key_outside_allow_list_exchanges_nothing(self):
         node_a, pub_a, request_port, events_port = self.make_echo_node()
@@ -119,6 +124,15 @@ class BusTest(ZflyTestCase):
         os.link(pub_b, self.path("allow-a", "b.pub"))
         tap = subprocess.Popen([zflytest.ZFLY_TAP, tap_endpoint], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
+        # Filtered taps, started with the first so that the warm-up covers them too.
+        replies_only = subprocess.Popen(
+            [zflytest.ZFLY_TAP, tap_endpoint, "--type", "echo.reply", "--count", "5"],
+            stdout=subprocess.PIPE, text=True)
+        probe_only = subprocess.Popen(
+            [zflytest.ZFLY_TAP, tap_endpoint, "--actor", "probe", "--count", "5"],
+            stdout=subprocess.PIPE, text=True)
+        self.addCleanup(replies_only.kill)
+        self.addCleanup(probe_only.kill)
         try:
             lines = zflytest.LineReader(tap.stdout, echo_prefix="[tap] ")
             # PUB/SUB subscriptions take effect asynchronously: run a one-request probe until
@@ -166,6 +180,18 @@ class BusTest(ZflyTestCase):
             self.assertIn("accepted", names)
             self.assertIn("handshake_succeeded", names)
             self.assertIn("disconnected", names)
+            # --type keeps only messages of that type; --actor only those from or to it.
+            output, _ = replies_only.communicate(timeout=20)
+            records = [json.loads(line) for line in output.splitlines()]
+            self.assertEqual(len(records), 5)
+            self.assertTrue(all(record["type"] == "echo.reply" for record in records), records)
+            output, _ = probe_only.communicate(timeout=20)
+            records = [json.loads(line) for line in output.splitlines()]
+            self.assertEqual(len(records), 5)
+            for record in records:
+                self.assertEqual(record["kind"], "message")
+                self.assertTrue(record["from"].startswith("probe@")
+                                or record.get("to", "").startswith("probe@"), record)
         finally:
             tap.terminate()
             tap.wait(timeout=10)
