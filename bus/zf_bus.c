@@ -1,12 +1,12 @@
 /*  zf_bus.c — requests, replies and events for one actor. */
 #include "zf_bus.h"
+#include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_monitor.h"
 #include "zf_msgs.h"
 #include "zf_sock.h"
 #include "zf_tap.h"
-#include <time.h>
 
 #define TIMER_INTERVAL_MS 10 //  resolution of request deadlines and retries
 
@@ -76,13 +76,6 @@ static int s_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg);
 static int s_link_ready (zloop_t *loop, zsock_t *reader, void *arg);
 static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg);
 static int s_timer (zloop_t *loop, int timer_id, void *arg);
-
-static int64_t s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 //  ---------------------------------------------------------------------------------------------
 //  Counters, one set per message type, looked up once and then bumped without locks. The type
@@ -419,7 +412,7 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     pending->attempt_ms = timeout / (retries + 1);
     if (pending->attempt_ms < 1)
         pending->attempt_ms = 1;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     pending->attempt_deadline = now + pending->attempt_ms;
     pending->final_deadline = now + timeout;
     pending->attempts = 1;
@@ -734,7 +727,7 @@ static int s_timer (zloop_t *loop, int timer_id, void *arg)
     zf_bus_t *self = arg;
     if (zhashx_size (self->pending) == 0)
         return 0;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     //  Collect first: callbacks may add or complete requests while we walk.
     zlistx_t *expired = zlistx_new ();
     zlistx_set_destructor (expired, (zlistx_destructor_fn *) zstr_free);
@@ -866,13 +859,13 @@ static int s_test_check (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     s_test_wait_t *wait = arg;
-    ZF_ASSERT (s_now_ms () < wait->deadline);
+    ZF_ASSERT (zf_clock_mono_ms () < wait->deadline);
     return wait->condition (wait->state) ? -1 : 0;
 }
 
 static void s_test_run_until (zloop_t *loop, s_test_state_t *state, s_test_condition_fn *condition)
 {
-    s_test_wait_t wait = {condition, state, s_now_ms () + 5000};
+    s_test_wait_t wait = {condition, state, zf_clock_mono_ms () + 5000};
     int timer = zloop_timer (loop, 5, 0, s_test_check, &wait);
     zloop_start (loop);
     zloop_timer_end (loop, timer);

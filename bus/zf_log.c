@@ -3,6 +3,7 @@
     Each line is formatted into a local buffer and written with one fwrite on an unbuffered
     stream, so lines from different actors never interleave mid-line. */
 #include "zf_log.h"
+#include "zf_clock.h"
 #include <sys/time.h>
 #include <time.h>
 
@@ -37,13 +38,6 @@ const char *zf_log_level_name (zf_log_level_t level)
 void zf_log_set_stream (FILE *stream)
 {
     atomic_store (&s_stream, stream);
-}
-
-static uint64_t s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (uint64_t) now.tv_sec * 1000 + (uint64_t) now.tv_nsec / 1000000;
 }
 
 __attribute__ ((format (printf, 3, 0))) static void
@@ -89,7 +83,7 @@ void zf_warning_limited (zf_ratelimit_t *limit, const char *subsystem, const cha
 {
     if (ZF_LOG_WARNING > atomic_load (&s_level))
         return;
-    uint64_t now = s_now_ms ();
+    uint64_t now = (uint64_t) zf_clock_mono_ms ();
     uint64_t start = atomic_load (&limit->window_start_ms);
     if (now - start >= limit->interval_ms
         && atomic_compare_exchange_strong (&limit->window_start_ms, &start, now)) {

@@ -1,10 +1,10 @@
 /*  zf_tap.c — tap outlets of the actors and the tap actor that republishes them. */
 #include "zf_tap.h"
+#include "zf_clock.h"
 #include "zf_envelope.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_sock.h"
-#include <sys/time.h>
 
 struct zf_tap_s {
     zsock_t *outlet; //  PUSH to the tap actor's inbox
@@ -45,13 +45,6 @@ void zf_tap_destroy (zf_tap_t **self_p)
     *self_p = NULL;
 }
 
-static uint64_t s_wall_ms (void)
-{
-    struct timeval now;
-    gettimeofday (&now, NULL);
-    return (uint64_t) now.tv_sec * 1000 + (uint64_t) now.tv_usec / 1000;
-}
-
 static void s_pack_str (msgpack_packer *pk, const char *text)
 {
     size_t len = strlen (text);
@@ -71,6 +64,20 @@ static void s_send (zf_tap_t *self, const char *topic, msgpack_sbuffer *meta, zf
         zf_counter_add (self->dropped, 1);
 }
 
+//  Starts a metadata map with the fields every record has; `extra` more pairs must follow.
+static void s_pack_header (zf_tap_t *self, msgpack_packer *pk, const char *socket, size_t extra)
+{
+    msgpack_pack_map (pk, 4 + extra);
+    s_pack_str (pk, "time_ms");
+    msgpack_pack_uint64 (pk, (uint64_t) zf_clock_wall_ms ());
+    s_pack_str (pk, "node");
+    s_pack_str (pk, self->node);
+    s_pack_str (pk, "actor");
+    s_pack_str (pk, self->actor);
+    s_pack_str (pk, "socket");
+    s_pack_str (pk, socket);
+}
+
 void zf_tap_message (zf_tap_t *self, const char *dir, const char *socket, const char *type,
                      zframe_t *envelope, zmsg_t *raw, const char *refused)
 {
@@ -80,15 +87,7 @@ void zf_tap_message (zf_tap_t *self, const char *dir, const char *socket, const 
     msgpack_sbuffer_init (&meta);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, refused ? 7 : 6);
-    s_pack_str (&pk, "time_ms");
-    msgpack_pack_uint64 (&pk, s_wall_ms ());
-    s_pack_str (&pk, "node");
-    s_pack_str (&pk, self->node);
-    s_pack_str (&pk, "actor");
-    s_pack_str (&pk, self->actor);
-    s_pack_str (&pk, "socket");
-    s_pack_str (&pk, socket);
+    s_pack_header (self, &pk, socket, refused ? 3 : 2);
     s_pack_str (&pk, "dir");
     s_pack_str (&pk, dir);
     s_pack_str (&pk, "raw");
@@ -115,15 +114,7 @@ void zf_tap_socket_event (zf_tap_t *self, const char *socket, const char *event,
     msgpack_sbuffer_init (&meta);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 7);
-    s_pack_str (&pk, "time_ms");
-    msgpack_pack_uint64 (&pk, s_wall_ms ());
-    s_pack_str (&pk, "node");
-    s_pack_str (&pk, self->node);
-    s_pack_str (&pk, "actor");
-    s_pack_str (&pk, self->actor);
-    s_pack_str (&pk, "socket");
-    s_pack_str (&pk, socket);
+    s_pack_header (self, &pk, socket, 3);
     s_pack_str (&pk, "event");
     s_pack_str (&pk, event);
     s_pack_str (&pk, "endpoint");

@@ -1,10 +1,10 @@
 /*  zf_probe.c — request/reply/event round trips against a target actor. */
 #include "zf_probe.h"
 #include "zf_bus.h"
+#include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_msgs.h"
 #include <jansson.h>
-#include <time.h>
 
 #define HELLO_INTERVAL_MS 100
 
@@ -95,13 +95,6 @@ typedef struct {
     char *text;             //  the text every request carries (pattern, text_size bytes)
 } self_t;
 
-static int64_t s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 static void s_send_next (self_t *self);
 
 static bool s_expect_failure (const self_t *self, uint64_t seq)
@@ -126,7 +119,7 @@ static void s_finish (self_t *self)
         (json_int_t) self->errors, "events", (json_int_t) self->events, "mismatches",
         (json_int_t) self->mismatches, "local_failures", (json_int_t) self->local_failures,
         "unhandled_type_refused", self->unhandled_checked, "error_log", self->error_log, "ok", ok,
-        "elapsed_ms", (json_int_t) (s_now_ms () - self->started_ms));
+        "elapsed_ms", (json_int_t) (zf_clock_mono_ms () - self->started_ms));
     zf_notice (self->name,
                "done target=%s sent=%" PRId64 " replies=%" PRIu64 " errors=%" PRIu64
                " events=%" PRIu64 " mismatches=%" PRIu64 " local_failures=%" PRIu64 " ok=%s",
@@ -271,7 +264,7 @@ static int s_hello_timer (zloop_t *loop, int timer_id, void *arg)
         zloop_timer_end (loop, timer_id);
         return 0;
     }
-    if (s_now_ms () - self->started_ms > self->config->connect_ms) {
+    if (zf_clock_mono_ms () - self->started_ms > self->config->connect_ms) {
         zf_error_log (self->name,
                       "no round trip to '%s' within %" PRId64 " ms (reply %s, event %s)",
                       self->config->target, self->config->connect_ms,
@@ -307,7 +300,7 @@ void zf_probe_actor (zsock_t *pipe, void *args)
     self.text[self.config->text_size] = '\0';
     self.error_log = json_array ();
     self.next_seq = 1;
-    self.started_ms = s_now_ms ();
+    self.started_ms = zf_clock_mono_ms ();
 
     self.loop = zloop_new ();
     zloop_set_nonstop (self.loop, true);
