@@ -1,7 +1,9 @@
 /*  zf_sections.c — [node], [bus], [endpoints] and the actor table, declared as data. */
 #include "zf_sections.h"
 #include "echo/zf_echo.h"
+#include "fetcher/zf_fetcher.h"
 #include "probe/zf_probe.h"
+#include "storage/zf_storage.h"
 
 static const zf_config_key_t s_node_keys[] = {
     {.key = "name",
@@ -100,6 +102,10 @@ const zf_config_section_t zf_endpoints_section = {
 const zf_actor_kind_t zf_actor_kinds[] = {
     {"echo", "answers echo.request (bus self-check)", &zf_echo_section, zf_echo_actor},
     {"probe", "checks an echo actor over the bus and reports", &zf_probe_section, zf_probe_actor},
+    {"storage", "the cache of tasks: pieces to local readers and other nodes, GC",
+     &zf_storage_section, zf_storage_actor},
+    {"fetcher", "downloads tasks back to source into storage, verified, resumable",
+     &zf_fetcher_section, zf_fetcher_actor},
 };
 
 const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);

@@ -1,0 +1,100 @@
+/*  zf_fetch_internal.h — a task's insides, shared by zf_fetch_task.c (pieces, storage,
+    hashing) and zf_fetch_source.c (HTTP transfers). Not for other files. */
+#ifndef ZF_FETCH_INTERNAL_H_INCLUDED
+#define ZF_FETCH_INTERNAL_H_INCLUDED
+
+#include "zf_fetch_task.h"
+#include <openssl/evp.h>
+
+typedef enum {
+    PHASE_STAT,
+    PHASE_PROBE,
+    PHASE_OPEN,
+    PHASE_RUN,
+    PHASE_COMPLETING,
+    PHASE_COMPLETE,
+    PHASE_FAILED,
+} phase_t;
+
+typedef enum {
+    PIECE_MISSING,  //  to download (maybe after not_before_ms)
+    PIECE_FETCHING, //  a range transfer, or the stream, is filling its buffer
+    PIECE_WRITING,  //  piece.write sent, not yet acknowledged
+    PIECE_STORED,   //  storage holds it (written now, or found at resume)
+} piece_state_t;
+
+typedef struct {
+    piece_state_t state;
+    zframe_t *frame; //  the piece's bytes while still needed (write, hash); sent as is
+    uint8_t *buffer; //  zframe_data (frame), NULL without a frame
+    size_t filled;
+    uint32_t attempts;
+    int64_t not_before_ms; //  retry backoff
+    bool reading;          //  piece.read in flight to feed the whole-content hash
+} piece_t;
+
+typedef struct transfer_s transfer_t;
+
+struct zf_fetch_task_s {
+    zf_fetch_env_t *env;
+    char task_id[ZF_TASK_ID_SIZE + 1];
+    char digest[ZF_DIGEST_TEXT_SIZE + 1]; //  "" when the content digest is unknown
+    uint64_t generation;
+    char *url, *tag, *application;
+    struct curl_slist *headers; //  the client's, minus Range
+    phase_t phase;
+    bool stream_mode; //  the origin ignores Range: one transfer, pieces cut in order
+    bool answer_pending;
+    zf_bus_return_t answer;
+
+    uint64_t content_length, piece_length, piece_count;
+    uint64_t stored_length, stored_piece_length; //  from storage.stat, 0 when absent
+    piece_t *pieces;
+    uint64_t window_start; //  first piece not retired (stored and hashed)
+    size_t window;         //  pieces held at most
+    uint64_t finished_count;
+    uint64_t bytes_from_source;
+
+    EVP_MD_CTX *whole_hash; //  over the content in order, when digest is set
+    uint64_t hashed_offset;
+
+    transfer_t *transfers; //  running transfers, a list
+    size_t range_transfers;
+    uint32_t probe_attempts, stream_attempts;
+    int64_t retry_at_ms;      //  probe or stream backoff
+    uint64_t stream_furthest; //  bytes the best stream attempt reached
+    bool in_curl_callback;    //  transfers must not be removed now
+    int timer_id;             //  wakes the pump after a backoff, -1: none
+
+    char error_code[32];
+    char error_message[1024];
+};
+
+//  zf_fetch_task.c
+int64_t zf_fetch_now_ms (void);
+void zf_fetch_task_fail (zf_fetch_task_t *self, const char *code, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+void zf_fetch_task_pump (zf_fetch_task_t *self);
+void zf_fetch_task_on_length (zf_fetch_task_t *self, uint64_t content_length, bool ranges);
+void zf_fetch_task_piece_done (zf_fetch_task_t *self, uint64_t piece);
+void zf_fetch_task_hash_feed (zf_fetch_task_t *self, uint64_t offset, const uint8_t *data,
+                              size_t size);
+bool zf_fetch_task_piece_retry (zf_fetch_task_t *self, piece_t *piece, uint32_t *attempts,
+                                const char *what, const char *reason, bool retryable);
+uint64_t zf_fetch_piece_size (zf_fetch_task_t *self, uint64_t piece);
+//  Gives a piece an empty buffer of its size / drops its buffer.
+void zf_fetch_piece_hold (zf_fetch_task_t *self, uint64_t piece);
+void zf_fetch_piece_release (piece_t *piece);
+//  Pieces holding a buffer or awaiting their write: what the memory bound counts.
+size_t zf_fetch_task_held (zf_fetch_task_t *self);
+
+//  zf_fetch_source.c
+void zf_fetch_source_probe (zf_fetch_task_t *self);
+void zf_fetch_source_range (zf_fetch_task_t *self, uint64_t piece);
+void zf_fetch_source_stream (zf_fetch_task_t *self);
+void zf_fetch_source_cancel_all (zf_fetch_task_t *self);
+bool zf_fetch_source_streaming (zf_fetch_task_t *self);
+//  Lets a stream paused for memory go on, now that a write was acknowledged.
+void zf_fetch_source_resume_stream (zf_fetch_task_t *self);
+
+#endif

@@ -1,0 +1,241 @@
+/*  zf_fetcher.c — the actor: configuration, the task table, task.fetch and task.query. */
+#include "zf_fetcher.h"
+#include "zf_fetch_task.h"
+#include "zf_log.h"
+
+#define FINISHED_TASKS_KEPT 1024 //  complete/failed tasks remembered for task.query
+
+static const zf_config_key_t s_keys[] = {
+    {.key = "bind",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, bind),
+     .default_text = "",
+     .help = "endpoint for clients of other processes (ipc:// for zfly-get, tcp:// uses CURVE)"},
+    {.key = "storage",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, storage),
+     .default_text = "storage",
+     .help = "name of the storage actor that keeps the pieces"},
+    {.key = "source_concurrency",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_fetcher_config_t, source_concurrency),
+     .default_text = "4",
+     .min = 1,
+     .max = 64,
+     .help = "range requests in flight per task when going back to source"},
+    {.key = "piece_length_min",
+     .kind = ZF_CONFIG_SIZE,
+     .offset = offsetof (zf_fetcher_config_t, piece_length_min),
+     .default_text = "4M",
+     .min = 16384,
+     .max = 1073741824,
+     .help = "smallest piece length, a power of two"},
+    {.key = "piece_length_max",
+     .kind = ZF_CONFIG_SIZE,
+     .offset = offsetof (zf_fetcher_config_t, piece_length_max),
+     .default_text = "64M",
+     .min = 16384,
+     .max = 1073741824,
+     .help = "largest piece length, a power of two"},
+    {.key = "piece_count_target",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_fetcher_config_t, piece_count_target),
+     .default_text = "500",
+     .min = 1,
+     .max = 1000000,
+     .help = "piece length = next power of two of length / this, clamped to min..max"},
+    {.key = "connect_timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, connect_timeout_ms),
+     .default_text = "10s",
+     .min = 1,
+     .max = 600000,
+     .help = "deadline of each connection to an origin"},
+    {.key = "stall_timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, stall_timeout_ms),
+     .default_text = "10s",
+     .min = 1000,
+     .max = 600000,
+     .help = "a transfer below 1 byte/s for this long is aborted and retried"},
+    {.key = "retries",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_fetcher_config_t, retries),
+     .default_text = "5",
+     .min = 0,
+     .max = 100,
+     .help = "attempts after the first, per piece (and for the probe), on 5xx, resets, stalls"},
+    {.key = "retry_backoff",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, retry_backoff_ms),
+     .default_text = "500ms",
+     .min = 1,
+     .max = 60000,
+     .help = "wait before the first retry, doubled per attempt, at most 30s"},
+    {.key = "volatile_params",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, volatile_params),
+     .default_text = "",
+     .help = "extra query parameters left out of task ids, space-separated; name* = prefix"},
+    {.key = "parent_concurrency",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_fetcher_config_t, parent_concurrency),
+     .default_text = "4",
+     .min = 1,
+     .max = 64,
+     .help = "pieces in flight per parent (reserved: parents are not used yet)"},
+};
+
+const zf_config_section_t zf_fetcher_section = {
+    .name = "fetcher",
+    .help = "piece fetcher: downloads tasks back to source into [storage], verified",
+    .keys = s_keys,
+    .key_count = ZF_ARRAY_LEN (s_keys),
+    .struct_size = sizeof (zf_fetcher_config_t),
+};
+
+static bool s_power_of_two (uint64_t value)
+{
+    return value && (value & (value - 1)) == 0;
+}
+
+static bool s_header_is_safe (const zf_rec_http_header_t *header)
+{
+    //  A CR or LF would let a client smuggle its own request lines to the origin.
+    return *header->name && !strpbrk (header->name, "\r\n:") && !strpbrk (header->value, "\r\n");
+}
+
+static void s_reply_status (zf_fetch_env_t *env, const zf_bus_return_t *ret, zf_fetch_task_t *task)
+{
+    zf_msg_task_status_t status;
+    zf_fetch_task_status (task, &status);
+    zf_bus_reply (env->bus, ret, &zf_msg_task_status, &status, NULL);
+}
+
+//  Finished tasks stay for task.query; past a bound the table drops them (running ones stay).
+static void s_forget_finished (zf_fetch_env_t *env)
+{
+    if (zhashx_size (env->tasks) < FINISHED_TASKS_KEPT)
+        return;
+    zlist_t *finished = zlist_new ();
+    for (zf_fetch_task_t *task = zhashx_first (env->tasks); task; task = zhashx_next (env->tasks))
+        if (!zf_fetch_task_running (task))
+            zlist_append (finished, (void *) zhashx_cursor (env->tasks));
+    for (const char *key = zlist_first (finished); key; key = zlist_next (finished))
+        zhashx_delete (env->tasks, key);
+    zlist_destroy (&finished);
+}
+
+static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    zf_fetch_env_t *env = arg;
+    const zf_msg_task_fetch_t *body = request->env.body;
+    const zf_rec_http_header_t *headers = body->headers.items;
+    for (size_t index = 0; index < body->headers.count; index++)
+        if (!s_header_is_safe (&headers[index])) {
+            zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "headers",
+                                "header %zu has an empty name, a colon in it or a line break",
+                                index);
+            return;
+        }
+    char task_id[ZF_TASK_ID_SIZE + 1], digest[ZF_DIGEST_TEXT_SIZE + 1];
+    zf_error_t err;
+    if (zf_task_id_compute (body->url, body->digest, body->tag, body->application,
+                            env->config->volatile_params, task_id, digest, &err)
+        != ZF_OK) {
+        zf_bus_reply_error (bus, &request->return_to, err.code, err.where, "%s", err.message);
+        return;
+    }
+    zf_fetch_task_t *task = zhashx_lookup (env->tasks, task_id);
+    if (task && zf_fetch_task_running (task)) { //  one download per task: join it
+        zf_debug (env->name, "task joined task=%.16s from=%s", task_id, request->env.from);
+        s_reply_status (env, &request->return_to, task);
+        return;
+    }
+    if (body->parents.count > 0)
+        zf_notice (env->name, "task=%.16s: parents are not used yet, going to the origin", task_id);
+    s_forget_finished (env);
+    //  A finished task is fetched anew: storage.stat decides whether it is still complete.
+    task = zf_fetch_task_new (env, task_id, digest, body);
+    zhashx_update (env->tasks, task_id, task);
+    zf_fetch_task_start (task, &request->return_to);
+}
+
+static void s_handle_query (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    zf_fetch_env_t *env = arg;
+    const zf_msg_task_query_t *body = request->env.body;
+    zf_fetch_task_t *task = zhashx_lookup (env->tasks, body->task_id);
+    if (!task)
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "not_found",
+                            "no task %.64s on this fetcher", body->task_id);
+    else
+        s_reply_status (env, &request->return_to, task);
+}
+
+static void s_destroy_task (void **item)
+{
+    zf_fetch_task_destroy ((zf_fetch_task_t **) item);
+}
+
+static const char *s_check_config (const zf_fetcher_config_t *config)
+{
+    if (!s_power_of_two (config->piece_length_min) || !s_power_of_two (config->piece_length_max))
+        return "[fetcher] piece_length_min and piece_length_max must be powers of two";
+    if (config->piece_length_min > config->piece_length_max)
+        return "[fetcher] piece_length_min is larger than piece_length_max";
+    return NULL;
+}
+
+static void s_metrics_init (zf_fetch_env_t *env)
+{
+    env->source_bytes =
+        zf_metrics_counter ("zfly_fetcher_source_bytes_total",
+                            "Content bytes received from origins", "actor", env->name, NULL);
+    env->piece_retries = zf_metrics_counter ("zfly_fetcher_piece_retries_total",
+                                             "Origin requests tried again after a failure", "actor",
+                                             env->name, NULL);
+    env->tasks_complete =
+        zf_metrics_counter ("zfly_fetcher_tasks_total", "Tasks finished, by result", "actor",
+                            env->name, "result", "complete", NULL);
+    env->tasks_failed = zf_metrics_counter ("zfly_fetcher_tasks_total", "Tasks finished, by result",
+                                            "actor", env->name, "result", "failed", NULL);
+}
+
+void zf_fetcher_actor (zsock_t *pipe, void *args)
+{
+    const zf_actor_args_t *actor = args;
+    zf_fetch_env_t env = {.name = actor->name, .config = actor->config};
+    zf_error_t err;
+    const char *config_error = s_check_config (env.config);
+    env.bus =
+        config_error ? NULL : zf_bus_new (actor->node, actor->name, env.config->bind, NULL, &err);
+    zsock_signal (pipe, 0);
+    if (!env.bus) {
+        zf_actor_fatal (pipe, env.name, "%s", config_error ? config_error : err.message);
+        return;
+    }
+    curl_global_init (CURL_GLOBAL_DEFAULT);
+    s_metrics_init (&env);
+    env.tasks = zhashx_new ();
+    zhashx_set_destructor (env.tasks, s_destroy_task);
+    env.loop = zloop_new ();
+    zloop_set_nonstop (env.loop, true); //  the daemon handles signals and sends $TERM
+    zloop_reader (env.loop, pipe, zf_actor_pipe_term, NULL);
+    zf_bus_attach (env.bus, env.loop);
+    env.curl = zf_curl_loop_new (env.loop, zf_fetch_task_curl_done, &env);
+    zf_bus_handle (env.bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &env);
+    zf_bus_handle (env.bus, ZF_MSG_TASK_QUERY, s_handle_query, &env);
+    zf_notice (env.name, "started bind=%s storage=%s source_concurrency=%" PRId64,
+               *env.config->bind ? env.config->bind : "-", env.config->storage,
+               env.config->source_concurrency);
+    zstr_send (pipe, "READY");
+    zloop_start (env.loop);
+
+    zf_info (env.name, "stopped tasks=%zu", zhashx_size (env.tasks));
+    zhashx_destroy (&env.tasks); //  tasks stop their transfers first
+    zf_curl_loop_destroy (&env.curl);
+    zf_bus_destroy (&env.bus); //  before its loop: it unregisters its sockets
+    zloop_destroy (&env.loop);
+    curl_global_cleanup ();
+}

@@ -1,0 +1,41 @@
+/*  zf_fetcher.h — the piece fetcher actor: downloads tasks into the storage actor.
+
+    Serves task.fetch, task.query (answers task.status) on its inbox and, with [fetcher] bind,
+    to clients of other processes (zfly-get over ipc://, remote nodes over tcp:// with CURVE).
+    A task is fetched back to source with libcurl: a `Range: bytes=0-0` probe learns the
+    length and whether the origin honours Range; then up to source_concurrency range requests
+    run at once, each required to come back 206 with exactly the Content-Range asked. An origin
+    that answers 200 is read as one stream and cut into pieces in order. Each piece is hashed
+    (SHA-256) and written through storage (piece.write); the whole content is hashed in order
+    and checked against the task digest before storage.complete. A mismatch removes the task
+    from storage. Finished pieces found in storage are not downloaded again (resume).
+    Concurrent task.fetch of one task share its download. Memory: at most
+    source_concurrency + 1 pieces are held at once.
+
+    Not yet: pieces from parents (task.fetch parents are logged and the task goes to the
+    origin), the scheduler, origins that send no length. */
+#ifndef ZF_FETCHER_H_INCLUDED
+#define ZF_FETCHER_H_INCLUDED
+
+#include "zf_actor.h"
+
+typedef struct {
+    char *bind;                 //  external endpoint for clients, "" for none
+    char *storage;              //  name of the storage actor
+    int64_t source_concurrency; //  range requests in flight per task
+    uint64_t piece_length_min;  //  bytes, power of two
+    uint64_t piece_length_max;  //  bytes, power of two
+    int64_t piece_count_target; //  pieces aimed at before clamping
+    int64_t connect_timeout_ms; //  per connection attempt
+    int64_t stall_timeout_ms;   //  below 1 byte/s this long aborts a transfer
+    int64_t retries;            //  attempts after the first, per piece
+    int64_t retry_backoff_ms;   //  first wait, doubled per attempt, capped
+    char *volatile_params;      //  extra query parameter names left out of task ids
+    int64_t parent_concurrency; //  pieces in flight per parent (parents: not yet used)
+} zf_fetcher_config_t;
+
+extern const zf_config_section_t zf_fetcher_section;
+
+void zf_fetcher_actor (zsock_t *pipe, void *args);
+
+#endif

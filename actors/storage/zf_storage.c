@@ -1,0 +1,1276 @@
+/*  zf_storage.c — the storage actor (see zf_storage.h): bus handlers, commits, uploads, GC. */
+#include "zf_storage.h"
+#include "zf_bus.h"
+#include "zf_log.h"
+#include "zf_metrics.h"
+#include "zf_msgs.h"
+#include "storage/zf_store.h"
+#include <openssl/crypto.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+static const zf_config_key_t s_keys[] = {
+    {.key = "dir",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_storage_config_t, dir),
+     .default_text = "/var/lib/zfly/cache",
+     .help = "cache root: DIR/tasks/XX/TASK_ID/{data,meta}"},
+    {.key = "bind",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_storage_config_t, bind),
+     .default_text = "",
+     .help =
+         "endpoint for other nodes' fetchers and local clients (tcp:// uses CURVE), empty: none"},
+    {.key = "upload_rate",
+     .kind = ZF_CONFIG_SIZE,
+     .offset = offsetof (zf_storage_config_t, upload_rate),
+     .default_text = "0",
+     .help = "bytes per second served to other nodes, 0: unlimited"},
+    {.key = "upload_concurrency",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_storage_config_t, upload_concurrency),
+     .default_text = "16",
+     .min = 1,
+     .max = 100000,
+     .help = "piece reads from other nodes waiting at once; beyond it they are answered busy"},
+    {.key = "high_watermark",
+     .kind = ZF_CONFIG_PERCENT,
+     .offset = offsetof (zf_storage_config_t, high_watermark),
+     .default_text = "80",
+     .min = 1,
+     .max = 100,
+     .help = "disk use (of the filesystem, or of quota) above which GC evicts tasks"},
+    {.key = "low_watermark",
+     .kind = ZF_CONFIG_PERCENT,
+     .offset = offsetof (zf_storage_config_t, low_watermark),
+     .default_text = "60",
+     .min = 0,
+     .max = 100,
+     .help = "disk use GC evicts down to, least recently used first"},
+    {.key = "quota",
+     .kind = ZF_CONFIG_SIZE,
+     .offset = offsetof (zf_storage_config_t, quota),
+     .default_text = "0",
+     .help = "bytes the cache may hold; watermarks are then percent of it; 0: of the filesystem"},
+    {.key = "task_ttl",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_storage_config_t, task_ttl_ms),
+     .default_text = "30d",
+     .min = 1000,
+     .max = INT64_MAX,
+     .help = "a task not used for this long is removed"},
+    {.key = "gc_interval",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_storage_config_t, gc_interval_ms),
+     .default_text = "60s",
+     .min = 100,
+     .max = 86400000,
+     .help = "how often GC checks watermarks and TTL"},
+    {.key = "busy_grace",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_storage_config_t, busy_grace_ms),
+     .default_text = "30s",
+     .min = 0,
+     .max = 86400000,
+     .help = "a task read or written this recently is in use and never evicted"},
+    {.key = "commit_interval",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_storage_config_t, commit_interval_ms),
+     .default_text = "10ms",
+     .min = 1,
+     .max = 1000,
+     .help = "piece writes within this time share one fdatasync and metadata write"},
+};
+
+const zf_config_section_t zf_storage_section = {
+    .name = "storage",
+    .help = "the cache of tasks: serves pieces to local readers and other nodes, GC",
+    .keys = s_keys,
+    .key_count = ZF_ARRAY_LEN (s_keys),
+    .struct_size = sizeof (zf_storage_config_t),
+};
+
+//  A piece.write waiting for its commit.
+typedef struct {
+    zf_bus_return_t ret;
+    char task_id[ZF_STORE_ID_LEN + 1];
+    uint64_t piece;
+} ack_t;
+
+//  A piece.read from another node waiting for upload tokens.
+typedef struct {
+    zf_bus_return_t ret;
+    char task_id[ZF_STORE_ID_LEN + 1];
+    uint64_t piece;
+} upload_t;
+
+typedef struct {
+    zf_counter_t *written, *served_local, *served_remote, *upload_bytes, *corrupt, *busy;
+    zf_counter_t *evicted_watermark, *evicted_ttl, *quarantined;
+    zf_gauge_t *bytes, *tasks_running, *tasks_complete;
+} metrics_t;
+
+typedef struct {
+    const char *name;
+    const zf_storage_config_t *config;
+    zf_node_t *node;
+    zsock_t *pipe;
+    zf_bus_t *bus;
+    zloop_t *loop;
+    zf_store_t *store;
+    zlistx_t *acks;    //  ack_t *, in arrival order
+    zlistx_t *uploads; //  upload_t *, FIFO
+    int commit_timer;  //  -1 when none is armed
+    int upload_timer;  //  -1 when none is armed
+    double tokens;     //  upload bytes that may go out now; negative: debt to wait off
+    int64_t tokens_at_ms;
+    int64_t clock_offset_ms; //  moved forward by the ADVANCE test command
+    metrics_t metrics;
+} self_t;
+
+// ---- time --------------------------------------------------------------------------------------
+
+static int64_t s_monotonic_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+//  Wall clock: access times are persisted, so they must mean something after a restart.
+static int64_t s_now_ms (self_t *self)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 + self->clock_offset_ms;
+}
+
+// ---- replies -----------------------------------------------------------------------------------
+
+static void s_reply_task (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task)
+{
+    zf_msg_storage_task_t body = {
+        .task_id = task->id,
+        .state = task->complete ? "complete" : "running",
+        .content_length = task->content_length,
+        .piece_length = task->piece_length,
+        .piece_count = task->piece_count,
+        .finished_count = task->finished_count,
+        .digest = task->digest,
+        .url = task->url,
+    };
+    zmsg_t *raw = zmsg_new ();
+    zmsg_addmem (raw, task->finished, (size_t) ((task->piece_count + 7) / 8));
+    zmsg_addmem (raw, task->digests, (size_t) task->piece_count * ZF_STORE_DIGEST_LEN);
+    zf_bus_reply (self->bus, ret, &zf_msg_storage_task, &body, &raw);
+}
+
+static void s_reply_removed (self_t *self, const zf_bus_return_t *ret, const char *task_id)
+{
+    zf_msg_storage_task_t body = {
+        .task_id = (char *) task_id, .state = "removed", .digest = "", .url = ""};
+    zmsg_t *raw = zmsg_new ();
+    zmsg_addmem (raw, NULL, 0);
+    zmsg_addmem (raw, NULL, 0);
+    zf_bus_reply (self->bus, ret, &zf_msg_storage_task, &body, &raw);
+}
+
+static void s_reply_not_found (self_t *self, const zf_bus_return_t *ret, const char *task_id)
+{
+    zf_bus_reply_error_code (self->bus, ret, "not_found", "task_id", "no task %s", task_id);
+}
+
+//  Looks the task up after checking the id; answers the request itself when there is none.
+static zf_store_task_t *s_task_or_reply (self_t *self, const zf_bus_return_t *ret,
+                                         const char *task_id)
+{
+    if (!zf_store_id_valid (task_id)) {
+        zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "task_id",
+                            "task_id must be 64 lowercase hex characters");
+        return NULL;
+    }
+    zf_store_task_t *task = zf_store_find (self->store, task_id);
+    if (!task)
+        s_reply_not_found (self, ret, task_id);
+    return task;
+}
+
+static bool s_piece_in_range (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task,
+                              uint64_t piece)
+{
+    if (piece < task->piece_count)
+        return true;
+    zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "piece",
+                        "piece %" PRIu64 " out of range (task has %" PRIu64 ")", piece,
+                        task->piece_count);
+    return false;
+}
+
+// ---- metrics -----------------------------------------------------------------------------------
+
+static void s_metrics_init (metrics_t *metrics)
+{
+    metrics->written = zf_metrics_counter ("zfly_storage_pieces_written_total",
+                                           "Pieces written to the cache", NULL);
+    metrics->served_local = zf_metrics_counter (
+        "zfly_storage_pieces_served_total", "Pieces served from the cache", "peer", "local", NULL);
+    metrics->served_remote = zf_metrics_counter (
+        "zfly_storage_pieces_served_total", "Pieces served from the cache", "peer", "remote", NULL);
+    metrics->upload_bytes = zf_metrics_counter ("zfly_storage_upload_bytes_total",
+                                                "Piece bytes served to other nodes", NULL);
+    metrics->corrupt = zf_metrics_counter (
+        "zfly_storage_corrupt_pieces_total",
+        "Pieces found damaged on disk when read; marked missing to be fetched again", NULL);
+    metrics->busy =
+        zf_metrics_counter ("zfly_storage_busy_total",
+                            "Piece reads refused because the upload limit was reached", NULL);
+    metrics->evicted_watermark = zf_metrics_counter (
+        "zfly_storage_evictions_total", "Tasks evicted by GC", "reason", "watermark", NULL);
+    metrics->evicted_ttl = zf_metrics_counter ("zfly_storage_evictions_total",
+                                               "Tasks evicted by GC", "reason", "ttl", NULL);
+    metrics->quarantined =
+        zf_metrics_counter ("zfly_storage_quarantined_total",
+                            "Task directories with bad metadata moved aside at start", NULL);
+    metrics->bytes =
+        zf_metrics_gauge ("zfly_storage_bytes", "Bytes of finished pieces in the cache", NULL);
+    metrics->tasks_running = zf_metrics_gauge ("zfly_storage_tasks", "Tasks in the cache by state",
+                                               "state", "running", NULL);
+    metrics->tasks_complete = zf_metrics_gauge ("zfly_storage_tasks", "Tasks in the cache by state",
+                                                "state", "complete", NULL);
+}
+
+static void s_update_gauges (self_t *self)
+{
+    size_t count;
+    zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
+    uint64_t bytes = 0, complete = 0;
+    for (size_t index = 0; index < count; index++) {
+        bytes += tasks[index]->finished_bytes;
+        complete += tasks[index]->complete;
+    }
+    zf_free (tasks);
+    zf_gauge_set (self->metrics.bytes, (double) bytes);
+    zf_gauge_set (self->metrics.tasks_complete, (double) complete);
+    zf_gauge_set (self->metrics.tasks_running, (double) (count - complete));
+}
+
+// ---- GC ----------------------------------------------------------------------------------------
+
+//  In use: touched within busy_grace, or with a write waiting for its commit or a read
+//  waiting for upload tokens. GC never takes such a task from under its user.
+static bool s_in_use (self_t *self, zf_store_task_t *task, int64_t now_ms)
+{
+    if (now_ms - task->accessed_ms < self->config->busy_grace_ms || task->pending_count > 0)
+        return true;
+    for (upload_t *upload = zlistx_first (self->uploads); upload;
+         upload = zlistx_next (self->uploads))
+        if (streq (upload->task_id, task->id))
+            return true;
+    return false;
+}
+
+static void s_evict (self_t *self, zf_store_task_t *task, const char *reason)
+{
+    zf_msg_storage_evicted_t event = {
+        .task_id = task->id, .reason = (char *) reason, .bytes = task->finished_bytes};
+    zf_bus_publish (self->bus, &zf_msg_storage_evicted, &event);
+    zf_info (self->name, "evicted task=%s reason=%s bytes=%" PRIu64, task->id, reason,
+             task->finished_bytes);
+    zf_counter_add (
+        streq (reason, "ttl") ? self->metrics.evicted_ttl : self->metrics.evicted_watermark, 1);
+    zf_store_remove (self->store, &task);
+}
+
+//  Cache use and capacity in bytes: of the quota when one is set, else of the filesystem.
+static bool s_usage (self_t *self, uint64_t *used, uint64_t *capacity)
+{
+    if (self->config->quota > 0) {
+        *used = zf_store_bytes (self->store);
+        *capacity = self->config->quota;
+        return true;
+    }
+    struct statvfs info;
+    if (statvfs (zf_store_dir (self->store), &info) != 0 || info.f_blocks == 0) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (1, 60000);
+        zf_warning_limited (&limit, self->name, "cannot statvfs %s: %s", zf_store_dir (self->store),
+                            strerror (errno));
+        return false;
+    }
+    *capacity = (uint64_t) info.f_blocks * info.f_frsize;
+    *used = (uint64_t) (info.f_blocks - info.f_bfree) * info.f_frsize;
+    return true;
+}
+
+static int s_by_access (const void *left, const void *right)
+{
+    const zf_store_task_t *a = *(zf_store_task_t *const *) left;
+    const zf_store_task_t *b = *(zf_store_task_t *const *) right;
+    return (a->accessed_ms > b->accessed_ms) - (a->accessed_ms < b->accessed_ms);
+}
+
+static void s_gc (self_t *self)
+{
+    int64_t now = s_now_ms (self);
+    size_t count;
+    zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
+    qsort (tasks, count, sizeof *tasks, s_by_access);
+    for (size_t index = 0; index < count; index++)
+        if (now - tasks[index]->accessed_ms > self->config->task_ttl_ms
+            && !s_in_use (self, tasks[index], now)) {
+            s_evict (self, tasks[index], "ttl");
+            tasks[index] = NULL;
+        }
+    uint64_t used, capacity;
+    if (s_usage (self, &used, &capacity)
+        && (double) used > self->config->high_watermark / 100.0 * (double) capacity) {
+        //  Freed bytes are counted from the tasks, not re-measured: a filesystem may report
+        //  the space free only later.
+        double target = self->config->low_watermark / 100.0 * (double) capacity;
+        zf_notice (self->name, "gc: use %" PRIu64 " of %" PRIu64 " bytes is above %.1f%%", used,
+                   capacity, self->config->high_watermark);
+        for (size_t index = 0; index < count && (double) used > target; index++) {
+            zf_store_task_t *task = tasks[index];
+            if (!task || s_in_use (self, task, now))
+                continue;
+            used -= task->finished_bytes < used ? task->finished_bytes : used;
+            s_evict (self, task, "watermark");
+        }
+        if ((double) used > target)
+            zf_warning (self->name, "gc: still %" PRIu64 " bytes used: the rest is in use", used);
+    }
+    zf_free (tasks);
+    s_update_gauges (self);
+}
+
+//  Persists access times now and then, not on every read: losing some only makes LRU a
+//  little less exact after a crash.
+static void s_save_access_times (self_t *self)
+{
+    size_t count;
+    zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
+    for (size_t index = 0; index < count; index++) {
+        zf_error_t err;
+        if (tasks[index]->access_dirty && tasks[index]->pending_count == 0
+            && zf_store_save (self->store, tasks[index], &err) != ZF_OK)
+            zf_warning (self->name, "task=%s cannot save metadata: %s", tasks[index]->id,
+                        err.message);
+    }
+    zf_free (tasks);
+}
+
+static int s_gc_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    s_save_access_times (self);
+    s_gc (self);
+    return 0;
+}
+
+// ---- writes and commits ------------------------------------------------------------------------
+
+//  Commits every task with pending pieces, then answers each waiting write: piece.written
+//  when its bit is now durable, an error otherwise.
+static void s_commit_all (self_t *self)
+{
+    size_t count;
+    zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
+    for (size_t index = 0; index < count; index++) {
+        zf_error_t err;
+        if (tasks[index]->pending_count > 0
+            && zf_store_commit (self->store, tasks[index], &err) != ZF_OK)
+            zf_error_log (self->name, "task=%s commit failed: %s", tasks[index]->id, err.message);
+    }
+    zf_free (tasks);
+    ack_t *ack;
+    while ((ack = zlistx_detach (self->acks, NULL))) {
+        zf_store_task_t *task = zf_store_find (self->store, ack->task_id);
+        if (!task)
+            s_reply_not_found (self, &ack->ret, ack->task_id);
+        else if (!zf_store_is_finished (task, ack->piece))
+            zf_bus_reply_error (self->bus, &ack->ret, ZF_E_IO, "piece",
+                                "piece %" PRIu64 " could not be stored", ack->piece);
+        else {
+            zf_msg_piece_written_t body = {
+                .task_id = task->id, .piece = ack->piece, .finished_count = task->finished_count};
+            zf_bus_reply (self->bus, &ack->ret, &zf_msg_piece_written, &body, NULL);
+        }
+        zf_free (ack);
+    }
+    s_gc (self); //  a write may have pushed use over the high watermark
+}
+
+static int s_commit_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    self->commit_timer = -1;
+    s_commit_all (self);
+    return 0;
+}
+
+static void s_schedule_commit (self_t *self)
+{
+    if (self->commit_timer < 0)
+        self->commit_timer = zloop_timer (self->loop, (size_t) self->config->commit_interval_ms, 1,
+                                          s_commit_timer, self);
+}
+
+static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_piece_write_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
+    if (!task || !s_piece_in_range (self, ret, task, body->piece))
+        return;
+    zframe_t *bytes = zmsg_first (request->raw);
+    uint64_t expected = zf_store_piece_size (task, body->piece);
+    if (!bytes || zframe_size (bytes) != expected) {
+        zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "piece",
+                            "piece %" PRIu64 " needs one frame of %" PRIu64 " bytes, got %zu",
+                            body->piece, expected, bytes ? zframe_size (bytes) : 0);
+        return;
+    }
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+    zf_store_sha256 (zframe_data (bytes), zframe_size (bytes), digest);
+    if (body->digest.size != ZF_STORE_DIGEST_LEN
+        || memcmp (digest, body->digest.data, ZF_STORE_DIGEST_LEN) != 0) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (10, 10000);
+        zf_warning_limited (&limit, self->name,
+                            "refused piece task=%s piece=%" PRIu64 " from=%s: digest mismatch",
+                            task->id, body->piece, request->env.from);
+        zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "digest",
+                            "piece %" PRIu64 " does not match its SHA-256 digest", body->piece);
+        return;
+    }
+    task->accessed_ms = s_now_ms (self);
+    task->access_dirty = true;
+    if (zf_store_is_finished (task, body->piece)) { //  a resend, or a second parent's copy
+        zf_msg_piece_written_t written = {
+            .task_id = task->id, .piece = body->piece, .finished_count = task->finished_count};
+        zf_bus_reply (self->bus, ret, &zf_msg_piece_written, &written, NULL);
+        return;
+    }
+    zf_error_t err;
+    if (zf_store_write_piece (self->store, task, body->piece, zframe_data (bytes),
+                              zframe_size (bytes), digest, &err)
+        != ZF_OK) {
+        zf_error_log (self->name, "task=%s piece=%" PRIu64 " write failed: %s", task->id,
+                      body->piece, err.message);
+        zf_bus_reply_error (self->bus, ret, ZF_E_IO, "piece", "cannot store piece: %s",
+                            err.message);
+        return;
+    }
+    zf_counter_add (self->metrics.written, 1);
+    ack_t *ack = zf_calloc (1, sizeof *ack);
+    ack->ret = *ret;
+    zf_strlcpy (ack->task_id, task->id, sizeof ack->task_id);
+    ack->piece = body->piece;
+    zlistx_add_end (self->acks, ack);
+    s_schedule_commit (self);
+}
+
+// ---- reads and uploads -------------------------------------------------------------------------
+
+static bool s_is_local (self_t *self, const char *from)
+{
+    const char *at = strrchr (from, '@');
+    return at && streq (at + 1, zf_node_name (self->node));
+}
+
+//  Answers a read now: piece.data, or the reason there is none. Returns bytes sent.
+static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *task_id,
+                         uint64_t piece, bool remote)
+{
+    zf_store_task_t *task = zf_store_find (self->store, task_id);
+    if (!task) {
+        s_reply_not_found (self, ret, task_id);
+        return 0;
+    }
+    zframe_t *bytes = NULL;
+    zf_error_t err;
+    switch (zf_store_read_piece (self->store, task, piece, &bytes, &err)) {
+    case ZF_STORE_READ_OK: break;
+    case ZF_STORE_READ_NOT_FINISHED:
+        zf_bus_reply_error_code (self->bus, ret, "not_finished", "piece", "%s", err.message);
+        return 0;
+    case ZF_STORE_READ_CORRUPT:
+        zf_counter_add (self->metrics.corrupt, 1);
+        zf_warning (self->name, "corrupt piece task=%s piece=%" PRIu64 ": marked missing", task->id,
+                    piece);
+        zf_bus_reply_error_code (self->bus, ret, "corrupt", "piece", "%s", err.message);
+        s_update_gauges (self);
+        return 0;
+    case ZF_STORE_READ_IO:
+        zf_error_log (self->name, "task=%s piece=%" PRIu64 " read failed: %s", task->id, piece,
+                      err.message);
+        zf_bus_reply_error (self->bus, ret, ZF_E_IO, "piece", "cannot read piece");
+        return 0;
+    }
+    task->accessed_ms = s_now_ms (self);
+    task->access_dirty = true;
+    uint64_t size = zframe_size (bytes);
+    zf_msg_piece_data_t body = {
+        .task_id = task->id,
+        .piece = piece,
+        .offset = piece * task->piece_length,
+        .size = size,
+        .digest = {task->digests + piece * ZF_STORE_DIGEST_LEN, ZF_STORE_DIGEST_LEN},
+    };
+    zmsg_t *raw = zmsg_new ();
+    zmsg_append (raw, &bytes);
+    zf_bus_reply (self->bus, ret, &zf_msg_piece_data, &body, &raw);
+    zf_counter_add (remote ? self->metrics.served_remote : self->metrics.served_local, 1);
+    if (remote)
+        zf_counter_add (self->metrics.upload_bytes, size);
+    return size;
+}
+
+static void s_refill (self_t *self)
+{
+    int64_t now = s_monotonic_ms ();
+    double rate = (double) self->config->upload_rate;
+    self->tokens += rate * (double) (now - self->tokens_at_ms) / 1000.0;
+    if (self->tokens > rate) //  a burst of at most one second's worth
+        self->tokens = rate;
+    self->tokens_at_ms = now;
+}
+
+static int s_upload_timer (zloop_t *loop, int timer_id, void *arg);
+
+//  Serves waiting uploads while tokens last; a piece may overdraw the bucket, and the debt is
+//  waited off before the next one, so the average stays at upload_rate whatever the piece size.
+static void s_pump_uploads (self_t *self)
+{
+    s_refill (self);
+    upload_t *upload;
+    while (self->tokens > 0 && (upload = zlistx_detach (self->uploads, NULL))) {
+        self->tokens -= (double) s_serve (self, &upload->ret, upload->task_id, upload->piece, true);
+        zf_free (upload);
+    }
+    if (zlistx_size (self->uploads) > 0 && self->upload_timer < 0) {
+        double wait_ms = (1.0 - self->tokens) * 1000.0 / (double) self->config->upload_rate;
+        self->upload_timer =
+            zloop_timer (self->loop, (size_t) wait_ms + 1, 1, s_upload_timer, self);
+    }
+}
+
+static int s_upload_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    self->upload_timer = -1;
+    s_pump_uploads (self);
+    return 0;
+}
+
+static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_piece_read_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
+    if (!task || !s_piece_in_range (self, ret, task, body->piece))
+        return;
+    if (!zf_store_is_finished (task, body->piece)) {
+        zf_bus_reply_error_code (self->bus, ret, "not_finished", "piece",
+                                 "piece %" PRIu64 " is not finished", body->piece);
+        return;
+    }
+    if (s_is_local (self, request->env.from) || self->config->upload_rate == 0) {
+        s_serve (self, ret, task->id, body->piece, !s_is_local (self, request->env.from));
+        return;
+    }
+    if (zlistx_size (self->uploads) >= (size_t) self->config->upload_concurrency) {
+        zf_counter_add (self->metrics.busy, 1);
+        zf_bus_reply_error_code (self->bus, ret, "busy", NULL,
+                                 "upload limit reached; try another parent or later");
+        return;
+    }
+    upload_t *upload = zf_calloc (1, sizeof *upload);
+    upload->ret = *ret;
+    zf_strlcpy (upload->task_id, task->id, sizeof upload->task_id);
+    upload->piece = body->piece;
+    zlistx_add_end (self->uploads, upload);
+    s_pump_uploads (self);
+}
+
+// ---- tasks -------------------------------------------------------------------------------------
+
+static void s_handle_open (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_storage_open_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    zf_error_t err;
+    if (!zf_store_id_valid (body->task_id)) {
+        zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "task_id",
+                            "task_id must be 64 lowercase hex characters");
+        return;
+    }
+    zf_store_task_t *task = zf_store_find (self->store, body->task_id);
+    if (task) {
+        if (task->content_length != body->content_length
+            || task->piece_length != body->piece_length) {
+            zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "content_length",
+                                "task %s holds %" PRIu64 " bytes in pieces of %" PRIu64, task->id,
+                                task->content_length, task->piece_length);
+            return;
+        }
+    } else if (!body->create) {
+        s_reply_not_found (self, ret, body->task_id);
+        return;
+    } else if (zf_store_check_geometry (body->content_length, body->piece_length, &err) != ZF_OK) {
+        zf_bus_reply_error (self->bus, ret, err.code, err.where, "%s", err.message);
+        return;
+    } else {
+        zf_store_spec_t spec = {.id = body->task_id,
+                                .url = body->url,
+                                .digest = body->digest,
+                                .tag = body->tag,
+                                .application = body->application,
+                                .content_length = body->content_length,
+                                .piece_length = body->piece_length};
+        if (zf_store_create (self->store, &spec, s_now_ms (self), &task, &err) != ZF_OK) {
+            zf_error_log (self->name, "task=%s cannot create: %s", body->task_id, err.message);
+            zf_bus_reply_error (self->bus, ret, ZF_E_IO, NULL, "cannot create task");
+            return;
+        }
+        zf_info (self->name, "created task=%s length=%" PRIu64 " pieces=%" PRIu64, task->id,
+                 task->content_length, task->piece_count);
+        s_update_gauges (self);
+    }
+    task->accessed_ms = s_now_ms (self);
+    task->access_dirty = true;
+    s_reply_task (self, ret, task);
+}
+
+static void s_handle_stat (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_storage_stat_t *body = request->env.body;
+    zf_store_task_t *task = s_task_or_reply (self, &request->return_to, body->task_id);
+    if (task)
+        s_reply_task (self, &request->return_to, task);
+}
+
+static void s_handle_complete (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_storage_complete_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
+    if (!task)
+        return;
+    if (task->complete) {
+        s_reply_task (self, ret, task);
+        return;
+    }
+    zf_error_t err;
+    if (task->pending_count > 0)
+        s_commit_all (self); //  answers the waiting writes first, in order
+    task = zf_store_find (self->store, body->task_id);
+    if (!task) { //  evicted or removed meanwhile
+        s_reply_not_found (self, ret, body->task_id);
+        return;
+    }
+    if (task->finished_count != task->piece_count) {
+        zf_bus_reply_error_code (self->bus, ret, "not_finished", "task_id",
+                                 "%" PRIu64 " of %" PRIu64 " pieces finished", task->finished_count,
+                                 task->piece_count);
+        return;
+    }
+    if (zf_store_verify_content (self->store, task, &err) != ZF_OK) {
+        zf_warning (self->name, "task=%s removed: %s", task->id, err.message);
+        zf_bus_reply_error_code (self->bus, ret, err.code == ZF_E_INVALID ? "digest" : "io",
+                                 "digest", "%s", err.message);
+        zf_store_remove (self->store, &task); //  nothing wrong is left in the cache
+        s_update_gauges (self);
+        return;
+    }
+    task->complete = true;
+    task->accessed_ms = s_now_ms (self);
+    if (zf_store_save (self->store, task, &err) != ZF_OK) {
+        task->complete = false;
+        zf_error_log (self->name, "task=%s cannot save: %s", task->id, err.message);
+        zf_bus_reply_error (self->bus, ret, ZF_E_IO, NULL, "cannot save task");
+        return;
+    }
+    zf_info (self->name, "complete task=%s bytes=%" PRIu64, task->id, task->content_length);
+    s_update_gauges (self);
+    s_reply_task (self, ret, task);
+}
+
+static void s_handle_remove (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_storage_remove_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    if (!zf_store_id_valid (body->task_id)) {
+        zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "task_id",
+                            "task_id must be 64 lowercase hex characters");
+        return;
+    }
+    zf_store_task_t *task = zf_store_find (self->store, body->task_id);
+    if (task) { //  absent is success too: a resent remove must not fail
+        zf_store_remove (self->store, &task);
+        zf_info (self->name, "removed task=%s", body->task_id);
+        s_update_gauges (self);
+    }
+    s_reply_removed (self, ret, body->task_id);
+}
+
+// ---- the actor ---------------------------------------------------------------------------------
+
+static int s_pipe_command (zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void) loop;
+    self_t *self = arg;
+    zmsg_t *msg = zmsg_recv (pipe);
+    char *command = msg ? zmsg_popstr (msg) : NULL;
+    int rc = 0;
+    if (!command || streq (command, "$TERM"))
+        rc = -1;
+    else if (streq (command, "ADVANCE")) {
+        char *amount = zmsg_popstr (msg);
+        self->clock_offset_ms += amount ? strtoll (amount, NULL, 10) : 0;
+        zstr_free (&amount);
+        zstr_send (pipe, "OK");
+    } else if (streq (command, "GC")) {
+        s_gc (self);
+        zstr_send (pipe, "OK");
+    } else
+        zf_warning (self->name, "unknown pipe command %s", command);
+    zstr_free (&command);
+    zmsg_destroy (&msg);
+    return rc;
+}
+
+static void s_free_item (void **item)
+{
+    zf_free (*item);
+    *item = NULL;
+}
+
+void zf_storage_actor (zsock_t *pipe, void *args)
+{
+    const zf_actor_args_t *actor = args;
+    self_t self = {.name = actor->name,
+                   .config = actor->config,
+                   .node = actor->node,
+                   .pipe = pipe,
+                   .commit_timer = -1,
+                   .upload_timer = -1};
+    zf_error_t err;
+    if (self.config->low_watermark > self.config->high_watermark) {
+        zsock_signal (pipe, 0);
+        zf_actor_fatal (pipe, self.name, "low_watermark %.1f is above high_watermark %.1f",
+                        self.config->low_watermark, self.config->high_watermark);
+        return;
+    }
+    self.bus = zf_bus_new (actor->node, actor->name, self.config->bind, NULL, &err);
+    if (self.bus)
+        self.store = zf_store_new (self.config->dir, self.name, s_now_ms (&self), &err);
+    zsock_signal (pipe, 0);
+    if (!self.store) {
+        zf_actor_fatal (pipe, self.name, "%s", err.message);
+        zf_bus_destroy (&self.bus);
+        return;
+    }
+    s_metrics_init (&self.metrics);
+    zf_counter_add (self.metrics.quarantined, zf_store_quarantined (self.store));
+    self.acks = zlistx_new ();
+    zlistx_set_destructor (self.acks, s_free_item);
+    self.uploads = zlistx_new ();
+    zlistx_set_destructor (self.uploads, s_free_item);
+    self.tokens = (double) self.config->upload_rate;
+    self.tokens_at_ms = s_monotonic_ms ();
+
+    zf_bus_handle (self.bus, ZF_MSG_STORAGE_OPEN, s_handle_open, &self);
+    zf_bus_handle (self.bus, ZF_MSG_STORAGE_STAT, s_handle_stat, &self);
+    zf_bus_handle (self.bus, ZF_MSG_STORAGE_COMPLETE, s_handle_complete, &self);
+    zf_bus_handle (self.bus, ZF_MSG_STORAGE_REMOVE, s_handle_remove, &self);
+    zf_bus_handle (self.bus, ZF_MSG_PIECE_WRITE, s_handle_piece_write, &self);
+    zf_bus_handle (self.bus, ZF_MSG_PIECE_READ, s_handle_piece_read, &self);
+    self.loop = zloop_new ();
+    zloop_set_nonstop (self.loop, true); //  the daemon handles signals and sends $TERM
+    zloop_reader (self.loop, pipe, s_pipe_command, &self);
+    zf_bus_attach (self.bus, self.loop);
+    zloop_timer (self.loop, (size_t) self.config->gc_interval_ms, 0, s_gc_timer, &self);
+    s_gc (&self);
+    zf_notice (self.name, "started dir=%s tasks=%zu bytes=%" PRIu64 " bind=%s", self.config->dir,
+               zf_store_task_count (self.store), zf_store_bytes (self.store),
+               *self.config->bind ? self.config->bind : "-");
+    zstr_send (pipe, "READY");
+    zloop_start (self.loop);
+
+    //  Writes received but not committed were never acknowledged: commit them anyway, it is
+    //  cheap and their writers may be waiting for a reply that can still go out.
+    if (zlistx_size (self.acks) > 0)
+        s_commit_all (&self);
+    s_save_access_times (&self);
+    zf_info (self.name, "stopped tasks=%zu", zf_store_task_count (self.store));
+    zf_bus_destroy (&self.bus); //  before its loop: it unregisters its sockets
+    zloop_destroy (&self.loop);
+    zlistx_destroy (&self.acks);
+    zlistx_destroy (&self.uploads);
+    zf_store_destroy (&self.store);
+    //  OpenSSL keeps per-thread state for the digests; free it before the thread ends, or the
+    //  process may exit before the thread-local destructors run and LSan reports it.
+    OPENSSL_thread_stop ();
+}
+
+// ---- selftest ----------------------------------------------------------------------------------
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+//  What the last request got back.
+typedef struct {
+    bool done;
+    zf_status_t status;
+    char code[33];
+    char state[17];
+    uint64_t finished_count;
+    zmsg_t *raw;
+} test_result_t;
+
+typedef struct {
+    zf_node_t *node;
+    zf_bus_t *bus;
+    zloop_t *loop;
+    zactor_t *storage;
+    zf_actor_args_t args;
+    zf_storage_config_t config;
+    test_result_t result;
+    const char *node_name;
+    size_t connects;
+} test_client_t;
+
+static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                             const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    (void) err;
+    test_result_t *result = arg;
+    result->done = true;
+    result->status = status;
+    result->code[0] = result->state[0] = '\0';
+    zmsg_destroy (&result->raw);
+    if (!reply)
+        return;
+    result->raw = zmsg_dup (reply->raw);
+    if (status == ZF_E_REMOTE)
+        zf_strlcpy (result->code, ((zf_msg_error_t *) reply->env.body)->code, sizeof result->code);
+    else if (streq (reply->env.type, ZF_MSG_STORAGE_TASK)) {
+        const zf_msg_storage_task_t *task = reply->env.body;
+        zf_strlcpy (result->state, task->state, sizeof result->state);
+        result->finished_count = task->finished_count;
+    } else if (streq (reply->env.type, ZF_MSG_PIECE_WRITTEN))
+        result->finished_count = ((zf_msg_piece_written_t *) reply->env.body)->finished_count;
+}
+
+static int s_test_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    return ((test_result_t *) arg)->done ? -1 : 0;
+}
+
+//  Sends one request and runs the loop until its answer is in client->result.
+static void s_test_call (test_client_t *client, const zf_msg_desc_t *desc, const void *body,
+                         zmsg_t *raw)
+{
+    client->result.done = false;
+    zf_error_t err;
+    zf_status_t status = zf_bus_request (client->bus, "storage", desc, body, raw ? &raw : NULL,
+                                         (zf_bus_call_t){.timeout_ms = 5000, .retries = 0},
+                                         s_test_on_reply, &client->result, &err);
+    ZF_ASSERT (status == ZF_OK);
+    zloop_start (client->loop);
+    ZF_ASSERT (client->result.done);
+}
+
+static void s_test_start_storage (test_client_t *client)
+{
+    client->args =
+        (zf_actor_args_t){.node = client->node, .name = "storage", .config = &client->config};
+    client->storage = zactor_new (zf_storage_actor, &client->args);
+    char *answer = NULL, *why = NULL;
+    zstr_recvx (client->storage, &answer, &why, NULL);
+    if (!answer || !streq (answer, "READY"))
+        fprintf (stderr, "storage did not start: %s\n", why ? why : "no reason");
+    ZF_ASSERT (answer && streq (answer, "READY"));
+    zstr_free (&answer);
+    zstr_free (&why);
+}
+
+static void s_test_pipe (test_client_t *client, const char *command, const char *value)
+{
+    zstr_sendx (client->storage, command, value, NULL);
+    char *answer = zstr_recv (client->storage);
+    ZF_ASSERT (answer && streq (answer, "OK"));
+    zstr_free (&answer);
+}
+
+//  The client's node, bus and loop. After a restart of the actor they are all new, under
+//  a new node name: an inproc endpoint is released asynchronously after its socket closes,
+//  so the restarted actor could not bind the old name yet.
+static void s_test_client_connect (test_client_t *client)
+{
+    zf_bus_destroy (&client->bus);
+    zloop_destroy (&client->loop);
+    zf_node_destroy (&client->node);
+    char *name = zf_asprintf ("%s-%zu", client->node_name, client->connects++);
+    zf_node_options_t options = {.name = name,
+                                 .hwm = 1000,
+                                 .tap_hwm = 1000,
+                                 .request_timeout_ms = 5000,
+                                 .request_retries = 0};
+    zf_error_t err;
+    client->node = zf_node_new (&options, &err);
+    zf_free (name);
+    ZF_ASSERT (client->node);
+    zf_node_add_local (client->node, "storage");
+    zf_node_add_local (client->node, "client");
+    client->bus = zf_bus_new (client->node, "client", NULL, NULL, &err);
+    ZF_ASSERT (client->bus);
+    client->loop = zloop_new ();
+    zloop_set_nonstop (client->loop, true);
+    zf_bus_attach (client->bus, client->loop);
+    zloop_timer (client->loop, 1, 0, s_test_tick, &client->result);
+}
+
+static void s_test_restart (test_client_t *client)
+{
+    zactor_destroy (&client->storage);
+    s_test_client_connect (client);
+    s_test_start_storage (client);
+}
+
+static void s_test_client_new (test_client_t *client, const char *node_name, const char *dir)
+{
+    memset (client, 0, sizeof *client);
+    client->node_name = node_name;
+    s_test_client_connect (client);
+    client->config = (zf_storage_config_t){.dir = (char *) dir,
+                                           .bind = "",
+                                           .upload_rate = 0,
+                                           .upload_concurrency = 4,
+                                           .high_watermark = 80,
+                                           .low_watermark = 60,
+                                           .quota = 0,
+                                           .task_ttl_ms = 30LL * 86400 * 1000,
+                                           .gc_interval_ms = 60000,
+                                           .busy_grace_ms = 3600 * 1000,
+                                           .commit_interval_ms = 2};
+}
+
+static void s_test_client_destroy (test_client_t *client)
+{
+    zactor_destroy (&client->storage);
+    zf_bus_destroy (&client->bus);
+    zloop_destroy (&client->loop);
+    zf_node_destroy (&client->node);
+    zmsg_destroy (&client->result.raw);
+}
+
+static void s_test_id (char *id, char fill)
+{
+    memset (id, fill, ZF_STORE_ID_LEN);
+    id[ZF_STORE_ID_LEN] = '\0';
+}
+
+static void s_test_content (uint8_t *data, size_t size, unsigned seed)
+{
+    for (size_t index = 0; index < size; index++)
+        data[index] = (uint8_t) ((index * 31 + seed * 7 + index / 251) & 0xff);
+}
+
+static void s_test_open (test_client_t *client, const char *id, uint64_t length,
+                         uint64_t piece_length, const char *digest)
+{
+    zf_msg_storage_open_t open_body = {.task_id = (char *) id,
+                                       .url = "http://origin/blob",
+                                       .digest = (char *) (digest ? digest : ""),
+                                       .tag = "",
+                                       .application = "",
+                                       .content_length = length,
+                                       .piece_length = piece_length,
+                                       .create = true};
+    s_test_call (client, &zf_msg_storage_open, &open_body, NULL);
+}
+
+static void s_test_write (test_client_t *client, const char *id, uint64_t piece,
+                          const uint8_t *data, size_t size, bool good_digest)
+{
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+    zf_store_sha256 (data, size, digest);
+    if (!good_digest)
+        digest[0] ^= 1;
+    zf_msg_piece_write_t body = {
+        .task_id = (char *) id, .piece = piece, .digest = {digest, sizeof digest}};
+    zmsg_t *raw = zmsg_new ();
+    zmsg_addmem (raw, data, size);
+    s_test_call (client, &zf_msg_piece_write, &body, raw);
+}
+
+static void s_test_read (test_client_t *client, const char *id, uint64_t piece)
+{
+    zf_msg_piece_read_t body = {.task_id = (char *) id, .piece = piece};
+    s_test_call (client, &zf_msg_piece_read, &body, NULL);
+}
+
+static void s_test_stat (test_client_t *client, const char *id)
+{
+    zf_msg_storage_stat_t body = {.task_id = (char *) id};
+    s_test_call (client, &zf_msg_storage_stat, &body, NULL);
+}
+
+static void s_test_complete (test_client_t *client, const char *id)
+{
+    zf_msg_storage_complete_t body = {.task_id = (char *) id};
+    s_test_call (client, &zf_msg_storage_complete, &body, NULL);
+}
+
+static void s_test_remove (test_client_t *client, const char *id)
+{
+    zf_msg_storage_remove_t body = {.task_id = (char *) id};
+    s_test_call (client, &zf_msg_storage_remove, &body, NULL);
+}
+
+static bool s_test_error (test_client_t *client, const char *code)
+{
+    return client->result.status == ZF_E_REMOTE && streq (client->result.code, code);
+}
+
+//  Writes every piece of a task of `length` bytes filled from seed; returns the content.
+static uint8_t *s_test_fill (test_client_t *client, const char *id, size_t length,
+                             size_t piece_length, unsigned seed)
+{
+    uint8_t *content = zf_malloc (length);
+    s_test_content (content, length, seed);
+    s_test_open (client, id, length, piece_length, NULL);
+    ZF_ASSERT (client->result.status == ZF_OK);
+    for (size_t offset = 0; offset < length; offset += piece_length) {
+        size_t size = length - offset < piece_length ? length - offset : piece_length;
+        s_test_write (client, id, offset / piece_length, content + offset, size, true);
+        ZF_ASSERT (client->result.status == ZF_OK);
+    }
+    return content;
+}
+
+static void s_test_core (const char *dir, bool verbose)
+{
+    test_client_t client;
+    s_test_client_new (&client, "selftest", dir);
+    s_test_start_storage (&client);
+    enum { LENGTH = 20000, PIECE = 8192 };
+    uint8_t content[LENGTH];
+    s_test_content (content, LENGTH, 1);
+    uint8_t whole[ZF_STORE_DIGEST_LEN];
+    zf_store_sha256 (content, LENGTH, whole);
+    char digest_text[8 + 2 * ZF_STORE_DIGEST_LEN + 1] = "sha256:";
+    for (size_t index = 0; index < ZF_STORE_DIGEST_LEN; index++)
+        snprintf (digest_text + 7 + 2 * index, 3, "%02x", whole[index]);
+    char id_a[65], id_b[65], id_c[65], id_bad[65];
+    s_test_id (id_a, 'a');
+    s_test_id (id_b, 'b');
+    s_test_id (id_c, 'c');
+
+    //  Bad ids never become paths.
+    s_test_id (id_bad, 'A');
+    s_test_open (&client, id_bad, LENGTH, PIECE, NULL);
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+    s_test_open (&client, "../../../../etc/passwd", LENGTH, PIECE, NULL);
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+    s_test_open (&client, id_a, LENGTH, 0, NULL);
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+    s_test_stat (&client, id_a);
+    ZF_ASSERT (s_test_error (&client, "not_found"));
+
+    s_test_open (&client, id_a, LENGTH, PIECE, digest_text);
+    ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "running"));
+    ZF_ASSERT (client.result.finished_count == 0);
+    s_test_open (&client, id_a, LENGTH + 1, PIECE, NULL); //  lengths must match
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+
+    //  Wrong digest, wrong size, out of range: refused, nothing written.
+    s_test_write (&client, id_a, 0, content, PIECE, false);
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+    s_test_write (&client, id_a, 0, content, PIECE - 1, true);
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+    s_test_write (&client, id_a, 3, content, PIECE, true);
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+    s_test_read (&client, id_a, 0);
+    ZF_ASSERT (s_test_error (&client, "not_finished"));
+
+    for (uint64_t piece = 0; piece < 3; piece++) {
+        size_t size = piece < 2 ? PIECE : LENGTH - 2 * PIECE;
+        s_test_write (&client, id_a, piece, content + piece * PIECE, size, true);
+        ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == piece + 1);
+    }
+    s_test_read (&client, id_a, 1);
+    ZF_ASSERT (client.result.status == ZF_OK);
+    zframe_t *bytes = zmsg_first (client.result.raw);
+    ZF_ASSERT (bytes && zframe_size (bytes) == PIECE);
+    ZF_ASSERT (memcmp (zframe_data (bytes), content + PIECE, PIECE) == 0);
+    s_test_read (&client, id_a, 3);
+    ZF_ASSERT (s_test_error (&client, "invalid"));
+    s_test_read (&client, id_b, 0);
+    ZF_ASSERT (s_test_error (&client, "not_found"));
+
+    //  One byte damaged on disk: detected before serving, marked missing, fetched again.
+    char *data_path = zf_asprintf ("%s/tasks/aa/%s/data", dir, id_a);
+    FILE *file = fopen (data_path, "r+b");
+    ZF_ASSERT (file && fseek (file, PIECE + 10, SEEK_SET) == 0);
+    ZF_ASSERT (fputc (content[PIECE + 10] ^ 0x40, file) != EOF && fclose (file) == 0);
+    zf_counter_t *corrupt = zf_metrics_counter (
+        "zfly_storage_corrupt_pieces_total",
+        "Pieces found damaged on disk when read; marked missing to be fetched again", NULL);
+    uint64_t corrupt_before = zf_counter_value (corrupt);
+    s_test_read (&client, id_a, 1);
+    ZF_ASSERT (s_test_error (&client, "corrupt"));
+    ZF_ASSERT (zf_counter_value (corrupt) == corrupt_before + 1);
+    s_test_stat (&client, id_a);
+    ZF_ASSERT (client.result.finished_count == 2);
+    ZF_ASSERT ((zframe_data (zmsg_first (client.result.raw))[0] & 0x07) == 0x05);
+    s_test_read (&client, id_a, 1);
+    ZF_ASSERT (s_test_error (&client, "not_finished"));
+    s_test_write (&client, id_a, 1, content + PIECE, PIECE, true);
+    ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 3);
+    s_test_complete (&client, id_a);
+    ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "complete"));
+
+    //  A content digest mismatch fails the task and leaves nothing in the cache.
+    s_test_open (&client, id_c, LENGTH, PIECE, digest_text);
+    for (uint64_t piece = 0; piece < 3; piece++) {
+        size_t size = piece < 2 ? PIECE : LENGTH - 2 * PIECE;
+        uint8_t wrong[PIECE];
+        memcpy (wrong, content + piece * PIECE, size);
+        wrong[0] ^= piece == 2;
+        s_test_write (&client, id_c, piece, wrong, size, true);
+        ZF_ASSERT (client.result.status == ZF_OK);
+    }
+    s_test_complete (&client, id_c);
+    ZF_ASSERT (s_test_error (&client, "digest"));
+    s_test_stat (&client, id_c);
+    ZF_ASSERT (s_test_error (&client, "not_found"));
+
+    //  B stays half done: one piece.
+    s_test_open (&client, id_b, LENGTH, PIECE, NULL);
+    s_test_write (&client, id_b, 1, content + PIECE, PIECE, true);
+    ZF_ASSERT (client.result.status == ZF_OK);
+
+    //  Metadata nobody can trust is quarantined at start, the rest loads.
+    char id_d[65];
+    s_test_id (id_d, 'd');
+    char *bad_dir = zf_asprintf ("%s/tasks/dd/%s", dir, id_d);
+    char *bucket = zf_asprintf ("%s/tasks/dd", dir);
+    char *bad_meta = zf_asprintf ("%s/meta", bad_dir);
+    ZF_ASSERT (mkdir (bucket, 0750) == 0 && mkdir (bad_dir, 0750) == 0);
+    file = fopen (bad_meta, "wb");
+    ZF_ASSERT (file && fwrite ("\x85\xa3junk", 1, 6, file) == 6 && fclose (file) == 0);
+
+    //  Restart on the same directory: finished work is still there.
+    s_test_restart (&client);
+    s_test_stat (&client, id_a);
+    ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "complete"));
+    ZF_ASSERT (client.result.finished_count == 3);
+    s_test_read (&client, id_a, 2);
+    ZF_ASSERT (client.result.status == ZF_OK);
+    ZF_ASSERT (memcmp (zframe_data (zmsg_first (client.result.raw)), content + 2 * PIECE,
+                       LENGTH - 2 * PIECE)
+               == 0);
+    s_test_stat (&client, id_b);
+    ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 1);
+    ZF_ASSERT (streq (client.result.state, "running"));
+    s_test_stat (&client, id_d);
+    ZF_ASSERT (s_test_error (&client, "not_found"));
+    struct stat info;
+    ZF_ASSERT (stat (bad_dir, &info) != 0);
+
+    s_test_remove (&client, id_a);
+    ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "removed"));
+    s_test_stat (&client, id_a);
+    ZF_ASSERT (s_test_error (&client, "not_found"));
+    ZF_ASSERT (stat (data_path, &info) != 0);
+    s_test_remove (&client, id_a); //  a resent remove succeeds
+    ZF_ASSERT (client.result.status == ZF_OK);
+    if (verbose)
+        printf ("storage core: ok\n");
+    zf_free (data_path);
+    zf_free (bad_dir);
+    zf_free (bucket);
+    zf_free (bad_meta);
+    s_test_client_destroy (&client);
+}
+
+static void s_test_gc (const char *dir, bool verbose)
+{
+    test_client_t client;
+    s_test_client_new (&client, "selftest-gc", dir);
+    client.config.quota = 100000; //  high 80000, low 50000
+    client.config.high_watermark = 80;
+    client.config.low_watermark = 50;
+    s_test_start_storage (&client);
+    zf_counter_t *watermark = zf_metrics_counter (
+        "zfly_storage_evictions_total", "Tasks evicted by GC", "reason", "watermark", NULL);
+    zf_counter_t *ttl = zf_metrics_counter ("zfly_storage_evictions_total", "Tasks evicted by GC",
+                                            "reason", "ttl", NULL);
+    uint64_t watermark_before = zf_counter_value (watermark), ttl_before = zf_counter_value (ttl);
+    char ids[4][65];
+    uint8_t *contents[4];
+    for (int index = 0; index < 3; index++) {
+        s_test_id (ids[index], (char) ('1' + index));
+        contents[index] = s_test_fill (&client, ids[index], 24000, 8000, (unsigned) index);
+    }
+    //  Everything idles past busy_grace, then task 1 is read: the others are least recent.
+    s_test_pipe (&client, "ADVANCE", "7200000");
+    s_test_read (&client, ids[0], 0);
+    ZF_ASSERT (client.result.status == ZF_OK);
+    s_test_id (ids[3], '4');
+    contents[3] = s_test_fill (&client, ids[3], 24000, 8000, 3); //  96000 > 80000: GC
+    ZF_ASSERT (zf_counter_value (watermark) == watermark_before + 2);
+    bool expect_present[4] = {true, false, false, true};
+    for (int index = 0; index < 4; index++) {
+        s_test_stat (&client, ids[index]);
+        ZF_ASSERT ((client.result.status == ZF_OK) == expect_present[index]);
+    }
+    //  Past the TTL, idle tasks expire.
+    s_test_pipe (&client, "ADVANCE", "2678400000");
+    s_test_pipe (&client, "GC", NULL);
+    ZF_ASSERT (zf_counter_value (ttl) == ttl_before + 2);
+    s_test_stat (&client, ids[0]);
+    ZF_ASSERT (s_test_error (&client, "not_found"));
+    for (int index = 0; index < 4; index++)
+        zf_free (contents[index]);
+    if (verbose)
+        printf ("storage gc: ok\n");
+    s_test_client_destroy (&client);
+}
+
+void zf_storage_test (bool verbose)
+{
+    printf (" * zf_storage: ");
+    char template_core[] = "/tmp/zf-storage-test-XXXXXX";
+    char template_gc[] = "/tmp/zf-storage-gc-XXXXXX";
+    ZF_ASSERT (mkdtemp (template_core) && mkdtemp (template_gc));
+    s_test_core (template_core, verbose);
+    s_test_gc (template_gc, verbose);
+    char *command = zf_asprintf ("rm -rf '%s' '%s'", template_core, template_gc);
+    ZF_ASSERT (system (command) == 0);
+    zf_free (command);
+    zf_metrics_shutdown ();
+    printf ("OK\n");
+}

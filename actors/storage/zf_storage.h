@@ -1,0 +1,51 @@
+/*  zf_storage.h — the storage actor: the node's cache of tasks, served over the bus.
+
+    Serves storage.open/stat/complete/remove, piece.write and piece.read
+    (schemas/dataplane.schema) from the cache directory laid out by zf_store.h.
+
+    - piece.write is checked (size, SHA-256 against the given digest) before a byte is written,
+      and acknowledged (piece.written) only once the bytes and the metadata claiming them are
+      on disk: writes arriving within commit_interval share one fdatasync and one metadata
+      write. So an acknowledged piece survives kill -9, and nothing unacknowledged is claimed.
+    - piece.read reads the piece back and checks its digest every time; a damaged piece is
+      answered "corrupt", marked missing (persisted) and counted, so it is fetched again.
+    - Readers on other nodes (envelope `from` = actor@OTHER-NODE) share upload_rate (a token
+      bucket; a read that must wait is answered later from a timer) and at most
+      upload_concurrency reads waiting at once; beyond that the answer is "busy". Readers on
+      this node are never limited.
+    - storage.complete checks every piece is there and, for a "sha256:…"/"sha512:…" digest,
+      the whole content; a mismatch removes the task (error "digest"): nothing wrong stays.
+    - GC every gc_interval and after writes: above high_watermark (of the filesystem, or of
+      quota when set) it evicts least recently used tasks down to low_watermark; tasks idle
+      longer than task_ttl expire. A task read or written within busy_grace, or with reads or
+      writes in flight, is never evicted. Evictions are published as storage.evicted.
+
+    Error codes: not_found, not_finished, corrupt, busy, digest, invalid, io.
+    Pipe commands besides $TERM, for tests: "ADVANCE" MS (moves the actor's wall clock
+    forward) and "GC" (runs GC now); both answer "OK". */
+#ifndef ZF_STORAGE_H_INCLUDED
+#define ZF_STORAGE_H_INCLUDED
+
+#include "zf_actor.h"
+
+typedef struct {
+    char *dir;                  //  cache root
+    char *bind;                 //  external request endpoint, "" for inproc only
+    uint64_t upload_rate;       //  bytes per second to other nodes, 0 = unlimited
+    int64_t upload_concurrency; //  reads from other nodes waiting or served at once
+    double high_watermark;      //  percent of the filesystem (or of quota) that starts GC
+    double low_watermark;       //  percent GC evicts down to
+    uint64_t quota;             //  bytes; 0 = watermarks are of the filesystem
+    int64_t task_ttl_ms;        //  idle time after which a task expires
+    int64_t gc_interval_ms;     //  how often GC runs
+    int64_t busy_grace_ms;      //  a task used this recently is never evicted
+    int64_t commit_interval_ms; //  how long piece writes are gathered into one commit
+} zf_storage_config_t;
+
+extern const zf_config_section_t zf_storage_section;
+
+void zf_storage_actor (zsock_t *pipe, void *args);
+
+void zf_storage_test (bool verbose);
+
+#endif

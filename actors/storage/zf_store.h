@@ -1,0 +1,124 @@
+/*  zf_store.h — the cache directory: tasks on disk, no bus, no policy.
+
+    Layout (DESIGN.md section 5):
+        DIR/tasks/XX/TASK_ID/data   the content, sparse: ftruncate'd to content_length, pieces
+                                    written in place with pwrite
+        DIR/tasks/XX/TASK_ID/meta   a storage_meta record (schemas/storage_meta.schema)
+        DIR/quarantine/TASK_ID.MS   task directories whose metadata could not be trusted
+    XX is the first two hex characters of the task id, so no directory grows too large.
+
+    Crash safety rests on one ordering: a piece's bit is set in the persisted metadata only
+    after its bytes were fdatasync'ed, and metadata is replaced atomically (meta.tmp, fsync,
+    rename, fsync of the directory). So after kill -9 or a power cut a task claims at most the
+    pieces it really has. Writes are grouped: zf_store_write_piece puts the bytes in place and
+    marks the piece pending; zf_store_commit makes every pending piece of a task durable with
+    one fdatasync and one metadata write.
+
+    Every piece served is read back and its SHA-256 compared with the digest it was written
+    with; a mismatch clears its bit (persisted at once) so it is fetched again. Task ids are
+    checked to be 64 lowercase hex characters before they become paths. */
+#ifndef ZF_STORE_H_INCLUDED
+#define ZF_STORE_H_INCLUDED
+
+#include "zf_error.h"
+
+#define ZF_STORE_ID_LEN           64
+#define ZF_STORE_DIGEST_LEN       32                 //  SHA-256
+#define ZF_STORE_PIECES_MAX       (1024 * 1024)      //  bounds of storage_meta.schema
+#define ZF_STORE_PIECE_LENGTH_MAX (64 * 1024 * 1024) //  one piece rides in one frame
+
+typedef struct zf_store_s zf_store_t;
+
+typedef struct {
+    char id[ZF_STORE_ID_LEN + 1];
+    char *url, *digest, *tag, *application; //  never NULL
+    uint64_t content_length;
+    uint64_t piece_length;
+    uint64_t piece_count;
+    uint64_t finished_count; //  bits set in finished
+    uint64_t finished_bytes; //  bytes of the finished pieces: the task's share of the cache
+    uint8_t *finished;       //  durable, verified pieces: the persisted bitmap
+    uint8_t *pending;        //  written and verified, not yet fdatasync'ed and claimed
+    uint64_t pending_count;
+    uint8_t *digests; //  ZF_STORE_DIGEST_LEN per piece
+    bool complete;
+    int64_t created_ms;  //  wall clock
+    int64_t accessed_ms; //  wall clock of the last open, read or write: LRU order and TTL
+    bool access_dirty;   //  accessed_ms changed since the metadata was written
+} zf_store_task_t;
+
+//  What a task is created with.
+typedef struct {
+    const char *id;
+    const char *url, *digest, *tag, *application; //  may be NULL
+    uint64_t content_length;
+    uint64_t piece_length;
+} zf_store_spec_t;
+
+//  Outcome of reading a piece back.
+typedef enum {
+    ZF_STORE_READ_OK,
+    ZF_STORE_READ_NOT_FINISHED,
+    ZF_STORE_READ_CORRUPT, //  bytes on disk do not match the digest; the piece is now missing
+    ZF_STORE_READ_IO,      //  the file could not be read
+} zf_store_read_t;
+
+//  Opens the cache at dir (created when absent) and loads every task found there; metadata
+//  that does not decode or does not add up is logged under log_name and moved to quarantine.
+zf_store_t *zf_store_new (const char *dir, const char *log_name, int64_t now_ms, zf_error_t *err);
+void zf_store_destroy (zf_store_t **self_p);
+
+//  True for exactly 64 lowercase hex characters: the only ids that may become paths.
+bool zf_store_id_valid (const char *id);
+
+//  ZF_OK when content_length and piece_length make a task within bounds; err says why not.
+zf_status_t zf_store_check_geometry (uint64_t content_length, uint64_t piece_length,
+                                     zf_error_t *err);
+
+zf_store_task_t *zf_store_find (zf_store_t *self, const char *id);
+
+//  Creates the task's directory, sparse data file and metadata. The spec must pass
+//  zf_store_id_valid and zf_store_check_geometry (asserted).
+zf_status_t zf_store_create (zf_store_t *self, const zf_store_spec_t *spec, int64_t now_ms,
+                             zf_store_task_t **task_p, zf_error_t *err);
+
+//  Bytes of piece `piece` (the last one may be shorter).
+uint64_t zf_store_piece_size (const zf_store_task_t *task, uint64_t piece);
+bool zf_store_is_finished (const zf_store_task_t *task, uint64_t piece);
+
+//  Writes already verified bytes of a piece in place and marks it pending.
+zf_status_t zf_store_write_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
+                                  const uint8_t *data, size_t size, const uint8_t *digest,
+                                  zf_error_t *err);
+
+//  Makes the pending pieces of a task durable: fdatasync of the data, then the metadata that
+//  claims them. On failure the pieces stay unclaimed (the writer must try again).
+zf_status_t zf_store_commit (zf_store_t *self, zf_store_task_t *task, zf_error_t *err);
+
+//  Rewrites the metadata (after complete, or to persist accessed_ms).
+zf_status_t zf_store_save (zf_store_t *self, zf_store_task_t *task, zf_error_t *err);
+
+//  Reads a finished piece and checks its digest. On ZF_STORE_READ_OK *frame holds the bytes.
+//  On ZF_STORE_READ_CORRUPT the bit is cleared and the metadata saved already.
+zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
+                                     zframe_t **frame, zf_error_t *err);
+
+//  Checks the whole content against task->digest ("sha256:HEX" or "sha512:HEX"). ZF_OK when
+//  it matches or the task names no digest this build can check; ZF_E_INVALID on a mismatch.
+zf_status_t zf_store_verify_content (zf_store_t *self, zf_store_task_t *task, zf_error_t *err);
+
+//  Deletes the task's files and forgets it; *task_p is NULLed.
+void zf_store_remove (zf_store_t *self, zf_store_task_t **task_p);
+
+//  Every task, in no particular order; the array is the caller's, the tasks are not.
+zf_store_task_t **zf_store_tasks (zf_store_t *self, size_t *count);
+size_t zf_store_task_count (zf_store_t *self);
+uint64_t zf_store_bytes (zf_store_t *self);
+const char *zf_store_dir (zf_store_t *self);
+//  Task directories moved to quarantine when the store was opened.
+size_t zf_store_quarantined (zf_store_t *self);
+
+//  SHA-256 of a buffer, for checking a piece before it is written.
+void zf_store_sha256 (const uint8_t *data, size_t size, uint8_t digest[ZF_STORE_DIGEST_LEN]);
+
+#endif

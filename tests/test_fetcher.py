@@ -1,0 +1,302 @@
+#!/usr/bin/python3
+"""The piece fetcher back to source: a real zfly with [storage] and [fetcher], a small origin
+in this process. Checks the bytes storage ends up with and their digest, the origin's request
+count, and the error a user sees: ranges, an origin ignoring Range, 404, a digest mismatch, a
+second fetch of a complete task, and two concurrent fetches sharing one download."""
+import hashlib
+import http.server
+import os
+import re
+import threading
+import time
+
+import msgpack
+import zmq
+
+import zflytest
+from zflytest import ZflyTestCase
+
+SENDER = "tester@outside"
+CONTENT = os.urandom(3 * 1024 * 1024 + 12345)  # not a multiple of any piece length
+CONTENT_DIGEST = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
+PIECE_MIN = 64 * 1024
+
+
+class Origin(http.server.ThreadingHTTPServer):
+    """Serves CONTENT with Range (or ignoring it under /norange/), 404 elsewhere, and counts
+    requests per path."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), OriginHandler)
+        self.requests = {}
+        self.authorization = {}  # path -> Authorization header last seen
+        self.failures_left = 0   # /flaky: range requests answered 503 first
+        self.half_limit = None   # /half: ranges starting at or past this offset get 404
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def handle_error(self, request, client_address):
+        pass  # the fetcher aborts probes answered 200 on purpose: resets are expected
+
+    def count(self, path):
+        with self.lock:
+            return self.requests.get(path, 0)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class OriginHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            self.server.requests[path] = self.server.requests.get(path, 0) + 1
+            self.server.authorization[path] = self.headers.get("Authorization")
+        if path == "/redirect":
+            target = self.server.url("/target").replace("127.0.0.1", "localhost")
+            self.send_response(307)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        match = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
+        if path == "/flaky" and match and match.group(2) != "0":
+            with self.server.lock:
+                fail = self.server.failures_left > 0
+                self.server.failures_left -= fail
+            if fail:
+                self.send_error(503)
+                return
+        if (path == "/half" and match and self.server.half_limit is not None
+                and int(match.group(1)) >= self.server.half_limit):
+            self.send_error(404)
+            return
+        if not (path.startswith("/file") or path.startswith("/norange/") or "/blobs/" in path
+                or path in ("/flaky", "/half", "/target")):
+            self.send_response(404)
+            self.send_header("Content-Length", "9")
+            self.end_headers()
+            self.wfile.write(b"not found")
+            return
+        body = CONTENT
+        if match and not path.startswith("/norange/"):
+            first, last = int(match.group(1)), min(int(match.group(2)), len(body) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(body)}")
+            body = body[first:last + 1]
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FetcherTest(ZflyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.origin = Origin()
+        self.fetcher_endpoint = "ipc://" + self.path("fetcher.sock")
+        self.storage_endpoint = "ipc://" + self.path("storage.sock")
+        self.node = self.start_node()
+        self.context = zmq.Context()
+        self.sockets = {}
+        self.next_id = 1
+
+    def start_node(self, name="a"):
+        node = self.start(name, f"""[node]
+name = a
+http = 127.0.0.1:0
+[storage]
+dir = {self.path("cache")}
+bind = {self.storage_endpoint}
+[fetcher]
+bind = {self.fetcher_endpoint}
+piece_length_min = 64K
+piece_length_max = 1M
+piece_count_target = 16
+retry_backoff = 50ms
+retries = 2
+""")
+        node.wait_ready()
+        return node
+
+    def tearDown(self):
+        for socket in self.sockets.values():
+            socket.close()
+        self.context.term()
+        self.origin.shutdown()
+        self.origin.server_close()
+        super().tearDown()
+
+    def socket(self, endpoint):
+        if endpoint not in self.sockets:
+            socket = self.context.socket(zmq.DEALER)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.RCVTIMEO, 10000)
+            socket.connect(endpoint)
+            self.sockets[endpoint] = socket
+        return self.sockets[endpoint]
+
+    def request(self, endpoint, to, type_, body):
+        """(reply envelope, raw frames) of one request."""
+        self.next_id += 1
+        envelope = {"type": type_, "v": 1, "id": self.next_id, "from": SENDER, "to": to,
+                    "body": body}
+        socket = self.socket(endpoint)
+        socket.send(msgpack.packb(envelope))
+        while True:
+            frames = socket.recv_multipart()
+            reply = msgpack.unpackb(frames[0], raw=False)
+            if reply.get("re") == self.next_id:
+                return reply, frames[1:]
+
+    def fetch(self, url, **fields):
+        reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.fetch",
+                                {"url": url, **fields})
+        self.assertEqual(reply["type"], "task.status", reply)
+        return reply["body"]
+
+    def wait_finished(self, task_id, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.query",
+                                    {"task_id": task_id})
+            self.assertEqual(reply["type"], "task.status", reply)
+            if reply["body"]["state"] != "running":
+                return reply["body"]
+            time.sleep(0.05)  # polling a status, not synchronising on time
+        self.fail(f"task {task_id} still running after {timeout}s")
+
+    def stored_content(self, task_id):
+        reply, _ = self.request(self.storage_endpoint, "storage", "storage.stat",
+                                {"task_id": task_id})
+        self.assertEqual(reply["type"], "storage.task", reply)
+        self.assertEqual(reply["body"]["state"], "complete")
+        data = b""
+        for piece in range(reply["body"]["piece_count"]):
+            answer, raw = self.request(self.storage_endpoint, "storage", "piece.read",
+                                       {"task_id": task_id, "piece": piece})
+            self.assertEqual(answer["type"], "piece.data", answer)
+            data += raw[0]
+        return data
+
+    def assert_fetched(self, url, path, **fields):
+        status = self.wait_finished(self.fetch(url, **fields)["task_id"])
+        self.assertEqual(status["state"], "complete", status)
+        self.assertEqual(status["content_length"], len(CONTENT))
+        data = self.stored_content(status["task_id"])
+        self.assertEqual(hashlib.sha256(data).hexdigest(), CONTENT_DIGEST[7:])
+        self.assertEqual(data, CONTENT)
+        return status
+
+    def test_ranges_give_exact_bytes(self):
+        status = self.assert_fetched(self.origin.url("/file"), "/file")
+        self.assertEqual(status["piece_length"], 256 * 1024)
+        # one probe plus one request per piece, nothing more
+        self.assertEqual(self.origin.count("/file"), 1 + status["piece_count"])
+        self.assertEqual(self.node.metric("zfly_fetcher_source_requests_total", actor="fetcher",
+                                          status="206"), 1 + status["piece_count"])
+
+    def test_digest_verified_and_second_fetch_needs_no_origin(self):
+        path = f"/v2/lib/blobs/{CONTENT_DIGEST}"
+        self.assert_fetched(self.origin.url(path), path)
+        before = self.origin.count(path)
+        # another mirror, same digest: same task, complete at once
+        status = self.fetch(self.origin.url("/mirror" + path))
+        self.assertEqual(status["state"], "complete", status)
+        self.assertEqual(self.origin.count(path), before)
+        self.assertEqual(self.origin.count("/mirror" + path), 0)
+
+    def test_origin_ignoring_range_is_read_as_one_stream(self):
+        status = self.assert_fetched(self.origin.url("/norange/file"), "/norange/file",
+                                     digest=CONTENT_DIGEST)
+        self.assertEqual(status["bytes_from_source"] >= len(CONTENT), True)
+        # the probe (aborted at its 200) and one stream
+        self.assertEqual(self.origin.count("/norange/file"), 2)
+
+    def test_not_found_fails_with_source_error(self):
+        status = self.wait_finished(self.fetch(self.origin.url("/missing"))["task_id"])
+        self.assertEqual(status["state"], "failed")
+        self.assertEqual(status["error_code"], "source")
+        self.assertIn("HTTP 404", status["error_message"])
+        self.assertIn("/missing", status["error_message"])
+        self.assertEqual(self.origin.count("/missing"), 1)  # 404 is final: no retry
+
+    def test_digest_mismatch_fails_and_leaves_nothing(self):
+        wrong = "sha256:" + "0" * 64
+        status = self.wait_finished(self.fetch(self.origin.url("/file2"),
+                                               digest=wrong)["task_id"])
+        self.assertEqual(status["state"], "failed", status)
+        self.assertEqual(status["error_code"], "digest")
+        self.assertIn(wrong, status["error_message"])
+        self.assertIn(CONTENT_DIGEST, status["error_message"])
+        reply, _ = self.request(self.storage_endpoint, "storage", "storage.stat",
+                                {"task_id": status["task_id"]})
+        self.assertEqual(reply["type"], "error", reply)
+        self.assertEqual(reply["body"]["code"], "not_found")
+
+    def test_concurrent_fetches_share_one_download(self):
+        url = self.origin.url("/file3")
+        first = self.fetch(url)
+        second = self.fetch(url + "?X-Amz-Signature=abc&X-Amz-Date=1")
+        self.assertEqual(first["task_id"], second["task_id"])
+        status = self.wait_finished(first["task_id"])
+        self.assertEqual(status["state"], "complete", status)
+        self.assertEqual(self.origin.count("/file3"), 1 + status["piece_count"])
+
+    def test_bad_requests_are_refused(self):
+        reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.fetch",
+                                {"url": "ftp://example/x"})
+        self.assertEqual(reply["type"], "error")
+        reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.fetch",
+                                {"url": self.origin.url("/file"),
+                                 "headers": [{"name": "X-A", "value": "1\r\nHost: evil"}]})
+        self.assertEqual(reply["type"], "error")
+        self.assertEqual(reply["body"]["field"], "headers")
+
+    def test_server_errors_are_retried(self):
+        self.origin.failures_left = 2
+        self.assert_fetched(self.origin.url("/flaky"), "/flaky")
+        self.assertEqual(self.node.metric("zfly_fetcher_piece_retries_total", actor="fetcher"), 2)
+
+    def test_redirect_across_hosts_drops_authorization(self):
+        status = self.wait_finished(self.fetch(
+            self.origin.url("/redirect"), digest=CONTENT_DIGEST,
+            headers=[{"name": "Authorization", "value": "Bearer secret"},
+                     {"name": "Range", "value": "bytes=5-9"}])["task_id"])
+        self.assertEqual(status["state"], "complete", status)
+        self.assertEqual(self.origin.authorization["/redirect"], "Bearer secret")
+        self.assertIsNone(self.origin.authorization["/target"])
+        self.assertEqual(self.stored_content(status["task_id"]), CONTENT)
+
+    def test_resume_after_restart_fetches_only_missing_pieces(self):
+        self.origin.half_limit = len(CONTENT) // 2
+        url = self.origin.url("/half")
+        status = self.wait_finished(self.fetch(url, digest=CONTENT_DIGEST)["task_id"])
+        self.assertEqual(status["state"], "failed", status)
+        self.assertIn("HTTP 404", status["error_message"])
+        self.node.stop()
+        for socket in self.sockets.values():
+            socket.close()
+        self.sockets = {}
+        self.origin.half_limit = None
+        self.node = self.start_node("a2")
+        before = self.origin.count("/half")
+        status = self.wait_finished(self.fetch(url, digest=CONTENT_DIGEST)["task_id"])
+        self.assertEqual(status["state"], "complete", status)
+        # pieces finished before the restart are not downloaded again (how many finished
+        # depends on which transfers were in flight when the 404 failed the first run)
+        self.assertLess(self.origin.count("/half") - before, 1 + status["piece_count"])
+        self.assertLess(status["bytes_from_source"], len(CONTENT))
+        self.assertEqual(self.stored_content(status["task_id"]), CONTENT)
+
+
+if __name__ == "__main__":
+    zflytest.main()

@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""Storage actor against a real zfly process: crash safety (kill -9 keeps exactly the
+acknowledged pieces), the upload limit (a remote read beyond upload_concurrency is answered
+"busy", local reads are never limited), and metadata that cannot be trusted is quarantined
+while the daemon starts anyway."""
+import hashlib
+import itertools
+import os
+import signal
+
+import msgpack
+import zmq
+
+import zflytest
+from zflytest import ZflyTestCase
+
+NODE = "n1"
+LOCAL = f"zfly-get@{NODE}"
+REMOTE = "fetcher@elsewhere"
+TASK = "ab" * 32
+
+
+def content(length, seed):
+    return bytes((index * 31 + seed * 7 + index // 251) & 0xFF for index in range(length))
+
+
+class StorageClient:
+    """A DEALER speaking the bus envelope to the storage actor's ipc:// bind."""
+
+    def __init__(self, endpoint):
+        self.context = zmq.Context()
+        self.dealer = self.context.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.setsockopt(zmq.RCVTIMEO, 10000)
+        self.dealer.connect(endpoint)
+        self.ids = itertools.count(1)
+
+    def close(self):
+        self.dealer.close()
+        self.context.term()
+
+    def send(self, type_, body, frames=(), sender=LOCAL):
+        msg_id = next(self.ids)
+        envelope = {"type": type_, "v": 1, "id": msg_id, "from": sender, "to": "storage",
+                    "body": body}
+        self.dealer.send_multipart([msgpack.packb(envelope), *frames])
+        return msg_id
+
+    def receive(self):
+        """(envelope, raw frames) of the next reply; fails the test after the socket timeout."""
+        frames = self.dealer.recv_multipart()
+        return msgpack.unpackb(frames[0], raw=False), frames[1:]
+
+    def call(self, type_, body, frames=(), sender=LOCAL):
+        msg_id = self.send(type_, body, frames, sender)
+        while True:
+            reply, raw = self.receive()
+            if reply.get("re") == msg_id:
+                return reply, raw
+
+    def open(self, task, length, piece_length):
+        return self.call("storage.open", {"task_id": task, "content_length": length,
+                                          "piece_length": piece_length, "create": True})
+
+    def write(self, task, piece, data):
+        return self.call("piece.write", {"task_id": task, "piece": piece,
+                                         "digest": hashlib.sha256(data).digest()}, [data])
+
+    def stat(self, task):
+        return self.call("storage.stat", {"task_id": task})
+
+
+def finished_pieces(bitmap, count):
+    return {index for index in range(count) if bitmap[index // 8] >> (index % 8) & 1}
+
+
+class StorageTest(ZflyTestCase):
+    def start_node(self, name="n1", **storage):
+        self.endpoint = "ipc://" + self.path("storage.sock")
+        keys = {"dir": self.path("cache"), "bind": self.endpoint, **storage}
+        lines = "".join(f"{key} = {value}\n" for key, value in keys.items())
+        node = self.start(name, f"[node]\nname = {NODE}\nhttp = 127.0.0.1:0\n[storage]\n{lines}")
+        node.wait_ready()
+        return node
+
+    def client(self):
+        client = StorageClient(self.endpoint)
+        self.addCleanup(client.close)
+        return client
+
+    def test_kill_9_keeps_acknowledged_pieces(self):
+        node = self.start_node()
+        client = self.client()
+        piece_length, count = 16384, 6
+        data = content(piece_length * count - 100, 1)
+        pieces = [data[i:i + piece_length] for i in range(0, len(data), piece_length)]
+        reply, _ = client.open(TASK, len(data), piece_length)
+        self.assertEqual(reply["type"], "storage.task", reply)
+        for index in range(4):
+            reply, _ = client.write(TASK, index, pieces[index])
+            self.assertEqual(reply["type"], "piece.written", reply)
+            self.assertEqual(reply["body"]["finished_count"], index + 1)
+        # One write in flight, never acknowledged, when the daemon dies.
+        client.send("piece.write", {"task_id": TASK, "piece": 4,
+                                    "digest": hashlib.sha256(pieces[4]).digest()}, [pieces[4]])
+        node.process.send_signal(signal.SIGKILL)
+        node.process.wait(timeout=10)
+
+        self.start_node("n1-again")
+        client = self.client()
+        reply, raw = client.stat(TASK)
+        self.assertEqual(reply["type"], "storage.task", reply)
+        finished = finished_pieces(raw[0], count)
+        self.assertTrue({0, 1, 2, 3} <= finished <= {0, 1, 2, 3, 4}, finished)
+        self.assertEqual(reply["body"]["finished_count"], len(finished))
+        self.assertEqual(reply["body"]["state"], "running")
+        for index in sorted(finished):
+            reply, raw = client.call("piece.read", {"task_id": TASK, "piece": index})
+            self.assertEqual(reply["type"], "piece.data", reply)
+            self.assertEqual(raw[0], pieces[index])
+        # The download resumes: the missing pieces can be written and the task completed.
+        for index in set(range(count)) - finished:
+            reply, _ = client.write(TASK, index, pieces[index])
+            self.assertEqual(reply["type"], "piece.written", reply)
+        reply, _ = client.call("storage.complete", {"task_id": TASK})
+        self.assertEqual(reply["body"]["state"], "complete", reply)
+
+    def test_upload_limit_answers_busy_and_spares_local_readers(self):
+        node = self.start_node(upload_rate="1K", upload_concurrency=1)
+        client = self.client()
+        piece = content(65536, 2)
+        client.open(TASK, len(piece), len(piece))
+        reply, _ = client.write(TASK, 0, piece)
+        self.assertEqual(reply["type"], "piece.written", reply)
+        read = {"task_id": TASK, "piece": 0}
+        first = client.send("piece.read", read, sender=REMOTE)   # served: the bucket starts full
+        second = client.send("piece.read", read, sender=REMOTE)  # waits ~64 s for tokens
+        third = client.send("piece.read", read, sender=REMOTE)   # beyond upload_concurrency
+        local = client.send("piece.read", read, sender=LOCAL)    # never limited
+        replies = {}
+        while len(replies) < 3:
+            reply, raw = client.receive()
+            replies[reply["re"]] = (reply, raw)
+        self.assertNotIn(second, replies)
+        self.assertEqual(replies[first][0]["type"], "piece.data")
+        self.assertEqual(replies[first][1][0], piece)
+        self.assertEqual(replies[third][0]["type"], "error")
+        self.assertEqual(replies[third][0]["body"]["code"], "busy")
+        self.assertEqual(replies[local][0]["type"], "piece.data")
+        self.assertEqual(node.metric("zfly_storage_busy_total"), 1)
+        self.assertEqual(node.metric("zfly_storage_pieces_served_total", peer="remote"), 1)
+        self.assertEqual(node.metric("zfly_storage_pieces_served_total", peer="local"), 1)
+        self.assertEqual(node.metric("zfly_storage_upload_bytes_total"), len(piece))
+
+    def test_bad_metadata_is_quarantined_and_the_daemon_starts(self):
+        bad = "ee" * 32
+        task_dir = self.path("cache", "tasks", "ee", bad)
+        os.makedirs(task_dir)
+        with open(os.path.join(task_dir, "meta"), "wb") as handle:
+            handle.write(msgpack.packb({"task_id": bad, "content_length": "lots"}))
+        with open(os.path.join(task_dir, "data"), "wb") as handle:
+            handle.write(b"x" * 10)
+        node = self.start_node()
+        node.log.wait_for(rf"storage: quarantined task={bad}")
+        client = self.client()
+        reply, _ = client.stat(bad)
+        self.assertEqual(reply["body"]["code"], "not_found", reply)
+        self.assertEqual(node.metric("zfly_storage_quarantined_total"), 1)
+        self.assertFalse(os.path.exists(task_dir))
+        reply, _ = client.stat("../../etc/passwd")
+        self.assertEqual(reply["body"]["code"], "invalid", reply)
+
+
+if __name__ == "__main__":
+    zflytest.main()
