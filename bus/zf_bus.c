@@ -173,6 +173,21 @@ static bool s_leaves_process (const char *endpoint)
     return endpoint && strncmp (endpoint, "inproc://", 9) != 0;
 }
 
+//  Binds every endpoint of a blank-separated list, e.g. an ipc:// one for clients on this
+//  host and a tcp:// one (CURVE) for other nodes.
+static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpoints,
+                               zf_error_t *err)
+{
+    char *list = zf_strdup (endpoints);
+    char *saveptr = NULL;
+    zf_status_t status = ZF_OK;
+    for (char *endpoint = strtok_r (list, " \t", &saveptr); endpoint && status == ZF_OK;
+         endpoint = strtok_r (NULL, " \t", &saveptr))
+        status = zf_node_bind (node, sock, endpoint, err);
+    zf_free (list);
+    return status;
+}
+
 zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
                       zf_error_t *err)
 {
@@ -211,11 +226,11 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
     self->outlet_link = (link_t){.bus = self, .label = "pub"};
     if (status == ZF_OK && bind && *bind) {
         self->inbox_link.monitor = zf_monitor_attach (self->inbox);
-        status = zf_node_bind (node, self->inbox, bind, err);
+        status = s_bind_all (node, self->inbox, bind, err);
     }
     if (status == ZF_OK && events_bind && *events_bind) {
         self->outlet_link.monitor = zf_monitor_attach (self->outlet);
-        status = zf_node_bind (node, self->outlet, events_bind, err);
+        status = s_bind_all (node, self->outlet, events_bind, err);
     }
     if (status != ZF_OK) {
         zf_bus_destroy (&self);
@@ -568,6 +583,22 @@ zf_status_t zf_bus_subscribe (zf_bus_t *self, const char *actor, const char *typ
 //  ---------------------------------------------------------------------------------------------
 //  Receiving
 
+//  libzmq attaches connection metadata to received frames: no "Peer-Address" over inproc,
+//  "localhost:…" (the peer's credentials) over ipc, the peer's IP over tcp, and "User-Id" set
+//  by our ZAP handler to the CURVE key it accepted.
+static void s_read_origin (zframe_t *envelope, zf_bus_msg_t *msg)
+{
+    const char *address = zframe_meta (envelope, "Peer-Address");
+    if (!address)
+        msg->origin = ZF_BUS_FROM_PROCESS;
+    else if (strncmp (address, "localhost:", 10) == 0)
+        msg->origin = ZF_BUS_FROM_HOST;
+    else
+        msg->origin = ZF_BUS_FROM_NETWORK;
+    const char *user = zframe_meta (envelope, "User-Id");
+    zf_strlcpy (msg->peer_key, user ? user : "", sizeof msg->peer_key);
+}
+
 //  Decodes the envelope frame of an incoming message; refusals are counted, logged and
 //  mirrored here so every socket treats bad input the same way.
 static zf_status_t s_decode (zf_bus_t *self, const char *socket_label, zframe_t *envelope,
@@ -593,6 +624,7 @@ static zf_status_t s_decode (zf_bus_t *self, const char *socket_label, zframe_t 
     }
     zf_counter_add (s_counters (self, msg->env.type)->received, 1);
     msg->raw = raw;
+    s_read_origin (envelope, msg);
     return ZF_OK;
 }
 

@@ -33,12 +33,24 @@ typedef struct {
     char from[ZF_NAME_MAX + 1];
 } zf_bus_return_t;
 
+//  Where a message came from, as the transport says (not as the envelope's `from` claims,
+//  which the sender writes itself): this process (inproc://), this host (ipc://, guarded by
+//  file permissions), or the network (tcp://, with the sender's CURVE key when it has one).
+//  Actors decide by it what a sender may do, e.g. storage lets only this host write its cache.
+typedef enum {
+    ZF_BUS_FROM_PROCESS,
+    ZF_BUS_FROM_HOST,
+    ZF_BUS_FROM_NETWORK,
+} zf_bus_origin_t;
+
 //  A received message. Valid only during the callback; keep a zf_bus_return_t to answer
 //  later, and take raw frames with zmsg_pop if you need them afterwards.
 typedef struct {
     zf_envelope_t env;
     zmsg_t *raw;               //  frames after the envelope; may be empty, never NULL
     zf_bus_return_t return_to; //  requests only
+    zf_bus_origin_t origin;
+    char peer_key[41]; //  Z85 CURVE key of a network sender, "" otherwise
 } zf_bus_msg_t;
 
 typedef void (zf_bus_handler_fn) (zf_bus_t *bus, zf_bus_msg_t *request, void *arg);
@@ -59,7 +71,8 @@ typedef struct {
 #define ZF_BUS_CALL_DEFAULT ((zf_bus_call_t){.timeout_ms = 0, .retries = -1})
 
 //  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
-//  binds given (NULL or "" for none). The actor name must have been declared local.
+//  binds given: NULL or "" for none, or blank-separated endpoints ("ipc://… tcp://…"). The actor
+//  name must have been declared local.
 zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
                       zf_error_t *err);
 void zf_bus_destroy (zf_bus_t **self_p);

@@ -27,13 +27,13 @@ def content(length, seed):
 class StorageClient:
     """A DEALER speaking the bus envelope to the storage actor's ipc:// bind."""
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, first_id=1):
         self.context = zmq.Context()
         self.dealer = self.context.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
         self.dealer.setsockopt(zmq.RCVTIMEO, 10000)
         self.dealer.connect(endpoint)
-        self.ids = itertools.count(1)
+        self.ids = itertools.count(first_id)
 
     def close(self):
         self.dealer.close()
@@ -76,15 +76,23 @@ def finished_pieces(bitmap, count):
 
 class StorageTest(ZflyTestCase):
     def start_node(self, name="n1", **storage):
+        """A node whose storage listens on ipc:// (this host) and on plain tcp:// (the network:
+        insecure here so that the test client needs no CURVE keys; the transport alone tells
+        storage that the sender is remote)."""
         self.endpoint = "ipc://" + self.path("storage.sock")
-        keys = {"dir": self.path("cache"), "bind": self.endpoint, **storage}
+        self.network_endpoint = f"tcp://127.0.0.1:{zflytest.free_port()}"
+        keys = {"dir": self.path("cache"), "bind": f"{self.endpoint} {self.network_endpoint}",
+                **storage}
         lines = "".join(f"{key} = {value}\n" for key, value in keys.items())
-        node = self.start(name, f"[node]\nname = {NODE}\nhttp = 127.0.0.1:0\n[storage]\n{lines}")
+        node = self.start(name, f"[node]\nname = {NODE}\nhttp = 127.0.0.1:0\n"
+                                f"[bus]\ninsecure = true\n[storage]\n{lines}")
         node.wait_ready()
         return node
 
-    def client(self):
-        client = StorageClient(self.endpoint)
+    def client(self, network=False):
+        # Separate id ranges, so replies to two clients are never confused in one test.
+        client = StorageClient(self.network_endpoint if network else self.endpoint,
+                               first_id=1_000_000 if network else 1)
         self.addCleanup(client.close)
         return client
 
@@ -133,14 +141,18 @@ class StorageTest(ZflyTestCase):
         reply, _ = client.write(TASK, 0, piece)
         self.assertEqual(reply["type"], "piece.written", reply)
         read = {"task_id": TASK, "piece": 0}
-        first = client.send("piece.read", read, sender=REMOTE)   # served: the bucket starts full
-        second = client.send("piece.read", read, sender=REMOTE)  # waits ~64 s for tokens
-        third = client.send("piece.read", read, sender=REMOTE)   # beyond upload_concurrency
-        local = client.send("piece.read", read, sender=LOCAL)    # never limited
+        # The remote client even claims to be local in its envelope: the transport decides.
+        remote = self.client(network=True)
+        first = remote.send("piece.read", read, sender=LOCAL)   # served: the bucket starts full
+        second = remote.send("piece.read", read, sender=LOCAL)  # waits ~64 s for tokens
+        third = remote.send("piece.read", read, sender=LOCAL)   # beyond upload_concurrency
         replies = {}
-        while len(replies) < 3:
-            reply, raw = client.receive()
+        while len(replies) < 2:
+            reply, raw = remote.receive()
             replies[reply["re"]] = (reply, raw)
+        local = client.send("piece.read", read, sender=REMOTE)   # this host: never limited
+        reply, raw = client.receive()
+        replies[reply["re"]] = (reply, raw)
         self.assertNotIn(second, replies)
         self.assertEqual(replies[first][0]["type"], "piece.data")
         self.assertEqual(replies[first][1][0], piece)
@@ -151,6 +163,24 @@ class StorageTest(ZflyTestCase):
         self.assertEqual(node.metric("zfly_storage_pieces_served_total", peer="remote"), 1)
         self.assertEqual(node.metric("zfly_storage_pieces_served_total", peer="local"), 1)
         self.assertEqual(node.metric("zfly_storage_upload_bytes_total"), len(piece))
+
+    def test_other_nodes_cannot_change_the_cache(self):
+        self.start_node()
+        remote = self.client(network=True)
+        piece = content(4096, 3)
+        reply, _ = remote.open(TASK, len(piece), len(piece))
+        self.assertEqual((reply["type"], reply["body"]["code"]), ("error", "refused"), reply)
+        self.assertIn("from this host only", reply["body"]["message"])
+        reply, _ = remote.write(TASK, 0, piece)
+        self.assertEqual(reply["body"]["code"], "refused", reply)
+        for type_ in ("storage.complete", "storage.remove"):
+            reply, _ = remote.call(type_, {"task_id": TASK})
+            self.assertEqual(reply["body"]["code"], "refused", reply)
+        # Nothing was created; this host can still do all of it.
+        reply, _ = remote.stat(TASK)
+        self.assertEqual(reply["body"]["code"], "not_found", reply)
+        reply, _ = self.client().open(TASK, len(piece), len(piece))
+        self.assertEqual(reply["type"], "storage.task", reply)
 
     def test_bad_metadata_is_quarantined_and_the_daemon_starts(self):
         bad = "ee" * 32

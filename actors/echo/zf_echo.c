@@ -9,7 +9,8 @@ static const zf_config_key_t s_keys[] = {
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_echo_config_t, bind),
      .default_text = "",
-     .help = "endpoint for requests from other processes (tcp:// uses CURVE), empty: none"},
+     .help = "endpoints for requests from other processes, blank-separated (tcp:// uses "
+             "CURVE); empty: none"},
     {.key = "events_bind",
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_echo_config_t, events_bind),

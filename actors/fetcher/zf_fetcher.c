@@ -10,7 +10,8 @@ static const zf_config_key_t s_keys[] = {
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_fetcher_config_t, bind),
      .default_text = "",
-     .help = "endpoint for clients of other processes (ipc:// for zfly-get, tcp:// uses CURVE)"},
+     .help = "endpoints, blank-separated: ipc:// for zfly-get on this host, tcp:// (CURVE) "
+             "for other nodes"},
     {.key = "storage",
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_fetcher_config_t, storage),

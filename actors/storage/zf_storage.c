@@ -19,8 +19,8 @@ static const zf_config_key_t s_keys[] = {
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_storage_config_t, bind),
      .default_text = "",
-     .help =
-         "endpoint for other nodes' fetchers and local clients (tcp:// uses CURVE), empty: none"},
+     .help = "endpoints, blank-separated: ipc:// for clients on this host, tcp:// (CURVE) for "
+             "other nodes' fetchers; empty: none"},
     {.key = "upload_rate",
      .kind = ZF_CONFIG_SIZE,
      .offset = offsetof (zf_storage_config_t, upload_rate),
@@ -418,10 +418,36 @@ static void s_schedule_commit (self_t *self)
                                           s_commit_timer, self);
 }
 
+//  A reader on this host (the fetcher, zfly-get, the proxy) is never rate-limited. The
+//  transport decides, not the envelope's self-declared sender name.
+static bool s_from_this_host (const zf_bus_msg_t *request)
+{
+    return request->origin != ZF_BUS_FROM_NETWORK;
+}
+
+//  Only actors of this host may change the cache: another node could otherwise plant pieces
+//  with digests of its own choosing. Answers "refused" and returns false for anyone else.
+static bool s_may_change (self_t *self, const zf_bus_msg_t *request)
+{
+    if (s_from_this_host (request))
+        return true;
+    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
+    zf_warning_limited (&limit, self->name,
+                        "refused %s from %s (key %s): only this host may "
+                        "change the cache",
+                        request->env.type, request->env.from,
+                        *request->peer_key ? request->peer_key : "none");
+    zf_bus_reply_error_code (self->bus, &request->return_to, "refused", "type",
+                             "%s is accepted from this host only", request->env.type);
+    return false;
+}
+
 static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     (void) bus;
     self_t *self = arg;
+    if (!s_may_change (self, request))
+        return;
     const zf_msg_piece_write_t *body = request->env.body;
     const zf_bus_return_t *ret = &request->return_to;
     zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
@@ -475,12 +501,6 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
 }
 
 // ---- reads and uploads -------------------------------------------------------------------------
-
-static bool s_is_local (self_t *self, const char *from)
-{
-    const char *at = strrchr (from, '@');
-    return at && streq (at + 1, zf_node_name (self->node));
-}
 
 //  Answers a read now: piece.data, or the reason there is none. Returns bytes sent.
 static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *task_id,
@@ -583,8 +603,8 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
                                  "piece %" PRIu64 " is not finished", body->piece);
         return;
     }
-    if (s_is_local (self, request->env.from) || self->config->upload_rate == 0) {
-        s_serve (self, ret, task->id, body->piece, !s_is_local (self, request->env.from));
+    if (s_from_this_host (request) || self->config->upload_rate == 0) {
+        s_serve (self, ret, task->id, body->piece, !s_from_this_host (request));
         return;
     }
     if (zlistx_size (self->uploads) >= (size_t) self->config->upload_concurrency) {
@@ -607,6 +627,8 @@ static void s_handle_open (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     (void) bus;
     self_t *self = arg;
+    if (!s_may_change (self, request))
+        return;
     const zf_msg_storage_open_t *body = request->env.body;
     const zf_bus_return_t *ret = &request->return_to;
     zf_error_t err;
@@ -666,6 +688,8 @@ static void s_handle_complete (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     (void) bus;
     self_t *self = arg;
+    if (!s_may_change (self, request))
+        return;
     const zf_msg_storage_complete_t *body = request->env.body;
     const zf_bus_return_t *ret = &request->return_to;
     zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
@@ -714,6 +738,8 @@ static void s_handle_remove (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     (void) bus;
     self_t *self = arg;
+    if (!s_may_change (self, request))
+        return;
     const zf_msg_storage_remove_t *body = request->env.body;
     const zf_bus_return_t *ret = &request->return_to;
     if (!zf_store_id_valid (body->task_id)) {
