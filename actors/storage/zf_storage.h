@@ -9,18 +9,20 @@
       write. So an acknowledged piece survives kill -9, and nothing unacknowledged is claimed.
     - piece.read reads the piece back and checks its digest every time; a damaged piece is
       answered "corrupt", marked missing (persisted) and counted, so it is fetched again.
-    - Readers on other nodes (envelope `from` = actor@OTHER-NODE) share upload_rate (a token
-      bucket; a read that must wait is answered later from a timer) and at most
-      upload_concurrency reads waiting at once; beyond that the answer is "busy". Readers on
-      this node are never limited.
-    - storage.complete checks every piece is there and, for a "sha256:…"/"sha512:…" digest,
-      the whole content; a mismatch removes the task (error "digest"): nothing wrong stays.
+    - Readers on other nodes (messages that came over tcp://, whatever their envelope says)
+      share upload_rate (a token bucket; a read that must wait is answered later from a
+      timer) and at most upload_concurrency reads waiting at once; beyond that the answer is
+      "busy". Readers on this host (inproc://, ipc://) are never limited.
+    - Only this host may change the cache (storage.open, piece.write, storage.complete,
+      storage.remove); other nodes may stat and read. Anything else is answered "refused".
+    - storage.complete checks every piece is there. The whole-content digest is the
+      fetcher's to check, in order as pieces arrive, before it asks for completion.
     - GC every gc_interval and after writes: above high_watermark (of the filesystem, or of
       quota when set) it evicts least recently used tasks down to low_watermark; tasks idle
       longer than task_ttl expire. A task read or written within busy_grace, or with reads or
       writes in flight, is never evicted. Evictions are published as storage.evicted.
 
-    Error codes: not_found, not_finished, corrupt, busy, digest, invalid, io.
+    Error codes: not_found, not_finished, corrupt, busy, refused, invalid, io.
     Pipe commands besides $TERM, for tests: "ADVANCE" MS (moves the actor's wall clock
     forward) and "GC" (runs GC now); both answer "OK". */
 #ifndef ZF_STORAGE_H_INCLUDED

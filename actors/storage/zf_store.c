@@ -11,7 +11,6 @@
 
 #define STATE_RUNNING  "running"
 #define STATE_COMPLETE "complete"
-#define HASH_CHUNK     (1024 * 1024)
 
 struct zf_store_s {
     char *dir;
@@ -634,80 +633,6 @@ zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, ui
     }
     *frame = bytes;
     return ZF_STORE_READ_OK;
-}
-
-static int s_hex_value (char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-//  "ALGO:HEX" into a digest type and bytes; false when this build cannot check it.
-static bool s_parse_digest (const char *text, const EVP_MD **md, uint8_t *expected,
-                            size_t *expected_size)
-{
-    const char *colon = strchr (text, ':');
-    if (!colon)
-        return false;
-    if (strncmp (text, "sha256:", 7) == 0)
-        *md = EVP_sha256 ();
-    else if (strncmp (text, "sha512:", 7) == 0)
-        *md = EVP_sha512 ();
-    else
-        return false;
-    const char *hex = colon + 1;
-    size_t hex_length = strlen (hex);
-    if (hex_length != (size_t) EVP_MD_size (*md) * 2)
-        return false;
-    for (size_t index = 0; index < hex_length / 2; index++) {
-        int high = s_hex_value (hex[2 * index]), low = s_hex_value (hex[2 * index + 1]);
-        if (high < 0 || low < 0)
-            return false;
-        expected[index] = (uint8_t) (high * 16 + low);
-    }
-    *expected_size = hex_length / 2;
-    return true;
-}
-
-zf_status_t zf_store_verify_content (zf_store_t *self, zf_store_task_t *task, zf_error_t *err)
-{
-    const EVP_MD *md = NULL;
-    uint8_t expected[EVP_MAX_MD_SIZE];
-    size_t expected_size = 0;
-    if (!s_parse_digest (task->digest, &md, expected, &expected_size))
-        return ZF_OK;
-    char *data_path = s_task_file (self, task->id, "data");
-    int fd = open (data_path, O_RDONLY | O_CLOEXEC);
-    zf_status_t status =
-        fd < 0 ? zf_error_set (err, ZF_E_IO, data_path, "cannot open: %s", strerror (errno))
-               : ZF_OK;
-    EVP_MD_CTX *context = EVP_MD_CTX_new ();
-    ZF_ASSERT (context && EVP_DigestInit_ex (context, md, NULL) == 1);
-    uint8_t *chunk = zf_malloc (HASH_CHUNK);
-    for (uint64_t offset = 0; status == ZF_OK && offset < task->content_length;) {
-        uint64_t left = task->content_length - offset;
-        size_t size = left < HASH_CHUNK ? (size_t) left : HASH_CHUNK;
-        status = s_pread_all (fd, data_path, chunk, size, offset, err);
-        if (status == ZF_OK)
-            ZF_ASSERT (EVP_DigestUpdate (context, chunk, size) == 1);
-        offset += size;
-    }
-    uint8_t actual[EVP_MAX_MD_SIZE];
-    unsigned int actual_size = 0;
-    ZF_ASSERT (EVP_DigestFinal_ex (context, actual, &actual_size) == 1);
-    if (status == ZF_OK
-        && (actual_size != expected_size || memcmp (actual, expected, expected_size) != 0))
-        status = zf_error_set (err, ZF_E_INVALID, "digest", "content does not match digest %.80s",
-                               task->digest);
-    EVP_MD_CTX_free (context);
-    zf_free (chunk);
-    if (fd >= 0)
-        close (fd);
-    zf_free (data_path);
-    return status;
 }
 
 void zf_store_remove (zf_store_t *self, zf_store_task_t **task_p)

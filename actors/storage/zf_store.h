@@ -103,10 +103,6 @@ zf_status_t zf_store_save (zf_store_t *self, zf_store_task_t *task, zf_error_t *
 zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                      zframe_t **frame, zf_error_t *err);
 
-//  Checks the whole content against task->digest ("sha256:HEX" or "sha512:HEX"). ZF_OK when
-//  it matches or the task names no digest this build can check; ZF_E_INVALID on a mismatch.
-zf_status_t zf_store_verify_content (zf_store_t *self, zf_store_task_t *task, zf_error_t *err);
-
 //  Deletes the task's files and forgets it; *task_p is NULLed.
 void zf_store_remove (zf_store_t *self, zf_store_task_t **task_p);
 
