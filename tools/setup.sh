@@ -11,6 +11,8 @@ packages=(
   libmariadb-dev libinih-dev libjansson-dev libmicrohttpd-dev libsystemd-dev
   # tests
   python3 python3-zmq python3-msgpack prometheus iproute2 procps
+  # benchmarks and testbed (tools/testbed/zfly-testbed)
+  curl iputils-ping nginx aria2 mktorrent opentracker gnuplot-nox
 )
 
 missing=()
