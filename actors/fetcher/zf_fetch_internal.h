@@ -8,6 +8,7 @@
 
 typedef enum {
     PHASE_STAT,
+    PHASE_PARENTS, //  storage.stat to each parent: who has what, and the task's layout
     PHASE_PROBE,
     PHASE_OPEN,
     PHASE_RUN,
@@ -17,10 +18,11 @@ typedef enum {
 } phase_t;
 
 typedef enum {
-    PIECE_MISSING,  //  to download (maybe after not_before_ms)
-    PIECE_FETCHING, //  a range transfer, or the stream, is filling its buffer
-    PIECE_WRITING,  //  piece.write sent, not yet acknowledged
-    PIECE_STORED,   //  storage holds it (written now, or found at resume)
+    PIECE_MISSING,   //  to download (maybe after not_before_ms)
+    PIECE_FETCHING,  //  a range transfer, or the stream, is filling its buffer
+    PIECE_REQUESTED, //  piece.read sent to one parent (two in the end game); no buffer yet
+    PIECE_WRITING,   //  piece.write sent, not yet acknowledged
+    PIECE_STORED,    //  storage holds it (written now, or found at resume)
 } piece_state_t;
 
 typedef struct {
@@ -31,7 +33,16 @@ typedef struct {
     uint32_t attempts;
     int64_t not_before_ms; //  retry backoff
     bool reading;          //  piece.read in flight to feed the whole-content hash
+    //  Parents (PIECE_REQUESTED): the live requests for the piece, a primary and in the end
+    //  game a duplicate; a reply counts only while its sequence number is still one of them.
+    uint64_t seq, dup_seq;
+    uint32_t parent_id, dup_parent_id;
+    int64_t requested_ms;
+    uint32_t parent_attempts; //  failed attempts at parents (busy answers not counted)
+    bool use_origin;          //  no parent can give it: the origin's (range transfers)
 } piece_t;
+
+typedef struct parent_set_s parent_set_t;
 
 typedef struct transfer_s transfer_t;
 
@@ -54,6 +65,8 @@ struct zf_fetch_task_s {
     size_t window;         //  pieces held at most
     uint64_t finished_count;
     uint64_t bytes_from_source;
+    uint64_t bytes_from_parents;
+    parent_set_t *parents; //  NULL: the task was given no parents
 
     EVP_MD_CTX *whole_hash; //  over the content in order, when digest is set
     uint64_t hashed_offset;
@@ -71,12 +84,20 @@ struct zf_fetch_task_s {
 };
 
 //  zf_fetch_task.c
-int64_t zf_fetch_now_ms (void);
 void zf_fetch_task_fail (zf_fetch_task_t *self, const char *code, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 void zf_fetch_task_pump (zf_fetch_task_t *self);
 void zf_fetch_task_on_length (zf_fetch_task_t *self, uint64_t content_length, bool ranges);
+//  The layout parents agreed on: same as on_length, with their piece length, no probe.
+void zf_fetch_task_on_layout (zf_fetch_task_t *self, uint64_t content_length,
+                              uint64_t piece_length);
+//  The origin, the only way left: probe it (PHASE_PARENTS found no parent to use).
+void zf_fetch_task_to_origin (zf_fetch_task_t *self);
+bool zf_fetch_task_has_origin (zf_fetch_task_t *self);
+//  A piece's buffer is full: hash it, check it against the parents' digest when known, write.
 void zf_fetch_task_piece_done (zf_fetch_task_t *self, uint64_t piece);
+//  The same for a piece whose SHA-256 the caller computed and checked already.
+void zf_fetch_task_piece_verified (zf_fetch_task_t *self, uint64_t piece, const uint8_t *digest);
 void zf_fetch_task_hash_feed (zf_fetch_task_t *self, uint64_t offset, const uint8_t *data,
                               size_t size);
 bool zf_fetch_task_piece_retry (zf_fetch_task_t *self, piece_t *piece, uint32_t *attempts,
@@ -87,6 +108,23 @@ void zf_fetch_piece_hold (zf_fetch_task_t *self, uint64_t piece);
 void zf_fetch_piece_release (piece_t *piece);
 //  Pieces holding a buffer or awaiting their write: what the memory bound counts.
 size_t zf_fetch_task_held (zf_fetch_task_t *self);
+
+//  zf_fetch_parents.c: pieces from other nodes' storage actors
+void zf_fetch_parents_new (zf_fetch_task_t *self, const zf_msg_task_fetch_t *request);
+void zf_fetch_parents_destroy (zf_fetch_task_t *self);
+//  After the local storage.stat: asks every parent what it has.
+void zf_fetch_parents_start (zf_fetch_task_t *self);
+//  Sends piece.read to parents with credit left, rarest pieces first, then end-game duplicates.
+void zf_fetch_parents_pump (zf_fetch_task_t *self);
+//  Stops timers and forgets requests (the task failed or completed).
+void zf_fetch_parents_stop (zf_fetch_task_t *self);
+//  The piece's SHA-256 as the parents have it, or NULL when unknown.
+const uint8_t *zf_fetch_parents_digest (zf_fetch_task_t *self, uint64_t piece);
+//  True once parents decide which pieces go to the origin (the layout is known with parents
+//  in the set): the range pump then starts only pieces marked use_origin.
+bool zf_fetch_parents_routing (zf_fetch_task_t *self);
+//  True when pieces may still come from a parent (one is active).
+bool zf_fetch_parents_active (zf_fetch_task_t *self);
 
 //  zf_fetch_source.c
 void zf_fetch_source_probe (zf_fetch_task_t *self);

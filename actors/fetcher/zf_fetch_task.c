@@ -1,7 +1,7 @@
 /*  zf_fetch_task.c — a task's pieces, its storage conversation and its content hash. */
 #include "zf_fetch_internal.h"
+#include "zf_clock.h"
 #include "zf_log.h"
-#include <time.h>
 
 #define RETRY_BACKOFF_CAP_MS 30000
 
@@ -13,13 +13,6 @@ typedef struct {
     uint64_t generation;
     uint64_t piece;
 } call_t;
-
-int64_t zf_fetch_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 uint64_t zf_fetch_piece_size (zf_fetch_task_t *self, uint64_t piece)
 {
@@ -126,7 +119,7 @@ void zf_fetch_task_status (zf_fetch_task_t *self, zf_msg_task_status_t *status)
     status->piece_count = self->piece_count;
     status->finished_count = self->finished_count;
     status->bytes_from_source = self->bytes_from_source;
-    status->bytes_from_parents = 0;
+    status->bytes_from_parents = self->bytes_from_parents;
     status->error_code = self->error_code;
     status->error_message = self->error_message;
 }
@@ -172,6 +165,8 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
     }
     self->timer_id = -1;
     self->phase = PHASE_STAT;
+    if (request->parents.count > 0)
+        zf_fetch_parents_new (self, request);
     return self;
 }
 
@@ -194,6 +189,7 @@ void zf_fetch_task_destroy (zf_fetch_task_t **self_p)
     if (!self)
         return;
     zf_fetch_source_cancel_all (self);
+    zf_fetch_parents_destroy (self);
     s_end_timer (self);
     s_free_buffers (self);
     zf_free (self->pieces);
@@ -217,6 +213,7 @@ void zf_fetch_task_fail (zf_fetch_task_t *self, const char *code, const char *fm
     vsnprintf (self->error_message, sizeof self->error_message, fmt, args);
     va_end (args);
     zf_fetch_source_cancel_all (self); //  defers transfers that are inside a curl callback
+    zf_fetch_parents_stop (self);
     s_end_timer (self);
     s_free_buffers (self);
     zf_counter_add (self->env->tasks_failed, 1);
@@ -254,8 +251,33 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                             s_reply_error (status, err));
         return;
     }
+    if (self->parents) {
+        self->phase = PHASE_PARENTS;
+        s_answer (self);
+        zf_fetch_parents_start (self);
+        return;
+    }
     self->phase = PHASE_PROBE;
     s_answer (self);
+    zf_fetch_task_pump (self);
+}
+
+bool zf_fetch_task_has_origin (zf_fetch_task_t *self)
+{
+    return self->url && *self->url;
+}
+
+void zf_fetch_task_to_origin (zf_fetch_task_t *self)
+{
+    if (!zf_fetch_task_running (self) || self->phase != PHASE_PARENTS)
+        return;
+    if (!zf_fetch_task_has_origin (self)) {
+        zf_fetch_task_fail (self, "parents", "no parent can serve the task and it has no URL");
+        return;
+    }
+    zf_notice (self->env->name, "task goes to the origin task=%.16s: no parent to use",
+               self->task_id);
+    self->phase = PHASE_PROBE;
     zf_fetch_task_pump (self);
 }
 
@@ -348,18 +370,13 @@ static void s_on_stale_removed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t 
         s_open (self);
 }
 
-void zf_fetch_task_on_length (zf_fetch_task_t *self, uint64_t content_length, bool ranges)
+static void s_layout (zf_fetch_task_t *self, uint64_t content_length, uint64_t piece_length,
+                      bool ranges, bool stale)
 {
     const zf_fetcher_config_t *config = self->env->config;
     self->content_length = content_length;
     self->stream_mode = !ranges;
-    bool stale = self->stored_length != 0 && self->stored_length != content_length;
-    if (self->stored_length == content_length && self->stored_piece_length)
-        self->piece_length = self->stored_piece_length; //  resume with the pieces we have
-    else
-        self->piece_length =
-            zf_piece_length (content_length, config->piece_length_min, config->piece_length_max,
-                             (uint64_t) config->piece_count_target);
+    self->piece_length = piece_length;
     self->piece_count = (content_length + self->piece_length - 1) / self->piece_length;
     self->window = (size_t) config->source_concurrency + 1;
     self->phase = PHASE_OPEN;
@@ -376,6 +393,30 @@ void zf_fetch_task_on_length (zf_fetch_task_t *self, uint64_t content_length, bo
         s_request (self, &zf_msg_storage_remove, &remove, NULL, s_on_stale_removed, 0);
     } else
         s_open (self);
+}
+
+void zf_fetch_task_on_length (zf_fetch_task_t *self, uint64_t content_length, bool ranges)
+{
+    const zf_fetcher_config_t *config = self->env->config;
+    bool stale = self->stored_length != 0 && self->stored_length != content_length;
+    uint64_t piece_length;
+    if (self->stored_length == content_length && self->stored_piece_length)
+        piece_length = self->stored_piece_length; //  resume with the pieces we have
+    else
+        piece_length =
+            zf_piece_length (content_length, config->piece_length_min, config->piece_length_max,
+                             (uint64_t) config->piece_count_target);
+    s_layout (self, content_length, piece_length, ranges, stale);
+}
+
+void zf_fetch_task_on_layout (zf_fetch_task_t *self, uint64_t content_length, uint64_t piece_length)
+{
+    //  Pieces must line up with the parents' to be checked against their digests: a local
+    //  copy cut otherwise is of no use.
+    bool stale =
+        self->stored_length != 0
+        && (self->stored_length != content_length || self->stored_piece_length != piece_length);
+    s_layout (self, content_length, piece_length, true, stale);
 }
 
 //  --- pieces ------------------------------------------------------------------------------------
@@ -434,18 +475,37 @@ void zf_fetch_task_piece_done (zf_fetch_task_t *self, uint64_t index)
     unsigned int digest_size = 0;
     ZF_ASSERT (EVP_Digest (piece->buffer, piece->filled, digest, &digest_size, EVP_sha256 (), NULL)
                == 1);
+    const uint8_t *expected = self->parents ? zf_fetch_parents_digest (self, index) : NULL;
+    if (expected && memcmp (expected, digest, sizeof digest) != 0) {
+        //  The origin and the parents disagree on this piece: one of them serves other
+        //  content than the task's. Nothing settles which, so nothing is kept.
+        zf_fetch_task_fail (self, "digest",
+                            "piece %" PRIu64 " from the origin differs from the parents' digest",
+                            index);
+        return;
+    }
+    zf_fetch_task_piece_verified (self, index, digest);
+}
+
+void zf_fetch_task_piece_verified (zf_fetch_task_t *self, uint64_t index, const uint8_t *digest)
+{
+    piece_t *piece = &self->pieces[index];
+    ZF_ASSERT (piece->buffer && piece->filled == zf_fetch_piece_size (self, index));
     piece->state = PIECE_WRITING;
     s_feed_hash (self); //  in order, this piece is usually next: then its bytes can go
     if (!zf_fetch_task_running (self))
         return;
     zmsg_t *raw = zmsg_new ();
-    if (s_hashed (self, index)) {
+    //  Past the window (a parent's rare piece) the bytes are not kept for the hash: it reads
+    //  them back from storage when it gets there, so memory stays bounded by the window.
+    if (s_hashed (self, index) || index >= self->window_start + self->window) {
         zmsg_append (raw, &piece->frame);
         piece->buffer = NULL;
     } else
         zmsg_addmem (raw, piece->buffer, piece->filled); //  kept until the hash reaches it
-    zf_msg_piece_write_t write = {
-        .task_id = self->task_id, .piece = index, .digest = {.data = digest, .size = digest_size}};
+    zf_msg_piece_write_t write = {.task_id = self->task_id,
+                                  .piece = index,
+                                  .digest = {.data = (uint8_t *) digest, .size = 32}};
     if (s_request (self, &zf_msg_piece_write, &write, &raw, s_on_written, index))
         zf_fetch_task_pump (self);
 }
@@ -541,10 +601,13 @@ static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
     const zf_msg_storage_task_t *task = reply->env.body;
     self->finished_count = task->finished_count;
     self->phase = PHASE_COMPLETE;
+    zf_fetch_parents_stop (self);
     zf_counter_add (self->env->tasks_complete, 1);
     zf_notice (self->env->name,
-               "task complete task=%.16s content_length=%" PRIu64 " from_source=%" PRIu64,
-               self->task_id, self->content_length, self->bytes_from_source);
+               "task complete task=%.16s content_length=%" PRIu64 " from_source=%" PRIu64
+               " from_parents=%" PRIu64,
+               self->task_id, self->content_length, self->bytes_from_source,
+               self->bytes_from_parents);
     s_answer (self);
 }
 
@@ -609,7 +672,7 @@ static int s_on_wake (zloop_t *loop, int timer_id, void *arg)
 static void s_wake_at (zf_fetch_task_t *self, int64_t when_ms)
 {
     s_end_timer (self);
-    int64_t delay = when_ms - zf_fetch_now_ms ();
+    int64_t delay = when_ms - zf_clock_mono_ms ();
     self->timer_id =
         zloop_timer (self->env->loop, delay > 0 ? (size_t) delay : 1, 1, s_on_wake, self);
 }
@@ -629,7 +692,7 @@ bool zf_fetch_task_piece_retry (zf_fetch_task_t *self, piece_t *piece, uint32_t 
         backoff *= 2;
     if (backoff > RETRY_BACKOFF_CAP_MS)
         backoff = RETRY_BACKOFF_CAP_MS;
-    int64_t when = zf_fetch_now_ms () + backoff;
+    int64_t when = zf_clock_mono_ms () + backoff;
     if (piece)
         piece->not_before_ms = when;
     else
@@ -644,11 +707,12 @@ bool zf_fetch_task_piece_retry (zf_fetch_task_t *self, piece_t *piece, uint32_t 
 //  piece waiting for its backoff may start (0: none waits).
 static int64_t s_start_ranges (zf_fetch_task_t *self)
 {
-    int64_t now = zf_fetch_now_ms (), wake = 0;
+    int64_t now = zf_clock_mono_ms (), wake = 0;
     uint64_t end = self->window_start + self->window;
     for (uint64_t index = self->window_start; index < end && index < self->piece_count; index++) {
         piece_t *piece = &self->pieces[index];
-        if (piece->state != PIECE_MISSING)
+        if (piece->state != PIECE_MISSING
+            || (zf_fetch_parents_routing (self) && !piece->use_origin))
             continue;
         if (piece->not_before_ms > now) {
             wake = wake == 0 || piece->not_before_ms < wake ? piece->not_before_ms : wake;
@@ -686,7 +750,7 @@ void zf_fetch_task_pump (zf_fetch_task_t *self)
     if (self->phase == PHASE_PROBE) {
         if (self->transfers)
             return;
-        if (self->retry_at_ms > zf_fetch_now_ms ())
+        if (self->retry_at_ms > zf_clock_mono_ms ())
             s_wake_at (self, self->retry_at_ms);
         else
             zf_fetch_source_probe (self);
@@ -702,12 +766,17 @@ void zf_fetch_task_pump (zf_fetch_task_t *self)
         s_finish (self);
         return;
     }
+    if (zf_fetch_parents_routing (self)) {
+        zf_fetch_parents_pump (self);
+        if (!zf_fetch_task_running (self))
+            return;
+    }
     if (!self->stream_mode) {
         int64_t wake = s_start_ranges (self);
         if (wake && zf_fetch_task_running (self))
             s_wake_at (self, wake);
     } else if (!zf_fetch_source_streaming (self) && s_stream_needed (self)) {
-        if (self->retry_at_ms > zf_fetch_now_ms ())
+        if (self->retry_at_ms > zf_clock_mono_ms ())
             s_wake_at (self, self->retry_at_ms);
         else
             zf_fetch_source_stream (self);

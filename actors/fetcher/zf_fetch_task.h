@@ -1,6 +1,8 @@
 /*  zf_fetch_task.h — one task's download, from storage.stat to storage.complete.
 
-    Phases: STAT (is it complete in storage already?) -> PROBE (`Range: bytes=0-0` at the
+    Phases: STAT (is it complete in storage already?) -> [PARENTS (storage.stat at each
+    parent: the layout, piece digests and bitmaps; no usable parent: on to PROBE), then straight
+    to OPEN] -> PROBE (`Range: bytes=0-0` at the
     origin: length, and whether Range is honoured) -> OPEN (storage.open answers the bitmap of
     finished pieces) -> RUN (missing pieces from the origin, in a window that starts at the
     first piece not yet retired; finished ones read back from storage only to feed the
@@ -21,6 +23,19 @@
 
 typedef struct zf_fetch_task_s zf_fetch_task_t;
 
+//  What a task learns about its parents, for whoever chooses them (the scheduler client, when
+//  it comes): a parent too slow (a request timed out), failed (dropped from the task: dead,
+//  stalled, corrupt, disagreeing), or a piece that came from it.
+typedef enum {
+    ZF_FETCH_PARENT_SLOW,
+    ZF_FETCH_PARENT_FAILED,
+    ZF_FETCH_PARENT_PIECE,
+} zf_fetch_parent_event_t;
+
+typedef void (zf_fetch_parent_fn) (const char *task_id, const char *parent,
+                                   zf_fetch_parent_event_t event, uint64_t piece,
+                                   const char *reason, void *arg);
+
 //  What every task shares: the actor's handles and its table of tasks.
 typedef struct {
     const char *name;
@@ -30,7 +45,11 @@ typedef struct {
     zf_curl_loop_t *curl;
     zhashx_t *tasks; //  task id -> zf_fetch_task_t *, owned
     uint64_t next_generation;
+    zlistx_t *parent_calls;        //  requests to parents awaiting their callback, owned
+    zf_fetch_parent_fn *on_parent; //  may be NULL: events are logged only
+    void *on_parent_arg;
     zf_counter_t *source_bytes;
+    zf_counter_t *parent_bytes;
     zf_counter_t *piece_retries;
     zf_counter_t *tasks_complete;
     zf_counter_t *tasks_failed;
@@ -49,6 +68,12 @@ void zf_fetch_task_start (zf_fetch_task_t *self, const zf_bus_return_t *answer);
 void zf_fetch_task_status (zf_fetch_task_t *self, zf_msg_task_status_t *status);
 
 bool zf_fetch_task_running (zf_fetch_task_t *self);
+
+//  Changes a task's parent set while it runs ("storage@node"). Adding a parent asks it what
+//  it has; removing one moves its requests to other parents or the origin. The task never
+//  restarts. Returns false when the parent was already there (add) or not there (remove).
+bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *parent);
+bool zf_fetch_task_remove_parent (zf_fetch_task_t *self, const char *parent);
 
 //  The curl loop's done callback (easy_private is the task's transfer).
 void zf_fetch_task_curl_done (CURL *easy, CURLcode result, void *easy_private, void *arg);

@@ -84,7 +84,21 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "4",
      .min = 1,
      .max = 64,
-     .help = "pieces in flight per parent (reserved: parents are not used yet)"},
+     .help = "piece requests in flight per parent"},
+    {.key = "parent_timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, parent_timeout_ms),
+     .default_text = "5s",
+     .min = 100,
+     .max = 600000,
+     .help = "a parent not answering a piece request this long is slow; twice in a row, dropped"},
+    {.key = "parent_refresh",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, parent_refresh_ms),
+     .default_text = "1s",
+     .min = 100,
+     .max = 600000,
+     .help = "how often parents still downloading are asked which pieces they have"},
 };
 
 const zf_config_section_t zf_fetcher_section = {
@@ -150,11 +164,11 @@ static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_fetch_task_t *task = zhashx_lookup (env->tasks, task_id);
     if (task && zf_fetch_task_running (task)) { //  one download per task: join it
         zf_debug (env->name, "task joined task=%.16s from=%s", task_id, request->env.from);
+        for (size_t index = 0; index < body->parents.count; index++)
+            zf_fetch_task_add_parent (task, ((char **) body->parents.items)[index]);
         s_reply_status (env, &request->return_to, task);
         return;
     }
-    if (body->parents.count > 0)
-        zf_notice (env->name, "task=%.16s: parents are not used yet, going to the origin", task_id);
     s_forget_finished (env);
     //  A finished task is fetched anew: storage.stat decides whether it is still complete.
     task = zf_fetch_task_new (env, task_id, digest, body);
@@ -179,6 +193,12 @@ static void s_destroy_task (void **item)
     zf_fetch_task_destroy ((zf_fetch_task_t **) item);
 }
 
+static void s_free_call (void **item)
+{
+    zf_free (*item);
+    *item = NULL;
+}
+
 static const char *s_check_config (const zf_fetcher_config_t *config)
 {
     if (!s_power_of_two (config->piece_length_min) || !s_power_of_two (config->piece_length_max))
@@ -193,6 +213,9 @@ static void s_metrics_init (zf_fetch_env_t *env)
     env->source_bytes =
         zf_metrics_counter ("zfly_fetcher_source_bytes_total",
                             "Content bytes received from origins", "actor", env->name, NULL);
+    env->parent_bytes =
+        zf_metrics_counter ("zfly_fetcher_parent_bytes_total",
+                            "Content bytes received from parents", "actor", env->name, NULL);
     env->piece_retries = zf_metrics_counter ("zfly_fetcher_piece_retries_total",
                                              "Origin requests tried again after a failure", "actor",
                                              env->name, NULL);
@@ -218,6 +241,8 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     }
     curl_global_init (CURL_GLOBAL_DEFAULT);
     s_metrics_init (&env);
+    env.parent_calls = zlistx_new ();
+    zlistx_set_destructor (env.parent_calls, s_free_call);
     env.tasks = zhashx_new ();
     zhashx_set_destructor (env.tasks, s_destroy_task);
     env.loop = zloop_new ();
@@ -236,7 +261,8 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_info (env.name, "stopped tasks=%zu", zhashx_size (env.tasks));
     zhashx_destroy (&env.tasks); //  tasks stop their transfers first
     zf_curl_loop_destroy (&env.curl);
-    zf_bus_destroy (&env.bus); //  before its loop: it unregisters its sockets
+    zf_bus_destroy (&env.bus);          //  before its loop: it unregisters its sockets
+    zlistx_destroy (&env.parent_calls); //  calls the bus dropped unanswered
     zloop_destroy (&env.loop);
     curl_global_cleanup ();
 }

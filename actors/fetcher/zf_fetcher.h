@@ -12,8 +12,14 @@
     Concurrent task.fetch of one task share its download. Memory: at most
     source_concurrency + 1 pieces are held at once.
 
-    Not yet: pieces from parents (task.fetch parents are logged and the task goes to the
-    origin), the scheduler, origins that send no length. */
+    With parents (task.fetch parents: "storage@node" names), pieces come from those storage
+    actors over the bus instead (zf_fetch_parents.c): the parents' storage.stat gives the
+    layout and piece digests, pieces are read rarest first with parent_concurrency requests in
+    flight per parent, each checked against the digest list; a parent that times out, fails
+    or disagrees is dropped, and pieces no parent can give come from the origin. A task.fetch
+    that joins a running task adds its parents to it.
+
+    Not yet: the scheduler, origins that send no length. */
 #ifndef ZF_FETCHER_H_INCLUDED
 #define ZF_FETCHER_H_INCLUDED
 
@@ -31,7 +37,9 @@ typedef struct {
     int64_t retries;            //  attempts after the first, per piece
     int64_t retry_backoff_ms;   //  first wait, doubled per attempt, capped
     char *volatile_params;      //  extra query parameter names left out of task ids
-    int64_t parent_concurrency; //  pieces in flight per parent (parents: not yet used)
+    int64_t parent_concurrency; //  piece.read requests in flight per parent
+    int64_t parent_timeout_ms;  //  deadline of one request to a parent: slower is "slow"
+    int64_t parent_refresh_ms;  //  how often parents still downloading are asked again
 } zf_fetcher_config_t;
 
 extern const zf_config_section_t zf_fetcher_section;

@@ -1,0 +1,307 @@
+#!/usr/bin/python3
+"""Pieces from parents: a fetcher on node B pulls a task's pieces from node A's storage over
+tcp:// with CURVE, verifies them and completes the task without the origin. Real zfly
+processes (A, sometimes A2, and B), a small origin in this process counting its requests.
+Checks the bytes B's storage ends up with and their digest, the origin's request count, and
+what happens when a parent serves a corrupt piece, dies mid-transfer, or shares the work with
+a second parent."""
+import glob
+import hashlib
+import http.server
+import os
+import re
+import threading
+import time
+
+import msgpack
+import zmq
+
+from zflytest import ZflyTestCase, free_port, keygen, main
+
+SENDER = "tester@outside"
+CONTENT = os.urandom(4 * 1024 * 1024 + 777)  # 65 pieces of 64K, the last one short
+CONTENT_DIGEST = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
+PIECE_LENGTH = 64 * 1024
+PIECE_COUNT = (len(CONTENT) + PIECE_LENGTH - 1) // PIECE_LENGTH
+
+
+class Origin(http.server.ThreadingHTTPServer):
+    """Serves CONTENT at any path, with Range; counts requests per path."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), OriginHandler)
+        self.requests = {}
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def handle_error(self, request, client_address):
+        pass
+
+    def count(self, path):
+        with self.lock:
+            return self.requests.get(path, 0)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class OriginHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            self.server.requests[path] = self.server.requests.get(path, 0) + 1
+        body = CONTENT
+        match = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
+        if match:
+            first, last = int(match.group(1)), min(int(match.group(2)), len(body) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(body)}")
+            body = body[first:last + 1]
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+FETCHER = """[fetcher]
+bind = ipc://{workdir}/{name}-fetcher.sock
+piece_length_min = 64K
+piece_length_max = 64K
+retry_backoff = 50ms
+retries = 2
+parent_timeout = {parent_timeout}
+parent_refresh = 200ms
+"""
+
+
+class ParentsTest(ZflyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.origin = Origin()
+        self.context = zmq.Context()
+        self.sockets = {}
+        self.next_id = 1
+        self.keys = {}
+        for name in ("a", "a2", "b"):
+            os.makedirs(self.path("allow-" + name))
+            self.keys[name] = keygen(self.workdir, name)
+        for parent in ("a", "a2"):  # parents let the child in
+            os.link(self.keys["b"][1], self.path("allow-" + parent, "b.pub"))
+        self.ports = {}
+
+    def tearDown(self):
+        for socket in self.sockets.values():
+            socket.close()
+        self.context.term()
+        self.origin.shutdown()
+        self.origin.server_close()
+        super().tearDown()
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def node_ini(self, name, storage_bind, extra="", parent_timeout="2s"):
+        return (f"[node]\nname = {name}\nhttp = 127.0.0.1:0\n"
+                f"[bus]\ncert = {self.keys[name][0]}\nallow = {self.path('allow-' + name)}\n"
+                f"[storage]\ndir = {self.path('cache-' + name)}\nbind = {storage_bind}\n{extra}"
+                + FETCHER.format(workdir=self.workdir, name=name, parent_timeout=parent_timeout))
+
+    def start_parent(self, name, storage_extra=""):
+        """A node whose storage serves other nodes over tcp:// with CURVE."""
+        self.ports[name] = free_port()
+        bind = f"ipc://{self.path(name + '-storage.sock')} tcp://127.0.0.1:{self.ports[name]}"
+        node = self.start(name, self.node_ini(name, bind, storage_extra))
+        node.wait_ready()
+        return node
+
+    def start_child(self, parents, parent_timeout="2s"):
+        endpoints = "".join(
+            f"storage@{parent} = tcp://127.0.0.1:{self.ports[parent]} cert={self.keys[parent][1]}\n"
+            for parent in parents)
+        ini = self.node_ini("b", "ipc://" + self.path("b-storage.sock"),
+                            parent_timeout=parent_timeout)
+        node = self.start("b", ini + "[endpoints]\n" + endpoints)
+        node.wait_ready()
+        return node
+
+    # --- bus clients -------------------------------------------------------------------------
+
+    def request(self, node, actor, type_, body):
+        """(reply envelope, raw frames) of one request to node's actor over ipc://."""
+        endpoint = f"ipc://{self.path(node + '-' + actor + '.sock')}"
+        if endpoint not in self.sockets:
+            socket = self.context.socket(zmq.DEALER)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.RCVTIMEO, 10000)
+            socket.connect(endpoint)
+            self.sockets[endpoint] = socket
+        socket = self.sockets[endpoint]
+        self.next_id += 1
+        socket.send(msgpack.packb({"type": type_, "v": 1, "id": self.next_id, "from": SENDER,
+                                   "to": actor, "body": body}))
+        while True:
+            frames = socket.recv_multipart()
+            reply = msgpack.unpackb(frames[0], raw=False)
+            if reply.get("re") == self.next_id:
+                return reply, frames[1:]
+
+    def fetch(self, node, url, **fields):
+        reply, _ = self.request(node, "fetcher", "task.fetch",
+                                {"url": url, "digest": CONTENT_DIGEST, **fields})
+        self.assertEqual(reply["type"], "task.status", reply)
+        return reply["body"]
+
+    def query(self, node, task_id):
+        reply, _ = self.request(node, "fetcher", "task.query", {"task_id": task_id})
+        self.assertEqual(reply["type"], "task.status", reply)
+        return reply["body"]
+
+    def wait_until(self, node, task_id, predicate, what, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.query(node, task_id)
+            if predicate(status):
+                return status
+            time.sleep(0.02)  # polling a status, not synchronising on time
+        self.fail(f"{node}: task {task_id}: not {what} after {timeout}s: {status}")
+
+    def wait_finished(self, node, task_id, timeout=30):
+        return self.wait_until(node, task_id, lambda status: status["state"] != "running",
+                               "finished", timeout)
+
+    def fetch_complete(self, node, url, **fields):
+        status = self.wait_finished(node, self.fetch(node, url, **fields)["task_id"])
+        self.assertEqual(status["state"], "complete", status)
+        return status
+
+    def stored_content(self, node, task_id):
+        reply, _ = self.request(node, "storage", "storage.stat", {"task_id": task_id})
+        self.assertEqual(reply["type"], "storage.task", reply)
+        self.assertEqual(reply["body"]["state"], "complete")
+        data = b""
+        for piece in range(reply["body"]["piece_count"]):
+            answer, raw = self.request(node, "storage", "piece.read",
+                                       {"task_id": task_id, "piece": piece})
+            self.assertEqual(answer["type"], "piece.data", answer)
+            data += raw[0]
+        return data
+
+    def assert_exact(self, node, task_id):
+        data = self.stored_content(node, task_id)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), CONTENT_DIGEST[7:])
+        self.assertEqual(data, CONTENT)
+
+    def parent_results(self, node):
+        return {result: node.metric("zfly_fetcher_parent_requests_total", actor="fetcher",
+                                    result=result) or 0
+                for result in ("ok", "corrupt", "timeout", "busy", "error", "digest",
+                               "not_found", "duplicate")}
+
+    # --- tests -------------------------------------------------------------------------------
+
+    def test_child_takes_every_piece_from_a_parent_without_the_origin(self):
+        parent = self.start_parent("a")
+        url = self.origin.url("/blob")
+        seeded = self.fetch_complete("a", url)
+        self.assertEqual(self.origin.count("/blob"), 1 + PIECE_COUNT)  # probe + ranges
+        child = self.start_child(["a"])
+        status = self.fetch_complete("b", url, parents=["storage@a"])
+        self.assertEqual(status["task_id"], seeded["task_id"])
+        self.assertEqual(status["bytes_from_parents"], len(CONTENT))
+        self.assertEqual(status["bytes_from_source"], 0)
+        self.assertEqual(self.origin.count("/blob"), 1 + PIECE_COUNT)  # not one more request
+        self.assert_exact("b", status["task_id"])
+        self.assertEqual(child.metric("zfly_fetcher_parent_bytes_total", actor="fetcher"),
+                         len(CONTENT))
+        self.assertEqual(self.parent_results(child)["ok"], PIECE_COUNT)
+        self.assertEqual(parent.metric("zfly_storage_pieces_served_total", peer="remote"),
+                         PIECE_COUNT)
+
+    def test_corrupt_piece_at_the_parent_comes_from_the_origin(self):
+        self.start_parent("a")
+        url = self.origin.url("/blob")
+        seeded = self.fetch_complete("a", url)
+        data_files = glob.glob(self.path("cache-a", "**", seeded["task_id"], "data"),
+                               recursive=True)
+        self.assertEqual(len(data_files), 1, data_files)
+        with open(data_files[0], "r+b") as handle:  # one flipped byte inside piece 5
+            handle.seek(5 * PIECE_LENGTH + 1000)
+            byte = handle.read(1)
+            handle.seek(5 * PIECE_LENGTH + 1000)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+        before = self.origin.count("/blob")
+        child = self.start_child(["a"])
+        status = self.fetch_complete("b", url, parents=["storage@a"])
+        self.assert_exact("b", status["task_id"])
+        self.assertEqual(self.origin.count("/blob"), before + 1)  # piece 5 only, no probe
+        self.assertEqual(status["bytes_from_source"], PIECE_LENGTH)
+        self.assertEqual(status["bytes_from_parents"], len(CONTENT) - PIECE_LENGTH)
+        results = self.parent_results(child)
+        self.assertEqual(results["corrupt"], 1, results)
+        self.assertEqual(results["ok"], PIECE_COUNT - 1, results)
+
+    def test_parent_killed_mid_transfer_child_finishes_from_the_origin(self):
+        # A serves other nodes at 1 MiB/s: the transfer takes seconds, room to kill A in it.
+        parent = self.start_parent("a", "upload_rate = 1M\n")
+        url = self.origin.url("/blob")
+        self.fetch_complete("a", url)
+        before = self.origin.count("/blob")
+        child = self.start_child(["a"], parent_timeout="1s")
+        task_id = self.fetch("b", url, parents=["storage@a"])["task_id"]
+        self.wait_until("b", task_id, lambda status: status["finished_count"] >= 8,
+                        "8 pieces in")
+        parent.process.kill()  # kill -9: no goodbye on the bus
+        parent.process.wait()
+        status = self.wait_finished("b", task_id)
+        self.assertEqual(status["state"], "complete", status)
+        self.assert_exact("b", task_id)
+        child.log.wait_for(r"parent failed task=\S+ parent=storage@a")
+        # every piece came exactly once: finished pieces were not fetched again
+        self.assertGreaterEqual(status["bytes_from_parents"], 8 * PIECE_LENGTH)
+        self.assertGreater(status["bytes_from_source"], 0)
+        self.assertEqual(status["bytes_from_parents"] + status["bytes_from_source"], len(CONTENT))
+        from_source = PIECE_COUNT - status["bytes_from_parents"] // PIECE_LENGTH
+        self.assertEqual(self.origin.count("/blob") - before, from_source)  # ranges, no probe
+
+    def test_two_parents_share_the_work(self):
+        parent_a = self.start_parent("a")
+        parent_a2 = self.start_parent("a2")
+        url = self.origin.url("/blob")
+        self.fetch_complete("a", url)
+        self.fetch_complete("a2", url)
+        before = self.origin.count("/blob")
+        child = self.start_child(["a", "a2"])
+        status = self.fetch_complete("b", url, parents=["storage@a", "storage@a2"])
+        self.assert_exact("b", status["task_id"])
+        self.assertEqual(self.origin.count("/blob"), before)
+        self.assertEqual(status["bytes_from_parents"], len(CONTENT))
+        served_a = parent_a.metric("zfly_storage_pieces_served_total", peer="remote") or 0
+        served_a2 = parent_a2.metric("zfly_storage_pieces_served_total", peer="remote") or 0
+        self.assertGreater(served_a, 0)
+        self.assertGreater(served_a2, 0)
+        results = self.parent_results(child)
+        self.assertEqual(results["ok"], PIECE_COUNT, results)
+        # end-game duplicates, if any, are the only pieces served twice
+        self.assertGreaterEqual(served_a + served_a2, PIECE_COUNT)
+        self.assertLessEqual(served_a + served_a2, PIECE_COUNT + results["duplicate"] + 4)
+
+    def test_parent_without_the_task_leaves_it_to_the_origin(self):
+        self.start_parent("a")  # holds nothing
+        child = self.start_child(["a"])
+        status = self.fetch_complete("b", self.origin.url("/other"), parents=["storage@a"])
+        self.assert_exact("b", status["task_id"])
+        self.assertEqual(status["bytes_from_source"], len(CONTENT) + 1)  # the probe's byte
+        self.assertEqual(status["bytes_from_parents"], 0)
+        self.assertEqual(self.origin.count("/other"), 1 + PIECE_COUNT)
+        child.log.wait_for(r"parent failed task=\S+ parent=storage@a: storage.stat")
+
+
+if __name__ == "__main__":
+    main()
