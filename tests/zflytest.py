@@ -149,6 +149,11 @@ class Zfly:
                 self.process.wait()
         return self.process.returncode
 
+    def close(self):
+        """Releases the output pipe once the log reader has seen its end."""
+        self.log.wait_closed()
+        self.process.stdout.close()
+
     def http_get(self, path):
         """(status, headers, body text) of GET http://127.0.0.1:PORT/path."""
         url = f"http://127.0.0.1:{self.http_port}{path}"
@@ -198,7 +203,7 @@ class ZflyTestCase(unittest.TestCase):
         for process in self.processes:
             process.stop()
         for process in self.processes:
-            process.log.wait_closed()
+            process.close()
             for marker in SANITIZER_MARKERS:
                 if marker in process.log.text():
                     self.fail(f"{process.name}: sanitizer report:\n{process.log.text()}")

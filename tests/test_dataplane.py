@@ -1,0 +1,608 @@
+#!/usr/bin/python3
+"""The data plane end to end: zfly-get asks a real zfly daemon (fetcher + storage) for files
+that a real HTTP origin (tests/origin.py) serves, and the bytes that land are checked against
+the files' SHA-256, the origin's own log says what it sent, and exit codes and error text are
+the ones a user relies on.
+
+Scenarios: a 300 MB file arrives exactly and the second copy comes from the cache; two signed
+URLs of one blob are one task; kill -9 mid-download resumes from the finished pieces; a piece
+damaged on disk is refused and fetched again; a digest mismatch fails cleanly and leaves
+nothing in the cache; GC evicts least-recently-used tasks but not one being read; node B gets
+a task entirely from node A's storage over CURVE; origin errors and an origin ignoring Range;
+zfly-get's own errors (no daemon, bad arguments)."""
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+
+import msgpack
+import zmq
+
+import zflytest
+from zflytest import ZflyTestCase, free_port, keygen
+
+ZFLY_GET = os.path.join(zflytest.BUILD_DIR, "zfly-get")
+ORIGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "origin.py")
+MiB = 1 << 20
+PIECE = 1 * MiB  # piece length the tests configure, so damage and progress are per MiB
+
+
+def make_file(path, size, chunk=4 * MiB):
+    """Writes size random bytes; returns their SHA-256 hex."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as handle:
+        left = size
+        while left:
+            block = os.urandom(min(chunk, left))
+            digest.update(block)
+            handle.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 * MiB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dir_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            total += os.stat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+class Origin:
+    """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
+
+    def __init__(self, root, log_path):
+        self.log_path = log_path
+        self.process = subprocess.Popen(["/usr/bin/python3", ORIGIN, "--root", root, "--log",
+                                         log_path], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+        self.output = zflytest.LineReader(self.process.stdout, echo_prefix="[origin] ")
+        line = self.output.wait_for(r"origin: listening on \d+")
+        match = re.search(r"listening on (\d+) second=(\d+)", line)
+        self.port, self.second_port = int(match.group(1)), int(match.group(2))
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def stats(self):
+        with urllib.request.urlopen(self.url("/_stats"), timeout=10) as response:
+            return json.load(response)
+
+    def records(self):
+        with open(self.log_path) as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def path_stats(self, path):
+        """(requests, bytes) the origin counted for one request path."""
+        entry = self.stats()["paths"].get(path, {"requests": 0, "bytes": 0})
+        return entry["requests"], entry["bytes"]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.output.wait_closed()
+        self.process.stdout.close()
+
+
+class BusClient:
+    """A bare DEALER speaking the zfly envelope, for what zfly-get does not show: task.query
+    on the fetcher, piece.read on storage."""
+    _ids = itertools.count(1000)
+
+    def __init__(self, endpoint, sender="tester@outside", curve=None):
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if curve:
+            public, secret, server = curve
+            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+            self.socket.curve_serverkey = server
+        self.socket.connect(endpoint)
+        self.sender = sender
+
+    def request(self, type_, to, body, timeout=10.0):
+        """(reply envelope, raw frames); fails the test on the deadline."""
+        msg_id = next(self._ids)
+        envelope = {"type": type_, "v": 1, "id": msg_id, "from": self.sender, "to": to,
+                    "body": body}
+        self.socket.send(msgpack.packb(envelope))
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.socket.poll(int(remaining * 1000)):
+                raise AssertionError(f"no reply to {type_} from {to} within {timeout}s")
+            frames = self.socket.recv_multipart()
+            reply = msgpack.unpackb(frames[0], raw=False)
+            if reply.get("re") == msg_id:
+                return reply, frames[1:]
+
+    def close(self):
+        self.socket.close()
+
+
+class DataplaneTest(ZflyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.files = self.path("files")
+        os.makedirs(self.files)
+        self.origin = Origin(self.files, self.path("origin.log"))
+        self.clients = []
+
+    def tearDown(self):
+        for client in self.clients:
+            client.close()
+        self.origin.stop()
+        super().tearDown()
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def node_ini(self, name, storage="", fetcher="", bus="", endpoints="", storage_bind=None,
+                 piece_max=PIECE):
+        storage_bind = storage_bind or "ipc://" + self.path(f"{name}-storage.sock")
+        return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n"
+                + (f"[bus]\n{bus}" if bus else "")
+                + (f"[endpoints]\n{endpoints}" if endpoints else "")
+                + f"[storage]\ndir = {self.path(name + '-cache')}\nbind = {storage_bind}\n"
+                + storage
+                + f"[fetcher]\nbind = ipc://{self.path(name + '-fetcher.sock')}\n"
+                + f"piece_length_min = {PIECE}\npiece_length_max = {piece_max}\n"
+                + "connect_timeout = 2s\nstall_timeout = 3s\nretries = 2\n"
+                + "retry_backoff = 100ms\n" + fetcher)
+
+    def start_node(self, name="a", **sections):
+        node = self.start(name, self.node_ini(name, **sections))
+        node.wait_ready()
+        return node
+
+    def fetcher_client(self, name="a"):
+        client = BusClient("ipc://" + self.path(f"{name}-fetcher.sock"))
+        self.clients.append(client)
+        return client
+
+    def storage_client(self, name="a", sender=None):
+        client = BusClient("ipc://" + self.path(f"{name}-storage.sock"),
+                           sender=sender or f"reader@{name}")
+        self.clients.append(client)
+        return client
+
+    def get(self, url, output, *args, node="a", timeout=120):
+        """Runs zfly-get to the end: (exit code, stderr text)."""
+        command = [ZFLY_GET, url, "-O", output, "-c", self.path(f"{node}.ini"), *args]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as expired:
+            raise AssertionError(f"zfly-get did not end within {timeout}s: {command}\n"
+                                 f"{expired.stderr}")
+        for marker in zflytest.SANITIZER_MARKERS:
+            self.assertNotIn(marker, result.stderr)
+        return result.returncode, result.stderr
+
+    def get_ok(self, url, output, expected_sha, *args, **kwargs):
+        code, text = self.get(url, output, *args, **kwargs)
+        self.assertEqual(code, 0, text)
+        self.assertEqual(sha256_file(output), expected_sha, text)
+        self.assertFalse(os.path.exists(output + ".part"))
+        return text
+
+    @staticmethod
+    def task_id(text):
+        match = re.search(r"zfly-get: task ([0-9a-f]{64})", text)
+        assert match, f"no task line in:\n{text}"
+        return match.group(1)
+
+    def task_dir(self, task_id, name="a"):
+        return self.path(f"{name}-cache", "tasks", task_id[:2], task_id)
+
+    def add_file(self, name, size):
+        return make_file(os.path.join(self.files, name), size)
+
+    def wait_until(self, what, predicate, timeout=30.0, interval=0.05):
+        """Polls predicate until it returns something true; fails on the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                self.fail(f"not within {timeout}s: {what}")
+            time.sleep(interval)
+
+    # --- scenarios ----------------------------------------------------------------------------
+
+    def test_large_file_then_cache_hit(self):
+        size = 300 * 1000 * 1000 + 12345  # not a multiple of the piece length
+        sha = self.add_file("big.bin", size)
+        self.start_node(piece_max=16 * MiB)
+        url = self.origin.url("big.bin")
+        text = self.get_ok(url, self.path("out1"), sha, "--digest", "sha256:" + sha,
+                           timeout=300)
+        self.assertEqual(os.path.getsize(self.path("out1")), size)
+        self.assertRegex(text, r"zfly-get: saved .*out1")
+        requests, sent = self.origin.path_stats("/big.bin")
+        self.assertGreater(requests, 0)
+        self.assertGreaterEqual(sent, size)
+        self.assertLess(sent, size * 1.05, "the origin sent much more than one copy")
+
+        # The same command again is served from the cache: no new request reaches the origin.
+        log_length = len(self.origin.records())
+        self.get_ok(url, self.path("out2"), sha, "--digest", "sha256:" + sha, timeout=300)
+        self.assertEqual(self.origin.path_stats("/big.bin"), (requests, sent))
+        self.assertEqual(len(self.origin.records()), log_length)
+
+    def test_signed_urls_and_mirrors_are_one_task(self):
+        sha = self.add_file("blob", 6 * MiB)
+        # zfly-get reads as a client of this node: other nodes' upload limit must not slow it
+        # (at 16 KiB/s these reads would take minutes).
+        self.start_node(storage="upload_rate = 16K\nupload_concurrency = 1\n")
+        first = self.get_ok(self.origin.url("blob?X-Amz-Date=20260101T000000Z"
+                                            "&X-Amz-Signature=aaaa&X-Amz-Expires=60"),
+                            self.path("out1"), sha)
+        requests = self.origin.path_stats("/blob")[0]
+        self.assertGreater(requests, 0)
+        second = self.get_ok(self.origin.url("blob?X-Amz-Date=20260101T010000Z"
+                                             "&X-Amz-Signature=bbbb&X-Amz-Expires=60"),
+                             self.path("out2"), sha)
+        self.assertEqual(self.task_id(first), self.task_id(second))
+        self.assertEqual(self.origin.path_stats("/blob")[0], requests)
+        # A query parameter that is not volatile names other content: another task.
+        third = self.get_ok(self.origin.url("blob?version=2"), self.path("out3"), sha)
+        self.assertNotEqual(self.task_id(third), self.task_id(first))
+        self.assertGreater(self.origin.path_stats("/blob")[0], requests)
+
+        # One blob behind two mirror paths, named by its digest: one task.
+        shutil.copy(os.path.join(self.files, "blob"), os.path.join(self.files, "mirror-copy"))
+        digest = "sha256:" + sha
+        one = self.get_ok(self.origin.url("blob"), self.path("out4"), sha, "--digest", digest)
+        two = self.get_ok(self.origin.url("mirror-copy"), self.path("out5"), sha, "--digest",
+                          digest)
+        self.assertEqual(self.task_id(one), self.task_id(two))
+        self.assertEqual(self.origin.path_stats("/mirror-copy")[0], 0)
+
+    def test_kill_9_mid_download_resumes(self):
+        size = 48 * MiB
+        sha = self.add_file("resume.bin", size)
+        # Two range requests at about 8 MB/s each: the download takes seconds, so it can be
+        # caught halfway by watching the fetcher's own counters.
+        node = self.start_node(fetcher="source_concurrency = 2\n")
+        path = "/rate/8000000/resume.bin"
+        url = self.origin.url(path)
+        output = self.path("out")
+        getter = subprocess.Popen([ZFLY_GET, url, "-O", output, "-c", self.path("a.ini"),
+                                   "--progress", "lines"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        getter_log = zflytest.LineReader(getter.stderr, echo_prefix="[zfly-get] ")
+        task_id = self.task_id(getter_log.wait_for(r"zfly-get: task "))
+        fetcher = self.fetcher_client()
+
+        def halfway():
+            reply, _ = fetcher.request("task.query", "fetcher", {"task_id": task_id})
+            body = reply["body"]
+            self.assertEqual(reply["type"], "task.status", reply)
+            self.assertEqual(body["state"], "running", body)
+            return body if body["finished_count"] >= body["piece_count"] * 2 // 5 else None
+
+        status = self.wait_until("the download is 40% done", halfway, timeout=60)
+        self.assertLess(status["finished_count"], status["piece_count"])
+        node.process.kill()  # SIGKILL: no chance to tidy up
+        node.process.wait(timeout=10)
+
+        # zfly-get notices, says so, and leaves no file behind.
+        try:
+            code = getter.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            getter.kill()
+            raise AssertionError("zfly-get hung after the daemon died")
+        getter_log.wait_closed()
+        getter.stderr.close()
+        for marker in zflytest.SANITIZER_MARKERS:
+            self.assertNotIn(marker, getter_log.text())
+        self.assertEqual(code, 3, getter_log.text())
+        self.assertIn("stopped answering", getter_log.text())
+        self.assertFalse(os.path.exists(output))
+        self.assertFalse(os.path.exists(output + ".part"))
+
+        # The origin's connections died with the daemon; what it sent so far is final.
+        self.wait_until("the origin saw every connection end",
+                        lambda: len([r for r in self.origin.records() if r["path"] == path])
+                        == self.origin.path_stats(path)[0])
+        _, sent_before = self.origin.path_stats(path)
+
+        restarted = self.start("a-restarted", self.node_ini("a"))
+        restarted.wait_ready()
+        self.get_ok(url, output, sha)
+        _, sent_total = self.origin.path_stats(path)
+        sent_after = sent_total - sent_before
+        finished_bytes = status["finished_count"] * PIECE
+        # Only what was missing came again: at most the unfinished part plus a few pieces that
+        # were in flight at the kill, far from a second copy.
+        self.assertLessEqual(sent_after, size - finished_bytes + 4 * PIECE,
+                             f"sent before kill {sent_before}, after restart {sent_after}")
+        self.assertLess(sent_total, 1.7 * size)
+
+    def test_corrupt_piece_is_refused_and_fetched_again(self):
+        size = 8 * MiB
+        sha = self.add_file("fragile.bin", size)
+        self.start_node()
+        url = self.origin.url("fragile.bin")
+        task_id = self.task_id(self.get_ok(url, self.path("out1"), sha))
+        requests_before, sent_before = self.origin.path_stats("/fragile.bin")
+
+        # Damage one byte of pieces 3 and 6 on disk, behind the daemon's back.
+        data_path = os.path.join(self.task_dir(task_id), "data")
+        for offset in (3 * PIECE + 12345, 6 * PIECE + 1):
+            with open(data_path, "r+b") as handle:
+                handle.seek(offset)
+                byte = handle.read(1)
+                handle.seek(offset)
+                handle.write(bytes([byte[0] ^ 0xFF]))
+
+        # Storage checks the piece before serving it: nobody gets the damaged bytes.
+        storage = self.storage_client()
+        reply, frames = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 3})
+        self.assertEqual(reply["type"], "error", reply)
+        self.assertEqual(reply["body"]["code"], "corrupt", reply)
+        self.assertEqual(frames, [])
+        reply, frames = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 2})
+        self.assertEqual(reply["type"], "piece.data", reply)
+
+        # zfly-get has the task completed again: piece 3 (known missing) before reading, and
+        # piece 6 when storage refuses it during the read. Only those come from the origin.
+        self.get_ok(url, self.path("out2"), sha)
+        requests_after, sent_after = self.origin.path_stats("/fragile.bin")
+        self.assertGreater(requests_after, requests_before)
+        self.assertGreaterEqual(sent_after - sent_before, 2 * PIECE)
+        self.assertLessEqual(sent_after - sent_before, 2 * PIECE + 16)
+        ranges = [record["range"] for record in self.origin.records()[-(requests_after
+                                                                         - requests_before):]]
+        self.assertIn(f"bytes={3 * PIECE}-{4 * PIECE - 1}", ranges)
+        self.assertIn(f"bytes={6 * PIECE}-{7 * PIECE - 1}", ranges)
+
+    def test_digest_mismatch_fails_and_leaves_nothing(self):
+        self.add_file("liar.bin", 3 * MiB + 17)
+        self.start_node()
+        wrong = "sha256:" + hashlib.sha256(b"something else").hexdigest()
+        output = self.path("out")
+        code, text = self.get(self.origin.url("liar.bin"), output, "--digest", wrong)
+        self.assertEqual(code, 5, text)
+        self.assertIn("digest", text)
+        self.assertIn(wrong[7:], text)  # the message names the expected digest
+        self.assertFalse(os.path.exists(output))
+        self.assertFalse(os.path.exists(output + ".part"))
+        # Nothing of the task stays in the cache.
+        task_id = self.task_id(text)
+        self.wait_until("the task is gone from the cache",
+                        lambda: not os.path.exists(self.task_dir(task_id)), timeout=10)
+        storage = self.storage_client()
+        reply, _ = storage.request("storage.stat", "storage", {"task_id": task_id})
+        self.assertEqual((reply["type"], reply["body"].get("code")), ("error", "not_found"),
+                         reply)
+
+    def test_gc_evicts_least_recently_used_but_not_a_task_being_read(self):
+        # quota 48 MiB: GC starts above 36 MiB (75%) and evicts down to 19.2 MiB (40%).
+        grace = 0.5
+        storage = ("quota = 48M\nhigh_watermark = 75\nlow_watermark = 40\n"
+                   f"gc_interval = 200ms\nbusy_grace = {int(grace * 1000)}ms\n")
+        self.start_node(storage=storage)
+        size = 8 * MiB
+        shas, ids = {}, {}
+
+        def fetch(name, fresh=True):
+            if fresh:
+                shas[name] = self.add_file(name, size)
+            before = self.origin.path_stats("/" + name)[0]
+            text = self.get_ok(self.origin.url(name), self.path("out-" + name), shas[name])
+            ids[name] = self.task_id(text)
+            self.origin_requests = self.origin.path_stats("/" + name)[0] - before
+            # Tasks used within busy_grace are protected: let this one age out of it, so
+            # that what GC does next depends on LRU order alone. This waits out a configured
+            # period; it synchronises nothing.
+            time.sleep(grace + 0.2)
+
+        for name in ("t1", "t2", "t3", "t4"):  # 32 MiB: below the high watermark
+            fetch(name)
+        fetch("t1", fresh=False)  # read again: now t2 is the least recently used
+        self.assertEqual(self.origin_requests, 0)
+        fetch("t5")  # 40 MiB > 36 MiB: evict t2, t3, t4 (LRU) down to 16 MiB
+        evicted = ("t2", "t3", "t4")
+        self.wait_until("GC evicted t2, t3, t4",
+                        lambda: not any(os.path.exists(self.task_dir(ids[name]))
+                                        for name in evicted))
+        for name in ("t1", "t5"):
+            self.assertTrue(os.path.exists(self.task_dir(ids[name])), name)
+        self.assertLessEqual(dir_bytes(self.path("a-cache", "tasks")), 20 * MiB)
+        fetch("t1", fresh=False)
+        self.assertEqual(self.origin_requests, 0, "t1 should have survived GC")
+        fetch("t2", fresh=False)
+        self.assertGreater(self.origin_requests, 0, "t2 should have been evicted")
+
+        # A task being read is not evicted, even when LRU order alone would take it: restart
+        # with a low watermark of 1%, so GC would remove every task it may.
+        for process in self.processes:
+            process.stop()
+        self.start("a-low", self.node_ini("a", storage=storage.replace(
+            "low_watermark = 40", "low_watermark = 1")))
+        self.processes[-1].wait_ready()
+        # cache now: t5, t1, t2 (24 MiB). A reader keeps reading t1 (as a local actor would).
+        reader = self.storage_client(sender="reader@a")
+        stop = threading.Event()
+        reads = {"ok": 0, "failed": []}
+
+        def read_loop():
+            while not stop.is_set():
+                reply, frames = reader.request("piece.read", "storage",
+                                               {"task_id": ids["t1"], "piece": 0})
+                if reply["type"] == "piece.data" and len(frames) == 1:
+                    reads["ok"] += 1
+                else:
+                    reads["failed"].append(reply)
+                stop.wait(0.05)
+
+        thread = threading.Thread(target=read_loop, daemon=True)
+        thread.start()
+        try:
+            fetch("t6")  # 32 MiB: below 36
+            fetch("t7")  # 40 MiB > 36: evict everything out of grace and not being read
+            self.wait_until("GC evicted t5, t2 and t6",
+                            lambda: not any(os.path.exists(self.task_dir(ids[name]))
+                                            for name in ("t5", "t2", "t6")))
+            self.assertTrue(os.path.exists(self.task_dir(ids["t1"])), "t1 was being read")
+        finally:
+            stop.set()
+            thread.join(timeout=15)
+        self.assertGreater(reads["ok"], 0)
+        self.assertEqual(reads["failed"], [])
+        fetch("t1", fresh=False)
+        self.assertEqual(self.origin_requests, 0, "t1 should have survived GC")
+
+    def test_node_b_gets_a_task_from_node_a_over_curve(self):
+        size = 12 * MiB
+        sha = self.add_file("shared.bin", size)
+        os.makedirs(self.path("allow-a"))
+        key_a, pub_a, _ = keygen(self.workdir, "a")
+        key_b, pub_b, _ = keygen(self.workdir, "b")
+        os.link(pub_b, self.path("allow-a", "b.pub"))
+        port_a = free_port()
+        self.start_node("a", bus=f"cert = {key_a}\nallow = {self.path('allow-a')}\n",
+                        storage_bind=f"tcp://127.0.0.1:{port_a}")
+        self.start_node("b", bus=f"cert = {key_b}\n",
+                        endpoints=f"storage@a = tcp://127.0.0.1:{port_a} cert={pub_a}\n")
+        url = self.origin.url("shared.bin")
+        self.get_ok(url, self.path("out-a"), sha, node="a")
+        requests, sent = self.origin.path_stats("/shared.bin")
+        text = self.get_ok(url, self.path("out-b"), sha, "--parent", "storage@a", node="b")
+        self.assertEqual(self.origin.path_stats("/shared.bin"), (requests, sent),
+                         "node B went to the origin")
+        self.assertRegex(text, r"from source 0 B, from parents 12\.0 MiB")
+        task_id = self.task_id(text)
+        reply, _ = self.fetcher_client("b").request("task.query", "fetcher",
+                                                    {"task_id": task_id})
+        self.assertEqual(reply["body"]["bytes_from_source"], 0, reply)
+        self.assertEqual(reply["body"]["bytes_from_parents"], size, reply)
+
+    def test_origin_errors_end_in_clear_errors_or_retries(self):
+        self.add_file("x.bin", 4 * MiB)
+        sha = self.add_file("y.bin", 4 * MiB)
+        self.start_node()
+        cases = [
+            ("status/404/x.bin", r"404"),
+            ("status/500/x.bin", r"500"),
+            ("reset-after/100000/x.bin", r"(?i)reset|recv|receiv|partial|transfer|closed"),
+            ("stall/100000/x.bin", r"(?i)stall|timeout|timed out|slow"),
+        ]
+        for path, pattern in cases:
+            with self.subTest(path=path):
+                started = time.monotonic()
+                code, text = self.get(self.origin.url(path), self.path("out"), timeout=90)
+                self.assertEqual(code, 4, text)
+                self.assertIn("source error", text)
+                self.assertRegex(text, pattern)
+                self.assertFalse(os.path.exists(self.path("out")))
+                self.assertFalse(os.path.exists(self.path("out.part")))
+                self.assertLess(time.monotonic() - started, 60)
+        # Nothing listening at all.
+        code, text = self.get(f"http://127.0.0.1:{free_port()}/x.bin", self.path("out"))
+        self.assertEqual(code, 4, text)
+        # Two failures, then the origin recovers: retries make it a success.
+        self.get_ok(self.origin.url("fail-first/2/y.bin"), self.path("out-y"), sha)
+        statuses = self.origin.stats()["paths"]["/fail-first/2/y.bin"]["statuses"]
+        self.assertEqual(statuses.get("500"), 2)
+
+    def test_origin_ignoring_range_still_yields_exact_bytes(self):
+        size = 10 * MiB + 3
+        sha = self.add_file("norange.bin", size)
+        self.start_node()
+        self.get_ok(self.origin.url("ignore-range/norange.bin"), self.path("out"), sha)
+        records = [r for r in self.origin.records() if r["path"] == "/ignore-range/norange.bin"]
+        self.assertTrue(all(record["status"] == 200 for record in records), records)
+        self.assertLess(self.origin.path_stats("/ignore-range/norange.bin")[1], 3 * size)
+
+    def test_headers_reach_the_origin_and_do_not_follow_a_redirect_elsewhere(self):
+        sha = self.add_file("private.bin", 2 * MiB)
+        self.start_node()
+        self.get_ok(self.origin.url("auth/s3cret/private.bin"), self.path("out"), sha,
+                    "--header", "Authorization: Bearer s3cret")
+        # Redirected to another host name, the credentials must not go along.
+        code, text = self.get(self.origin.url("redirect/auth/s3cret/private.bin?v=2"),
+                              self.path("out2"), "--header", "Authorization: Bearer s3cret")
+        self.assertEqual(code, 4, text)
+        self.assertIn("401", text)
+        leaked = [r for r in self.origin.records()
+                  if r["port"] == self.origin.second_port and r["auth"]]
+        self.assertEqual(leaked, [])
+
+    def test_zfly_get_errors(self):
+        # No daemon: the ipc socket does not exist.
+        with open(self.path("a.ini"), "w") as handle:
+            handle.write(self.node_ini("a"))
+        code, text = self.get(self.origin.url("x"), self.path("out"))
+        self.assertEqual(code, 3, text)
+        self.assertIn("no zfly daemon answered at ipc://", text)
+        self.assertIn(f"start one with `zfly -c {self.path('a.ini')}`", text)
+        # No daemon behind a tcp:// endpoint: the first request times out.
+        key, _, _ = keygen(self.workdir, "k")
+        with open(self.path("t.ini"), "w") as handle:
+            handle.write(self.node_ini("t", bus=f"cert = {key}\n",
+                                       storage_bind=f"tcp://127.0.0.1:{free_port()}")
+                         .replace("bind = ipc://" + self.path("t-fetcher.sock"),
+                                  f"bind = tcp://0.0.0.0:{free_port()}"))
+        started = time.monotonic()
+        code, text = self.get(self.origin.url("x"), self.path("out"), "--timeout", "1s",
+                              node="t")
+        self.assertEqual(code, 3, text)
+        self.assertRegex(text, r"no zfly daemon answered at tcp://127\.0\.0\.1:\d+ ")
+        self.assertLess(time.monotonic() - started, 10)
+        self.assertFalse(os.path.exists(self.path("out.part")))
+        # A file without a [fetcher] bind says which key to set.
+        with open(self.path("nobind.ini"), "w") as handle:
+            handle.write(self.node_ini("a").replace(
+                "bind = ipc://" + self.path("a-fetcher.sock"), "bind ="))
+        code, text = self.get(self.origin.url("x"), self.path("out"), node="nobind")
+        self.assertEqual(code, 2, text)
+        self.assertIn("[fetcher] bind", text)
+        # Usage errors.
+        for args, message in [
+            (["--header", "no colon here"], "--header 'no colon here': expected 'Name: value'"),
+            (["--header", "Bad Name: v"], "is not a valid header name"),
+            (["--digest", "md5:abc"], "expected sha256: followed by 64 hex digits"),
+            (["--timeout", "soon"], "--timeout 'soon'"),
+        ]:
+            code, text = self.get(self.origin.url("x"), self.path("out"), *args)
+            self.assertEqual(code, 2, text)
+            self.assertIn(message, text)
+        result = subprocess.run([ZFLY_GET, self.origin.url("x")], capture_output=True, text=True)
+        self.assertEqual((result.returncode, result.stderr.strip()),
+                         (2, "zfly-get: no output file: use -O PATH"))
+        result = subprocess.run([ZFLY_GET, "--help"], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0)
+        for line in ("3  no zfly daemon answered", "4  source error", "5  digest mismatch"):
+            self.assertIn(line, result.stdout)
+        # With a daemon, an output that cannot be written is exit 1, before any download.
+        self.start_node()
+        code, text = self.get(self.origin.url("x"), self.path("no-such-dir", "out"))
+        self.assertEqual(code, 1, text)
+        self.assertIn("cannot create", text)
+        self.assertEqual(self.origin.stats()["requests"], 0)
+
+
+if __name__ == "__main__":
+    zflytest.main()

@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""Data-plane benchmark: back-to-source and cached serving of one large file, side by side with
+curl and cp in the same run, the daemon's peak memory, and a piece-length sweep.
+
+    tools/bench/dataplane.py [--size 1G] [--reps 3] [--piece-lengths 1M,4M,16M,64M] [--build build]
+
+Everything runs on loopback: nginx (Debian package) serves a random file from a temporary
+directory, a zfly daemon with [storage] and [fetcher] caches it, zfly-get asks for it. Prints a
+Markdown report (paste it into docs/benchmarks.md with the command line). Times are wall-clock
+medians; the page cache is warm for every contender alike (the file was just written).
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text):
+    match = re.fullmatch(r"(\d+)([KMG]?)", text.upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 512M, 1G)")
+    return int(match.group(1)) * UNITS.get(match.group(2), 1)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def timed(command, **kwargs):
+    start = time.monotonic()
+    subprocess.run(command, check=True, timeout=600, **kwargs)
+    return time.monotonic() - start
+
+
+def make_file(path, size):
+    chunk = os.urandom(16 << 20)
+    with open(path, "wb") as handle:
+        written = 0
+        while written < size:
+            part = chunk[: min(len(chunk), size - written)]
+            handle.write(part)
+            written += len(part)
+
+
+class Nginx:
+    def __init__(self, workdir, root):
+        self.port = free_port()
+        self.conf = os.path.join(workdir, "nginx.conf")
+        self.log = os.path.join(workdir, "access.log")
+        with open(self.conf, "w") as handle:
+            handle.write(f"""
+daemon off; worker_processes 1; pid {workdir}/nginx.pid; error_log {workdir}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log {self.log}; sendfile on; tcp_nopush on;
+  client_body_temp_path {workdir}; proxy_temp_path {workdir}; fastcgi_temp_path {workdir};
+  uwsgi_temp_path {workdir}; scgi_temp_path {workdir};
+  server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+}}
+""")
+        self.process = subprocess.Popen(["nginx", "-c", self.conf, "-p", workdir],
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:  # wait for the listening socket, not for a fixed time
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start")
+                time.sleep(0.05)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Daemon:
+    def __init__(self, build, workdir, piece_length=None):
+        cache = tempfile.mkdtemp(dir=workdir, prefix="cache-")
+        self.ini = os.path.join(workdir, "bench.ini")
+        extra = ""
+        if piece_length:
+            extra = f"piece_length_min = {piece_length}\npiece_length_max = {piece_length}\n"
+        with open(self.ini, "w") as handle:
+            handle.write(f"[node]\nname = bench\nhttp =\n"
+                         f"[storage]\ndir = {cache}\nbind = ipc://{workdir}/storage.sock\n"
+                         f"[fetcher]\nbind = ipc://{workdir}/fetcher.sock\n{extra}")
+        self.process = subprocess.Popen([os.path.join(build, "zfly"), "-c", self.ini],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        for line in self.process.stdout:
+            if "zfly: ready" in line:
+                break
+        else:
+            raise RuntimeError("zfly did not start")
+
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as handle:
+            return int(re.search(r"VmHWM:\s+(\d+)", handle.read()).group(1))
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=10)
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("1G"))
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--piece-lengths", default="1M,2M,4M,8M,16M,64M")
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    args = parser.parse_args()
+    zfly_get = os.path.join(args.build, "zfly-get")
+    workdir = tempfile.mkdtemp(prefix="zfly-bench-")
+    nginx = None
+    try:
+        served = os.path.join(workdir, "www")
+        os.makedirs(served)
+        source = os.path.join(served, "blob.bin")
+        make_file(source, args.size)
+        nginx = Nginx(workdir, served)
+        url = f"http://127.0.0.1:{nginx.port}/blob.bin"
+        out = os.path.join(workdir, "out.bin")
+        size_mib = args.size / (1 << 20)
+
+        curl_times, get_times, cached_times, cp_times, peaks = [], [], [], [], []
+        for _ in range(args.reps):
+            curl_times.append(timed(["curl", "-sf", "-o", out, url]))
+            os.unlink(out)
+            daemon = Daemon(args.build, workdir)
+            try:
+                get_times.append(timed([zfly_get, "-c", daemon.ini, url, "-O", out],
+                                       stderr=subprocess.DEVNULL))
+                peaks.append(daemon.peak_rss_kib())
+                os.unlink(out)
+                cached_times.append(timed([zfly_get, "-c", daemon.ini, url, "-O", out],
+                                          stderr=subprocess.DEVNULL))
+                os.unlink(out)
+            finally:
+                daemon.stop()
+            cp_times.append(timed(["cp", source, out]))
+            os.unlink(out)
+
+        sweep = []
+        for text in args.piece_lengths.split(","):
+            daemon = Daemon(args.build, workdir, piece_length=text)
+            try:
+                cold = timed([zfly_get, "-c", daemon.ini, url, "-O", out], stderr=subprocess.DEVNULL)
+                os.unlink(out)
+                warm = timed([zfly_get, "-c", daemon.ini, url, "-O", out], stderr=subprocess.DEVNULL)
+                os.unlink(out)
+                sweep.append((text, cold, warm, daemon.peak_rss_kib()))
+            finally:
+                daemon.stop()
+
+        def rate(seconds):
+            return f"{size_mib / seconds:,.0f} MiB/s"
+
+        print(f"Command: `{' '.join(sys.argv)}` — file {size_mib:,.0f} MiB, {args.reps} runs, medians\n")
+        print("| what | time | rate | ratio |")
+        print("|---|---|---|---|")
+        curl_median, get_median = median(curl_times), median(get_times)
+        cached_median, cp_median = median(cached_times), median(cp_times)
+        print(f"| curl -o (origin, loopback) | {curl_median:.2f} s | {rate(curl_median)} | 1.00 |")
+        print(f"| zfly-get back to source | {get_median:.2f} s | {rate(get_median)} | "
+              f"{get_median / curl_median:.2f} × curl |")
+        print(f"| cp (same file) | {cp_median:.2f} s | {rate(cp_median)} | 1.00 |")
+        print(f"| zfly-get from cache | {cached_median:.2f} s | {rate(cached_median)} | "
+              f"{cached_median / cp_median:.2f} × cp |")
+        print(f"\nPeak daemon memory (VmHWM) while downloading: {max(peaks) / 1024:.1f} MiB\n")
+        print("| piece length | back to source | from cache | peak memory |")
+        print("|---|---|---|---|")
+        for text, cold, warm, peak in sweep:
+            print(f"| {text} | {cold:.2f} s ({rate(cold)}) | {warm:.2f} s ({rate(warm)}) | "
+                  f"{peak / 1024:.1f} MiB |")
+    finally:
+        if nginx:
+            nginx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1203 @@
+/*  zfly-get — download a URL through the local zfly daemon into a file (like dfget).
+
+    zfly-get URL -O PATH [--digest sha256:HEX] [--header 'Name: value']… [-c FILE]
+
+    It reads the daemon's INI file to find where its fetcher and storage actors listen
+    ([fetcher] bind and [storage] bind: ipc://, or tcp:// with CURVE under the node's own
+    certificate), asks the fetcher to bring the task into the cache (task.fetch), follows it
+    with task.query for the progress display, then reads every piece from storage
+    (piece.read, a few in flight), writes them in order to PATH.part and renames that to PATH
+    once all bytes are there and, with --digest, their SHA-256 matched. Nothing half-written
+    ever carries the final name. Pieces that arrive out of order wait in memory for their
+    turn, so at most READS_IN_FLIGHT pieces (4 x 64 MiB at the largest piece length) are held.
+
+    zfly-get is a client of the node it reads the file of: its bus address is get-PID@NODE, so
+    storage serves it as a local reader, never limited by the upload rate meant for other
+    nodes. A piece storage finds damaged ("corrupt"), or that went missing, makes zfly-get ask
+    the fetcher to complete the task again and read on from there.
+
+    Exit status: 0 done, 1 other error, 2 usage or configuration, 3 daemon unreachable,
+    4 source error (origin status or network), 5 digest mismatch. */
+#include "zf_bus.h"
+#include "zf_config.h"
+#include "zf_log.h"
+#include "zf_msgs.h"
+#include "zf_sections.h"
+#include <ctype.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_OK          0
+#define EXIT_OTHER       1
+#define EXIT_USAGE       2
+#define EXIT_UNREACHABLE 3
+#define EXIT_SOURCE      4
+#define EXIT_DIGEST      5
+
+#define DEFAULT_CONFIG       "/etc/zfly/zfly.ini"
+#define DEFAULT_TIMEOUT_MS   3000
+#define LATER_TIMEOUT_MIN_MS 10000 //  once the daemon answered, it may be busy for a while
+#define READ_TIMEOUT_MS      30000 //  one piece.read: up to a piece of 64 MiB over the bus
+#define QUERY_INTERVAL_MS    200
+#define READS_IN_FLIGHT      4
+#define BUSY_RETRY_MS        100
+#define BUSY_RETRIES_MAX     300 //  "busy" answers for one piece before giving up (~30 s)
+#define REFETCH_MAX          3   //  times a task may lose pieces while we read it
+#define HEADERS_MAX          64
+#define PARENTS_MAX          16
+#define LINE_INTERVAL_MS     5000 //  plain progress lines when stderr is not a terminal
+#define RATE_WINDOW          16   //  progress samples the rate is averaged over (~3 s)
+#define SHA256_SIZE          32
+
+typedef enum { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES, PROGRESS_NONE } progress_mode_t;
+
+typedef struct {
+    const char *url;
+    const char *output;
+    char digest[80]; //  "sha256:" + 64 lowercase hex, or ""
+    zf_rec_http_header_t headers[HEADERS_MAX];
+    size_t header_count;
+    char *parents[PARENTS_MAX];
+    size_t parent_count;
+    const char *config_path;
+    int64_t timeout_ms;
+    int64_t idle_timeout_ms; //  0: none
+    progress_mode_t progress;
+    bool verbose;
+} options_t;
+
+typedef enum { PHASE_FETCH, PHASE_WAIT, PHASE_READ, PHASE_DONE } phase_t;
+
+typedef struct self_s self_t;
+
+//  One read slot: piece p uses slot p % READS_IN_FLIGHT, from its request until it is written.
+typedef struct {
+    self_t *self;
+    uint64_t piece;
+    bool requested; //  a piece.read is outstanding
+    bool retry;     //  storage was busy: ask again on the next retry tick
+    int busy_count;
+    zframe_t *data; //  received out of order, waiting for its turn
+} slot_t;
+
+struct self_s {
+    const options_t *options;
+    const char *config_path;
+    char *fetcher_endpoint;
+    char *storage_endpoint;
+    zf_bus_t *bus;
+    zloop_t *loop;
+    phase_t phase;
+    bool answered; //  the daemon answered at least once
+    int exit_code;
+
+    //  the task, as the fetcher reports it
+    char task_id[72];
+    uint64_t content_length, piece_length, piece_count, finished_count;
+    uint64_t bytes_from_source, bytes_from_parents;
+    bool query_pending;
+    int query_timer;
+
+    //  progress
+    progress_mode_t progress;
+    int64_t started_ms, last_line_ms, last_change_ms;
+    uint64_t last_finished;
+    int64_t sample_ms[RATE_WINDOW];
+    uint64_t sample_bytes[RATE_WINDOW];
+    size_t sample_count;
+    bool bar_drawn;
+    bool announced;
+
+    //  reading pieces into the output
+    char *part_path;
+    int fd;
+    EVP_MD_CTX *sha;
+    uint64_t next_request; //  next piece to ask storage for
+    uint64_t next_write;   //  next piece to append to the file
+    slot_t slots[READS_IN_FLIGHT];
+    bool refetch_wanted; //  a piece went missing: fetch again once the reads in flight end
+    int refetches;
+    int retry_timer;
+    uint64_t written;
+};
+
+static int64_t s_now_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void s_usage (FILE *out)
+{
+    fprintf (
+        out,
+        "usage: zfly-get URL -O PATH [--digest sha256:HEX] [--header 'Name: value']...\n"
+        "                [-c FILE] [--parent NAME]... [--timeout DURATION] [--quiet]\n"
+        "\n"
+        "Downloads URL through the local zfly daemon (peer to peer, or from the origin) into\n"
+        "its cache and writes it to PATH. The bytes go to PATH.part first, which is renamed to\n"
+        "PATH only when complete (and verified, with --digest); PATH never holds a partial file.\n"
+        "\n"
+        "  -O, --output PATH        where to write the file (required)\n"
+        "  -d, --digest sha256:HEX  expected SHA-256 of the content: the daemon verifies it and\n"
+        "                           zfly-get checks the written file again\n"
+        "  -H, --header 'K: V'      HTTP header for the origin (repeatable, at most %d), such as\n"
+        "                           'Authorization: Bearer TOKEN'\n"
+        "  -c, --config FILE        the daemon's INI file (default: $ZFLY_CONFIG, else %s);\n"
+        "                           zfly-get talks to its [fetcher] bind and [storage] bind\n"
+        "  -p, --parent NAME        take pieces from this storage actor (storage@NODE, named in\n"
+        "                           the daemon's [endpoints]) instead of the origin; repeatable,\n"
+        "                           at most %d; for testing and manual use\n"
+        "  -t, --timeout DURATION   how long to wait for the daemon's first answer (default 3s);\n"
+        "                           later requests wait at least 10s\n"
+        "      --idle-timeout DURATION  give up when the download makes no progress this long\n"
+        "                           (default: never; the daemon has its own origin timeouts)\n"
+        "      --progress MODE      bar (one line redrawn), lines (a line every 5s), none, or\n"
+        "                           auto (default: bar on a terminal, else lines)\n"
+        "  -q, --quiet              same as --progress none; errors are still printed\n"
+        "  -v, --verbose            log bus activity to stderr\n"
+        "  -h, --help               this text\n"
+        "\n"
+        "Exit status:\n"
+        "  0  the file is at PATH\n"
+        "  1  another error (PATH cannot be written, the daemon refused the request, ...)\n"
+        "  2  usage or configuration error\n"
+        "  3  no zfly daemon answered (not running, or not at the configured endpoints)\n"
+        "  4  source error: the origin answered with an error status, or the network failed\n"
+        "  5  digest mismatch: the content is not what --digest says\n",
+        HEADERS_MAX, DEFAULT_CONFIG, PARENTS_MAX);
+}
+
+// --- command line ---------------------------------------------------------------------------
+
+static bool s_is_token_char (int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || (c != '\0' && strchr ("!#$%&'*+-.^_`|~", c));
+}
+
+//  "Name: value" -> a header; false with why in `why` when the text is not one.
+static bool s_parse_header (const char *text, zf_rec_http_header_t *header, char *why,
+                            size_t why_size)
+{
+    const char *colon = strchr (text, ':');
+    if (!colon) {
+        snprintf (why, why_size, "expected 'Name: value'");
+        return false;
+    }
+    if (colon == text) {
+        snprintf (why, why_size, "the header name is empty");
+        return false;
+    }
+    for (const char *cursor = text; cursor < colon; cursor++)
+        if (!s_is_token_char ((unsigned char) *cursor)) {
+            snprintf (why, why_size, "'%.*s' is not a valid header name", (int) (colon - text),
+                      text);
+            return false;
+        }
+    const char *value = colon + 1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t value_len = strlen (value);
+    while (value_len > 0 && (value[value_len - 1] == ' ' || value[value_len - 1] == '\t'))
+        value_len--;
+    for (size_t index = 0; index < value_len; index++)
+        if (value[index] == '\r' || value[index] == '\n' || value[index] == '\0') {
+            snprintf (why, why_size, "the value contains a line break");
+            return false;
+        }
+    if (colon - text > 256 || value_len > 8192) {
+        snprintf (why, why_size, "too long (name at most 256 bytes, value at most 8192)");
+        return false;
+    }
+    header->name = zf_strndup (text, (size_t) (colon - text));
+    header->value = zf_strndup (value, value_len);
+    return true;
+}
+
+static bool s_parse_digest (const char *text, char *digest, size_t digest_size)
+{
+    if (strncasecmp (text, "sha256:", 7) != 0 || strlen (text + 7) != 64)
+        return false;
+    size_t used = zf_strlcpy (digest, "sha256:", digest_size);
+    for (const char *cursor = text + 7; *cursor; cursor++) {
+        if (!isxdigit ((unsigned char) *cursor))
+            return false;
+        digest[used++] = (char) tolower ((unsigned char) *cursor);
+    }
+    digest[used] = '\0';
+    return true;
+}
+
+static void s_options_clear (options_t *options)
+{
+    for (size_t index = 0; index < options->header_count; index++) {
+        zf_free (options->headers[index].name);
+        zf_free (options->headers[index].value);
+    }
+    for (size_t index = 0; index < options->parent_count; index++)
+        zf_free (options->parents[index]);
+}
+
+//  Returns -1 to go on, else the exit status.
+static int s_parse_args (int argc, char *argv[], options_t *options)
+{
+    static const struct option long_options[] = {
+        {"output", required_argument, NULL, 'O'},
+        {"digest", required_argument, NULL, 'd'},
+        {"header", required_argument, NULL, 'H'},
+        {"config", required_argument, NULL, 'c'},
+        {"parent", required_argument, NULL, 'p'},
+        {"timeout", required_argument, NULL, 't'},
+        {"idle-timeout", required_argument, NULL, 'I'},
+        {"progress", required_argument, NULL, 'P'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    options->timeout_ms = DEFAULT_TIMEOUT_MS;
+    int option;
+    zf_error_t err;
+    char why[160];
+    while ((option = getopt_long (argc, argv, "O:d:H:c:p:t:qvh", long_options, NULL)) != -1) {
+        switch (option) {
+        case 'O': options->output = optarg; break;
+        case 'd':
+            if (!s_parse_digest (optarg, options->digest, sizeof options->digest)) {
+                fprintf (stderr,
+                         "zfly-get: --digest '%s': expected sha256: followed by 64 hex digits\n",
+                         optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'H':
+            if (options->header_count == HEADERS_MAX) {
+                fprintf (stderr, "zfly-get: more than %d --header options\n", HEADERS_MAX);
+                return EXIT_USAGE;
+            }
+            if (!s_parse_header (optarg, &options->headers[options->header_count], why,
+                                 sizeof why)) {
+                fprintf (stderr, "zfly-get: --header '%s': %s\n", optarg, why);
+                return EXIT_USAGE;
+            }
+            options->header_count++;
+            break;
+        case 'c': options->config_path = optarg; break;
+        case 'p':
+            if (options->parent_count == PARENTS_MAX || strlen (optarg) == 0
+                || strlen (optarg) > 128) {
+                fprintf (stderr, "zfly-get: --parent '%s': at most %d parents of 1..128 bytes\n",
+                         optarg, PARENTS_MAX);
+                return EXIT_USAGE;
+            }
+            options->parents[options->parent_count++] = zf_strdup (optarg);
+            break;
+        case 't':
+        case 'I': {
+            int64_t ms;
+            if (zf_config_parse_duration (optarg, &ms, &err) != ZF_OK || (option == 't' && ms <= 0)
+                || ms < 0) {
+                fprintf (stderr, "zfly-get: --%s '%s': expected a duration such as 3s or 500ms\n",
+                         option == 't' ? "timeout" : "idle-timeout", optarg);
+                return EXIT_USAGE;
+            }
+            if (option == 't')
+                options->timeout_ms = ms;
+            else
+                options->idle_timeout_ms = ms;
+            break;
+        }
+        case 'P':
+            if (streq (optarg, "auto"))
+                options->progress = PROGRESS_AUTO;
+            else if (streq (optarg, "bar"))
+                options->progress = PROGRESS_BAR;
+            else if (streq (optarg, "lines"))
+                options->progress = PROGRESS_LINES;
+            else if (streq (optarg, "none"))
+                options->progress = PROGRESS_NONE;
+            else {
+                fprintf (stderr, "zfly-get: --progress '%s': expected auto, bar, lines or none\n",
+                         optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'q': options->progress = PROGRESS_NONE; break;
+        case 'v': options->verbose = true; break;
+        case 'h': s_usage (stdout); return EXIT_OK;
+        default: fprintf (stderr, "zfly-get: try zfly-get --help\n"); return EXIT_USAGE;
+        }
+    }
+    if (optind == argc) {
+        fprintf (stderr, "zfly-get: no URL given (try zfly-get --help)\n");
+        return EXIT_USAGE;
+    }
+    if (optind + 1 != argc) {
+        fprintf (stderr, "zfly-get: unexpected argument '%s' (one URL at a time)\n",
+                 argv[optind + 1]);
+        return EXIT_USAGE;
+    }
+    options->url = argv[optind];
+    if (strlen (options->url) > 8192 || !strstr (options->url, "://")) {
+        fprintf (stderr, "zfly-get: '%s' is not a URL (expected http:// or https://)\n",
+                 options->url);
+        return EXIT_USAGE;
+    }
+    if (!options->output || !*options->output) {
+        fprintf (stderr, "zfly-get: no output file: use -O PATH\n");
+        return EXIT_USAGE;
+    }
+    if (!options->config_path) {
+        const char *from_env = getenv ("ZFLY_CONFIG");
+        options->config_path = from_env && *from_env ? from_env : DEFAULT_CONFIG;
+    }
+    return -1;
+}
+
+// --- where the daemon listens ---------------------------------------------------------------
+
+//  The string value of SECTION.KEY from the loaded file, found through the section's key
+//  table, so zfly-get needs no actor's private config struct. NULL when the section is absent.
+static const char *s_config_string (zf_config_t *config, const char *section_name,
+                                    const char *key_name)
+{
+    size_t count;
+    const zf_config_section_t *const *sections = zf_all_sections (&count);
+    for (size_t index = 0; index < count; index++) {
+        const zf_config_section_t *section = sections[index];
+        if (!streq (section->name, section_name) || section->free_form)
+            continue;
+        const void *values = zf_config_section (config, section_name);
+        if (!values)
+            return NULL;
+        for (size_t key = 0; key < section->key_count; key++)
+            if (streq (section->keys[key].key, key_name)
+                && section->keys[key].kind == ZF_CONFIG_STR)
+                return *(char *const *) ((const char *) values + section->keys[key].offset);
+        return NULL;
+    }
+    return NULL;
+}
+
+static bool s_is_known_section (const char *name)
+{
+    size_t count;
+    const zf_config_section_t *const *sections = zf_all_sections (&count);
+    for (size_t index = 0; index < count; index++)
+        if (streq (sections[index]->name, name))
+            return true;
+    return false;
+}
+
+//  A bind address turned into one we can connect to: wildcard hosts become loopback.
+static char *s_connectable (const char *bind)
+{
+    if (strncmp (bind, "tcp://", 6) == 0) {
+        const char *host = bind + 6;
+        const char *port = strrchr (host, ':');
+        if (port) {
+            size_t host_len = (size_t) (port - host);
+            if ((host_len == 1 && host[0] == '*')
+                || (host_len == 7 && !strncmp (host, "0.0.0.0", 7)))
+                return zf_asprintf ("tcp://127.0.0.1%s", port);
+            if (host_len == 4 && !strncmp (host, "[::]", 4))
+                return zf_asprintf ("tcp://[::1]%s", port);
+        }
+    }
+    return zf_strdup (bind);
+}
+
+//  Finds where ACTOR (fetcher, storage) of the daemon listens and adds a route to it.
+//  Returns -1 on success, else the exit status, having said why.
+static int s_route (zf_config_t *config, zf_node_t *node, const char *actor, bool insecure,
+                    char **endpoint_p)
+{
+    const char *path = zf_config_path (config);
+    const char *bind = s_is_known_section (actor) ? s_config_string (config, actor, "bind") : NULL;
+    bool has_section = s_is_known_section (actor) && zf_config_has_section (config, actor);
+    zf_error_t err;
+    if (!has_section) {
+        //  The actor may run in another process that this file names in [endpoints].
+        size_t count;
+        const zf_config_entry_t *entries = zf_config_entries (config, "endpoints", &count);
+        for (size_t index = 0; index < count; index++)
+            if (streq (entries[index].key, actor)) {
+                if (zf_node_add_route (node, actor, entries[index].value, entries[index].where,
+                                       &err)
+                    != ZF_OK) {
+                    fprintf (stderr, "zfly-get: %s\n", err.message);
+                    return EXIT_USAGE;
+                }
+                zf_route_t route;
+                zf_node_resolve (node, actor, &route, &err);
+                *endpoint_p = zf_strdup (route.endpoint);
+                return -1;
+            }
+        fprintf (stderr,
+                 "zfly-get: %s has no [%s] section: this node runs no %s, so zfly-get cannot "
+                 "use it (use the INI file of a node that runs fetcher and storage, with -c)\n",
+                 path, actor, actor);
+        return EXIT_USAGE;
+    }
+    if (!bind || !*bind) {
+        fprintf (stderr,
+                 "zfly-get: %s: [%s] bind is not set, so only actors inside the daemon can "
+                 "reach its %s; set for example  bind = ipc:///run/zfly/%s.sock  in [%s]\n",
+                 path, actor, actor, actor, actor);
+        return EXIT_USAGE;
+    }
+    if (strncmp (bind, "ipc://", 6) != 0 && strncmp (bind, "tcp://", 6) != 0) {
+        fprintf (stderr,
+                 "zfly-get: %s: [%s] bind = %s: zfly-get needs an ipc:// or tcp:// "
+                 "endpoint\n",
+                 path, actor, bind);
+        return EXIT_USAGE;
+    }
+    char *endpoint = s_connectable (bind);
+    char *spec = NULL;
+    if (strncmp (endpoint, "tcp://", 6) == 0 && !insecure) {
+        //  The daemon's CURVE server accepts its own key: we use the node's certificate.
+        const char *key = zf_node_public_key (node);
+        if (!key) {
+            fprintf (stderr,
+                     "zfly-get: %s: [%s] bind is tcp:// but [bus] cert is not set; zfly-get "
+                     "connects with the node's certificate\n",
+                     path, actor);
+            zf_free (endpoint);
+            return EXIT_USAGE;
+        }
+        spec = zf_asprintf ("%s key=%s", endpoint, key);
+    } else
+        spec = zf_strdup (endpoint);
+    char *where = zf_asprintf ("%s: [%s] bind", path, actor);
+    zf_status_t status = zf_node_add_route (node, actor, spec, where, &err);
+    zf_free (where);
+    zf_free (spec);
+    if (status != ZF_OK) {
+        fprintf (stderr, "zfly-get: %s\n", err.message);
+        zf_free (endpoint);
+        return EXIT_USAGE;
+    }
+    *endpoint_p = endpoint;
+    return -1;
+}
+
+static void s_no_daemon (self_t *self, const char *endpoint, const char *detail)
+{
+    fprintf (stderr,
+             "zfly-get: no zfly daemon answered at %s (%s); start one with `zfly -c %s` (e.g. "
+             "tools/setup.sh && tools/build.sh && build/zfly -c deploy/allinone.ini)\n",
+             endpoint, detail, self->config_path);
+}
+
+//  An ipc:// endpoint whose socket file does not exist has no daemon behind it.
+static bool s_ipc_missing (const char *endpoint)
+{
+    if (strncmp (endpoint, "ipc://", 6) != 0 || endpoint[6] == '@')
+        return false;
+    struct stat info;
+    return stat (endpoint + 6, &info) != 0;
+}
+
+// --- progress -------------------------------------------------------------------------------
+
+static void s_human_bytes (uint64_t bytes, char *text, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double value = (double) bytes;
+    size_t unit = 0;
+    while (value >= 1024 && unit + 1 < ZF_ARRAY_LEN (units)) {
+        value /= 1024;
+        unit++;
+    }
+    if (unit == 0)
+        snprintf (text, size, "%" PRIu64 " B", bytes);
+    else
+        snprintf (text, size, "%.1f %s", value, units[unit]);
+}
+
+static void s_human_duration (double seconds, char *text, size_t size)
+{
+    if (seconds < 0 || seconds > 99 * 3600)
+        snprintf (text, size, "--");
+    else if (seconds < 60)
+        snprintf (text, size, "%ds", (int) (seconds + 0.5));
+    else if (seconds < 3600)
+        snprintf (text, size, "%dm%02ds", (int) seconds / 60, (int) seconds % 60);
+    else
+        snprintf (text, size, "%dh%02dm", (int) seconds / 3600, ((int) seconds % 3600) / 60);
+}
+
+static uint64_t s_bytes_done (const self_t *self)
+{
+    if (self->phase == PHASE_READ || self->phase == PHASE_DONE)
+        return self->content_length;
+    uint64_t done = self->finished_count * self->piece_length;
+    return done > self->content_length ? self->content_length : done;
+}
+
+//  Bytes per second over the last few samples.
+static double s_rate (self_t *self, int64_t now, uint64_t done)
+{
+    if (self->sample_count == RATE_WINDOW) {
+        memmove (self->sample_ms, self->sample_ms + 1, (RATE_WINDOW - 1) * sizeof (int64_t));
+        memmove (self->sample_bytes, self->sample_bytes + 1, (RATE_WINDOW - 1) * sizeof (uint64_t));
+        self->sample_count--;
+    }
+    self->sample_ms[self->sample_count] = now;
+    self->sample_bytes[self->sample_count] = done;
+    self->sample_count++;
+    int64_t span = now - self->sample_ms[0];
+    if (span <= 0)
+        return 0;
+    return (double) (done - self->sample_bytes[0]) * 1000.0 / (double) span;
+}
+
+static void s_progress (self_t *self, bool final)
+{
+    //  Nothing to show before the fetcher knows the length (the origin's first answer).
+    if (self->progress == PROGRESS_NONE || !self->task_id[0] || (self->piece_length == 0 && !final))
+        return;
+    int64_t now = s_now_ms ();
+    uint64_t done = s_bytes_done (self);
+    double rate = s_rate (self, now, done);
+    if (final && now > self->started_ms) //  the whole run's average, not the last seconds'
+        rate = (double) self->content_length * 1000.0 / (double) (now - self->started_ms);
+    if (self->progress == PROGRESS_LINES && !final && now - self->last_line_ms < LINE_INTERVAL_MS)
+        return;
+    self->last_line_ms = now;
+    char done_text[32], total_text[32], rate_text[32], eta_text[32];
+    s_human_bytes (done, done_text, sizeof done_text);
+    s_human_bytes (self->content_length, total_text, sizeof total_text);
+    s_human_bytes ((uint64_t) rate, rate_text, sizeof rate_text);
+    double eta = rate > 0 ? (double) (self->content_length - done) / rate : -1;
+    s_human_duration (done == self->content_length ? 0 : eta, eta_text, sizeof eta_text);
+    int percent = self->content_length ? (int) (done * 100 / self->content_length) : 100;
+    if (self->progress == PROGRESS_LINES) {
+        fprintf (stderr, "zfly-get: %3d%% %s of %s, %s/s, ETA %s\n", percent, done_text, total_text,
+                 rate_text, eta_text);
+        return;
+    }
+    struct winsize size;
+    int columns = ioctl (STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col ? size.ws_col : 80;
+    int bar_width = columns - 60;
+    if (bar_width > 50)
+        bar_width = 50;
+    char bar[64] = "";
+    if (bar_width >= 10) {
+        int filled = (int) ((int64_t) bar_width * percent / 100);
+        bar[0] = '[';
+        for (int index = 0; index < bar_width; index++)
+            bar[1 + index] = index < filled ? '=' : (index == filled ? '>' : ' ');
+        bar[1 + bar_width] = ']';
+        bar[2 + bar_width] = '\0';
+    }
+    fprintf (stderr, "\r%3d%% %s %s / %s  %s/s  ETA %s\033[K", percent, bar, done_text, total_text,
+             rate_text, eta_text);
+    self->bar_drawn = true;
+    if (final) {
+        fputc ('\n', stderr);
+        self->bar_drawn = false;
+    }
+}
+
+//  Ends a redrawn bar line before any other message goes to stderr.
+static void s_progress_break (self_t *self)
+{
+    if (self->bar_drawn) {
+        fputc ('\n', stderr);
+        self->bar_drawn = false;
+    }
+}
+
+// --- the end --------------------------------------------------------------------------------
+
+//  A one-shot timer that ends the loop: the bus calls our callbacks from its own handlers,
+//  which cannot return -1 on our behalf.
+static int s_stop_loop (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    return -1;
+}
+
+static void s_finish (self_t *self, int exit_code)
+{
+    if (self->phase == PHASE_DONE)
+        return;
+    self->phase = PHASE_DONE;
+    self->exit_code = exit_code;
+    zloop_timer (self->loop, 1, 1, s_stop_loop, NULL);
+    if (self->query_timer >= 0) {
+        zloop_timer_end (self->loop, self->query_timer);
+        self->query_timer = -1;
+    }
+    if (self->retry_timer >= 0) {
+        zloop_timer_end (self->loop, self->retry_timer);
+        self->retry_timer = -1;
+    }
+}
+
+static void s_fail (self_t *self, int exit_code, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void s_fail (self_t *self, int exit_code, const char *fmt, ...)
+{
+    s_progress_break (self);
+    va_list args;
+    va_start (args, fmt);
+    fputs ("zfly-get: ", stderr);
+    vfprintf (stderr, fmt, args);
+    fputc ('\n', stderr);
+    va_end (args);
+    s_finish (self, exit_code);
+}
+
+//  A bus failure of a request to the daemon: unreachable, or gone after it answered.
+static void s_bus_failure (self_t *self, zf_status_t status, const zf_error_t *err,
+                           const char *endpoint, const char *what)
+{
+    if (status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE) {
+        s_progress_break (self);
+        if (!self->answered)
+            s_no_daemon (self, endpoint, "no answer in time");
+        else
+            fprintf (stderr,
+                     "zfly-get: the zfly daemon stopped answering at %s (%s timed out); the "
+                     "download goes on in the daemon: run zfly-get again to resume it\n",
+                     endpoint, what);
+        s_finish (self, EXIT_UNREACHABLE);
+    } else
+        s_fail (self, EXIT_OTHER, "%s failed: %s", what, err ? err->message : "unknown error");
+}
+
+// --- following the task ---------------------------------------------------------------------
+
+static void s_start_read (self_t *self);
+static void s_send_fetch (self_t *self);
+
+static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
+{
+    if (!self->task_id[0] || !streq (self->task_id, status->task_id))
+        zf_strlcpy (self->task_id, status->task_id, sizeof self->task_id);
+    self->content_length = status->content_length;
+    self->piece_length = status->piece_length;
+    self->piece_count = status->piece_count;
+    self->bytes_from_source = status->bytes_from_source;
+    self->bytes_from_parents = status->bytes_from_parents;
+    if (status->finished_count != self->finished_count || self->last_change_ms == 0) {
+        self->finished_count = status->finished_count;
+        self->last_change_ms = s_now_ms ();
+    }
+    if (!self->announced && self->progress != PROGRESS_NONE && self->piece_length) {
+        char total[32];
+        s_human_bytes (self->content_length, total, sizeof total);
+        s_progress_break (self);
+        fprintf (stderr, "zfly-get: task %s: %s in %" PRIu64 " pieces\n", self->task_id, total,
+                 self->piece_count);
+        self->announced = true;
+    }
+    if (streq (status->state, "failed")) {
+        const char *code = *status->error_code ? status->error_code : "failed";
+        int exit_code = streq (code, "source")   ? EXIT_SOURCE
+                        : streq (code, "digest") ? EXIT_DIGEST
+                                                 : EXIT_OTHER;
+        const char *kind = exit_code == EXIT_SOURCE   ? "source error"
+                           : exit_code == EXIT_DIGEST ? "digest mismatch"
+                                                      : "failed";
+        s_fail (self, exit_code, "%s: %s: %s (%s)", self->options->url, kind,
+                *status->error_message ? status->error_message : "no details", code);
+        return;
+    }
+    if (streq (status->state, "complete")) {
+        s_start_read (self);
+        return;
+    }
+    //  running (or a state newer than this tool): keep following it
+    s_progress (self, false);
+    if (self->options->idle_timeout_ms > 0
+        && s_now_ms () - self->last_change_ms > self->options->idle_timeout_ms) {
+        char idle[32];
+        s_human_duration ((double) self->options->idle_timeout_ms / 1000, idle, sizeof idle);
+        s_fail (self, EXIT_OTHER,
+                "%s: no progress for %s (%" PRIu64 " of %" PRIu64 " pieces); giving up, the "
+                "daemon keeps the pieces it has",
+                self->options->url, idle, self->finished_count, self->piece_count);
+    }
+}
+
+static void s_on_task_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                             const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    self->query_pending = false;
+    if (self->phase == PHASE_DONE)
+        return;
+    if (status == ZF_OK) {
+        self->answered = true;
+        if (self->phase == PHASE_FETCH)
+            self->phase = PHASE_WAIT;
+        s_on_status (self, reply->env.body);
+        return;
+    }
+    if (status == ZF_E_REMOTE) {
+        self->answered = true;
+        const zf_msg_error_t *body = reply->env.body;
+        if (streq (body->code, "not_found") && self->phase == PHASE_WAIT) {
+            //  The fetcher forgot the task (restarted?): ask for it again.
+            s_send_fetch (self);
+            return;
+        }
+        int exit_code = streq (body->code, "source")   ? EXIT_SOURCE
+                        : streq (body->code, "digest") ? EXIT_DIGEST
+                                                       : EXIT_OTHER;
+        s_fail (self, exit_code, "%s: the fetcher refused: %s", self->options->url, err->message);
+        return;
+    }
+    s_bus_failure (self, status, err, self->fetcher_endpoint,
+                   self->phase == PHASE_FETCH ? "task.fetch" : "task.query");
+}
+
+static zf_bus_call_t s_call (self_t *self)
+{
+    int64_t timeout = self->options->timeout_ms;
+    if (self->answered && timeout < LATER_TIMEOUT_MIN_MS)
+        timeout = LATER_TIMEOUT_MIN_MS;
+    return (zf_bus_call_t){.timeout_ms = timeout, .retries = 2};
+}
+
+static void s_send_fetch (self_t *self)
+{
+    const options_t *options = self->options;
+    zf_msg_task_fetch_t fetch = {
+        .url = (char *) options->url,
+        .digest = (char *) options->digest,
+        .headers = {.items = (void *) options->headers, .count = options->header_count},
+        .parents = {.items = (void *) options->parents, .count = options->parent_count},
+    };
+    self->phase = PHASE_FETCH;
+    self->query_pending = true;
+    zf_error_t err;
+    zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_fetch, &fetch, NULL,
+                                         s_call (self), s_on_task_reply, self, &err);
+    if (status != ZF_OK) {
+        self->query_pending = false;
+        s_bus_failure (self, status, &err, self->fetcher_endpoint, "task.fetch");
+    }
+}
+
+static int s_query_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    if (self->phase != PHASE_WAIT || self->query_pending)
+        return 0;
+    zf_msg_task_query_t query = {.task_id = self->task_id};
+    self->query_pending = true;
+    zf_error_t err;
+    zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_query, &query, NULL,
+                                         s_call (self), s_on_task_reply, self, &err);
+    if (status != ZF_OK) {
+        self->query_pending = false;
+        s_bus_failure (self, status, &err, self->fetcher_endpoint, "task.query");
+    }
+    return 0;
+}
+
+// --- reading pieces into the file -----------------------------------------------------------
+
+static bool s_write_all (self_t *self, const uint8_t *data, size_t size)
+{
+    while (size > 0) {
+        ssize_t written = write (self->fd, data, size);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0) {
+            s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
+            return false;
+        }
+        data += written;
+        size -= (size_t) written;
+    }
+    return true;
+}
+
+static void s_complete (self_t *self)
+{
+    if (fdatasync (self->fd) != 0 && errno != EINVAL) {
+        s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
+        return;
+    }
+    if (*self->options->digest) {
+        uint8_t hash[SHA256_SIZE];
+        unsigned int hash_size = 0;
+        EVP_DigestFinal_ex (self->sha, hash, &hash_size);
+        char hex[2 * SHA256_SIZE + 1];
+        for (size_t index = 0; index < SHA256_SIZE; index++)
+            snprintf (hex + 2 * index, 3, "%02x", hash[index]);
+        if (!streq (hex, self->options->digest + 7)) {
+            s_fail (self, EXIT_DIGEST,
+                    "%s: digest mismatch: the content read from the cache has sha256:%s, "
+                    "expected %s; %s not written",
+                    self->options->url, hex, self->options->digest, self->options->output);
+            return;
+        }
+    }
+    int rc = close (self->fd);
+    self->fd = -1;
+    if (rc != 0 || rename (self->part_path, self->options->output) != 0) {
+        s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->options->output, strerror (errno));
+        return;
+    }
+    s_progress (self, true);
+    if (self->progress != PROGRESS_NONE) {
+        double seconds = (double) (s_now_ms () - self->started_ms) / 1000.0;
+        char size_text[32], rate_text[32], source_text[32], parents_text[32];
+        s_human_bytes (self->content_length, size_text, sizeof size_text);
+        s_human_bytes (seconds > 0 ? (uint64_t) ((double) self->content_length / seconds)
+                                   : self->content_length,
+                       rate_text, sizeof rate_text);
+        s_human_bytes (self->bytes_from_source, source_text, sizeof source_text);
+        s_human_bytes (self->bytes_from_parents, parents_text, sizeof parents_text);
+        fprintf (stderr,
+                 "zfly-get: saved %s (%s in %.1fs, %s/s; task from source %s, from parents "
+                 "%s)\n",
+                 self->options->output, size_text, seconds, rate_text, source_text, parents_text);
+    }
+    s_finish (self, EXIT_OK);
+}
+
+static void s_read_more (self_t *self);
+
+//  Writes every piece that is next in order.
+static void s_flush (self_t *self)
+{
+    while (self->phase == PHASE_READ && self->next_write < self->next_request) {
+        slot_t *slot = &self->slots[self->next_write % READS_IN_FLIGHT];
+        if (!slot->data)
+            return;
+        const uint8_t *data = zframe_data (slot->data);
+        size_t size = zframe_size (slot->data);
+        if (*self->options->digest)
+            EVP_DigestUpdate (self->sha, data, size);
+        if (!s_write_all (self, data, size))
+            return;
+        self->written += size;
+        zframe_destroy (&slot->data);
+        self->next_write++;
+    }
+    if (self->phase == PHASE_READ && self->next_write == self->piece_count)
+        s_complete (self);
+}
+
+static void s_refetch_if_idle (self_t *self)
+{
+    if (!self->refetch_wanted)
+        return;
+    for (size_t index = 0; index < READS_IN_FLIGHT; index++)
+        if (self->slots[index].requested)
+            return;
+    //  Every read has ended: drop the pieces that arrived after the missing one and ask the
+    //  fetcher to complete the task again, then read on from the first missing piece.
+    for (size_t index = 0; index < READS_IN_FLIGHT; index++) {
+        zframe_destroy (&self->slots[index].data);
+        self->slots[index].retry = false;
+    }
+    self->next_request = self->next_write;
+    self->refetch_wanted = false;
+    self->sample_count = 0;
+    s_send_fetch (self);
+}
+
+static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                        const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    slot_t *slot = arg;
+    self_t *self = slot->self;
+    slot->requested = false;
+    if (self->phase != PHASE_READ)
+        return;
+    if (status == ZF_E_REMOTE) {
+        const zf_msg_error_t *body = reply->env.body;
+        if (streq (body->code, "busy") && slot->busy_count < BUSY_RETRIES_MAX) {
+            slot->busy_count++;
+            slot->retry = true;
+            return;
+        }
+        if ((streq (body->code, "corrupt") || streq (body->code, "not_finished")
+             || streq (body->code, "not_found"))
+            && self->refetches < REFETCH_MAX) {
+            if (!self->refetch_wanted && self->options->verbose)
+                fprintf (stderr, "zfly-get: piece %" PRIu64 ": %s; fetching it again\n",
+                         slot->piece, err->message);
+            self->refetch_wanted = true;
+            self->refetches++;
+            s_refetch_if_idle (self);
+            return;
+        }
+        s_fail (self, EXIT_OTHER, "%s: storage could not serve piece %" PRIu64 ": %s",
+                self->options->url, slot->piece, err->message);
+        return;
+    }
+    if (status != ZF_OK) {
+        s_bus_failure (self, status, err, self->storage_endpoint, "piece.read");
+        return;
+    }
+    const zf_msg_piece_data_t *body = reply->env.body;
+    zframe_t *data = zmsg_pop (reply->raw);
+    uint64_t expected_size = self->piece_length;
+    if (slot->piece == self->piece_count - 1)
+        expected_size = self->content_length - slot->piece * self->piece_length;
+    if (body->piece != slot->piece || !streq (body->task_id, self->task_id)
+        || body->offset != slot->piece * self->piece_length || body->size != expected_size || !data
+        || zframe_size (data) != expected_size) {
+        s_fail (self, EXIT_OTHER,
+                "storage answered piece %" PRIu64 " with piece %" PRIu64 " offset %" PRIu64
+                " size %" PRIu64 " (%zu bytes attached); expected offset %" PRIu64 " size %" PRIu64,
+                slot->piece, body->piece, body->offset, body->size,
+                data ? zframe_size (data) : (size_t) 0, slot->piece * self->piece_length,
+                expected_size);
+        zframe_destroy (&data);
+        return;
+    }
+    if (body->digest.size == SHA256_SIZE) {
+        uint8_t hash[SHA256_SIZE];
+        unsigned int hash_size = 0;
+        EVP_Digest (zframe_data (data), zframe_size (data), hash, &hash_size, EVP_sha256 (), NULL);
+        if (memcmp (hash, body->digest.data, SHA256_SIZE) != 0) {
+            s_fail (self, EXIT_OTHER,
+                    "piece %" PRIu64 " from storage does not match its digest; not written",
+                    slot->piece);
+            zframe_destroy (&data);
+            return;
+        }
+    }
+    slot->busy_count = 0;
+    slot->data = data;
+    s_flush (self);
+    if (self->refetch_wanted)
+        s_refetch_if_idle (self);
+    else
+        s_read_more (self);
+}
+
+static void s_request_piece (self_t *self, slot_t *slot)
+{
+    zf_msg_piece_read_t read = {.task_id = self->task_id, .piece = slot->piece};
+    zf_error_t err;
+    slot->requested = true;
+    slot->retry = false;
+    zf_status_t status =
+        zf_bus_request (self->bus, "storage", &zf_msg_piece_read, &read, NULL,
+                        (zf_bus_call_t){.timeout_ms = READ_TIMEOUT_MS > self->options->timeout_ms
+                                                          ? READ_TIMEOUT_MS
+                                                          : self->options->timeout_ms,
+                                        .retries = 0},
+                        s_on_piece, slot, &err);
+    if (status != ZF_OK) {
+        slot->requested = false;
+        s_bus_failure (self, status, &err, self->storage_endpoint, "piece.read");
+    }
+}
+
+static void s_read_more (self_t *self)
+{
+    while (self->phase == PHASE_READ && !self->refetch_wanted
+           && self->next_request < self->piece_count
+           && self->next_request - self->next_write < READS_IN_FLIGHT) {
+        slot_t *slot = &self->slots[self->next_request % READS_IN_FLIGHT];
+        ZF_ASSERT (!slot->requested && !slot->data);
+        slot->piece = self->next_request++;
+        slot->busy_count = 0;
+        s_request_piece (self, slot);
+    }
+}
+
+static int s_retry_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    for (size_t index = 0; index < READS_IN_FLIGHT && self->phase == PHASE_READ; index++)
+        if (self->slots[index].retry && !self->refetch_wanted)
+            s_request_piece (self, &self->slots[index]);
+    return 0;
+}
+
+static void s_start_read (self_t *self)
+{
+    if (self->phase == PHASE_READ)
+        return;
+    self->phase = PHASE_READ;
+    if (self->progress == PROGRESS_BAR)
+        s_progress (self, false);
+    if (self->content_length > 0
+        && (self->piece_length == 0 || self->piece_count == 0
+            || self->piece_count
+                   != (self->content_length + self->piece_length - 1) / self->piece_length)) {
+        s_fail (self, EXIT_OTHER,
+                "the fetcher reported an inconsistent task: %" PRIu64 " bytes in %" PRIu64
+                " pieces of %" PRIu64,
+                self->content_length, self->piece_count, self->piece_length);
+        return;
+    }
+    if (self->content_length == 0)
+        self->piece_count = 0;
+    if (self->retry_timer < 0)
+        self->retry_timer = zloop_timer (self->loop, BUSY_RETRY_MS, 0, s_retry_timer, self);
+    s_read_more (self);
+    s_flush (self);
+}
+
+// --- main -----------------------------------------------------------------------------------
+
+static int s_run (const options_t *options, zf_config_t *config)
+{
+    const zf_node_config_t *node_config = zf_config_section (config, "node");
+    const zf_bus_config_t *bus_config = zf_config_section_or_defaults (config, "bus");
+    const char *fetcher_bind =
+        s_is_known_section ("fetcher") ? s_config_string (config, "fetcher", "bind") : NULL;
+    const char *storage_bind =
+        s_is_known_section ("storage") ? s_config_string (config, "storage", "bind") : NULL;
+    //  The certificate is needed only to reach a tcp:// bind (it must be readable by us).
+    bool needs_cert = (fetcher_bind && strncmp (fetcher_bind, "tcp://", 6) == 0)
+                      || (storage_bind && strncmp (storage_bind, "tcp://", 6) == 0);
+    size_t entry_count;
+    const zf_config_entry_t *entries = zf_config_entries (config, "endpoints", &entry_count);
+    for (size_t index = 0; index < entry_count; index++)
+        if ((streq (entries[index].key, "fetcher") || streq (entries[index].key, "storage"))
+            && strstr (entries[index].value, "tcp://"))
+            needs_cert = true;
+    //  We are a client of this node: our node name is the daemon's, so storage serves us as a
+    //  local reader (never limited by upload_rate), and our actor name is unique per process.
+    char *actor_name = zf_asprintf ("get-%d", (int) getpid ());
+    zf_node_options_t node_options = {
+        .name = node_config->name,
+        .cert_path = needs_cert && *bus_config->cert ? bus_config->cert : NULL,
+        .insecure = bus_config->insecure,
+        .hwm = (int) bus_config->hwm,
+        .request_timeout_ms = options->timeout_ms,
+        .request_retries = 2,
+    };
+    zf_error_t err;
+    zf_node_t *node = zf_node_new (&node_options, &err);
+    if (!node) {
+        fprintf (stderr, "zfly-get: %s\n", err.message);
+        zf_free (actor_name);
+        return EXIT_USAGE;
+    }
+    self_t self = {.options = options,
+                   .config_path = zf_config_path (config),
+                   .fd = -1,
+                   .query_timer = -1,
+                   .retry_timer = -1,
+                   .progress = options->progress};
+    if (self.progress == PROGRESS_AUTO)
+        self.progress = isatty (STDERR_FILENO) ? PROGRESS_BAR : PROGRESS_LINES;
+    for (size_t index = 0; index < READS_IN_FLIGHT; index++)
+        self.slots[index].self = &self;
+    int exit_code = s_route (config, node, "fetcher", bus_config->insecure, &self.fetcher_endpoint);
+    if (exit_code < 0)
+        exit_code = s_route (config, node, "storage", bus_config->insecure, &self.storage_endpoint);
+    if (exit_code < 0) {
+        const char *missing = s_ipc_missing (self.fetcher_endpoint)   ? self.fetcher_endpoint
+                              : s_ipc_missing (self.storage_endpoint) ? self.storage_endpoint
+                                                                      : NULL;
+        if (missing) {
+            s_no_daemon (&self, missing, "its socket file does not exist");
+            exit_code = EXIT_UNREACHABLE;
+        }
+    }
+    if (exit_code < 0) {
+        self.part_path = zf_asprintf ("%s.part", options->output);
+        self.fd = open (self.part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        if (self.fd < 0) {
+            fprintf (stderr, "zfly-get: cannot create %s: %s\n", self.part_path, strerror (errno));
+            exit_code = EXIT_OTHER;
+        }
+    }
+    if (exit_code < 0) {
+        zf_node_add_local (node, actor_name);
+        self.bus = zf_bus_new (node, actor_name, NULL, NULL, &err);
+        ZF_ASSERT (self.bus); //  an inproc bind of a fresh name cannot fail
+        self.sha = EVP_MD_CTX_new ();
+        ZF_ASSERT (self.sha);
+        EVP_DigestInit_ex (self.sha, EVP_sha256 (), NULL);
+        self.loop = zloop_new ();
+        zf_bus_attach (self.bus, self.loop);
+        self.started_ms = s_now_ms ();
+        self.query_timer = zloop_timer (self.loop, QUERY_INTERVAL_MS, 0, s_query_timer, &self);
+        s_send_fetch (&self);
+        if (self.phase != PHASE_DONE)
+            zloop_start (self.loop); //  until s_finish stops it, or an interrupt
+        if (self.phase != PHASE_DONE) {
+            s_progress_break (&self);
+            fprintf (stderr, "zfly-get: interrupted; the daemon keeps the pieces it has\n");
+            self.exit_code = 130;
+        }
+        exit_code = self.exit_code;
+        for (size_t index = 0; index < READS_IN_FLIGHT; index++)
+            zframe_destroy (&self.slots[index].data);
+        zf_bus_destroy (&self.bus);
+        zloop_destroy (&self.loop);
+        EVP_MD_CTX_free (self.sha);
+    }
+    if (self.fd >= 0)
+        close (self.fd);
+    if (exit_code != EXIT_OK && self.part_path)
+        unlink (self.part_path);
+    zf_free (self.part_path);
+    zf_free (self.fetcher_endpoint);
+    zf_free (self.storage_endpoint);
+    zf_node_destroy (&node);
+    zf_free (actor_name);
+    return exit_code;
+}
+
+int main (int argc, char *argv[])
+{
+    options_t options = {0};
+    int exit_code = s_parse_args (argc, argv, &options);
+    if (exit_code >= 0) {
+        s_options_clear (&options);
+        return exit_code;
+    }
+    zf_log_set_level (options.verbose ? ZF_LOG_DEBUG : ZF_LOG_ERROR);
+    zsys_set_linger (0);
+    struct stat info;
+    if (stat (options.config_path, &info) != 0) {
+        fprintf (stderr,
+                 "zfly-get: cannot read the zfly configuration %s: %s; point -c (or "
+                 "$ZFLY_CONFIG) at the INI file of the local zfly daemon, or start one with "
+                 "`zfly -c FILE` (e.g. tools/setup.sh && tools/build.sh && build/zfly -c "
+                 "deploy/allinone.ini)\n",
+                 options.config_path, strerror (errno));
+        s_options_clear (&options);
+        return EXIT_UNREACHABLE;
+    }
+    size_t section_count;
+    const zf_config_section_t *const *sections = zf_all_sections (&section_count);
+    zf_error_t err;
+    zf_config_t *config =
+        zf_config_load (sections, section_count, options.config_path, NULL, 0, &err);
+    if (!config) {
+        fprintf (stderr, "zfly-get: %s\n", err.message);
+        s_options_clear (&options);
+        return EXIT_USAGE;
+    }
+    exit_code = s_run (&options, config);
+    zf_config_destroy (&config);
+    s_options_clear (&options);
+    return exit_code;
+}
