@@ -3,6 +3,7 @@
 #include "echo/zf_echo.h"
 #include "fetcher/zf_fetcher.h"
 #include "probe/zf_probe.h"
+#include "proxy/zf_proxy.h"
 #include "storage/zf_storage.h"
 
 static const zf_config_key_t s_node_keys[] = {
@@ -106,6 +107,8 @@ const zf_actor_kind_t zf_actor_kinds[] = {
      &zf_storage_section, zf_storage_actor},
     {"fetcher", "downloads tasks back to source into storage, verified, resumable",
      &zf_fetcher_section, zf_fetcher_actor},
+    {"proxy", "HTTP proxy, registry mirror, CONNECT/TLS interception", &zf_proxy_section,
+     zf_proxy_actor},
 };
 
 const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);

@@ -8,9 +8,11 @@ packages=(
   # build
   build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
   libczmq-dev libzmq3-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
-  libmariadb-dev libinih-dev libjansson-dev libmicrohttpd-dev libsystemd-dev
+  libmariadb-dev libinih-dev libjansson-dev libmicrohttpd-dev libsystemd-dev libhttp-parser-dev
   # tests
   python3 python3-zmq python3-msgpack prometheus iproute2 procps
+  # proxy tests: a real registry, real clients, an image builder
+  docker-registry skopeo containerd umoci python3-cryptography
   # benchmarks and testbed (tools/testbed/zfly-testbed)
   curl iputils-ping nginx aria2 mktorrent opentracker gnuplot-nox
 )
