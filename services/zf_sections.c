@@ -4,6 +4,7 @@
 #include "fetcher/zf_fetcher.h"
 #include "probe/zf_probe.h"
 #include "proxy/zf_proxy.h"
+#include "scheduler/zf_scheduler.h"
 #include "storage/zf_storage.h"
 
 static const zf_config_key_t s_node_keys[] = {
@@ -109,6 +110,8 @@ const zf_actor_kind_t zf_actor_kinds[] = {
      &zf_fetcher_section, zf_fetcher_actor},
     {"proxy", "HTTP proxy, registry mirror, CONNECT/TLS interception", &zf_proxy_section,
      zf_proxy_actor},
+    {"scheduler", "the swarm: parents, seeds, single-flight back to source", &zf_scheduler_section,
+     zf_scheduler_actor},
 };
 
 const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);

@@ -1,0 +1,152 @@
+/*  zf_sched_decide.c — single flight, seed triggering, and the decision for one peer. */
+#include "zf_sched_decide.h"
+#include "zf_sched_health.h"
+#include "zf_sched_select.h"
+
+const char *zf_sched_decision_name (zf_decision_t decision)
+{
+    static const char *names[] = {"parents", "source", "wait"};
+    return names[decision];
+}
+
+//  FNV-1a then a 64-bit finalizer: stable across runs and platforms.
+static uint64_t s_hash2 (const char *a, const char *b)
+{
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (const char *text = a; *text; text++)
+        hash = (hash ^ (uint8_t) *text) * 0x100000001b3ull;
+    hash = (hash ^ 0xff) * 0x100000001b3ull;
+    for (const char *text = b; *text; text++)
+        hash = (hash ^ (uint8_t) *text) * 0x100000001b3ull;
+    hash ^= hash >> 33;
+    hash *= 0xff51afd7ed558ccdull;
+    hash ^= hash >> 33;
+    return hash;
+}
+
+//  params.seeds: "" or "auto" allows any seed host, else the blank-separated host ids listed.
+static bool s_seed_allowed (const char *seeds, const char *host_id)
+{
+    if (!*seeds || streq (seeds, "auto"))
+        return true;
+    size_t length = strlen (host_id);
+    for (const char *word = seeds; *word;) {
+        word += strspn (word, " \t,");
+        size_t word_length = strcspn (word, " \t,");
+        if (word_length == length && memcmp (word, host_id, length) == 0)
+            return true;
+        word += word_length;
+    }
+    return false;
+}
+
+zf_sched_host_t *zf_sched_pick_seed (zf_sched_t *sched, const zf_sched_task_t *task,
+                                     const zf_sched_host_t *exclude, int64_t now_ms)
+{
+    const zf_sched_params_t *params = zf_sched_params (sched);
+    if (!params->seeds_enabled || !task->url)
+        return NULL; //  a seed needs the URL to fetch
+    size_t count;
+    zf_sched_host_t *const *seeds = zf_sched_seed_hosts (sched, &count);
+    zf_sched_host_t *best = NULL;
+    uint64_t best_weight = 0;
+    for (size_t index = 0; index < count; index++) {
+        zf_sched_host_t *host = seeds[index];
+        if (host == exclude || host->serial == task->seed_refused || !*host->fetcher
+            || zf_sched_host_is_bad (host, now_ms) || !s_seed_allowed (params->seeds, host->id))
+            continue;
+        uint64_t weight = s_hash2 (task->id, host->id);
+        if (!best || weight > best_weight) {
+            best = host;
+            best_weight = weight;
+        }
+    }
+    return best;
+}
+
+static size_t s_top_up (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms)
+{
+    uint32_t parents_max = zf_sched_params (sched)->parents_max;
+    if (peer->parent_count >= parents_max)
+        return 0;
+    zf_sched_peer_t *chosen[ZF_SCHED_PARENTS_MAX];
+    size_t count = zf_sched_select (sched, peer, now_ms, chosen, parents_max - peer->parent_count);
+    for (size_t index = 0; index < count; index++)
+        zf_sched_edge_add (sched, peer, chosen[index]);
+    if (peer->parent_count > 0 && peer->state == ZF_PEER_WAITING)
+        peer->state = ZF_PEER_RUNNING;
+    return count;
+}
+
+//  Makes a seed the task's origin fetcher; returns false when no seed can.
+static bool s_claim_with_seed (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
+                               zf_sched_trigger_fn *trigger, void *arg)
+{
+    zf_sched_task_t *task = peer->task;
+    zf_sched_host_t *seed = zf_sched_pick_seed (sched, task, peer->host, now_ms);
+    if (!seed)
+        return false;
+    zf_sched_peer_t *seed_peer = zf_sched_peer_find (sched, task, seed);
+    if (!seed_peer)
+        seed_peer = zf_sched_peer_add (sched, task, seed);
+    while (seed_peer->parent_count > 0)
+        zf_sched_edge_remove (sched, seed_peer, seed_peer->parents[seed_peer->parent_count - 1]);
+    seed_peer->state = ZF_PEER_SOURCE;
+    task->source = seed_peer;
+    if (trigger)
+        trigger (seed_peer, arg);
+    return true;
+}
+
+zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
+                               zf_sched_trigger_fn *trigger, void *arg)
+{
+    zf_sched_task_t *task = peer->task;
+    peer->reschedule = false;
+    if (peer->state == ZF_PEER_FINISHED)
+        return ZF_DECISION_PARENTS; //  nothing to fetch: an empty parent set
+    if (task->source == peer)
+        return ZF_DECISION_SOURCE;
+    s_top_up (sched, peer, now_ms);
+    if (peer->parent_count > 0)
+        return ZF_DECISION_PARENTS;
+    if (task->source || task->holders > 0)
+        return ZF_DECISION_WAIT; //  someone feeds the task: wait for pieces or a free slot
+    //  Nobody fetches and nobody holds: this peer's request starts the one origin fetch.
+    bool seed_enabled = zf_sched_params (sched)->seeds_enabled;
+    if (!(peer->host->seed && seed_enabled)
+        && s_claim_with_seed (sched, peer, now_ms, trigger, arg)) {
+        s_top_up (sched, peer, now_ms);
+        return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
+    }
+    peer->state = ZF_PEER_SOURCE;
+    task->source = peer;
+    return ZF_DECISION_SOURCE;
+}
+
+void zf_sched_seed_refused (zf_sched_t *sched, zf_sched_peer_t *seed_peer)
+{
+    zf_sched_task_t *task = seed_peer->task;
+    if (task->source != seed_peer)
+        return; //  already replaced or finished
+    task->seed_refused = seed_peer->host->serial;
+    if (seed_peer->finished_count == 0 && !seed_peer->parked)
+        zf_sched_peer_remove (sched, seed_peer); //  releases the flight, flags its children
+    else {
+        task->source = NULL;
+        seed_peer->state = ZF_PEER_RUNNING; //  keeps serving what it has
+        zf_sched_wake (sched, task);
+    }
+}
+
+bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched_peer_t *parent,
+                             bool counts, int64_t now_ms)
+{
+    for (uint8_t index = 0; index < child->parent_count; index++)
+        if (child->parents[index] == parent) {
+            zf_sched_edge_remove (sched, child, parent);
+            break;
+        }
+    zf_sched_peer_block (child, parent->host);
+    return counts && zf_sched_host_failure (sched, parent->host, now_ms);
+}

@@ -1,0 +1,47 @@
+/*  zf_sched_decide.h — what a peer does now: parents, source, or wait.
+
+    Single flight: a task has at most one origin fetcher (task->source). The first peer of a
+    task nobody holds claims it: when a seed host is available the scheduler makes that seed
+    the source (the owner sends it seed.trigger) and hands it to the peer as a parent at once;
+    with no seed, the peer itself is told "source". Every other peer gets parents when some
+    peer can serve it, else "wait", and is served again when pieces appear (wake list). A new
+    origin fetcher is chosen only when the source is gone and nobody holds any piece, so a
+    storm of hundreds of registers costs the origin one fetch.
+
+    Seeds are chosen per task by rendezvous hashing of (task id, host id) over the usable seed
+    hosts, so one task always lands on the same seed and tasks spread evenly over seeds. */
+#ifndef ZF_SCHED_DECIDE_H_INCLUDED
+#define ZF_SCHED_DECIDE_H_INCLUDED
+
+#include "zf_sched_model.h"
+
+typedef enum {
+    ZF_DECISION_PARENTS,
+    ZF_DECISION_SOURCE,
+    ZF_DECISION_WAIT,
+} zf_decision_t;
+
+const char *zf_sched_decision_name (zf_decision_t decision);
+
+//  A seed was made a task's source: the owner tells it (seed.trigger).
+typedef void (zf_sched_trigger_fn) (zf_sched_peer_t *seed_peer, void *arg);
+
+//  Tops the peer's parents up to parents_max and says what it does now.
+zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
+                               zf_sched_trigger_fn *trigger, void *arg);
+
+//  The usable seed for a task (live, not bad, not refused for it, allowed by params.seeds), or
+//  NULL. exclude: a host not to choose (the asking peer's own).
+zf_sched_host_t *zf_sched_pick_seed (zf_sched_t *sched, const zf_sched_task_t *task,
+                                     const zf_sched_host_t *exclude, int64_t now_ms);
+
+//  A triggered seed did not take the task: it is dropped as the task's source (a waiting peer
+//  takes over) and not chosen for this task again.
+void zf_sched_seed_refused (zf_sched_t *sched, zf_sched_peer_t *seed_peer);
+
+//  A parent did not serve the child: drop the edge, keep it away from the child, count the
+//  failure against its host. Returns true when the host became bad.
+bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched_peer_t *parent,
+                             bool counts, int64_t now_ms);
+
+#endif

@@ -1,0 +1,27 @@
+/*  zf_sched_health.h — hosts that fail, hosts that vanish.
+
+    Bad hosts: every parent failure reported against a host is remembered (a ring of the last
+    bad_failures times). When bad_failures of them fall within bad_window_ms the host is marked
+    bad for bad_cooldown_ms: no child gets it as a parent, and the children it has are told to
+    reschedule. After the cool-down it is a candidate again with a clean slate.
+
+    Vanished hosts: a host whose last announce is older than host_timeout_ms is removed with
+    all its peers; their children are flagged to reschedule and, where a removed peer was a
+    task's origin fetcher, the single flight is released to a waiting peer. */
+#ifndef ZF_SCHED_HEALTH_H_INCLUDED
+#define ZF_SCHED_HEALTH_H_INCLUDED
+
+#include "zf_sched_model.h"
+
+//  Counts a failure; returns true when this one made the host bad.
+bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, int64_t now_ms);
+
+//  Called for each host about to be removed, before its peers go (the owner answers their
+//  waiting requests and publishes an event).
+typedef void (zf_sched_expire_fn) (zf_sched_host_t *host, void *arg);
+
+//  Removes hosts not seen for host_timeout_ms; returns how many.
+size_t zf_sched_expire_hosts (zf_sched_t *sched, int64_t now_ms, zf_sched_expire_fn *callback,
+                              void *arg);
+
+#endif

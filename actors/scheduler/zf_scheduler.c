@@ -1,0 +1,850 @@
+/*  zf_scheduler.c — the scheduler's bus side: messages in, decisions out, timers. */
+#include "zf_scheduler.h"
+#include "zf_bus.h"
+#include "zf_log.h"
+#include "zf_metrics.h"
+#include "zf_msgs.h"
+#include "zf_sched_decide.h"
+#include "zf_sched_health.h"
+
+#define TICK_MS   50   //  poll deadlines
+#define EXPIRE_MS 1000 //  heartbeat expiry scan and gauges
+#define WAKES_MAX 64
+
+static const zf_config_key_t s_keys[] = {
+    {.key = "bind",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_scheduler_config_t, bind),
+     .default_text = "",
+     .help = "endpoint for nodes' requests (tcp:// uses CURVE, or ipc://); empty: inproc only"},
+    {.key = "events_bind",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_scheduler_config_t, events_bind),
+     .default_text = "",
+     .help = "endpoint publishing scheduler.event to other processes; empty: none"},
+    {.key = "parents",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_scheduler_config_t, parents),
+     .default_text = "4",
+     .min = 1,
+     .max = ZF_SCHED_PARENTS_MAX,
+     .help = "parents given to a peer"},
+    {.key = "candidates",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_scheduler_config_t, candidates),
+     .default_text = "24",
+     .min = 1,
+     .max = 4096,
+     .help = "eligible peers scored per decision (a sample on big tasks)"},
+    {.key = "upload_slots",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_scheduler_config_t, upload_slots),
+     .default_text = "16",
+     .min = 1,
+     .max = 100000,
+     .help = "children a normal host serves at once, unless it announces its own"},
+    {.key = "seed_upload_slots",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_scheduler_config_t, seed_upload_slots),
+     .default_text = "64",
+     .min = 1,
+     .max = 100000,
+     .help = "children a seed host serves at once, unless it announces its own"},
+    {.key = "weight_finished",
+     .kind = ZF_CONFIG_PERCENT,
+     .offset = offsetof (zf_scheduler_config_t, weight_finished),
+     .default_text = "35",
+     .min = 0,
+     .max = 100,
+     .help = "score weight of the candidate's finished share of the task"},
+    {.key = "weight_free_upload",
+     .kind = ZF_CONFIG_PERCENT,
+     .offset = offsetof (zf_scheduler_config_t, weight_free_upload),
+     .default_text = "25",
+     .min = 0,
+     .max = 100,
+     .help = "score weight of the candidate host's free upload slots"},
+    {.key = "weight_host_type",
+     .kind = ZF_CONFIG_PERCENT,
+     .offset = offsetof (zf_scheduler_config_t, weight_host_type),
+     .default_text = "10",
+     .min = 0,
+     .max = 100,
+     .help = "score weight of being a seed host"},
+    {.key = "weight_idc",
+     .kind = ZF_CONFIG_PERCENT,
+     .offset = offsetof (zf_scheduler_config_t, weight_idc),
+     .default_text = "20",
+     .min = 0,
+     .max = 100,
+     .help = "score weight of sharing the child's idc label"},
+    {.key = "weight_location",
+     .kind = ZF_CONFIG_PERCENT,
+     .offset = offsetof (zf_scheduler_config_t, weight_location),
+     .default_text = "10",
+     .min = 0,
+     .max = 100,
+     .help = "score weight of location levels shared with the child (a|b|c)"},
+    {.key = "bad_host_failures",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_scheduler_config_t, bad_host_failures),
+     .default_text = "5",
+     .min = 1,
+     .max = ZF_SCHED_FAILURES_MAX,
+     .help = "parent failures within bad_host_window that mark a host bad"},
+    {.key = "bad_host_window",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_scheduler_config_t, bad_host_window_ms),
+     .default_text = "30s",
+     .min = 1,
+     .max = 86400000,
+     .help = "window in which bad_host_failures count"},
+    {.key = "bad_host_cooldown",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_scheduler_config_t, bad_host_cooldown_ms),
+     .default_text = "60s",
+     .min = 1,
+     .max = 86400000,
+     .help = "how long a bad host is given to nobody"},
+    {.key = "heartbeat",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_scheduler_config_t, heartbeat_ms),
+     .default_text = "5s",
+     .min = 10,
+     .max = 3600000,
+     .help = "interval at which hosts are asked to announce themselves again"},
+    {.key = "host_timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_scheduler_config_t, host_timeout_ms),
+     .default_text = "15s",
+     .min = 10,
+     .max = 86400000,
+     .help = "a host silent this long is removed with its peers (3 heartbeats by default)"},
+    {.key = "seeds",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_scheduler_config_t, seeds),
+     .default_text = "auto",
+     .help = "seed hosts to trigger: auto (any announced seed), none, or host ids (a,b)"},
+    {.key = "seed_timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_scheduler_config_t, seed_timeout_ms),
+     .default_text = "3s",
+     .min = 1,
+     .max = 600000,
+     .help = "a seed that does not accept seed.trigger in time is replaced"},
+    {.key = "wait_max",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_scheduler_config_t, wait_max_ms),
+     .default_text = "2s",
+     .min = 0,
+     .max = 60000,
+     .help = "longest a register is held (long poll) waiting for a parent with pieces"},
+    {.key = "retry",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_scheduler_config_t, retry_ms),
+     .default_text = "500ms",
+     .min = 1,
+     .max = 60000,
+     .help = "when a peer told to wait should register again"},
+};
+
+const zf_config_section_t zf_scheduler_section = {
+    .name = "scheduler",
+    .help = "the swarm: parents for peers, seeds, single-flight back to source, bad hosts",
+    .keys = s_keys,
+    .key_count = ZF_ARRAY_LEN (s_keys),
+    .struct_size = sizeof (zf_scheduler_config_t),
+};
+
+//  A register held until a parent has pieces (long poll). Linked in its task's list and in
+//  the global list that the tick scans for deadlines.
+typedef struct waiter_s waiter_t;
+struct waiter_s {
+    waiter_t *prev, *next;   //  task->parked list
+    waiter_t *gprev, *gnext; //  all waiters
+    zf_sched_peer_t *peer;
+    zf_bus_return_t ret;
+    int64_t deadline_ms;
+    int64_t started_us;
+};
+
+typedef struct {
+    zf_counter_t *decisions[3];
+    zf_counter_t *seed_triggers, *seed_refusals, *expired, *bad, *refused_pieces;
+    zf_histogram_t *latency;
+    zf_gauge_t *hosts, *tasks, *peers, *bytes, *waiting;
+} metrics_t;
+
+typedef struct {
+    const char *name;
+    const zf_scheduler_config_t *config;
+    zf_bus_t *bus;
+    zf_sched_t *sched;
+    waiter_t *waiters; //  global list head
+    size_t waiter_count;
+    metrics_t metrics;
+    uint64_t decisions;
+} self_t;
+
+//  Seed triggers in flight: names copied, the task may be gone when the answer comes.
+typedef struct {
+    self_t *self;
+    char task_id[ZF_SCHED_TASK_ID_MAX + 1];
+    char host_id[129];
+} trigger_t;
+
+static int64_t s_now_ms (void)
+{
+    return zclock_mono ();
+}
+
+static void s_event (self_t *self, const char *kind, const char *task_id, const char *host_id,
+                     const char *detail)
+{
+    zf_msg_scheduler_event_t event = {.kind = (char *) kind,
+                                      .task_id = (char *) (task_id ? task_id : ""),
+                                      .host_id = (char *) (host_id ? host_id : ""),
+                                      .detail = (char *) (detail ? detail : "")};
+    zf_bus_publish (self->bus, &zf_msg_scheduler_event, &event);
+}
+
+//  --- answers ---------------------------------------------------------------------------------
+
+static void s_reply_schedule (self_t *self, const zf_bus_return_t *ret, zf_sched_peer_t *peer,
+                              zf_decision_t decision, int64_t started_us)
+{
+    zf_rec_sched_parent_t parents[ZF_SCHED_PARENTS_MAX];
+    size_t count = decision == ZF_DECISION_PARENTS ? peer->parent_count : 0;
+    for (size_t index = 0; index < count; index++) {
+        const zf_sched_peer_t *parent = peer->parents[index];
+        parents[index] = (zf_rec_sched_parent_t){.host_id = parent->host->id,
+                                                 .storage = parent->host->storage,
+                                                 .finished_count = parent->finished_count,
+                                                 .seed = parent->host->seed};
+    }
+    zf_sched_task_t *task = peer->task;
+    zf_msg_peer_schedule_t body = {
+        .task_id = task->id,
+        .host_id = peer->host->id,
+        .decision = (char *) zf_sched_decision_name (decision),
+        .parents = {.items = parents, .count = count},
+        .content_length = task->content_length,
+        .piece_length = task->piece_length,
+        .piece_count = task->piece_count,
+        .retry_ms = decision == ZF_DECISION_WAIT ? (uint64_t) self->config->retry_ms : 0,
+    };
+    zf_bus_reply (self->bus, ret, &zf_msg_peer_schedule, &body, NULL);
+    zf_counter_add (self->metrics.decisions[decision], 1);
+    zf_histogram_observe (self->metrics.latency, (double) (zclock_usecs () - started_us) / 1e6);
+    self->decisions++;
+    if (decision == ZF_DECISION_SOURCE)
+        s_event (self, "source", task->id, peer->host->id, NULL);
+}
+
+static void s_reply_ack (self_t *self, const zf_bus_return_t *ret, const char *task_id,
+                         const char *host_id, const zf_sched_peer_t *peer)
+{
+    bool orphan = peer && peer->state == ZF_PEER_RUNNING && peer->parent_count == 0;
+    zf_msg_peer_ack_t body = {.task_id = (char *) task_id,
+                              .host_id = (char *) host_id,
+                              .finished_count = peer ? peer->finished_count : 0,
+                              .reschedule = peer && (peer->reschedule || orphan)};
+    zf_bus_reply (self->bus, ret, &zf_msg_peer_ack, &body, NULL);
+}
+
+//  --- waiting registers -------------------------------------------------------------------------
+
+static void s_park (self_t *self, zf_sched_peer_t *peer, const zf_bus_return_t *ret,
+                    int64_t wait_ms, int64_t started_us)
+{
+    waiter_t *waiter = zf_calloc (1, sizeof (waiter_t));
+    waiter->peer = peer;
+    waiter->ret = *ret;
+    waiter->deadline_ms = s_now_ms () + wait_ms;
+    waiter->started_us = started_us;
+    waiter->next = peer->task->parked;
+    if (waiter->next)
+        waiter->next->prev = waiter;
+    peer->task->parked = waiter;
+    waiter->gnext = self->waiters;
+    if (waiter->gnext)
+        waiter->gnext->gprev = waiter;
+    self->waiters = waiter;
+    self->waiter_count++;
+    peer->parked = waiter;
+}
+
+//  Unlinks and frees; the caller has answered (or will answer) the request.
+static void s_unpark (self_t *self, waiter_t *waiter)
+{
+    zf_sched_task_t *task = waiter->peer->task;
+    if (waiter->prev)
+        waiter->prev->next = waiter->next;
+    else
+        task->parked = waiter->next;
+    if (waiter->next)
+        waiter->next->prev = waiter->prev;
+    if (waiter->gprev)
+        waiter->gprev->gnext = waiter->gnext;
+    else
+        self->waiters = waiter->gnext;
+    if (waiter->gnext)
+        waiter->gnext->gprev = waiter->gprev;
+    waiter->peer->parked = NULL;
+    self->waiter_count--;
+    zf_free (waiter);
+}
+
+//  Before a peer goes: its held register gets an error (the peer is gone, register again).
+static void s_drop_waiter (self_t *self, zf_sched_peer_t *peer, const char *why)
+{
+    waiter_t *waiter = peer->parked;
+    if (!waiter)
+        return;
+    zf_bus_reply_error_code (self->bus, &waiter->ret, "not_found", "body.host_id",
+                             "peer of host '%s' for task %s is gone: %s", peer->host->id,
+                             peer->task->id, why);
+    s_unpark (self, waiter);
+}
+
+static void s_drop_host_waiters (self_t *self, zf_sched_host_t *host, const char *why)
+{
+    for (uint32_t index = 0; index < host->peer_count; index++)
+        s_drop_waiter (self, host->peers[index], why);
+}
+
+static void s_trigger_seed (zf_sched_peer_t *seed_peer, void *arg);
+
+//  Serves the held registers of tasks that changed (pieces, a freed slot, a released source).
+static void s_serve_wakes (self_t *self)
+{
+    zf_sched_task_t *tasks[WAKES_MAX];
+    size_t count;
+    int64_t now = s_now_ms ();
+    while ((count = zf_sched_take_wakes (self->sched, tasks, WAKES_MAX)) > 0)
+        for (size_t index = 0; index < count; index++) {
+            waiter_t *waiter = tasks[index]->parked;
+            while (waiter) {
+                waiter_t *next = waiter->next;
+                zf_sched_peer_t *peer = waiter->peer;
+                zf_decision_t decision =
+                    zf_sched_decide (self->sched, peer, now, s_trigger_seed, self);
+                if (decision != ZF_DECISION_WAIT) {
+                    zf_bus_return_t ret = waiter->ret;
+                    int64_t started_us = waiter->started_us;
+                    s_unpark (self, waiter);
+                    s_reply_schedule (self, &ret, peer, decision, started_us);
+                }
+                waiter = next;
+            }
+        }
+}
+
+//  --- seeds -----------------------------------------------------------------------------------
+
+static void s_on_seed_answer (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                              const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    (void) reply;
+    trigger_t *trigger = arg;
+    self_t *self = trigger->self;
+    if (status != ZF_OK) {
+        zf_warning (self->name, "seed refused task=%s seed=%s: %s", trigger->task_id,
+                    trigger->host_id, err ? err->message : zf_status_name (status));
+        zf_counter_add (self->metrics.seed_refusals, 1);
+        zf_sched_task_t *task = zf_sched_task_find (self->sched, trigger->task_id);
+        zf_sched_host_t *host = zf_sched_host_find (self->sched, trigger->host_id);
+        zf_sched_peer_t *peer = task && host ? zf_sched_peer_find (self->sched, task, host) : NULL;
+        if (peer) {
+            zf_sched_host_failure (self->sched, host, s_now_ms ());
+            zf_sched_seed_refused (self->sched, peer);
+        }
+        s_serve_wakes (self);
+    }
+    zf_free (trigger);
+}
+
+static void s_trigger_seed (zf_sched_peer_t *seed_peer, void *arg)
+{
+    self_t *self = arg;
+    zf_sched_task_t *task = seed_peer->task;
+    trigger_t *trigger = zf_calloc (1, sizeof (trigger_t));
+    trigger->self = self;
+    zf_strlcpy (trigger->task_id, task->id, sizeof (trigger->task_id));
+    zf_strlcpy (trigger->host_id, seed_peer->host->id, sizeof (trigger->host_id));
+    zf_msg_seed_trigger_t body = {.task_id = task->id,
+                                  .host_id = seed_peer->host->id,
+                                  .url = task->url,
+                                  .digest = task->digest,
+                                  .tag = task->tag,
+                                  .application = task->application,
+                                  .content_length = task->content_length};
+    zf_error_t err;
+    zf_bus_call_t call = {.timeout_ms = self->config->seed_timeout_ms, .retries = 1};
+    zf_counter_add (self->metrics.seed_triggers, 1);
+    s_event (self, "seed", task->id, seed_peer->host->id, seed_peer->host->fetcher);
+    if (zf_bus_request (self->bus, seed_peer->host->fetcher, &zf_msg_seed_trigger, &body, NULL,
+                        call, s_on_seed_answer, trigger, &err)
+        != ZF_OK) {
+        //  Not now: the answer path does the bookkeeping once this call returned.
+        zf_warning (self->name, "cannot trigger seed %s: %s", seed_peer->host->fetcher,
+                    err.message);
+        zf_counter_add (self->metrics.seed_refusals, 1);
+        task->seed_refused = seed_peer->host->serial;
+        seed_peer->state = ZF_PEER_RUNNING;
+        task->source = NULL;
+        zf_sched_wake (self->sched, task);
+        zf_free (trigger);
+    }
+}
+
+//  --- lookups shared by handlers ----------------------------------------------------------------
+
+//  Finds the peer a request names, or answers not_found and returns NULL.
+static zf_sched_peer_t *s_peer_of (self_t *self, const zf_bus_return_t *ret, const char *task_id,
+                                   const char *host_id)
+{
+    zf_sched_host_t *host = zf_sched_host_find (self->sched, host_id);
+    if (!host) {
+        zf_bus_reply_error_code (self->bus, ret, "not_found", "body.host_id",
+                                 "host '%s' is unknown: announce it first", host_id);
+        return NULL;
+    }
+    host->last_seen_ms = s_now_ms (); //  any message proves the host alive
+    zf_sched_task_t *task = zf_sched_task_find (self->sched, task_id);
+    zf_sched_peer_t *peer = task ? zf_sched_peer_find (self->sched, task, host) : NULL;
+    if (!peer)
+        zf_bus_reply_error_code (self->bus, ret, "not_found", "body.task_id",
+                                 "host '%s' has no peer for task %s: register first", host_id,
+                                 task_id);
+    return peer;
+}
+
+static bool s_valid_task_id (const char *task_id)
+{
+    size_t length = strlen (task_id);
+    return length > 0 && length <= ZF_SCHED_TASK_ID_MAX;
+}
+
+//  --- handlers ----------------------------------------------------------------------------------
+
+static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    const zf_msg_host_announce_t *body = request->env.body;
+    bool seed = streq (body->type, "seed");
+    if (!seed && !streq (body->type, "normal")) {
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "body.type",
+                            "host type '%s' is neither normal nor seed", body->type);
+        return;
+    }
+    if (!*body->host_id || !*body->storage) {
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID,
+                            *body->host_id ? "body.storage" : "body.host_id",
+                            "host_id and storage must not be empty");
+        return;
+    }
+    bool fresh = !zf_sched_host_find (self->sched, body->host_id);
+    zf_sched_host_info_t info = {.id = body->host_id,
+                                 .node = body->node,
+                                 .storage = body->storage,
+                                 .fetcher = body->fetcher,
+                                 .idc = body->idc,
+                                 .location = body->location,
+                                 .seed = seed,
+                                 .upload_slots = (uint32_t) body->upload_slots};
+    zf_sched_host_upsert (self->sched, &info, s_now_ms ());
+    if (fresh)
+        zf_info (self->name, "host announced id=%s type=%s storage=%s idc=%s location=%s",
+                 body->host_id, body->type, body->storage, body->idc, body->location);
+    zf_msg_host_announced_t reply = {.host_id = body->host_id,
+                                     .interval_ms = (uint64_t) self->config->heartbeat_ms,
+                                     .timeout_ms = (uint64_t) self->config->host_timeout_ms};
+    zf_bus_reply (bus, &request->return_to, &zf_msg_host_announced, &reply, NULL);
+}
+
+static void s_handle_leave (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    const zf_msg_host_leave_t *body = request->env.body;
+    zf_sched_host_t *host = zf_sched_host_find (self->sched, body->host_id);
+    if (host) {
+        s_drop_host_waiters (self, host, "host left");
+        s_event (self, "left", NULL, host->id, NULL);
+        zf_info (self->name, "host left id=%s peers=%" PRIu32, host->id, host->peer_count);
+        zf_sched_host_remove (self->sched, host);
+    }
+    s_reply_ack (self, &request->return_to, "", body->host_id, NULL);
+    (void) bus;
+    s_serve_wakes (self);
+}
+
+static void s_handle_register (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    int64_t started_us = zclock_usecs ();
+    const zf_msg_peer_register_t *body = request->env.body;
+    zf_sched_host_t *host = zf_sched_host_find (self->sched, body->host_id);
+    if (!host) {
+        zf_bus_reply_error_code (bus, &request->return_to, "not_found", "body.host_id",
+                                 "host '%s' is unknown: announce it first", body->host_id);
+        return;
+    }
+    if (!s_valid_task_id (body->task_id)) {
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "body.task_id",
+                            "task_id must not be empty");
+        return;
+    }
+    int64_t now = s_now_ms ();
+    host->last_seen_ms = now;
+    zf_sched_task_t *task = zf_sched_task_find (self->sched, body->task_id);
+    if (task && body->piece_count && task->piece_count && body->piece_count != task->piece_count) {
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "body.piece_count",
+                            "task %s has %" PRIu32 " pieces, not %" PRIu64, task->id,
+                            task->piece_count, body->piece_count);
+        return;
+    }
+    task = zf_sched_task_ensure (self->sched, body->task_id);
+    zf_sched_task_set_lengths (task, body->content_length, body->piece_length, body->piece_count);
+    zf_sched_peer_t *peer = zf_sched_peer_find (self->sched, task, host);
+    zf_sched_task_set_origin (task, body->url, body->digest, body->tag, body->application);
+    if (!peer)
+        peer = zf_sched_peer_add (self->sched, task, host);
+    if (peer->parked) {
+        //  A resend or a second poll: the earlier one is answered "wait" and this one takes over.
+        waiter_t *old = peer->parked;
+        zf_bus_return_t ret = old->ret;
+        s_unpark (self, old);
+        s_reply_schedule (self, &ret, peer, ZF_DECISION_WAIT, started_us);
+    }
+    zf_decision_t decision = zf_sched_decide (self->sched, peer, now, s_trigger_seed, self);
+    int64_t wait_ms = (int64_t) body->wait_ms < self->config->wait_max_ms
+                          ? (int64_t) body->wait_ms
+                          : self->config->wait_max_ms;
+    if (decision == ZF_DECISION_WAIT && wait_ms > 0)
+        s_park (self, peer, &request->return_to, wait_ms, started_us);
+    else
+        s_reply_schedule (self, &request->return_to, peer, decision, started_us);
+    s_serve_wakes (self);
+}
+
+static void s_handle_report (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    (void) bus;
+    const zf_msg_piece_report_t *body = request->env.body;
+    zf_sched_peer_t *peer = s_peer_of (self, &request->return_to, body->task_id, body->host_id);
+    if (!peer)
+        return;
+    if (!zf_sched_task_set_lengths (peer->task, body->content_length, body->piece_length,
+                                    body->piece_count)) {
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "body.piece_count",
+                            "task %s has %" PRIu32 " pieces, not %" PRIu64, peer->task->id,
+                            peer->task->piece_count, body->piece_count);
+        return;
+    }
+    size_t refused = 0;
+    zf_sched_peer_add_pieces (self->sched, peer, body->pieces.items, body->pieces.count, &refused);
+    if (refused)
+        zf_counter_add (self->metrics.refused_pieces, refused);
+    uint32_t piece_count = peer->task->piece_count;
+    if (piece_count > 0 && peer->finished_count == piece_count && peer->state != ZF_PEER_FINISHED)
+        zf_sched_peer_finish (self->sched, peer);
+    s_reply_ack (self, &request->return_to, body->task_id, body->host_id, peer);
+    s_serve_wakes (self);
+}
+
+static void s_handle_parent_failed (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    int64_t started_us = zclock_usecs ();
+    const zf_msg_parent_failed_t *body = request->env.body;
+    if (!streq (body->reason, "failed") && !streq (body->reason, "slow")
+        && !streq (body->reason, "corrupt")) {
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "body.reason",
+                            "reason '%s' is not failed, slow or corrupt", body->reason);
+        return;
+    }
+    zf_sched_peer_t *peer = s_peer_of (self, &request->return_to, body->task_id, body->host_id);
+    if (!peer)
+        return;
+    int64_t now = s_now_ms ();
+    zf_sched_host_t *parent_host = zf_sched_host_find (self->sched, body->parent);
+    zf_sched_peer_t *parent =
+        parent_host ? zf_sched_peer_find (self->sched, peer->task, parent_host) : NULL;
+    if (parent && parent != peer && zf_sched_parent_failed (self->sched, peer, parent, true, now)) {
+        zf_counter_add (self->metrics.bad, 1);
+        s_event (self, "bad", peer->task->id, parent_host->id, body->reason);
+        zf_notice (self->name, "host marked bad id=%s for %" PRId64 "ms", parent_host->id,
+                   self->config->bad_host_cooldown_ms);
+    } else if (parent_host && !parent)
+        zf_sched_peer_block (peer, parent_host);
+    zf_decision_t decision = zf_sched_decide (self->sched, peer, now, s_trigger_seed, self);
+    s_reply_schedule (self, &request->return_to, peer, decision, started_us);
+    s_serve_wakes (self);
+}
+
+static void s_handle_reschedule (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    (void) bus;
+    int64_t started_us = zclock_usecs ();
+    const zf_msg_peer_reschedule_t *body = request->env.body;
+    zf_sched_peer_t *peer = s_peer_of (self, &request->return_to, body->task_id, body->host_id);
+    if (!peer)
+        return;
+    int64_t now = s_now_ms ();
+    char **excluded = body->exclude.items;
+    for (size_t index = 0; index < body->exclude.count; index++) {
+        zf_sched_host_t *host = zf_sched_host_find (self->sched, excluded[index]);
+        zf_sched_peer_t *parent = host ? zf_sched_peer_find (self->sched, peer->task, host) : NULL;
+        if (parent && parent != peer)
+            zf_sched_parent_failed (self->sched, peer, parent, false, now);
+        else if (host)
+            zf_sched_peer_block (peer, host);
+    }
+    zf_decision_t decision = zf_sched_decide (self->sched, peer, now, s_trigger_seed, self);
+    s_reply_schedule (self, &request->return_to, peer, decision, started_us);
+    s_serve_wakes (self);
+}
+
+static void s_handle_finished (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    (void) bus;
+    const zf_msg_peer_finished_t *body = request->env.body;
+    zf_sched_peer_t *peer = s_peer_of (self, &request->return_to, body->task_id, body->host_id);
+    if (!peer)
+        return;
+    zf_sched_peer_finish (self->sched, peer);
+    s_reply_ack (self, &request->return_to, body->task_id, body->host_id, peer);
+    s_serve_wakes (self);
+}
+
+static void s_handle_failed (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    (void) bus;
+    const zf_msg_peer_failed_t *body = request->env.body;
+    zf_sched_peer_t *peer = s_peer_of (self, &request->return_to, body->task_id, body->host_id);
+    if (!peer)
+        return;
+    s_drop_waiter (self, peer, "peer failed");
+    zf_info (self->name, "peer left task=%s host=%s reason=%s", body->task_id, body->host_id,
+             body->reason);
+    zf_sched_peer_remove (self->sched, peer);
+    s_reply_ack (self, &request->return_to, body->task_id, body->host_id, NULL);
+    s_serve_wakes (self);
+}
+
+//  --- state dump ------------------------------------------------------------------------------
+
+//  Returns the block of parent names the dump borrows (free it after the reply).
+static char **s_dump_task (zf_sched_task_t *task, zf_msg_scheduler_dump_t *dump)
+{
+    size_t count = task->peer_count < 2048 ? task->peer_count : 2048;
+    zf_rec_sched_peer_t *peers = zf_calloc (count + 1, sizeof (zf_rec_sched_peer_t));
+    char **names = zf_calloc (count * ZF_SCHED_PARENTS_MAX + 1, sizeof (char *));
+    for (size_t index = 0; index < count; index++) {
+        zf_sched_peer_t *peer = task->peers[index];
+        char **parents = names + index * ZF_SCHED_PARENTS_MAX;
+        for (uint8_t parent = 0; parent < peer->parent_count; parent++)
+            parents[parent] = peer->parents[parent]->host->id;
+        peers[index] =
+            (zf_rec_sched_peer_t){.host_id = peer->host->id,
+                                  .state = (char *) zf_sched_peer_state_name (peer),
+                                  .finished_count = peer->finished_count,
+                                  .parents = {.items = parents, .count = peer->parent_count}};
+    }
+    dump->found = true;
+    dump->truncated = count < task->peer_count;
+    dump->piece_count = task->piece_count;
+    dump->source = task->source ? task->source->host->id : "";
+    dump->peers = (zf_list_t){.items = peers, .count = count};
+    return names;
+}
+
+static void s_handle_state (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    self_t *self = arg;
+    const zf_msg_scheduler_state_t *body = request->env.body;
+    zf_msg_scheduler_dump_t dump = {.task_id = body->task_id,
+                                    .source = "",
+                                    .hosts = zf_sched_host_count (self->sched),
+                                    .tasks = zf_sched_task_count (self->sched),
+                                    .peer_total = zf_sched_peer_count (self->sched),
+                                    .model_bytes = zf_sched_bytes (self->sched)};
+    zf_sched_task_t *task = *body->task_id ? zf_sched_task_find (self->sched, body->task_id) : NULL;
+    char **names = task ? s_dump_task (task, &dump) : NULL;
+    zf_bus_reply (bus, &request->return_to, &zf_msg_scheduler_dump, &dump, NULL);
+    zf_free (names);
+    zf_free (dump.peers.items);
+}
+
+//  --- timers ----------------------------------------------------------------------------------
+
+static int s_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    int64_t now = s_now_ms ();
+    waiter_t *waiter = self->waiters;
+    while (waiter) {
+        waiter_t *next = waiter->gnext;
+        if (waiter->deadline_ms <= now) {
+            zf_bus_return_t ret = waiter->ret;
+            zf_sched_peer_t *peer = waiter->peer;
+            int64_t started_us = waiter->started_us;
+            s_unpark (self, waiter);
+            s_reply_schedule (self, &ret, peer, ZF_DECISION_WAIT, started_us);
+        }
+        waiter = next;
+    }
+    return 0;
+}
+
+static void s_on_expired (zf_sched_host_t *host, void *arg)
+{
+    self_t *self = arg;
+    s_drop_host_waiters (self, host, "host expired");
+    zf_counter_add (self->metrics.expired, 1);
+    s_event (self, "expired", NULL, host->id, NULL);
+    zf_notice (self->name, "host expired id=%s peers=%" PRIu32, host->id, host->peer_count);
+}
+
+static int s_expire (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    zf_sched_expire_hosts (self->sched, s_now_ms (), s_on_expired, self);
+    s_serve_wakes (self);
+    zf_gauge_set (self->metrics.hosts, (double) zf_sched_host_count (self->sched));
+    zf_gauge_set (self->metrics.tasks, (double) zf_sched_task_count (self->sched));
+    zf_gauge_set (self->metrics.peers, (double) zf_sched_peer_count (self->sched));
+    zf_gauge_set (self->metrics.bytes, (double) zf_sched_bytes (self->sched));
+    zf_gauge_set (self->metrics.waiting, (double) self->waiter_count);
+    return 0;
+}
+
+//  --- start and stop ----------------------------------------------------------------------------
+
+static void s_metrics_init (metrics_t *metrics, const char *actor)
+{
+    static const double buckets[] = {1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
+                                     1e-3, 5e-3, 1e-2, 0.1,    0.5,  1,    2.5};
+    for (int decision = 0; decision < 3; decision++)
+        metrics->decisions[decision] = zf_metrics_counter (
+            "zfly_scheduler_decisions_total", "Schedules answered, by decision", "actor", actor,
+            "decision", zf_sched_decision_name ((zf_decision_t) decision), NULL);
+    metrics->seed_triggers = zf_metrics_counter ("zfly_scheduler_seed_triggers_total",
+                                                 "seed.trigger sent", "actor", actor, NULL);
+    metrics->seed_refusals =
+        zf_metrics_counter ("zfly_scheduler_seed_refusals_total",
+                            "Seeds that did not accept a trigger", "actor", actor, NULL);
+    metrics->expired =
+        zf_metrics_counter ("zfly_scheduler_hosts_expired_total",
+                            "Hosts removed for missed heartbeats", "actor", actor, NULL);
+    metrics->bad =
+        zf_metrics_counter ("zfly_scheduler_hosts_marked_bad_total",
+                            "Hosts marked bad after repeated failures", "actor", actor, NULL);
+    metrics->refused_pieces =
+        zf_metrics_counter ("zfly_scheduler_pieces_refused_total",
+                            "Reported pieces beyond the task's piece count", "actor", actor, NULL);
+    metrics->latency =
+        zf_metrics_histogram ("zfly_scheduler_decision_seconds",
+                              "Time from a request to its schedule (held registers included)",
+                              buckets, ZF_ARRAY_LEN (buckets), "actor", actor, NULL);
+    metrics->hosts = zf_metrics_gauge ("zfly_scheduler_hosts", "Hosts known", "actor", actor, NULL);
+    metrics->tasks =
+        zf_metrics_gauge ("zfly_scheduler_tasks", "Tasks with peers", "actor", actor, NULL);
+    metrics->peers = zf_metrics_gauge ("zfly_scheduler_peers", "Peers", "actor", actor, NULL);
+    metrics->bytes = zf_metrics_gauge ("zfly_scheduler_model_bytes",
+                                       "Bytes of the scheduler's model", "actor", actor, NULL);
+    metrics->waiting =
+        zf_metrics_gauge ("zfly_scheduler_waiting_registers",
+                          "Registers held until a parent has pieces", "actor", actor, NULL);
+}
+
+static void s_params_of (const zf_scheduler_config_t *config, zf_sched_params_t *params)
+{
+    zf_sched_params_defaults (params);
+    params->parents_max = (uint32_t) config->parents;
+    params->candidates = (uint32_t) config->candidates;
+    params->upload_slots = (uint32_t) config->upload_slots;
+    params->seed_upload_slots = (uint32_t) config->seed_upload_slots;
+    params->weights[ZF_SCHED_WEIGHT_FINISHED] = config->weight_finished / 100;
+    params->weights[ZF_SCHED_WEIGHT_FREE_UPLOAD] = config->weight_free_upload / 100;
+    params->weights[ZF_SCHED_WEIGHT_HOST_TYPE] = config->weight_host_type / 100;
+    params->weights[ZF_SCHED_WEIGHT_IDC] = config->weight_idc / 100;
+    params->weights[ZF_SCHED_WEIGHT_LOCATION] = config->weight_location / 100;
+    params->bad_failures = (uint32_t) config->bad_host_failures;
+    params->bad_window_ms = config->bad_host_window_ms;
+    params->bad_cooldown_ms = config->bad_host_cooldown_ms;
+    params->host_timeout_ms = config->host_timeout_ms;
+    params->seeds_enabled = !streq (config->seeds, "none");
+    params->seeds = config->seeds;
+    params->random_seed = (uint64_t) zclock_usecs ();
+}
+
+static void s_handle_all (self_t *self)
+{
+    zf_bus_handle (self->bus, ZF_MSG_HOST_ANNOUNCE, s_handle_announce, self);
+    zf_bus_handle (self->bus, ZF_MSG_HOST_LEAVE, s_handle_leave, self);
+    zf_bus_handle (self->bus, ZF_MSG_PEER_REGISTER, s_handle_register, self);
+    zf_bus_handle (self->bus, ZF_MSG_PIECE_REPORT, s_handle_report, self);
+    zf_bus_handle (self->bus, ZF_MSG_PARENT_FAILED, s_handle_parent_failed, self);
+    zf_bus_handle (self->bus, ZF_MSG_PEER_RESCHEDULE, s_handle_reschedule, self);
+    zf_bus_handle (self->bus, ZF_MSG_PEER_FINISHED, s_handle_finished, self);
+    zf_bus_handle (self->bus, ZF_MSG_PEER_FAILED, s_handle_failed, self);
+    zf_bus_handle (self->bus, ZF_MSG_SCHEDULER_STATE, s_handle_state, self);
+}
+
+static void s_stop (self_t *self)
+{
+    while (self->waiters) {
+        waiter_t *waiter = self->waiters;
+        zf_bus_reply_error_code (self->bus, &waiter->ret, "busy", "", "scheduler stopping");
+        s_unpark (self, waiter);
+    }
+    zf_sched_destroy (&self->sched);
+}
+
+void zf_scheduler_actor (zsock_t *pipe, void *args)
+{
+    const zf_actor_args_t *actor = args;
+    self_t self = {.name = actor->name, .config = actor->config};
+    zf_error_t err;
+    self.bus =
+        zf_bus_new (actor->node, actor->name, self.config->bind, self.config->events_bind, &err);
+    zsock_signal (pipe, 0);
+    if (!self.bus) {
+        zf_actor_fatal (pipe, self.name, "%s", err.message);
+        return;
+    }
+    zf_sched_params_t params;
+    s_params_of (self.config, &params);
+    self.sched = zf_sched_new (&params);
+    s_metrics_init (&self.metrics, self.name);
+    s_handle_all (&self);
+    zloop_t *loop = zloop_new ();
+    zloop_set_nonstop (loop, true); //  the daemon handles signals and sends $TERM
+    zloop_reader (loop, pipe, zf_actor_pipe_term, NULL);
+    zloop_timer (loop, TICK_MS, 0, s_tick, &self);
+    zloop_timer (loop, EXPIRE_MS, 0, s_expire, &self);
+    zf_bus_attach (self.bus, loop);
+    zf_notice (self.name,
+               "started bind=%s parents=%" PRId64 " upload_slots=%" PRId64 " seeds=%s"
+               " host_timeout=%" PRId64 "ms",
+               *self.config->bind ? self.config->bind : "-", self.config->parents,
+               self.config->upload_slots, self.config->seeds, self.config->host_timeout_ms);
+    zstr_send (pipe, "READY");
+    zloop_start (loop);
+    zf_info (self.name, "stopped decisions=%" PRIu64 " peers=%zu", self.decisions,
+             zf_sched_peer_count (self.sched));
+    s_stop (&self);
+    zf_bus_destroy (&self.bus);
+    zloop_destroy (&loop);
+}
