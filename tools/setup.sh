@@ -9,6 +9,7 @@ packages=(
   build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
   libczmq-dev libzmq3-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
   libmariadb-dev libinih-dev libjansson-dev libmicrohttpd-dev libsystemd-dev libhttp-parser-dev
+  libxxhash-dev
   # tests
   python3 python3-zmq python3-msgpack prometheus iproute2 procps
   # proxy tests: a real registry, real clients, an image builder

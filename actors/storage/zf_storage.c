@@ -79,7 +79,13 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "10ms",
      .min = 1,
      .max = 1000,
-     .help = "piece writes within this time share one fdatasync and metadata write"},
+     .help = "piece writes within this time share one metadata write (and fsync)"},
+    {.key = "fsync",
+     .kind = ZF_CONFIG_BOOL,
+     .offset = offsetof (zf_storage_config_t, fsync),
+     .default_text = "false",
+     .help = "fsync pieces and metadata before acknowledging (claims survive power cuts; "
+             "slower: every piece is verified on read anyway)"},
 };
 
 const zf_config_section_t zf_storage_section = {
@@ -802,6 +808,8 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     self.bus = zf_bus_new (actor->node, actor->name, self.config->bind, NULL, &err);
     if (self.bus)
         self.store = zf_store_new (self.config->dir, self.name, s_now_ms (&self), &err);
+    if (self.store)
+        zf_store_set_durable (self.store, self.config->fsync);
     zsock_signal (pipe, 0);
     if (!self.store) {
         zf_actor_fatal (pipe, self.name, "%s", err.message);

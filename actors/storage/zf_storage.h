@@ -42,6 +42,7 @@ typedef struct {
     int64_t gc_interval_ms;     //  how often GC runs
     int64_t busy_grace_ms;      //  a task used this recently is never evicted
     int64_t commit_interval_ms; //  how long piece writes are gathered into one commit
+    bool fsync;                 //  sync data and metadata before acknowledging writes
 } zf_storage_config_t;
 
 extern const zf_config_section_t zf_storage_section;

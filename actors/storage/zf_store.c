@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define STATE_RUNNING  "running"
 #define STATE_COMPLETE "complete"
@@ -17,6 +18,7 @@ struct zf_store_s {
     char *log_name;
     zhashx_t *tasks; //  id -> zf_store_task_t *, owned
     size_t quarantined;
+    bool durable; //  fdatasync/fsync before claiming (survives power loss, not only kill -9)
 };
 
 // ---- small helpers -----------------------------------------------------------------------------
@@ -190,6 +192,7 @@ static void s_task_destroy (zf_store_task_t **task_p)
     zf_free (task->finished);
     zf_free (task->pending);
     zf_free (task->digests);
+    zf_free (task->checksums);
     zf_free (task);
     *task_p = NULL;
 }
@@ -206,6 +209,7 @@ static zf_store_task_t *s_task_new (const char *id, uint64_t content_length, uin
     task->finished = zf_calloc (1, bitmap_size + 1);
     task->pending = zf_calloc (1, bitmap_size + 1);
     task->digests = zf_calloc (1, (size_t) task->piece_count * ZF_STORE_DIGEST_LEN + 1);
+    task->checksums = zf_calloc (1, (size_t) task->piece_count * ZF_STORE_CHECKSUM_LEN + 1);
     return task;
 }
 
@@ -238,6 +242,7 @@ static zf_status_t s_meta_write (zf_store_t *self, zf_store_task_t *task, zf_err
         .accessed_ms = (uint64_t) task->accessed_ms,
         .finished = {task->finished, s_bitmap_size (task->piece_count)},
         .piece_digests = {task->digests, (size_t) task->piece_count * ZF_STORE_DIGEST_LEN},
+        .piece_checksums = {task->checksums, (size_t) task->piece_count * ZF_STORE_CHECKSUM_LEN},
     };
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -255,7 +260,7 @@ static zf_status_t s_meta_write (zf_store_t *self, zf_store_task_t *task, zf_err
                                strerror (errno));
     else {
         status = s_write_all (fd, tmp_path, buffer.data, buffer.size, err);
-        if (status == ZF_OK && fsync (fd) != 0)
+        if (status == ZF_OK && self->durable && fsync (fd) != 0)
             status = zf_error_set (err, ZF_E_IO, tmp_path, "cannot sync %s: %s", tmp_path,
                                    strerror (errno));
         close (fd);
@@ -263,7 +268,7 @@ static zf_status_t s_meta_write (zf_store_t *self, zf_store_task_t *task, zf_err
     if (status == ZF_OK && rename (tmp_path, meta_path) != 0)
         status = zf_error_set (err, ZF_E_IO, meta_path, "cannot rename %s: %s", tmp_path,
                                strerror (errno));
-    if (status == ZF_OK)
+    if (status == ZF_OK && self->durable)
         status = s_sync_dir (dir, err);
     if (status == ZF_OK)
         task->access_dirty = false;
@@ -332,7 +337,9 @@ static zf_store_task_t *s_task_load (zf_store_t *self, const char *id, zf_error_
         ;
     else if (meta.piece_count != s_piece_count (meta.content_length, meta.piece_length)
              || meta.finished.size != s_bitmap_size (meta.piece_count)
-             || meta.piece_digests.size != meta.piece_count * ZF_STORE_DIGEST_LEN)
+             || meta.piece_digests.size != meta.piece_count * ZF_STORE_DIGEST_LEN
+             || (meta.piece_checksums.size != 0
+                 && meta.piece_checksums.size != meta.piece_count * ZF_STORE_CHECKSUM_LEN))
         zf_error_set (err, ZF_E_INVALID, "piece_count",
                       "piece count, bitmap and digest sizes do not add up");
     else if (!streq (meta.state, STATE_RUNNING) && !streq (meta.state, STATE_COMPLETE))
@@ -345,6 +352,8 @@ static zf_store_task_t *s_task_load (zf_store_t *self, const char *id, zf_error_
         task = s_task_new (id, meta.content_length, meta.piece_length);
         memcpy (task->finished, meta.finished.data, meta.finished.size);
         memcpy (task->digests, meta.piece_digests.data, meta.piece_digests.size);
+        if (meta.piece_checksums.size) //  else unknown: reads fall back to SHA-256
+            memcpy (task->checksums, meta.piece_checksums.data, meta.piece_checksums.size);
         task->url = s_take_string (&meta.url);
         task->digest = s_take_string (&meta.digest);
         task->tag = s_take_string (&meta.tag);
@@ -530,6 +539,41 @@ zf_status_t zf_store_create (zf_store_t *self, const zf_store_spec_t *spec, int6
     return ZF_OK;
 }
 
+//  XXH3-64 of the bytes, never 0 (0 marks an unknown checksum in the metadata).
+static uint64_t s_checksum (const uint8_t *data, size_t size)
+{
+    uint64_t checksum = XXH3_64bits (data, size);
+    return checksum ? checksum : 1;
+}
+
+static void s_checksum_put (zf_store_task_t *task, uint64_t piece, uint64_t checksum)
+{
+    uint8_t *slot = task->checksums + piece * ZF_STORE_CHECKSUM_LEN;
+    for (size_t index = 0; index < ZF_STORE_CHECKSUM_LEN; index++)
+        slot[index] = (uint8_t) (checksum >> (8 * index));
+}
+
+static uint64_t s_checksum_get (const zf_store_task_t *task, uint64_t piece)
+{
+    const uint8_t *slot = task->checksums + piece * ZF_STORE_CHECKSUM_LEN;
+    uint64_t checksum = 0;
+    for (size_t index = 0; index < ZF_STORE_CHECKSUM_LEN; index++)
+        checksum |= (uint64_t) slot[index] << (8 * index);
+    return checksum;
+}
+
+//  The bytes read back are the bytes written: by checksum when one was taken, else by digest.
+static bool s_piece_intact (const zf_store_task_t *task, uint64_t piece, const uint8_t *data,
+                            size_t size)
+{
+    uint64_t checksum = s_checksum_get (task, piece);
+    if (checksum)
+        return s_checksum (data, size) == checksum;
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+    zf_store_sha256 (data, size, digest);
+    return memcmp (digest, task->digests + piece * ZF_STORE_DIGEST_LEN, ZF_STORE_DIGEST_LEN) == 0;
+}
+
 zf_status_t zf_store_write_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                   const uint8_t *data, size_t size, const uint8_t *digest,
                                   zf_error_t *err)
@@ -549,6 +593,7 @@ zf_status_t zf_store_write_piece (zf_store_t *self, zf_store_task_t *task, uint6
     if (status != ZF_OK)
         return status;
     memcpy (task->digests + piece * ZF_STORE_DIGEST_LEN, digest, ZF_STORE_DIGEST_LEN);
+    s_checksum_put (task, piece, s_checksum (data, size));
     if (!s_bit (task->pending, piece)) {
         s_set_bit (task->pending, piece, true);
         task->pending_count++;
@@ -556,10 +601,8 @@ zf_status_t zf_store_write_piece (zf_store_t *self, zf_store_task_t *task, uint6
     return ZF_OK;
 }
 
-zf_status_t zf_store_commit (zf_store_t *self, zf_store_task_t *task, zf_error_t *err)
+static zf_status_t s_sync_data (zf_store_t *self, zf_store_task_t *task, zf_error_t *err)
 {
-    if (task->pending_count == 0)
-        return ZF_OK;
     char *data_path = s_task_file (self, task->id, "data");
     zf_status_t status = ZF_OK;
     int fd = open (data_path, O_WRONLY | O_CLOEXEC);
@@ -569,6 +612,19 @@ zf_status_t zf_store_commit (zf_store_t *self, zf_store_task_t *task, zf_error_t
     if (fd >= 0)
         close (fd);
     zf_free (data_path);
+    return status;
+}
+
+void zf_store_set_durable (zf_store_t *self, bool durable)
+{
+    self->durable = durable;
+}
+
+zf_status_t zf_store_commit (zf_store_t *self, zf_store_task_t *task, zf_error_t *err)
+{
+    if (task->pending_count == 0)
+        return ZF_OK;
+    zf_status_t status = self->durable ? s_sync_data (self, task, err) : ZF_OK;
 
     size_t bitmap_size = s_bitmap_size (task->piece_count);
     uint8_t *before = zf_malloc (bitmap_size + 1);
@@ -616,9 +672,7 @@ zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, ui
         zframe_destroy (&bytes);
         return ZF_STORE_READ_IO;
     }
-    uint8_t digest[ZF_STORE_DIGEST_LEN];
-    zf_store_sha256 (zframe_data (bytes), (size_t) size, digest);
-    if (memcmp (digest, task->digests + piece * ZF_STORE_DIGEST_LEN, ZF_STORE_DIGEST_LEN) != 0) {
+    if (!s_piece_intact (task, piece, zframe_data (bytes), (size_t) size)) {
         zframe_destroy (&bytes);
         s_set_bit (task->finished, piece, false);
         task->complete = false;
