@@ -32,8 +32,15 @@ class DeployTest(ZflyTestCase):
 
     def test_allinone_starts(self):
         tap = "ipc://" + self.path("tap")
-        node = zflytest.Zfly(self.workdir, "allinone", open(os.path.join(DEPLOY, "allinone.ini")).read(),
-                             extra_args=["--set", "node.http=127.0.0.1:0", "--set", f"node.tap={tap}"])
+        # The profile as shipped, with every place it touches moved into the test directory.
+        overrides = {"node.http": "127.0.0.1:0", "node.tap": tap,
+                     "storage.dir": self.path("cache"),
+                     "storage.bind": "ipc://" + self.path("storage"),
+                     "fetcher.bind": "ipc://" + self.path("fetcher"),
+                     "proxy.listen": f"127.0.0.1:{zflytest.free_port()}"}
+        args = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
+        with open(os.path.join(DEPLOY, "allinone.ini")) as handle:
+            node = zflytest.Zfly(self.workdir, "allinone", handle.read(), extra_args=args)
         self.processes.append(node)
         node.wait_ready()
         status, _, body = node.http_get("/healthz")
