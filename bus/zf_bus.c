@@ -7,6 +7,7 @@
 #include "zf_msgs.h"
 #include "zf_sock.h"
 #include "zf_tap.h"
+#include <unistd.h>
 
 #define TIMER_INTERVAL_MS 10 //  resolution of request deadlines and retries
 
@@ -26,6 +27,7 @@ typedef struct {
     zf_bus_t *bus;
     char *actor;       //  the other actor's name
     const char *label; //  "dealer:echo", "sub:echo", "router", "pub" (tap and logs)
+    bool local;        //  the other actor runs in this process (inproc://)
     zsock_t *sock;
     zsock_t *monitor;         //  PAIR, only for sockets that leave the process
     zlistx_t *event_handlers; //  SUB only: event_handler_t
@@ -333,6 +335,7 @@ static link_t *s_link_get (zf_bus_t *self, const char *actor, bool events, zf_er
     link->bus = self;
     link->actor = zf_strdup (actor);
     link->label = zf_strdup (key);
+    link->local = route.local;
     link->sock = s_socket_new (self, events ? ZMQ_SUB : ZMQ_DEALER);
     if (s_leaves_process (events ? route.events : route.endpoint))
         link->monitor = zf_monitor_attach (link->sock);
@@ -363,20 +366,26 @@ static uint64_t s_take_id (zf_bus_t *self)
 }
 
 //  Sends envelope (+ a copy of raw, when given) on sock; routing frame first for a ROUTER.
+//  raw frames are moved into the message when take_raw (raw is left empty: bulk bytes are
+//  never copied on their way out), copied otherwise (a request kept for resending).
 static zf_status_t s_send (zf_bus_t *self, zsock_t *sock, const char *socket_label,
                            const zf_bus_return_t *ret, const char *type, zframe_t *envelope,
-                           zmsg_t *raw)
+                           zmsg_t *raw, bool take_raw)
 {
+    zf_tap_message (self->tap, "out", socket_label, type, envelope, raw, NULL);
     zmsg_t *msg = zmsg_new ();
     if (ret)
         zmsg_addmem (msg, ret->routing_id, ret->routing_id_size);
     else if (sock == self->outlet)
         zmsg_addstr (msg, type); //  the topic, so subscribers filter by type prefix
     zmsg_append (msg, &(zframe_t *){zframe_dup (envelope)});
-    if (raw)
+    if (raw && take_raw) {
+        zframe_t *frame;
+        while ((frame = zmsg_pop (raw)))
+            zmsg_append (msg, &frame);
+    } else if (raw)
         for (zframe_t *frame = zmsg_first (raw); frame; frame = zmsg_next (raw))
             zmsg_append (msg, &(zframe_t *){zframe_dup (frame)});
-    zf_tap_message (self->tap, "out", socket_label, type, envelope, raw, NULL);
     type_counters_t *counters = s_counters (self, type);
     zf_status_t status = zf_sock_send_nowait (sock, &msg);
     zf_counter_add (status == ZF_OK ? counters->sent : counters->dropped, 1);
@@ -396,12 +405,19 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     uint64_t id = s_take_id (self);
     zframe_t *envelope =
         link ? zf_envelope_encode (desc, id, 0, self->address, to, body, err) : NULL;
+    const zf_node_options_t *options = zf_node_options (self->node);
+    int retries = call.retries >= 0 ? call.retries : options->request_retries;
+    //  inproc:// loses nothing (a full queue fails the send at once), so resending to an actor
+    //  of this process would only make it do the work twice.
+    if (link && link->local)
+        retries = 0;
     if (!link)
         status = ZF_E_UNREACHABLE;
     else if (!envelope)
         status = err ? err->code : ZF_E_INVALID;
     else {
-        status = s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg);
+        status = s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg,
+                         retries == 0);
         if (status != ZF_OK)
             zf_error_set (err, status, to,
                           status == ZF_E_OVERLOAD ? "queue to '%s' is full (high-water mark)"
@@ -413,9 +429,7 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
         zmsg_destroy (&raw_msg);
         return status;
     }
-    const zf_node_options_t *options = zf_node_options (self->node);
     int64_t timeout = call.timeout_ms > 0 ? call.timeout_ms : options->request_timeout_ms;
-    int retries = call.retries >= 0 ? call.retries : options->request_retries;
     pending_t *pending = zf_calloc (1, sizeof *pending);
     pending->id = id;
     pending->link = link;
@@ -453,7 +467,7 @@ zf_status_t zf_bus_send (zf_bus_t *self, const char *to, const zf_msg_desc_t *de
                          : !envelope ? (err ? err->code : ZF_E_INVALID)
                                      : ZF_OK;
     if (status == ZF_OK) {
-        status = s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg);
+        status = s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg, true);
         if (status != ZF_OK)
             zf_error_set (err, status, to, "cannot send to '%s': %s", to, zf_status_name (status));
     }
@@ -486,7 +500,7 @@ zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_m
         return zf_bus_reply_error (self, ret, ZF_E_INTERNAL, err.where, "invalid reply: %s",
                                    err.message);
     }
-    status = s_send (self, self->inbox, "router", ret, desc->type, envelope, raw_msg);
+    status = s_send (self, self->inbox, "router", ret, desc->type, envelope, raw_msg, true);
     if (status != ZF_OK) {
         static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
         zf_warning_limited (&limit, "bus", "%s: reply %s to %s dropped: %s", self->actor,
@@ -522,7 +536,7 @@ static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *re
     zframe_t *envelope = zf_envelope_encode (&zf_msg_error, s_take_id (self), ret->id,
                                              self->address, ret->from, &body, &err);
     ZF_ASSERT (envelope); //  bounded above, so it always encodes
-    zf_status_t status = s_send (self, self->inbox, "router", ret, "error", envelope, NULL);
+    zf_status_t status = s_send (self, self->inbox, "router", ret, "error", envelope, NULL, false);
     zframe_destroy (&envelope);
     return status;
 }
@@ -560,7 +574,8 @@ zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const voi
                       err.message);
         return err.code;
     }
-    zf_status_t status = s_send (self, self->outlet, "pub", NULL, desc->type, envelope, NULL);
+    zf_status_t status =
+        s_send (self, self->outlet, "pub", NULL, desc->type, envelope, NULL, false);
     zframe_destroy (&envelope);
     return status;
 }
@@ -773,7 +788,7 @@ static int s_timer (zloop_t *loop, int timer_id, void *arg)
             pending->attempts++;
             pending->attempt_deadline = now + pending->attempt_ms;
             s_send (self, pending->link->sock, pending->link->label, NULL, pending->desc->type,
-                    pending->envelope, pending->raw);
+                    pending->envelope, pending->raw, false);
         }
     }
     for (const char *key = zlistx_first (expired); key; key = zlistx_next (expired)) {
@@ -937,7 +952,12 @@ void zf_bus_test (bool verbose)
     zf_node_add_local (node, "client");
     zf_node_add_local (node, "silent"); //  declared, but nobody ever reads its inbox
     zf_error_t err;
-    zf_bus_t *server = zf_bus_new (node, "server", NULL, NULL, &err);
+    //  The server also listens on ipc://, reached by the name "far-server" as if it lived in
+    //  another process: requests over it are resent, requests over inproc:// are not.
+    char ipc_endpoint[64];
+    snprintf (ipc_endpoint, sizeof ipc_endpoint, "ipc:///tmp/zf-bus-test-%d", (int) getpid ());
+    ZF_ASSERT (zf_node_add_route (node, "far-server", ipc_endpoint, "selftest", &err) == ZF_OK);
+    zf_bus_t *server = zf_bus_new (node, "server", ipc_endpoint, NULL, &err);
     zf_bus_t *client = zf_bus_new (node, "client", NULL, NULL, &err);
     zf_bus_t *silent = zf_bus_new (node, "silent", NULL, NULL, &err);
     ZF_ASSERT (server && client && silent);
@@ -1006,6 +1026,13 @@ void zf_bus_test (bool verbose)
                == ZF_OK);
     s_test_run_until (loop, &state, s_test_one_timeout);
     ZF_ASSERT (strstr (state.last_error, "no reply from 'server' to echo.request"));
+    ZF_ASSERT (strstr (state.last_error, "(1 attempt)")); //  inproc: never resent
+    state.timeouts = 0;
+    ZF_ASSERT (zf_bus_request (client, "far-server", &zf_msg_echo_request, &held, NULL, quick,
+                               s_test_on_reply, &state, &err)
+               == ZF_OK);
+    s_test_run_until (loop, &state, s_test_one_timeout);
+    ZF_ASSERT (strstr (state.last_error, "no reply from 'far-server' to echo.request"));
     ZF_ASSERT (strstr (state.last_error, "(3 attempts)"));
     ZF_ASSERT (state.has_held);
     uint64_t late_before = zf_counter_value (client->late_replies);

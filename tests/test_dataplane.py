@@ -339,6 +339,88 @@ class DataplaneTest(ZflyTestCase):
                              f"sent before kill {sent_before}, after restart {sent_after}")
         self.assertLess(sent_total, 1.7 * size)
 
+    def start_getter(self, url, output, *args):
+        """zfly-get in the background: (process, its stderr as a LineReader, task id)."""
+        getter = subprocess.Popen([ZFLY_GET, url, "-O", output, "-c", self.path("a.ini"),
+                                   "--progress", "lines", *args], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        log = zflytest.LineReader(getter.stderr, echo_prefix="[zfly-get] ")
+        return getter, log, self.task_id(log.wait_for(r"zfly-get: task "))
+
+    def end_getter(self, getter, log, timeout=60):
+        """Waits for a background zfly-get: (exit code, stderr text)."""
+        try:
+            code = getter.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            getter.kill()
+            raise AssertionError(f"zfly-get did not end within {timeout}s")
+        log.wait_closed()
+        getter.stderr.close()
+        for marker in zflytest.SANITIZER_MARKERS:
+            self.assertNotIn(marker, log.text())
+        return code, log.text()
+
+    def test_zfly_get_streams_pieces_while_the_task_runs(self):
+        size = 16 * MiB + 4321
+        sha = self.add_file("stream.bin", size)
+        # One range request at a time at about 4 MB/s: the download takes ~4 s, pieces of
+        # 1 MiB finish one by one, and zfly-get should append each soon after it is stored.
+        self.start_node(fetcher="source_concurrency = 1\n")
+        url = self.origin.url("/rate/4000000/stream.bin")
+        output = self.path("out")
+        getter, log, task_id = self.start_getter(url, output, "--digest", "sha256:" + sha)
+        fetcher = self.fetcher_client()
+
+        def part_size():
+            try:
+                return os.path.getsize(output + ".part")
+            except FileNotFoundError:
+                return 0
+
+        def grown_while_running():
+            # The size first, the state after: "running" then proves the file already held
+            # that much before the task was complete.
+            grown = part_size()
+            if grown < PIECE:
+                return None
+            reply, _ = fetcher.request("task.query", "fetcher", {"task_id": task_id})
+            self.assertEqual(reply["type"], "task.status", reply)
+            return (grown, reply["body"])
+
+        grown, status = self.wait_until("PATH.part holds a piece", grown_while_running,
+                                        timeout=30)
+        self.assertEqual(status["state"], "running", status)
+        self.assertLess(status["finished_count"], status["piece_count"], status)
+        self.assertFalse(os.path.exists(output), "PATH appeared before the task was complete")
+        self.assertEqual(grown % PIECE, 0, "only whole pieces are appended")
+
+        code, text = self.end_getter(getter, log)
+        self.assertEqual(code, 0, text)
+        self.assertEqual(sha256_file(output), sha)
+        self.assertFalse(os.path.exists(output + ".part"))
+        self.assertRegex(text, r"zfly-get: saved .*out")
+        self.assertLess(self.origin.path_stats("/rate/4000000/stream.bin")[1], size * 1.05)
+
+    def test_streaming_with_a_digest_mismatch_leaves_nothing(self):
+        # The fetcher finds the mismatch only at the end, after zfly-get has appended pieces
+        # to PATH.part: zfly-get must still exit 5 and remove it.
+        self.add_file("liar-slow.bin", 6 * MiB)  # ~3 s at 2 MB/s
+        self.start_node(fetcher="source_concurrency = 1\n")
+        wrong = "sha256:" + hashlib.sha256(b"not this").hexdigest()
+        output = self.path("out")
+        getter, log, task_id = self.start_getter(
+            self.origin.url("/rate/2000000/liar-slow.bin"), output, "--digest", wrong)
+        self.wait_until("PATH.part holds a piece",
+                        lambda: os.path.exists(output + ".part")
+                        and os.path.getsize(output + ".part") >= PIECE, timeout=30)
+        code, text = self.end_getter(getter, log)
+        self.assertEqual(code, 5, text)
+        self.assertIn("digest mismatch", text)
+        self.assertFalse(os.path.exists(output))
+        self.assertFalse(os.path.exists(output + ".part"))
+        self.wait_until("the task is gone from the cache",
+                        lambda: not os.path.exists(self.task_dir(task_id)), timeout=10)
+
     def test_corrupt_piece_is_refused_and_fetched_again(self):
         size = 8 * MiB
         sha = self.add_file("fragile.bin", size)

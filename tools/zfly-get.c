@@ -4,17 +4,30 @@
 
     It reads the daemon's INI file to find where its fetcher and storage actors listen
     ([fetcher] bind and [storage] bind: ipc://, or tcp:// with CURVE under the node's own
-    certificate), asks the fetcher to bring the task into the cache (task.fetch), follows it
-    with task.query for the progress display, then reads every piece from storage
-    (piece.read, a few in flight), writes them in order to PATH.part and renames that to PATH
-    once all bytes are there and, with --digest, their SHA-256 matched. Nothing half-written
-    ever carries the final name. Pieces that arrive out of order wait in memory for their
-    turn, so at most READS_IN_FLIGHT pieces (4 x 64 MiB at the largest piece length) are held.
+    certificate) and asks the fetcher to bring the task into the cache (task.fetch). While the
+    task runs it streams: it follows the task with task.query (state, progress), asks storage
+    which pieces are finished (storage.stat, every TICK_MS while the next piece is missing),
+    reads finished pieces in order (piece.read, up to reads_max in flight) and appends them to
+    PATH.part, so the file grows with the download instead of being copied after it. PATH.part
+    is renamed to PATH only once the fetcher reports the task complete (it verified the whole
+    content against the task digest, when there is one), every byte is written and synced
+    and, with --digest, the SHA-256 computed as the pieces were appended matched. Nothing
+    half-written ever carries the final name. Pieces that arrive out of order wait in memory
+    for their turn, so at most reads_max pieces (READ_BYTES_IN_FLIGHT, at least 2) are held.
+
+    Trust: over ipc:// (this host) storage checks every piece against its digest before it
+    serves it, so zfly-get does not hash pieces again; over tcp:// it checks each piece's
+    SHA-256 against the digest storage sends along.
+
+    The layout (content and piece length) is fixed by the first task.status that states it; if
+    a later one states another (the origin's content changed length under a stale copy in the
+    cache), PATH.part is started over.
 
     zfly-get is a client of the node it reads the file of: its bus address is get-PID@NODE, so
     storage serves it as a local reader, never limited by the upload rate meant for other
     nodes. A piece storage finds damaged ("corrupt"), or that went missing, makes zfly-get ask
-    the fetcher to complete the task again and read on from there.
+    the fetcher to complete the task again (after asking how the task is, while it runs) and
+    read on from there.
 
     Exit status: 0 done, 1 other error, 2 usage or configuration, 3 daemon unreachable,
     4 source error (origin status or network), 5 digest mismatch. */
@@ -41,10 +54,12 @@
 
 #define DEFAULT_CONFIG       "/etc/zfly/zfly.ini"
 #define DEFAULT_TIMEOUT_MS   3000
-#define LATER_TIMEOUT_MIN_MS 10000 //  once the daemon answered, it may be busy for a while
-#define READ_TIMEOUT_MS      30000 //  one piece.read: up to a piece of 64 MiB over the bus
-#define QUERY_INTERVAL_MS    200
-#define READS_IN_FLIGHT      4
+#define LATER_TIMEOUT_MIN_MS 10000       //  once the daemon answered, it may be busy for a while
+#define READ_TIMEOUT_MS      30000       //  one piece.read: up to a piece of 64 MiB over the bus
+#define QUERY_INTERVAL_MS    200         //  task.query while the task runs; progress redraws
+#define TICK_MS              50          //  storage.stat while the next piece is not finished yet
+#define READ_SLOTS           8           //  piece.read requests in flight at most
+#define READ_BYTES_IN_FLIGHT (16u << 20) //  …and bytes of pieces at most (but 2 pieces at least)
 #define BUSY_RETRY_MS        100
 #define BUSY_RETRIES_MAX     300 //  "busy" answers for one piece before giving up (~30 s)
 #define REFETCH_MAX          3   //  times a task may lose pieces while we read it
@@ -71,11 +86,13 @@ typedef struct {
     bool verbose;
 } options_t;
 
-typedef enum { PHASE_FETCH, PHASE_WAIT, PHASE_READ, PHASE_DONE } phase_t;
+//  FETCH: a task.fetch is outstanding; FOLLOW: the fetcher knows the task, we query it and
+//  read its pieces as storage finishes them; DONE: the loop is ending.
+typedef enum { PHASE_FETCH, PHASE_FOLLOW, PHASE_DONE } phase_t;
 
 typedef struct self_s self_t;
 
-//  One read slot: piece p uses slot p % READS_IN_FLIGHT, from its request until it is written.
+//  One read slot: piece p uses slot p % READ_SLOTS, from its request until it is written.
 typedef struct {
     self_t *self;
     uint64_t piece;
@@ -90,6 +107,7 @@ struct self_s {
     const char *config_path;
     char *fetcher_endpoint;
     char *storage_endpoint;
+    bool verify_pieces; //  storage is not on this host (tcp://): check each piece's SHA-256
     zf_bus_t *bus;
     zloop_t *loop;
     phase_t phase;
@@ -100,12 +118,15 @@ struct self_s {
     char task_id[72];
     uint64_t content_length, piece_length, piece_count, finished_count;
     uint64_t bytes_from_source, bytes_from_parents;
+    bool task_complete; //  the last task.status said "complete": every piece can be read
+    bool recheck;       //  a piece went missing while the task ran: ask how it is first
     bool query_pending;
-    int query_timer;
+    int64_t last_query_ms;
+    int tick_timer;
 
     //  progress
     progress_mode_t progress;
-    int64_t started_ms, last_line_ms, last_change_ms;
+    int64_t started_ms, last_line_ms, last_change_ms, last_progress_ms;
     uint64_t last_finished;
     int64_t sample_ms[RATE_WINDOW];
     uint64_t sample_bytes[RATE_WINDOW];
@@ -113,14 +134,27 @@ struct self_s {
     bool bar_drawn;
     bool announced;
 
+    //  the layout PATH.part is written with, fixed by the first task.status that states it
+    bool layout_known;
+    uint64_t file_length, file_piece_length, file_piece_count;
+    uint64_t reads_max; //  pieces requested and not yet written, at most
+
+    //  which pieces storage holds finished, from storage.stat while the task runs
+    uint8_t *bitmap;
+    size_t bitmap_size;
+    uint64_t stored_count;
+    bool stat_pending;
+    int64_t last_stat_ms;
+
     //  reading pieces into the output
     char *part_path;
     int fd;
     EVP_MD_CTX *sha;
     uint64_t next_request; //  next piece to ask storage for
     uint64_t next_write;   //  next piece to append to the file
-    slot_t slots[READS_IN_FLIGHT];
+    slot_t slots[READ_SLOTS];
     bool refetch_wanted; //  a piece went missing: fetch again once the reads in flight end
+    bool restart_wanted; //  the layout changed: start the file over once the reads end
     int refetches;
     int retry_timer;
     uint64_t written;
@@ -535,15 +569,12 @@ static void s_human_duration (double seconds, char *text, size_t size)
         snprintf (text, size, "%dh%02dm", (int) seconds / 3600, ((int) seconds % 3600) / 60);
 }
 
+//  What the progress display counts: the bytes already in PATH.part.
 static uint64_t s_bytes_done (const self_t *self)
 {
-    if (self->phase == PHASE_READ || self->phase == PHASE_DONE)
-        return self->content_length;
-    uint64_t done = self->finished_count * self->piece_length;
-    return done > self->content_length ? self->content_length : done;
+    return self->written > self->content_length ? self->content_length : self->written;
 }
 
-//  Bytes per second over the last few samples.
 static double s_rate (self_t *self, int64_t now, uint64_t done)
 {
     if (self->sample_count == RATE_WINDOW) {
@@ -636,9 +667,9 @@ static void s_finish (self_t *self, int exit_code)
     self->phase = PHASE_DONE;
     self->exit_code = exit_code;
     zloop_timer (self->loop, 1, 1, s_stop_loop, NULL);
-    if (self->query_timer >= 0) {
-        zloop_timer_end (self->loop, self->query_timer);
-        self->query_timer = -1;
+    if (self->tick_timer >= 0) {
+        zloop_timer_end (self->loop, self->tick_timer);
+        self->tick_timer = -1;
     }
     if (self->retry_timer >= 0) {
         zloop_timer_end (self->loop, self->retry_timer);
@@ -681,8 +712,50 @@ static void s_bus_failure (self_t *self, zf_status_t status, const zf_error_t *e
 
 // --- following the task ---------------------------------------------------------------------
 
-static void s_start_read (self_t *self);
 static void s_send_fetch (self_t *self);
+static void s_pump (self_t *self);
+static void s_stat (self_t *self);
+
+//  Fixes the layout PATH.part is written with once the fetcher states it: while the task runs,
+//  when the origin told the length (a running task with content_length 0 may not know it
+//  yet); always once it is complete. A different layout later makes us start over.
+static void s_check_layout (self_t *self)
+{
+    if (!self->task_complete && (self->piece_length == 0 || self->content_length == 0))
+        return;
+    uint64_t count = 0;
+    if (self->content_length > 0) {
+        if (self->piece_length == 0 || self->piece_count == 0
+            || self->piece_count
+                   != (self->content_length + self->piece_length - 1) / self->piece_length) {
+            s_fail (self, EXIT_OTHER,
+                    "the fetcher reported an inconsistent task: %" PRIu64 " bytes in %" PRIu64
+                    " pieces of %" PRIu64,
+                    self->content_length, self->piece_count, self->piece_length);
+            return;
+        }
+        count = self->piece_count;
+    }
+    if (!self->layout_known) {
+        self->layout_known = true;
+        self->file_length = self->content_length;
+        self->file_piece_length = self->piece_length;
+        self->file_piece_count = count;
+        uint64_t fit = self->piece_length ? READ_BYTES_IN_FLIGHT / self->piece_length : 0;
+        self->reads_max = fit < 2 ? 2 : fit > READ_SLOTS ? READ_SLOTS : fit;
+        return;
+    }
+    if (self->file_length != self->content_length
+        || (count > 0 && self->file_piece_length != self->piece_length)) {
+        if (!self->restart_wanted && self->options->verbose)
+            fprintf (stderr,
+                     "zfly-get: the task is now %" PRIu64 " bytes in pieces of %" PRIu64
+                     " (was %" PRIu64 " in %" PRIu64 "); starting %s over\n",
+                     self->content_length, self->piece_length, self->file_length,
+                     self->file_piece_length, self->part_path);
+        self->restart_wanted = true;
+    }
+}
 
 static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
 {
@@ -717,13 +790,20 @@ static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
                 *status->error_message ? status->error_message : "no details", code);
         return;
     }
-    if (streq (status->state, "complete")) {
-        s_start_read (self);
+    bool complete = streq (status->state, "complete");
+    if (complete && self->recheck) {
+        //  A piece went missing after the task completed: have the fetcher complete it again.
+        self->recheck = false;
+        s_send_fetch (self);
         return;
     }
+    self->recheck = false;
+    self->task_complete = complete;
+    s_check_layout (self);
+    if (self->phase == PHASE_DONE)
+        return;
     //  running (or a state newer than this tool): keep following it
-    s_progress (self, false);
-    if (self->options->idle_timeout_ms > 0
+    if (!complete && self->options->idle_timeout_ms > 0
         && s_now_ms () - self->last_change_ms > self->options->idle_timeout_ms) {
         char idle[32];
         s_human_duration ((double) self->options->idle_timeout_ms / 1000, idle, sizeof idle);
@@ -731,7 +811,9 @@ static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
                 "%s: no progress for %s (%" PRIu64 " of %" PRIu64 " pieces); giving up, the "
                 "daemon keeps the pieces it has",
                 self->options->url, idle, self->finished_count, self->piece_count);
+        return;
     }
+    s_pump (self);
 }
 
 static void s_on_task_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
@@ -742,17 +824,17 @@ static void s_on_task_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
     self->query_pending = false;
     if (self->phase == PHASE_DONE)
         return;
+    bool fetching = self->phase == PHASE_FETCH;
     if (status == ZF_OK) {
         self->answered = true;
-        if (self->phase == PHASE_FETCH)
-            self->phase = PHASE_WAIT;
+        self->phase = PHASE_FOLLOW;
         s_on_status (self, reply->env.body);
         return;
     }
     if (status == ZF_E_REMOTE) {
         self->answered = true;
         const zf_msg_error_t *body = reply->env.body;
-        if (streq (body->code, "not_found") && self->phase == PHASE_WAIT) {
+        if (streq (body->code, "not_found") && !fetching) {
             //  The fetcher forgot the task (restarted?): ask for it again.
             s_send_fetch (self);
             return;
@@ -764,7 +846,7 @@ static void s_on_task_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
         return;
     }
     s_bus_failure (self, status, err, self->fetcher_endpoint,
-                   self->phase == PHASE_FETCH ? "task.fetch" : "task.query");
+                   fetching ? "task.fetch" : "task.query");
 }
 
 static zf_bus_call_t s_call (self_t *self)
@@ -785,7 +867,10 @@ static void s_send_fetch (self_t *self)
         .parents = {.items = (void *) options->parents, .count = options->parent_count},
     };
     self->phase = PHASE_FETCH;
+    self->task_complete = false;
+    self->recheck = false;
     self->query_pending = true;
+    self->last_query_ms = s_now_ms ();
     zf_error_t err;
     zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_fetch, &fetch, NULL,
                                          s_call (self), s_on_task_reply, self, &err);
@@ -795,21 +880,44 @@ static void s_send_fetch (self_t *self)
     }
 }
 
-static int s_query_timer (zloop_t *loop, int timer_id, void *arg)
+static void s_send_query (self_t *self)
 {
-    (void) loop;
-    (void) timer_id;
-    self_t *self = arg;
-    if (self->phase != PHASE_WAIT || self->query_pending)
-        return 0;
     zf_msg_task_query_t query = {.task_id = self->task_id};
     self->query_pending = true;
+    self->last_query_ms = s_now_ms ();
     zf_error_t err;
     zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_query, &query, NULL,
                                          s_call (self), s_on_task_reply, self, &err);
     if (status != ZF_OK) {
         self->query_pending = false;
         s_bus_failure (self, status, &err, self->fetcher_endpoint, "task.query");
+    }
+}
+
+//  Every piece is in storage or in the file, and only the fetcher's "complete" is missing.
+static bool s_awaiting_complete (const self_t *self)
+{
+    return self->layout_known
+           && (self->next_write == self->file_piece_count
+               || self->stored_count == self->file_piece_count);
+}
+
+static int s_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    if (self->phase != PHASE_FOLLOW)
+        return 0;
+    int64_t now = s_now_ms ();
+    if (!self->task_complete && !self->query_pending
+        && (now - self->last_query_ms >= QUERY_INTERVAL_MS || self->recheck
+            || s_awaiting_complete (self)))
+        s_send_query (self);
+    s_stat (self);
+    if (now - self->last_progress_ms >= QUERY_INTERVAL_MS) {
+        self->last_progress_ms = now;
+        s_progress (self, false);
     }
     return 0;
 }
@@ -877,13 +985,20 @@ static void s_complete (self_t *self)
     s_finish (self, EXIT_OK);
 }
 
-static void s_read_more (self_t *self);
+//  Storage holds the piece finished, as far as we know.
+static bool s_stored (const self_t *self, uint64_t piece)
+{
+    if (self->task_complete)
+        return true;
+    return piece / 8 < self->bitmap_size && (self->bitmap[piece / 8] >> (piece % 8)) & 1;
+}
 
-//  Writes every piece that is next in order.
+//  Appends every piece that is next in order, straight from its frame, and hashes it on the
+//  way when --digest asks for the whole-file check.
 static void s_flush (self_t *self)
 {
-    while (self->phase == PHASE_READ && self->next_write < self->next_request) {
-        slot_t *slot = &self->slots[self->next_write % READS_IN_FLIGHT];
+    while (self->phase != PHASE_DONE && self->next_write < self->next_request) {
+        slot_t *slot = &self->slots[self->next_write % READ_SLOTS];
         if (!slot->data)
             return;
         const uint8_t *data = zframe_data (slot->data);
@@ -892,31 +1007,158 @@ static void s_flush (self_t *self)
             EVP_DigestUpdate (self->sha, data, size);
         if (!s_write_all (self, data, size))
             return;
+        //  Start writing these pages to disk now, so that the fdatasync before the rename
+        //  finds little left to do (it would otherwise write the whole file at the end).
+        //  Advisory: a file system that cannot do it is synced in full at the end.
+        (void) sync_file_range (self->fd, (off64_t) self->written, (off64_t) size,
+                                SYNC_FILE_RANGE_WRITE);
         self->written += size;
         zframe_destroy (&slot->data);
         self->next_write++;
     }
-    if (self->phase == PHASE_READ && self->next_write == self->piece_count)
-        s_complete (self);
 }
 
-static void s_refetch_if_idle (self_t *self)
+//  Empties PATH.part for a new layout.
+static bool s_start_over (self_t *self)
 {
-    if (!self->refetch_wanted)
-        return;
-    for (size_t index = 0; index < READS_IN_FLIGHT; index++)
+    if (ftruncate (self->fd, 0) != 0 || lseek (self->fd, 0, SEEK_SET) != 0) {
+        s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
+        return false;
+    }
+    EVP_DigestInit_ex (self->sha, EVP_sha256 (), NULL);
+    self->written = 0;
+    self->next_write = 0;
+    self->layout_known = false;
+    s_check_layout (self);
+    return self->phase != PHASE_DONE;
+}
+
+//  A piece went missing, or the layout changed: once every read has ended, drop the pieces
+//  that arrived after the last one written, and go on from there (from the start, for a new
+//  layout). Missing pieces of a complete task make us ask the fetcher to complete it again;
+//  while it runs, we first ask how it is (it may have failed, its pieces removed).
+static void s_settle (self_t *self)
+{
+    for (size_t index = 0; index < READ_SLOTS; index++)
         if (self->slots[index].requested)
             return;
-    //  Every read has ended: drop the pieces that arrived after the missing one and ask the
-    //  fetcher to complete the task again, then read on from the first missing piece.
-    for (size_t index = 0; index < READS_IN_FLIGHT; index++) {
+    for (size_t index = 0; index < READ_SLOTS; index++) {
         zframe_destroy (&self->slots[index].data);
         self->slots[index].retry = false;
     }
-    self->next_request = self->next_write;
-    self->refetch_wanted = false;
+    zf_free (self->bitmap);
+    self->bitmap = NULL;
+    self->bitmap_size = 0;
+    self->stored_count = 0;
     self->sample_count = 0;
-    s_send_fetch (self);
+    if (self->restart_wanted) {
+        self->restart_wanted = false;
+        if (!s_start_over (self))
+            return;
+    }
+    self->next_request = self->next_write;
+    if (self->refetch_wanted) {
+        self->refetch_wanted = false;
+        if (self->task_complete)
+            s_send_fetch (self);
+        else
+            self->recheck = true; //  the next tick queries the task
+    }
+}
+
+static void s_request_piece (self_t *self, slot_t *slot);
+
+//  Asks for every piece storage holds that fits in the window, writes what is next in order,
+//  and completes the file once the task is complete and every byte is written.
+static void s_pump (self_t *self)
+{
+    if (self->phase == PHASE_DONE || !self->layout_known)
+        return;
+    s_flush (self);
+    if (self->phase == PHASE_DONE)
+        return;
+    if (self->refetch_wanted || self->restart_wanted) {
+        s_settle (self);
+        if (self->phase == PHASE_DONE || self->refetch_wanted || self->restart_wanted
+            || !self->layout_known)
+            return;
+    }
+    while (self->next_request < self->file_piece_count
+           && self->next_request - self->next_write < self->reads_max
+           && s_stored (self, self->next_request)) {
+        slot_t *slot = &self->slots[self->next_request % READ_SLOTS];
+        ZF_ASSERT (!slot->requested && !slot->data);
+        slot->piece = self->next_request++;
+        slot->busy_count = 0;
+        s_request_piece (self, slot);
+        if (self->phase == PHASE_DONE)
+            return;
+    }
+    if (self->task_complete && self->next_write == self->file_piece_count)
+        s_complete (self);
+    else
+        s_stat (self);
+}
+
+static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                       const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    self->stat_pending = false;
+    if (self->phase == PHASE_DONE)
+        return;
+    if (status == ZF_OK) {
+        //  Only a bitmap of the layout we write is of use: another one is a stale copy that
+        //  the fetcher is about to replace.
+        const zf_msg_storage_task_t *body = reply->env.body;
+        zframe_t *bits = zmsg_first (reply->raw);
+        if (bits && self->layout_known && streq (body->task_id, self->task_id)
+            && body->content_length == self->file_length
+            && body->piece_length == self->file_piece_length) {
+            size_t size = zframe_size (bits);
+            if (size > self->bitmap_size)
+                self->bitmap = zf_realloc (self->bitmap, size);
+            memcpy (self->bitmap, zframe_data (bits), size);
+            self->bitmap_size = size;
+            self->stored_count = body->finished_count;
+        }
+    } else if (status == ZF_E_REMOTE) {
+        const zf_msg_error_t *body = reply->env.body;
+        if (!streq (body->code, "not_found")) { //  not_found: not opened yet, or just removed
+            s_fail (self, EXIT_OTHER, "storage.stat failed: %s", err->message);
+            return;
+        }
+    } else {
+        s_bus_failure (self, status, err, self->storage_endpoint, "storage.stat");
+        return;
+    }
+    s_pump (self);
+}
+
+//  Asks storage which pieces are finished, when the next piece to read is not known to be and
+//  the window has room for it; at most every TICK_MS.
+static void s_stat (self_t *self)
+{
+    if (self->phase != PHASE_FOLLOW || !self->layout_known || self->task_complete
+        || self->stat_pending || self->refetch_wanted || self->restart_wanted
+        || self->next_request >= self->file_piece_count
+        || self->next_request - self->next_write >= self->reads_max
+        || s_stored (self, self->next_request))
+        return;
+    int64_t now = s_now_ms ();
+    if (now - self->last_stat_ms < TICK_MS)
+        return; //  the tick comes back for it
+    zf_msg_storage_stat_t stat = {.task_id = self->task_id};
+    self->stat_pending = true;
+    self->last_stat_ms = now;
+    zf_error_t err;
+    zf_status_t status = zf_bus_request (self->bus, "storage", &zf_msg_storage_stat, &stat, NULL,
+                                         s_call (self), s_on_stat, self, &err);
+    if (status != ZF_OK) {
+        self->stat_pending = false;
+        s_bus_failure (self, status, &err, self->storage_endpoint, "storage.stat");
+    }
 }
 
 static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
@@ -926,8 +1168,12 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     slot_t *slot = arg;
     self_t *self = slot->self;
     slot->requested = false;
-    if (self->phase != PHASE_READ)
+    if (self->phase == PHASE_DONE)
         return;
+    if (self->refetch_wanted || self->restart_wanted) {
+        s_pump (self); //  whatever this answer is, it is dropped: we read on from next_write
+        return;
+    }
     if (status == ZF_E_REMOTE) {
         const zf_msg_error_t *body = reply->env.body;
         if (streq (body->code, "busy") && slot->busy_count < BUSY_RETRIES_MAX) {
@@ -938,12 +1184,12 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         if ((streq (body->code, "corrupt") || streq (body->code, "not_finished")
              || streq (body->code, "not_found"))
             && self->refetches < REFETCH_MAX) {
-            if (!self->refetch_wanted && self->options->verbose)
+            if (self->options->verbose)
                 fprintf (stderr, "zfly-get: piece %" PRIu64 ": %s; fetching it again\n",
                          slot->piece, err->message);
             self->refetch_wanted = true;
             self->refetches++;
-            s_refetch_if_idle (self);
+            s_pump (self);
             return;
         }
         s_fail (self, EXIT_OTHER, "%s: storage could not serve piece %" PRIu64 ": %s",
@@ -956,22 +1202,24 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     }
     const zf_msg_piece_data_t *body = reply->env.body;
     zframe_t *data = zmsg_pop (reply->raw);
-    uint64_t expected_size = self->piece_length;
-    if (slot->piece == self->piece_count - 1)
-        expected_size = self->content_length - slot->piece * self->piece_length;
+    uint64_t expected_size = self->file_piece_length;
+    if (slot->piece == self->file_piece_count - 1)
+        expected_size = self->file_length - slot->piece * self->file_piece_length;
     if (body->piece != slot->piece || !streq (body->task_id, self->task_id)
-        || body->offset != slot->piece * self->piece_length || body->size != expected_size || !data
-        || zframe_size (data) != expected_size) {
+        || body->offset != slot->piece * self->file_piece_length || body->size != expected_size
+        || !data || zframe_size (data) != expected_size) {
         s_fail (self, EXIT_OTHER,
                 "storage answered piece %" PRIu64 " with piece %" PRIu64 " offset %" PRIu64
                 " size %" PRIu64 " (%zu bytes attached); expected offset %" PRIu64 " size %" PRIu64,
                 slot->piece, body->piece, body->offset, body->size,
-                data ? zframe_size (data) : (size_t) 0, slot->piece * self->piece_length,
+                data ? zframe_size (data) : (size_t) 0, slot->piece * self->file_piece_length,
                 expected_size);
         zframe_destroy (&data);
         return;
     }
-    if (body->digest.size == SHA256_SIZE) {
+    //  Storage on this host checked the piece against its digest before serving it; from
+    //  another host we check it ourselves.
+    if (self->verify_pieces && body->digest.size == SHA256_SIZE) {
         uint8_t hash[SHA256_SIZE];
         unsigned int hash_size = 0;
         EVP_Digest (zframe_data (data), zframe_size (data), hash, &hash_size, EVP_sha256 (), NULL);
@@ -985,11 +1233,7 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     }
     slot->busy_count = 0;
     slot->data = data;
-    s_flush (self);
-    if (self->refetch_wanted)
-        s_refetch_if_idle (self);
-    else
-        s_read_more (self);
+    s_pump (self);
 }
 
 static void s_request_piece (self_t *self, slot_t *slot)
@@ -1011,53 +1255,15 @@ static void s_request_piece (self_t *self, slot_t *slot)
     }
 }
 
-static void s_read_more (self_t *self)
-{
-    while (self->phase == PHASE_READ && !self->refetch_wanted
-           && self->next_request < self->piece_count
-           && self->next_request - self->next_write < READS_IN_FLIGHT) {
-        slot_t *slot = &self->slots[self->next_request % READS_IN_FLIGHT];
-        ZF_ASSERT (!slot->requested && !slot->data);
-        slot->piece = self->next_request++;
-        slot->busy_count = 0;
-        s_request_piece (self, slot);
-    }
-}
-
 static int s_retry_timer (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
     self_t *self = arg;
-    for (size_t index = 0; index < READS_IN_FLIGHT && self->phase == PHASE_READ; index++)
-        if (self->slots[index].retry && !self->refetch_wanted)
+    for (size_t index = 0; index < READ_SLOTS && self->phase != PHASE_DONE; index++)
+        if (self->slots[index].retry && !self->refetch_wanted && !self->restart_wanted)
             s_request_piece (self, &self->slots[index]);
     return 0;
-}
-
-static void s_start_read (self_t *self)
-{
-    if (self->phase == PHASE_READ)
-        return;
-    self->phase = PHASE_READ;
-    if (self->progress == PROGRESS_BAR)
-        s_progress (self, false);
-    if (self->content_length > 0
-        && (self->piece_length == 0 || self->piece_count == 0
-            || self->piece_count
-                   != (self->content_length + self->piece_length - 1) / self->piece_length)) {
-        s_fail (self, EXIT_OTHER,
-                "the fetcher reported an inconsistent task: %" PRIu64 " bytes in %" PRIu64
-                " pieces of %" PRIu64,
-                self->content_length, self->piece_count, self->piece_length);
-        return;
-    }
-    if (self->content_length == 0)
-        self->piece_count = 0;
-    if (self->retry_timer < 0)
-        self->retry_timer = zloop_timer (self->loop, BUSY_RETRY_MS, 0, s_retry_timer, self);
-    s_read_more (self);
-    s_flush (self);
 }
 
 // --- main -----------------------------------------------------------------------------------
@@ -1100,12 +1306,12 @@ static int s_run (const options_t *options, zf_config_t *config)
     self_t self = {.options = options,
                    .config_path = zf_config_path (config),
                    .fd = -1,
-                   .query_timer = -1,
+                   .tick_timer = -1,
                    .retry_timer = -1,
                    .progress = options->progress};
     if (self.progress == PROGRESS_AUTO)
         self.progress = isatty (STDERR_FILENO) ? PROGRESS_BAR : PROGRESS_LINES;
-    for (size_t index = 0; index < READS_IN_FLIGHT; index++)
+    for (size_t index = 0; index < READ_SLOTS; index++)
         self.slots[index].self = &self;
     int exit_code = s_route (config, node, "fetcher", bus_config->insecure, &self.fetcher_endpoint);
     if (exit_code < 0)
@@ -1128,6 +1334,8 @@ static int s_run (const options_t *options, zf_config_t *config)
         }
     }
     if (exit_code < 0) {
+        //  Storage on this host (ipc://) checks each piece's digest before serving it.
+        self.verify_pieces = strncmp (self.storage_endpoint, "ipc://", 6) != 0;
         zf_node_add_local (node, actor_name);
         self.bus = zf_bus_new (node, actor_name, NULL, NULL, &err);
         ZF_ASSERT (self.bus); //  an inproc bind of a fresh name cannot fail
@@ -1137,7 +1345,8 @@ static int s_run (const options_t *options, zf_config_t *config)
         self.loop = zloop_new ();
         zf_bus_attach (self.bus, self.loop);
         self.started_ms = s_now_ms ();
-        self.query_timer = zloop_timer (self.loop, QUERY_INTERVAL_MS, 0, s_query_timer, &self);
+        self.tick_timer = zloop_timer (self.loop, TICK_MS, 0, s_tick, &self);
+        self.retry_timer = zloop_timer (self.loop, BUSY_RETRY_MS, 0, s_retry_timer, &self);
         s_send_fetch (&self);
         if (self.phase != PHASE_DONE)
             zloop_start (self.loop); //  until s_finish stops it, or an interrupt
@@ -1147,8 +1356,9 @@ static int s_run (const options_t *options, zf_config_t *config)
             self.exit_code = 130;
         }
         exit_code = self.exit_code;
-        for (size_t index = 0; index < READS_IN_FLIGHT; index++)
+        for (size_t index = 0; index < READ_SLOTS; index++)
             zframe_destroy (&self.slots[index].data);
+        zf_free (self.bitmap);
         zf_bus_destroy (&self.bus);
         zloop_destroy (&self.loop);
         EVP_MD_CTX_free (self.sha);
