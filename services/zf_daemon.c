@@ -11,6 +11,7 @@
 #include "zf_notify.h"
 #include "zf_sections.h"
 #include "zf_tap.h"
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -85,6 +86,16 @@ static bool s_await_start (zactor_t *actor, const char *what, zf_error_t *err)
     return ok;
 }
 
+//  Every actor thread runs its actor, then frees what OpenSSL (digests, TLS, libcurl) keeps
+//  per thread: its thread-exit hook may otherwise run after the process's own cleanup, and
+//  LeakSanitizer reports the leftovers. czmq signals the pipe only after this returns.
+static void s_actor_thread (zsock_t *pipe, void *arg)
+{
+    running_actor_t *running = arg;
+    running->kind->run (pipe, &running->args);
+    OPENSSL_thread_stop ();
+}
+
 static bool s_start_actors (daemon_t *self, zf_error_t *err)
 {
     for (size_t index = 0; index < zf_actor_kind_count; index++) {
@@ -99,7 +110,7 @@ static bool s_start_actors (daemon_t *self, zf_error_t *err)
             .name = kind->name,
             .config = zf_config_section (self->config, kind->name),
         };
-        running->handle = zactor_new (kind->run, &running->args);
+        running->handle = zactor_new (s_actor_thread, running);
         if (!s_await_start (running->handle, kind->name, err))
             return false;
         zf_info ("zfly", "actor %s ready", kind->name);

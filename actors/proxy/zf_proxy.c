@@ -2040,9 +2040,6 @@ cleanup:
     curl_slist_free_all (self.connect_to);
     zhashx_destroy (&self.hosts);
     zhashx_destroy (&self.registry_map);
-    //  OpenSSL's per-thread state (error queue) is freed by a thread-exit hook that may run
-    //  after the process's atexit cleanup; free it now, before the pipe is released.
-    OPENSSL_thread_stop ();
 }
 
 //  ---------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@
 #include "zf_metrics.h"
 #include "zf_msgs.h"
 #include "storage/zf_store.h"
-#include <openssl/crypto.h>
 #include <sys/statvfs.h>
 #include <time.h>
 
@@ -854,9 +853,6 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zlistx_destroy (&self.acks);
     zlistx_destroy (&self.uploads);
     zf_store_destroy (&self.store);
-    //  OpenSSL keeps per-thread state for the digests; free it before the thread ends, or the
-    //  process may exit before the thread-local destructors run and LSan reports it.
-    OPENSSL_thread_stop ();
 }
 
 // ---- selftest ----------------------------------------------------------------------------------
