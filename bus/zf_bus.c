@@ -180,13 +180,18 @@ static bool s_leaves_process (const char *endpoint)
 static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpoints,
                                zf_error_t *err)
 {
-    char *list = zf_strdup (endpoints);
-    char *saveptr = NULL;
+    //  Plain endpoints first: the CURVE options a tcp:// bind sets on the socket would also
+    //  apply to every bind after it.
     zf_status_t status = ZF_OK;
-    for (char *endpoint = strtok_r (list, " \t", &saveptr); endpoint && status == ZF_OK;
-         endpoint = strtok_r (NULL, " \t", &saveptr))
-        status = zf_node_bind (node, sock, endpoint, err);
-    zf_free (list);
+    for (int pass = 0; pass < 2 && status == ZF_OK; pass++) {
+        char *list = zf_strdup (endpoints);
+        char *saveptr = NULL;
+        for (char *endpoint = strtok_r (list, " \t", &saveptr); endpoint && status == ZF_OK;
+             endpoint = strtok_r (NULL, " \t", &saveptr))
+            if ((strncmp (endpoint, "tcp://", 6) == 0) == (pass == 1))
+                status = zf_node_bind (node, sock, endpoint, err);
+        zf_free (list);
+    }
     return status;
 }
 

@@ -276,7 +276,10 @@ zf_status_t zf_node_bind (zf_node_t *self, zsock_t *sock, const char *endpoint, 
         zcert_apply (self->cert, sock);
         zsock_set_curve_server (sock, 1);
         zsock_set_zap_domain (sock, "zfly");
-    }
+    } else
+        //  CURVE options stick to the socket and apply to every later bind: a plain endpoint
+        //  after a CURVE one would demand keys. Callers bind plain endpoints first.
+        ZF_ASSERT (!zsock_curve_server (sock));
     if (zsock_bind (sock, "%s", endpoint) < 0)
         return zf_error_set (err, ZF_E_IO, endpoint, "cannot bind %s: %s", endpoint,
                              zmq_strerror (zmq_errno ()));

@@ -196,6 +196,30 @@ class BusTest(ZflyTestCase):
             tap.terminate()
             tap.wait(timeout=10)
 
+    def test_ipc_next_to_curve_tcp_needs_no_keys(self):
+        """One actor bound on tcp:// (CURVE) and ipc:// (this host): a client on the host uses
+        the ipc:// endpoint without keys, whatever the order of the binds."""
+        import msgpack
+        import zmq
+        key_a, _, _ = keygen(self.workdir, "a")
+        ipc = "ipc://" + self.path("echo.sock")
+        node = self.start("a", node_section("a") + f"[bus]\ncert = {key_a}\n"
+                               f"[echo]\nbind = tcp://127.0.0.1:{free_port()} {ipc}\n")
+        node.wait_ready()
+        context = zmq.Context()
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.RCVTIMEO, 10000)
+        dealer.connect(ipc)
+        try:
+            dealer.send(msgpack.packb({"type": "echo.request", "v": 1, "id": 1, "from": "t@host",
+                                       "body": {"seq": 1, "text": "over ipc"}}))
+            reply = msgpack.unpackb(dealer.recv(), raw=False)
+            self.assertEqual((reply["type"], reply["body"]["text"]), ("echo.reply", "over ipc"))
+        finally:
+            dealer.close()
+            context.term()
+
     def test_metrics_pass_promtool_and_health_reports_ready(self):
         node_a, *_ = self.make_echo_node()
         status, headers, body = node_a.http_get("/healthz")

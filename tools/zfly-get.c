@@ -448,6 +448,26 @@ static char *s_connectable (const char *bind)
     return zf_strdup (bind);
 }
 
+//  The endpoint of a bind list ("ipc://… tcp://…") a client on this host should use: the
+//  first ipc:// one (no CURVE, file permissions), else the first tcp:// one; NULL if neither.
+static char *s_client_endpoint (const char *bind)
+{
+    char *list = zf_strdup (bind ? bind : "");
+    char *saveptr = NULL, *chosen = NULL;
+    for (char *word = strtok_r (list, " \t", &saveptr); word;
+         word = strtok_r (NULL, " \t", &saveptr)) {
+        if (strncmp (word, "ipc://", 6) == 0) {
+            zf_free (chosen);
+            chosen = zf_strdup (word);
+            break;
+        }
+        if (!chosen && strncmp (word, "tcp://", 6) == 0)
+            chosen = zf_strdup (word);
+    }
+    zf_free (list);
+    return chosen;
+}
+
 //  Finds where ACTOR (fetcher, storage) of the daemon listens and adds a route to it.
 //  Returns -1 on success, else the exit status, having said why.
 static int s_route (zf_config_t *config, zf_node_t *node, const char *actor, bool insecure,
@@ -487,14 +507,16 @@ static int s_route (zf_config_t *config, zf_node_t *node, const char *actor, boo
                  path, actor, actor, actor, actor);
         return EXIT_USAGE;
     }
-    if (strncmp (bind, "ipc://", 6) != 0 && strncmp (bind, "tcp://", 6) != 0) {
+    char *chosen = s_client_endpoint (bind);
+    if (!chosen) {
         fprintf (stderr,
                  "zfly-get: %s: [%s] bind = %s: zfly-get needs an ipc:// or tcp:// "
                  "endpoint\n",
                  path, actor, bind);
         return EXIT_USAGE;
     }
-    char *endpoint = s_connectable (bind);
+    char *endpoint = s_connectable (chosen);
+    zf_free (chosen);
     char *spec = NULL;
     if (strncmp (endpoint, "tcp://", 6) == 0 && !insecure) {
         //  The daemon's CURVE server accepts its own key: we use the node's certificate.
@@ -1272,13 +1294,15 @@ static int s_run (const options_t *options, zf_config_t *config)
 {
     const zf_node_config_t *node_config = zf_config_section (config, "node");
     const zf_bus_config_t *bus_config = zf_config_section_or_defaults (config, "bus");
-    const char *fetcher_bind =
-        s_is_known_section ("fetcher") ? s_config_string (config, "fetcher", "bind") : NULL;
-    const char *storage_bind =
-        s_is_known_section ("storage") ? s_config_string (config, "storage", "bind") : NULL;
+    char *fetcher_endpoint = s_client_endpoint (
+        s_is_known_section ("fetcher") ? s_config_string (config, "fetcher", "bind") : NULL);
+    char *storage_endpoint = s_client_endpoint (
+        s_is_known_section ("storage") ? s_config_string (config, "storage", "bind") : NULL);
     //  The certificate is needed only to reach a tcp:// bind (it must be readable by us).
-    bool needs_cert = (fetcher_bind && strncmp (fetcher_bind, "tcp://", 6) == 0)
-                      || (storage_bind && strncmp (storage_bind, "tcp://", 6) == 0);
+    bool needs_cert = (fetcher_endpoint && strncmp (fetcher_endpoint, "tcp://", 6) == 0)
+                      || (storage_endpoint && strncmp (storage_endpoint, "tcp://", 6) == 0);
+    zf_free (fetcher_endpoint);
+    zf_free (storage_endpoint);
     size_t entry_count;
     const zf_config_entry_t *entries = zf_config_entries (config, "endpoints", &entry_count);
     for (size_t index = 0; index < entry_count; index++)

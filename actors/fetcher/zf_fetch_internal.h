@@ -1,5 +1,6 @@
 /*  zf_fetch_internal.h — a task's insides, shared by zf_fetch_task.c (pieces, storage,
-    hashing) and zf_fetch_source.c (HTTP transfers). Not for other files. */
+    hashing), zf_fetch_source.c (HTTP transfers), zf_fetch_parents.c (pieces from parents) and
+    zf_fetch_sched.c (the scheduler client). Not for other files. */
 #ifndef ZF_FETCH_INTERNAL_H_INCLUDED
 #define ZF_FETCH_INTERNAL_H_INCLUDED
 
@@ -40,6 +41,7 @@ typedef struct {
     int64_t requested_ms;
     uint32_t parent_attempts; //  failed attempts at parents (busy answers not counted)
     bool use_origin;          //  no parent can give it: the origin's (range transfers)
+    uint32_t from_parent_id;  //  the parent whose copy was written; 0: the origin
 } piece_t;
 
 typedef struct parent_set_s parent_set_t;
@@ -67,6 +69,12 @@ struct zf_fetch_task_s {
     uint64_t bytes_from_source;
     uint64_t bytes_from_parents;
     parent_set_t *parents; //  NULL: the task was given no parents
+    //  With a scheduler: it chooses parents and who goes to the origin. Until it says
+    //  "source" (sched_source), pieces no parent holds wait for parents, unless none came
+    //  for sched_fallback (sched_progress_ms: the last piece from a parent or new schedule).
+    bool scheduled;
+    bool sched_source;
+    int64_t sched_progress_ms;
 
     EVP_MD_CTX *whole_hash; //  over the content in order, when digest is set
     uint64_t hashed_offset;
@@ -125,6 +133,16 @@ const uint8_t *zf_fetch_parents_digest (zf_fetch_task_t *self, uint64_t piece);
 bool zf_fetch_parents_routing (zf_fetch_task_t *self);
 //  True when pieces may still come from a parent (one is active).
 bool zf_fetch_parents_active (zf_fetch_task_t *self);
+//  Parents in use (not failed).
+size_t zf_fetch_parents_count (zf_fetch_task_t *self);
+//  An empty set for parents to come (the scheduler's), when the task has none yet.
+void zf_fetch_parents_ensure (zf_fetch_task_t *self);
+//  Takes every parent out of the task without blaming it (the task goes to the origin).
+void zf_fetch_parents_retire_all (zf_fetch_task_t *self);
+//  A parent's name ("storage@node") by its id, or NULL.
+const char *zf_fetch_parents_name (zf_fetch_task_t *self, uint32_t id);
+//  True while the scheduler should still be given time to find parents (see sched_fallback).
+bool zf_fetch_parents_hold (zf_fetch_task_t *self, int64_t now);
 
 //  zf_fetch_source.c
 void zf_fetch_source_probe (zf_fetch_task_t *self);

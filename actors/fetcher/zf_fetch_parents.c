@@ -17,7 +17,12 @@
     Each piece is checked (size, SHA-256 against the parents' digest list) before it is
     written. A piece no active parent holds (and none is still downloading), or one that
     failed at parents PIECE_PARENT_ATTEMPTS times, goes to the origin as a range request,
-    unless the task has no URL: then the task fails with "parents". */
+    unless the task has no URL: then the task fails with "parents".
+
+    With a scheduler (task->scheduled), the scheduler decides who goes to the origin: pieces
+    no parent holds wait for the parents it gives, until it says "source" or no piece came
+    from a parent for sched_fallback. A parent it gives may not have opened the task yet (a
+    seed triggered a moment ago): "not_found" at storage.stat is asked again for a while. */
 #include "zf_clock.h"
 #include "zf_fetch_internal.h"
 #include "zf_log.h"
@@ -29,6 +34,7 @@
 #define BUSY_BACKOFF_CAP_MS   2000
 #define TICK_MS               100 //  the pump's own clock: busy backoffs, end game, refresh
 #define DIGEST_SIZE           32
+#define NOT_FOUND_RETRY_MS    100 //  a scheduled parent that has not opened the task yet
 
 typedef enum { PARENT_STATING, PARENT_ACTIVE, PARENT_FAILED } parent_state_t;
 
@@ -42,6 +48,8 @@ typedef struct {
     bool stat_pending;
     int64_t stat_at_ms; //  next refresh
     int64_t grew_ms;    //  when it last reported more pieces (or became active)
+    int64_t added_ms;   //  when it was given (not_found at stat is forgiven for a while)
+    int64_t ok_ms;      //  its last good answer (a piece or a stat)
     int64_t in_flight;  //  piece.read requests without an answer yet
     uint32_t failures;  //  in a row
     uint32_t busy_streak;
@@ -125,6 +133,7 @@ static parent_t *s_parent_new (parent_set_t *set, const char *name)
     parent->id = ++set->next_id;
     zf_strlcpy (parent->name, name, sizeof parent->name);
     parent->state = PARENT_STATING;
+    parent->added_ms = zf_clock_mono_ms ();
     set->items[set->count++] = parent;
     return parent;
 }
@@ -180,6 +189,35 @@ const uint8_t *zf_fetch_parents_digest (zf_fetch_task_t *self, uint64_t piece)
 bool zf_fetch_parents_routing (zf_fetch_task_t *self)
 {
     return self->parents && self->parents->availability;
+}
+
+const char *zf_fetch_parents_name (zf_fetch_task_t *self, uint32_t id)
+{
+    parent_t *parent = self->parents && id ? s_find_id (self->parents, id) : NULL;
+    return parent ? parent->name : NULL;
+}
+
+bool zf_fetch_parents_hold (zf_fetch_task_t *self, int64_t now)
+{
+    return self->scheduled && !self->sched_source
+           && now - self->sched_progress_ms < self->env->config->sched_fallback_ms;
+}
+
+void zf_fetch_parents_ensure (zf_fetch_task_t *self)
+{
+    if (self->parents)
+        return;
+    self->parents = zf_calloc (1, sizeof (parent_set_t));
+    self->parents->timer_id = -1;
+}
+
+size_t zf_fetch_parents_count (zf_fetch_task_t *self)
+{
+    size_t count = 0;
+    parent_set_t *set = self->parents;
+    for (size_t index = 0; set && index < set->count; index++)
+        count += set->items[index]->state != PARENT_FAILED;
+    return count;
 }
 
 bool zf_fetch_parents_active (zf_fetch_task_t *self)
@@ -288,6 +326,12 @@ static const char *s_check_piece (zf_fetch_task_t *task, uint64_t index, zf_bus_
     return NULL;
 }
 
+//  A parent that answered well within the last parent_timeout is alive, only busy.
+static bool s_delivering (zf_fetch_task_t *task, parent_t *parent, int64_t now)
+{
+    return parent->ok_ms && now - parent->ok_ms < task->env->config->parent_timeout_ms;
+}
+
 static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                         const zf_error_t *err, void *arg)
 {
@@ -334,8 +378,11 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             piece->filled = size;
             task->bytes_from_parents += size;
             zf_counter_add (task->env->parent_bytes, size);
+            piece->from_parent_id = parent_id;
+            task->sched_progress_ms = now;
             if (parent) {
                 parent->failures = parent->busy_streak = 0;
+                parent->ok_ms = now;
                 parent->pieces_from++;
                 parent->bytes_from += size;
                 s_event (task, parent, ZF_FETCH_PARENT_PIECE, index, "ok");
@@ -368,6 +415,12 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                      task->task_id, parent->name, index, remote->code);
             s_clear_bit (task, parent, index);
         }
+    } else if (status == ZF_E_TIMEOUT && parent && s_delivering (task, parent, now)) {
+        //  Late, not dead: its upload is queued behind other children's pieces. Ask again
+        //  (maybe elsewhere) without blaming it or counting an attempt against the piece.
+        s_count (task, "late");
+        if (live)
+            s_drop_request (task, index, seq, false);
     } else {
         const char *result = status == ZF_E_TIMEOUT                        ? "timeout"
                              : remote && streq (remote->code, "not_found") ? "not_found"
@@ -500,6 +553,8 @@ static void s_stat_parent (zf_fetch_task_t *task, parent_t *parent);
 //  Before the layout: no parent left to ask means the origin.
 static void s_check_parents_phase (zf_fetch_task_t *task)
 {
+    if (task->scheduled && !task->sched_source)
+        return; //  the scheduler client decides (and has its own deadline)
     if (task->phase == PHASE_PARENTS && !zf_fetch_parents_active (task))
         zf_fetch_task_to_origin (task);
 }
@@ -520,6 +575,22 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     if (!parent || parent->state == PARENT_FAILED)
         return;
     parent->stat_pending = false;
+    int64_t now = zf_clock_mono_ms ();
+    if (status == ZF_E_REMOTE && reply
+        && streq (((zf_msg_error_t *) reply->env.body)->code, "not_found") && task->scheduled
+        && now - parent->added_ms < 2 * task->env->config->parent_timeout_ms) {
+        //  Given by the scheduler before it opened the task (a seed just triggered): again soon.
+        parent->stat_at_ms = now + NOT_FOUND_RETRY_MS;
+        if (task->parents->timer_id < 0)
+            task->parents->timer_id = zloop_timer (task->env->loop, TICK_MS, 0, s_on_tick, task);
+        return;
+    }
+    if (status == ZF_E_TIMEOUT && parent->state == PARENT_ACTIVE
+        && (s_delivering (task, parent, now) || ++parent->failures < PARENT_FAILURES_MAX)) {
+        //  Its answer is queued behind the pieces it sends: ask later, like a late piece.
+        parent->stat_at_ms = now + task->env->config->parent_refresh_ms;
+        return;
+    }
     if (status != ZF_OK) {
         s_fail_parent (task, parent, "storage.stat: %s",
                        err && *err->message ? err->message : zf_status_name (status));
@@ -555,6 +626,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         return;
     }
     parent->complete = streq (body->state, "complete");
+    parent->ok_ms = now;
     s_set_bitmap (task, parent, zframe_data (bitmap));
     if (parent->state == PARENT_STATING)
         s_activate (task, parent);
@@ -641,6 +713,7 @@ bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *name)
         return false;
     if (parent) { //  given again (the scheduler's choice): a fresh start
         parent->state = PARENT_STATING;
+        parent->added_ms = zf_clock_mono_ms ();
         parent->failures = parent->busy_streak = 0;
         parent->busy_until_ms = 0;
         parent->complete = false;
@@ -656,6 +729,14 @@ bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *name)
     if (self->phase == PHASE_PARENTS || s_layout_known (self))
         s_stat_parent (self, parent);
     return true;
+}
+
+void zf_fetch_parents_retire_all (zf_fetch_task_t *self)
+{
+    parent_set_t *set = self->parents;
+    for (size_t index = 0; set && index < set->count; index++)
+        if (set->items[index]->state != PARENT_FAILED)
+            s_retire_parent (self, set->items[index]);
 }
 
 bool zf_fetch_task_remove_parent (zf_fetch_task_t *self, const char *name)
@@ -727,7 +808,8 @@ static bool s_parent_may_grow (zf_fetch_task_t *task, int64_t now)
 //  Pieces no parent can give go to the origin; without one the task cannot finish.
 static void s_route_to_origin (zf_fetch_task_t *task, int64_t now)
 {
-    bool may_grow = s_parent_may_grow (task, now);
+    bool may_grow =
+        zf_fetch_parents_hold (task, now) || (!task->sched_source && s_parent_may_grow (task, now));
     for (uint64_t index = task->window_start; index < task->piece_count; index++) {
         piece_t *piece = &task->pieces[index];
         if (piece->state != PIECE_MISSING || piece->use_origin
@@ -807,10 +889,12 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
     zf_fetch_task_t *task = arg;
     parent_set_t *set = task->parents;
     int64_t now = zf_clock_mono_ms ();
+    bool layout = s_layout_known (task);
     for (size_t index = 0; index < set->count; index++) {
         parent_t *parent = set->items[index];
-        if (parent->state == PARENT_ACTIVE && !parent->complete && !parent->stat_pending
-            && parent->stat_at_ms <= now)
+        bool refresh = parent->state == PARENT_ACTIVE && !parent->complete;
+        bool retry = parent->state == PARENT_STATING && (layout || task->phase == PHASE_PARENTS);
+        if ((refresh || retry) && !parent->stat_pending && parent->stat_at_ms <= now)
             s_stat_parent (task, parent);
     }
     zf_fetch_task_pump (task);

@@ -1,6 +1,7 @@
 /*  zf_fetch_task.c — a task's pieces, its storage conversation and its content hash. */
 #include "zf_fetch_internal.h"
 #include "zf_clock.h"
+#include "zf_fetch_sched.h"
 #include "zf_log.h"
 
 #define RETRY_BACKOFF_CAP_MS 30000
@@ -167,6 +168,7 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
     self->phase = PHASE_STAT;
     if (request->parents.count > 0)
         zf_fetch_parents_new (self, request);
+    self->scheduled = zf_fetch_sched_enabled (env->sched);
     return self;
 }
 
@@ -219,6 +221,7 @@ void zf_fetch_task_fail (zf_fetch_task_t *self, const char *code, const char *fm
     zf_counter_add (self->env->tasks_failed, 1);
     zf_warning (self->env->name, "task failed task=%.16s code=%s: %s", self->task_id, code,
                 self->error_message);
+    zf_fetch_sched_task_end (self->env->sched, self);
     s_answer (self);
 }
 
@@ -251,6 +254,15 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                             s_reply_error (status, err));
         return;
     }
+    if (self->scheduled) { //  the scheduler gives parents, or says "source"
+        zf_fetch_parents_ensure (self);
+        self->phase = PHASE_PARENTS;
+        self->sched_progress_ms = zf_clock_mono_ms ();
+        s_answer (self);
+        zf_fetch_parents_start (self);
+        zf_fetch_sched_task_start (self->env->sched, self);
+        return;
+    }
     if (self->parents) {
         self->phase = PHASE_PARENTS;
         s_answer (self);
@@ -279,6 +291,19 @@ void zf_fetch_task_to_origin (zf_fetch_task_t *self)
                self->task_id);
     self->phase = PHASE_PROBE;
     zf_fetch_task_pump (self);
+}
+
+void zf_fetch_task_to_source (zf_fetch_task_t *self)
+{
+    if (!zf_fetch_task_running (self) || self->sched_source)
+        return;
+    self->sched_source = true;
+    if (self->phase == PHASE_PARENTS) {
+        //  Nothing known from parents yet: the origin alone, as if none had been given.
+        zf_fetch_parents_retire_all (self);
+        zf_fetch_task_to_origin (self);
+    } else
+        zf_fetch_task_pump (self);
 }
 
 void zf_fetch_task_start (zf_fetch_task_t *self, const zf_bus_return_t *answer)
@@ -461,6 +486,9 @@ static void s_on_written (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     if (self->pieces[piece].state == PIECE_WRITING) {
         self->pieces[piece].state = PIECE_STORED;
         self->finished_count = written->finished_count;
+        zf_fetch_sched_piece_stored (
+            self->env->sched, self, piece,
+            zf_fetch_parents_name (self, self->pieces[piece].from_parent_id));
     }
     zf_fetch_task_pump (self);
     if (zf_fetch_task_running (self))
@@ -608,6 +636,7 @@ static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
                " from_parents=%" PRIu64,
                self->task_id, self->content_length, self->bytes_from_source,
                self->bytes_from_parents);
+    zf_fetch_sched_task_end (self->env->sched, self);
     s_answer (self);
 }
 

@@ -22,6 +22,7 @@
 #include "zf_task_id.h"
 
 typedef struct zf_fetch_task_s zf_fetch_task_t;
+typedef struct zf_fetch_sched_s zf_fetch_sched_t;
 
 //  What a task learns about its parents, for whoever chooses them (the scheduler client, when
 //  it comes): a parent too slow (a request timed out), failed (dropped from the task: dead,
@@ -48,6 +49,7 @@ typedef struct {
     zlistx_t *parent_calls;        //  requests to parents awaiting their callback, owned
     zf_fetch_parent_fn *on_parent; //  may be NULL: events are logged only
     void *on_parent_arg;
+    zf_fetch_sched_t *sched; //  the scheduler client; NULL: no scheduler configured
     zf_counter_t *source_bytes;
     zf_counter_t *parent_bytes;
     zf_counter_t *piece_retries;
@@ -74,6 +76,10 @@ bool zf_fetch_task_running (zf_fetch_task_t *self);
 //  restarts. Returns false when the parent was already there (add) or not there (remove).
 bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *parent);
 bool zf_fetch_task_remove_parent (zf_fetch_task_t *self, const char *parent);
+
+//  The scheduler (or the lack of one) says: this task takes from the origin whatever its
+//  parents cannot give, now. Pieces parents hold still come from them.
+void zf_fetch_task_to_source (zf_fetch_task_t *self);
 
 //  The curl loop's done callback (easy_private is the task's transfer).
 void zf_fetch_task_curl_done (CURL *easy, CURLcode result, void *easy_private, void *arg);

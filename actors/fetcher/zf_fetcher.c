@@ -1,5 +1,6 @@
 /*  zf_fetcher.c — the actor: configuration, the task table, task.fetch and task.query. */
 #include "zf_fetcher.h"
+#include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
 #include "zf_log.h"
 
@@ -99,6 +100,45 @@ static const zf_config_key_t s_keys[] = {
      .min = 100,
      .max = 600000,
      .help = "how often parents still downloading are asked which pieces they have"},
+    {.key = "schedulers",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, schedulers),
+     .default_text = "",
+     .help = "scheduler actor names via [endpoints], blank-separated; empty: no P2P"},
+    {.key = "seed",
+     .kind = ZF_CONFIG_BOOL,
+     .offset = offsetof (zf_fetcher_config_t, seed),
+     .default_text = "false",
+     .help = "seed peer: announced as seed, fetches from the origin on seed.trigger"},
+    {.key = "host_id",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, host_id),
+     .default_text = "",
+     .help = "this host's name at the schedulers; empty: the node name"},
+    {.key = "idc",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, idc),
+     .default_text = "",
+     .help = "data centre label: parents in the same IDC are preferred"},
+    {.key = "location",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, location),
+     .default_text = "",
+     .help = "location, '|'-separated from widest to narrowest (eu|de|fra|rack12)"},
+    {.key = "upload_slots",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_fetcher_config_t, upload_slots),
+     .default_text = "0",
+     .min = 0,
+     .max = 100000,
+     .help = "children this host serves at once, announced; 0: the scheduler's default"},
+    {.key = "sched_fallback",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, sched_fallback_ms),
+     .default_text = "10s",
+     .min = 500,
+     .max = 600000,
+     .help = "no piece from parents this long: missing pieces come from the origin"},
 };
 
 const zf_config_section_t zf_fetcher_section = {
@@ -141,17 +181,19 @@ static void s_forget_finished (zf_fetch_env_t *env)
     zlist_destroy (&finished);
 }
 
-static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+//  Starts the task a request names, or joins it when it runs; answers task.status (as_status)
+//  or nothing here (the caller answers). Returns false having answered an error.
+static bool s_ensure_task (zf_fetch_env_t *env, zf_bus_msg_t *request,
+                           const zf_msg_task_fetch_t *body, const char *expected_id, bool as_status)
 {
-    zf_fetch_env_t *env = arg;
-    const zf_msg_task_fetch_t *body = request->env.body;
+    zf_bus_t *bus = env->bus;
     const zf_rec_http_header_t *headers = body->headers.items;
     for (size_t index = 0; index < body->headers.count; index++)
         if (!s_header_is_safe (&headers[index])) {
             zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "headers",
                                 "header %zu has an empty name, a colon in it or a line break",
                                 index);
-            return;
+            return false;
         }
     char task_id[ZF_TASK_ID_SIZE + 1], digest[ZF_DIGEST_TEXT_SIZE + 1];
     zf_error_t err;
@@ -159,21 +201,57 @@ static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                             env->config->volatile_params, task_id, digest, &err)
         != ZF_OK) {
         zf_bus_reply_error (bus, &request->return_to, err.code, err.where, "%s", err.message);
-        return;
+        return false;
+    }
+    if (expected_id && !streq (expected_id, task_id)) {
+        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "body.task_id",
+                            "task id %.64s does not match the URL and digest (%.64s)", expected_id,
+                            task_id);
+        return false;
     }
     zf_fetch_task_t *task = zhashx_lookup (env->tasks, task_id);
     if (task && zf_fetch_task_running (task)) { //  one download per task: join it
         zf_debug (env->name, "task joined task=%.16s from=%s", task_id, request->env.from);
         for (size_t index = 0; index < body->parents.count; index++)
             zf_fetch_task_add_parent (task, ((char **) body->parents.items)[index]);
-        s_reply_status (env, &request->return_to, task);
-        return;
+        if (as_status)
+            s_reply_status (env, &request->return_to, task);
+        return true;
     }
     s_forget_finished (env);
     //  A finished task is fetched anew: storage.stat decides whether it is still complete.
     task = zf_fetch_task_new (env, task_id, digest, body);
     zhashx_update (env->tasks, task_id, task);
-    zf_fetch_task_start (task, &request->return_to);
+    zf_fetch_task_start (task, as_status ? &request->return_to : NULL);
+    return true;
+}
+
+static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    s_ensure_task (arg, request, request->env.body, NULL, true);
+}
+
+//  The scheduler made this seed a task's origin fetcher: start it like task.fetch. The task
+//  then registers and is told "source".
+static void s_handle_trigger (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    zf_fetch_env_t *env = arg;
+    const zf_msg_seed_trigger_t *body = request->env.body;
+    if (!env->config->seed || !zf_fetch_sched_enabled (env->sched)) {
+        zf_bus_reply_error_code (bus, &request->return_to, "refused", "type",
+                                 "this node is not a seed peer with a scheduler");
+        return;
+    }
+    zf_msg_task_fetch_t fetch = {.url = body->url,
+                                 .digest = body->digest,
+                                 .tag = body->tag,
+                                 .application = body->application};
+    zf_notice (env->name, "seed triggered task=%.16s from=%s", body->task_id, request->env.from);
+    if (!s_ensure_task (env, request, &fetch, body->task_id, false))
+        return;
+    zf_msg_seed_accepted_t accepted = {.task_id = body->task_id};
+    zf_bus_reply (bus, &request->return_to, &zf_msg_seed_accepted, &accepted, NULL);
 }
 
 static void s_handle_query (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -250,8 +328,10 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zloop_reader (env.loop, pipe, zf_actor_pipe_term, NULL);
     zf_bus_attach (env.bus, env.loop);
     env.curl = zf_curl_loop_new (env.loop, zf_fetch_task_curl_done, &env);
+    env.sched = zf_fetch_sched_new (&env, actor->node);
     zf_bus_handle (env.bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &env);
     zf_bus_handle (env.bus, ZF_MSG_TASK_QUERY, s_handle_query, &env);
+    zf_bus_handle (env.bus, ZF_MSG_SEED_TRIGGER, s_handle_trigger, &env);
     zf_notice (env.name, "started bind=%s storage=%s source_concurrency=%" PRId64,
                *env.config->bind ? env.config->bind : "-", env.config->storage,
                env.config->source_concurrency);
@@ -261,8 +341,9 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_info (env.name, "stopped tasks=%zu", zhashx_size (env.tasks));
     zhashx_destroy (&env.tasks); //  tasks stop their transfers first
     zf_curl_loop_destroy (&env.curl);
-    zf_bus_destroy (&env.bus);          //  before its loop: it unregisters its sockets
-    zlistx_destroy (&env.parent_calls); //  calls the bus dropped unanswered
+    zf_bus_destroy (&env.bus);           //  before its loop: it unregisters its sockets
+    zf_fetch_sched_destroy (&env.sched); //  after the bus: it frees calls the bus dropped
+    zlistx_destroy (&env.parent_calls);  //  calls the bus dropped unanswered
     zloop_destroy (&env.loop);
     curl_global_cleanup ();
 }

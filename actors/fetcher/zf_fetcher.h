@@ -19,7 +19,12 @@
     or disagrees is dropped, and pieces no parent can give come from the origin. A task.fetch
     that joins a running task adds its parents to it.
 
-    Not yet: the scheduler, origins that send no length. */
+    With [fetcher] schedulers set, a task asks the scheduler that owns it (zf_fetch_sched.c:
+    consistent hashing over the list, skipping dead ones) for parents, or is told to go back to
+    source or wait; progress and failed parents are reported; no scheduler reachable means the
+    origin. A seed (seed = true) also takes seed.trigger and starts the task it names.
+
+    Not yet: origins that send no length. */
 #ifndef ZF_FETCHER_H_INCLUDED
 #define ZF_FETCHER_H_INCLUDED
 
@@ -40,6 +45,12 @@ typedef struct {
     int64_t parent_concurrency; //  piece.read requests in flight per parent
     int64_t parent_timeout_ms;  //  deadline of one request to a parent: slower is "slow"
     int64_t parent_refresh_ms;  //  how often parents still downloading are asked again
+    char *schedulers;           //  blank-separated scheduler actor names, "" for none
+    bool seed;                  //  a seed peer: announces type seed, takes seed.trigger
+    char *host_id;              //  the host's name at the scheduler, "" = the node name
+    char *idc, *location;       //  affinity labels announced to schedulers
+    int64_t upload_slots;       //  children served at once, announced; 0: scheduler's default
+    int64_t sched_fallback_ms;  //  no piece from parents this long: the origin, scheduler or not
 } zf_fetcher_config_t;
 
 extern const zf_config_section_t zf_fetcher_section;

@@ -1,0 +1,685 @@
+/*  zf_fetch_sched.c — the scheduler client: announce, register, report, reschedule, fail over.
+
+    One record per scheduled task (sched_task_t), keyed by task id; the task itself is looked
+    up again by id and generation whenever it is needed, so a task replaced or dropped
+    meanwhile is never touched. One schedule request (register, parent.failed, reschedule) is
+    in flight per task at a time; what happens meanwhile (another failed parent, a reschedule
+    flag) waits in the record and goes next. Reports are fire-and-forget batches whose acks
+    may ask for a reschedule. */
+#include "zf_fetch_sched.h"
+#include "../scheduler/zf_sched_ring.h"
+#include "zf_clock.h"
+#include "zf_fetch_internal.h"
+#include "zf_log.h"
+
+#define SCHEDULERS_MAX       16
+#define TICK_MS              100
+#define REPORT_INTERVAL_MS   100  //  a batch of finished pieces waits at most this long
+#define REPORT_BATCH         64   //  or until it has this many
+#define REPORT_MAX           4096 //  pieces in one piece.report (the schema's bound)
+#define WAIT_MS              1000 //  long poll of a register
+#define SCHEDULE_TIMEOUT_MS  5000 //  register (with its long poll), parent.failed, reschedule
+#define REPORT_TIMEOUT_MS    3000 //  piece.report, peer.finished, peer.failed, host.announce
+#define HEARTBEAT_DEFAULT_MS 5000
+#define HEARTBEAT_MIN_MS     500
+#define RETRY_MIN_MS         100
+#define PARENTS_KEPT         32 //  storage name -> host id, of parents given to a task
+#define FAILED_MAX           16 //  parents to report or exclude, per task
+#define HOST_ID_MAX          128
+#define TOP_UP_MS            1000 //  with fewer parents than TOP_UP_PARENTS, ask again this often
+#define TOP_UP_PARENTS       4
+
+typedef struct {
+    char storage[ZF_NAME_MAX + 1];
+    char host_id[HOST_ID_MAX + 1];
+} given_t;
+
+typedef struct {
+    char task_id[ZF_TASK_ID_SIZE + 1];
+    uint64_t generation;
+    char scheduler[ZF_NAME_MAX + 1]; //  "" until chosen
+    bool registered;                 //  the scheduler knows this peer (answered a register)
+    bool asking;                     //  a schedule request is in flight
+    bool reschedule;                 //  an ack said the parent set changed under us
+    bool full_report;                //  report every stored piece once registered
+    int64_t register_at_ms;          //  after "wait": register again from then on
+    int64_t top_up_at_ms;            //  next peer.reschedule while parents are few
+    given_t given[PARENTS_KEPT];
+    size_t given_count;
+    char failed[FAILED_MAX][HOST_ID_MAX + 1]; //  to report with parent.failed
+    size_t failed_count;
+    char exclude[FAILED_MAX][HOST_ID_MAX + 1]; //  not to be given again (peer.reschedule)
+    size_t exclude_count;
+    uint64_t batch[REPORT_BATCH];
+    size_t batch_count;
+    char batch_from[HOST_ID_MAX + 1];
+    int64_t batch_since_ms;
+} sched_task_t;
+
+typedef enum {
+    CALL_ANNOUNCE,
+    CALL_SCHEDULE, //  register, parent.failed, reschedule: answered with peer.schedule
+    CALL_REPORT,
+    CALL_END, //  peer.finished, peer.failed
+} call_kind_t;
+
+typedef struct {
+    zf_fetch_sched_t *self;
+    call_kind_t kind;
+    char task_id[ZF_TASK_ID_SIZE + 1];
+    uint64_t generation;
+    char scheduler[ZF_NAME_MAX + 1];
+    void *handle; //  in self->calls
+} call_t;
+
+struct zf_fetch_sched_s {
+    zf_fetch_env_t *env;
+    zf_sched_ring_t *ring;
+    char *names[SCHEDULERS_MAX];
+    bool dead[SCHEDULERS_MAX];
+    size_t count;
+    char host_id[HOST_ID_MAX + 1];
+    char storage[ZF_NAME_MAX + 1];
+    char fetcher[ZF_NAME_MAX + 1];
+    char node[ZF_NAME_MAX + 1];
+    zhashx_t *tasks; //  task id -> sched_task_t, owned
+    zlistx_t *calls; //  requests awaiting their callback, owned
+    int timer_id;
+    int64_t announce_at_ms;
+    int64_t interval_ms;
+    zf_counter_t *fallbacks;
+};
+
+static void s_kick (zf_fetch_sched_t *self, sched_task_t *record);
+
+//  --- schedulers ------------------------------------------------------------------------------
+
+static ssize_t s_scheduler_index (zf_fetch_sched_t *self, const char *name)
+{
+    for (size_t index = 0; index < self->count; index++)
+        if (streq (self->names[index], name))
+            return (ssize_t) index;
+    return -1;
+}
+
+static void s_set_alive (zf_fetch_sched_t *self, const char *name, bool alive, const char *why)
+{
+    ssize_t index = s_scheduler_index (self, name);
+    if (index < 0 || self->dead[index] == !alive)
+        return;
+    self->dead[index] = !alive;
+    zf_sched_ring_set_alive (self->ring, name, alive);
+    if (alive)
+        zf_notice (self->env->name, "scheduler alive scheduler=%s", name);
+    else
+        zf_warning (self->env->name, "scheduler dead scheduler=%s: %s", name, why);
+    if (alive)
+        return;
+    //  Its tasks move to the next scheduler on the ring, with what they have.
+    for (sched_task_t *record = zhashx_first (self->tasks); record;
+         record = zhashx_next (self->tasks))
+        if (streq (record->scheduler, name)) {
+            record->scheduler[0] = '\0';
+            record->registered = false;
+            record->asking = false;
+            record->full_report = true;
+            record->register_at_ms = 0;
+        }
+}
+
+//  --- the records ----------------------------------------------------------------------------
+
+static zf_fetch_task_t *s_task_of (zf_fetch_sched_t *self, sched_task_t *record)
+{
+    zf_fetch_task_t *task = zhashx_lookup (self->env->tasks, record->task_id);
+    return task && task->generation == record->generation && zf_fetch_task_running (task)
+                   && task->scheduled
+               ? task
+               : NULL;
+}
+
+static sched_task_t *s_record_of (zf_fetch_sched_t *self, const char *task_id, uint64_t generation)
+{
+    sched_task_t *record = zhashx_lookup (self->tasks, task_id);
+    return record && record->generation == generation ? record : NULL;
+}
+
+static void s_destroy_record (void **item)
+{
+    zf_free (*item);
+    *item = NULL;
+}
+
+static void s_free_call (void **item)
+{
+    zf_free (*item);
+    *item = NULL;
+}
+
+//  The host id of a parent the scheduler gave as storage name; else the node part of it.
+static const char *s_host_of (sched_task_t *record, const char *storage)
+{
+    for (size_t index = 0; index < record->given_count; index++)
+        if (streq (record->given[index].storage, storage))
+            return record->given[index].host_id;
+    const char *at = strchr (storage, '@');
+    return at ? at + 1 : storage;
+}
+
+static bool s_listed (char list[][HOST_ID_MAX + 1], size_t count, const char *host_id)
+{
+    for (size_t index = 0; index < count; index++)
+        if (streq (list[index], host_id))
+            return true;
+    return false;
+}
+
+//  --- requests -------------------------------------------------------------------------------
+
+static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                        const zf_error_t *err, void *arg);
+
+static bool s_send (zf_fetch_sched_t *self, call_kind_t kind, sched_task_t *record,
+                    const char *scheduler, const zf_msg_desc_t *desc, const void *body,
+                    int64_t timeout_ms)
+{
+    call_t *call = zf_calloc (1, sizeof *call);
+    call->self = self;
+    call->kind = kind;
+    if (record) {
+        zf_strlcpy (call->task_id, record->task_id, sizeof call->task_id);
+        call->generation = record->generation;
+    }
+    zf_strlcpy (call->scheduler, scheduler, sizeof call->scheduler);
+    call->handle = zlistx_add_end (self->calls, call);
+    zf_error_t err;
+    zf_bus_call_t deadline = {.timeout_ms = timeout_ms, .retries = 1};
+    if (zf_bus_request (self->env->bus, scheduler, desc, body, NULL, deadline, s_on_reply, call,
+                        &err)
+        != ZF_OK) {
+        zlistx_delete (self->calls, call->handle);
+        zf_warning (self->env->name, "%s to %s not sent: %s", desc->type, scheduler, err.message);
+        s_set_alive (self, scheduler, false, err.message);
+        return false;
+    }
+    return true;
+}
+
+static void s_announce (zf_fetch_sched_t *self, const char *scheduler)
+{
+    zf_msg_host_announce_t body = {.host_id = self->host_id,
+                                   .node = self->node,
+                                   .storage = self->storage,
+                                   .fetcher = self->fetcher,
+                                   .type = self->env->config->seed ? "seed" : "normal",
+                                   .idc = self->env->config->idc,
+                                   .location = self->env->config->location,
+                                   .upload_slots = (uint64_t) self->env->config->upload_slots};
+    s_send (self, CALL_ANNOUNCE, NULL, scheduler, &zf_msg_host_announce, &body, REPORT_TIMEOUT_MS);
+}
+
+static void s_announce_all (zf_fetch_sched_t *self)
+{
+    for (size_t index = 0; index < self->count; index++)
+        s_announce (self, self->names[index]);
+    self->announce_at_ms = zf_clock_mono_ms () + self->interval_ms;
+}
+
+static void s_send_report (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task,
+                           uint64_t *pieces, size_t count, const char *from)
+{
+    zf_msg_piece_report_t body = {.task_id = record->task_id,
+                                  .host_id = self->host_id,
+                                  .pieces = {.items = pieces, .count = count},
+                                  .from = (char *) from,
+                                  .content_length = task->content_length,
+                                  .piece_length = task->piece_length,
+                                  .piece_count = task->piece_count};
+    s_send (self, CALL_REPORT, record, record->scheduler, &zf_msg_piece_report, &body,
+            REPORT_TIMEOUT_MS);
+}
+
+static void s_flush (zf_fetch_sched_t *self, sched_task_t *record)
+{
+    if (record->batch_count == 0)
+        return;
+    zf_fetch_task_t *task = zhashx_lookup (self->env->tasks, record->task_id);
+    //  Unregistered, the batch is dropped: the full report after registering covers it.
+    if (task && record->registered && *record->scheduler)
+        s_send_report (self, record, task, record->batch, record->batch_count, record->batch_from);
+    record->batch_count = 0;
+}
+
+//  Every stored piece, after (re)registering: a new scheduler knows nothing of them.
+static void s_report_all (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task)
+{
+    record->full_report = false;
+    record->batch_count = 0;
+    if (!task->pieces || task->piece_count == 0)
+        return;
+    uint64_t *pieces = zf_calloc (REPORT_MAX, sizeof (uint64_t));
+    size_t count = 0;
+    for (uint64_t index = 0; index < task->piece_count; index++) {
+        if (task->pieces[index].state == PIECE_STORED)
+            pieces[count++] = index;
+        if (count == REPORT_MAX || (count > 0 && index + 1 == task->piece_count)) {
+            s_send_report (self, record, task, pieces, count, "");
+            count = 0;
+        }
+    }
+    zf_free (pieces);
+}
+
+static void s_register (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task)
+{
+    zf_msg_peer_register_t body = {.task_id = record->task_id,
+                                   .host_id = self->host_id,
+                                   .url = task->url,
+                                   .digest = task->digest,
+                                   .tag = task->tag,
+                                   .application = task->application,
+                                   .content_length = task->content_length,
+                                   .piece_length = task->piece_length,
+                                   .piece_count = task->piece_count,
+                                   .wait_ms = WAIT_MS};
+    record->asking = s_send (self, CALL_SCHEDULE, record, record->scheduler, &zf_msg_peer_register,
+                             &body, SCHEDULE_TIMEOUT_MS);
+}
+
+//  No scheduler can help this task: the origin, for whatever parents do not give.
+static void s_give_up (zf_fetch_sched_t *self, zf_fetch_task_t *task, const char *why)
+{
+    zf_notice (self->env->name, "task goes back to source task=%.16s: %s", task->task_id, why);
+    zf_counter_add (self->fallbacks, 1);
+    task->scheduled = false;
+    zhashx_delete (self->tasks, task->task_id);
+    zf_fetch_task_to_source (task);
+}
+
+//  Sends what the task needs from its scheduler next, if nothing is in flight.
+static void s_kick (zf_fetch_sched_t *self, sched_task_t *record)
+{
+    zf_fetch_task_t *task = s_task_of (self, record);
+    if (!task || record->asking)
+        return;
+    if (!*record->scheduler) {
+        const char *owner = zf_sched_ring_lookup (self->ring, record->task_id);
+        if (!owner) {
+            s_give_up (self, task, "no scheduler reachable");
+            return;
+        }
+        zf_strlcpy (record->scheduler, owner, sizeof record->scheduler);
+        zf_info (self->env->name, "task scheduler task=%.16s scheduler=%s", record->task_id, owner);
+    }
+    if (!record->registered) {
+        if (record->register_at_ms <= zf_clock_mono_ms ())
+            s_register (self, record, task);
+        return;
+    }
+    if (record->failed_count > 0) {
+        zf_msg_parent_failed_t body = {.task_id = record->task_id,
+                                       .host_id = self->host_id,
+                                       .parent = record->failed[0],
+                                       .reason = "failed"};
+        record->asking = s_send (self, CALL_SCHEDULE, record, record->scheduler,
+                                 &zf_msg_parent_failed, &body, SCHEDULE_TIMEOUT_MS);
+        memmove (record->failed[0], record->failed[1],
+                 (record->failed_count - 1) * sizeof record->failed[0]);
+        record->failed_count--;
+        return;
+    }
+    //  Early on only the seed has pieces; peers that have some since are worth asking for.
+    if (!record->reschedule && !task->sched_source && zf_fetch_parents_count (task) < TOP_UP_PARENTS
+        && zf_clock_mono_ms () >= record->top_up_at_ms)
+        record->reschedule = true;
+    if (record->reschedule) {
+        record->reschedule = false;
+        record->top_up_at_ms = zf_clock_mono_ms () + TOP_UP_MS;
+        char *exclude[FAILED_MAX];
+        for (size_t index = 0; index < record->exclude_count; index++)
+            exclude[index] = record->exclude[index];
+        zf_msg_peer_reschedule_t body = {
+            .task_id = record->task_id,
+            .host_id = self->host_id,
+            .exclude = {.items = exclude, .count = record->exclude_count}};
+        record->asking = s_send (self, CALL_SCHEDULE, record, record->scheduler,
+                                 &zf_msg_peer_reschedule, &body, SCHEDULE_TIMEOUT_MS);
+    }
+}
+
+//  --- answers --------------------------------------------------------------------------------
+
+static void s_apply_parents (sched_task_t *record, zf_fetch_task_t *task,
+                             const zf_msg_peer_schedule_t *schedule)
+{
+    const zf_rec_sched_parent_t *parents = schedule->parents.items;
+    //  The complete set from now on: drop those no longer in it.
+    for (size_t index = 0; index < record->given_count;) {
+        bool kept = false;
+        for (size_t step = 0; step < schedule->parents.count && !kept; step++)
+            kept = streq (parents[step].storage, record->given[index].storage);
+        if (kept) {
+            index++;
+            continue;
+        }
+        zf_fetch_task_remove_parent (task, record->given[index].storage);
+        if (!zf_fetch_task_running (task))
+            return;
+        record->given[index] = record->given[--record->given_count];
+    }
+    for (size_t index = 0; index < schedule->parents.count; index++) {
+        const zf_rec_sched_parent_t *parent = &parents[index];
+        if (!strchr (parent->storage, '@'))
+            continue; //  not a name this node could resolve
+        bool known = false;
+        for (size_t step = 0; step < record->given_count && !known; step++)
+            known = streq (record->given[step].storage, parent->storage);
+        if (!known && record->given_count < PARENTS_KEPT) {
+            given_t *given = &record->given[record->given_count++];
+            zf_strlcpy (given->storage, parent->storage, sizeof given->storage);
+            zf_strlcpy (given->host_id, parent->host_id, sizeof given->host_id);
+        }
+        zf_fetch_task_add_parent (task, parent->storage);
+        if (!zf_fetch_task_running (task))
+            return;
+    }
+    if (schedule->parents.count > 0)
+        task->sched_progress_ms = zf_clock_mono_ms ();
+}
+
+static void s_on_schedule (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task,
+                           const zf_msg_peer_schedule_t *schedule)
+{
+    bool first = !record->registered;
+    zf_debug (self->env->name, "schedule task=%.16s decision=%s parents=%zu", record->task_id,
+              schedule->decision, schedule->parents.count);
+    if (streq (schedule->decision, "wait")) {
+        record->registered = false;
+        int64_t retry = (int64_t) schedule->retry_ms;
+        record->register_at_ms =
+            zf_clock_mono_ms () + (retry > RETRY_MIN_MS ? retry : RETRY_MIN_MS);
+        return;
+    }
+    record->registered = true;
+    if (first)
+        record->top_up_at_ms = zf_clock_mono_ms () + TOP_UP_MS;
+    if (streq (schedule->decision, "source")) {
+        zf_info (self->env->name, "task is the origin fetcher task=%.16s scheduler=%s",
+                 record->task_id, record->scheduler);
+        zf_fetch_task_to_source (task);
+    } else if (streq (schedule->decision, "parents"))
+        s_apply_parents (record, task, schedule);
+    else
+        zf_warning (self->env->name, "schedule task=%.16s: unknown decision '%s'", record->task_id,
+                    schedule->decision);
+    if (zf_fetch_task_running (task) && first && record->full_report)
+        s_report_all (self, record, task);
+}
+
+static bool s_remote_code (zf_status_t status, zf_bus_msg_t *reply, const char *code)
+{
+    return status == ZF_E_REMOTE && reply
+           && streq (((zf_msg_error_t *) reply->env.body)->code, code);
+}
+
+static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                        const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    call_t *call = arg;
+    zf_fetch_sched_t *self = call->self;
+    call_kind_t kind = call->kind;
+    char scheduler[ZF_NAME_MAX + 1], task_id[ZF_TASK_ID_SIZE + 1];
+    zf_strlcpy (scheduler, call->scheduler, sizeof scheduler);
+    zf_strlcpy (task_id, call->task_id, sizeof task_id);
+    sched_task_t *record =
+        kind == CALL_ANNOUNCE ? NULL : s_record_of (self, call->task_id, call->generation);
+    zlistx_delete (self->calls, call->handle);
+    const char *reason = err && *err->message ? err->message : zf_status_name (status);
+
+    if (status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE || status == ZF_E_OVERLOAD) {
+        s_set_alive (self, scheduler, false, reason); //  its tasks register elsewhere
+        if (record)
+            s_kick (self, record);
+        return;
+    }
+    if (kind == CALL_ANNOUNCE) {
+        if (status != ZF_OK) {
+            zf_warning (self->env->name, "host.announce to %s refused: %s", scheduler, reason);
+            return;
+        }
+        s_set_alive (self, scheduler, true, NULL);
+        const zf_msg_host_announced_t *announced = reply->env.body;
+        int64_t interval = (int64_t) announced->interval_ms;
+        if (interval >= HEARTBEAT_MIN_MS && interval < self->interval_ms)
+            self->interval_ms = interval;
+        return;
+    }
+    if (!record || !streq (record->scheduler, scheduler))
+        return; //  the task ended or moved to another scheduler meanwhile
+    if (kind == CALL_SCHEDULE)
+        record->asking = false;
+    zf_fetch_task_t *task = s_task_of (self, record);
+    if (s_remote_code (status, reply, "not_found")) {
+        //  The scheduler does not know this host or peer (it restarted, or expired us):
+        //  announce again, register again, report everything.
+        zf_info (self->env->name, "scheduler forgot us task=%.16s scheduler=%s: %s", task_id,
+                 scheduler, reason);
+        s_announce (self, scheduler);
+        record->registered = false;
+        record->full_report = true;
+        record->register_at_ms = zf_clock_mono_ms () + RETRY_MIN_MS;
+        return;
+    }
+    if (status != ZF_OK) {
+        zf_warning (self->env->name, "scheduler %s refused a request task=%.16s: %s", scheduler,
+                    task_id, reason);
+        if (kind == CALL_SCHEDULE && task)
+            s_give_up (self, task, reason); //  nothing the scheduler says can be relied on
+        return;
+    }
+    if (!task)
+        return;
+    uint64_t generation = record->generation;
+    if (kind == CALL_SCHEDULE && streq (reply->env.type, ZF_MSG_PEER_SCHEDULE)) {
+        s_on_schedule (self, record, task, reply->env.body);
+        record = s_record_of (self, task_id, generation); //  the task may have ended meanwhile
+        if (!record)
+            return;
+    } else if (kind == CALL_REPORT && streq (reply->env.type, ZF_MSG_PEER_ACK)) {
+        const zf_msg_peer_ack_t *ack = reply->env.body;
+        if (ack->reschedule)
+            record->reschedule = true;
+    }
+    s_kick (self, record);
+}
+
+//  --- the task's hooks ----------------------------------------------------------------------
+
+bool zf_fetch_sched_enabled (zf_fetch_sched_t *self)
+{
+    return self && self->count > 0;
+}
+
+void zf_fetch_sched_task_start (zf_fetch_sched_t *self, zf_fetch_task_t *task)
+{
+    if (!zf_fetch_sched_enabled (self) || !task->scheduled)
+        return;
+    sched_task_t *record = zf_calloc (1, sizeof *record);
+    zf_strlcpy (record->task_id, task->task_id, sizeof record->task_id);
+    record->generation = task->generation;
+    zhashx_update (self->tasks, record->task_id, record);
+    s_kick (self, record);
+}
+
+void zf_fetch_sched_piece_stored (zf_fetch_sched_t *self, zf_fetch_task_t *task, uint64_t piece,
+                                  const char *from)
+{
+    if (!self || !task->scheduled)
+        return;
+    sched_task_t *record = s_record_of (self, task->task_id, task->generation);
+    if (!record)
+        return;
+    const char *from_host = from ? s_host_of (record, from) : "source";
+    if (record->batch_count > 0 && !streq (record->batch_from, from_host))
+        s_flush (self, record);
+    if (record->batch_count == 0) {
+        zf_strlcpy (record->batch_from, from_host, sizeof record->batch_from);
+        record->batch_since_ms = zf_clock_mono_ms ();
+    }
+    record->batch[record->batch_count++] = piece;
+    if (record->batch_count == REPORT_BATCH)
+        s_flush (self, record);
+}
+
+void zf_fetch_sched_task_end (zf_fetch_sched_t *self, zf_fetch_task_t *task)
+{
+    if (!self)
+        return;
+    sched_task_t *record = s_record_of (self, task->task_id, task->generation);
+    if (!record)
+        return;
+    s_flush (self, record);
+    if (record->registered && *record->scheduler) {
+        bool complete = task->phase == PHASE_COMPLETE;
+        if (complete) {
+            zf_msg_peer_finished_t body = {.task_id = record->task_id, .host_id = self->host_id};
+            s_send (self, CALL_END, record, record->scheduler, &zf_msg_peer_finished, &body,
+                    REPORT_TIMEOUT_MS);
+        } else {
+            zf_msg_peer_failed_t body = {
+                .task_id = record->task_id, .host_id = self->host_id, .reason = task->error_code};
+            s_send (self, CALL_END, record, record->scheduler, &zf_msg_peer_failed, &body,
+                    REPORT_TIMEOUT_MS);
+        }
+    }
+    zhashx_delete (self->tasks, record->task_id);
+}
+
+void zf_fetch_sched_on_parent (const char *task_id, const char *parent,
+                               zf_fetch_parent_event_t event, uint64_t piece, const char *reason,
+                               void *arg)
+{
+    (void) piece;
+    (void) reason;
+    zf_fetch_sched_t *self = arg;
+    if (event != ZF_FETCH_PARENT_FAILED)
+        return; //  slow: the task drops it itself after a second timeout
+    sched_task_t *record = zhashx_lookup (self->tasks, task_id);
+    if (!record)
+        return;
+    const char *host_id = s_host_of (record, parent);
+    if (!s_listed (record->failed, record->failed_count, host_id)
+        && record->failed_count < FAILED_MAX)
+        zf_strlcpy (record->failed[record->failed_count++], host_id, HOST_ID_MAX + 1);
+    if (!s_listed (record->exclude, record->exclude_count, host_id)
+        && record->exclude_count < FAILED_MAX)
+        zf_strlcpy (record->exclude[record->exclude_count++], host_id, HOST_ID_MAX + 1);
+    //  Sent from the tick, not from here: this runs inside the task's parent bookkeeping.
+}
+
+//  --- the clock --------------------------------------------------------------------------------
+
+static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    zf_fetch_sched_t *self = arg;
+    int64_t now = zf_clock_mono_ms ();
+    if (now >= self->announce_at_ms)
+        s_announce_all (self);
+    //  Keys first: a kick may give a task up and delete its record.
+    zlist_t *keys = zlist_new ();
+    zlist_autofree (keys);
+    for (sched_task_t *record = zhashx_first (self->tasks); record;
+         record = zhashx_next (self->tasks))
+        zlist_append (keys, (void *) record->task_id);
+    for (const char *key = zlist_first (keys); key; key = zlist_next (keys)) {
+        sched_task_t *record = zhashx_lookup (self->tasks, key);
+        if (!record)
+            continue;
+        zf_fetch_task_t *task = s_task_of (self, record);
+        if (!task) {
+            zhashx_delete (self->tasks, key);
+            continue;
+        }
+        if (record->batch_count > 0 && now - record->batch_since_ms >= REPORT_INTERVAL_MS)
+            s_flush (self, record);
+        if (task->phase == PHASE_PARENTS && !zf_fetch_parents_hold (task, now)) {
+            s_give_up (self, task, "no parent to use in time");
+            continue;
+        }
+        s_kick (self, record);
+    }
+    zlist_destroy (&keys);
+    return 0;
+}
+
+//  --- life cycle ---------------------------------------------------------------------------------
+
+zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
+{
+    const zf_fetcher_config_t *config = env->config;
+    if (!*config->schedulers)
+        return NULL;
+    zf_fetch_sched_t *self = zf_calloc (1, sizeof *self);
+    self->env = env;
+    self->ring = zf_sched_ring_new (ZF_SCHED_RING_VNODES);
+    for (const char *word = config->schedulers; *word && self->count < SCHEDULERS_MAX;) {
+        word += strspn (word, " \t");
+        size_t length = strcspn (word, " \t");
+        if (length == 0)
+            break;
+        char *name = zf_calloc (1, length + 1);
+        memcpy (name, word, length);
+        if (s_scheduler_index (self, name) < 0) {
+            self->names[self->count++] = name;
+            zf_sched_ring_add (self->ring, name);
+        } else
+            zf_free (name);
+        word += length;
+    }
+    zf_strlcpy (self->node, zf_node_name (node), sizeof self->node);
+    zf_strlcpy (self->host_id, *config->host_id ? config->host_id : self->node,
+                sizeof self->host_id);
+    if (strchr (config->storage, '@'))
+        zf_strlcpy (self->storage, config->storage, sizeof self->storage);
+    else {
+        char *storage = zf_asprintf ("%s@%s", config->storage, self->node);
+        zf_strlcpy (self->storage, storage, sizeof self->storage);
+        zf_free (storage);
+    }
+    zf_strlcpy (self->fetcher, zf_bus_address (env->bus), sizeof self->fetcher);
+    self->tasks = zhashx_new ();
+    zhashx_set_destructor (self->tasks, s_destroy_record);
+    self->calls = zlistx_new ();
+    zlistx_set_destructor (self->calls, s_free_call);
+    self->interval_ms = HEARTBEAT_DEFAULT_MS;
+    self->fallbacks =
+        zf_metrics_counter ("zfly_fetcher_scheduler_fallbacks_total",
+                            "Tasks sent back to source because no scheduler or parent could help",
+                            "actor", env->name, NULL);
+    env->on_parent = zf_fetch_sched_on_parent;
+    env->on_parent_arg = self;
+    s_announce_all (self);
+    self->timer_id = zloop_timer (env->loop, TICK_MS, 0, s_on_tick, self);
+    zf_notice (env->name, "scheduler client host_id=%s type=%s storage=%s schedulers=%zu",
+               self->host_id, config->seed ? "seed" : "normal", self->storage, self->count);
+    return self;
+}
+
+void zf_fetch_sched_destroy (zf_fetch_sched_t **self_p)
+{
+    zf_fetch_sched_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->timer_id >= 0)
+        zloop_timer_end (self->env->loop, self->timer_id);
+    zhashx_destroy (&self->tasks);
+    zlistx_destroy (&self->calls);
+    zf_sched_ring_destroy (&self->ring);
+    for (size_t index = 0; index < self->count; index++)
+        zf_free (self->names[index]);
+    zf_free (self);
+    *self_p = NULL;
+}
