@@ -32,10 +32,22 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 
 
 def free_port():
-    """A TCP port on loopback that nothing listens on right now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on loopback that nothing listens on right now.
+
+    Chosen at random below the kernel's ephemeral range (32768 and up): the kernel hands out
+    ephemeral ports to every outgoing connection of every test running in parallel, so a
+    port it just gave us (bind to port 0) is the one most likely to be taken again before the
+    process under test binds it."""
+    import random
+    for _ in range(200):
+        port = random.randint(10000, 32000)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 10000-32000")
 
 
 class LineReader:
