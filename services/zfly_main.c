@@ -10,6 +10,7 @@
 #include "zf_metrics.h"
 #include "zf_sections.h"
 #include <getopt.h>
+#include <malloc.h>
 #include <sys/stat.h>
 
 #define ZF_VERSION    "0.1.0"
@@ -70,6 +71,11 @@ static int s_keygen (const char *path)
 
 int main (int argc, char *argv[])
 {
+    //  Pieces are buffers of megabytes. glibc raises its mmap threshold each time such a
+    //  buffer is freed, after which new ones come from arenas that never shrink: a daemon that
+    //  served a burst kept hundreds of MB it no longer used. A fixed threshold keeps big
+    //  buffers on mmap, returned to the system when freed.
+    mallopt (M_MMAP_THRESHOLD, 256 * 1024);
     const char *config_path = NULL;
     const char *overrides[MAX_OVERRIDES];
     size_t override_count = 0;

@@ -3,8 +3,10 @@
 skopeo pulls from an HTTPS docker-registry (token auth) by a host name only the proxy
 resolves, with HTTPS_PROXY pointing at zfly. With the interception CA trusted, the pull
 succeeds and the digests match the registry's; with another CA, skopeo refuses the
-certificate and the proxy log says why. A host not listed for interception gets a blind
-tunnel (the client sees the registry's own certificate).
+certificate and the proxy log says why. Intercepted blobs go P2P: the fetcher
+has the same `hosts` and `upstream_ca` as the proxy ([fetcher] hosts, upstream_ca), so it
+reaches the registry by that host name and trusts its private CA. A host not listed for
+interception gets a blind tunnel (the client sees the registry's own certificate).
 """
 import os
 import subprocess
@@ -51,6 +53,8 @@ http = 127.0.0.1:0
 dir = {self.workdir}/cache
 
 [fetcher]
+hosts = {hosts}
+upstream_ca = {self.upstream_ca[0]}
 
 [proxy]
 listen = 127.0.0.1:{port}
@@ -86,9 +90,16 @@ hosts = {hosts}
         node.log.wait_for(r"connect: intercepting conn=\d+ host=registry\.zfly\.test")
         node.log.wait_for(r"GET https://registry\.zfly\.test/v2/test/app/manifests/v1 "
                           r"route=direct status=200")
+        # blobs go P2P: the fetcher reaches the host name through its own [fetcher] hosts and
+        # trusts the registry's private CA through upstream_ca, so nothing falls back to direct
         for digest in expected[1]:
             node.log.wait_for(rf"GET https://registry\.zfly\.test/v2/test/app/blobs/{digest} "
-                              r"route=(p2p|direct) status=200")
+                              r"route=p2p status=200")
+            node.log.wait_for(rf"fetcher: task started task=[0-9a-f]+ digest={digest}")
+        self.assertNotIn("p2p: falling back to direct", node.log.text())
+        layers = sum(os.path.getsize(os.path.join(self.path("out"), "blobs", *d.split(":")))
+                     for d in expected[1])
+        self.assertGreaterEqual(node.metric("zfly_fetcher_source_bytes_total"), layers)
 
     def test_wrong_ca_is_refused_and_logged(self):
         node, port = self.start_node()

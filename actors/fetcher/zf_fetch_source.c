@@ -25,6 +25,7 @@ struct transfer_s {
     char failure[320]; //  why we aborted it ourselves
     bool failure_retryable;
     char curl_error[CURL_ERROR_SIZE];
+    struct curl_slist *connect_to; //  [fetcher] hosts as CURLOPT_CONNECT_TO
 };
 
 //  --- transfers
@@ -44,6 +45,7 @@ static void s_unlink (zf_fetch_task_t *task, transfer_t *transfer)
 static void s_transfer_destroy (transfer_t *transfer)
 {
     curl_easy_cleanup (transfer->easy);
+    curl_slist_free_all (transfer->connect_to);
     zf_free (transfer);
 }
 
@@ -216,6 +218,31 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
     return written;
 }
 
+//  "NAME=ADDR:PORT …" -> CURLOPT_CONNECT_TO entries "NAME::ADDR:PORT" (any port of NAME).
+static struct curl_slist *s_connect_to (const char *hosts)
+{
+    struct curl_slist *list = NULL;
+    if (!hosts)
+        return NULL;
+    const char *cursor = hosts;
+    while (*cursor) {
+        size_t skip = strspn (cursor, " \t");
+        cursor += skip;
+        size_t length = strcspn (cursor, " \t");
+        if (length == 0)
+            break;
+        const char *equal = memchr (cursor, '=', length);
+        if (equal && equal != cursor && equal + 1 < cursor + length) {
+            char *line = zf_asprintf ("%.*s::%.*s", (int) (equal - cursor), cursor,
+                                      (int) (cursor + length - equal - 1), equal + 1);
+            list = curl_slist_append (list, line);
+            zf_free (line);
+        }
+        cursor += length;
+    }
+    return list;
+}
+
 static transfer_t *s_transfer_new (zf_fetch_task_t *task, transfer_kind_t kind)
 {
     const zf_fetcher_config_t *config = task->env->config;
@@ -247,6 +274,13 @@ static transfer_t *s_transfer_new (zf_fetch_task_t *task, transfer_kind_t kind)
     curl_easy_setopt (easy, CURLOPT_HEADERDATA, transfer);
     curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body);
     curl_easy_setopt (easy, CURLOPT_WRITEDATA, transfer);
+    //  [fetcher] hosts and upstream_ca, as the proxy's: origins named by split DNS (or by a
+    //  test) and private CAs. Words that are not NAME=ADDR:PORT are skipped.
+    transfer->connect_to = s_connect_to (config->hosts);
+    if (transfer->connect_to)
+        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, transfer->connect_to);
+    if (config->upstream_ca && *config->upstream_ca)
+        curl_easy_setopt (easy, CURLOPT_CAINFO, config->upstream_ca);
     return transfer;
 }
 

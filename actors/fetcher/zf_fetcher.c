@@ -139,6 +139,16 @@ static const zf_config_key_t s_keys[] = {
      .min = 500,
      .max = 600000,
      .help = "no piece from parents this long: missing pieces come from the origin"},
+    {.key = "hosts",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, hosts),
+     .default_text = "",
+     .help = "NAME=ADDR:PORT pairs: connect to origin NAME at ADDR:PORT (split DNS, tests)"},
+    {.key = "upstream_ca",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, upstream_ca),
+     .default_text = "",
+     .help = "CA bundle trusted for origin HTTPS (a private CA); empty: the system's"},
 };
 
 const zf_config_section_t zf_fetcher_section = {

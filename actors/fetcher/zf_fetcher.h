@@ -51,6 +51,8 @@ typedef struct {
     char *idc, *location;       //  affinity labels announced to schedulers
     int64_t upload_slots;       //  children served at once, announced; 0: scheduler's default
     int64_t sched_fallback_ms;  //  no piece from parents this long: the origin, scheduler or not
+    char *hosts;       //  "NAME=ADDR:PORT …": connect NAME to ADDR:PORT (split DNS, tests)
+    char *upstream_ca; //  CA bundle for origin HTTPS; "" for the system's
 } zf_fetcher_config_t;
 
 extern const zf_config_section_t zf_fetcher_section;

@@ -20,6 +20,7 @@
 
 #define IN_MAX        65536  //  client bytes read ahead of the parser (and tunnel client->upstream)
 #define OUT_HIGH      262144 //  response bytes queued for a client before the source pauses
+#define OUT_KEEP      262144 //  a drained output buffer larger than this is freed
 #define TUNNEL_OUT    65536  //  tunnel upstream->client bytes queued
 #define WIRE_HIGH     65536  //  TLS records queued for a client
 #define RESP_HEAD_MAX 65536  //  upstream response head
@@ -508,6 +509,12 @@ static bool s_flush (conn_t *conn)
         }
         conn->out_pos += (size_t) sent;
         conn->last_activity_ms = s_now ();
+    }
+    //  a large buffer (a whole piece went through it) is not kept by an idle connection
+    if (conn->out_cap > OUT_KEEP) {
+        zf_free (conn->out);
+        conn->out = NULL;
+        conn->out_len = conn->out_pos = conn->out_cap = 0;
     }
     return true;
 }

@@ -220,6 +220,21 @@ class Registry:
                 found.append((match.group(1), int(match.group(2))))
         return found
 
+    def blob_requests(self, start=0):
+        """(method, digest, status, body bytes, user agent) of every blob request in the
+        access log (combined format) from line start."""
+        self.mark()
+        pattern = re.compile(r'"(GET|HEAD) /v2/[^ ]*/blobs/(sha256:[0-9a-f]{64})[^ ]* HTTP/1\.1" '
+                             r'(\d+) (\d+|-) "[^"]*" "([^"]*)"')
+        found = []
+        for line in self.log.lines[start:]:
+            match = pattern.search(line)
+            if match:
+                size = 0 if match.group(4) == "-" else int(match.group(4))
+                found.append((match.group(1), match.group(2), int(match.group(3)), size,
+                              match.group(5)))
+        return found
+
     def stop(self):
         if self.process.poll() is None:
             self.process.terminate()

@@ -1,0 +1,133 @@
+"""Range through the P2P route while the content is still downloading.
+
+tests/origin.py serves a 4 MiB file slowly (/rate/: about 256 KiB/s per stream, so the
+fetcher's download takes seconds) under a blob-like path (/v2/test/blobs/sha256:DIGEST), so
+the proxy, used as a forward proxy, sends it P2P by its default rule; pieces of 64 KiB. A client asks for a range early in the file: it gets
+206, the exact Content-Range and the right bytes as soon as the pieces covering it are in
+storage, while the origin has not yet sent the whole file (its /_stats, read right after the
+answer, counts fewer bytes than the file: the task cannot be complete). A second range at the
+end of the file waits for its pieces and is right too; the task then completes once.
+"""
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+import zflytest  # noqa: E402
+
+SIZE = 4 << 20
+RATE = 256 << 10
+
+
+def recv_response(sock, timeout=30):
+    """(status, headers dict lowercased, body) of one response with a Content-Length body."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before the head: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body
+
+
+class ProxyRangeTest(zflytest.ZflyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.root = self.path("files")
+        os.makedirs(self.root)
+        self.payload = os.urandom(SIZE)
+        self.digest = "sha256:" + hashlib.sha256(self.payload).hexdigest()
+        blobs = os.path.join(self.root, "v2", "test", "blobs")
+        os.makedirs(blobs)
+        with open(os.path.join(blobs, self.digest), "wb") as handle:
+            handle.write(self.payload)
+        self.origin = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(zflytest.SOURCE_DIR, "tests", "origin.py"),
+             "--root", self.root, "--port", "0", "--log", self.path("origin.log")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.origin_out = zflytest.LineReader(self.origin.stdout)
+        line = self.origin_out.wait_for(r"origin: listening on (\d+)")
+        self.origin_port = int(line.split()[3])
+        self.port = zflytest.free_port()
+        self.node = self.start("edge", f"""[node]
+name = edge
+log_level = info
+http = 127.0.0.1:0
+
+[storage]
+dir = {self.path('cache')}
+
+[fetcher]
+piece_length_min = 64K
+piece_length_max = 64K
+source_concurrency = 2
+
+[proxy]
+listen = 127.0.0.1:{self.port}
+""")
+        self.node.wait_ready()
+        self.node.log.wait_for(r"proxy: started listen=")
+
+    def tearDown(self):
+        self.origin.terminate()
+        self.origin.wait(timeout=10)
+        self.origin.stdout.close()
+        super().tearDown()
+
+    def origin_bytes_sent(self):
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.origin_port}/_stats", timeout=10) as response:
+            return json.load(response)["bytes_sent"]
+
+    def get_range(self, first, last):
+        url = (f"http://127.0.0.1:{self.origin_port}/rate/{RATE}/v2/test/blobs/"
+               f"{self.digest}")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{self.origin_port}\r\n"
+                         f"Range: bytes={first}-{last}\r\nConnection: close\r\n\r\n".encode())
+            return recv_response(sock)
+
+    def test_range_while_downloading(self):
+        first, last = 100000, 199999  # pieces 1..3 of 64
+        status, headers, body = self.get_range(first, last)
+        sent = self.origin_bytes_sent()
+        self.assertEqual(status, 206, (headers, body[:200]))
+        self.assertEqual(headers["content-range"], f"bytes {first}-{last}/{SIZE}")
+        self.assertEqual(int(headers["content-length"]), last - first + 1)
+        self.assertEqual(body, self.payload[first:last + 1])
+        # answered from the pieces that cover it, before the origin sent the whole file
+        self.assertLess(sent, SIZE, "the origin had sent everything: the task was complete")
+        self.assertNotIn("task complete", self.node.log.text())
+        self.node.log.wait_for(r"route=p2p status=206 ")
+
+        # the end of the file: served once its pieces arrive; one task, completed once
+        first, last = SIZE - 1000, SIZE - 1
+        status, headers, body = self.get_range(first, last)
+        self.assertEqual(status, 206)
+        self.assertEqual(headers["content-range"], f"bytes {first}-{last}/{SIZE}")
+        self.assertEqual(body, self.payload[first:])
+        self.node.log.wait_for(rf"task complete task=\S+ content_length={SIZE} ", timeout=30)
+        self.assertEqual(len([line for line in self.node.log.lines
+                              if "fetcher: task started" in line]), 1)
+
+
+if __name__ == "__main__":
+    zflytest.main()

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""Proxy benchmark: cached blob throughput through the zfly proxy next to nginx serving the same
+file from disk, time to first byte (cached and uncached), and the daemon's memory with many idle
+keep-alive connections.
+
+    tools/bench/proxy.py [--size 64M] [--duration 10] [--idle 1000] [--build build]
+
+Everything runs on loopback. nginx (one worker, sendfile on) serves a directory laid out like a
+registry's blob URLs (/v2/bench/blobs/sha256:HEX) and is also the proxy's default_registry, so
+the proxy's cache-miss path goes through the fetcher to that nginx. One zfly daemon runs
+[storage], [fetcher] and [proxy]. The same client (wrk, one thread per 32 connections) loads
+nginx and the proxy with the same URL path, in one run, one after the other:
+  - throughput with 1 and with 64 concurrent streams, and the ratio proxy / nginx;
+  - time to first byte (curl's time_starttransfer, median of --reps): a cached blob, and an
+    uncached one (a fresh blob each time, through the fetcher from nginx);
+  - VmRSS of the daemon before and with --idle keep-alive connections open and idle (each
+    made one request first, so it holds whatever a served connection holds).
+Prints a Markdown report (docs/benchmarks.md "Proxy" has one, with its command line).
+"""
+import argparse
+import hashlib
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text):
+    match = re.fullmatch(r"(\d+)([KMG]?)", text.upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 64M)")
+    return int(match.group(1)) * UNITS.get(match.group(2), 1)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(port, process, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:  # the listening socket, not a fixed time
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.05)
+
+
+def make_blob(directory, size, seed):
+    """A random blob stored under its digest; returns the URL path."""
+    block = hashlib.sha256(seed).digest()
+    chunk = os.urandom(1 << 20)
+    with tempfile.NamedTemporaryFile(dir=directory, delete=False) as handle:
+        digest = hashlib.sha256()
+        written = 0
+        while written < size:
+            piece = (block + chunk)[: min(len(chunk) + len(block), size - written)]
+            handle.write(piece)
+            digest.update(piece)
+            written += len(piece)
+            block = hashlib.sha256(block).digest()
+    name = "sha256:" + digest.hexdigest()
+    os.chmod(handle.name, 0o644)  # nginx's worker is not root
+    os.rename(handle.name, os.path.join(directory, name))
+    return f"/v2/bench/blobs/{name}"
+
+
+class Nginx:
+    def __init__(self, workdir, root):
+        self.port = free_port()
+        conf = os.path.join(workdir, "nginx.conf")
+        with open(conf, "w") as handle:
+            handle.write(f"""
+daemon off; worker_processes 1; pid {workdir}/nginx.pid; error_log {workdir}/error.log;
+worker_rlimit_nofile 4096;
+events {{ worker_connections 2048; }}
+http {{
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path {workdir}; proxy_temp_path {workdir}; fastcgi_temp_path {workdir};
+  uwsgi_temp_path {workdir}; scgi_temp_path {workdir};
+  server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+}}
+""")
+        self.process = subprocess.Popen(["nginx", "-c", conf, "-p", workdir],
+                                        stderr=subprocess.DEVNULL)
+        wait_listening(self.port, self.process, "nginx")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Zfly:
+    def __init__(self, workdir, build, origin_port):
+        self.port = free_port()
+        ini = os.path.join(workdir, "zfly.ini")
+        with open(ini, "w") as handle:
+            handle.write(f"""[node]
+name = bench
+log_level = notice
+
+[storage]
+dir = {workdir}/cache
+
+[fetcher]
+
+[proxy]
+listen = 127.0.0.1:{self.port}
+default_registry = http://127.0.0.1:{origin_port}
+max_connections = 4096
+""")
+        self.log = open(os.path.join(workdir, "zfly.log"), "w")
+        self.process = subprocess.Popen([os.path.join(build, "zfly"), "-c", ini],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        wait_listening(self.port, self.process, "zfly")
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=15)
+        self.log.close()
+
+
+def wrk(port, path, connections, duration):
+    """Bytes per second and requests per second of wrk against 127.0.0.1:port/path."""
+    threads = max(1, min(connections, 2))
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d",
+                          f"{duration}s", f"http://127.0.0.1:{port}{path}"],
+                         check=True, capture_output=True, text=True, timeout=duration + 60).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out)
+    scale = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return float(transfer.group(1)) * scale[transfer.group(2)], requests / duration
+
+
+def ttfb(port, path):
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--noproxy", "*", "-w",
+                          "%{http_code} %{time_starttransfer}",
+                          f"http://127.0.0.1:{port}{path}"], check=True, capture_output=True,
+                         text=True, timeout=120).stdout.split()
+    if out[0] != "200":
+        raise RuntimeError(f"GET {path}: {out[0]}")
+    return float(out[1])
+
+
+def idle_connections(port, count, path):
+    """Opens count keep-alive connections, one small request answered on each, then idle."""
+    socks = []
+    request = (f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").encode()
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(request)
+        socks.append(sock)
+    for sock in socks:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("proxy closed an idle connection")
+            data += chunk
+        if not data.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(data[:100])
+    return socks
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("64M"))
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--reps", type=int, default=5, help="time-to-first-byte samples")
+    parser.add_argument("--idle", type=int, default=1000, help="idle keep-alive connections")
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx", "curl"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing (apt-get install {tool})")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+
+    workdir = tempfile.mkdtemp(prefix="zfly-bench-proxy-")
+    os.chmod(workdir, 0o755)
+    blobs = os.path.join(workdir, "www", "v2", "bench", "blobs")
+    os.makedirs(blobs)
+    nginx = zfly = None
+    try:
+        path = make_blob(blobs, args.size, b"cached")
+        nginx = Nginx(workdir, os.path.join(workdir, "www"))
+        zfly = Zfly(workdir, args.build, nginx.port)
+        rss_start = zfly.rss_kib()
+
+        uncached = []
+        for index in range(args.reps):
+            fresh = make_blob(blobs, args.size, b"fresh%d" % index)
+            uncached.append(ttfb(zfly.port, fresh))
+        ttfb(zfly.port, path)  # into the cache
+        cached = [ttfb(zfly.port, path) for _ in range(args.reps)]
+        nginx_ttfb = [ttfb(nginx.port, path) for _ in range(args.reps)]
+
+        rows = []
+        for connections in (1, 64):
+            base = wrk(nginx.port, path, connections, args.duration)
+            got = wrk(zfly.port, path, connections, args.duration)
+            rows.append((connections, base, got))
+        rss_loaded = zfly.rss_kib()
+
+        rss_before_idle = zfly.rss_kib()
+        socks = idle_connections(zfly.port, args.idle, path)
+        rss_idle = zfly.rss_kib()
+        for sock in socks:
+            sock.close()
+
+        mib = 1 << 20
+        print(f"Blob {args.size // mib} MiB, wrk {args.duration} s per run, "
+              f"nproc {os.cpu_count()}, nginx 1 worker (sendfile), zfly proxy 1 thread.\n")
+        print("| streams | nginx MiB/s | proxy MiB/s | proxy / nginx | proxy req/s |")
+        print("|---:|---:|---:|---:|---:|")
+        for connections, base, got in rows:
+            print(f"| {connections} | {base[0] / mib:.0f} | {got[0] / mib:.0f} | "
+                  f"{got[0] / base[0]:.2f} | {got[1]:.1f} |")
+        print()
+        print("| time to first byte (median of %d) | ms |" % args.reps)
+        print("|---|---:|")
+        print(f"| nginx, from disk | {statistics.median(nginx_ttfb) * 1000:.2f} |")
+        print(f"| proxy, cached blob | {statistics.median(cached) * 1000:.2f} |")
+        print(f"| proxy, uncached blob (fetcher from nginx) | "
+              f"{statistics.median(uncached) * 1000:.2f} |")
+        print()
+        print("| daemon VmRSS | MiB |")
+        print("|---|---:|")
+        print(f"| at start | {rss_start / 1024:.1f} |")
+        print(f"| after the throughput runs | {rss_loaded / 1024:.1f} |")
+        print(f"| with {args.idle} idle keep-alive connections | {rss_idle / 1024:.1f} "
+              f"(+{(rss_idle - rss_before_idle) / 1024:.1f}, "
+              f"{(rss_idle - rss_before_idle) * 1024 / args.idle:.0f} B each) |")
+    finally:
+        if zfly:
+            zfly.stop()
+        if nginx:
+            nginx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
