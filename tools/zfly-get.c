@@ -32,6 +32,7 @@
     Exit status: 0 done, 1 other error, 2 usage or configuration, 3 daemon unreachable,
     4 source error (origin status or network), 5 digest mismatch. */
 #include "zf_bus.h"
+#include "zf_clock.h"
 #include "zf_config.h"
 #include "zf_log.h"
 #include "zf_msgs.h"
@@ -159,13 +160,6 @@ struct self_s {
     int retry_timer;
     uint64_t written;
 };
-
-static int64_t s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 static void s_usage (FILE *out)
 {
@@ -618,7 +612,7 @@ static void s_progress (self_t *self, bool final)
     //  Nothing to show before the fetcher knows the length (the origin's first answer).
     if (self->progress == PROGRESS_NONE || !self->task_id[0] || (self->piece_length == 0 && !final))
         return;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     uint64_t done = s_bytes_done (self);
     double rate = s_rate (self, now, done);
     if (final && now > self->started_ms) //  the whole run's average, not the last seconds'
@@ -790,7 +784,7 @@ static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
     self->bytes_from_parents = status->bytes_from_parents;
     if (status->finished_count != self->finished_count || self->last_change_ms == 0) {
         self->finished_count = status->finished_count;
-        self->last_change_ms = s_now_ms ();
+        self->last_change_ms = zf_clock_mono_ms ();
     }
     if (!self->announced && self->progress != PROGRESS_NONE && self->piece_length) {
         char total[32];
@@ -826,7 +820,7 @@ static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
         return;
     //  running (or a state newer than this tool): keep following it
     if (!complete && self->options->idle_timeout_ms > 0
-        && s_now_ms () - self->last_change_ms > self->options->idle_timeout_ms) {
+        && zf_clock_mono_ms () - self->last_change_ms > self->options->idle_timeout_ms) {
         char idle[32];
         s_human_duration ((double) self->options->idle_timeout_ms / 1000, idle, sizeof idle);
         s_fail (self, EXIT_OTHER,
@@ -892,7 +886,7 @@ static void s_send_fetch (self_t *self)
     self->task_complete = false;
     self->recheck = false;
     self->query_pending = true;
-    self->last_query_ms = s_now_ms ();
+    self->last_query_ms = zf_clock_mono_ms ();
     zf_error_t err;
     zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_fetch, &fetch, NULL,
                                          s_call (self), s_on_task_reply, self, &err);
@@ -906,7 +900,7 @@ static void s_send_query (self_t *self)
 {
     zf_msg_task_query_t query = {.task_id = self->task_id};
     self->query_pending = true;
-    self->last_query_ms = s_now_ms ();
+    self->last_query_ms = zf_clock_mono_ms ();
     zf_error_t err;
     zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_query, &query, NULL,
                                          s_call (self), s_on_task_reply, self, &err);
@@ -931,7 +925,7 @@ static int s_tick (zloop_t *loop, int timer_id, void *arg)
     self_t *self = arg;
     if (self->phase != PHASE_FOLLOW)
         return 0;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     if (!self->task_complete && !self->query_pending
         && (now - self->last_query_ms >= QUERY_INTERVAL_MS || self->recheck
             || s_awaiting_complete (self)))
@@ -991,7 +985,7 @@ static void s_complete (self_t *self)
     }
     s_progress (self, true);
     if (self->progress != PROGRESS_NONE) {
-        double seconds = (double) (s_now_ms () - self->started_ms) / 1000.0;
+        double seconds = (double) (zf_clock_mono_ms () - self->started_ms) / 1000.0;
         char size_text[32], rate_text[32], source_text[32], parents_text[32];
         s_human_bytes (self->content_length, size_text, sizeof size_text);
         s_human_bytes (seconds > 0 ? (uint64_t) ((double) self->content_length / seconds)
@@ -1168,7 +1162,7 @@ static void s_stat (self_t *self)
         || self->next_request - self->next_write >= self->reads_max
         || s_stored (self, self->next_request))
         return;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     if (now - self->last_stat_ms < TICK_MS)
         return; //  the tick comes back for it
     zf_msg_storage_stat_t stat = {.task_id = self->task_id};
@@ -1368,7 +1362,7 @@ static int s_run (const options_t *options, zf_config_t *config)
         EVP_DigestInit_ex (self.sha, EVP_sha256 (), NULL);
         self.loop = zloop_new ();
         zf_bus_attach (self.bus, self.loop);
-        self.started_ms = s_now_ms ();
+        self.started_ms = zf_clock_mono_ms ();
         self.tick_timer = zloop_timer (self.loop, TICK_MS, 0, s_tick, &self);
         self.retry_timer = zloop_timer (self.loop, BUSY_RETRY_MS, 0, s_retry_timer, &self);
         s_send_fetch (&self);

@@ -1,6 +1,7 @@
 /*  zf_storage.c — the storage actor (see zf_storage.h): bus handlers, commits, uploads, GC. */
 #include "zf_storage.h"
 #include "zf_bus.h"
+#include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
@@ -135,19 +136,10 @@ typedef struct {
 
 // ---- time --------------------------------------------------------------------------------------
 
-static int64_t s_monotonic_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 //  Wall clock: access times are persisted, so they must mean something after a restart.
 static int64_t s_now_ms (self_t *self)
 {
-    struct timespec now;
-    clock_gettime (CLOCK_REALTIME, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 + self->clock_offset_ms;
+    return zf_clock_wall_ms () + self->clock_offset_ms;
 }
 
 // ---- replies -----------------------------------------------------------------------------------
@@ -557,7 +549,7 @@ static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *t
 
 static void s_refill (self_t *self)
 {
-    int64_t now = s_monotonic_ms ();
+    int64_t now = zf_clock_mono_ms ();
     double rate = (double) self->config->upload_rate;
     self->tokens += rate * (double) (now - self->tokens_at_ms) / 1000.0;
     if (self->tokens > rate) //  a burst of at most one second's worth
@@ -822,7 +814,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     self.uploads = zlistx_new ();
     zlistx_set_destructor (self.uploads, s_free_item);
     self.tokens = (double) self.config->upload_rate;
-    self.tokens_at_ms = s_monotonic_ms ();
+    self.tokens_at_ms = zf_clock_mono_ms ();
 
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_OPEN, s_handle_open, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_STAT, s_handle_stat, &self);
