@@ -30,6 +30,19 @@ class DeployTest(ZflyTestCase):
                                     capture_output=True, text=True)
             self.assertEqual(result.returncode, 0, f"{sample}: {result.stderr}")
 
+    def test_systemd_unit_passes_systemd_analyze(self):
+        with open(os.path.join(DEPLOY, "systemd", "zfly.service")) as handle:
+            unit = handle.read()
+        self.assertIn("Type=notify", unit)
+        # verify insists that ExecStart exists: point it at the binary just built.
+        unit = unit.replace("/usr/local/bin/zfly", os.path.abspath(zflytest.ZFLY))
+        path = self.path("zfly.service")
+        with open(path, "w") as handle:
+            handle.write(unit)
+        result = subprocess.run(["systemd-analyze", "verify", path], capture_output=True,
+                                text=True, timeout=60)
+        self.assertEqual((result.returncode, result.stdout + result.stderr), (0, ""))
+
     def test_allinone_starts(self):
         tap = "ipc://" + self.path("tap")
         # The profile as shipped, with every place it touches moved into the test directory.

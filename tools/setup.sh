@@ -11,7 +11,7 @@ packages=(
   libmariadb-dev libinih-dev libjansson-dev libmicrohttpd-dev libsystemd-dev libhttp-parser-dev
   libxxhash-dev
   # tests
-  python3 python3-zmq python3-msgpack prometheus iproute2 procps
+  python3 python3-zmq python3-msgpack prometheus iproute2 procps systemd
   # proxy tests: a real registry, real clients, an image builder
   docker-registry skopeo containerd umoci python3-cryptography
   # benchmarks and testbed (tools/testbed/zfly-testbed)
