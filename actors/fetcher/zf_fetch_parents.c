@@ -65,6 +65,7 @@ struct parent_set_s {
     uint8_t *digests;       //  piece_count * 32 once the layout is known; zeros: unknown
     uint16_t *availability; //  active parents holding each piece
     uint64_t next_seq;
+    uint64_t random; //  splitmix64 state: where a scheduled task's rarest-first scan starts
     int timer_id;
 };
 
@@ -774,12 +775,30 @@ static bool s_wanted (piece_t *piece, int64_t now)
     return piece->state == PIECE_MISSING && !piece->use_origin && piece->not_before_ms <= now;
 }
 
-//  The rarest missing piece this parent holds, lowest index first; -1: none.
+static uint64_t s_random (parent_set_t *set)
+{
+    if (set->random == 0) //  differs between nodes: their own clock and process
+        set->random = (uint64_t) zf_clock_mono_us () ^ ((uint64_t) getpid () << 32) ^ 1;
+    //  splitmix64
+    uint64_t z = (set->random += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+//  The rarest missing piece this parent holds; -1: none. Ties: with a scheduler, the scan starts
+//  at a random piece, so children fed by one seed take different pieces and have something to
+//  give each other (in order, every child held the same prefix and all pieces came from the seed:
+//  measured in docs/benchmarks.md "Swarm"); without one, the lowest index, which keeps the
+//  content hash and streaming readers in order.
 static int64_t s_pick (zf_fetch_task_t *task, parent_t *parent, int64_t now)
 {
     const uint16_t *availability = task->parents->availability;
+    uint64_t first = task->window_start, span = task->piece_count - first;
+    uint64_t start = task->scheduled && span > 1 ? s_random (task->parents) % span : 0;
     int64_t best = -1;
-    for (uint64_t index = task->window_start; index < task->piece_count; index++) {
+    for (uint64_t step = 0; step < span; step++) {
+        uint64_t index = first + (start + step) % span;
         if (!s_wanted (&task->pieces[index], now) || !s_has (parent, index))
             continue;
         if (best < 0 || availability[index] < availability[best])

@@ -27,7 +27,10 @@
 #define FAILED_MAX           16 //  parents to report or exclude, per task
 #define HOST_ID_MAX          128
 #define TOP_UP_MS            1000 //  with fewer parents than TOP_UP_PARENTS, ask again this often
-#define TOP_UP_PARENTS       4
+//  The scheduler's most (ZF_SCHED_PARENTS_MAX; it caps at its own `parents`): with 4, children
+//  stopped asking once they had the seed and three peers, and the peers picked first served
+//  most of the swarm while others idled (docs/benchmarks.md "Swarm").
+#define TOP_UP_PARENTS 8
 
 typedef struct {
     char storage[ZF_NAME_MAX + 1];

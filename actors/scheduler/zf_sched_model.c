@@ -33,6 +33,7 @@ void zf_sched_params_defaults (zf_sched_params_t *params)
         .bad_cooldown_ms = 60000,
         .host_timeout_ms = 15000,
         .seeds_enabled = true,
+        .acyclic = true,
         .seeds = "auto",
         .random_seed = 0x5eed,
     };
@@ -707,7 +708,7 @@ bool zf_sched_check (zf_sched_t *self, const char **why)
             *why = "holders count is wrong";
             return false;
         }
-        if (!zf_sched_task_acyclic (self, task)) {
+        if (self->params.acyclic && !zf_sched_task_acyclic (self, task)) {
             *why = "parent graph has a cycle";
             return false;
         }

@@ -44,6 +44,8 @@ typedef struct {
     int64_t bad_cooldown_ms; //  how long a bad host is left out
     int64_t host_timeout_ms; //  no heartbeat for this long: the host is removed
     bool seeds_enabled;      //  seed hosts may be triggered
+    bool acyclic;            //  parent graphs stay DAGs; false: a mesh (two peers may feed
+                             //  each other: pieces never flow in a circle, each is taken once)
     const char *seeds;       //  "" or "auto": any seed host; else blank-separated host ids
     uint64_t random_seed;    //  sampling order; fixed in tests
 } zf_sched_params_t;

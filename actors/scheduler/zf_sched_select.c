@@ -128,7 +128,10 @@ size_t zf_sched_select (zf_sched_t *sched, zf_sched_peer_t *child, int64_t now_m
     if (want > ZF_SCHED_PARENTS_MAX)
         want = ZF_SCHED_PARENTS_MAX;
     uint32_t epoch = zf_sched_next_epoch (sched);
-    s_mark_descendants (sched, child, epoch);
+    if (zf_sched_params (sched)->acyclic)
+        s_mark_descendants (sched, child, epoch);
+    else
+        child->mark = epoch; //  a mesh: only the child itself is no candidate
     double scores[ZF_SCHED_PARENTS_MAX];
     size_t count = 0, eligible = 0, examined = 0;
     size_t enough = zf_sched_params (sched)->candidates;

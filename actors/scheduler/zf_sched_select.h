@@ -1,7 +1,8 @@
 /*  zf_sched_select.h — parent selection: filter the task's peers, score, keep the best.
 
     A candidate is refused when it is the child, on the child's host, one of the child's
-    descendants (an edge to it would close a cycle: the DAG stays acyclic by construction),
+    descendants (an edge to it would close a cycle: the DAG stays acyclic by construction;
+    not with params acyclic = false, a mesh),
     already a parent, blocked by the child (it failed it before), on a host marked bad, on a
     host with no free upload slot, or useless: it has no piece the child lacks, unless it is a
     seed that is fetching the task (seeds are handed out before they hold anything, so pieces

@@ -119,6 +119,30 @@ static void s_test_model (void)
 
 //  --- selection -------------------------------------------------------------------------------
 
+//  acyclic = false: two peers may feed each other; the child itself and its host never.
+static void s_test_select_mesh (void)
+{
+    zf_sched_params_t params;
+    zf_sched_params_defaults (&params);
+    params.acyclic = false;
+    params.random_seed = 42;
+    zf_sched_t *sched = zf_sched_new (&params);
+    zf_sched_host_t *h0 = s_host (sched, "h0", false, "", "", 0);
+    zf_sched_host_t *h1 = s_host (sched, "h1", false, "", "", 0);
+    zf_sched_peer_t *p0 = s_peer (sched, TASK_A, h0);
+    zf_sched_peer_t *p1 = s_peer (sched, TASK_A, h1);
+    s_give (sched, p0, 0, 4);
+    s_give (sched, p1, 4, 4);
+    zf_sched_edge_add (sched, p1, p0); //  p0 feeds p1
+    zf_sched_peer_t *chosen[ZF_SCHED_PARENTS_MAX];
+    size_t count = zf_sched_select (sched, p0, 0, chosen, 4);
+    ZF_ASSERT (count == 1 && chosen[0] == p1); //  p1 feeds p0 too: pieces 4..7
+    zf_sched_edge_add (sched, p0, p1);
+    const char *why = NULL;
+    ZF_ASSERT (zf_sched_check (sched, &why));
+    zf_sched_destroy (&sched);
+}
+
 static void s_test_select_filters (void)
 {
     zf_sched_t *sched = s_sched (2);
@@ -493,6 +517,7 @@ void zf_scheduler_test (bool verbose)
     s_verbose = verbose;
     s_test_model ();
     s_test_select_filters ();
+    s_test_select_mesh ();
     s_test_select_affinity ();
     s_test_single_flight (false);
     s_test_single_flight (true);

@@ -29,6 +29,11 @@ static const zf_config_key_t s_keys[] = {
      .min = 1,
      .max = ZF_SCHED_PARENTS_MAX,
      .help = "parents given to a peer"},
+    {.key = "acyclic",
+     .kind = ZF_CONFIG_BOOL,
+     .offset = offsetof (zf_scheduler_config_t, acyclic),
+     .default_text = "true",
+     .help = "parents form a DAG per task; false: a mesh, peers may feed each other"},
     {.key = "candidates",
      .kind = ZF_CONFIG_INT,
      .offset = offsetof (zf_scheduler_config_t, candidates),
@@ -786,6 +791,7 @@ static void s_params_of (const zf_scheduler_config_t *config, zf_sched_params_t 
     params->host_timeout_ms = config->host_timeout_ms;
     params->seeds_enabled = !streq (config->seeds, "none");
     params->seeds = config->seeds;
+    params->acyclic = config->acyclic;
     params->random_seed = (uint64_t) zclock_usecs ();
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     int64_t seed_timeout_ms;
     int64_t wait_max_ms;
     int64_t retry_ms;
+    bool acyclic;
 } zf_scheduler_config_t;
 
 extern const zf_config_section_t zf_scheduler_section;
