@@ -84,7 +84,7 @@ static zf_status_t s_wrong_type (zf_error_t *err, const s_path_t *path, const ch
 //  --------------------------------------------------------------------------------------------
 //  Layout helpers
 
-static size_t s_value_size (const zf_field_desc_t *field)
+size_t zf_schema_value_size (const zf_field_desc_t *field)
 {
     switch (field->kind) {
     case ZF_FIELD_BOOL: return sizeof (bool);
@@ -106,7 +106,7 @@ static void *s_slot (const zf_field_desc_t *field, const void *value)
 
 static void *s_element (const zf_field_desc_t *field, const zf_list_t *list, size_t index)
 {
-    return (char *) list->items + index * s_value_size (field);
+    return (char *) list->items + index * zf_schema_value_size (field);
 }
 
 //  The magnitude of an i64 as a u64, without overflowing on INT64_MIN.
@@ -471,7 +471,7 @@ static zf_status_t s_decode_list (const zf_field_desc_t *field, const msgpack_ob
         return s_fail (err, ZF_E_TOO_LARGE, path, "list of %zu items is over max %" PRIu64, count,
                        field->max_items);
     //  Set before decoding items, so a failure part way frees the ones already decoded.
-    list->items = count ? zf_calloc (count, s_value_size (field)) : NULL;
+    list->items = count ? zf_calloc (count, zf_schema_value_size (field)) : NULL;
     list->count = count;
     for (size_t index = 0; index < count; index++) {
         void *item = s_element (field, list, index);

@@ -75,6 +75,9 @@ typedef struct {
     const zf_record_desc_t *body; //  the body record
 } zf_msg_desc_t;
 
+//  Bytes one value of the field's element kind takes in its C struct (a list's item stride).
+size_t zf_schema_value_size (const zf_field_desc_t *field);
+
 //  Sets every field of value to its default (strings to "" or their default text).
 void zf_schema_init (const zf_record_desc_t *desc, void *value);
 

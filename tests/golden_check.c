@@ -136,20 +136,6 @@ static json_t *s_value_json (const zf_field_desc_t *field, const void *slot)
     return json_null ();
 }
 
-static size_t s_value_size (const zf_field_desc_t *field)
-{
-    switch (field->kind) {
-    case ZF_FIELD_BOOL: return sizeof (bool);
-    case ZF_FIELD_U64: return sizeof (uint64_t);
-    case ZF_FIELD_I64: return sizeof (int64_t);
-    case ZF_FIELD_F64: return sizeof (double);
-    case ZF_FIELD_STR: return sizeof (char *);
-    case ZF_FIELD_BIN: return sizeof (zf_bytes_t);
-    case ZF_FIELD_RECORD: return field->record->size;
-    }
-    return 0;
-}
-
 static json_t *s_record_json (const zf_record_desc_t *desc, const void *value)
 {
     json_t *object = json_object ();
@@ -162,7 +148,8 @@ static json_t *s_record_json (const zf_record_desc_t *desc, const void *value)
             json = json_array ();
             for (size_t item = 0; item < list->count; item++)
                 json_array_append_new (
-                    json, s_value_json (field, (char *) list->items + item * s_value_size (field)));
+                    json, s_value_json (field, (char *) list->items
+                                                   + item * zf_schema_value_size (field)));
         } else
             json = s_value_json (field, slot);
         json_object_set_new (object, field->name, json);
