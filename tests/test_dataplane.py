@@ -6,20 +6,20 @@ the ones a user relies on.
 
 Scenarios: a 300 MB file arrives exactly and the second copy comes from the cache; two signed
 URLs of one blob are one task; kill -9 mid-download resumes from the finished pieces; a piece
-damaged on disk is refused and fetched again; a digest mismatch fails cleanly and leaves
+damaged on disk is refused and fetched again; zfly-get copies pieces from the cache file, or
+reads them over the bus when it cannot see that file; a digest mismatch fails cleanly and leaves
 nothing in the cache; GC evicts least-recently-used tasks but not one being read; node B gets
 a task entirely from node A's storage over CURVE; origin errors and an origin ignoring Range;
 zfly-get's own errors (no daemon, bad arguments)."""
 import hashlib
 import itertools
-import json
 import os
 import re
 import shutil
 import subprocess
 import threading
 import time
-import urllib.request
+import unittest
 
 import msgpack
 import zmq
@@ -28,7 +28,6 @@ import zflytest
 from zflytest import ZflyTestCase, free_port, keygen
 
 ZFLY_GET = os.path.join(zflytest.BUILD_DIR, "zfly-get")
-ORIGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "origin.py")
 MiB = 1 << 20
 PIECE = 1 * MiB  # piece length the tests configure, so damage and progress are per MiB
 
@@ -60,47 +59,6 @@ def dir_bytes(path):
         for name in files:
             total += os.stat(os.path.join(root, name)).st_blocks * 512
     return total
-
-
-class Origin:
-    """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
-
-    def __init__(self, root, log_path):
-        self.log_path = log_path
-        self.process = subprocess.Popen(["/usr/bin/python3", ORIGIN, "--root", root, "--log",
-                                         log_path], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT)
-        self.output = zflytest.LineReader(self.process.stdout, echo_prefix="[origin] ")
-        line = self.output.wait_for(r"origin: listening on \d+")
-        match = re.search(r"listening on (\d+) second=(\d+)", line)
-        self.port, self.second_port = int(match.group(1)), int(match.group(2))
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
-
-    def stats(self):
-        with urllib.request.urlopen(self.url("/_stats"), timeout=10) as response:
-            return json.load(response)
-
-    def records(self):
-        with open(self.log_path) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-
-    def path_stats(self, path):
-        """(requests, bytes) the origin counted for one request path."""
-        entry = self.stats()["paths"].get(path, {"requests": 0, "bytes": 0})
-        return entry["requests"], entry["bytes"]
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.output.wait_closed()
-        self.process.stdout.close()
 
 
 class BusClient:
@@ -144,7 +102,7 @@ class DataplaneTest(ZflyTestCase):
         super().setUp()
         self.files = self.path("files")
         os.makedirs(self.files)
-        self.origin = Origin(self.files, self.path("origin.log"))
+        self.origin = zflytest.Origin(self.files, self.path("origin.log"))
         self.clients = []
 
     def tearDown(self):
@@ -400,6 +358,26 @@ class DataplaneTest(ZflyTestCase):
         self.assertFalse(os.path.exists(output + ".part"))
         self.assertRegex(text, r"zfly-get: saved .*out")
         self.assertLess(self.origin.path_stats("/rate/4000000/stream.bin")[1], size * 1.05)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                         "needs root and unshare(1) for a mount namespace")
+    def test_zfly_get_reads_over_the_bus_when_the_cache_file_is_out_of_sight(self):
+        # zfly-get copies pieces from the cache file that storage names, when it can open it;
+        # a daemon in a container (here: a mount namespace hiding the cache directory) names
+        # a path zfly-get cannot see, and the bytes then come over the bus.
+        size = 5 * MiB + 77
+        sha = self.add_file("hidden.bin", size)
+        self.start_node()
+        url = self.origin.url("hidden.bin")
+        command = (f"mount -t tmpfs zfly-test {self.path('a-cache')} && exec {ZFLY_GET} {url} "
+                   f"-O {self.path('out')} -c {self.path('a.ini')} --verbose")
+        result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                 command], capture_output=True, text=True, timeout=120,
+                                stdin=subprocess.DEVNULL)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("reading over the bus", result.stderr)
+        self.assertEqual(sha256_file(self.path("out")), sha)
+        self.assertFalse(os.path.exists(self.path("out.part")))
 
     def test_streaming_with_a_digest_mismatch_leaves_nothing(self):
         # The fetcher finds the mismatch only at the end, after zfly-get has appended pieces

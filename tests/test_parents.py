@@ -23,6 +23,7 @@ CONTENT = os.urandom(4 * 1024 * 1024 + 777)  # 65 pieces of 64K, the last one sh
 CONTENT_DIGEST = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
 PIECE_LENGTH = 64 * 1024
 PIECE_COUNT = (len(CONTENT) + PIECE_LENGTH - 1) // PIECE_LENGTH
+GATED_BYTES = 16 * PIECE_LENGTH  # /gated serves these, then waits for the test's go
 
 
 class Origin(http.server.ThreadingHTTPServer):
@@ -31,6 +32,7 @@ class Origin(http.server.ThreadingHTTPServer):
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), OriginHandler)
+        self.gate = threading.Event()  # /gated: bytes past GATED_BYTES wait for it
         self.requests = {}
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -61,6 +63,8 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
         match = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
         if match:
             first, last = int(match.group(1)), min(int(match.group(2)), len(body) - 1)
+            if path == "/gated" and last >= GATED_BYTES:
+                self.server.gate.wait(30)
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {first}-{last}/{len(body)}")
             body = body[first:last + 1]
@@ -223,6 +227,32 @@ class ParentsTest(ZflyTestCase):
         self.assertEqual(self.parent_results(child)["ok"], PIECE_COUNT)
         self.assertEqual(parent.metric("zfly_storage_pieces_served_total", peer="remote"),
                          PIECE_COUNT)
+
+    def test_child_follows_a_parent_that_is_still_downloading(self):
+        """B asks A while A's origin holds back everything past 16 pieces: B takes those 16,
+        then A holds B's storage.stat (a long poll) instead of B polling; the origin lets go,
+        and every further piece reaches B from A as A finishes it, none from the origin."""
+        parent = self.start_parent("a")
+        url = self.origin.url("/gated")
+        task_id = self.fetch("a", url)["task_id"]
+        self.wait_until("a", task_id, lambda status: status["finished_count"] >= 16,
+                        "16 pieces in")
+        child = self.start_child(["a"], parent_timeout="5s")
+        self.fetch("b", url, parents=["storage@a"])
+        self.wait_until("b", task_id, lambda status: status["finished_count"] >= 16,
+                        "16 pieces in")
+        deadline = time.monotonic() + 10
+        while not parent.metric("zfly_storage_stats_held_total"):
+            self.assertLess(time.monotonic(), deadline, "A never held a storage.stat of B")
+            time.sleep(0.02)  # polling a metric, not synchronising on time
+        self.origin.gate.set()
+        status = self.wait_finished("b", task_id)
+        self.assertEqual(status["state"], "complete", status)
+        self.assertEqual(status["bytes_from_parents"], len(CONTENT))
+        self.assertEqual(status["bytes_from_source"], 0)
+        self.assert_exact("b", task_id)
+        self.assertEqual(self.origin.count("/gated"), 1 + PIECE_COUNT)  # A's probe and ranges
+        self.assertEqual(self.parent_results(child)["ok"], PIECE_COUNT)
 
     def test_corrupt_piece_at_the_parent_comes_from_the_origin(self):
         self.start_parent("a")

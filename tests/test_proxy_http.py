@@ -9,9 +9,7 @@ to another host.
 import json
 import os
 import socket
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import zflytest  # noqa: E402
@@ -63,13 +61,8 @@ class ProxyHttpTest(zflytest.ZflyTestCase):
         with open(os.path.join(self.root, "file.bin"), "wb") as handle:
             handle.write(self.payload)
         self.origin_log = self.path("origin.log")
-        self.origin = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(zflytest.SOURCE_DIR, "tests", "origin.py"),
-             "--root", self.root, "--port", "0", "--log", self.origin_log],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.origin_out = zflytest.LineReader(self.origin.stdout)
-        line = self.origin_out.wait_for(r"origin: listening on (\d+)")
-        self.origin_port = int(line.split()[3])
+        self.origin = zflytest.Origin(self.root, self.origin_log)
+        self.origin_port = self.origin.port
         self.port = zflytest.free_port()
         self.node = self.start("edge", f"""[node]
 name = edge
@@ -87,8 +80,7 @@ max_connections = 600
         self.node.wait_ready()
 
     def tearDown(self):
-        self.origin.terminate()
-        self.origin.wait()
+        self.origin.stop()
         super().tearDown()
 
     def connect(self):

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import urllib.request
 
@@ -59,13 +58,8 @@ class ProxyRangeTest(zflytest.ZflyTestCase):
         os.makedirs(blobs)
         with open(os.path.join(blobs, self.digest), "wb") as handle:
             handle.write(self.payload)
-        self.origin = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(zflytest.SOURCE_DIR, "tests", "origin.py"),
-             "--root", self.root, "--port", "0", "--log", self.path("origin.log")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.origin_out = zflytest.LineReader(self.origin.stdout)
-        line = self.origin_out.wait_for(r"origin: listening on (\d+)")
-        self.origin_port = int(line.split()[3])
+        self.origin = zflytest.Origin(self.root, self.path("origin.log"))
+        self.origin_port = self.origin.port
         self.port = zflytest.free_port()
         self.node = self.start("edge", f"""[node]
 name = edge
@@ -87,9 +81,7 @@ listen = 127.0.0.1:{self.port}
         self.node.log.wait_for(r"proxy: started listen=")
 
     def tearDown(self):
-        self.origin.terminate()
-        self.origin.wait(timeout=10)
-        self.origin.stdout.close()
+        self.origin.stop()
         super().tearDown()
 
     def origin_bytes_sent(self):

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Storage actor against a real zfly process: crash safety (kill -9 keeps exactly the
 acknowledged pieces), the upload limit (a remote read beyond upload_concurrency is answered
-"busy", local reads are never limited), and metadata that cannot be trusted is quarantined
-while the daemon starts anyway."""
+"busy", local reads are never limited), piece.locate (this host only, checked on disk), and
+metadata that cannot be trusted is quarantined while the daemon starts anyway."""
 import hashlib
 import itertools
 import os
@@ -181,6 +181,50 @@ class StorageTest(ZflyTestCase):
         self.assertEqual(reply["body"]["code"], "not_found", reply)
         reply, _ = self.client().open(TASK, len(piece), len(piece))
         self.assertEqual(reply["type"], "storage.task", reply)
+
+    def test_piece_locate_for_this_host_only(self):
+        self.start_node()
+        client = self.client()
+        piece_length = 8192
+        data = content(piece_length * 2 + 500, 4)
+        client.open(TASK, len(data), piece_length)
+        # A writer on this host is not trusted with the digest: a wrong one is refused.
+        reply, _ = client.call("piece.write", {"task_id": TASK, "piece": 0,
+                                               "digest": hashlib.sha256(b"other").digest()},
+                               [data[:piece_length]])
+        self.assertEqual((reply["type"], reply["body"]["field"]), ("error", "digest"), reply)
+        reply, _ = client.call("piece.locate", {"task_id": TASK, "piece": 0})
+        self.assertEqual(reply["body"]["code"], "not_finished", reply)
+        for index in range(3):
+            reply, _ = client.write(TASK, index, data[index * piece_length:][:piece_length])
+            self.assertEqual(reply["type"], "piece.written", reply)
+
+        reply, _ = client.call("piece.locate", {"task_id": TASK, "piece": 2})
+        self.assertEqual(reply["type"], "piece.located", reply)
+        located = reply["body"]
+        self.assertEqual(located["path"], os.path.realpath(
+            self.path("cache", "tasks", TASK[:2], TASK, "data")))
+        self.assertEqual((located["offset"], located["size"]), (2 * piece_length, 500))
+        self.assertEqual(located["digest"], hashlib.sha256(data[2 * piece_length:]).digest())
+        with open(located["path"], "rb") as handle:
+            handle.seek(located["offset"])
+            self.assertEqual(handle.read(located["size"]), data[2 * piece_length:])
+
+        # Other nodes are never told where files are, whatever their envelope claims.
+        remote = self.client(network=True)
+        reply, _ = remote.call("piece.locate", {"task_id": TASK, "piece": 2}, sender=LOCAL)
+        self.assertEqual((reply["type"], reply["body"]["code"]), ("error", "forbidden"), reply)
+
+        # Damage on disk is found before the location is given out.
+        with open(located["path"], "r+b") as handle:
+            handle.seek(piece_length + 7)
+            handle.write(bytes([data[piece_length + 7] ^ 0x10]))
+        reply, _ = client.call("piece.locate", {"task_id": TASK, "piece": 1})
+        self.assertEqual(reply["body"]["code"], "corrupt", reply)
+        reply, _ = client.call("piece.locate", {"task_id": TASK, "piece": 1})
+        self.assertEqual(reply["body"]["code"], "not_finished", reply)
+        reply, _ = client.call("piece.locate", {"task_id": "cd" * 32, "piece": 0})
+        self.assertEqual(reply["body"]["code"], "not_found", reply)
 
     def test_bad_metadata_is_quarantined_and_the_daemon_starts(self):
         bad = "ee" * 32

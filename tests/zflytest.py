@@ -204,6 +204,47 @@ def keygen(directory, name):
     return base + ".key", base + ".pub", z85
 
 
+class Origin:
+    """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
+
+    def __init__(self, root, log_path):
+        self.log_path = log_path
+        self.process = subprocess.Popen(["/usr/bin/python3", os.path.join(SOURCE_DIR, "tests", "origin.py"), "--root", root, "--log",
+                                         log_path], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+        self.output = LineReader(self.process.stdout, echo_prefix="[origin] ")
+        line = self.output.wait_for(r"origin: listening on \d+")
+        match = re.search(r"listening on (\d+) second=(\d+)", line)
+        self.port, self.second_port = int(match.group(1)), int(match.group(2))
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def stats(self):
+        with urllib.request.urlopen(self.url("/_stats"), timeout=10) as response:
+            return json.load(response)
+
+    def records(self):
+        with open(self.log_path) as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def path_stats(self, path):
+        """(requests, bytes) the origin counted for one request path."""
+        entry = self.stats()["paths"].get(path, {"requests": 0, "bytes": 0})
+        return entry["requests"], entry["bytes"]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.output.wait_closed()
+        self.process.stdout.close()
+
+
 class ZflyTestCase(unittest.TestCase):
     """Gives each test a temporary directory and stops every process it started."""
 

@@ -6,18 +6,27 @@
     ([fetcher] bind and [storage] bind: ipc://, or tcp:// with CURVE under the node's own
     certificate) and asks the fetcher to bring the task into the cache (task.fetch). While the
     task runs it streams: it follows the task with task.query (state, progress), asks storage
-    which pieces are finished (storage.stat, every TICK_MS while the next piece is missing),
-    reads finished pieces in order (piece.read, up to reads_max in flight) and appends them to
-    PATH.part, so the file grows with the download instead of being copied after it. PATH.part
+    which pieces are finished (storage.stat while the next piece is missing, held by storage
+    until a piece lands: a long poll; every TICK_MS from a daemon that answers at once),
+    and appends finished pieces to PATH.part in order, so the file grows with the download
+    instead of being copied after it. With storage on this host (ipc://) it asks where each
+    piece is (piece.locate, up to READ_SLOTS in flight) and copies it from the cache file
+    itself, the bytes never crossing the bus: a reflink (FICLONERANGE) where the filesystem
+    shares blocks, else copy_file_range (an in-kernel copy), else pread/pwrite. With storage
+    elsewhere (tcp://), or when the cache file cannot be opened (another user's daemon) or
+    the daemon does not know piece.locate, it reads the bytes (piece.read, up to reads_max in
+    flight). PATH.part
     is renamed to PATH only once the fetcher reports the task complete (it verified the whole
     content against the task digest, when there is one), every byte is written and synced
     and, with --digest, the SHA-256 computed as the pieces were appended matched. Nothing
-    half-written ever carries the final name. Pieces that arrive out of order wait in memory
-    for their turn, so at most reads_max pieces (READ_BYTES_IN_FLIGHT, at least 2) are held.
+    half-written ever carries the final name. Pieces read over the bus that arrive out of
+    order wait in memory for their turn, so at most reads_max pieces (READ_BYTES_IN_FLIGHT, at
+    least 2) are held; located pieces hold only their place.
 
-    Trust: over ipc:// (this host) storage checks every piece against its digest before it
-    serves it, so zfly-get does not hash pieces again; over tcp:// it checks each piece's
-    SHA-256 against the digest storage sends along.
+    Trust: over ipc:// (this host) storage checks every piece against its checksum before it
+    serves or locates it, so zfly-get does not hash pieces again; over tcp:// it checks each
+    piece's SHA-256 against the digest storage sends along. --digest always hashes the bytes
+    written (those copies go through a buffer: the hash needs the bytes anyway).
 
     The layout (content and piece length) is fixed by the first task.status that states it; if
     a later one states another (the origin's content changed length under a stale copy in the
@@ -40,6 +49,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/fs.h>
 #include <openssl/evp.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -55,11 +65,12 @@
 
 #define DEFAULT_CONFIG       "/etc/zfly/zfly.ini"
 #define DEFAULT_TIMEOUT_MS   3000
-#define LATER_TIMEOUT_MIN_MS 10000       //  once the daemon answered, it may be busy for a while
-#define READ_TIMEOUT_MS      30000       //  one piece.read: up to a piece of 64 MiB over the bus
-#define QUERY_INTERVAL_MS    200         //  task.query while the task runs; progress redraws
-#define TICK_MS              50          //  storage.stat while the next piece is not finished yet
-#define READ_SLOTS           8           //  piece.read requests in flight at most
+#define LATER_TIMEOUT_MIN_MS 10000 //  once the daemon answered, it may be busy for a while
+#define READ_TIMEOUT_MS      30000 //  one piece.read: up to a piece of 64 MiB over the bus
+#define QUERY_INTERVAL_MS    200   //  task.query while the task runs; progress redraws
+#define TICK_MS              50    //  storage.stat interval for a daemon that does not hold it
+#define STAT_WAIT_MS         1000  //  how long storage may hold a storage.stat without news
+#define READ_SLOTS           8     //  piece.read requests in flight at most
 #define READ_BYTES_IN_FLIGHT (16u << 20) //  …and bytes of pieces at most (but 2 pieces at least)
 #define BUSY_RETRY_MS        100
 #define BUSY_RETRIES_MAX     300 //  "busy" answers for one piece before giving up (~30 s)
@@ -69,6 +80,8 @@
 #define LINE_INTERVAL_MS     5000 //  plain progress lines when stderr is not a terminal
 #define RATE_WINDOW          16   //  progress samples the rate is averaged over (~3 s)
 #define SHA256_SIZE          32
+#define COPY_BUFFER          (4u << 20) //  copies of located pieces through our buffer, per call
+#define DIRECT_ALIGN         4096       //  O_DIRECT offsets, lengths and buffers: 512 or 4096
 
 typedef enum { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES, PROGRESS_NONE } progress_mode_t;
 
@@ -101,6 +114,8 @@ typedef struct {
     bool retry;     //  storage was busy: ask again on the next retry tick
     int busy_count;
     zframe_t *data; //  received out of order, waiting for its turn
+    char *located;  //  or: the cache file that holds it (piece.located), waiting likewise
+    uint64_t located_offset;
 } slot_t;
 
 struct self_s {
@@ -108,7 +123,12 @@ struct self_s {
     const char *config_path;
     char *fetcher_endpoint;
     char *storage_endpoint;
-    bool verify_pieces; //  storage is not on this host (tcp://): check each piece's SHA-256
+    bool verify_pieces;   //  storage is not on this host (tcp://): check each piece's SHA-256
+    bool locate;          //  storage is on this host: ask where pieces are, copy them ourselves
+    bool clone_ok;        //  FICLONERANGE has not failed yet (it needs a reflink filesystem)
+    bool copy_range_ok;   //  copy_file_range has not failed yet
+    uint8_t *copy_buffer; //  COPY_BUFFER bytes, DIRECT_ALIGN-aligned, once a copy needs it
+    int direct_fd;        //  PATH.part opened O_DIRECT, -1 when the filesystem cannot
     zf_bus_t *bus;
     zloop_t *loop;
     phase_t phase;
@@ -146,6 +166,7 @@ struct self_s {
     uint64_t stored_count;
     bool stat_pending;
     int64_t last_stat_ms;
+    bool stat_not_held; //  the last storage.stat came back at once without news
 
     //  reading pieces into the output
     char *part_path;
@@ -732,6 +753,23 @@ static void s_send_fetch (self_t *self);
 static void s_pump (self_t *self);
 static void s_stat (self_t *self);
 
+//  Pieces in flight at most: located pieces hold nothing but their place; pieces read over
+//  the bus are held in memory until their turn, READ_BYTES_IN_FLIGHT of them (2 at least).
+static void s_set_reads_max (self_t *self)
+{
+    uint64_t fit = self->file_piece_length ? READ_BYTES_IN_FLIGHT / self->file_piece_length : 0;
+    if (self->locate)
+        fit = READ_SLOTS;
+    self->reads_max = fit < 2 ? 2 : fit > READ_SLOTS ? READ_SLOTS : fit;
+}
+
+//  From here on pieces come over the bus (piece.read): the cache file cannot be used.
+static void s_stop_locating (self_t *self)
+{
+    self->locate = false;
+    s_set_reads_max (self);
+}
+
 //  Fixes the layout PATH.part is written with once the fetcher states it: while the task runs,
 //  when the origin told the length (a running task with content_length 0 may not know it
 //  yet); always once it is complete. A different layout later makes us start over.
@@ -757,8 +795,7 @@ static void s_check_layout (self_t *self)
         self->file_length = self->content_length;
         self->file_piece_length = self->piece_length;
         self->file_piece_count = count;
-        uint64_t fit = self->piece_length ? READ_BYTES_IN_FLIGHT / self->piece_length : 0;
-        self->reads_max = fit < 2 ? 2 : fit > READ_SLOTS ? READ_SLOTS : fit;
+        s_set_reads_max (self);
         return;
     }
     if (self->file_length != self->content_length
@@ -940,10 +977,12 @@ static int s_tick (zloop_t *loop, int timer_id, void *arg)
 
 // --- reading pieces into the file -----------------------------------------------------------
 
-static bool s_write_all (self_t *self, const uint8_t *data, size_t size)
+//  Writes at `offset` of PATH.part. Every write names its offset (the bus path, copies from
+//  the cache and reflinks alike), so a piece written again lands where it belongs.
+static bool s_write_all (self_t *self, const uint8_t *data, size_t size, uint64_t offset)
 {
     while (size > 0) {
-        ssize_t written = write (self->fd, data, size);
+        ssize_t written = pwrite (self->fd, data, size, (off_t) offset);
         if (written < 0 && errno == EINTR)
             continue;
         if (written <= 0) {
@@ -951,6 +990,7 @@ static bool s_write_all (self_t *self, const uint8_t *data, size_t size)
             return false;
         }
         data += written;
+        offset += (uint64_t) written;
         size -= (size_t) written;
     }
     return true;
@@ -1009,19 +1049,196 @@ static bool s_stored (const self_t *self, uint64_t piece)
     return piece / 8 < self->bitmap_size && (self->bitmap[piece / 8] >> (piece % 8)) & 1;
 }
 
-//  Appends every piece that is next in order, straight from its frame, and hashes it on the
-//  way when --digest asks for the whole-file check.
+static uint64_t s_piece_size (const self_t *self, uint64_t piece)
+{
+    if (piece == self->file_piece_count - 1)
+        return self->file_length - piece * self->file_piece_length;
+    return self->file_piece_length;
+}
+
+static void s_slot_clear (slot_t *slot)
+{
+    zframe_destroy (&slot->data);
+    zf_free (slot->located);
+    slot->located = NULL;
+}
+
+//  Errors that say "this copy method does not apply here" (another filesystem, no support,
+//  a file the method refuses): the next method is tried, and this one not again.
+static bool s_copy_unsupported (int error)
+{
+    return error == EXDEV || error == ENOSYS || error == EINVAL || error == EOPNOTSUPP
+           || error == ENOTTY || error == EPERM || error == ETXTBSY || error == EBADF;
+}
+
+//  Shares the cache file's blocks with PATH.part (btrfs, XFS with reflink): no bytes are
+//  copied at all. Returns false when the filesystem cannot, silently: ext4 cannot.
+static bool s_clone (self_t *self, int source, uint64_t offset, uint64_t size)
+{
+    struct file_clone_range range = {
+        .src_fd = source, .src_offset = offset, .src_length = size, .dest_offset = offset};
+    if (!self->clone_ok || ioctl (self->fd, FICLONERANGE, &range) == 0)
+        return self->clone_ok;
+    self->clone_ok = false;
+    if (self->options->verbose)
+        fprintf (stderr, "zfly-get: no reflink copies (%s); copying\n", strerror (errno));
+    return false;
+}
+
+//  copy_file_range of [offset, offset + size) to the same offset of PATH.part: the kernel
+//  copies page cache to page cache. Returns the bytes copied, which are fewer than size when
+//  the method does not apply (the caller copies the rest), or -1 after s_fail.
+static int64_t s_copy_range (self_t *self, int source, uint64_t offset, uint64_t size)
+{
+    uint64_t done = 0;
+    while (self->copy_range_ok && done < size) {
+        loff_t in = (loff_t) (offset + done), out = in;
+        ssize_t copied = copy_file_range (source, &in, self->fd, &out, size - done, 0);
+        if (copied > 0)
+            done += (uint64_t) copied;
+        else if (copied < 0 && errno == EINTR)
+            continue;
+        else if (copied == 0) //  the cache file ends early: the buffered copy finds out
+            break;
+        else if (s_copy_unsupported (errno)) {
+            self->copy_range_ok = false;
+            break;
+        } else {
+            s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
+            return -1;
+        }
+    }
+    return (int64_t) done;
+}
+
+//  Writes [offset, offset + size) of PATH.part from our aligned buffer: the aligned part
+//  straight to disk (O_DIRECT) when the filesystem allows, the rest through the page cache.
+static bool s_write_out (self_t *self, const uint8_t *data, size_t size, uint64_t offset)
+{
+    size_t direct = offset % DIRECT_ALIGN == 0 ? size - size % DIRECT_ALIGN : 0;
+    while (self->direct_fd >= 0 && direct > 0) {
+        ssize_t written = pwrite (self->direct_fd, data, direct, (off_t) offset);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0 || written % DIRECT_ALIGN != 0) {
+            if (written < 0 && errno != EINVAL) {
+                s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
+                return false;
+            }
+            close (self->direct_fd); //  EINVAL: the device wants another alignment
+            self->direct_fd = -1;
+            if (written > 0) {
+                data += written;
+                offset += (uint64_t) written;
+                size -= (size_t) written;
+            }
+            break;
+        }
+        data += written;
+        offset += (uint64_t) written;
+        size -= (size_t) written;
+        direct -= (size_t) written;
+    }
+    return s_write_all (self, data, size, offset);
+}
+
+//  The rest through a buffer, hashed on the way for --digest. Returns false when the cache
+//  file could not be read (the caller reads the piece over the bus instead), or after s_fail.
+static bool s_copy_buffered (self_t *self, int source, uint64_t offset, uint64_t size, bool *retry)
+{
+    if (!self->copy_buffer
+        && posix_memalign ((void **) &self->copy_buffer, DIRECT_ALIGN, COPY_BUFFER) != 0)
+        ZF_ASSERT (!"out of memory");
+    while (size > 0) {
+        size_t chunk = size < COPY_BUFFER ? (size_t) size : COPY_BUFFER;
+        ssize_t got = pread (source, self->copy_buffer, chunk, (off_t) offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            *retry = true;
+            return false;
+        }
+        if (*self->options->digest)
+            EVP_DigestUpdate (self->sha, self->copy_buffer, (size_t) got);
+        if (!s_write_out (self, self->copy_buffer, (size_t) got, offset))
+            return false;
+        offset += (uint64_t) got;
+        size -= (uint64_t) got;
+    }
+    return true;
+}
+
+//  Copies a located piece from the cache file into PATH.part at its offset, cheapest first:
+//  a reflink (no bytes copied); else read into our buffer and written with O_DIRECT; else
+//  copy_file_range; else read and write through the page cache. Writing PATH.part around
+//  the page cache is cheaper than copy_file_range: filling fresh page-cache pages is the
+//  dearest part of a write (several times the disk's time on a VM whose memory is faulted in
+//  on first use), and PATH.part is fdatasync'ed before the rename anyway, so the disk writes
+//  the same bytes either way. With --digest the bytes must be hashed, so they always go
+//  through the buffer. Returns false when not done: *retry says the cache file let us down
+//  (gone, unreadable, cut short) and the piece should come over the bus; else s_fail ran.
+static bool s_copy_located (self_t *self, slot_t *slot, bool *retry)
+{
+    uint64_t offset = slot->located_offset, size = s_piece_size (self, slot->piece);
+    *retry = false;
+    int source = open (slot->located, O_RDONLY | O_CLOEXEC);
+    if (source < 0) {
+        if (self->options->verbose)
+            fprintf (stderr, "zfly-get: cannot open the cache file %s (%s); reading over the bus\n",
+                     slot->located, strerror (errno));
+        *retry = true;
+        return false;
+    }
+    bool done = false;
+    if (*self->options->digest) {
+        //  A piece cut short after part of it was hashed comes again over the bus: the hash
+        //  goes back to where this piece started.
+        EVP_MD_CTX *before = EVP_MD_CTX_new ();
+        ZF_ASSERT (before && EVP_MD_CTX_copy_ex (before, self->sha) == 1);
+        done = s_copy_buffered (self, source, offset, size, retry);
+        if (!done && *retry)
+            ZF_ASSERT (EVP_MD_CTX_copy_ex (self->sha, before) == 1);
+        EVP_MD_CTX_free (before);
+    } else if (s_clone (self, source, offset, size))
+        done = true;
+    else if (self->direct_fd >= 0)
+        done = s_copy_buffered (self, source, offset, size, retry);
+    else {
+        int64_t copied = s_copy_range (self, source, offset, size);
+        done = copied >= 0
+               && s_copy_buffered (self, source, offset + (uint64_t) copied,
+                                   size - (uint64_t) copied, retry);
+    }
+    close (source);
+    return done;
+}
+
+static void s_request_piece (self_t *self, slot_t *slot);
+
+//  Writes every piece that is next in order: from its frame (hashed on the way when --digest
+//  asks for the whole-file check), or copied from the cache file it was located in.
 static void s_flush (self_t *self)
 {
     while (self->phase != PHASE_DONE && self->next_write < self->next_request) {
         slot_t *slot = &self->slots[self->next_write % READ_SLOTS];
-        if (!slot->data)
-            return;
-        const uint8_t *data = zframe_data (slot->data);
-        size_t size = zframe_size (slot->data);
-        if (*self->options->digest)
-            EVP_DigestUpdate (self->sha, data, size);
-        if (!s_write_all (self, data, size))
+        uint64_t size = s_piece_size (self, slot->piece);
+        if (slot->located) {
+            bool retry = false;
+            if (!s_copy_located (self, slot, &retry)) {
+                if (retry) { //  the cache file let us down: read this piece and the rest
+                    s_stop_locating (self);
+                    s_slot_clear (slot);
+                    s_request_piece (self, slot);
+                }
+                return;
+            }
+        } else if (slot->data) {
+            const uint8_t *data = zframe_data (slot->data);
+            if (*self->options->digest)
+                EVP_DigestUpdate (self->sha, data, size);
+            if (!s_write_all (self, data, size, self->written))
+                return;
+        } else
             return;
         //  Start writing these pages to disk now, so that the fdatasync before the rename
         //  finds little left to do (it would otherwise write the whole file at the end).
@@ -1029,7 +1246,7 @@ static void s_flush (self_t *self)
         (void) sync_file_range (self->fd, (off64_t) self->written, (off64_t) size,
                                 SYNC_FILE_RANGE_WRITE);
         self->written += size;
-        zframe_destroy (&slot->data);
+        s_slot_clear (slot);
         self->next_write++;
     }
 }
@@ -1059,7 +1276,7 @@ static void s_settle (self_t *self)
         if (self->slots[index].requested)
             return;
     for (size_t index = 0; index < READ_SLOTS; index++) {
-        zframe_destroy (&self->slots[index].data);
+        s_slot_clear (&self->slots[index]);
         self->slots[index].retry = false;
     }
     zf_free (self->bitmap);
@@ -1082,8 +1299,6 @@ static void s_settle (self_t *self)
     }
 }
 
-static void s_request_piece (self_t *self, slot_t *slot);
-
 //  Asks for every piece storage holds that fits in the window, writes what is next in order,
 //  and completes the file once the task is complete and every byte is written.
 static void s_pump (self_t *self)
@@ -1103,7 +1318,7 @@ static void s_pump (self_t *self)
            && self->next_request - self->next_write < self->reads_max
            && s_stored (self, self->next_request)) {
         slot_t *slot = &self->slots[self->next_request % READ_SLOTS];
-        ZF_ASSERT (!slot->requested && !slot->data);
+        ZF_ASSERT (!slot->requested && !slot->data && !slot->located);
         slot->piece = self->next_request++;
         slot->busy_count = 0;
         s_request_piece (self, slot);
@@ -1124,6 +1339,8 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     self->stat_pending = false;
     if (self->phase == PHASE_DONE)
         return;
+    //  Back at once without news: this daemon does not hold the question; ask at TICK_MS.
+    self->stat_not_held = zf_clock_mono_ms () - self->last_stat_ms < STAT_WAIT_MS / 2;
     if (status == ZF_OK) {
         //  Only a bitmap of the layout we write is of use: another one is a stale copy that
         //  the fetcher is about to replace.
@@ -1137,6 +1354,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                 self->bitmap = zf_realloc (self->bitmap, size);
             memcpy (self->bitmap, zframe_data (bits), size);
             self->bitmap_size = size;
+            self->stat_not_held &= body->finished_count == self->stored_count;
             self->stored_count = body->finished_count;
         }
     } else if (status == ZF_E_REMOTE) {
@@ -1163,39 +1381,44 @@ static void s_stat (self_t *self)
         || s_stored (self, self->next_request))
         return;
     int64_t now = zf_clock_mono_ms ();
-    if (now - self->last_stat_ms < TICK_MS)
+    if (self->stat_not_held && now - self->last_stat_ms < TICK_MS)
         return; //  the tick comes back for it
-    zf_msg_storage_stat_t stat = {.task_id = self->task_id};
+    zf_bus_call_t call = s_call (self);
+    int64_t wait_ms = call.timeout_ms / 2 < STAT_WAIT_MS ? call.timeout_ms / 2 : STAT_WAIT_MS;
+    zf_msg_storage_stat_t stat = {.task_id = self->task_id,
+                                  .wait_ms = (uint64_t) wait_ms,
+                                  .known_finished = self->stored_count,
+                                  .bitmap_only = true};
     self->stat_pending = true;
     self->last_stat_ms = now;
     zf_error_t err;
     zf_status_t status = zf_bus_request (self->bus, "storage", &zf_msg_storage_stat, &stat, NULL,
-                                         s_call (self), s_on_stat, self, &err);
+                                         call, s_on_stat, self, &err);
     if (status != ZF_OK) {
         self->stat_pending = false;
         s_bus_failure (self, status, &err, self->storage_endpoint, "storage.stat");
     }
 }
 
-static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
-                        const zf_error_t *err, void *arg)
+//  The part of a piece.read or piece.locate answer both share: whether to go on with it.
+//  Errors are handled here (busy: retried later; a missing piece: the task is fetched again;
+//  the daemon gone: we stop) and answer false.
+static bool s_piece_answer_usable (self_t *self, slot_t *slot, zf_status_t status,
+                                   zf_bus_msg_t *reply, const zf_error_t *err, const char *what)
 {
-    (void) bus;
-    slot_t *slot = arg;
-    self_t *self = slot->self;
     slot->requested = false;
     if (self->phase == PHASE_DONE)
-        return;
+        return false;
     if (self->refetch_wanted || self->restart_wanted) {
         s_pump (self); //  whatever this answer is, it is dropped: we read on from next_write
-        return;
+        return false;
     }
     if (status == ZF_E_REMOTE) {
         const zf_msg_error_t *body = reply->env.body;
         if (streq (body->code, "busy") && slot->busy_count < BUSY_RETRIES_MAX) {
             slot->busy_count++;
             slot->retry = true;
-            return;
+            return false;
         }
         if ((streq (body->code, "corrupt") || streq (body->code, "not_finished")
              || streq (body->code, "not_found"))
@@ -1206,30 +1429,48 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             self->refetch_wanted = true;
             self->refetches++;
             s_pump (self);
-            return;
+            return false;
         }
         s_fail (self, EXIT_OTHER, "%s: storage could not serve piece %" PRIu64 ": %s",
                 self->options->url, slot->piece, err->message);
-        return;
+        return false;
     }
     if (status != ZF_OK) {
-        s_bus_failure (self, status, err, self->storage_endpoint, "piece.read");
-        return;
+        s_bus_failure (self, status, err, self->storage_endpoint, what);
+        return false;
     }
+    return true;
+}
+
+//  An answer about another piece, task or layout than asked is a daemon bug: we stop.
+static bool s_piece_answer_matches (self_t *self, const slot_t *slot, const char *task_id,
+                                    uint64_t piece, uint64_t offset, uint64_t size, size_t attached)
+{
+    uint64_t expected_size = s_piece_size (self, slot->piece);
+    if (piece == slot->piece && streq (task_id, self->task_id)
+        && offset == slot->piece * self->file_piece_length && size == expected_size
+        && attached == expected_size)
+        return true;
+    s_fail (self, EXIT_OTHER,
+            "storage answered piece %" PRIu64 " with piece %" PRIu64 " offset %" PRIu64
+            " size %" PRIu64 " (%zu bytes attached); expected offset %" PRIu64 " size %" PRIu64,
+            slot->piece, piece, offset, size, attached, slot->piece * self->file_piece_length,
+            expected_size);
+    return false;
+}
+
+static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                        const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    slot_t *slot = arg;
+    self_t *self = slot->self;
+    if (!s_piece_answer_usable (self, slot, status, reply, err, "piece.read"))
+        return;
     const zf_msg_piece_data_t *body = reply->env.body;
     zframe_t *data = zmsg_pop (reply->raw);
-    uint64_t expected_size = self->file_piece_length;
-    if (slot->piece == self->file_piece_count - 1)
-        expected_size = self->file_length - slot->piece * self->file_piece_length;
-    if (body->piece != slot->piece || !streq (body->task_id, self->task_id)
-        || body->offset != slot->piece * self->file_piece_length || body->size != expected_size
-        || !data || zframe_size (data) != expected_size) {
-        s_fail (self, EXIT_OTHER,
-                "storage answered piece %" PRIu64 " with piece %" PRIu64 " offset %" PRIu64
-                " size %" PRIu64 " (%zu bytes attached); expected offset %" PRIu64 " size %" PRIu64,
-                slot->piece, body->piece, body->offset, body->size,
-                data ? zframe_size (data) : (size_t) 0, slot->piece * self->file_piece_length,
-                expected_size);
+    if (!s_piece_answer_matches (self, slot, body->task_id, body->piece, body->offset, body->size,
+                                 data ? zframe_size (data) : 0)) {
         zframe_destroy (&data);
         return;
     }
@@ -1252,22 +1493,66 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     s_pump (self);
 }
 
+//  A daemon that does not know piece.locate (older), or will not answer it, is read from.
+static bool s_locate_refused (zf_status_t status, zf_bus_msg_t *reply)
+{
+    if (status != ZF_E_REMOTE)
+        return false;
+    const char *code = ((const zf_msg_error_t *) reply->env.body)->code;
+    return !streq (code, "busy") && !streq (code, "corrupt") && !streq (code, "not_finished")
+           && !streq (code, "not_found");
+}
+
+static void s_on_located (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                          const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    slot_t *slot = arg;
+    self_t *self = slot->self;
+    if (self->phase != PHASE_DONE && !self->refetch_wanted && !self->restart_wanted
+        && s_locate_refused (status, reply)) {
+        if (self->options->verbose)
+            fprintf (stderr, "zfly-get: piece.locate refused (%s); reading over the bus\n",
+                     err->message);
+        s_stop_locating (self);
+        s_request_piece (self, slot);
+        return;
+    }
+    if (!s_piece_answer_usable (self, slot, status, reply, err, "piece.locate"))
+        return;
+    const zf_msg_piece_located_t *body = reply->env.body;
+    if (!s_piece_answer_matches (self, slot, body->task_id, body->piece, body->offset, body->size,
+                                 (size_t) body->size))
+        return;
+    slot->busy_count = 0;
+    slot->located = zf_strdup (body->path);
+    slot->located_offset = body->offset;
+    s_pump (self);
+}
+
 static void s_request_piece (self_t *self, slot_t *slot)
 {
-    zf_msg_piece_read_t read = {.task_id = self->task_id, .piece = slot->piece};
     zf_error_t err;
     slot->requested = true;
     slot->retry = false;
-    zf_status_t status =
-        zf_bus_request (self->bus, "storage", &zf_msg_piece_read, &read, NULL,
-                        (zf_bus_call_t){.timeout_ms = READ_TIMEOUT_MS > self->options->timeout_ms
-                                                          ? READ_TIMEOUT_MS
-                                                          : self->options->timeout_ms,
-                                        .retries = 0},
-                        s_on_piece, slot, &err);
+    zf_bus_call_t call = {.timeout_ms = READ_TIMEOUT_MS > self->options->timeout_ms
+                                            ? READ_TIMEOUT_MS
+                                            : self->options->timeout_ms,
+                          .retries = 0};
+    zf_status_t status;
+    if (self->locate) {
+        zf_msg_piece_locate_t locate = {.task_id = self->task_id, .piece = slot->piece};
+        status = zf_bus_request (self->bus, "storage", &zf_msg_piece_locate, &locate, NULL, call,
+                                 s_on_located, slot, &err);
+    } else {
+        zf_msg_piece_read_t read = {.task_id = self->task_id, .piece = slot->piece};
+        status = zf_bus_request (self->bus, "storage", &zf_msg_piece_read, &read, NULL, call,
+                                 s_on_piece, slot, &err);
+    }
     if (status != ZF_OK) {
         slot->requested = false;
-        s_bus_failure (self, status, &err, self->storage_endpoint, "piece.read");
+        s_bus_failure (self, status, &err, self->storage_endpoint,
+                       self->locate ? "piece.locate" : "piece.read");
     }
 }
 
@@ -1324,6 +1609,7 @@ static int s_run (const options_t *options, zf_config_t *config)
     self_t self = {.options = options,
                    .config_path = zf_config_path (config),
                    .fd = -1,
+                   .direct_fd = -1,
                    .tick_timer = -1,
                    .retry_timer = -1,
                    .progress = options->progress};
@@ -1354,6 +1640,12 @@ static int s_run (const options_t *options, zf_config_t *config)
     if (exit_code < 0) {
         //  Storage on this host (ipc://) checks each piece's digest before serving it.
         self.verify_pieces = strncmp (self.storage_endpoint, "ipc://", 6) != 0;
+        //  …and the cache file it names is on this host: we copy from it ourselves.
+        self.locate = self.clone_ok = self.copy_range_ok = !self.verify_pieces;
+        //  A second descriptor that writes around the page cache (see s_copy_located); not
+        //  every filesystem allows it (tmpfs does not), and then we do without.
+        if (self.locate)
+            self.direct_fd = open (self.part_path, O_WRONLY | O_DIRECT | O_CLOEXEC);
         zf_node_add_local (node, actor_name);
         self.bus = zf_bus_new (node, actor_name, NULL, NULL, &err);
         ZF_ASSERT (self.bus); //  an inproc bind of a fresh name cannot fail
@@ -1375,7 +1667,8 @@ static int s_run (const options_t *options, zf_config_t *config)
         }
         exit_code = self.exit_code;
         for (size_t index = 0; index < READ_SLOTS; index++)
-            zframe_destroy (&self.slots[index].data);
+            s_slot_clear (&self.slots[index]);
+        free (self.copy_buffer); //  from posix_memalign
         zf_free (self.bitmap);
         zf_bus_destroy (&self.bus);
         zloop_destroy (&self.loop);
@@ -1383,6 +1676,8 @@ static int s_run (const options_t *options, zf_config_t *config)
     }
     if (self.fd >= 0)
         close (self.fd);
+    if (self.direct_fd >= 0)
+        close (self.direct_fd);
     if (exit_code != EXIT_OK && self.part_path)
         unlink (self.part_path);
     zf_free (self.part_path);

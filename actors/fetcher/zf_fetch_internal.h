@@ -63,6 +63,10 @@ struct zf_fetch_task_s {
     uint64_t content_length, piece_length, piece_count;
     uint64_t stored_length, stored_piece_length; //  from storage.stat, 0 when absent
     piece_t *pieces;
+    //  Piece buffers storage gave back after writing them (zframe_t *, piece_length bytes, at
+    //  most window): a new piece fills one of them instead of fresh memory, which would cost
+    //  a page fault and a zeroed page every 4 KiB (big buffers come from mmap: zfly_main.c).
+    zlist_t *spare_frames;
     uint64_t window_start; //  first piece not retired (stored and hashed)
     size_t window;         //  pieces held at most
     uint64_t finished_count;

@@ -8,7 +8,10 @@
     Each active parent has credit: at most parent_concurrency piece.read requests in flight.
     A parent with credit gets the rarest piece it holds (fewest active parents holding it;
     lowest index on a tie, which keeps the content hash and streaming readers in order).
-    Parents still downloading are asked storage.stat again every parent_refresh. Every
+    A parent still downloading is asked storage.stat with wait_ms: it answers when it has
+    finished another piece (a long poll, so a piece moves down a chain of peers without a
+    poll interval of lag per hop), and is asked again at once; a parent whose storage does
+    not hold the question (an older node) is asked again every parent_refresh. Every
     request has a deadline (parent_timeout) and no resend: a timeout marks the parent slow,
     PARENT_FAILURES_MAX failures in a row drop it, and its requests go to other parents. When
     nothing is left to hand out, a piece requested long enough ago is asked of a second
@@ -34,7 +37,8 @@
 #define BUSY_BACKOFF_CAP_MS   2000
 #define TICK_MS               100 //  the pump's own clock: busy backoffs, end game, refresh
 #define DIGEST_SIZE           32
-#define NOT_FOUND_RETRY_MS    100 //  a scheduled parent that has not opened the task yet
+#define NOT_FOUND_RETRY_MS    100  //  a scheduled parent that has not opened the task yet
+#define STAT_WAIT_MS          2000 //  how long a parent holds a storage.stat without news
 
 typedef enum { PARENT_STATING, PARENT_ACTIVE, PARENT_FAILED } parent_state_t;
 
@@ -47,11 +51,15 @@ typedef struct {
     bool complete;
     bool stat_pending;
     int64_t stat_at_ms; //  next refresh
-    int64_t grew_ms;    //  when it last reported more pieces (or became active)
-    int64_t added_ms;   //  when it was given (not_found at stat is forgiven for a while)
-    int64_t ok_ms;      //  its last good answer (a piece or a stat)
-    int64_t in_flight;  //  piece.read requests without an answer yet
-    uint32_t failures;  //  in a row
+    int64_t stat_sent_ms;
+    bool stat_waits;        //  the pending storage.stat is a long poll
+    uint64_t stat_finished; //  finished_count of its last storage.task: what a long poll knows
+    uint64_t stat_seq;      //  of the latest storage.stat; answers to older ones are stale
+    int64_t grew_ms;        //  when it last reported more pieces (or became active)
+    int64_t added_ms;       //  when it was given (not_found at stat is forgiven for a while)
+    int64_t ok_ms;          //  its last good answer (a piece or a stat)
+    int64_t in_flight;      //  piece.read requests without an answer yet
+    uint32_t failures;      //  in a row
     uint32_t busy_streak;
     int64_t busy_until_ms;
     uint64_t pieces_from, bytes_from;
@@ -526,7 +534,8 @@ static void s_activate (zf_fetch_task_t *task, parent_t *parent)
 }
 
 //  Checks a parent's storage.task against the layout and digests the task has, merging the
-//  digests it did not know. NULL when it agrees.
+//  digests it did not know (digests NULL: the answer carried none, a long poll). NULL when it
+//  agrees.
 static const char *s_agree (zf_fetch_task_t *task, const zf_msg_storage_task_t *body,
                             const uint8_t *digests)
 {
@@ -536,7 +545,7 @@ static const char *s_agree (zf_fetch_task_t *task, const zf_msg_storage_task_t *
         return "other content digest";
     static const uint8_t zeros[DIGEST_SIZE] = {0};
     uint8_t *known = task->parents->digests;
-    for (uint64_t index = 0; index < task->piece_count; index++) {
+    for (uint64_t index = 0; digests && index < task->piece_count; index++) {
         const uint8_t *theirs = digests + index * DIGEST_SIZE;
         uint8_t *ours = known + index * DIGEST_SIZE;
         if (memcmp (theirs, zeros, DIGEST_SIZE) == 0)
@@ -569,12 +578,13 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     parent_call_t *call = arg;
     zf_fetch_task_t *task = s_call_task (call);
     uint32_t parent_id = call->parent_id;
+    uint64_t seq = call->seq;
     s_call_free (call);
     if (!task)
         return;
     parent_t *parent = s_find_id (task->parents, parent_id);
-    if (!parent || parent->state == PARENT_FAILED)
-        return;
+    if (!parent || parent->state == PARENT_FAILED || seq != parent->stat_seq)
+        return; //  gone, or a parent given again has a newer question out
     parent->stat_pending = false;
     int64_t now = zf_clock_mono_ms ();
     if (status == ZF_E_REMOTE && reply
@@ -604,9 +614,12 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     uint64_t count = body->piece_length
                          ? (body->content_length + body->piece_length - 1) / body->piece_length
                          : 0;
+    //  A long poll asked for the bitmap only; an older storage may still send the digests.
+    bool no_digests =
+        parent->state == PARENT_ACTIVE && parent->stat_waits && digests && !zframe_size (digests);
     if (body->piece_count != count || (body->content_length && !body->piece_length) || !bitmap
         || !digests || zframe_size (bitmap) < (size_t) (count + 7) / 8
-        || zframe_size (digests) != (size_t) count * DIGEST_SIZE) {
+        || (!no_digests && zframe_size (digests) != (size_t) count * DIGEST_SIZE)) {
         s_fail_parent (task, parent, "storage.task malformed: %" PRIu64 " pieces, frames %zu/%zu",
                        body->piece_count, bitmap ? zframe_size (bitmap) : 0,
                        digests ? zframe_size (digests) : 0);
@@ -620,18 +633,25 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         task->piece_count = body->piece_count;
     }
     s_ensure_arrays (task);
-    const char *disagree = s_agree (task, body, zframe_data (digests));
+    const char *disagree = s_agree (task, body, no_digests ? NULL : zframe_data (digests));
     if (disagree) {
         s_fail_parent (task, parent, "dropped: %s than the task (%" PRIu64 "/%" PRIu64 ")",
                        disagree, body->content_length, body->piece_length);
         return;
     }
+    //  A long poll answered early without news: that storage does not hold questions.
+    bool held = parent->stat_waits
+                && (body->finished_count > parent->stat_finished || parent->complete
+                    || now - parent->stat_sent_ms >= STAT_WAIT_MS / 2);
     parent->complete = streq (body->state, "complete");
+    parent->stat_finished = body->finished_count;
     parent->ok_ms = now;
     s_set_bitmap (task, parent, zframe_data (bitmap));
     if (parent->state == PARENT_STATING)
         s_activate (task, parent);
-    parent->stat_at_ms = zf_clock_mono_ms () + task->env->config->parent_refresh_ms;
+    parent->stat_at_ms = held ? now : now + task->env->config->parent_refresh_ms;
+    if (held && !parent->complete)
+        s_stat_parent (task, parent);
     parent_set_t *set = task->parents;
     if (set->timer_id < 0)
         set->timer_id = zloop_timer (task->env->loop, TICK_MS, 0, s_on_tick, task);
@@ -643,11 +663,24 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
 
 static void s_stat_parent (zf_fetch_task_t *task, parent_t *parent)
 {
-    parent_call_t *call = s_call_new (task, parent, 0, 0);
+    parent_call_t *call = s_call_new (task, parent, 0, ++parent->stat_seq);
     zf_msg_storage_stat_t stat = {.task_id = task->task_id};
+    zf_bus_call_t deadline = s_deadline (task);
+    //  Once it is known to be downloading, ask it to answer with its next piece; a parent the
+    //  scheduler gave may not have opened the task yet: ask it to answer once it has, with
+    //  its first piece.
+    bool active = parent->state == PARENT_ACTIVE;
+    parent->stat_waits = active ? !parent->complete : task->scheduled;
+    if (parent->stat_waits) {
+        stat.wait_ms = STAT_WAIT_MS;
+        stat.known_finished = active ? parent->stat_finished : 0;
+        stat.bitmap_only = active; //  digests come with each piece (piece.data)
+        deadline.timeout_ms += STAT_WAIT_MS;
+    }
+    parent->stat_sent_ms = zf_clock_mono_ms ();
     zf_error_t err;
-    if (zf_bus_request (task->env->bus, parent->name, &zf_msg_storage_stat, &stat, NULL,
-                        s_deadline (task), s_on_stat, call, &err)
+    if (zf_bus_request (task->env->bus, parent->name, &zf_msg_storage_stat, &stat, NULL, deadline,
+                        s_on_stat, call, &err)
         != ZF_OK) {
         s_call_free (call);
         s_fail_parent (task, parent, "storage.stat not sent: %s", err.message);
@@ -719,7 +752,7 @@ bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *name)
         parent->busy_until_ms = 0;
         parent->complete = false;
         zf_free (parent->bitmap);
-        parent->have_count = 0;
+        parent->have_count = parent->stat_finished = 0;
     } else if (set->count < PARENTS_MAX)
         parent = s_parent_new (set, name);
     else

@@ -5,7 +5,10 @@
 #include "zf_log.h"
 
 #define MAX_REDIRECTS 10
-#define RECV_BUFFER   (256 * 1024)
+//  libcurl's receive buffer: large enough for few callbacks per piece, below the daemon's mmap
+//  threshold (zfly_main.c) so that each transfer's buffer comes from the heap, not from fresh
+//  pages that fault.
+#define RECV_BUFFER (128 * 1024)
 
 typedef enum { KIND_PROBE, KIND_RANGE, KIND_STREAM } transfer_kind_t;
 

@@ -22,13 +22,42 @@ uint64_t zf_fetch_piece_size (zf_fetch_task_t *self, uint64_t piece)
     return (end > self->content_length ? self->content_length : end) - start;
 }
 
-//  The bytes land straight in the frame that piece.write sends: no copy on the way.
+//  The bytes land straight in the frame that piece.write sends: no copy on the way. A full
+//  piece reuses a buffer storage gave back, when there is one.
 void zf_fetch_piece_hold (zf_fetch_task_t *self, uint64_t index)
 {
     piece_t *piece = &self->pieces[index];
-    piece->frame = zframe_new (NULL, (size_t) zf_fetch_piece_size (self, index));
+    size_t size = (size_t) zf_fetch_piece_size (self, index);
+    piece->frame =
+        size == self->piece_length && self->spare_frames ? zlist_pop (self->spare_frames) : NULL;
+    if (!piece->frame)
+        piece->frame = zframe_new (NULL, size);
     piece->buffer = zframe_data (piece->frame);
     piece->filled = 0;
+}
+
+//  Keeps a buffer piece.written gave back for the next piece, up to the pieces the window
+//  may hold at once; beyond that, and of any other size, it is freed.
+static void s_keep_spare (zf_fetch_task_t *self, zframe_t **frame_p)
+{
+    bool wanted = *frame_p && zf_fetch_task_running (self)
+                  && zframe_size (*frame_p) == self->piece_length
+                  && (!self->spare_frames || zlist_size (self->spare_frames) < self->window);
+    if (wanted) {
+        if (!self->spare_frames)
+            self->spare_frames = zlist_new ();
+        zlist_append (self->spare_frames, *frame_p);
+        *frame_p = NULL;
+    }
+    zframe_destroy (frame_p);
+}
+
+static void s_free_spares (zf_fetch_task_t *self)
+{
+    zframe_t *frame;
+    while (self->spare_frames && (frame = zlist_pop (self->spare_frames)))
+        zframe_destroy (&frame);
+    zlist_destroy (&self->spare_frames);
 }
 
 void zf_fetch_piece_release (piece_t *piece)
@@ -183,6 +212,7 @@ static void s_free_buffers (zf_fetch_task_t *self)
 {
     for (uint64_t index = 0; self->pieces && index < self->piece_count; index++)
         zf_fetch_piece_release (&self->pieces[index]);
+    s_free_spares (self);
 }
 
 void zf_fetch_task_destroy (zf_fetch_task_t **self_p)
@@ -483,6 +513,8 @@ static void s_on_written (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
         return;
     }
     const zf_msg_piece_written_t *written = reply->env.body;
+    zframe_t *spare = zmsg_pop (reply->raw);
+    s_keep_spare (self, &spare);
     if (self->pieces[piece].state == PIECE_WRITING) {
         self->pieces[piece].state = PIECE_STORED;
         self->finished_count = written->finished_count;
@@ -629,6 +661,7 @@ static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
     const zf_msg_storage_task_t *task = reply->env.body;
     self->finished_count = task->finished_count;
     self->phase = PHASE_COMPLETE;
+    s_free_spares (self);
     zf_fetch_parents_stop (self);
     zf_counter_add (self->env->tasks_complete, 1);
     zf_notice (self->env->name,

@@ -7,6 +7,8 @@
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
+#include "zf_proxy_files.h"
+#include "zf_proxy_out.h"
 #include "zf_proxy_tls.h"
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -20,11 +22,12 @@
 
 #define IN_MAX        65536  //  client bytes read ahead of the parser (and tunnel client->upstream)
 #define OUT_HIGH      262144 //  response bytes queued for a client before the source pauses
-#define OUT_KEEP      262144 //  a drained output buffer larger than this is freed
 #define TUNNEL_OUT    65536  //  tunnel upstream->client bytes queued
 #define WIRE_HIGH     65536  //  TLS records queued for a client
 #define RESP_HEAD_MAX 65536  //  upstream response head
 #define SWEEP_MS      250
+#define LOCATE_AHEAD  2    //  pieces queued as file ranges beyond the one being sent
+#define FILE_IDLE_MS  2000 //  a data file no response used for this long is closed
 
 #define RULE_KEY(n)                                                                                \
     {                                                                                              \
@@ -264,6 +267,7 @@ typedef struct {
     uint64_t range_first, range_last; //  inclusive, valid once the length is known
     uint64_t next_offset;
     zchunk_t *bitmap;
+    bool task_complete; //  every piece is finished: no bitmap needed
     int timer_id;
     bool streaming;
     bool polling;
@@ -292,8 +296,7 @@ struct conn_s {
     int64_t head_started_ms;
     int64_t last_activity_ms;
     //  response side
-    char *out;
-    size_t out_len, out_pos, out_cap;
+    zf_proxy_out_t *out;
     exchange_t *ex;
     //  blind tunnel
     bool tunnel;
@@ -326,6 +329,9 @@ struct self_s {
     zf_http_limits_t limits;
     zf_gauge_t *connections;
     zf_counter_t *refused_full, *refused_bad, *timeouts, *fallbacks;
+    zf_counter_t *sent_copied, *sent_sendfile;
+    zf_proxy_files_t *files; //  data files of local tasks, for sendfile
+    bool locate_refused;     //  storage does not answer piece.locate: read pieces over the bus
 };
 
 static int64_t s_now (void)
@@ -348,44 +354,6 @@ static void s_direct_start (exchange_t *ex, zf_http_request_t *req);
 
 //  ---------------------------------------------------------------------------------------------
 //  Output
-
-static size_t s_out_pending (conn_t *conn)
-{
-    return conn->out_len - conn->out_pos;
-}
-
-static void s_out_append (conn_t *conn, const void *data, size_t size)
-{
-    if (conn->out_pos > 0 && conn->out_pos == conn->out_len)
-        conn->out_pos = conn->out_len = 0;
-    if (conn->out_len + size > conn->out_cap) {
-        if (conn->out_pos > 0) {
-            memmove (conn->out, conn->out + conn->out_pos, conn->out_len - conn->out_pos);
-            conn->out_len -= conn->out_pos;
-            conn->out_pos = 0;
-        }
-        if (conn->out_len + size > conn->out_cap) {
-            conn->out_cap = conn->out_len + size + 16384;
-            conn->out = zf_realloc (conn->out, conn->out_cap);
-        }
-    }
-    memcpy (conn->out + conn->out_len, data, size);
-    conn->out_len += size;
-}
-
-static void s_out_printf (conn_t *conn, const char *fmt, ...)
-    __attribute__ ((format (printf, 2, 3)));
-static void s_out_printf (conn_t *conn, const char *fmt, ...)
-{
-    va_list args;
-    va_start (args, fmt);
-    char *text = NULL;
-    int size = vasprintf (&text, fmt, args);
-    va_end (args);
-    ZF_ASSERT (size >= 0);
-    s_out_append (conn, text, (size_t) size);
-    free (text);
-}
 
 static const char *s_reason (int status)
 {
@@ -435,12 +403,12 @@ static void s_respond_error (conn_t *conn, int status, bool registry, const char
     if (size < 0 || (size_t) size >= sizeof body)
         size = (int) strlen (body);
     //  JSON-safe: messages made here carry no quotes or backslashes (checked by callers' text)
-    s_out_printf (conn,
-                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                  "Connection: %s\r\n\r\n",
-                  status, s_reason (status), registry ? "application/json" : "text/plain", size,
-                  close_after ? "close" : "keep-alive");
-    s_out_append (conn, body, (size_t) size);
+    zf_proxy_out_printf (conn->out,
+                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                         "Connection: %s\r\n\r\n",
+                         status, s_reason (status), registry ? "application/json" : "text/plain",
+                         size, close_after ? "close" : "keep-alive");
+    zf_proxy_out_append (conn->out, body, (size_t) size);
     if (close_after)
         conn->closing = true;
 }
@@ -462,66 +430,68 @@ static void s_wire_drain_bio (conn_t *conn)
     }
 }
 
+//  Encrypts queued bytes into TLS records and sends them; false when the connection died.
+//  Intercepted connections never queue file ranges (they read pieces over the bus).
+static bool s_flush_tls (conn_t *conn)
+{
+    while (true) {
+        bool moved = false;
+        while (conn->handshake_done && zf_proxy_out_pending (conn->out) > 0
+               && conn->wire_len - conn->wire_pos < WIRE_HIGH) {
+            size_t chunk;
+            const void *data = zf_proxy_out_peek (conn->out, 16384, &chunk);
+            int wrote = SSL_write (conn->ssl, data, (int) chunk);
+            if (wrote <= 0)
+                break;
+            zf_proxy_out_consume (conn->out, (size_t) wrote);
+            s_wire_drain_bio (conn);
+            moved = true;
+        }
+        s_wire_drain_bio (conn);
+        while (conn->wire_pos < conn->wire_len) {
+            ssize_t sent = send (conn->fd, conn->wire + conn->wire_pos,
+                                 conn->wire_len - conn->wire_pos, MSG_NOSIGNAL);
+            if (sent < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return true;
+                s_conn_kill (conn, strerror (errno));
+                return false;
+            }
+            zf_counter_add (conn->self->sent_copied, (uint64_t) sent);
+            conn->wire_pos += (size_t) sent;
+            conn->last_activity_ms = s_now ();
+            moved = true;
+        }
+        if (!moved)
+            return true;
+    }
+}
+
 //  Sends what can be sent now; false when the connection died.
 static bool s_flush (conn_t *conn)
 {
-    if (conn->ssl) {
-        while (true) {
-            bool moved = false;
-            while (conn->handshake_done && s_out_pending (conn) > 0
-                   && conn->wire_len - conn->wire_pos < WIRE_HIGH) {
-                size_t chunk = s_out_pending (conn);
-                if (chunk > 16384)
-                    chunk = 16384;
-                int wrote = SSL_write (conn->ssl, conn->out + conn->out_pos, (int) chunk);
-                if (wrote <= 0)
-                    break;
-                conn->out_pos += (size_t) wrote;
-                s_wire_drain_bio (conn);
-                moved = true;
-            }
-            s_wire_drain_bio (conn);
-            while (conn->wire_pos < conn->wire_len) {
-                ssize_t sent = send (conn->fd, conn->wire + conn->wire_pos,
-                                     conn->wire_len - conn->wire_pos, MSG_NOSIGNAL);
-                if (sent < 0) {
-                    if (errno == EAGAIN || errno == EWOULDBLOCK)
-                        return true;
-                    s_conn_kill (conn, strerror (errno));
-                    return false;
-                }
-                conn->wire_pos += (size_t) sent;
-                conn->last_activity_ms = s_now ();
-                moved = true;
-            }
-            if (!moved)
-                return true;
-        }
-    }
-    while (s_out_pending (conn) > 0) {
-        ssize_t sent =
-            send (conn->fd, conn->out + conn->out_pos, s_out_pending (conn), MSG_NOSIGNAL);
-        if (sent < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return true;
-            s_conn_kill (conn, strerror (errno));
-            return false;
-        }
-        conn->out_pos += (size_t) sent;
+    if (conn->ssl)
+        return s_flush_tls (conn);
+    uint64_t before = zf_proxy_out_pending (conn->out);
+    zf_error_t err;
+    zf_proxy_out_status_t status = zf_proxy_out_send (conn->out, conn->fd, &err);
+    if (zf_proxy_out_pending (conn->out) != before)
         conn->last_activity_ms = s_now ();
-    }
-    //  a large buffer (a whole piece went through it) is not kept by an idle connection
-    if (conn->out_cap > OUT_KEEP) {
-        zf_free (conn->out);
-        conn->out = NULL;
-        conn->out_len = conn->out_pos = conn->out_cap = 0;
-    }
-    return true;
+    if (status == ZF_PROXY_OUT_DONE || status == ZF_PROXY_OUT_AGAIN)
+        return true;
+    if (status == ZF_PROXY_OUT_FILE_FAILED)
+        zf_notice (conn->self->name,
+                   "conn=%" PRIu64 " peer=%s: cannot send a cached piece: %s; closing the "
+                   "connection so the client retries",
+                   conn->id, conn->peer, err.message);
+    s_conn_kill (conn, err.message);
+    return false;
 }
 
 static bool s_all_sent (conn_t *conn)
 {
-    return s_out_pending (conn) == 0 && (!conn->ssl || conn->wire_pos == conn->wire_len);
+    return zf_proxy_out_pending (conn->out) == 0
+           && (!conn->ssl || conn->wire_pos == conn->wire_len);
 }
 
 //  Moves decrypted bytes into conn->in (no socket I/O); false when the TLS session failed.
@@ -642,12 +612,13 @@ static void s_update_events (conn_t *conn)
     if (conn->tunnel) {
         if (conn->in_len < IN_MAX && !conn->client_eof && !conn->tfd_connecting)
             wanted |= ZMQ_POLLIN;
-        if (s_out_pending (conn) > 0)
+        if (zf_proxy_out_pending (conn->out) > 0)
             wanted |= ZMQ_POLLOUT;
         int twanted = 0;
         if (conn->tfd_connecting || conn->in_len > 0)
             twanted |= ZMQ_POLLOUT;
-        if (!conn->tfd_connecting && s_out_pending (conn) < TUNNEL_OUT && !conn->upstream_eof)
+        if (!conn->tfd_connecting && zf_proxy_out_memory (conn->out) < TUNNEL_OUT
+            && !conn->upstream_eof)
             twanted |= ZMQ_POLLIN;
         s_poller_set (conn->self, conn->tfd, &conn->tfd_events, twanted, s_on_tunnel, conn);
     } else {
@@ -738,7 +709,7 @@ static void s_conn_free (conn_t *conn)
     if (conn->ssl)
         SSL_free (conn->ssl); //  frees its BIOs
     zf_free (conn->wire);
-    zf_free (conn->out);
+    zf_proxy_out_destroy (&conn->out);
     zf_free (conn->authority);
     zf_free (conn);
 }
@@ -828,11 +799,12 @@ static void s_send_head (exchange_t *ex)
         ex->chunked = false;
         ex->close_after = true; //  HTTP/1.0: the end of the body is the end of the connection
     }
-    s_out_printf (conn, "HTTP/1.1 %d %s\r\n", ex->status, s_reason (ex->status));
-    s_out_append (conn, ex->resp_head, ex->resp_head_len);
+    zf_proxy_out_printf (conn->out, "HTTP/1.1 %d %s\r\n", ex->status, s_reason (ex->status));
+    zf_proxy_out_append (conn->out, ex->resp_head, ex->resp_head_len);
     if (ex->chunked)
-        s_out_printf (conn, "Transfer-Encoding: chunked\r\n");
-    s_out_printf (conn, "Connection: %s\r\n\r\n", ex->close_after ? "close" : "keep-alive");
+        zf_proxy_out_printf (conn->out, "Transfer-Encoding: chunked\r\n");
+    zf_proxy_out_printf (conn->out, "Connection: %s\r\n\r\n",
+                         ex->close_after ? "close" : "keep-alive");
 }
 
 static size_t s_curl_header (char *data, size_t size, size_t count, void *arg)
@@ -877,7 +849,7 @@ static size_t s_curl_write (char *data, size_t size, size_t count, void *arg)
     conn_t *conn = ex->conn;
     if (!conn)
         return 0;
-    if (s_out_pending (conn) > OUT_HIGH) {
+    if (zf_proxy_out_memory (conn->out) > OUT_HIGH) {
         ex->paused = true;
         return CURL_WRITEFUNC_PAUSE;
     }
@@ -886,10 +858,10 @@ static size_t s_curl_write (char *data, size_t size, size_t count, void *arg)
     if (ex->is_head)
         return length;
     if (ex->chunked)
-        s_out_printf (conn, "%zx\r\n", length);
-    s_out_append (conn, data, length);
+        zf_proxy_out_printf (conn->out, "%zx\r\n", length);
+    zf_proxy_out_append (conn->out, data, length);
     if (ex->chunked)
-        s_out_append (conn, "\r\n", 2);
+        zf_proxy_out_append (conn->out, "\r\n", 2);
     ex->body_sent += length;
     s_update_events (conn);
     return length;
@@ -908,7 +880,7 @@ static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *
         if (!ex->head_sent)
             s_send_head (ex);
         if (ex->chunked)
-            s_out_append (conn, "0\r\n\r\n", 5);
+            zf_proxy_out_append (conn->out, "0\r\n\r\n", 5);
         zf_info (self->name,
                  "request id=%" PRIu64 " %s %s route=direct status=%d bytes=%" PRIu64
                  " ms=%" PRId64,
@@ -1080,19 +1052,21 @@ static int s_range_parse (const char *range, uint64_t length, uint64_t *first, u
     return 1;
 }
 
-static void s_p2p_send_head (exchange_t *ex)
+//  Queues the response head; false when that ended the exchange (416, empty body), which may
+//  have freed ex.
+static bool s_p2p_send_head (exchange_t *ex)
 {
     conn_t *conn = ex->conn;
     int ranged = s_range_parse (ex->range, ex->content_length, &ex->range_first, &ex->range_last);
     if (ranged == -1) {
         ex->head_sent = true;
         ex->status = 416;
-        s_out_printf (conn,
-                      "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%" PRIu64
-                      "\r\nContent-Length: 0\r\nConnection: %s\r\n\r\n",
-                      ex->content_length, ex->close_after ? "close" : "keep-alive");
+        zf_proxy_out_printf (conn->out,
+                             "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%" PRIu64
+                             "\r\nContent-Length: 0\r\nConnection: %s\r\n\r\n",
+                             ex->content_length, ex->close_after ? "close" : "keep-alive");
         s_exchange_end (conn);
-        return;
+        return false;
     }
     if (ranged == 0) {
         ex->range_first = 0;
@@ -1101,15 +1075,17 @@ static void s_p2p_send_head (exchange_t *ex)
     uint64_t length = ex->content_length ? ex->range_last - ex->range_first + 1 : 0;
     ex->status = ranged ? 206 : 200;
     ex->head_sent = true;
-    s_out_printf (conn,
-                  "HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n"
-                  "Docker-Content-Digest: %s\r\nAccept-Ranges: bytes\r\nContent-Length: %" PRIu64
-                  "\r\n",
-                  ex->status, s_reason (ex->status), ex->digest, length);
+    zf_proxy_out_printf (
+        conn->out,
+        "HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n"
+        "Docker-Content-Digest: %s\r\nAccept-Ranges: bytes\r\nContent-Length: %" PRIu64 "\r\n",
+        ex->status, s_reason (ex->status), ex->digest, length);
     if (ranged)
-        s_out_printf (conn, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
-                      ex->range_first, ex->range_last, ex->content_length);
-    s_out_printf (conn, "Connection: %s\r\n\r\n", ex->close_after ? "close" : "keep-alive");
+        zf_proxy_out_printf (conn->out,
+                             "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
+                             ex->range_first, ex->range_last, ex->content_length);
+    zf_proxy_out_printf (conn->out, "Connection: %s\r\n\r\n",
+                         ex->close_after ? "close" : "keep-alive");
     ex->next_offset = ex->range_first;
     ex->streaming = true;
     s_update_events (conn);
@@ -1117,7 +1093,9 @@ static void s_p2p_send_head (exchange_t *ex)
         zf_info (ex->self->name, "request id=%" PRIu64 " GET %s route=p2p status=%d bytes=0",
                  ex->id, ex->url, ex->status);
         s_exchange_end (conn);
+        return false;
     }
+    return true;
 }
 
 //  Bus replies find their exchange alive, orphaned (client gone: free when none pending) or
@@ -1138,10 +1116,15 @@ static exchange_t *s_reply_exchange (void *arg)
     return ex;
 }
 
-static void s_on_status (exchange_t *ex, const zf_msg_task_status_t *status)
+//  Takes a task.status; false when the exchange is no longer a P2P one in progress (it ended,
+//  failed or fell back to direct): the caller must not touch ex then.
+static bool s_on_status (exchange_t *ex, const zf_msg_task_status_t *status)
 {
     if (!ex->task_id[0])
         zf_strlcpy (ex->task_id, status->task_id, sizeof ex->task_id);
+    //  a cache hit: the first piece is asked for at once, not after a poll of storage
+    if (streq (status->state, "complete"))
+        ex->task_complete = true;
     if (streq (status->state, "failed")) {
         char why[1200];
         snprintf (why, sizeof why, "task failed: %s %s",
@@ -1151,18 +1134,54 @@ static void s_on_status (exchange_t *ex, const zf_msg_task_status_t *status)
             s_p2p_fail_after_head (ex, why);
         else
             s_p2p_fallback (ex, why);
-        return;
+        return false;
     }
     if (!ex->head_sent && status->piece_length > 0
         && (status->content_length > 0 || streq (status->state, "complete"))) {
         ex->content_length = status->content_length;
         ex->piece_length = status->piece_length;
         ex->piece_count = status->piece_count;
-        s_p2p_send_head (ex);
+        return s_p2p_send_head (ex);
     }
+    return true;
+}
+
+//  Sends a head just queued at once, before asking storage for the first piece: holding it
+//  for the piece, or waking storage first, made the first byte arrive 0.2-0.5 ms later on
+//  loopback (docs/benchmarks.md, "Proxy"). False when that closed the connection (the
+//  exchange may be freed).
+static bool s_flush_now (conn_t *conn)
+{
+    if (!s_flush (conn))
+        return false;
+    s_update_events (conn);
+    return true;
 }
 
 static void s_p2p_schedule_poll (exchange_t *ex);
+
+//  The part of the piece at content [offset, offset + size) that the response needs next:
+//  from (within the piece) and count; false when it is not the piece the response is at.
+static bool s_piece_span (exchange_t *ex, uint64_t offset, uint64_t size, uint64_t *from,
+                          uint64_t *count)
+{
+    uint64_t piece_end = offset + size; //  exclusive
+    if (ex->next_offset < offset || ex->next_offset >= piece_end)
+        return false;
+    uint64_t stop = ex->range_last + 1 < piece_end ? ex->range_last + 1 : piece_end;
+    *from = ex->next_offset - offset;
+    *count = stop - ex->next_offset;
+    return true;
+}
+
+//  count more body bytes are queued: on to the next piece.
+static void s_p2p_queued (exchange_t *ex, uint64_t count)
+{
+    ex->next_offset += count;
+    ex->body_sent += count;
+    s_update_events (ex->conn);
+    s_p2p_pump (ex);
+}
 
 static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                         const zf_error_t *err, void *arg)
@@ -1176,24 +1195,74 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         return;
     }
     const zf_msg_piece_data_t *piece = reply->env.body;
-    zframe_t *frame = zmsg_first (reply->raw);
+    zframe_t *frame = zmsg_pop (reply->raw);
+    uint64_t from, count;
     if (!frame || zframe_size (frame) != piece->size) {
+        zframe_destroy (&frame);
         s_p2p_fail_after_head (ex, "piece.data without its bytes");
         return;
     }
-    uint64_t piece_end = piece->offset + piece->size; //  exclusive
-    if (ex->next_offset < piece->offset || ex->next_offset >= piece_end) {
+    if (!s_piece_span (ex, piece->offset, piece->size, &from, &count)) {
+        zframe_destroy (&frame);
         s_p2p_fail_after_head (ex, "piece.data for another offset");
         return;
     }
-    uint64_t stop = ex->range_last + 1 < piece_end ? ex->range_last + 1 : piece_end;
-    size_t from = (size_t) (ex->next_offset - piece->offset);
-    size_t count = (size_t) (stop - ex->next_offset);
-    s_out_append (ex->conn, zframe_data (frame) + from, count);
-    ex->next_offset = stop;
-    ex->body_sent += count;
-    s_update_events (ex->conn);
-    s_p2p_pump (ex);
+    //  the frame itself is queued: the piece is not copied again on its way to the socket
+    zf_proxy_out_frame (ex->conn->out, &frame, (size_t) from, (size_t) count);
+    s_p2p_queued (ex, count);
+}
+
+//  Storage cannot locate pieces for us (another host, or an older storage): from now on this
+//  proxy reads them over the bus.
+static bool s_locate_refused (exchange_t *ex, zf_status_t status, zf_bus_msg_t *reply,
+                              const zf_error_t *err)
+{
+    if (status != ZF_E_REMOTE || !reply)
+        return false;
+    const zf_msg_error_t *error = reply->env.body;
+    if (!streq (error->code, "forbidden")
+        && !streq (error->code, zf_status_name (ZF_E_UNKNOWN_TYPE)))
+        return false;
+    if (!ex->self->locate_refused)
+        zf_notice (ex->self->name,
+                   "p2p: storage %s does not locate pieces for this proxy (%s): cached pieces "
+                   "are read over the bus, without sendfile",
+                   ex->self->config->storage, err->message);
+    ex->self->locate_refused = true;
+    return true;
+}
+
+static void s_on_located (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                          const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    exchange_t *ex = s_reply_exchange (arg);
+    if (!ex)
+        return;
+    if (s_locate_refused (ex, status, reply, err)) {
+        s_p2p_pump (ex); //  the same piece again, over the bus
+        return;
+    }
+    if (status != ZF_OK) {
+        s_p2p_fail_after_head (ex, err ? err->message : "piece.locate failed");
+        return;
+    }
+    const zf_msg_piece_located_t *located = reply->env.body;
+    uint64_t from, count;
+    if (located->size > ex->piece_length
+        || !s_piece_span (ex, located->piece * ex->piece_length, located->size, &from, &count)) {
+        s_p2p_fail_after_head (ex, "piece.located for another offset");
+        return;
+    }
+    zf_error_t error;
+    zf_proxy_file_t *file = zf_proxy_files_open (ex->self->files, located->path, s_now (), &error);
+    if (!file) {
+        s_p2p_fail_after_head (ex, error.message);
+        return;
+    }
+    zf_proxy_out_file (ex->conn->out, file, located->offset + from, count);
+    zf_proxy_file_release (&file);
+    s_p2p_queued (ex, count);
 }
 
 static void s_on_storage_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
@@ -1230,8 +1299,7 @@ static void s_on_query (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         return;
     }
     conn_t *conn = ex->conn;
-    s_on_status (ex, reply->env.body);
-    if (ex->conn != conn || conn->ex != ex || ex->kind != EX_P2P)
+    if (!s_on_status (ex, reply->env.body) || !s_flush_now (conn))
         return; //  fell back, finished or closed
     if (!ex->streaming) {
         ex->polling = false;
@@ -1280,11 +1348,33 @@ static void s_p2p_schedule_poll (exchange_t *ex)
                                 s_on_poll_timer, ex);
 }
 
-static bool s_bitmap_has (exchange_t *ex, uint64_t piece)
+static bool s_piece_finished (exchange_t *ex, uint64_t piece)
 {
+    if (ex->task_complete)
+        return true;
     if (!ex->bitmap || piece / 8 >= zchunk_size (ex->bitmap))
         return false;
     return (zchunk_data (ex->bitmap)[piece / 8] >> (piece % 8)) & 1;
+}
+
+//  Whether the response may take another piece now. A piece read over the bus is held in
+//  memory, so the next one is read only once the last has nearly left; a file range holds no
+//  memory, so pieces are located up to LOCATE_AHEAD ahead of the one being sent, and the
+//  stream does not wait for storage's check of the next piece.
+static bool s_p2p_room (exchange_t *ex)
+{
+    zf_proxy_out_t *out = ex->conn->out;
+    uint64_t in_memory = zf_proxy_out_memory (out);
+    uint64_t in_files = zf_proxy_out_pending (out) - in_memory;
+    return in_memory <= OUT_HIGH && in_files <= LOCATE_AHEAD * ex->piece_length;
+}
+
+//  Pieces of local tasks go to plain-HTTP clients from storage's files with sendfile; TLS
+//  needs the bytes in memory to encrypt them, and the bus frame already brings them there
+//  without a copy.
+static bool s_p2p_sendfile (exchange_t *ex)
+{
+    return !ex->conn->ssl && !ex->self->locate_refused;
 }
 
 static void s_p2p_pump (exchange_t *ex)
@@ -1301,18 +1391,25 @@ static void s_p2p_pump (exchange_t *ex)
         s_exchange_end (conn);
         return;
     }
-    if (s_out_pending (conn) > OUT_HIGH)
-        return; //  s_flush resumes us
+    if (!s_p2p_room (ex))
+        return; //  s_on_client calls again as the queue drains
     uint64_t piece = ex->next_offset / ex->piece_length;
-    if (!s_bitmap_has (ex, piece)) {
+    if (!s_piece_finished (ex, piece)) {
         s_p2p_schedule_poll (ex);
         return;
     }
-    zf_msg_piece_read_t read = {.task_id = ex->task_id, .piece = piece};
     zf_error_t err;
-    if (zf_bus_request (ex->self->bus, ex->self->config->storage, &zf_msg_piece_read, &read, NULL,
-                        ZF_BUS_CALL_DEFAULT, s_on_piece, ex, &err)
-        != ZF_OK) {
+    zf_status_t status;
+    if (s_p2p_sendfile (ex)) {
+        zf_msg_piece_locate_t locate = {.task_id = ex->task_id, .piece = piece};
+        status = zf_bus_request (ex->self->bus, ex->self->config->storage, &zf_msg_piece_locate,
+                                 &locate, NULL, ZF_BUS_CALL_DEFAULT, s_on_located, ex, &err);
+    } else {
+        zf_msg_piece_read_t read = {.task_id = ex->task_id, .piece = piece};
+        status = zf_bus_request (ex->self->bus, ex->self->config->storage, &zf_msg_piece_read,
+                                 &read, NULL, ZF_BUS_CALL_DEFAULT, s_on_piece, ex, &err);
+    }
+    if (status != ZF_OK) {
         s_p2p_fail_after_head (ex, err.message);
         return;
     }
@@ -1330,9 +1427,7 @@ static void s_on_fetch (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         s_p2p_fallback (ex, err ? err->message : "task.fetch failed");
         return;
     }
-    conn_t *conn = ex->conn;
-    s_on_status (ex, reply->env.body);
-    if (ex->conn != conn || conn->ex != ex || ex->kind != EX_P2P)
+    if (!s_on_status (ex, reply->env.body) || !s_flush_now (ex->conn))
         return;
     if (ex->streaming)
         s_p2p_pump (ex);
@@ -1415,11 +1510,11 @@ static void s_handle_connect (conn_t *conn)
                 s_respond_error (conn, 502, false, "TLS", "cannot make a certificate", true);
                 return;
             }
-            s_out_printf (conn, "HTTP/1.1 200 Connection Established\r\n\r\n");
+            zf_proxy_out_printf (conn->out, "HTTP/1.1 200 Connection Established\r\n\r\n");
             //  the 200 goes out in clear before the TLS session starts
             if (!s_flush (conn))
                 return;
-            if (s_out_pending (conn) > 0) {
+            if (zf_proxy_out_pending (conn->out) > 0) {
                 //  rare: the 200 did not fit in the socket buffer; keep it simple and refuse
                 SSL_free (ssl);
                 s_conn_kill (conn, "connect: could not send 200");
@@ -1638,7 +1733,7 @@ static int s_on_client (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             return 0;
     }
     if (conn->tunnel) {
-        if (conn->upstream_eof && s_out_pending (conn) == 0) {
+        if (conn->upstream_eof && zf_proxy_out_pending (conn->out) == 0) {
             s_conn_kill (conn, "tunnel closed by upstream");
             return 0;
         }
@@ -1647,13 +1742,12 @@ static int s_on_client (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     }
     //  a paused source may go on
     exchange_t *ex = conn->ex;
-    if (ex && s_out_pending (conn) <= OUT_HIGH / 2) {
-        if (ex->kind == EX_DIRECT && ex->paused && ex->easy) {
-            ex->paused = false;
-            zf_curl_loop_unpause (conn->self->curl, ex->easy);
-        } else if (ex->kind == EX_P2P)
-            s_p2p_pump (ex);
-    }
+    if (ex && ex->kind == EX_DIRECT && ex->paused && ex->easy
+        && zf_proxy_out_memory (conn->out) <= OUT_HIGH / 2) {
+        ex->paused = false;
+        zf_curl_loop_unpause (conn->self->curl, ex->easy);
+    } else if (ex && ex->kind == EX_P2P)
+        s_p2p_pump (ex); //  it knows when there is room for the next piece
     if (conn->dead)
         return 0;
     if (conn->closing && !conn->ex && s_all_sent (conn)) {
@@ -1739,7 +1833,7 @@ static int s_on_tunnel (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         if (!(item->revents & ZMQ_POLLOUT))
             return 0;
         conn->tfd_connecting = false;
-        s_out_printf (conn, "HTTP/1.1 200 Connection Established\r\n\r\n");
+        zf_proxy_out_printf (conn->out, "HTTP/1.1 200 Connection Established\r\n\r\n");
     }
     if (item->revents & ZMQ_POLLOUT && conn->in_len > 0) {
         ssize_t sent = send (conn->tfd, conn->in, conn->in_len, MSG_NOSIGNAL);
@@ -1758,14 +1852,14 @@ static int s_on_tunnel (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         char buffer[16384];
         ssize_t got = recv (conn->tfd, buffer, sizeof buffer, 0);
         if (got > 0) {
-            s_out_append (conn, buffer, (size_t) got);
+            zf_proxy_out_append (conn->out, buffer, (size_t) got);
             conn->last_activity_ms = s_now ();
         } else if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
             conn->upstream_eof = true;
     }
     if (!s_flush (conn))
         return 0;
-    if (conn->upstream_eof && s_out_pending (conn) == 0) {
+    if (conn->upstream_eof && zf_proxy_out_pending (conn->out) == 0) {
         s_conn_kill (conn, "tunnel closed by upstream");
         return 0;
     }
@@ -1811,6 +1905,7 @@ static int s_on_accept (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         conn->tfd = -1;
         conn->tfd_events = -1;
         conn->req = zf_http_request_new (&self->limits);
+        conn->out = zf_proxy_out_new (self->sent_copied, self->sent_sendfile);
         conn->last_activity_ms = s_now ();
         char host[INET6_ADDRSTRLEN] = "?";
         if (address.ss_family == AF_INET)
@@ -1834,6 +1929,7 @@ static int s_on_sweep (zloop_t *loop, int timer_id, void *arg)
     while ((conn = zlistx_detach (self->graveyard, NULL)))
         s_conn_free (conn);
     int64_t now = s_now ();
+    zf_proxy_files_sweep (self->files, now, FILE_IDLE_MS);
     const zf_proxy_config_t *config = self->config;
     conn = zlistx_first (self->conns);
     while (conn) {
@@ -1850,7 +1946,7 @@ static int s_on_sweep (zloop_t *loop, int timer_id, void *arg)
             if (s_flush (conn))
                 s_update_events (conn);
         } else if (now - conn->last_activity_ms > config->client_timeout_ms
-                   && (!conn->ex || s_out_pending (conn) > 0)) {
+                   && (!conn->ex || zf_proxy_out_pending (conn->out) > 0)) {
             zf_info (self->name, "conn=%" PRIu64 " peer=%s idle for %" PRId64 " ms: closing",
                      conn->id, conn->peer, now - conn->last_activity_ms);
             zf_counter_add (self->timeouts, 1);
@@ -2001,6 +2097,15 @@ void zf_proxy_actor (zsock_t *pipe, void *args)
                             "reason", "timeout", NULL);
     self.fallbacks = zf_metrics_counter ("zfly_proxy_p2p_fallbacks_total",
                                          "P2P requests served directly after a P2P failure", NULL);
+    self.sent_copied =
+        zf_metrics_counter ("zfly_proxy_sent_bytes_total",
+                            "Bytes written to client sockets, by system call", "via", "send", NULL);
+    self.sent_sendfile = zf_metrics_counter ("zfly_proxy_sent_bytes_total",
+                                             "Bytes written to client sockets, by system call",
+                                             "via", "sendfile", NULL);
+    self.files = zf_proxy_files_new ();
+    //  cached pieces go out with sendfile, which cannot be told MSG_NOSIGNAL
+    zf_proxy_out_block_sigpipe ();
     self.loop = zloop_new ();
     zloop_set_nonstop (self.loop, true);
     zloop_reader (self.loop, pipe, zf_actor_pipe_term, NULL);
@@ -2029,6 +2134,7 @@ void zf_proxy_actor (zsock_t *pipe, void *args)
     }
     zf_curl_loop_destroy (&self.curl);
     zf_info (self.name, "stopped");
+    zf_proxy_files_destroy (&self.files);
 cleanup:
     zf_bus_destroy (&self.bus);
     zloop_destroy (&self.loop);

@@ -17,9 +17,11 @@
     answer (401 and WWW-Authenticate included) comes back as it is, streamed with
     backpressure. Redirects are followed by the node; libcurl drops Authorization on a hop to
     another host. P2P (GET of a blob): task.fetch to the local fetcher, then the pieces are
-    read in order from local storage as they finish (a Range is served from the pieces that
-    cover it, 206 with Content-Range). A P2P failure before the first byte falls back to
-    direct; after it, the client connection is closed so the client retries. */
+    sent in order from local storage as they finish (a Range is served from the pieces that
+    cover it, 206 with Content-Range): to plain-HTTP clients with sendfile from storage's data
+    file (piece.locate, zf_proxy_out.h), to TLS clients from the piece.read frame. A P2P
+    failure before the first byte falls back to direct; after it, the client connection is
+    closed so the client retries. */
 #ifndef ZF_PROXY_H_INCLUDED
 #define ZF_PROXY_H_INCLUDED
 

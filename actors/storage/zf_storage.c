@@ -5,6 +5,7 @@
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
+#include "storage/zf_stat_watch.h"
 #include "storage/zf_store.h"
 #include <sys/statvfs.h>
 #include <time.h>
@@ -101,6 +102,7 @@ typedef struct {
     zf_bus_return_t ret;
     char task_id[ZF_STORE_ID_LEN + 1];
     uint64_t piece;
+    zframe_t *buffer; //  the written bytes' frame, to give back to a writer in this process
 } ack_t;
 
 //  A piece.read from another node waiting for upload tokens.
@@ -110,9 +112,11 @@ typedef struct {
     uint64_t piece;
 } upload_t;
 
+#define WATCH_TICK_MS 100
+
 typedef struct {
     zf_counter_t *written, *served_local, *served_remote, *upload_bytes, *corrupt, *busy;
-    zf_counter_t *evicted_watermark, *evicted_ttl, *quarantined;
+    zf_counter_t *evicted_watermark, *evicted_ttl, *quarantined, *stats_held;
     zf_gauge_t *bytes, *tasks_running, *tasks_complete;
 } metrics_t;
 
@@ -124,11 +128,13 @@ typedef struct {
     zf_bus_t *bus;
     zloop_t *loop;
     zf_store_t *store;
-    zlistx_t *acks;    //  ack_t *, in arrival order
-    zlistx_t *uploads; //  upload_t *, FIFO
-    int commit_timer;  //  -1 when none is armed
-    int upload_timer;  //  -1 when none is armed
-    double tokens;     //  upload bytes that may go out now; negative: debt to wait off
+    zlistx_t *acks;         //  ack_t *, in arrival order
+    zlistx_t *uploads;      //  upload_t *, FIFO
+    int commit_timer;       //  -1 when none is armed
+    int upload_timer;       //  -1 when none is armed
+    zf_stat_watch_t *watch; //  storage.stat requests waiting for a task's next piece
+    int watch_timer;        //  -1 when none is armed
+    double tokens;          //  upload bytes that may go out now; negative: debt to wait off
     int64_t tokens_at_ms;
     int64_t clock_offset_ms; //  moved forward by the ADVANCE test command
     metrics_t metrics;
@@ -144,7 +150,9 @@ static int64_t s_now_ms (self_t *self)
 
 // ---- replies -----------------------------------------------------------------------------------
 
-static void s_reply_task (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task)
+//  storage.task; with bitmap_only, the digests frame is empty (storage.stat's bitmap_only).
+static void s_reply_task_frames (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task,
+                                 bool bitmap_only)
 {
     zf_msg_storage_task_t body = {
         .task_id = task->id,
@@ -158,8 +166,14 @@ static void s_reply_task (self_t *self, const zf_bus_return_t *ret, zf_store_tas
     };
     zmsg_t *raw = zmsg_new ();
     zmsg_addmem (raw, task->finished, (size_t) ((task->piece_count + 7) / 8));
-    zmsg_addmem (raw, task->digests, (size_t) task->piece_count * ZF_STORE_DIGEST_LEN);
+    zmsg_addmem (raw, task->digests,
+                 bitmap_only ? 0 : (size_t) task->piece_count * ZF_STORE_DIGEST_LEN);
     zf_bus_reply (self->bus, ret, &zf_msg_storage_task, &body, &raw);
+}
+
+static void s_reply_task (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task)
+{
+    s_reply_task_frames (self, ret, task, false);
 }
 
 static void s_reply_removed (self_t *self, const zf_bus_return_t *ret, const char *task_id)
@@ -190,6 +204,39 @@ static zf_store_task_t *s_task_or_reply (self_t *self, const zf_bus_return_t *re
     if (!task)
         s_reply_not_found (self, ret, task_id);
     return task;
+}
+
+// ---- held storage.stat requests ---------------------------------------------------------------
+
+static void s_answer_watch (const zf_bus_return_t *ret, const char *task_id, bool bitmap_only,
+                            void *arg)
+{
+    self_t *self = arg;
+    zf_store_task_t *task = zf_store_find (self->store, task_id);
+    if (task)
+        s_reply_task_frames (self, ret, task, bitmap_only);
+    else
+        s_reply_not_found (self, ret, task_id);
+}
+
+static int s_watch_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    if (zf_stat_watch_expire (self->watch, zf_clock_mono_ms ()) < 0) {
+        zloop_timer_end (self->loop, self->watch_timer);
+        self->watch_timer = -1;
+    }
+    return 0;
+}
+
+//  Deadlines are checked every WATCH_TICK_MS while requests are held: a held stat is a
+//  long poll, and answering it up to a tick late changes nothing for its sender.
+static void s_arm_watch_timer (self_t *self)
+{
+    if (self->watch_timer < 0)
+        self->watch_timer = zloop_timer (self->loop, WATCH_TICK_MS, 0, s_watch_timer, self);
 }
 
 static bool s_piece_in_range (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task,
@@ -228,6 +275,9 @@ static void s_metrics_init (metrics_t *metrics)
     metrics->quarantined =
         zf_metrics_counter ("zfly_storage_quarantined_total",
                             "Task directories with bad metadata moved aside at start", NULL);
+    metrics->stats_held = zf_metrics_counter (
+        "zfly_storage_stats_held_total",
+        "storage.stat requests held until their task had a new piece (long polls)", NULL);
     metrics->bytes =
         zf_metrics_gauge ("zfly_storage_bytes", "Bytes of finished pieces in the cache", NULL);
     metrics->tasks_running = zf_metrics_gauge ("zfly_storage_tasks", "Tasks in the cache by state",
@@ -275,7 +325,10 @@ static void s_evict (self_t *self, zf_store_task_t *task, const char *reason)
              task->finished_bytes);
     zf_counter_add (
         streq (reason, "ttl") ? self->metrics.evicted_ttl : self->metrics.evicted_watermark, 1);
+    char task_id[ZF_STORE_ID_LEN + 1];
+    zf_strlcpy (task_id, task->id, sizeof task_id);
     zf_store_remove (self->store, &task);
+    zf_stat_watch_notify (self->watch, task_id, UINT64_MAX); //  answered: not_found
 }
 
 //  Cache use and capacity in bytes: of the quota when one is set, else of the filesystem.
@@ -367,6 +420,18 @@ static int s_gc_timer (zloop_t *loop, int timer_id, void *arg)
 
 // ---- writes and commits ------------------------------------------------------------------------
 
+static void s_ack_destroy (ack_t **ack_p)
+{
+    zframe_destroy (&(*ack_p)->buffer);
+    zf_free (*ack_p);
+    *ack_p = NULL;
+}
+
+static void s_ack_destructor (void **item)
+{
+    s_ack_destroy ((ack_t **) item);
+}
+
 //  Commits every task with pending pieces, then answers each waiting write: piece.written
 //  when its bit is now durable, an error otherwise.
 static void s_commit_all (self_t *self)
@@ -375,9 +440,11 @@ static void s_commit_all (self_t *self)
     zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
     for (size_t index = 0; index < count; index++) {
         zf_error_t err;
-        if (tasks[index]->pending_count > 0
-            && zf_store_commit (self->store, tasks[index], &err) != ZF_OK)
+        if (tasks[index]->pending_count == 0)
+            continue;
+        if (zf_store_commit (self->store, tasks[index], &err) != ZF_OK)
             zf_error_log (self->name, "task=%s commit failed: %s", tasks[index]->id, err.message);
+        zf_stat_watch_notify (self->watch, tasks[index]->id, tasks[index]->finished_count);
     }
     zf_free (tasks);
     ack_t *ack;
@@ -391,9 +458,14 @@ static void s_commit_all (self_t *self)
         else {
             zf_msg_piece_written_t body = {
                 .task_id = task->id, .piece = ack->piece, .finished_count = task->finished_count};
-            zf_bus_reply (self->bus, &ack->ret, &zf_msg_piece_written, &body, NULL);
+            zmsg_t *raw = NULL;
+            if (ack->buffer) {
+                raw = zmsg_new ();
+                zmsg_append (raw, &ack->buffer);
+            }
+            zf_bus_reply (self->bus, &ack->ret, &zf_msg_piece_written, &body, raw ? &raw : NULL);
         }
-        zf_free (ack);
+        s_ack_destroy (&ack);
     }
     s_gc (self); //  a write may have pushed use over the high watermark
 }
@@ -439,6 +511,22 @@ static bool s_may_change (self_t *self, const zf_bus_msg_t *request)
     return false;
 }
 
+//  A piece.write's bytes against its digest. The fetcher of this process computed that
+//  digest from these very bytes (and checked it against the parents' when they gave one), and
+//  the frame came over inproc://, so hashing it again would only double the fetcher's SHA-256
+//  work; from any other writer the digest is a claim, checked here.
+static bool s_digest_matches (const zf_bus_msg_t *request, const uint8_t *data, size_t size)
+{
+    const zf_msg_piece_write_t *body = request->env.body;
+    if (body->digest.size != ZF_STORE_DIGEST_LEN)
+        return false;
+    if (request->origin == ZF_BUS_FROM_PROCESS)
+        return true;
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+    zf_store_sha256 (data, size, digest);
+    return memcmp (digest, body->digest.data, ZF_STORE_DIGEST_LEN) == 0;
+}
+
 static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     (void) bus;
@@ -458,10 +546,7 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
                             body->piece, expected, bytes ? zframe_size (bytes) : 0);
         return;
     }
-    uint8_t digest[ZF_STORE_DIGEST_LEN];
-    zf_store_sha256 (zframe_data (bytes), zframe_size (bytes), digest);
-    if (body->digest.size != ZF_STORE_DIGEST_LEN
-        || memcmp (digest, body->digest.data, ZF_STORE_DIGEST_LEN) != 0) {
+    if (!s_digest_matches (request, zframe_data (bytes), zframe_size (bytes))) {
         static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (10, 10000);
         zf_warning_limited (&limit, self->name,
                             "refused piece task=%s piece=%" PRIu64 " from=%s: digest mismatch",
@@ -480,7 +565,7 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
     }
     zf_error_t err;
     if (zf_store_write_piece (self->store, task, body->piece, zframe_data (bytes),
-                              zframe_size (bytes), digest, &err)
+                              zframe_size (bytes), body->digest.data, &err)
         != ZF_OK) {
         zf_error_log (self->name, "task=%s piece=%" PRIu64 " write failed: %s", task->id,
                       body->piece, err.message);
@@ -493,11 +578,40 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
     ack->ret = *ret;
     zf_strlcpy (ack->task_id, task->id, sizeof ack->task_id);
     ack->piece = body->piece;
+    //  The fetcher of this process fills its next piece into this buffer when it comes back
+    //  with piece.written (inproc:// moves frames, nothing is copied), instead of into fresh
+    //  memory that costs a page fault per 4 KiB. Other writers get no bytes back.
+    if (request->origin == ZF_BUS_FROM_PROCESS)
+        ack->buffer = zmsg_pop (request->raw);
     zlistx_add_end (self->acks, ack);
     s_schedule_commit (self);
 }
 
 // ---- reads and uploads -------------------------------------------------------------------------
+
+//  Answers a read (or locate) whose piece did not pass: not finished, damaged, unreadable.
+static void s_reply_unreadable (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task,
+                                uint64_t piece, zf_store_read_t outcome, const zf_error_t *err)
+{
+    switch (outcome) {
+    case ZF_STORE_READ_OK: ZF_ASSERT (!"a readable piece is not answered here"); break;
+    case ZF_STORE_READ_NOT_FINISHED:
+        zf_bus_reply_error_code (self->bus, ret, "not_finished", "piece", "%s", err->message);
+        break;
+    case ZF_STORE_READ_CORRUPT:
+        zf_counter_add (self->metrics.corrupt, 1);
+        zf_warning (self->name, "corrupt piece task=%s piece=%" PRIu64 ": marked missing", task->id,
+                    piece);
+        zf_bus_reply_error_code (self->bus, ret, "corrupt", "piece", "%s", err->message);
+        s_update_gauges (self);
+        break;
+    case ZF_STORE_READ_IO:
+        zf_error_log (self->name, "task=%s piece=%" PRIu64 " read failed: %s", task->id, piece,
+                      err->message);
+        zf_bus_reply_error (self->bus, ret, ZF_E_IO, "piece", "cannot read piece");
+        break;
+    }
+}
 
 //  Answers a read now: piece.data, or the reason there is none. Returns bytes sent.
 static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *task_id,
@@ -510,22 +624,9 @@ static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *t
     }
     zframe_t *bytes = NULL;
     zf_error_t err;
-    switch (zf_store_read_piece (self->store, task, piece, &bytes, &err)) {
-    case ZF_STORE_READ_OK: break;
-    case ZF_STORE_READ_NOT_FINISHED:
-        zf_bus_reply_error_code (self->bus, ret, "not_finished", "piece", "%s", err.message);
-        return 0;
-    case ZF_STORE_READ_CORRUPT:
-        zf_counter_add (self->metrics.corrupt, 1);
-        zf_warning (self->name, "corrupt piece task=%s piece=%" PRIu64 ": marked missing", task->id,
-                    piece);
-        zf_bus_reply_error_code (self->bus, ret, "corrupt", "piece", "%s", err.message);
-        s_update_gauges (self);
-        return 0;
-    case ZF_STORE_READ_IO:
-        zf_error_log (self->name, "task=%s piece=%" PRIu64 " read failed: %s", task->id, piece,
-                      err.message);
-        zf_bus_reply_error (self->bus, ret, ZF_E_IO, "piece", "cannot read piece");
+    zf_store_read_t outcome = zf_store_read_piece (self->store, task, piece, &bytes, &err);
+    if (outcome != ZF_STORE_READ_OK) {
+        s_reply_unreadable (self, ret, task, piece, outcome, &err);
         return 0;
     }
     task->accessed_ms = s_now_ms (self);
@@ -618,6 +719,48 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
     s_pump_uploads (self);
 }
 
+//  Where a finished piece is on disk, for a reader on this host that copies the bytes itself
+//  (zfly-get with copy_file_range, the proxy with sendfile). It names a file, so the network
+//  is never told; and it is checked like a read, so what the reader copies was intact.
+static void s_handle_piece_locate (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_piece_locate_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    if (!s_from_this_host (request)) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
+        zf_warning_limited (&limit, self->name, "refused piece.locate from %s (key %s): not local",
+                            request->env.from, *request->peer_key ? request->peer_key : "none");
+        zf_bus_reply_error_code (self->bus, ret, "forbidden", "type",
+                                 "piece.locate is answered for this host only; use piece.read");
+        return;
+    }
+    zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
+    if (!task || !s_piece_in_range (self, ret, task, body->piece))
+        return;
+    char *path = NULL;
+    zf_error_t err;
+    zf_store_read_t outcome = zf_store_locate_piece (self->store, task, body->piece, &path, &err);
+    if (outcome != ZF_STORE_READ_OK) {
+        s_reply_unreadable (self, ret, task, body->piece, outcome, &err);
+        return;
+    }
+    task->accessed_ms = s_now_ms (self);
+    task->access_dirty = true;
+    zf_msg_piece_located_t located = {
+        .task_id = task->id,
+        .piece = body->piece,
+        .path = path,
+        .offset = body->piece * task->piece_length,
+        .size = zf_store_piece_size (task, body->piece),
+        .digest = {task->digests + body->piece * ZF_STORE_DIGEST_LEN, ZF_STORE_DIGEST_LEN},
+    };
+    zf_bus_reply (self->bus, ret, &zf_msg_piece_located, &located, NULL);
+    zf_counter_add (self->metrics.served_local, 1);
+    zf_free (path);
+}
+
 // ---- tasks -------------------------------------------------------------------------------------
 
 static void s_handle_open (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -665,10 +808,20 @@ static void s_handle_open (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         zf_info (self->name, "created task=%s length=%" PRIu64 " pieces=%" PRIu64, task->id,
                  task->content_length, task->piece_count);
         s_update_gauges (self);
+        zf_stat_watch_notify (self->watch, task->id, 0); //  children waiting for it to exist
     }
     task->accessed_ms = s_now_ms (self);
     task->access_dirty = true;
     s_reply_task (self, ret, task);
+}
+
+static void s_hold_stat (self_t *self, const zf_bus_msg_t *request, uint64_t known_finished)
+{
+    const zf_msg_storage_stat_t *body = request->env.body;
+    zf_stat_watch_add (self->watch, &request->return_to, body->task_id, known_finished,
+                       body->bitmap_only, zf_clock_mono_ms () + (int64_t) body->wait_ms);
+    zf_counter_add (self->metrics.stats_held, 1);
+    s_arm_watch_timer (self);
 }
 
 static void s_handle_stat (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -676,9 +829,18 @@ static void s_handle_stat (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     (void) bus;
     self_t *self = arg;
     const zf_msg_storage_stat_t *body = request->env.body;
+    bool absent = zf_store_id_valid (body->task_id) && !zf_store_find (self->store, body->task_id);
+    if (absent && body->wait_ms > 0) { //  held until the task is opened here
+        s_hold_stat (self, request, ZF_STAT_WATCH_ABSENT);
+        return;
+    }
     zf_store_task_t *task = s_task_or_reply (self, &request->return_to, body->task_id);
-    if (task)
-        s_reply_task (self, &request->return_to, task);
+    if (!task)
+        return;
+    if (body->wait_ms > 0 && !task->complete && task->finished_count <= body->known_finished)
+        s_hold_stat (self, request, body->known_finished);
+    else
+        s_reply_task_frames (self, &request->return_to, task, body->bitmap_only);
 }
 
 static void s_handle_complete (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -722,6 +884,7 @@ static void s_handle_complete (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         return;
     }
     zf_info (self->name, "complete task=%s bytes=%" PRIu64, task->id, task->content_length);
+    zf_stat_watch_notify (self->watch, task->id, UINT64_MAX); //  "complete" is news too
     s_update_gauges (self);
     s_reply_task (self, ret, task);
 }
@@ -742,6 +905,7 @@ static void s_handle_remove (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_store_task_t *task = zf_store_find (self->store, body->task_id);
     if (task) { //  absent is success too: a resent remove must not fail
         zf_store_remove (self->store, &task);
+        zf_stat_watch_notify (self->watch, body->task_id, UINT64_MAX); //  answered: not_found
         zf_info (self->name, "removed task=%s", body->task_id);
         s_update_gauges (self);
     }
@@ -788,7 +952,8 @@ void zf_storage_actor (zsock_t *pipe, void *args)
                    .node = actor->node,
                    .pipe = pipe,
                    .commit_timer = -1,
-                   .upload_timer = -1};
+                   .upload_timer = -1,
+                   .watch_timer = -1};
     zf_error_t err;
     if (self.config->low_watermark > self.config->high_watermark) {
         zsock_signal (pipe, 0);
@@ -810,11 +975,12 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     s_metrics_init (&self.metrics);
     zf_counter_add (self.metrics.quarantined, zf_store_quarantined (self.store));
     self.acks = zlistx_new ();
-    zlistx_set_destructor (self.acks, s_free_item);
+    zlistx_set_destructor (self.acks, s_ack_destructor);
     self.uploads = zlistx_new ();
     zlistx_set_destructor (self.uploads, s_free_item);
     self.tokens = (double) self.config->upload_rate;
     self.tokens_at_ms = zf_clock_mono_ms ();
+    self.watch = zf_stat_watch_new (s_answer_watch, &self);
 
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_OPEN, s_handle_open, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_STAT, s_handle_stat, &self);
@@ -822,6 +988,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_REMOVE, s_handle_remove, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_WRITE, s_handle_piece_write, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_READ, s_handle_piece_read, &self);
+    zf_bus_handle (self.bus, ZF_MSG_PIECE_LOCATE, s_handle_piece_locate, &self);
     self.loop = zloop_new ();
     zloop_set_nonstop (self.loop, true); //  the daemon handles signals and sends $TERM
     zloop_reader (self.loop, pipe, s_pipe_command, &self);
@@ -844,11 +1011,13 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zloop_destroy (&self.loop);
     zlistx_destroy (&self.acks);
     zlistx_destroy (&self.uploads);
+    zf_stat_watch_destroy (&self.watch);
     zf_store_destroy (&self.store);
 }
 
 // ---- selftest ----------------------------------------------------------------------------------
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -860,6 +1029,10 @@ typedef struct {
     char state[17];
     uint64_t finished_count;
     zmsg_t *raw;
+    char path[4097]; //  piece.located
+    uint64_t offset, size;
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+    size_t digest_size;
 } test_result_t;
 
 typedef struct {
@@ -872,6 +1045,7 @@ typedef struct {
     test_result_t result;
     const char *node_name;
     size_t connects;
+    const char *endpoint; //  storage's ipc:// bind for a client on this host, NULL: inproc
 } test_client_t;
 
 static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
@@ -895,6 +1069,16 @@ static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
         result->finished_count = task->finished_count;
     } else if (streq (reply->env.type, ZF_MSG_PIECE_WRITTEN))
         result->finished_count = ((zf_msg_piece_written_t *) reply->env.body)->finished_count;
+    else if (streq (reply->env.type, ZF_MSG_PIECE_LOCATED)) {
+        const zf_msg_piece_located_t *located = reply->env.body;
+        zf_strlcpy (result->path, located->path, sizeof result->path);
+        result->offset = located->offset;
+        result->size = located->size;
+        result->digest_size = located->digest.size;
+        memcpy (result->digest, located->digest.data,
+                located->digest.size < sizeof result->digest ? located->digest.size
+                                                             : sizeof result->digest);
+    }
 }
 
 static int s_test_tick (zloop_t *loop, int timer_id, void *arg)
@@ -958,7 +1142,11 @@ static void s_test_client_connect (test_client_t *client)
     client->node = zf_node_new (&options, &err);
     zf_free (name);
     ZF_ASSERT (client->node);
-    zf_node_add_local (client->node, "storage");
+    if (client->endpoint)
+        ZF_ASSERT (zf_node_add_route (client->node, "storage", client->endpoint, "selftest", &err)
+                   == ZF_OK);
+    else
+        zf_node_add_local (client->node, "storage");
     zf_node_add_local (client->node, "client");
     client->bus = zf_bus_new (client->node, "client", NULL, NULL, &err);
     ZF_ASSERT (client->bus);
@@ -1048,6 +1236,30 @@ static void s_test_read (test_client_t *client, const char *id, uint64_t piece)
     s_test_call (client, &zf_msg_piece_read, &body, NULL);
 }
 
+static void s_test_locate (test_client_t *client, const char *id, uint64_t piece)
+{
+    zf_msg_piece_locate_t body = {.task_id = (char *) id, .piece = piece};
+    s_test_call (client, &zf_msg_piece_locate, &body, NULL);
+}
+
+//  A located piece is where the answer says, with the bytes and digest that were written.
+static void s_test_check_located (test_client_t *client, const uint8_t *data, size_t size)
+{
+    ZF_ASSERT (client->result.status == ZF_OK);
+    ZF_ASSERT (client->result.path[0] == '/' && client->result.size == size);
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+    zf_store_sha256 (data, size, digest);
+    ZF_ASSERT (client->result.digest_size == ZF_STORE_DIGEST_LEN
+               && memcmp (client->result.digest, digest, sizeof digest) == 0);
+    uint8_t *copy = zf_malloc (size);
+    int fd = open (client->result.path, O_RDONLY | O_CLOEXEC);
+    ZF_ASSERT (fd >= 0);
+    ZF_ASSERT (pread (fd, copy, size, (off_t) client->result.offset) == (ssize_t) size);
+    close (fd);
+    ZF_ASSERT (memcmp (copy, data, size) == 0);
+    zf_free (copy);
+}
+
 static void s_test_stat (test_client_t *client, const char *id)
 {
     zf_msg_storage_stat_t body = {.task_id = (char *) id};
@@ -1091,6 +1303,8 @@ static void s_test_core (const char *dir, bool verbose)
 {
     test_client_t client;
     s_test_client_new (&client, "selftest", dir);
+    char *bind = zf_asprintf ("ipc://%s/storage.sock", dir);
+    client.config.bind = bind;
     s_test_start_storage (&client);
     enum { LENGTH = 20000, PIECE = 8192 };
     uint8_t content[LENGTH];
@@ -1121,20 +1335,33 @@ static void s_test_core (const char *dir, bool verbose)
     s_test_open (&client, id_a, LENGTH + 1, PIECE, NULL); //  lengths must match
     ZF_ASSERT (s_test_error (&client, "invalid"));
 
-    //  Wrong digest, wrong size, out of range: refused, nothing written.
-    s_test_write (&client, id_a, 0, content, PIECE, false);
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    //  Wrong digest from this host (ipc://, as zfly-get or a tool would write): refused.
+    //  Writes from this process (the fetcher) are trusted to carry the digest of their bytes.
+    test_client_t local;
+    s_test_client_new (&local, "selftest-ipc", dir);
+    local.endpoint = client.config.bind;
+    s_test_client_connect (&local);
+    s_test_write (&local, id_a, 0, content, PIECE, false);
+    ZF_ASSERT (s_test_error (&local, "invalid"));
+    //  Wrong size, out of range: refused, nothing written.
     s_test_write (&client, id_a, 0, content, PIECE - 1, true);
     ZF_ASSERT (s_test_error (&client, "invalid"));
     s_test_write (&client, id_a, 3, content, PIECE, true);
     ZF_ASSERT (s_test_error (&client, "invalid"));
     s_test_read (&client, id_a, 0);
     ZF_ASSERT (s_test_error (&client, "not_finished"));
+    s_test_locate (&local, id_a, 0);
+    ZF_ASSERT (s_test_error (&local, "not_finished"));
+    s_test_locate (&local, id_b, 0);
+    ZF_ASSERT (s_test_error (&local, "not_found"));
 
     for (uint64_t piece = 0; piece < 3; piece++) {
         size_t size = piece < 2 ? PIECE : LENGTH - 2 * PIECE;
         s_test_write (&client, id_a, piece, content + piece * PIECE, size, true);
         ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == piece + 1);
+        //  A writer in this process gets its buffer back for the next piece.
+        ZF_ASSERT (zmsg_size (client.result.raw) == 1
+                   && zframe_size (zmsg_first (client.result.raw)) == size);
     }
     s_test_read (&client, id_a, 1);
     ZF_ASSERT (client.result.status == ZF_OK);
@@ -1145,6 +1372,15 @@ static void s_test_core (const char *dir, bool verbose)
     ZF_ASSERT (s_test_error (&client, "invalid"));
     s_test_read (&client, id_b, 0);
     ZF_ASSERT (s_test_error (&client, "not_found"));
+    //  Located, from this process and from this host: the bytes are at the path and offset
+    //  given (the short last piece too).
+    s_test_locate (&client, id_a, 1);
+    s_test_check_located (&client, content + PIECE, PIECE);
+    ZF_ASSERT (client.result.offset == PIECE);
+    s_test_locate (&local, id_a, 2);
+    s_test_check_located (&local, content + 2 * PIECE, LENGTH - 2 * PIECE);
+    s_test_locate (&local, id_a, 3);
+    ZF_ASSERT (s_test_error (&local, "invalid"));
 
     //  One byte damaged on disk: detected before serving, marked missing, fetched again.
     char *data_path = zf_asprintf ("%s/tasks/aa/%s/data", dir, id_a);
@@ -1165,6 +1401,19 @@ static void s_test_core (const char *dir, bool verbose)
     ZF_ASSERT (s_test_error (&client, "not_finished"));
     s_test_write (&client, id_a, 1, content + PIECE, PIECE, true);
     ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 3);
+    //  piece.locate checks the bytes on disk as piece.read does.
+    file = fopen (data_path, "r+b");
+    ZF_ASSERT (file && fseek (file, 2 * PIECE + 5, SEEK_SET) == 0);
+    ZF_ASSERT (fputc (content[2 * PIECE + 5] ^ 0x01, file) != EOF && fclose (file) == 0);
+    s_test_locate (&local, id_a, 2);
+    ZF_ASSERT (s_test_error (&local, "corrupt"));
+    ZF_ASSERT (zf_counter_value (corrupt) == corrupt_before + 2);
+    s_test_locate (&local, id_a, 2);
+    ZF_ASSERT (s_test_error (&local, "not_finished"));
+    s_test_write (&local, id_a, 2, content + 2 * PIECE, LENGTH - 2 * PIECE, true);
+    ZF_ASSERT (local.result.status == ZF_OK && local.result.finished_count == 3);
+    ZF_ASSERT (zmsg_size (local.result.raw) == 0); //  bytes never go back over ipc://
+    s_test_client_destroy (&local);
     s_test_complete (&client, id_a);
     ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "complete"));
 
@@ -1215,6 +1464,7 @@ static void s_test_core (const char *dir, bool verbose)
     zf_free (bucket);
     zf_free (bad_meta);
     s_test_client_destroy (&client);
+    zf_free (bind);
 }
 
 static void s_test_gc (const char *dir, bool verbose)

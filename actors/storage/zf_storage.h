@@ -7,8 +7,14 @@
       and acknowledged (piece.written) only once the bytes and the metadata claiming them are
       on disk: writes arriving within commit_interval share one fdatasync and one metadata
       write. So an acknowledged piece survives kill -9, and nothing unacknowledged is claimed.
+    - piece.write from this process (the fetcher, over inproc://) carries the digest the
+      fetcher computed from these bytes and is not hashed again; from anyone else the digest
+      is checked. Either way the XXH3 checksum of the bytes written is recorded.
     - piece.read reads the piece back and checks its digest every time; a damaged piece is
       answered "corrupt", marked missing (persisted) and counted, so it is fetched again.
+    - piece.locate answers where a finished piece is (data file, offset, size) for readers on
+      this host that copy it themselves; the piece is checked in place (mapped, not copied)
+      as for piece.read. Network origins get "forbidden".
     - Readers on other nodes (messages that came over tcp://, whatever their envelope says)
       share upload_rate (a token bucket; a read that must wait is answered later from a
       timer) and at most upload_concurrency reads waiting at once; beyond that the answer is
@@ -22,7 +28,7 @@
       longer than task_ttl expire. A task read or written within busy_grace, or with reads or
       writes in flight, is never evicted. Evictions are published as storage.evicted.
 
-    Error codes: not_found, not_finished, corrupt, busy, refused, invalid, io.
+    Error codes: not_found, not_finished, corrupt, busy, refused, forbidden, invalid, io.
     Pipe commands besides $TERM, for tests: "ADVANCE" MS (moves the actor's wall clock
     forward) and "GC" (runs GC now); both answer "OK". */
 #ifndef ZF_STORAGE_H_INCLUDED

@@ -1,11 +1,13 @@
 /*  zf_store.c — the cache directory: tasks on disk (see zf_store.h for the layout). */
 #include "zf_store.h"
+#include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_msgs.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -193,6 +195,7 @@ static void s_task_destroy (zf_store_task_t **task_p)
     zf_free (task->pending);
     zf_free (task->digests);
     zf_free (task->checksums);
+    zf_free (task->verified);
     zf_free (task);
     *task_p = NULL;
 }
@@ -210,6 +213,7 @@ static zf_store_task_t *s_task_new (const char *id, uint64_t content_length, uin
     task->pending = zf_calloc (1, bitmap_size + 1);
     task->digests = zf_calloc (1, (size_t) task->piece_count * ZF_STORE_DIGEST_LEN + 1);
     task->checksums = zf_calloc (1, (size_t) task->piece_count * ZF_STORE_CHECKSUM_LEN + 1);
+    task->verified = zf_calloc (1, bitmap_size + 1);
     return task;
 }
 
@@ -470,6 +474,16 @@ zf_store_t *zf_store_new (const char *dir, const char *log_name, int64_t now_ms,
         zf_store_destroy (&self);
         return NULL;
     }
+    //  Absolute from here on: piece.locate hands the data file's path to other processes,
+    //  whose working directory is not ours.
+    char *absolute = realpath (dir, NULL);
+    if (!absolute) {
+        zf_error_set (err, ZF_E_IO, dir, "cannot resolve %s: %s", dir, strerror (errno));
+        zf_store_destroy (&self);
+        return NULL;
+    }
+    zf_free (self->dir);
+    self->dir = absolute; //  from malloc, as zf_free expects
     s_scan (self, now_ms);
     return self;
 }
@@ -574,6 +588,43 @@ static bool s_piece_intact (const zf_store_task_t *task, uint64_t piece, const u
     return memcmp (digest, task->digests + piece * ZF_STORE_DIGEST_LEN, ZF_STORE_DIGEST_LEN) == 0;
 }
 
+//  --- the data file as storage last left it (zf_store.h: located pieces) ----------------------
+
+static int64_t s_ns (struct timespec time)
+{
+    return (int64_t) time.tv_sec * 1000000000 + time.tv_nsec;
+}
+
+#define FILE_TIME_GRAIN_NS (2 * 1000000000ll) //  coarsest file time granularity trusted
+
+//  Unchanged since the verified bits were reset, and that moment was late enough after the
+//  file's last change that a later write would have shown in its times.
+static bool s_file_unchanged (const zf_store_task_t *task, const struct stat *info)
+{
+    return task->file_seen.ino == (uint64_t) info->st_ino
+           && task->file_seen.size == (uint64_t) info->st_size
+           && task->file_seen.mtime_ns == s_ns (info->st_mtim)
+           && task->file_seen.ctime_ns == s_ns (info->st_ctim)
+           && task->file_seen.seen_ns - task->file_seen.ctime_ns > FILE_TIME_GRAIN_NS;
+}
+
+//  The open data file before a locate: unless it is unchanged, no earlier check counts.
+static void s_file_observe (zf_store_task_t *task, int fd)
+{
+    struct stat info;
+    bool known = fstat (fd, &info) == 0;
+    if (known && s_file_unchanged (task, &info))
+        return;
+    memset (task->verified, 0, s_bitmap_size (task->piece_count));
+    if (known) {
+        task->file_seen.ino = (uint64_t) info.st_ino;
+        task->file_seen.size = (uint64_t) info.st_size;
+        task->file_seen.mtime_ns = s_ns (info.st_mtim);
+        task->file_seen.ctime_ns = s_ns (info.st_ctim);
+        task->file_seen.seen_ns = zf_clock_wall_ms () * 1000000;
+    }
+}
+
 zf_status_t zf_store_write_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                   const uint8_t *data, size_t size, const uint8_t *digest,
                                   zf_error_t *err)
@@ -649,14 +700,38 @@ zf_status_t zf_store_save (zf_store_t *self, zf_store_task_t *task, zf_error_t *
     return s_meta_write (self, task, err);
 }
 
+//  The piece failed its check on disk: it is missing from now on (persisted at once), so it is
+//  fetched again and never served.
+static zf_store_read_t s_piece_damaged (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
+                                        zf_error_t *err)
+{
+    s_set_bit (task->finished, piece, false);
+    s_set_bit (task->verified, piece, false);
+    task->complete = false;
+    s_recount (task);
+    zf_error_t save_err;
+    if (s_meta_write (self, task, &save_err) != ZF_OK)
+        zf_error_log (self->log_name, "task=%s cannot persist corrupt piece=%" PRIu64 ": %s",
+                      task->id, piece, save_err.message);
+    zf_error_set (err, ZF_E_INVALID, "piece", "piece %" PRIu64 " does not match its digest on disk",
+                  piece);
+    return ZF_STORE_READ_CORRUPT;
+}
+
+static bool s_check_finished (const zf_store_task_t *task, uint64_t piece, zf_error_t *err)
+{
+    if (zf_store_is_finished (task, piece))
+        return true;
+    zf_error_set (err, ZF_E_INVALID, "piece", "piece %" PRIu64 " is not finished", piece);
+    return false;
+}
+
 zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                      zframe_t **frame, zf_error_t *err)
 {
     *frame = NULL;
-    if (!zf_store_is_finished (task, piece)) {
-        zf_error_set (err, ZF_E_INVALID, "piece", "piece %" PRIu64 " is not finished", piece);
+    if (!s_check_finished (task, piece, err))
         return ZF_STORE_READ_NOT_FINISHED;
-    }
     uint64_t size = zf_store_piece_size (task, piece);
     zframe_t *bytes = zframe_new (NULL, (size_t) size);
     char *data_path = s_task_file (self, task->id, "data");
@@ -674,18 +749,62 @@ zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, ui
     }
     if (!s_piece_intact (task, piece, zframe_data (bytes), (size_t) size)) {
         zframe_destroy (&bytes);
-        s_set_bit (task->finished, piece, false);
-        task->complete = false;
-        s_recount (task);
-        zf_error_t save_err;
-        if (s_meta_write (self, task, &save_err) != ZF_OK)
-            zf_error_log (self->log_name, "task=%s cannot persist corrupt piece=%" PRIu64 ": %s",
-                          task->id, piece, save_err.message);
-        zf_error_set (err, ZF_E_INVALID, "piece",
-                      "piece %" PRIu64 " does not match its digest on disk", piece);
-        return ZF_STORE_READ_CORRUPT;
+        return s_piece_damaged (self, task, piece, err);
     }
     *frame = bytes;
+    return ZF_STORE_READ_OK;
+}
+
+//  Checks [offset, offset + size) of the open data file in place: mapped, not copied out.
+//  The file's length is checked first, because touching a mapping past the end of a file
+//  (one cut behind our back) would raise SIGBUS instead of an error.
+static zf_status_t s_check_mapped (int fd, const char *path, const zf_store_task_t *task,
+                                   uint64_t piece, bool *intact, zf_error_t *err)
+{
+    uint64_t offset = piece * task->piece_length;
+    uint64_t size = zf_store_piece_size (task, piece);
+    struct stat info;
+    if (fstat (fd, &info) != 0)
+        return zf_error_set (err, ZF_E_IO, path, "cannot stat %s: %s", path, strerror (errno));
+    if ((uint64_t) info.st_size < offset + size)
+        return zf_error_set (err, ZF_E_IO, path, "cannot read %s: file too short", path);
+    uint64_t page = (uint64_t) sysconf (_SC_PAGESIZE);
+    uint64_t map_offset = offset - offset % page;
+    size_t map_size = (size_t) (offset + size - map_offset);
+    uint8_t *map =
+        mmap (NULL, map_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t) map_offset);
+    if (map == MAP_FAILED)
+        return zf_error_set (err, ZF_E_IO, path, "cannot map %s: %s", path, strerror (errno));
+    *intact = s_piece_intact (task, piece, map + (offset - map_offset), (size_t) size);
+    munmap (map, map_size);
+    return ZF_OK;
+}
+
+zf_store_read_t zf_store_locate_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
+                                       char **path_p, zf_error_t *err)
+{
+    *path_p = NULL;
+    if (!s_check_finished (task, piece, err))
+        return ZF_STORE_READ_NOT_FINISHED;
+    char *data_path = s_task_file (self, task->id, "data");
+    bool intact = false;
+    int fd = open (data_path, O_RDONLY | O_CLOEXEC);
+    zf_status_t status = ZF_OK;
+    if (fd < 0)
+        status = zf_error_set (err, ZF_E_IO, data_path, "cannot open: %s", strerror (errno));
+    else {
+        s_file_observe (task, fd);
+        intact = s_bit (task->verified, piece);
+        if (!intact) //  first located since written, or since the file changed: checked now
+            status = s_check_mapped (fd, data_path, task, piece, &intact, err);
+        close (fd);
+    }
+    s_set_bit (task->verified, piece, status == ZF_OK && intact);
+    if (status != ZF_OK || !intact) {
+        zf_free (data_path);
+        return status != ZF_OK ? ZF_STORE_READ_IO : s_piece_damaged (self, task, piece, err);
+    }
+    *path_p = data_path;
     return ZF_STORE_READ_OK;
 }
 

@@ -15,8 +15,16 @@
     zf_store_write_piece puts the bytes in place and marks the piece pending; zf_store_commit
     claims every pending piece of a task with one metadata write.
 
-    Every piece served is read back and checked against the XXH3-64 checksum taken when it
-    was written (about 20 times faster than SHA-256, and ample against damage on disk; the
+    Every piece served over the bus is read back and checked against the XXH3-64 checksum
+    taken when it was written. A piece located for a reader on this host (zf_store_locate_piece,
+    which then sends or copies the file itself) is checked the same way once, and then again
+    only after the data file changed: its inode, size, mtime or ctime differ from when the
+    check was made. As file times are coarse (a tick, or seconds on some filesystems), checks
+    count only once the file's last change is more than two seconds older than the moment
+    storage looked at it; a file written recently is checked at every locate. Damage by any
+    write to the file is thus caught before the next serve; damage that changes none of these
+    (under the filesystem) is caught by the bus path, or by the check after a restart. (XXH3 is
+    about 20 times faster than SHA-256, and ample against damage on disk; the
     SHA-256 digest is what other nodes verify, and the fallback for pieces without a
     checksum). A mismatch clears the piece's bit (persisted at once) so it is fetched again. Task
    ids are checked to be 64 lowercase hex characters before they become paths. */
@@ -46,6 +54,12 @@ typedef struct {
     uint64_t pending_count;
     uint8_t *digests;   //  ZF_STORE_DIGEST_LEN per piece
     uint8_t *checksums; //  ZF_STORE_CHECKSUM_LEN per piece: XXH3-64 little-endian, 0 = unknown
+    uint8_t *verified;  //  in memory only: pieces checked on disk since file_seen was taken
+    struct {
+        uint64_t ino, size;
+        int64_t mtime_ns, ctime_ns;
+        int64_t seen_ns; //  wall clock when storage looked
+    } file_seen;         //  the data file when the verified bits were last reset
     bool complete;
     int64_t created_ms;  //  wall clock
     int64_t accessed_ms; //  wall clock of the last open, read or write: LRU order and TTL
@@ -114,6 +128,13 @@ zf_status_t zf_store_save (zf_store_t *self, zf_store_task_t *task, zf_error_t *
 //  On ZF_STORE_READ_CORRUPT the bit is cleared and the metadata saved already.
 zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                      zframe_t **frame, zf_error_t *err);
+
+//  Checks a finished piece on disk as zf_store_read_piece does, without copying it out (the
+//  file is mapped), for readers on this host that copy the bytes themselves. On
+//  ZF_STORE_READ_OK *path_p is the data file's absolute path (the caller's to free); the
+//  piece is [piece * piece_length, + zf_store_piece_size) of it. Outcomes as for reads.
+zf_store_read_t zf_store_locate_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
+                                       char **path_p, zf_error_t *err);
 
 //  Deletes the task's files and forgets it; *task_p is NULLed.
 void zf_store_remove (zf_store_t *self, zf_store_task_t **task_p);

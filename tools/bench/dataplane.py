@@ -7,11 +7,14 @@ curl and cp in the same run, the daemon's peak memory, and a piece-length sweep.
 Everything runs on loopback: nginx (Debian package) serves a random file from a temporary
 directory, a zfly daemon with [storage] and [fetcher] caches it, zfly-get asks for it. Prints a
 Markdown report (paste it into docs/benchmarks.md with the command line). Times are wall-clock
-medians; the page cache is warm for every contender alike (the file was just written).
+medians; the page cache is warm for every contender alike (the file was just written). Next to
+them, the CPU seconds (user + system) the contender used, the daemon's included for zfly-get:
+on a shared machine wall-clock times swing by 2x, CPU seconds much less.
 """
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -38,10 +41,25 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(command, **kwargs):
     start = time.monotonic()
     subprocess.run(command, check=True, timeout=600, **kwargs)
     return time.monotonic() - start
+
+
+def timed_cpu(command, daemon=None, **kwargs):
+    """(wall seconds, CPU seconds of the command and of the daemon meanwhile)."""
+    cpu, daemon_cpu = children_cpu(), daemon.cpu_seconds() if daemon else 0.0
+    wall = timed(command, **kwargs)
+    used = children_cpu() - cpu
+    if daemon:
+        used += daemon.cpu_seconds() - daemon_cpu
+    return wall, used
 
 
 def make_file(path, size):
@@ -88,16 +106,15 @@ http {{
 
 
 class Daemon:
-    def __init__(self, build, workdir, piece_length=None):
-        cache = tempfile.mkdtemp(dir=workdir, prefix="cache-")
+    def __init__(self, build, workdir, piece_length=None, storage="", fetcher=""):
+        self.cache = cache = tempfile.mkdtemp(dir=workdir, prefix="cache-")
         self.ini = os.path.join(workdir, "bench.ini")
-        extra = ""
         if piece_length:
-            extra = f"piece_length_min = {piece_length}\npiece_length_max = {piece_length}\n"
+            fetcher += f"piece_length_min = {piece_length}\npiece_length_max = {piece_length}\n"
         with open(self.ini, "w") as handle:
             handle.write(f"[node]\nname = bench\nhttp =\n"
                          f"[storage]\ndir = {cache}\nbind = ipc://{workdir}/storage.sock\n"
-                         f"[fetcher]\nbind = ipc://{workdir}/fetcher.sock\n{extra}")
+                         f"{storage}[fetcher]\nbind = ipc://{workdir}/fetcher.sock\n{fetcher}")
         self.process = subprocess.Popen([os.path.join(build, "zfly"), "-c", self.ini],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True)
@@ -107,13 +124,22 @@ class Daemon:
         else:
             raise RuntimeError("zfly did not start")
 
+    def cpu_seconds(self):
+        with open(f"/proc/{self.process.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_kib(self):
         with open(f"/proc/{self.process.pid}/status") as handle:
             return int(re.search(r"VmHWM:\s+(\d+)", handle.read()).group(1))
 
     def stop(self):
+        """Stops the daemon and deletes its cache: the next contender then finds the page
+        cache as the previous one left it (curl's output is deleted too), instead of 1 GiB
+        less free memory per run, which a VM pays for with first-touch page faults."""
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=10)
+        shutil.rmtree(self.cache, ignore_errors=True)
 
 
 def median(values):
@@ -140,22 +166,23 @@ def main():
         out = os.path.join(workdir, "out.bin")
         size_mib = args.size / (1 << 20)
 
-        curl_times, get_times, cached_times, cp_times, peaks = [], [], [], [], []
+        runs = {"curl": [], "get": [], "cached": [], "cp": []}  # (wall, cpu) each
+        peaks = []
         for _ in range(args.reps):
-            curl_times.append(timed(["curl", "-sf", "-o", out, url]))
+            runs["curl"].append(timed_cpu(["curl", "-sf", "-o", out, url]))
             os.unlink(out)
             daemon = Daemon(args.build, workdir)
             try:
-                get_times.append(timed([zfly_get, "-c", daemon.ini, url, "-O", out],
-                                       stderr=subprocess.DEVNULL))
+                runs["get"].append(timed_cpu([zfly_get, "-c", daemon.ini, url, "-O", out],
+                                             daemon, stderr=subprocess.DEVNULL))
                 peaks.append(daemon.peak_rss_kib())
                 os.unlink(out)
-                cached_times.append(timed([zfly_get, "-c", daemon.ini, url, "-O", out],
-                                          stderr=subprocess.DEVNULL))
+                runs["cached"].append(timed_cpu([zfly_get, "-c", daemon.ini, url, "-O", out],
+                                                daemon, stderr=subprocess.DEVNULL))
                 os.unlink(out)
             finally:
                 daemon.stop()
-            cp_times.append(timed(["cp", source, out]))
+            runs["cp"].append(timed_cpu(["cp", source, out]))
             os.unlink(out)
 
         sweep = []
@@ -174,16 +201,21 @@ def main():
             return f"{size_mib / seconds:,.0f} MiB/s"
 
         print(f"Command: `{' '.join(sys.argv)}` — file {size_mib:,.0f} MiB, {args.reps} runs, medians\n")
-        print("| what | time | rate | ratio |")
-        print("|---|---|---|---|")
-        curl_median, get_median = median(curl_times), median(get_times)
-        cached_median, cp_median = median(cached_times), median(cp_times)
-        print(f"| curl -o (origin, loopback) | {curl_median:.2f} s | {rate(curl_median)} | 1.00 |")
-        print(f"| zfly-get back to source | {get_median:.2f} s | {rate(get_median)} | "
-              f"{get_median / curl_median:.2f} × curl |")
-        print(f"| cp (same file) | {cp_median:.2f} s | {rate(cp_median)} | 1.00 |")
-        print(f"| zfly-get from cache | {cached_median:.2f} s | {rate(cached_median)} | "
-              f"{cached_median / cp_median:.2f} × cp |")
+        print("| what | time | rate | ratio | CPU (user+sys) | all times |")
+        print("|---|---|---|---|---|---|")
+
+        def row(what, key, base_key, base_name):
+            wall = median([run[0] for run in runs[key]])
+            cpu = median([run[1] for run in runs[key]])
+            base = median([run[0] for run in runs[base_key]])
+            ratio = "1.00" if key == base_key else f"{wall / base:.2f} × {base_name}"
+            every = ", ".join(f"{run[0]:.2f}" for run in runs[key])
+            print(f"| {what} | {wall:.2f} s | {rate(wall)} | {ratio} | {cpu:.2f} s | {every} |")
+
+        row("curl -o (origin, loopback)", "curl", "curl", "curl")
+        row("zfly-get back to source (+ daemon CPU)", "get", "curl", "curl")
+        row("cp (same file)", "cp", "cp", "cp")
+        row("zfly-get from cache (+ daemon CPU)", "cached", "cp", "cp")
         print(f"\nPeak daemon memory (VmHWM) while downloading: {max(peaks) / 1024:.1f} MiB\n")
         print("| piece length | back to source | from cache | peak memory |")
         print("|---|---|---|---|")

@@ -3,19 +3,25 @@
 file from disk, time to first byte (cached and uncached), and the daemon's memory with many idle
 keep-alive connections.
 
-    tools/bench/proxy.py [--size 64M] [--duration 10] [--idle 1000] [--build build]
+    tools/bench/proxy.py [--size 64M] [--duration 6] [--rounds 5] [--idle 1000] [--build build]
 
 Everything runs on loopback. nginx (one worker, sendfile on) serves a directory laid out like a
 registry's blob URLs (/v2/bench/blobs/sha256:HEX) and is also the proxy's default_registry, so
 the proxy's cache-miss path goes through the fetcher to that nginx. One zfly daemon runs
 [storage], [fetcher] and [proxy]. The same client (wrk, one thread per 32 connections) loads
 nginx and the proxy with the same URL path, in one run, one after the other:
-  - throughput with 1 and with 64 concurrent streams, and the ratio proxy / nginx;
+  - throughput with 1 and with 64 concurrent streams, and the ratio proxy / nginx: --rounds
+    pairs of back-to-back nginx and proxy runs each; the ratio is the median of the per-round
+    ratios, all of which are shown (on a shared machine their spread says how far to trust
+    it), and the servers' CPU time per GiB sent (nginx master and worker; the whole zfly
+    daemon), which other load disturbs much less than throughput;
   - time to first byte (curl's time_starttransfer, median of --reps): a cached blob, and an
     uncached one (a fresh blob each time, through the fetcher from nginx);
   - VmRSS of the daemon before and with --idle keep-alive connections open and idle (each
     made one request first, so it holds whatever a served connection holds).
-Prints a Markdown report (docs/benchmarks.md "Proxy" has one, with its command line).
+The proxy's /metrics says how many body bytes left with sendfile (a cache hit from the data
+file) and how many with send(). Prints a Markdown report (docs/benchmarks.md "Proxy" has one,
+with its command line).
 """
 import argparse
 import hashlib
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -108,11 +115,13 @@ http {{
 class Zfly:
     def __init__(self, workdir, build, origin_port):
         self.port = free_port()
+        self.http_port = free_port()
         ini = os.path.join(workdir, "zfly.ini")
         with open(ini, "w") as handle:
             handle.write(f"""[node]
 name = bench
 log_level = notice
+http = 127.0.0.1:{self.http_port}
 
 [storage]
 dir = {workdir}/cache
@@ -136,6 +145,14 @@ max_connections = 4096
                     return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
+    def sent_bytes(self):
+        """zfly_proxy_sent_bytes_total by system call ("send", "sendfile")."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return {via: float(value) for via, value in re.findall(
+            r'^zfly_proxy_sent_bytes_total\{via="(\w+)"\} (\S+)$', text, re.M)}
+
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=15)
@@ -155,6 +172,28 @@ def wrk(port, path, connections, duration):
     if errors:
         raise RuntimeError(f"wrk saw errors:\n{out}")
     return float(transfer.group(1)) * scale[transfer.group(2)], requests / duration
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process and its children (nginx's worker)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            children = [int(child) for child in handle.read().split()]
+    except FileNotFoundError:
+        children = []
+    for each in [pid] + children:
+        with open(f"/proc/{each}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pid, port, path, connections, duration):
+    """wrk's bytes/s and requests/s, and the server's CPU seconds per GiB sent."""
+    before = cpu_seconds(pid)
+    rate, requests = wrk(port, path, connections, duration)
+    return rate, requests, (cpu_seconds(pid) - before) / (rate * duration / (1 << 30))
 
 
 def ttfb(port, path):
@@ -190,7 +229,9 @@ def idle_connections(port, count, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=parse_size, default=parse_size("64M"))
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="nginx/proxy run pairs per stream count (medians reported)")
     parser.add_argument("--reps", type=int, default=5, help="time-to-first-byte samples")
     parser.add_argument("--idle", type=int, default=1000, help="idle keep-alive connections")
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -220,11 +261,16 @@ def main():
         cached = [ttfb(zfly.port, path) for _ in range(args.reps)]
         nginx_ttfb = [ttfb(nginx.port, path) for _ in range(args.reps)]
 
+        load_before = os.getloadavg()[0]
+        sent_before = zfly.sent_bytes()
         rows = []
         for connections in (1, 64):
-            base = wrk(nginx.port, path, connections, args.duration)
-            got = wrk(zfly.port, path, connections, args.duration)
-            rows.append((connections, base, got))
+            pairs = [(measure(nginx.process.pid, nginx.port, path, connections, args.duration),
+                      measure(zfly.process.pid, zfly.port, path, connections, args.duration))
+                     for _ in range(args.rounds)]
+            rows.append((connections, pairs))
+        load_after = os.getloadavg()[0]
+        sent_after = zfly.sent_bytes()
         rss_loaded = zfly.rss_kib()
 
         rss_before_idle = zfly.rss_kib()
@@ -234,14 +280,28 @@ def main():
             sock.close()
 
         mib = 1 << 20
-        print(f"Blob {args.size // mib} MiB, wrk {args.duration} s per run, "
-              f"nproc {os.cpu_count()}, nginx 1 worker (sendfile), zfly proxy 1 thread.\n")
-        print("| streams | nginx MiB/s | proxy MiB/s | proxy / nginx | proxy req/s |")
-        print("|---:|---:|---:|---:|---:|")
-        for connections, base, got in rows:
-            print(f"| {connections} | {base[0] / mib:.0f} | {got[0] / mib:.0f} | "
-                  f"{got[0] / base[0]:.2f} | {got[1]:.1f} |")
-        print()
+        print(f"Blob {args.size // mib} MiB, wrk {args.duration} s per run, {args.rounds} rounds, "
+              f"nproc {os.cpu_count()}, nginx 1 worker (sendfile), zfly proxy 1 thread; "
+              f"load average {load_before:.1f} before, {load_after:.1f} after.\n")
+        print("| streams | nginx MiB/s | proxy MiB/s | proxy / nginx | per-round ratios "
+              "| nginx CPU s/GiB | zfly CPU s/GiB | proxy req/s |")
+        print("|---:|---:|---:|---:|---|---:|---:|---:|")
+        for connections, pairs in rows:
+            base = statistics.median(pair[0][0] for pair in pairs)
+            got = statistics.median(pair[1][0] for pair in pairs)
+            ratios = sorted(pair[1][0] / pair[0][0] for pair in pairs)
+            base_cpu = statistics.median(pair[0][2] for pair in pairs)
+            got_cpu = statistics.median(pair[1][2] for pair in pairs)
+            requests = statistics.median(pair[1][1] for pair in pairs)
+            spread = " ".join(f"{ratio:.2f}" for ratio in ratios)
+            print(f"| {connections} | {base / mib:.0f} | {got / mib:.0f} | "
+                  f"{statistics.median(ratios):.2f} | {spread} | {base_cpu:.2f} | {got_cpu:.2f} "
+                  f"| {requests:.1f} |")
+        via = {key: sent_after.get(key, 0) - sent_before.get(key, 0) for key in sent_after}
+        total = sum(via.values()) or 1
+        print(f"\nBytes the proxy wrote during the throughput runs: "
+              f"{via.get('sendfile', 0) / total:.1%} with sendfile, "
+              f"{via.get('send', 0) / total:.1%} with send().\n")
         print("| time to first byte (median of %d) | ms |" % args.reps)
         print("|---|---:|")
         print(f"| nginx, from disk | {statistics.median(nginx_ttfb) * 1000:.2f} |")

@@ -1,0 +1,199 @@
+"""Cached blobs go to plain-HTTP clients from storage's data file with sendfile, and a piece
+damaged on disk is never passed on.
+
+tests/origin.py serves a blob (1 MiB and a bit, pieces of 64 KiB) under a registry-like path;
+the proxy, used as a forward proxy, sends it P2P by its default rule. Once the task is
+complete, a GET and a Range GET through the proxy must return exactly the blob's bytes, and
+zfly_proxy_sent_bytes_total{via="sendfile"} must grow by exactly the body sizes: the bytes came
+from the file, not through the bus; a range past the end is answered 416. Then a piece is
+damaged in the data file: the next GET stops before that piece and the connection is closed
+(the client sees fewer bytes than Content-Length, so it retries), every byte it did get is
+right, and the proxy's log says storage found the piece corrupt. Last, a proxy whose storage
+is another node's (over tcp:// with CURVE) is refused piece.locate ("forbidden": a path means
+nothing on another host): it says so in its log once and sends the same exact bytes read over
+the bus, none with sendfile.
+"""
+import glob
+import hashlib
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import zflytest  # noqa: E402
+
+PIECE = 64 << 10
+SIZE = 16 * PIECE + 12345  # the last piece is short
+DAMAGED_PIECE = 5
+
+
+def get(port, url, host, extra_headers=""):
+    """(status, headers, body, complete) of one GET through the proxy at port; complete is
+    False when the connection closed before Content-Length bytes arrived."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}"
+                     "Connection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"connection closed before the head: {data!r}")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers["content-length"])
+        while len(body) < length:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            body += chunk
+        return int(lines[0].split()[1]), headers, body, len(body) == length
+
+
+class ProxySendfileTest(zflytest.ZflyTestCase):
+    def setUp(self):
+        super().setUp()
+        root = self.path("files")
+        blobs = os.path.join(root, "v2", "test", "blobs")
+        os.makedirs(blobs)
+        self.payload = os.urandom(SIZE)
+        self.digest = "sha256:" + hashlib.sha256(self.payload).hexdigest()
+        with open(os.path.join(blobs, self.digest), "wb") as handle:
+            handle.write(self.payload)
+        self.origin = zflytest.Origin(root, self.path("origin.log"))
+        self.origin_port = self.origin.port
+        self.port = zflytest.free_port()
+        self.node = self.start("edge", f"""[node]
+name = edge
+log_level = info
+http = 127.0.0.1:0
+
+[storage]
+dir = {self.path('cache')}
+
+[fetcher]
+piece_length_min = 64K
+piece_length_max = 64K
+
+[proxy]
+listen = 127.0.0.1:{self.port}
+""")
+        self.node.wait_ready()
+        self.node.log.wait_for(r"proxy: started listen=")
+        self.url = f"http://127.0.0.1:{self.origin_port}/v2/test/blobs/{self.digest}"
+        self.host = f"127.0.0.1:{self.origin_port}"
+
+    def tearDown(self):
+        self.origin.stop()
+        super().tearDown()
+
+    def cache_blob(self):
+        status, _, body, complete = get(self.port, self.url, self.host)
+        self.assertEqual((status, complete), (200, True))
+        self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
+        self.node.log.wait_for(rf"task complete task=\S+ content_length={SIZE} ")
+
+    def sent_by_sendfile(self):
+        return self.node.metric("zfly_proxy_sent_bytes_total", via="sendfile") or 0
+
+    def test_cached_blob_is_sent_from_the_file(self):
+        self.cache_blob()
+        before = self.sent_by_sendfile()
+        status, headers, body, complete = get(self.port, self.url, self.host)
+        self.assertEqual((status, complete), (200, True))
+        self.assertEqual(headers["docker-content-digest"], self.digest)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
+        self.assertEqual(self.sent_by_sendfile() - before, SIZE)
+
+        # a range across piece boundaries: only its bytes, also from the file
+        first, last = PIECE - 10, 3 * PIECE + 9
+        before = self.sent_by_sendfile()
+        status, headers, body, complete = get(self.port, self.url, self.host,
+                                              f"Range: bytes={first}-{last}\r\n")
+        self.assertEqual((status, complete), (206, True))
+        self.assertEqual(headers["content-range"], f"bytes {first}-{last}/{SIZE}")
+        self.assertEqual(body, self.payload[first:last + 1])
+        self.assertEqual(self.sent_by_sendfile() - before, last - first + 1)
+
+        # a range past the end: 416 with the length, answered from the task's status alone
+        status, headers, body, complete = get(self.port, self.url, self.host,
+                                              f"Range: bytes={SIZE}-\r\n")
+        self.assertEqual((status, complete, body), (416, True, b""))
+        self.assertEqual(headers["content-range"], f"bytes */{SIZE}")
+
+    def test_remote_storage_falls_back_to_the_bus(self):
+        keys = {}
+        allow = self.path("allow")
+        os.makedirs(allow)
+        for name in ("store", "edge2"):
+            keys[name] = zflytest.keygen(self.workdir, name)
+            with open(keys[name][1]) as src, open(os.path.join(allow, name + ".pub"), "w") as dst:
+                dst.write(src.read())
+        store_port, proxy_port = zflytest.free_port(), zflytest.free_port()
+        store = self.start("store", f"""[node]
+name = store
+log_level = info
+
+[bus]
+cert = {keys['store'][0]}
+allow = {allow}
+
+[storage]
+dir = {self.path('store-cache')}
+bind = tcp://127.0.0.1:{store_port}
+
+[fetcher]
+bind = ipc://{self.path('store-fetcher.sock')}
+""")
+        store.wait_ready()
+        edge = self.start("edge2", f"""[node]
+name = edge2
+log_level = info
+http = 127.0.0.1:0
+
+[bus]
+cert = {keys['edge2'][0]}
+allow = {allow}
+
+[proxy]
+listen = 127.0.0.1:{proxy_port}
+fetcher = fetcher@store
+storage = storage@store
+
+[endpoints]
+fetcher@store = ipc://{self.path('store-fetcher.sock')}
+storage@store = tcp://127.0.0.1:{store_port} cert={keys['store'][1]}
+""")
+        edge.wait_ready()
+        edge.log.wait_for(r"proxy: started listen=")
+        for _ in range(2):  # the second request goes straight to piece.read
+            status, _, body, complete = get(proxy_port, self.url, self.host)
+            self.assertEqual((status, complete), (200, True))
+            self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
+        edge.log.wait_for(r"proxy: p2p: storage storage@store does not locate pieces .*forbidden")
+        self.assertEqual(len([line for line in edge.log.lines
+                              if "does not locate pieces" in line]), 1)
+        self.assertEqual(edge.metric("zfly_proxy_sent_bytes_total", via="sendfile"), 0)
+        self.assertGreater(edge.metric("zfly_proxy_sent_bytes_total", via="send"), 2 * SIZE)
+
+    def test_damaged_piece_is_not_served(self):
+        self.cache_blob()
+        (data_file,) = glob.glob(self.path("cache", "tasks", "*", "*", "data"))
+        with open(data_file, "r+b") as handle:
+            handle.seek(DAMAGED_PIECE * PIECE + 100)
+            handle.write(b"\xff" * 16)
+
+        status, headers, body, complete = get(self.port, self.url, self.host)
+        self.assertEqual(status, 200)  # the head went out before the damage was found
+        self.assertFalse(complete, "the whole length arrived despite a damaged piece")
+        self.assertLessEqual(len(body), DAMAGED_PIECE * PIECE)
+        self.assertEqual(body, self.payload[:len(body)])
+        self.node.log.wait_for(rf"proxy: p2p: task failed after \d+ bytes .*corrupt")
+
+
+if __name__ == "__main__":
+    zflytest.main()
