@@ -59,12 +59,14 @@ class SchedulerClient:
         assert reply["type"] == reply_type, reply
         return reply["body"]
 
-    def announce(self, host_id, type_="normal", slots=0, idc="", location=""):
+    def announce(self, host_id, type_="normal", slots=0, idc="", location="", upload=0,
+                 download=0):
         return self.ok("host.announce", {"host_id": host_id, "node": host_id,
                                          "storage": f"storage@{host_id}",
                                          "fetcher": f"fetcher@{host_id}", "type": type_,
                                          "idc": idc, "location": location,
-                                         "upload_slots": slots}, "host.announced")
+                                         "upload_slots": slots, "upload_bandwidth": upload,
+                                         "download_bandwidth": download}, "host.announced")
 
     def register(self, host_id, task=TASK, wait_ms=0, piece_count=8):
         return self.ok("peer.register", {"task_id": task, "host_id": host_id, "url": URL,
@@ -148,6 +150,28 @@ class SchedulerTest(ZflyTestCase):
         dump = self.client.dump()
         self.assertEqual(dump["source"], source)
         self.assertEqual(dump["peer_total"], 200)
+
+    def test_bandwidth_forms_a_chain(self):
+        """Hosts that announce their links share upload by bandwidth: on equal links each
+        peer gets one parent with its whole upload, at once, queued behind peers that are
+        still fetching; a host with four times the upload feeds four children."""
+        self.start_scheduler("parents = 4\n")
+        mbit100 = 12_500_000
+        self.client.announce("fat", upload=4 * mbit100, download=mbit100)
+        hosts = [f"edge-{index}" for index in range(6)]
+        for host in hosts:
+            self.client.announce(host, upload=mbit100, download=mbit100)
+        self.assertEqual(self.client.register("fat")["decision"], "source")
+        schedules = {host: self.client.register(host) for host in hosts}
+        parents = {host: [p["host_id"] for p in s["parents"]] for host, s in schedules.items()}
+        self.assertTrue(all(s["decision"] == "parents" for s in schedules.values()), schedules)
+        self.assertTrue(all(len(p) == 1 for p in parents.values()), parents)
+        self.assertEqual(parents["edge-0"], ["fat"])
+        children = {}
+        for host, chosen in parents.items():
+            children.setdefault(chosen[0], []).append(host)
+        self.assertEqual(len(children["fat"]), 4, children)
+        self.assertTrue(all(len(c) == 1 for p, c in children.items() if p != "fat"), children)
 
     def test_waiting_register_is_woken_by_first_pieces(self):
         self.start_scheduler()

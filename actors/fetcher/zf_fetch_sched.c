@@ -217,7 +217,9 @@ static void s_announce (zf_fetch_sched_t *self, const char *scheduler)
                                    .type = self->env->config->seed ? "seed" : "normal",
                                    .idc = self->env->config->idc,
                                    .location = self->env->config->location,
-                                   .upload_slots = (uint64_t) self->env->config->upload_slots};
+                                   .upload_slots = (uint64_t) self->env->config->upload_slots,
+                                   .upload_bandwidth = self->env->config->upload_bandwidth,
+                                   .download_bandwidth = self->env->config->download_bandwidth};
     s_send (self, CALL_ANNOUNCE, NULL, scheduler, &zf_msg_host_announce, &body, REPORT_TIMEOUT_MS);
 }
 

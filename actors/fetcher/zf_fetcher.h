@@ -50,7 +50,9 @@ typedef struct {
     char *host_id;              //  the host's name at the scheduler, "" = the node name
     char *idc, *location;       //  affinity labels announced to schedulers
     int64_t upload_slots;       //  children served at once, announced; 0: scheduler's default
-    int64_t sched_fallback_ms;  //  no piece from parents this long: the origin, scheduler or not
+    uint64_t upload_bandwidth;  //  bytes/s of this host's links, announced; 0: unknown
+    uint64_t download_bandwidth;
+    int64_t sched_fallback_ms; //  no piece from parents this long: the origin, scheduler or not
     char *hosts;       //  "NAME=ADDR:PORT …": connect NAME to ADDR:PORT (split DNS, tests)
     char *upstream_ca; //  CA bundle for origin HTTPS; "" for the system's
 } zf_fetcher_config_t;

@@ -315,6 +315,9 @@ static void s_host_set (zf_sched_t *self, zf_sched_host_t *host, const zf_sched_
     host->upload_slots = info->upload_slots ? info->upload_slots
                          : info->seed       ? self->params.seed_upload_slots
                                             : self->params.upload_slots;
+    //  Shares already handed out stay until their edges go (a changed link shows in new ones).
+    host->upload_bandwidth = info->upload_bandwidth;
+    host->download_bandwidth = info->download_bandwidth;
 }
 
 zf_sched_host_t *zf_sched_host_upsert (zf_sched_t *self, const zf_sched_host_info_t *info,
@@ -587,10 +590,39 @@ const char *zf_sched_peer_state_name (const zf_sched_peer_t *peer)
 
 //  --- edges ---------------------------------------------------------------------------------
 
+bool zf_sched_edge_bandwidth (const zf_sched_host_t *parent, const zf_sched_peer_t *child)
+{
+    return parent->upload_bandwidth > 0 && child->host->download_bandwidth > 0;
+}
+
+uint64_t zf_sched_peer_need (const zf_sched_peer_t *child)
+{
+    uint64_t covered = 0;
+    for (uint8_t index = 0; index < child->parent_count; index++)
+        covered += child->parent_share[index];
+    uint64_t wanted = child->host->download_bandwidth;
+    return wanted > covered ? wanted - covered : 0;
+}
+
+uint64_t zf_sched_host_free_bandwidth (const zf_sched_host_t *host)
+{
+    return host->upload_bandwidth > host->upload_reserved
+               ? host->upload_bandwidth - host->upload_reserved
+               : 0;
+}
+
 void zf_sched_edge_add (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_t *parent)
 {
     ZF_ASSERT (child->parent_count < self->params.parents_max);
     ZF_ASSERT (child != parent && child->task == parent->task);
+    uint64_t share = 0;
+    if (zf_sched_edge_bandwidth (parent->host, child)) {
+        uint64_t need = zf_sched_peer_need (child);
+        uint64_t free = zf_sched_host_free_bandwidth (parent->host);
+        share = need < free ? need : free;
+    }
+    parent->host->upload_reserved += share;
+    child->parent_share[child->parent_count] = share;
     child->parents[child->parent_count++] = parent;
     if (parent->child_count == parent->child_cap) {
         uint16_t grown = parent->child_cap ? (uint16_t) (parent->child_cap * 2) : 4;
@@ -609,7 +641,11 @@ void zf_sched_edge_remove (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_pe
     bool found = false;
     for (uint8_t index = 0; index < child->parent_count; index++)
         if (child->parents[index] == parent) {
-            child->parents[index] = child->parents[--child->parent_count];
+            ZF_ASSERT (parent->host->upload_reserved >= child->parent_share[index]);
+            parent->host->upload_reserved -= child->parent_share[index];
+            child->parent_count--;
+            child->parents[index] = child->parents[child->parent_count];
+            child->parent_share[index] = child->parent_share[child->parent_count];
             found = true;
             break;
         }
@@ -688,10 +724,19 @@ bool zf_sched_check (zf_sched_t *self, const char **why)
     zf_sched_host_t *host;
     for (host = zhashx_first (self->hosts); host; host = zhashx_next (self->hosts)) {
         uint32_t load = 0;
-        for (uint32_t index = 0; index < host->peer_count; index++)
-            load += host->peers[index]->child_count;
-        if (load != host->load) {
-            *why = "host load differs from its edges";
+        uint64_t reserved = 0;
+        for (uint32_t index = 0; index < host->peer_count; index++) {
+            zf_sched_peer_t *peer = host->peers[index];
+            load += peer->child_count;
+            for (uint16_t child = 0; child < peer->child_count; child++) {
+                zf_sched_peer_t *below = peer->children[child];
+                for (uint8_t edge = 0; edge < below->parent_count; edge++)
+                    reserved += below->parents[edge] == peer ? below->parent_share[edge] : 0;
+            }
+        }
+        if (load != host->load || reserved != host->upload_reserved) {
+            *why = load != host->load ? "host load differs from its edges"
+                                      : "host upload reserved differs from its edges' shares";
             return false;
         }
     }

@@ -69,6 +69,8 @@ struct zf_sched_host_s {
     uint32_t serial;       //  never reused: safe in blocklists after the host is gone
     uint32_t upload_slots; //  effective (announced or default)
     uint32_t load;         //  parent edges into this host's peers: slots in use
+    uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced; 0: unknown
+    uint64_t upload_reserved; //  shares of the edges into this host's peers, bytes/s
     int64_t last_seen_ms;
     int64_t bad_until_ms; //  0 or the end of its cool-down
     int64_t *failures;    //  ring of the last bad_failures failure times
@@ -95,6 +97,7 @@ struct zf_sched_peer_s {
     zf_sched_task_t *task;
     zf_sched_host_t *host;
     zf_sched_peer_t *parents[ZF_SCHED_PARENTS_MAX];
+    uint64_t parent_share[ZF_SCHED_PARENTS_MAX]; //  upload bandwidth each parent gives, bytes/s
     zf_sched_peer_t **children;
     uint16_t child_count, child_cap;
     uint8_t parent_count;
@@ -120,7 +123,8 @@ const zf_sched_params_t *zf_sched_params (zf_sched_t *self);
 typedef struct {
     const char *id, *node, *storage, *fetcher, *idc, *location;
     bool seed;
-    uint32_t upload_slots; //  0: the default of its type
+    uint32_t upload_slots;                         //  0: the default of its type
+    uint64_t upload_bandwidth, download_bandwidth; //  bytes/s; 0: unknown
 } zf_sched_host_info_t;
 zf_sched_host_t *zf_sched_host_upsert (zf_sched_t *self, const zf_sched_host_info_t *info,
                                        int64_t now_ms);
@@ -162,8 +166,16 @@ const char *zf_sched_peer_state_name (const zf_sched_peer_t *peer);
 
 //  Edges. add asserts that it keeps the graph acyclic only in zf_sched_check; callers
 //  (selection) guarantee it.
+//  With bandwidths known at both ends (zf_sched_edge_bandwidth), an edge takes a share of the
+//  parent host's upload: what the child still needs, at most what is free.
 void zf_sched_edge_add (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_t *parent);
 void zf_sched_edge_remove (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_t *parent);
+//  Bandwidth accounting. An edge from child to a peer of host parent is counted in bytes/s
+//  when both hosts announced their links; otherwise only in upload slots.
+bool zf_sched_edge_bandwidth (const zf_sched_host_t *parent, const zf_sched_peer_t *child);
+//  Download bandwidth the child's parents do not cover yet; 0 when covered or unknown.
+uint64_t zf_sched_peer_need (const zf_sched_peer_t *child);
+uint64_t zf_sched_host_free_bandwidth (const zf_sched_host_t *host);
 //  Drops every edge into the host's peers (a host marked bad); children are flagged.
 void zf_sched_host_drop_children (zf_sched_t *self, zf_sched_host_t *host);
 

@@ -1,5 +1,6 @@
 /*  zf_sched_select.c — filter, score and pick parents for one child. */
 #include "zf_sched_select.h"
+#include <math.h>
 
 #define EXAMINE_FACTOR 8 //  peers examined per eligible candidate wanted, at most
 
@@ -24,6 +25,18 @@ double zf_sched_location_affinity (const char *a, const char *b)
     return (double) common / (double) (levels_a > levels_b ? levels_a : levels_b);
 }
 
+//  0..1: by bandwidth, the share of the child's link the candidate's host can still fill; else
+//  its share of free upload slots.
+static double s_free_upload (const zf_sched_host_t *host, const zf_sched_peer_t *child)
+{
+    if (zf_sched_edge_bandwidth (host, child))
+        return fmin (1.0, (double) zf_sched_host_free_bandwidth (host)
+                              / (double) child->host->download_bandwidth);
+    if (host->upload_slots <= host->load)
+        return 0;
+    return (double) (host->upload_slots - host->load) / host->upload_slots;
+}
+
 double zf_sched_score (zf_sched_t *sched, const zf_sched_peer_t *child,
                        const zf_sched_peer_t *candidate)
 {
@@ -33,9 +46,7 @@ double zf_sched_score (zf_sched_t *sched, const zf_sched_peer_t *child,
     double finished = candidate->state == ZF_PEER_FINISHED ? 1
                       : piece_count > 0 ? (double) candidate->finished_count / piece_count
                                         : 0;
-    double free_upload = host->upload_slots > host->load
-                             ? (double) (host->upload_slots - host->load) / host->upload_slots
-                             : 0;
+    double free_upload = s_free_upload (host, child);
     bool same_idc = *host->idc && streq (host->idc, child->host->idc);
     return weights[ZF_SCHED_WEIGHT_FINISHED] * finished
            + weights[ZF_SCHED_WEIGHT_FREE_UPLOAD] * free_upload
@@ -84,13 +95,38 @@ static bool s_has_news (const zf_sched_peer_t *candidate, const zf_sched_peer_t 
     return false;
 }
 
+//  Fetching from the origin or from parents with upload reserved for it: it will have pieces
+//  the child lacks at its link's rate, so with bandwidth known a child may queue behind it
+//  before it holds any (pieces then flow down a chain as they land). Without, a child waits
+//  for a candidate with pieces: a tree of empty peers would only spread the wait.
+static bool s_fetching (const zf_sched_peer_t *candidate, const zf_sched_peer_t *child)
+{
+    if (!zf_sched_edge_bandwidth (candidate->host, child))
+        return false;
+    return candidate->state == ZF_PEER_SOURCE
+           || (candidate->state == ZF_PEER_RUNNING && candidate->parent_count > 0);
+}
+
+//  With both links known, a parent is worth an edge when its free upload covers what the child
+//  still needs or at least a quarter of the child's link: thinner shares cost a connection
+//  and a slot for little.
+static bool s_has_bandwidth (const zf_sched_host_t *host, const zf_sched_peer_t *child)
+{
+    if (!zf_sched_edge_bandwidth (host, child))
+        return true;
+    uint64_t need = zf_sched_peer_need (child);
+    uint64_t enough = child->host->download_bandwidth / 4;
+    return zf_sched_host_free_bandwidth (host) >= (need < enough ? need : enough) && need > 0;
+}
+
 static bool s_eligible (const zf_sched_peer_t *child, const zf_sched_peer_t *candidate,
                         uint32_t epoch, int64_t now_ms)
 {
     const zf_sched_host_t *host = candidate->host;
     if (candidate->mark == epoch || host == child->host)
         return false; //  the child itself, a descendant, or the same host
-    if (zf_sched_host_is_bad (host, now_ms) || host->load >= host->upload_slots)
+    if (zf_sched_host_is_bad (host, now_ms) || host->load >= host->upload_slots
+        || !s_has_bandwidth (host, child))
         return false;
     if (zf_sched_peer_blocks (child, host))
         return false;
@@ -99,7 +135,8 @@ static bool s_eligible (const zf_sched_peer_t *child, const zf_sched_peer_t *can
             return false;
     bool seed_feeding =
         host->seed && (candidate->state == ZF_PEER_SOURCE || candidate->state == ZF_PEER_RUNNING);
-    return seed_feeding || s_has_news (candidate, child);
+    return seed_feeding || s_has_news (candidate, child)
+           || (s_fetching (candidate, child) && child->state != ZF_PEER_FINISHED);
 }
 
 //  Inserts into the best-first list of at most want entries.

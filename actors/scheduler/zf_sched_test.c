@@ -302,6 +302,55 @@ static void s_test_single_flight (bool with_seed)
     zf_sched_destroy (&sched);
 }
 
+//  --- bandwidth -----------------------------------------------------------------------------
+
+static zf_sched_host_t *s_host_links (zf_sched_t *sched, const char *id, bool seed, uint64_t up,
+                                      uint64_t down)
+{
+    char storage[160];
+    snprintf (storage, sizeof storage, "storage@%s", id);
+    zf_sched_host_info_t info = {.id = id,
+                                 .node = id,
+                                 .storage = storage,
+                                 .fetcher = storage,
+                                 .seed = seed,
+                                 .upload_bandwidth = up,
+                                 .download_bandwidth = down};
+    return zf_sched_host_upsert (sched, &info, 0);
+}
+
+//  Equal links: each child takes its parent's whole upload, so the peers form a chain behind
+//  the seed and every link is full. A seed with ten times the upload feeds ten children.
+static void s_test_bandwidth (uint64_t seed_upload, uint32_t fed_by_seed)
+{
+    zf_sched_t *sched = s_sched (16);
+    s_host_links (sched, "seed", true, seed_upload, 100);
+    zf_sched_peer_t *peers[16];
+    for (int index = 0; index < 16; index++) {
+        char id[16];
+        snprintf (id, sizeof id, "n%d", index);
+        peers[index] = s_peer (sched, TASK_A, s_host_links (sched, id, false, 100, 100));
+        ZF_ASSERT (zf_sched_decide (sched, peers[index], 0, s_on_trigger, NULL)
+                   == ZF_DECISION_PARENTS);
+        ZF_ASSERT (peers[index]->parent_count == 1 && peers[index]->parent_share[0] == 100);
+    }
+    s_check (sched);
+    zf_sched_peer_t *seed = peers[0]->parents[0];
+    ZF_ASSERT (seed->host->seed && seed->child_count == fed_by_seed);
+    ZF_ASSERT (zf_sched_host_free_bandwidth (seed->host) == seed_upload - 100 * fed_by_seed);
+    for (uint32_t index = fed_by_seed; index < 16; index++) //  chains behind the seed's children
+        ZF_ASSERT (peers[index]->parents[0] != seed && peers[index]->parents[0]->child_count == 1);
+    //  The last one's parent goes: it takes the upload that left free, or a tail's.
+    zf_sched_peer_t *orphan = peers[15];
+    zf_sched_peer_remove (sched, orphan->parents[0]);
+    s_check (sched);
+    ZF_ASSERT (orphan->parent_count == 0 && orphan->reschedule);
+    ZF_ASSERT (zf_sched_decide (sched, orphan, 0, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
+    ZF_ASSERT (orphan->parent_count == 1 && orphan->parent_share[0] == 100);
+    s_check (sched);
+    zf_sched_destroy (&sched);
+}
+
 static void s_test_seed_refused (void)
 {
     zf_sched_t *sched = s_sched (8);
@@ -522,6 +571,8 @@ void zf_scheduler_test (bool verbose)
     s_test_single_flight (false);
     s_test_single_flight (true);
     s_test_seed_refused ();
+    s_test_bandwidth (100, 1);
+    s_test_bandwidth (1000, 10);
     s_test_bad_host ();
     s_test_expiry ();
     s_test_churn ();

@@ -1,6 +1,7 @@
 /*  zf_scheduler.c — the scheduler's bus side: messages in, decisions out, timers. */
 #include "zf_scheduler.h"
 #include "zf_bus.h"
+#include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
@@ -198,11 +199,6 @@ typedef struct {
     char host_id[129];
 } trigger_t;
 
-static int64_t s_now_ms (void)
-{
-    return zclock_mono ();
-}
-
 static void s_event (self_t *self, const char *kind, const char *task_id, const char *host_id,
                      const char *detail)
 {
@@ -265,7 +261,7 @@ static void s_park (self_t *self, zf_sched_peer_t *peer, const zf_bus_return_t *
     waiter_t *waiter = zf_calloc (1, sizeof (waiter_t));
     waiter->peer = peer;
     waiter->ret = *ret;
-    waiter->deadline_ms = s_now_ms () + wait_ms;
+    waiter->deadline_ms = zf_clock_mono_ms () + wait_ms;
     waiter->started_us = started_us;
     waiter->next = peer->task->parked;
     if (waiter->next)
@@ -325,7 +321,7 @@ static void s_serve_wakes (self_t *self)
 {
     zf_sched_task_t *tasks[WAKES_MAX];
     size_t count;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     while ((count = zf_sched_take_wakes (self->sched, tasks, WAKES_MAX)) > 0)
         for (size_t index = 0; index < count; index++) {
             waiter_t *waiter = tasks[index]->parked;
@@ -362,7 +358,7 @@ static void s_on_seed_answer (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *r
         zf_sched_host_t *host = zf_sched_host_find (self->sched, trigger->host_id);
         zf_sched_peer_t *peer = task && host ? zf_sched_peer_find (self->sched, task, host) : NULL;
         if (peer) {
-            zf_sched_host_failure (self->sched, host, s_now_ms ());
+            zf_sched_host_failure (self->sched, host, zf_clock_mono_ms ());
             zf_sched_seed_refused (self->sched, peer);
         }
         s_serve_wakes (self);
@@ -416,7 +412,7 @@ static zf_sched_peer_t *s_peer_of (self_t *self, const zf_bus_return_t *ret, con
                                  "host '%s' is unknown: announce it first", host_id);
         return NULL;
     }
-    host->last_seen_ms = s_now_ms (); //  any message proves the host alive
+    host->last_seen_ms = zf_clock_mono_ms (); //  any message proves the host alive
     zf_sched_task_t *task = zf_sched_task_find (self->sched, task_id);
     zf_sched_peer_t *peer = task ? zf_sched_peer_find (self->sched, task, host) : NULL;
     if (!peer)
@@ -458,8 +454,10 @@ static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                                  .idc = body->idc,
                                  .location = body->location,
                                  .seed = seed,
-                                 .upload_slots = (uint32_t) body->upload_slots};
-    zf_sched_host_upsert (self->sched, &info, s_now_ms ());
+                                 .upload_slots = (uint32_t) body->upload_slots,
+                                 .upload_bandwidth = body->upload_bandwidth,
+                                 .download_bandwidth = body->download_bandwidth};
+    zf_sched_host_upsert (self->sched, &info, zf_clock_mono_ms ());
     if (fresh)
         zf_info (self->name, "host announced id=%s type=%s storage=%s idc=%s location=%s",
                  body->host_id, body->type, body->storage, body->idc, body->location);
@@ -501,7 +499,7 @@ static void s_handle_register (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                             "task_id must not be empty");
         return;
     }
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     host->last_seen_ms = now;
     zf_sched_task_t *task = zf_sched_task_find (self->sched, body->task_id);
     if (task && body->piece_count && task->piece_count && body->piece_count != task->piece_count) {
@@ -574,7 +572,7 @@ static void s_handle_parent_failed (zf_bus_t *bus, zf_bus_msg_t *request, void *
     zf_sched_peer_t *peer = s_peer_of (self, &request->return_to, body->task_id, body->host_id);
     if (!peer)
         return;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     zf_sched_host_t *parent_host = zf_sched_host_find (self->sched, body->parent);
     zf_sched_peer_t *parent =
         parent_host ? zf_sched_peer_find (self->sched, peer->task, parent_host) : NULL;
@@ -599,7 +597,7 @@ static void s_handle_reschedule (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
     zf_sched_peer_t *peer = s_peer_of (self, &request->return_to, body->task_id, body->host_id);
     if (!peer)
         return;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     char **excluded = body->exclude.items;
     for (size_t index = 0; index < body->exclude.count; index++) {
         zf_sched_host_t *host = zf_sched_host_find (self->sched, excluded[index]);
@@ -694,7 +692,7 @@ static int s_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     self_t *self = arg;
-    int64_t now = s_now_ms ();
+    int64_t now = zf_clock_mono_ms ();
     waiter_t *waiter = self->waiters;
     while (waiter) {
         waiter_t *next = waiter->gnext;
@@ -724,7 +722,7 @@ static int s_expire (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     self_t *self = arg;
-    zf_sched_expire_hosts (self->sched, s_now_ms (), s_on_expired, self);
+    zf_sched_expire_hosts (self->sched, zf_clock_mono_ms (), s_on_expired, self);
     s_serve_wakes (self);
     zf_gauge_set (self->metrics.hosts, (double) zf_sched_host_count (self->sched));
     zf_gauge_set (self->metrics.tasks, (double) zf_sched_task_count (self->sched));

@@ -1,16 +1,16 @@
 # gnuplot -e "out='docs/swarm-scaling.png'" tools/testbed/swarm-scaling.gp
-# Time until the last peer vs N (docs/benchmarks.md "Swarm": 64 MiB, 100 Mbit/s every host,
+# Time until the last peer vs N (docs/benchmarks.md "Swarm": 64 MiB, 50 Mbit/s every host,
 # 1 seed, testbed bench per N and mode). Columns: N, zfly t_last, direct t_last, T_min.
 if (!exists("out")) out = 'docs/swarm-scaling.png'
 $data << EOD
-2  9.3 11.3 5.37
-4 13.0 22.5 5.37
-8 15.2 45.0 5.37
-16 18.8 89.9 5.37
+2  12.32  22.46 10.74
+4  13.58  44.92 10.74
+8  15.09  89.83 10.74
+16 16.74 179.69 10.74
 EOD
 set terminal pngcairo size 800,500 noenhanced
 set output out
-set title "Time until the last peer has the file (64 MiB, 100 Mbit/s links, 1 seed)"
+set title "Time until the last peer has the file (64 MiB, 50 Mbit/s links, 1 seed)"
 set xlabel "peers N"
 set ylabel "t_last (s)"
 set logscale x 2
