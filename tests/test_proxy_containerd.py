@@ -5,7 +5,8 @@ containerd runs as its own instance (own config, root, state and socket in the t
 directory, native snapshotter). Requests arrive with ?ns=registry.zfly.test; the proxy maps
 that name to the test registry (registry_map). The pulled image's digest must match the
 registry's, blobs go P2P, and a second containerd pulling the same image sends no blob GET to
-the registry (the node's storage serves them).
+the registry (the node's storage serves them). The same file as `_default/hosts.toml` (for
+registries without a directory of their own) is pulled through as well.
 """
 import os
 import re
@@ -52,6 +53,7 @@ class Containerd:
                 self.process.kill()
                 self.process.wait()
         self.log.wait_closed()
+        self.process.stdout.close()
 
 
 @unittest.skipUnless(os.geteuid() == 0, "containerd needs root")
@@ -83,8 +85,7 @@ class ProxyContainerdTest(zflytest.ZflyTestCase):
             handle.write(text)
         return hosts
 
-    def test_ctr_pull_through_hosts_toml(self):
-        port = zflytest.free_port()
+    def start_node(self, port):
         node = self.start("edge", f"""[node]
 name = edge
 log_level = info
@@ -100,6 +101,28 @@ listen = 127.0.0.1:{port}
 registry_map = {HOST}=http://{self.registry.address}
 """)
         node.wait_ready()
+        return node
+
+    def test_ctr_pull_through_default_hosts_toml(self):
+        """The same file as certs.d/_default/hosts.toml: containerd uses it for a registry
+        that has no directory of its own, and the layers come through zfly."""
+        port = zflytest.free_port()
+        node = self.start_node(port)
+        hosts = self.hosts_dir(port, "_default")
+        expected = reg.registry_digests(self.registry, "test/app", "v1")
+        image = f"{HOST}/test/app:v1"
+        containerd = Containerd(self.workdir, "containerd")
+        self.containerds.append(containerd)
+        result = containerd.ctr("images", "pull", "--hosts-dir", hosts, "--snapshotter",
+                                "native", image, check=False)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn(expected[0], containerd.ctr("images", "ls").stdout)
+        for digest in expected[1]:
+            node.log.wait_for(rf"GET \S+/blobs/{digest} route=p2p status=200")
+
+    def test_ctr_pull_through_hosts_toml(self):
+        port = zflytest.free_port()
+        node = self.start_node(port)
         hosts = self.hosts_dir(port)
         expected = reg.registry_digests(self.registry, "test/app", "v1")
         image = f"{HOST}/test/app:v1"

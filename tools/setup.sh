@@ -13,7 +13,7 @@ packages=(
   # tests
   python3 python3-zmq python3-msgpack prometheus iproute2 procps systemd
   # proxy tests: a real registry, real clients, an image builder
-  docker-registry skopeo containerd umoci python3-cryptography
+  docker-registry skopeo containerd docker.io umoci python3-cryptography
   # benchmarks and testbed (tools/testbed/zfly-testbed)
   curl iputils-ping nginx aria2 mktorrent opentracker gnuplot-nox
 )

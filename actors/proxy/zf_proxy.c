@@ -20,14 +20,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IN_MAX        65536  //  client bytes read ahead of the parser (and tunnel client->upstream)
-#define OUT_HIGH      262144 //  response bytes queued for a client before the source pauses
-#define TUNNEL_OUT    65536  //  tunnel upstream->client bytes queued
-#define WIRE_HIGH     65536  //  TLS records queued for a client
-#define RESP_HEAD_MAX 65536  //  upstream response head
-#define SWEEP_MS      250
-#define LOCATE_AHEAD  2    //  pieces queued as file ranges beyond the one being sent
-#define FILE_IDLE_MS  2000 //  a data file no response used for this long is closed
+#define IN_MAX              65536 //  client bytes read ahead of the parser (and tunnel client->upstream)
+#define OUT_HIGH            262144 //  response bytes queued for a client before the source pauses
+#define TUNNEL_OUT          65536  //  tunnel upstream->client bytes queued
+#define WIRE_HIGH           65536  //  TLS records queued for a client
+#define RESP_HEAD_MAX       65536  //  upstream response head
+#define SWEEP_MS            250
+#define LOCATE_AHEAD        2    //  pieces queued as file ranges beyond the one being sent
+#define FILE_IDLE_MS        2000 //  a data file no response used for this long is closed
+#define P2P_STAT_WAIT_MS    1000 //  how long storage may hold the proxy's storage.stat without news
+#define P2P_STAT_TIMEOUT_MS 5000 //  plus this for its answer to come back
 
 #define RULE_KEY(n)                                                                                \
     {                                                                                              \
@@ -151,7 +153,9 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "50ms",
      .min = 5,
      .max = 10000,
-     .help = "how often a P2P response looks for newly finished pieces"},
+     .help = "how often a P2P response asks for the task's state, and for finished pieces "
+             "from a storage that answers at once (this one holds the question until a piece "
+             "lands)"},
 };
 
 const zf_config_section_t zf_proxy_section = {
@@ -271,6 +275,9 @@ typedef struct {
     int timer_id;
     bool streaming;
     bool polling;
+    uint64_t stat_finished; //  finished pieces storage last reported: what a long poll knows
+    int64_t stat_sent_ms;
+    bool stat_not_held; //  storage answered at once without news: poll every p2p_poll
 } exchange_t;
 
 struct conn_s {
@@ -1274,12 +1281,16 @@ static void s_on_storage_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *
     if (!ex)
         return;
     ex->polling = false;
+    ex->stat_not_held = s_now () - ex->stat_sent_ms < P2P_STAT_WAIT_MS / 2;
     if (status == ZF_OK) {
+        const zf_msg_storage_task_t *task = reply->env.body;
         zframe_t *frame = zmsg_first (reply->raw);
         if (frame) {
             zchunk_destroy (&ex->bitmap);
             ex->bitmap = zchunk_new (zframe_data (frame), zframe_size (frame));
         }
+        ex->stat_not_held &= task->finished_count == ex->stat_finished;
+        ex->stat_finished = task->finished_count;
     }
     s_p2p_pump (ex);
 }
@@ -1306,10 +1317,16 @@ static void s_on_query (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         s_p2p_schedule_poll (ex);
         return;
     }
-    zf_msg_storage_stat_t stat = {.task_id = ex->task_id};
+    //  A long poll: storage answers when the next piece lands (or after P2P_STAT_WAIT_MS).
+    zf_msg_storage_stat_t stat = {.task_id = ex->task_id,
+                                  .wait_ms = P2P_STAT_WAIT_MS,
+                                  .known_finished = ex->stat_finished,
+                                  .bitmap_only = true};
+    zf_bus_call_t call = {.timeout_ms = P2P_STAT_WAIT_MS + P2P_STAT_TIMEOUT_MS, .retries = -1};
+    ex->stat_sent_ms = s_now ();
     zf_error_t error;
-    if (zf_bus_request (bus, ex->self->config->storage, &zf_msg_storage_stat, &stat, NULL,
-                        ZF_BUS_CALL_DEFAULT, s_on_storage_stat, ex, &error)
+    if (zf_bus_request (bus, ex->self->config->storage, &zf_msg_storage_stat, &stat, NULL, call,
+                        s_on_storage_stat, ex, &error)
         != ZF_OK) {
         ex->polling = false;
         s_p2p_fail_after_head (ex, error.message);
@@ -1340,12 +1357,14 @@ static int s_on_poll_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  With a storage that holds storage.stat until a piece lands, the next question goes out at
+//  once (the hold paces it); with one that answers at once, every p2p_poll.
 static void s_p2p_schedule_poll (exchange_t *ex)
 {
     if (ex->timer_id >= 0 || ex->polling)
         return;
-    ex->timer_id = zloop_timer (ex->self->loop, (size_t) ex->self->config->p2p_poll_ms, 1,
-                                s_on_poll_timer, ex);
+    size_t delay = ex->stat_not_held ? (size_t) ex->self->config->p2p_poll_ms : 1;
+    ex->timer_id = zloop_timer (ex->self->loop, delay, 1, s_on_poll_timer, ex);
 }
 
 static bool s_piece_finished (exchange_t *ex, uint64_t piece)

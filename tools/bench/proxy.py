@@ -159,6 +159,68 @@ max_connections = 4096
         self.log.close()
 
 
+class SwarmPair:
+    """A scheduler and two nodes, a and b, each with storage (tcp:// with CURVE, keys from
+    `zfly keygen`, one allow directory), fetcher and proxy, nginx as their default_registry:
+    a blob pulled through a's proxy lands in a's cache, and b's fetcher then takes it from a
+    (the scheduler gives a as b's parent). For the time to first byte of a blob that is not in
+    the pulling node's cache but coming down the swarm."""
+
+    def __init__(self, workdir, build, origin_port):
+        zfly = os.path.join(build, "zfly")
+        self.dir = os.path.join(workdir, "swarm")
+        allow = os.path.join(self.dir, "allow")
+        os.makedirs(allow)
+        keys = {}
+        for name in ("sched", "a", "b"):
+            base = os.path.join(self.dir, name)
+            subprocess.run([zfly, "keygen", base], check=True, capture_output=True)
+            keys[name] = (base + ".key", base + ".pub")
+            shutil.copyfile(base + ".pub", os.path.join(allow, name + ".pub"))
+        ports = {name: free_port() for name in ("sched", "a.storage", "b.storage", "a", "b")}
+        self.ports = ports
+        common = f"[bus]\ncert = {{cert}}\nallow = {allow}\n"
+        self.processes, self.logs = [], []
+        self._start(zfly, "sched", f"""[node]\nname = sched\nhttp =\n{common.format(cert=keys['sched'][0])}
+[scheduler]
+bind = tcp://127.0.0.1:{ports['sched']}
+""", ports["sched"])
+        for name, other in (("a", "b"), ("b", "a")):
+            self._start(zfly, name, f"""[node]\nname = {name}\nhttp =\n{common.format(cert=keys[name][0])}
+[storage]
+dir = {self.dir}/{name}-cache
+bind = tcp://127.0.0.1:{ports[name + '.storage']}
+
+[fetcher]
+schedulers = scheduler@sched
+
+[proxy]
+listen = 127.0.0.1:{ports[name]}
+default_registry = http://127.0.0.1:{origin_port}
+
+[endpoints]
+scheduler@sched = tcp://127.0.0.1:{ports['sched']} cert={keys['sched'][1]}
+storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][1]}
+""", ports[name])
+
+    def _start(self, zfly, name, ini_text, port):
+        ini = os.path.join(self.dir, name + ".ini")
+        with open(ini, "w") as handle:
+            handle.write(ini_text)
+        log = open(os.path.join(self.dir, name + ".log"), "w")
+        process = subprocess.Popen([zfly, "-c", ini], stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        self.logs.append(log)
+        wait_listening(port, process, "zfly " + name)
+
+    def stop(self):
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process, log in zip(self.processes, self.logs):
+            process.wait(timeout=15)
+            log.close()
+
+
 def wrk(port, path, connections, duration):
     """Bytes per second and requests per second of wrk against 127.0.0.1:port/path."""
     threads = max(1, min(connections, 2))
@@ -197,6 +259,7 @@ def measure(pid, port, path, connections, duration):
 
 
 def ttfb(port, path):
+    """curl's time to the first byte of GET path (curl reads the whole body before it returns)."""
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--noproxy", "*", "-w",
                           "%{http_code} %{time_starttransfer}",
                           f"http://127.0.0.1:{port}{path}"], check=True, capture_output=True,
@@ -260,6 +323,15 @@ def main():
         ttfb(zfly.port, path)  # into the cache
         cached = [ttfb(zfly.port, path) for _ in range(args.reps)]
         nginx_ttfb = [ttfb(nginx.port, path) for _ in range(args.reps)]
+        swarm = SwarmPair(workdir, args.build, nginx.port)
+        try:
+            from_peer = []
+            for index in range(args.reps):
+                shared = make_blob(blobs, args.size, b"swarm%d" % index)
+                ttfb(swarm.ports["a"], shared)  # the whole blob, into a's cache
+                from_peer.append(ttfb(swarm.ports["b"], shared))
+        finally:
+            swarm.stop()
 
         load_before = os.getloadavg()[0]
         sent_before = zfly.sent_bytes()
@@ -308,6 +380,8 @@ def main():
         print(f"| proxy, cached blob | {statistics.median(cached) * 1000:.2f} |")
         print(f"| proxy, uncached blob (fetcher from nginx) | "
               f"{statistics.median(uncached) * 1000:.2f} |")
+        print(f"| proxy, blob in another node's cache (down the swarm: scheduler, that node's "
+              f"storage over CURVE) | {statistics.median(from_peer) * 1000:.2f} |")
         print()
         print("| daemon VmRSS | MiB |")
         print("|---|---:|")
