@@ -45,15 +45,7 @@ class Containerd:
                               env=reg.skopeo_env(), timeout=180, check=check)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.wait_closed()
-        self.process.stdout.close()
+        zflytest.stop_process(self.process, self.log, timeout=15)
 
 
 @unittest.skipUnless(os.geteuid() == 0, "containerd needs root")

@@ -52,15 +52,26 @@ class Dockerd:
                               env=reg.skopeo_env())
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.wait_closed()
-        self.process.stdout.close()
+        zflytest.stop_process(self.process, self.log, timeout=20)
+
+
+def start_node(test, port, fetcher="", proxy=""):
+    """A zfly node with storage, fetcher and proxy (on port); the sections' extra lines."""
+    node = test.start("edge", f"""[node]
+name = edge
+log_level = info
+http = 127.0.0.1:0
+
+[storage]
+dir = {test.workdir}/cache
+
+[fetcher]
+{fetcher}
+[proxy]
+listen = 127.0.0.1:{port}
+{proxy}""")
+    node.wait_ready()
+    return node
 
 
 @unittest.skipUnless(os.geteuid() == 0, "dockerd needs root")
@@ -82,21 +93,7 @@ class ProxyDockerTest(zflytest.ZflyTestCase):
 
     def test_docker_pull_through_registry_mirror(self):
         port = zflytest.free_port()
-        node = self.start("edge", f"""[node]
-name = edge
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {self.workdir}/cache
-
-[fetcher]
-
-[proxy]
-listen = 127.0.0.1:{port}
-default_registry = http://{self.registry.address}
-""")
-        node.wait_ready()
+        node = start_node(self, port, proxy=f"default_registry = http://{self.registry.address}\n")
         with open(os.path.join(zflytest.SOURCE_DIR, "deploy", "docker", "daemon.json")) as handle:
             shipped = json.load(handle)
         mirrors = [url.replace("127.0.0.1:65001", f"127.0.0.1:{port}")
@@ -150,28 +147,12 @@ class ProxyDockerInterceptTest(zflytest.ZflyTestCase):
 
     def test_docker_pull_through_https_proxy_with_interception(self):
         port = zflytest.free_port()
-        hosts = f"{self.HOST}={self.registry.address}"
-        node = self.start("edge", f"""[node]
-name = edge
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {self.workdir}/cache
-
-[fetcher]
-hosts = {hosts}
-upstream_ca = {self.upstream_ca[0]}
-
-[proxy]
-listen = 127.0.0.1:{port}
-hijack = ^registry[.]zfly[.]test$
-ca_cert = {self.zfly_ca[0]}
-ca_key = {self.zfly_ca[1]}
-upstream_ca = {self.upstream_ca[0]}
-hosts = {hosts}
-""")
-        node.wait_ready()
+        # the fetcher reaches the intercepted host as the proxy does, so its layers go P2P
+        upstream = (f"hosts = {self.HOST}={self.registry.address}\n"
+                    f"upstream_ca = {self.upstream_ca[0]}\n")
+        node = start_node(self, port, fetcher=upstream,
+                          proxy=f"hijack = ^registry[.]zfly[.]test$\nca_cert = {self.zfly_ca[0]}\n"
+                                f"ca_key = {self.zfly_ca[1]}\n{upstream}")
         self.dockerd = Dockerd(self.workdir, {}, HTTPS_PROXY=f"http://127.0.0.1:{port}",
                                NO_PROXY="localhost,127.0.0.0/8")
         result = self.dockerd.docker("pull", f"{self.HOST}/test/app:v1", check=False)

@@ -8,7 +8,6 @@ storage, while the origin has not yet sent the whole file (its /_stats, read rig
 answer, counts fewer bytes than the file: the task cannot be complete). A second range at the
 end of the file waits for its pieces and is right too; the task then completes once.
 """
-import hashlib
 import json
 import os
 import socket
@@ -53,11 +52,7 @@ class ProxyRangeTest(zflytest.ZflyTestCase):
         self.root = self.path("files")
         os.makedirs(self.root)
         self.payload = os.urandom(SIZE)
-        self.digest = "sha256:" + hashlib.sha256(self.payload).hexdigest()
-        blobs = os.path.join(self.root, "v2", "test", "blobs")
-        os.makedirs(blobs)
-        with open(os.path.join(blobs, self.digest), "wb") as handle:
-            handle.write(self.payload)
+        self.digest = zflytest.write_blob(self.root, self.payload)
         self.origin = zflytest.Origin(self.root, self.path("origin.log"))
         self.origin_port = self.origin.port
         self.port = zflytest.free_port()

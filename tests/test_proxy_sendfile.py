@@ -58,12 +58,8 @@ class ProxySendfileTest(zflytest.ZflyTestCase):
     def setUp(self):
         super().setUp()
         root = self.path("files")
-        blobs = os.path.join(root, "v2", "test", "blobs")
-        os.makedirs(blobs)
         self.payload = os.urandom(SIZE)
-        self.digest = "sha256:" + hashlib.sha256(self.payload).hexdigest()
-        with open(os.path.join(blobs, self.digest), "wb") as handle:
-            handle.write(self.payload)
+        self.digest = zflytest.write_blob(root, self.payload)
         self.origin = zflytest.Origin(root, self.path("origin.log"))
         self.origin_port = self.origin.port
         self.port = zflytest.free_port()

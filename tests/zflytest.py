@@ -5,6 +5,7 @@ fresh temporary directory, and waits on their log lines (or replies) with a dead
 the test instead of hanging. Everything a test starts is stopped when it ends.
 """
 import contextlib
+import hashlib
 import json
 import os
 import queue
@@ -204,6 +205,32 @@ def keygen(directory, name):
     return base + ".key", base + ".pub", z85
 
 
+def write_blob(root, payload, repo="test"):
+    """Stores payload under root as a registry serves a blob (v2/REPO/blobs/sha256:HEX), for
+    tests/origin.py; returns its digest."""
+    digest = "sha256:" + hashlib.sha256(payload).hexdigest()
+    blobs = os.path.join(root, "v2", repo, "blobs")
+    os.makedirs(blobs, exist_ok=True)
+    with open(os.path.join(blobs, digest), "wb") as handle:
+        handle.write(payload)
+    return digest
+
+
+def stop_process(process, reader=None, timeout=10):
+    """SIGTERM, then SIGKILL after timeout; with reader (its stdout's LineReader), waits for
+    the output to end and closes the pipe."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if reader:
+        reader.wait_closed()
+        process.stdout.close()
+
+
 class Origin:
     """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
 
@@ -234,15 +261,7 @@ class Origin:
         return entry["requests"], entry["bytes"]
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.output.wait_closed()
-        self.process.stdout.close()
+        stop_process(self.process, self.output)
 
 
 class ZflyTestCase(unittest.TestCase):

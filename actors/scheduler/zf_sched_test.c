@@ -30,20 +30,24 @@ static zf_sched_t *s_sched (uint32_t slots)
     return zf_sched_new (&params);
 }
 
-static zf_sched_host_t *s_host (zf_sched_t *sched, const char *id, bool seed, const char *idc,
-                                const char *location, int64_t now)
+//  Announces host id; the info's labels and links as given, its actor names from the id.
+static zf_sched_host_t *s_announce (zf_sched_t *sched, const char *id, zf_sched_host_info_t info,
+                                    int64_t now)
 {
     char storage[160], fetcher[160];
     snprintf (storage, sizeof storage, "storage@%s", id);
     snprintf (fetcher, sizeof fetcher, "fetcher@%s", id);
-    zf_sched_host_info_t info = {.id = id,
-                                 .node = id,
-                                 .storage = storage,
-                                 .fetcher = fetcher,
-                                 .idc = idc,
-                                 .location = location,
-                                 .seed = seed};
+    info.id = info.node = id;
+    info.storage = storage;
+    info.fetcher = fetcher;
     return zf_sched_host_upsert (sched, &info, now);
+}
+
+static zf_sched_host_t *s_host (zf_sched_t *sched, const char *id, bool seed, const char *idc,
+                                const char *location, int64_t now)
+{
+    return s_announce (sched, id,
+                       (zf_sched_host_info_t){.idc = idc, .location = location, .seed = seed}, now);
 }
 
 static zf_sched_peer_t *s_peer (zf_sched_t *sched, const char *task_id, zf_sched_host_t *host)
@@ -307,16 +311,8 @@ static void s_test_single_flight (bool with_seed)
 static zf_sched_host_t *s_host_links (zf_sched_t *sched, const char *id, bool seed, uint64_t up,
                                       uint64_t down)
 {
-    char storage[160];
-    snprintf (storage, sizeof storage, "storage@%s", id);
-    zf_sched_host_info_t info = {.id = id,
-                                 .node = id,
-                                 .storage = storage,
-                                 .fetcher = storage,
-                                 .seed = seed,
-                                 .upload_bandwidth = up,
-                                 .download_bandwidth = down};
-    return zf_sched_host_upsert (sched, &info, 0);
+    zf_sched_host_info_t info = {.seed = seed, .upload_bandwidth = up, .download_bandwidth = down};
+    return s_announce (sched, id, info, 0);
 }
 
 //  Equal links: each child takes its parent's whole upload, so the peers form a chain behind

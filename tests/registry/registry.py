@@ -236,13 +236,7 @@ class Registry:
         return found
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        zflytest.stop_process(self.process)
 
 
 def build_image(directory, tag="v1", layers=3, layer_bytes=6 << 20, seed=b"zfly"):
