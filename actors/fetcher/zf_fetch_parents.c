@@ -640,10 +640,11 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         return;
     }
     //  A long poll answered early without news: that storage does not hold questions.
+    bool complete = streq (body->state, "complete");
     bool held = parent->stat_waits
-                && (body->finished_count > parent->stat_finished || parent->complete
+                && (body->finished_count > parent->stat_finished || complete
                     || now - parent->stat_sent_ms >= STAT_WAIT_MS / 2);
-    parent->complete = streq (body->state, "complete");
+    parent->complete = complete;
     parent->stat_finished = body->finished_count;
     parent->ok_ms = now;
     s_set_bitmap (task, parent, zframe_data (bitmap));
