@@ -316,6 +316,15 @@ static bool s_in_use (self_t *self, zf_store_task_t *task, int64_t now_ms)
     return false;
 }
 
+//  Deletes the task; storage.stat requests held for it are answered (not_found).
+static void s_remove_task (self_t *self, zf_store_task_t **task_p)
+{
+    char task_id[ZF_STORE_ID_LEN + 1];
+    zf_strlcpy (task_id, (*task_p)->id, sizeof task_id);
+    zf_store_remove (self->store, task_p);
+    zf_stat_watch_notify (self->watch, task_id, UINT64_MAX);
+}
+
 static void s_evict (self_t *self, zf_store_task_t *task, const char *reason)
 {
     zf_msg_storage_evicted_t event = {
@@ -325,10 +334,7 @@ static void s_evict (self_t *self, zf_store_task_t *task, const char *reason)
              task->finished_bytes);
     zf_counter_add (
         streq (reason, "ttl") ? self->metrics.evicted_ttl : self->metrics.evicted_watermark, 1);
-    char task_id[ZF_STORE_ID_LEN + 1];
-    zf_strlcpy (task_id, task->id, sizeof task_id);
-    zf_store_remove (self->store, &task);
-    zf_stat_watch_notify (self->watch, task_id, UINT64_MAX); //  answered: not_found
+    s_remove_task (self, &task);
 }
 
 //  Cache use and capacity in bytes: of the quota when one is set, else of the filesystem.
@@ -494,21 +500,27 @@ static bool s_from_this_host (const zf_bus_msg_t *request)
     return request->origin != ZF_BUS_FROM_NETWORK;
 }
 
+//  True for a request from this host. Anyone else is answered `code` with `answer`, and the
+//  refusal logged (at most as often as limit lets) with `why`.
+static bool s_local_only (self_t *self, const zf_bus_msg_t *request, zf_ratelimit_t *limit,
+                          const char *code, const char *why, const char *answer)
+{
+    if (s_from_this_host (request))
+        return true;
+    zf_warning_limited (limit, self->name, "refused %s from %s (key %s): %s", request->env.type,
+                        request->env.from, *request->peer_key ? request->peer_key : "none", why);
+    zf_bus_reply_error_code (self->bus, &request->return_to, code, "type", "%s %s",
+                             request->env.type, answer);
+    return false;
+}
+
 //  Only actors of this host may change the cache: another node could otherwise plant pieces
 //  with digests of its own choosing. Answers "refused" and returns false for anyone else.
 static bool s_may_change (self_t *self, const zf_bus_msg_t *request)
 {
-    if (s_from_this_host (request))
-        return true;
     static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
-    zf_warning_limited (&limit, self->name,
-                        "refused %s from %s (key %s): only this host may "
-                        "change the cache",
-                        request->env.type, request->env.from,
-                        *request->peer_key ? request->peer_key : "none");
-    zf_bus_reply_error_code (self->bus, &request->return_to, "refused", "type",
-                             "%s is accepted from this host only", request->env.type);
-    return false;
+    return s_local_only (self, request, &limit, "refused", "only this host may change the cache",
+                         "is accepted from this host only");
 }
 
 //  A piece.write's bytes against its digest. The fetcher of this process computed that
@@ -728,14 +740,10 @@ static void s_handle_piece_locate (zf_bus_t *bus, zf_bus_msg_t *request, void *a
     self_t *self = arg;
     const zf_msg_piece_locate_t *body = request->env.body;
     const zf_bus_return_t *ret = &request->return_to;
-    if (!s_from_this_host (request)) {
-        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
-        zf_warning_limited (&limit, self->name, "refused piece.locate from %s (key %s): not local",
-                            request->env.from, *request->peer_key ? request->peer_key : "none");
-        zf_bus_reply_error_code (self->bus, ret, "forbidden", "type",
-                                 "piece.locate is answered for this host only; use piece.read");
+    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
+    if (!s_local_only (self, request, &limit, "forbidden", "not local",
+                       "is answered for this host only; use piece.read"))
         return;
-    }
     zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
     if (!task || !s_piece_in_range (self, ret, task, body->piece))
         return;
@@ -904,8 +912,7 @@ static void s_handle_remove (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     }
     zf_store_task_t *task = zf_store_find (self->store, body->task_id);
     if (task) { //  absent is success too: a resent remove must not fail
-        zf_store_remove (self->store, &task);
-        zf_stat_watch_notify (self->watch, body->task_id, UINT64_MAX); //  answered: not_found
+        s_remove_task (self, &task);
         zf_info (self->name, "removed task=%s", body->task_id);
         s_update_gauges (self);
     }
