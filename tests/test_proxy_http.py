@@ -6,7 +6,6 @@ answered in order; hundreds of connections are held by the one proxy thread; abs
 requests are forwarded, redirects followed by the node with Authorization dropped on the hop
 to another host.
 """
-import json
 import os
 import socket
 import sys
@@ -116,8 +115,7 @@ max_connections = 600
             response, _ = recv_response(sock)
         self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response[:300])
         self.assertTrue(response.endswith(self.payload))
-        with open(self.origin_log) as handle:
-            entries = [json.loads(line) for line in handle if line.strip()]
+        entries = self.origin.records()
         redirect = [e for e in entries if e["path"].startswith("/redirect/")][0]
         target = [e for e in entries if e["path"] == "/file.bin" and e["status"] == 200][-1]
         self.assertTrue(redirect["auth"])

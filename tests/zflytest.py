@@ -251,9 +251,21 @@ class Origin:
         with urllib.request.urlopen(self.url("/_stats"), timeout=10) as response:
             return json.load(response)
 
-    def records(self):
-        with open(self.log_path) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+    def records(self, timeout=DEFAULT_TIMEOUT):
+        """Every request's log record. The origin logs a request after its last byte went out,
+        so a client can hold the whole body before the record exists: wait until every
+        request counted so far has been logged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counted = self.stats()["requests"]
+            with open(self.log_path) as handle:
+                logged = [json.loads(line) for line in handle if line.strip()]
+            if len(logged) >= counted:
+                return logged
+            if time.monotonic() > deadline:
+                raise AssertionError(f"origin: {counted - len(logged)} requests still not "
+                                     f"finished after {timeout}s")
+            time.sleep(0.02)
 
     def path_stats(self, path):
         """(requests, bytes) the origin counted for one request path."""
