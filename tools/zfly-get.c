@@ -963,8 +963,10 @@ static int s_tick (zloop_t *loop, int timer_id, void *arg)
     if (self->phase != PHASE_FOLLOW)
         return 0;
     int64_t now = zf_clock_mono_ms ();
+    //  Until the layout is known nothing can be copied: ask at every tick, not every 200 ms.
+    int64_t query_interval = self->layout_known ? QUERY_INTERVAL_MS : TICK_MS;
     if (!self->task_complete && !self->query_pending
-        && (now - self->last_query_ms >= QUERY_INTERVAL_MS || self->recheck
+        && (now - self->last_query_ms >= query_interval || self->recheck
             || s_awaiting_complete (self)))
         s_send_query (self);
     s_stat (self);

@@ -106,9 +106,10 @@ void zf_fetch_task_on_layout (zf_fetch_task_t *self, uint64_t content_length,
 //  The origin, the only way left: probe it (PHASE_PARENTS found no parent to use).
 void zf_fetch_task_to_origin (zf_fetch_task_t *self);
 bool zf_fetch_task_has_origin (zf_fetch_task_t *self);
-//  A piece's buffer is full: hash it, check it against the parents' digest when known, write.
+//  A piece's buffer is full: write it, checked first against the parents' digest when they
+//  know it (else storage computes the digest when a peer asks for the piece).
 void zf_fetch_task_piece_done (zf_fetch_task_t *self, uint64_t piece);
-//  The same for a piece whose SHA-256 the caller computed and checked already.
+//  The same for a piece whose SHA-256 the caller computed and checked already (or NULL).
 void zf_fetch_task_piece_verified (zf_fetch_task_t *self, uint64_t piece, const uint8_t *digest);
 void zf_fetch_task_hash_feed (zf_fetch_task_t *self, uint64_t offset, const uint8_t *data,
                               size_t size);

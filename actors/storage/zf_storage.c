@@ -77,10 +77,11 @@ static const zf_config_key_t s_keys[] = {
     {.key = "commit_interval",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_storage_config_t, commit_interval_ms),
-     .default_text = "10ms",
+     .default_text = "1ms",
      .min = 1,
      .max = 1000,
-     .help = "piece writes within this time share one metadata write (and fsync)"},
+     .help = "piece writes within this time of the last commit share the next metadata write "
+             "(and fsync); longer while those writes are slow"},
     {.key = "fsync",
      .kind = ZF_CONFIG_BOOL,
      .offset = offsetof (zf_storage_config_t, fsync),
@@ -96,6 +97,9 @@ const zf_config_section_t zf_storage_section = {
     .key_count = ZF_ARRAY_LEN (s_keys),
     .struct_size = sizeof (zf_storage_config_t),
 };
+
+//  A commit may take at most this share of storage's time (s_schedule_commit).
+#define COMMIT_COST_SHARE 8
 
 //  A piece.write waiting for its commit.
 typedef struct {
@@ -131,6 +135,7 @@ typedef struct {
     zlistx_t *acks;         //  ack_t *, in arrival order
     zlistx_t *uploads;      //  upload_t *, FIFO
     int commit_timer;       //  -1 when none is armed
+    int64_t commit_next_us; //  a write before this joins the next group commit
     int upload_timer;       //  -1 when none is armed
     zf_stat_watch_t *watch; //  storage.stat requests waiting for a task's next piece
     int watch_timer;        //  -1 when none is armed
@@ -442,6 +447,7 @@ static void s_ack_destructor (void **item)
 //  when its bit is now durable, an error otherwise.
 static void s_commit_all (self_t *self)
 {
+    int64_t start_us = zf_clock_mono_us ();
     size_t count;
     zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
     for (size_t index = 0; index < count; index++) {
@@ -474,6 +480,11 @@ static void s_commit_all (self_t *self)
         s_ack_destroy (&ack);
     }
     s_gc (self); //  a write may have pushed use over the high watermark
+    int64_t end_us = zf_clock_mono_us ();
+    int64_t gap_us = self->config->commit_interval_ms * 1000;
+    if (gap_us < COMMIT_COST_SHARE * (end_us - start_us))
+        gap_us = COMMIT_COST_SHARE * (end_us - start_us);
+    self->commit_next_us = end_us + gap_us;
 }
 
 static int s_commit_timer (zloop_t *loop, int timer_id, void *arg)
@@ -486,11 +497,21 @@ static int s_commit_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  Group commit. A write long enough after the last commit is claimed at once: the writer's
+//  window of pieces moves on without waiting (at 1 GiB/s, a piece every few ms). Writes
+//  sooner than that share the next commit. The gap is commit_interval, or COMMIT_COST_SHARE
+//  times what the last commit took if longer, because metadata grows with the piece count
+//  (and fsync can be slow): commits then take at most about 1/COMMIT_COST_SHARE of the time.
 static void s_schedule_commit (self_t *self)
 {
-    if (self->commit_timer < 0)
-        self->commit_timer = zloop_timer (self->loop, (size_t) self->config->commit_interval_ms, 1,
-                                          s_commit_timer, self);
+    if (self->commit_timer >= 0)
+        return;
+    int64_t wait_us = self->commit_next_us - zf_clock_mono_us ();
+    if (wait_us <= 0)
+        s_commit_all (self);
+    else
+        self->commit_timer =
+            zloop_timer (self->loop, (size_t) ((wait_us + 999) / 1000), 1, s_commit_timer, self);
 }
 
 //  A reader on this host (the fetcher, zfly-get, the proxy) is never rate-limited. The
@@ -523,17 +544,19 @@ static bool s_may_change (self_t *self, const zf_bus_msg_t *request)
                          "is accepted from this host only");
 }
 
-//  A piece.write's bytes against its digest. The fetcher of this process computed that
-//  digest from these very bytes (and checked it against the parents' when they gave one), and
-//  the frame came over inproc://, so hashing it again would only double the fetcher's SHA-256
-//  work; from any other writer the digest is a claim, checked here.
+//  A piece.write's bytes against its digest. An empty digest claims nothing: storage computes
+//  it when a peer first asks for the piece. The fetcher of this process computed a digest it
+//  sends from these very bytes (and checked it against the parents'), and the frame came over
+//  inproc://, so hashing it again would only double the work; from any other writer the
+//  digest is a claim, checked here.
 static bool s_digest_matches (const zf_bus_msg_t *request, const uint8_t *data, size_t size)
 {
     const zf_msg_piece_write_t *body = request->env.body;
+    if (body->digest.size == 0
+        || (body->digest.size == ZF_STORE_DIGEST_LEN && request->origin == ZF_BUS_FROM_PROCESS))
+        return true;
     if (body->digest.size != ZF_STORE_DIGEST_LEN)
         return false;
-    if (request->origin == ZF_BUS_FROM_PROCESS)
-        return true;
     uint8_t digest[ZF_STORE_DIGEST_LEN];
     zf_store_sha256 (data, size, digest);
     return memcmp (digest, body->digest.data, ZF_STORE_DIGEST_LEN) == 0;
@@ -577,7 +600,8 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
     }
     zf_error_t err;
     if (zf_store_write_piece (self->store, task, body->piece, zframe_data (bytes),
-                              zframe_size (bytes), body->digest.data, &err)
+                              zframe_size (bytes), body->digest.size ? body->digest.data : NULL,
+                              &err)
         != ZF_OK) {
         zf_error_log (self->name, "task=%s piece=%" PRIu64 " write failed: %s", task->id,
                       body->piece, err.message);
@@ -649,7 +673,8 @@ static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *t
         .piece = piece,
         .offset = piece * task->piece_length,
         .size = size,
-        .digest = {task->digests + piece * ZF_STORE_DIGEST_LEN, ZF_STORE_DIGEST_LEN},
+        .digest = {(uint8_t *) zf_store_piece_digest (task, piece, zframe_data (bytes), size),
+                   ZF_STORE_DIGEST_LEN},
     };
     zmsg_t *raw = zmsg_new ();
     zmsg_append (raw, &bytes);
@@ -762,8 +787,10 @@ static void s_handle_piece_locate (zf_bus_t *bus, zf_bus_msg_t *request, void *a
         .path = path,
         .offset = body->piece * task->piece_length,
         .size = zf_store_piece_size (task, body->piece),
-        .digest = {task->digests + body->piece * ZF_STORE_DIGEST_LEN, ZF_STORE_DIGEST_LEN},
     };
+    const uint8_t *digest = zf_store_known_digest (task, body->piece);
+    if (digest) //  else unknown yet: readers on this host go by storage's checksum check
+        located.digest = (zf_bytes_t){(uint8_t *) digest, ZF_STORE_DIGEST_LEN};
     zf_bus_reply (self->bus, ret, &zf_msg_piece_located, &located, NULL);
     zf_counter_add (self->metrics.served_local, 1);
     zf_free (path);
@@ -1076,7 +1103,13 @@ static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
         result->finished_count = task->finished_count;
     } else if (streq (reply->env.type, ZF_MSG_PIECE_WRITTEN))
         result->finished_count = ((zf_msg_piece_written_t *) reply->env.body)->finished_count;
-    else if (streq (reply->env.type, ZF_MSG_PIECE_LOCATED)) {
+    else if (streq (reply->env.type, ZF_MSG_PIECE_DATA)) {
+        const zf_msg_piece_data_t *data = reply->env.body;
+        result->digest_size = data->digest.size;
+        memcpy (result->digest, data->digest.data,
+                data->digest.size < sizeof result->digest ? data->digest.size
+                                                          : sizeof result->digest);
+    } else if (streq (reply->env.type, ZF_MSG_PIECE_LOCATED)) {
         const zf_msg_piece_located_t *located = reply->env.body;
         zf_strlcpy (result->path, located->path, sizeof result->path);
         result->offset = located->offset;
@@ -1223,15 +1256,18 @@ static void s_test_open (test_client_t *client, const char *id, uint64_t length,
     s_test_call (client, &zf_msg_storage_open, &open_body, NULL);
 }
 
+typedef enum { DIGEST_GOOD, DIGEST_WRONG, DIGEST_NONE } test_digest_t;
+
 static void s_test_write (test_client_t *client, const char *id, uint64_t piece,
-                          const uint8_t *data, size_t size, bool good_digest)
+                          const uint8_t *data, size_t size, test_digest_t kind)
 {
     uint8_t digest[ZF_STORE_DIGEST_LEN];
     zf_store_sha256 (data, size, digest);
-    if (!good_digest)
+    if (kind == DIGEST_WRONG)
         digest[0] ^= 1;
-    zf_msg_piece_write_t body = {
-        .task_id = (char *) id, .piece = piece, .digest = {digest, sizeof digest}};
+    zf_msg_piece_write_t body = {.task_id = (char *) id,
+                                 .piece = piece,
+                                 .digest = {digest, kind == DIGEST_NONE ? 0 : sizeof digest}};
     zmsg_t *raw = zmsg_new ();
     zmsg_addmem (raw, data, size);
     s_test_call (client, &zf_msg_piece_write, &body, raw);
@@ -1300,7 +1336,7 @@ static uint8_t *s_test_fill (test_client_t *client, const char *id, size_t lengt
     ZF_ASSERT (client->result.status == ZF_OK);
     for (size_t offset = 0; offset < length; offset += piece_length) {
         size_t size = length - offset < piece_length ? length - offset : piece_length;
-        s_test_write (client, id, offset / piece_length, content + offset, size, true);
+        s_test_write (client, id, offset / piece_length, content + offset, size, DIGEST_GOOD);
         ZF_ASSERT (client->result.status == ZF_OK);
     }
     return content;
@@ -1348,12 +1384,12 @@ static void s_test_core (const char *dir, bool verbose)
     s_test_client_new (&local, "selftest-ipc", dir);
     local.endpoint = client.config.bind;
     s_test_client_connect (&local);
-    s_test_write (&local, id_a, 0, content, PIECE, false);
+    s_test_write (&local, id_a, 0, content, PIECE, DIGEST_WRONG);
     ZF_ASSERT (s_test_error (&local, "invalid"));
     //  Wrong size, out of range: refused, nothing written.
-    s_test_write (&client, id_a, 0, content, PIECE - 1, true);
+    s_test_write (&client, id_a, 0, content, PIECE - 1, DIGEST_GOOD);
     ZF_ASSERT (s_test_error (&client, "invalid"));
-    s_test_write (&client, id_a, 3, content, PIECE, true);
+    s_test_write (&client, id_a, 3, content, PIECE, DIGEST_GOOD);
     ZF_ASSERT (s_test_error (&client, "invalid"));
     s_test_read (&client, id_a, 0);
     ZF_ASSERT (s_test_error (&client, "not_finished"));
@@ -1364,7 +1400,7 @@ static void s_test_core (const char *dir, bool verbose)
 
     for (uint64_t piece = 0; piece < 3; piece++) {
         size_t size = piece < 2 ? PIECE : LENGTH - 2 * PIECE;
-        s_test_write (&client, id_a, piece, content + piece * PIECE, size, true);
+        s_test_write (&client, id_a, piece, content + piece * PIECE, size, DIGEST_GOOD);
         ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == piece + 1);
         //  A writer in this process gets its buffer back for the next piece.
         ZF_ASSERT (zmsg_size (client.result.raw) == 1
@@ -1406,7 +1442,7 @@ static void s_test_core (const char *dir, bool verbose)
     ZF_ASSERT ((zframe_data (zmsg_first (client.result.raw))[0] & 0x07) == 0x05);
     s_test_read (&client, id_a, 1);
     ZF_ASSERT (s_test_error (&client, "not_finished"));
-    s_test_write (&client, id_a, 1, content + PIECE, PIECE, true);
+    s_test_write (&client, id_a, 1, content + PIECE, PIECE, DIGEST_GOOD);
     ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 3);
     //  piece.locate checks the bytes on disk as piece.read does.
     file = fopen (data_path, "r+b");
@@ -1417,16 +1453,34 @@ static void s_test_core (const char *dir, bool verbose)
     ZF_ASSERT (zf_counter_value (corrupt) == corrupt_before + 2);
     s_test_locate (&local, id_a, 2);
     ZF_ASSERT (s_test_error (&local, "not_finished"));
-    s_test_write (&local, id_a, 2, content + 2 * PIECE, LENGTH - 2 * PIECE, true);
+    s_test_write (&local, id_a, 2, content + 2 * PIECE, LENGTH - 2 * PIECE, DIGEST_GOOD);
     ZF_ASSERT (local.result.status == ZF_OK && local.result.finished_count == 3);
     ZF_ASSERT (zmsg_size (local.result.raw) == 0); //  bytes never go back over ipc://
+    //  A piece written without a digest (its fetcher had none to compare with): the first
+    //  read computes it from the checked bytes; until then piece.located carries none.
+    char id_c[65];
+    s_test_id (id_c, 'c');
+    s_test_open (&client, id_c, LENGTH, PIECE, NULL);
+    s_test_write (&local, id_c, 0, content, PIECE, DIGEST_NONE);
+    ZF_ASSERT (local.result.status == ZF_OK && local.result.finished_count == 1);
+    s_test_locate (&local, id_c, 0);
+    ZF_ASSERT (local.result.status == ZF_OK && local.result.digest_size == 0);
+    s_test_read (&local, id_c, 0);
+    uint8_t computed[ZF_STORE_DIGEST_LEN];
+    zf_store_sha256 (content, PIECE, computed);
+    ZF_ASSERT (local.result.status == ZF_OK && local.result.digest_size == sizeof computed
+               && memcmp (local.result.digest, computed, sizeof computed) == 0);
+    s_test_locate (&local, id_c, 0);
+    s_test_check_located (&local, content, PIECE);
+    s_test_remove (&client, id_c);
+    ZF_ASSERT (client.result.status == ZF_OK);
     s_test_client_destroy (&local);
     s_test_complete (&client, id_a);
     ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "complete"));
 
     //  B stays half done: one piece.
     s_test_open (&client, id_b, LENGTH, PIECE, NULL);
-    s_test_write (&client, id_b, 1, content + PIECE, PIECE, true);
+    s_test_write (&client, id_b, 1, content + PIECE, PIECE, DIGEST_GOOD);
     ZF_ASSERT (client.result.status == ZF_OK);
 
     //  Metadata nobody can trust is quarantined at start, the rest loads.

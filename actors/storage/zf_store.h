@@ -21,9 +21,13 @@
     only after the data file changed: its inode, size, mtime or ctime differ from when the
     check was made. As file times are coarse (a tick, or seconds on some filesystems), checks
     count only once the file's last change is more than two seconds older than the moment
-    storage looked at it; a file written recently is checked at every locate. Damage by any
-    write to the file is thus caught before the next serve; damage that changes none of these
-    (under the filesystem) is caught by the bus path, or by the check after a restart. (XXH3 is
+    storage looked at it, unless that change was storage's own write: storage looks at the
+    file just before and just after each write, and a piece it wrote is checked already (the
+    checksum is of the very bytes written). Damage by any other write to the file is thus
+    caught before the next serve, except, on kernels before 6.13, a write in the same clock
+    tick just after one of storage's own (a few ms; since 6.13 ext4, XFS and btrfs give a
+    change after a stat a newer time); damage that changes none of these (under the filesystem) is
+    caught by the bus path, which checks every read, or by the check after a restart. (XXH3 is
     about 20 times faster than SHA-256, and ample against damage on disk; the
     SHA-256 digest is what other nodes verify, and the fallback for pieces without a
     checksum). A mismatch clears the piece's bit (persisted at once) so it is fetched again. Task
@@ -59,6 +63,7 @@ typedef struct {
         uint64_t ino, size;
         int64_t mtime_ns, ctime_ns;
         int64_t seen_ns; //  wall clock when storage looked
+        bool by_store;   //  as storage's own last write left it
     } file_seen;         //  the data file when the verified bits were last reset
     bool complete;
     int64_t created_ms;  //  wall clock
@@ -105,10 +110,20 @@ zf_status_t zf_store_create (zf_store_t *self, const zf_store_spec_t *spec, int6
 uint64_t zf_store_piece_size (const zf_store_task_t *task, uint64_t piece);
 bool zf_store_is_finished (const zf_store_task_t *task, uint64_t piece);
 
-//  Writes already verified bytes of a piece in place and marks it pending.
+//  Writes already verified bytes of a piece in place and marks it pending. digest is their
+//  SHA-256, or NULL to leave it unknown until a reader needs it (zf_store_piece_digest).
 zf_status_t zf_store_write_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                   const uint8_t *data, size_t size, const uint8_t *digest,
                                   zf_error_t *err);
+
+//  The piece's SHA-256 digest when a writer gave it or a reader computed it, else NULL.
+const uint8_t *zf_store_known_digest (const zf_store_task_t *task, uint64_t piece);
+
+//  The piece's SHA-256 digest, computed from data (its bytes, just read and checked against
+//  the checksum) and kept when nobody knew it yet. Only nodes that serve a piece to others
+//  need its digest, so a node nobody downloads from never hashes its pieces with SHA-256.
+const uint8_t *zf_store_piece_digest (zf_store_task_t *task, uint64_t piece, const uint8_t *data,
+                                      size_t size);
 
 //  Durable (off by default): every commit fdatasyncs the data before the metadata claims it,
 //  and metadata is fsync'ed with its directory, so claims survive a power cut. Without it a
