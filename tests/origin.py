@@ -19,6 +19,8 @@ ignored for the lookup (signed-URL style) but logged. Prefixes compose left to r
     /reset-after/N/NAME      sends N body bytes, then resets the connection (RST)
     /stall/N/NAME            sends headers and N body bytes, then sends nothing more
     /rate/BPS/NAME           sends the body at about BPS bytes per second
+    /gate/MARKER/NAME        holds an answer that includes the file's last byte until the
+                             file ROOT/MARKER exists (the test opens the gate; at most 60 s)
     /auth/TOKEN/NAME         401 unless "Authorization: Bearer TOKEN" is present
     /redirect/REST           307 to http://localhost:PORT2/REST (the second listener)
 
@@ -174,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
     def serve(self, path, head):
         parts = [part for part in path.split("/") if part]
         ignore_range = False
-        reset_after = stall_after = rate = None
+        reset_after = stall_after = rate = gate = None
         while parts:
             word = parts[0]
             if word == "status" and len(parts) >= 2:
@@ -194,6 +196,9 @@ class Handler(BaseHTTPRequestHandler):
                 parts = parts[2:]
             elif word == "rate" and len(parts) >= 2:
                 rate = int(parts[1])
+                parts = parts[2:]
+            elif word == "gate" and len(parts) >= 2:
+                gate = parts[1]
                 parts = parts[2:]
             elif word == "auth" and len(parts) >= 2:
                 if self.headers.get("Authorization") != f"Bearer {parts[1]}":
@@ -221,6 +226,8 @@ class Handler(BaseHTTPRequestHandler):
                                          [("Content-Range", f"bytes */{size}")])
             start, end = wanted if wanted else (0, size - 1)
             length = max(0, end - start + 1)
+            if gate and end == size - 1:
+                self.wait_for_gate(gate)
             status = 206 if wanted else 200
             self.record["status"] = status
             self.state.count_status(path, status)
@@ -236,6 +243,14 @@ class Handler(BaseHTTPRequestHandler):
             if head:
                 return
             self.send_body(handle, start, length, reset_after, stall_after, rate)
+
+    def wait_for_gate(self, marker):
+        """Holds the answer until ROOT/MARKER exists, at most 60 s."""
+        path = os.path.join(self.state.root, marker)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            if self.state.stopping.wait(0.02):
+                return
 
     def send_body(self, handle, start, length, reset_after, stall_after, rate):
         limit = length

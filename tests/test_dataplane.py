@@ -435,6 +435,53 @@ class DataplaneTest(ZflyTestCase):
         self.assertIn(f"bytes={3 * PIECE}-{4 * PIECE - 1}", ranges)
         self.assertIn(f"bytes={6 * PIECE}-{7 * PIECE - 1}", ranges)
 
+    def test_a_piece_lost_before_the_task_completes_is_fetched_again(self):
+        # The origin holds back the last piece; meanwhile a stored piece is found damaged
+        # on disk and dropped. storage.complete then counts one piece short: the fetcher
+        # resumes for it instead of failing the task.
+        size = 4 * PIECE
+        sha = self.add_file("gated.bin", size)
+        node = self.start_node()
+        path = "/gate/go/gated.bin"
+        output = self.path("out")
+        getter = subprocess.Popen([ZFLY_GET, self.origin.url(path), "-O", output, "-c",
+                                   self.path("a.ini"), "--progress", "lines"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL)
+        getter_log = zflytest.LineReader(getter.stderr, echo_prefix="[zfly-get] ")
+        task_id = self.task_id(getter_log.wait_for(r"zfly-get: task "))
+        storage = self.storage_client()
+
+        def three_stored():
+            reply, _ = storage.request("storage.stat", "storage", {"task_id": task_id})
+            return reply["type"] == "storage.task" and reply["body"]["finished_count"] == 3
+
+        self.wait_until("the first three pieces are stored", three_stored)
+        data_path = os.path.join(self.task_dir(task_id), "data")
+        with open(data_path, "r+b") as handle:
+            handle.seek(PIECE + 7)
+            byte = handle.read(1)
+            handle.seek(PIECE + 7)
+            handle.write(bytes([byte[0] ^ 0x5A]))
+        reply, _ = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 1})
+        self.assertEqual(reply["body"].get("code"), "corrupt", reply)
+
+        open(os.path.join(self.files, "go"), "w").close()  # the last piece may come now
+        try:
+            code = getter.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            getter.kill()
+            raise AssertionError("zfly-get did not end after the gate opened")
+        getter_log.wait_closed()
+        getter.stderr.close()
+        self.assertEqual(code, 0, getter_log.text())
+        self.assertEqual(sha256_file(output), sha)
+        node.log.wait_for(r"task lost a stored piece, resuming task=" + task_id[:16])
+        # Piece 1 came from the origin twice, nothing else did.
+        ranges = [record["range"] for record in self.origin.records() if record["path"] == path]
+        self.assertEqual(ranges.count(f"bytes={PIECE}-{2 * PIECE - 1}"), 2, ranges)
+        self.assertEqual(self.origin.path_stats(path)[1], size + PIECE + 1)
+
     def test_digest_mismatch_fails_and_leaves_nothing(self):
         self.add_file("liar.bin", 3 * MiB + 17)
         self.start_node()

@@ -86,6 +86,7 @@ struct zf_fetch_task_s {
     transfer_t *transfers; //  running transfers, a list
     size_t range_transfers;
     uint32_t probe_attempts, stream_attempts;
+    uint32_t reopens;         //  resumed after storage lost a stored piece (s_reopen)
     int64_t retry_at_ms;      //  probe or stream backoff
     uint64_t stream_furthest; //  bytes the best stream attempt reached
     bool in_curl_callback;    //  transfers must not be removed now

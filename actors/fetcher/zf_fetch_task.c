@@ -666,6 +666,26 @@ static void s_retire (zf_fetch_task_t *self)
         self->window_start++;
 }
 
+#define REOPENS_MAX 3 //  storage losing pieces again and again is a failure
+
+//  storage.complete counted fewer pieces than were written: a reader found one damaged on
+//  disk since, and storage dropped it. The task resumes as after a restart: storage's bitmap
+//  says what to fetch again, and the content hash is taken again over what is stored.
+static void s_reopen (zf_fetch_task_t *self)
+{
+    zf_warning (self->env->name, "task lost a stored piece, resuming task=%.16s", self->task_id);
+    self->reopens++;
+    for (uint64_t index = 0; index < self->piece_count; index++)
+        zf_fetch_piece_release (&self->pieces[index]);
+    zf_free (self->pieces);
+    EVP_MD_CTX_free (self->whole_hash);
+    self->whole_hash = NULL;
+    self->hashed_offset = 0;
+    self->window_start = 0;
+    self->phase = PHASE_OPEN;
+    s_open (self);
+}
+
 static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                             const zf_error_t *err, void *arg)
 {
@@ -673,6 +693,10 @@ static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
     zf_fetch_task_t *self = s_reply_task (arg, NULL);
     if (!self)
         return;
+    if (s_remote_code_is (status, reply, "not_finished") && self->reopens < REOPENS_MAX) {
+        s_reopen (self);
+        return;
+    }
     if (status != ZF_OK) {
         zf_fetch_task_fail (self, "storage", "storage.complete at %s: %s",
                             self->env->config->storage, s_reply_error (status, err));
