@@ -426,8 +426,8 @@ static void s_on_stale_removed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t 
 }
 
 //  Pieces held at once. Twice the transfers in flight, so that a piece waiting for storage's
-//  piece.written does not leave a connection idle (one fewer took 10% longer back to source,
-//  docs/benchmarks.md), as far as WINDOW_MEMORY allows; never fewer than the transfers + 1.
+//  piece.written does not leave a connection idle (transfers + 1 took 13% longer back to
+//  source, docs/benchmarks.md), as far as WINDOW_MEMORY allows; never fewer than transfers + 1.
 #define WINDOW_MEMORY (32u << 20)
 
 static size_t s_window (const zf_fetcher_config_t *config, uint64_t piece_length)
