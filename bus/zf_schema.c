@@ -301,7 +301,7 @@ static int s_encode_value (const zf_field_desc_t *field, const void *slot, msgpa
     case ZF_FIELD_BIN: {
         const zf_bytes_t *bytes = slot;
         return msgpack_pack_bin (pk, bytes->size)
-               || msgpack_pack_bin_body (pk, bytes->data, bytes->size);
+               || (bytes->size > 0 && msgpack_pack_bin_body (pk, bytes->data, bytes->size));
     }
     case ZF_FIELD_RECORD: return s_encode_record (field->record, slot, pk);
     }

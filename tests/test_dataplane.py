@@ -174,6 +174,27 @@ class DataplaneTest(ZflyTestCase):
     def add_file(self, name, size):
         return make_file(os.path.join(self.files, name), size)
 
+    def start_getter(self, url, output, *args):
+        """zfly-get in the background: (process, its stderr as a LineReader, task id)."""
+        getter = subprocess.Popen([ZFLY_GET, url, "-O", output, "-c", self.path("a.ini"),
+                                   "--progress", "lines", *args], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        log = zflytest.LineReader(getter.stderr, echo_prefix="[zfly-get] ")
+        return getter, log, self.task_id(log.wait_for(r"zfly-get: task "))
+
+    def end_getter(self, getter, log, timeout=60):
+        """Waits for a background zfly-get: (exit code, stderr text)."""
+        try:
+            code = getter.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            getter.kill()
+            raise AssertionError(f"zfly-get did not end within {timeout}s")
+        log.wait_closed()
+        getter.stderr.close()
+        for marker in zflytest.SANITIZER_MARKERS:
+            self.assertNotIn(marker, log.text())
+        return code, log.text()
+
     def wait_until(self, what, predicate, timeout=30.0, interval=0.05):
         """Polls predicate until it returns something true; fails on the deadline."""
         deadline = time.monotonic() + timeout
@@ -245,11 +266,7 @@ class DataplaneTest(ZflyTestCase):
         path = "/rate/8000000/resume.bin"
         url = self.origin.url(path)
         output = self.path("out")
-        getter = subprocess.Popen([ZFLY_GET, url, "-O", output, "-c", self.path("a.ini"),
-                                   "--progress", "lines"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        getter_log = zflytest.LineReader(getter.stderr, echo_prefix="[zfly-get] ")
-        task_id = self.task_id(getter_log.wait_for(r"zfly-get: task "))
+        getter, getter_log, task_id = self.start_getter(url, output)
         fetcher = self.fetcher_client()
 
         def halfway():
@@ -265,17 +282,9 @@ class DataplaneTest(ZflyTestCase):
         node.process.wait(timeout=10)
 
         # zfly-get notices, says so, and leaves no file behind.
-        try:
-            code = getter.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            getter.kill()
-            raise AssertionError("zfly-get hung after the daemon died")
-        getter_log.wait_closed()
-        getter.stderr.close()
-        for marker in zflytest.SANITIZER_MARKERS:
-            self.assertNotIn(marker, getter_log.text())
-        self.assertEqual(code, 3, getter_log.text())
-        self.assertIn("stopped answering", getter_log.text())
+        code, text = self.end_getter(getter, getter_log)
+        self.assertEqual(code, 3, text)
+        self.assertIn("stopped answering", text)
         self.assertFalse(os.path.exists(output))
         self.assertFalse(os.path.exists(output + ".part"))
 
@@ -294,27 +303,6 @@ class DataplaneTest(ZflyTestCase):
         self.assertLessEqual(sent_after, size - finished_bytes + 4 * PIECE,
                              f"sent before kill {sent_before}, after restart {sent_after}")
         self.assertLess(sent_total, 1.7 * size)
-
-    def start_getter(self, url, output, *args):
-        """zfly-get in the background: (process, its stderr as a LineReader, task id)."""
-        getter = subprocess.Popen([ZFLY_GET, url, "-O", output, "-c", self.path("a.ini"),
-                                   "--progress", "lines", *args], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        log = zflytest.LineReader(getter.stderr, echo_prefix="[zfly-get] ")
-        return getter, log, self.task_id(log.wait_for(r"zfly-get: task "))
-
-    def end_getter(self, getter, log, timeout=60):
-        """Waits for a background zfly-get: (exit code, stderr text)."""
-        try:
-            code = getter.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            getter.kill()
-            raise AssertionError(f"zfly-get did not end within {timeout}s")
-        log.wait_closed()
-        getter.stderr.close()
-        for marker in zflytest.SANITIZER_MARKERS:
-            self.assertNotIn(marker, log.text())
-        return code, log.text()
 
     def test_zfly_get_streams_pieces_while_the_task_runs(self):
         size = 16 * MiB + 4321
@@ -408,11 +396,7 @@ class DataplaneTest(ZflyTestCase):
         # Damage one byte of pieces 3 and 6 on disk, behind the daemon's back.
         data_path = os.path.join(self.task_dir(task_id), "data")
         for offset in (3 * PIECE + 12345, 6 * PIECE + 1):
-            with open(data_path, "r+b") as handle:
-                handle.seek(offset)
-                byte = handle.read(1)
-                handle.seek(offset)
-                handle.write(bytes([byte[0] ^ 0xFF]))
+            zflytest.flip_byte(data_path, offset)
 
         # Storage checks the piece before serving it: nobody gets the damaged bytes.
         storage = self.storage_client()
@@ -444,12 +428,7 @@ class DataplaneTest(ZflyTestCase):
         node = self.start_node()
         path = "/gate/go/gated.bin"
         output = self.path("out")
-        getter = subprocess.Popen([ZFLY_GET, self.origin.url(path), "-O", output, "-c",
-                                   self.path("a.ini"), "--progress", "lines"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  stdin=subprocess.DEVNULL)
-        getter_log = zflytest.LineReader(getter.stderr, echo_prefix="[zfly-get] ")
-        task_id = self.task_id(getter_log.wait_for(r"zfly-get: task "))
+        getter, getter_log, task_id = self.start_getter(self.origin.url(path), output)
         storage = self.storage_client()
 
         def three_stored():
@@ -457,24 +436,13 @@ class DataplaneTest(ZflyTestCase):
             return reply["type"] == "storage.task" and reply["body"]["finished_count"] == 3
 
         self.wait_until("the first three pieces are stored", three_stored)
-        data_path = os.path.join(self.task_dir(task_id), "data")
-        with open(data_path, "r+b") as handle:
-            handle.seek(PIECE + 7)
-            byte = handle.read(1)
-            handle.seek(PIECE + 7)
-            handle.write(bytes([byte[0] ^ 0x5A]))
+        zflytest.flip_byte(os.path.join(self.task_dir(task_id), "data"), PIECE + 7)
         reply, _ = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 1})
         self.assertEqual(reply["body"].get("code"), "corrupt", reply)
 
         open(os.path.join(self.files, "go"), "w").close()  # the last piece may come now
-        try:
-            code = getter.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            getter.kill()
-            raise AssertionError("zfly-get did not end after the gate opened")
-        getter_log.wait_closed()
-        getter.stderr.close()
-        self.assertEqual(code, 0, getter_log.text())
+        code, text = self.end_getter(getter, getter_log)
+        self.assertEqual(code, 0, text)
         self.assertEqual(sha256_file(output), sha)
         node.log.wait_for(r"task lost a stored piece, resuming task=" + task_id[:16])
         # Piece 1 came from the origin twice, nothing else did.

@@ -16,7 +16,7 @@ import time
 import msgpack
 import zmq
 
-from zflytest import ZflyTestCase, free_port, keygen, main
+from zflytest import ZflyTestCase, flip_byte, free_port, keygen, main
 
 SENDER = "tester@outside"
 CONTENT = os.urandom(4 * 1024 * 1024 + 777)  # 65 pieces of 64K, the last one short
@@ -261,11 +261,7 @@ class ParentsTest(ZflyTestCase):
         data_files = glob.glob(self.path("cache-a", "**", seeded["task_id"], "data"),
                                recursive=True)
         self.assertEqual(len(data_files), 1, data_files)
-        with open(data_files[0], "r+b") as handle:  # one flipped byte inside piece 5
-            handle.seek(5 * PIECE_LENGTH + 1000)
-            byte = handle.read(1)
-            handle.seek(5 * PIECE_LENGTH + 1000)
-            handle.write(bytes([byte[0] ^ 0xFF]))
+        flip_byte(data_files[0], 5 * PIECE_LENGTH + 1000)  # inside piece 5
         before = self.origin.count("/blob")
         child = self.start_child(["a"])
         status = self.fetch_complete("b", url, parents=["storage@a"])

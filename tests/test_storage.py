@@ -216,9 +216,7 @@ class StorageTest(ZflyTestCase):
         self.assertEqual((reply["type"], reply["body"]["code"]), ("error", "forbidden"), reply)
 
         # Damage on disk is found before the location is given out.
-        with open(located["path"], "r+b") as handle:
-            handle.seek(piece_length + 7)
-            handle.write(bytes([data[piece_length + 7] ^ 0x10]))
+        zflytest.flip_byte(located["path"], piece_length + 7, 0x10)
         reply, _ = client.call("piece.locate", {"task_id": TASK, "piece": 1})
         self.assertEqual(reply["body"]["code"], "corrupt", reply)
         reply, _ = client.call("piece.locate", {"task_id": TASK, "piece": 1})

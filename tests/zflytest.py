@@ -231,6 +231,15 @@ def stop_process(process, reader=None, timeout=10):
         process.stdout.close()
 
 
+def flip_byte(path, offset, mask=0xFF):
+    """Damages one byte of a file (a cache's data file, behind the daemon's back)."""
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ mask]))
+
+
 class Origin:
     """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
 
