@@ -650,17 +650,19 @@ static void s_file_record (zf_store_task_t *task, const struct stat *info, bool 
 }
 
 //  The open data file before a locate: unless it is unchanged, no earlier check counts.
-static void s_file_observe (zf_store_task_t *task, int fd)
+//  Returns its size, or -1 (errno set) when it cannot be looked at.
+static int64_t s_file_observe (zf_store_task_t *task, int fd)
 {
     struct stat info;
     bool known = fstat (fd, &info) == 0;
     if (known && s_file_unchanged (task, &info))
-        return;
+        return (int64_t) info.st_size;
     memset (task->verified, 0, s_bitmap_size (task->piece_count));
     if (known)
         s_file_record (task, &info, false);
     else
         memset (&task->file_seen, 0, sizeof task->file_seen);
+    return known ? (int64_t) info.st_size : -1;
 }
 
 //  After storage wrote a piece (its checksum taken from the bytes written): the piece counts
@@ -823,15 +825,15 @@ zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, ui
 //  Checks [offset, offset + size) of the open data file in place: mapped, not copied out.
 //  The file's length is checked first, because touching a mapping past the end of a file
 //  (one cut behind our back) would raise SIGBUS instead of an error.
+//  file_size: as s_file_observe saw it.
 static zf_status_t s_check_mapped (int fd, const char *path, const zf_store_task_t *task,
-                                   uint64_t piece, bool *intact, zf_error_t *err)
+                                   uint64_t piece, int64_t file_size, bool *intact, zf_error_t *err)
 {
     uint64_t offset = piece * task->piece_length;
     uint64_t size = zf_store_piece_size (task, piece);
-    struct stat info;
-    if (fstat (fd, &info) != 0)
+    if (file_size < 0)
         return zf_error_set (err, ZF_E_IO, path, "cannot stat %s: %s", path, strerror (errno));
-    if ((uint64_t) info.st_size < offset + size)
+    if ((uint64_t) file_size < offset + size)
         return zf_error_set (err, ZF_E_IO, path, "cannot read %s: file too short", path);
     uint64_t page = (uint64_t) sysconf (_SC_PAGESIZE);
     uint64_t map_offset = offset - offset % page;
@@ -858,10 +860,10 @@ zf_store_read_t zf_store_locate_piece (zf_store_t *self, zf_store_task_t *task, 
     if (fd < 0)
         status = zf_error_set (err, ZF_E_IO, data_path, "cannot open: %s", strerror (errno));
     else {
-        s_file_observe (task, fd);
+        int64_t file_size = s_file_observe (task, fd);
         intact = s_bit (task->verified, piece);
         if (!intact) //  first located since written, or since the file changed: checked now
-            status = s_check_mapped (fd, data_path, task, piece, &intact, err);
+            status = s_check_mapped (fd, data_path, task, piece, file_size, &intact, err);
         close (fd);
     }
     s_set_bit (task->verified, piece, status == ZF_OK && intact);
