@@ -9,7 +9,6 @@ the registry (the node's storage serves them). The same file as `_default/hosts.
 registries without a directory of their own) is pulled through as well.
 """
 import os
-import re
 import subprocess
 import sys
 import unittest
@@ -78,20 +77,9 @@ class ProxyContainerdTest(zflytest.ZflyTestCase):
         return hosts
 
     def start_node(self, port):
-        node = self.start("edge", f"""[node]
-name = edge
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {self.workdir}/cache
-
-[fetcher]
-
-[proxy]
-listen = 127.0.0.1:{port}
-registry_map = {HOST}=http://{self.registry.address}
-""")
+        node = self.start("edge", zflytest.proxy_node_ini(
+            "edge", port, f"{self.workdir}/cache",
+            proxy=f"registry_map = {HOST}=http://{self.registry.address}\n"))
         node.wait_ready()
         return node
 

@@ -57,19 +57,8 @@ class Dockerd:
 
 def start_node(test, port, fetcher="", proxy=""):
     """A zfly node with storage, fetcher and proxy (on port); the sections' extra lines."""
-    node = test.start("edge", f"""[node]
-name = edge
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {test.workdir}/cache
-
-[fetcher]
-{fetcher}
-[proxy]
-listen = 127.0.0.1:{port}
-{proxy}""")
+    node = test.start("edge", zflytest.proxy_node_ini("edge", port, f"{test.workdir}/cache",
+                                                      fetcher, proxy))
     node.wait_ready()
     return node
 

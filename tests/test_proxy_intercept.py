@@ -44,26 +44,12 @@ class ProxyInterceptTest(zflytest.ZflyTestCase):
         port = zflytest.free_port()
         hosts = (f"registry.zfly.test={self.registry.address} "
                  f"tunnel.zfly.test={self.registry.address}")
-        node = self.start("edge", f"""[node]
-name = edge
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {self.workdir}/cache
-
-[fetcher]
-hosts = {hosts}
-upstream_ca = {self.upstream_ca[0]}
-
-[proxy]
-listen = 127.0.0.1:{port}
-hijack = ^registry[.]zfly[.]test$
-ca_cert = {self.zfly_ca[0]}
-ca_key = {self.zfly_ca[1]}
-upstream_ca = {self.upstream_ca[0]}
-hosts = {hosts}
-""")
+        node = self.start("edge", zflytest.proxy_node_ini(
+            "edge", port, f"{self.workdir}/cache",
+            fetcher=f"hosts = {hosts}\nupstream_ca = {self.upstream_ca[0]}\n",
+            proxy=f"hijack = ^registry[.]zfly[.]test$\nca_cert = {self.zfly_ca[0]}\n"
+                  f"ca_key = {self.zfly_ca[1]}\nupstream_ca = {self.upstream_ca[0]}\n"
+                  f"hosts = {hosts}\n"))
         node.wait_ready()
         return node, port
 

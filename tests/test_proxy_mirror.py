@@ -22,21 +22,8 @@ REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirror can 
 
 
 def node_ini(name, proxy_port, default_registry, workdir, extra=""):
-    return f"""[node]
-name = {name}
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {workdir}/{name}-cache
-
-[fetcher]
-
-[proxy]
-listen = 127.0.0.1:{proxy_port}
-default_registry = {default_registry}
-{extra}
-"""
+    return zflytest.proxy_node_ini(name, proxy_port, f"{workdir}/{name}-cache",
+                                   proxy=f"default_registry = {default_registry}\n{extra}\n")
 
 
 def token_for(token_server, repo, actions="pull"):

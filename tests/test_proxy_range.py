@@ -23,26 +23,7 @@ RATE = 256 << 10
 
 def recv_response(sock, timeout=30):
     """(status, headers dict lowercased, body) of one response with a Content-Length body."""
-    sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before the head: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
+    status, headers, body, _ = zflytest.recv_http_response(sock, timeout)
     return status, headers, body
 
 
@@ -56,22 +37,9 @@ class ProxyRangeTest(zflytest.ZflyTestCase):
         self.origin = zflytest.Origin(self.root, self.path("origin.log"))
         self.origin_port = self.origin.port
         self.port = zflytest.free_port()
-        self.node = self.start("edge", f"""[node]
-name = edge
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {self.path('cache')}
-
-[fetcher]
-piece_length_min = 64K
-piece_length_max = 64K
-source_concurrency = 2
-
-[proxy]
-listen = 127.0.0.1:{self.port}
-""")
+        self.node = self.start("edge", zflytest.proxy_node_ini(
+            "edge", self.port, self.path("cache"),
+            fetcher="piece_length_min = 64K\npiece_length_max = 64K\nsource_concurrency = 2\n"))
         self.node.wait_ready()
         self.node.log.wait_for(r"proxy: started listen=")
 

@@ -33,25 +33,7 @@ def get(port, url, host, extra_headers=""):
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}"
                      "Connection: close\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"connection closed before the head: {data!r}")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers["content-length"])
-        while len(body) < length:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            body += chunk
-        return int(lines[0].split()[1]), headers, body, len(body) == length
+        return zflytest.recv_http_response(sock)
 
 
 class ProxySendfileTest(zflytest.ZflyTestCase):
@@ -63,21 +45,9 @@ class ProxySendfileTest(zflytest.ZflyTestCase):
         self.origin = zflytest.Origin(root, self.path("origin.log"))
         self.origin_port = self.origin.port
         self.port = zflytest.free_port()
-        self.node = self.start("edge", f"""[node]
-name = edge
-log_level = info
-http = 127.0.0.1:0
-
-[storage]
-dir = {self.path('cache')}
-
-[fetcher]
-piece_length_min = 64K
-piece_length_max = 64K
-
-[proxy]
-listen = 127.0.0.1:{self.port}
-""")
+        self.node = self.start("edge", zflytest.proxy_node_ini(
+            "edge", self.port, self.path("cache"),
+            fetcher="piece_length_min = 64K\npiece_length_max = 64K\n"))
         self.node.wait_ready()
         self.node.log.wait_for(r"proxy: started listen=")
         self.url = f"http://127.0.0.1:{self.origin_port}/v2/test/blobs/{self.digest}"

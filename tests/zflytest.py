@@ -231,6 +231,40 @@ def stop_process(process, reader=None, timeout=10):
         process.stdout.close()
 
 
+def recv_http_response(sock, timeout=30):
+    """One HTTP/1.1 response with a Content-Length body: (status, headers with lowercased
+    names, body, complete); complete is False when the connection closed before
+    Content-Length bytes arrived."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before the head: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split()[1]), headers, body, len(body) == length
+
+
+def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy=""):
+    """The INI of a node running storage, fetcher and proxy, as most proxy tests want one;
+    fetcher and proxy are extra lines for those sections."""
+    return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n\n"
+            f"[storage]\ndir = {cache_dir}\n\n[fetcher]\n{fetcher}\n"
+            f"[proxy]\nlisten = 127.0.0.1:{proxy_port}\n{proxy}")
+
+
 def flip_byte(path, offset, mask=0xFF):
     """Damages one byte of a file (a cache's data file, behind the daemon's back)."""
     with open(path, "r+b") as handle:
