@@ -148,9 +148,9 @@ static zf_status_t s_write_all (int fd, const char *path, const void *data, size
 //  Linux sizes new page-cache folios by the length of the write that creates them. Large
 //  folios come from large free blocks, which a VM whose balloon reports free memory to the
 //  host (virtio-balloon free page reporting, as in Firecracker) has handed back, so each one
-//  costs host page faults: on such a VM, 1 GiB written in 4 MiB calls took 1.3-2.8 s, in
-//  32 KiB calls 0.25 s (docs/benchmarks.md). Small writes keep to small folios; on bare metal
-//  they cost a few thousand more system calls per GiB, nothing measurable.
+//  costs host page faults: on such a VM, 1 GiB written in 1-4 MiB calls took 1.6-1.7 s, in
+//  32 KiB calls 0.32 s (docs/benchmarks.md, tools/bench/pagecache_writes.py). Small writes
+//  keep to small folios; elsewhere they cost some thousand more system calls per GiB.
 #define WRITE_SLICE (32 * 1024)
 
 static zf_status_t s_pwrite_all (int fd, const char *path, const uint8_t *data, size_t size,
