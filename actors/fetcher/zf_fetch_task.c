@@ -208,10 +208,15 @@ static void s_end_timer (zf_fetch_task_t *self)
     self->timer_id = -1;
 }
 
-static void s_free_buffers (zf_fetch_task_t *self)
+static void s_release_pieces (zf_fetch_task_t *self)
 {
     for (uint64_t index = 0; self->pieces && index < self->piece_count; index++)
         zf_fetch_piece_release (&self->pieces[index]);
+}
+
+static void s_free_buffers (zf_fetch_task_t *self)
+{
+    s_release_pieces (self);
     s_free_spares (self);
 }
 
@@ -675,8 +680,7 @@ static void s_reopen (zf_fetch_task_t *self)
 {
     zf_warning (self->env->name, "task lost a stored piece, resuming task=%.16s", self->task_id);
     self->reopens++;
-    for (uint64_t index = 0; index < self->piece_count; index++)
-        zf_fetch_piece_release (&self->pieces[index]);
+    s_release_pieces (self); //  the spare buffers stay, for the pieces fetched again
     zf_free (self->pieces);
     EVP_MD_CTX_free (self->whole_hash);
     self->whole_hash = NULL;
