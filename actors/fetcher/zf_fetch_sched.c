@@ -7,7 +7,7 @@
     flag) waits in the record and goes next. Reports are fire-and-forget batches whose acks
     may ask for a reschedule. */
 #include "zf_fetch_sched.h"
-#include "../scheduler/zf_sched_ring.h"
+#include "zf_sched_ring.h"
 #include "zf_clock.h"
 #include "zf_fetch_internal.h"
 #include "zf_log.h"

@@ -1,7 +1,7 @@
 /*  zf_proxy.c — the proxy actor (see zf_proxy.h): connections, routing, direct and P2P. */
 #include "zf_proxy.h"
-#include "fetcher/zf_curl_loop.h"
-#include "fetcher/zf_task_id.h"
+#include "zf_curl_loop.h"
+#include "zf_task_id.h"
 #include "zf_bus.h"
 #include "zf_http_request.h"
 #include "zf_log.h"
