@@ -476,7 +476,7 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     pending->sent_ms = now;
     pending->timeout_ms = timeout;
     pending->patient = patient;
-    pending->no_deadline = link->local && call.timeout_ms <= 0;
+    pending->no_deadline = link->local && (call.timeout_ms <= 0 || call.patient);
     pending->attempt_deadline = now + pending->attempt_ms;
     pending->final_deadline = now + timeout;
     pending->attempts = 1;
