@@ -72,8 +72,9 @@ typedef void (zf_bus_event_fn) (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 //    default), each attempt resent after timeout / (retries + 1).
 //  - patient: wait as long as the other side is connected, however long it takes; timeout_ms
 //    then bounds only how long it may stay unreachable (never connected, or gone and not
-//    back). An actor of this process is always there: no deadline at all. After a reconnection (the peer restarted) the request is sent again: handlers are
-//    idempotent. Heartbeats on the connection tell a silent peer from a busy one.
+//    back). An actor of this process is always there: no deadline at all. After a
+//    reconnection (the peer restarted) the request is sent again: handlers are idempotent.
+//    Heartbeats on the connection tell a silent peer from a busy one.
 typedef struct {
     int64_t timeout_ms;
     int retries; //  resends after a per-attempt timeout; -1: the node's default
