@@ -43,7 +43,7 @@ zf_status_t zf_error_set (zf_error_t *err, zf_status_t code, const char *where, 
 void zf_error_clear (zf_error_t *err);
 
 //  Stable short name of a code ("truncated", "too_large", …): used in error replies and as
-//  a metrics label.
+//  a metrics label. The names are the first members of enum code in schemas/core.schema.
 const char *zf_status_name (zf_status_t code);
 
 void zf_error_test (bool verbose);
