@@ -234,10 +234,14 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
     if (status == ZF_OK && bind && *bind) {
         self->inbox_link.monitor = zf_monitor_attach (self->inbox);
         status = s_bind_all (node, self->inbox, bind, err);
+        if (status != ZF_OK)
+            zf_error_prefix (err, "[%s] bind", actor);
     }
     if (status == ZF_OK && events_bind && *events_bind) {
         self->outlet_link.monitor = zf_monitor_attach (self->outlet);
         status = s_bind_all (node, self->outlet, events_bind, err);
+        if (status != ZF_OK)
+            zf_error_prefix (err, "[%s] events_bind", actor);
     }
     if (status != ZF_OK) {
         zf_bus_destroy (&self);

@@ -73,7 +73,9 @@ typedef struct {
 
 //  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
 //  binds given: NULL or "" for none, or blank-separated endpoints ("ipc://… tcp://…"). The actor
-//  name must have been declared local.
+//  name must have been declared local. The binds come from the actor's section, so a failure
+//  names the key and the endpoint: "[storage] bind: cannot bind tcp://…:7001: Address already
+//  in use".
 zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
                       zf_error_t *err);
 void zf_bus_destroy (zf_bus_t **self_p);

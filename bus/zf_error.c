@@ -25,6 +25,20 @@ void zf_error_clear (zf_error_t *err)
     }
 }
 
+void zf_error_prefix (zf_error_t *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char prefix[sizeof err->message];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (prefix, sizeof prefix, fmt, args);
+    va_end (args);
+    char message[2 * sizeof err->message + 2];
+    snprintf (message, sizeof message, "%s: %s", prefix, err->message);
+    zf_strlcpy (err->message, message, sizeof err->message);
+}
+
 //  The wire word of each status is declared once, in schemas/core.schema (enum code); this
 //  maps the local status onto it.
 static zf_code_t s_code_of_status (zf_status_t code)
@@ -79,4 +93,10 @@ void zf_error_test (bool verbose)
             ZF_ASSERT (s_code_of_status ((zf_status_t) other) != code);
     }
     ZF_ASSERT (zf_error_set (NULL, ZF_E_IO, NULL, "ignored") == ZF_E_IO);
+    zf_error_set (&err, ZF_E_IO, "tcp://*:1", "cannot bind tcp://*:1: Address already in use");
+    zf_error_prefix (&err, "[%s] bind", "storage");
+    ZF_ASSERT (
+        streq (err.message, "[storage] bind: cannot bind tcp://*:1: Address already in use"));
+    ZF_ASSERT (err.code == ZF_E_IO && streq (err.where, "tcp://*:1"));
+    zf_error_prefix (NULL, "nothing");
 }

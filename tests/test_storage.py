@@ -96,6 +96,22 @@ class StorageTest(ZflyTestCase):
         self.addCleanup(client.close)
         return client
 
+    def test_bad_cache_dir_names_the_key_and_the_path(self):
+        """A [storage] dir that cannot be a cache stops the daemon with a line that names the
+        file, the key, the path that failed and the system's reason."""
+        blocker = self.path("a-file")
+        with open(blocker, "w") as handle:
+            handle.write("not a directory\n")
+        missing_parent = self.path("no", "such", "cache")
+        for cache, failed, reason in ((blocker, blocker + "/tasks", "Not a directory"),
+                                      (missing_parent, missing_parent, "No such file or directory")):
+            node = self.start("bad", f"[node]\nname = {NODE}\nhttp =\n[storage]\ndir = {cache}\n")
+            self.assertEqual(node.wait_exit(timeout=20), 1)
+            node.log.wait_for(rf"zfly: {node.config_path}: storage could not start: "
+                              rf"\[storage\] dir: cannot create directory {failed}: {reason}$")
+            self.assertNotIn("zfly: ready", node.log.text())
+        self.assertFalse(os.path.exists(self.path("no")))  # no tree invented
+
     def test_kill_9_keeps_acknowledged_pieces(self):
         node = self.start_node()
         client = self.client()

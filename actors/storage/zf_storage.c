@@ -996,8 +996,11 @@ void zf_storage_actor (zsock_t *pipe, void *args)
         return;
     }
     self.bus = zf_bus_new (actor->node, actor->name, self.config->bind, NULL, &err);
-    if (self.bus)
+    if (self.bus) {
         self.store = zf_store_new (self.config->dir, self.name, s_now_ms (&self), &err);
+        if (!self.store) //  "[storage] dir: cannot create directory /x/tasks: Not a directory"
+            zf_error_prefix (&err, "[%s] dir", self.name);
+    }
     if (self.store)
         zf_store_set_durable (self.store, self.config->fsync);
     zsock_signal (pipe, 0);
