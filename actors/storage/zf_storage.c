@@ -946,6 +946,30 @@ static void s_handle_remove (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     s_reply_removed (self, ret, body->task_id);
 }
 
+//  Tests age tasks this way instead of sleeping through busy_grace (storage.shift_clock).
+static void s_handle_shift_clock (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    if (!s_may_change (self, request))
+        return;
+    const zf_msg_storage_shift_clock_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    if ((int64_t) body->offset_ms < self->clock_offset_ms) {
+        zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "offset_ms",
+                            "the clock runs %" PRId64 " ms ahead already; it never goes back",
+                            self->clock_offset_ms);
+        return;
+    }
+    if ((int64_t) body->offset_ms != self->clock_offset_ms)
+        zf_notice (self->name, "clock shifted offset_ms=%" PRIu64 " by=%s", body->offset_ms,
+                   request->env.from);
+    self->clock_offset_ms = (int64_t) body->offset_ms;
+    zf_msg_storage_clock_t clock = {.now_ms = (uint64_t) s_now_ms (self),
+                                    .offset_ms = body->offset_ms};
+    zf_bus_reply (self->bus, ret, &zf_msg_storage_clock, &clock, NULL);
+}
+
 // ---- the actor ---------------------------------------------------------------------------------
 
 static int s_pipe_command (zloop_t *loop, zsock_t *pipe, void *arg)
@@ -1023,6 +1047,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_STAT, s_handle_stat, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_COMPLETE, s_handle_complete, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_REMOVE, s_handle_remove, &self);
+    zf_bus_handle (self.bus, ZF_MSG_STORAGE_SHIFT_CLOCK, s_handle_shift_clock, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_WRITE, s_handle_piece_write, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_READ, s_handle_piece_read, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_LOCATE, s_handle_piece_locate, &self);
