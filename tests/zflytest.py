@@ -275,9 +275,24 @@ def flip_byte(path, offset, mask=0xFF):
 
 
 class Origin:
-    """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
+    """tests/origin.py as a subprocess: files under root, JSON request log, /_stats.
 
-    def __init__(self, root, log_path):
+    files ({name: bytes}) are written under root first, so a test that serves one content
+    under several names (each with its own fault prefixes and request count) says so in one
+    line; the same bytes object is written once and hard-linked to its other names."""
+
+    def __init__(self, root, log_path, files=None):
+        self.root = root
+        written = {}
+        for name, content in (files or {}).items():
+            path = os.path.join(root, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if id(content) in written:
+                os.link(written[id(content)], path)
+                continue
+            with open(path, "wb") as handle:
+                handle.write(content)
+            written[id(content)] = path
         self.log_path = log_path
         self.process = subprocess.Popen(["/usr/bin/python3", os.path.join(SOURCE_DIR, "tests", "origin.py"), "--root", root, "--log",
                                          log_path], stdout=subprocess.PIPE,
@@ -314,6 +329,14 @@ class Origin:
         """(requests, bytes) the origin counted for one request path."""
         entry = self.stats()["paths"].get(path, {"requests": 0, "bytes": 0})
         return entry["requests"], entry["bytes"]
+
+    def count(self, path):
+        """Requests the origin counted for one request path (query string not included)."""
+        return self.path_stats(path)[0]
+
+    def open_gate(self, marker):
+        """Creates ROOT/MARKER: lets /gate/, /gate-from/ and /missing-from/ answers through."""
+        open(os.path.join(self.root, marker), "w").close()
 
     def stop(self):
         stop_process(self.process, self.output)
