@@ -546,38 +546,48 @@ static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *re
     return status;
 }
 
+static zf_status_t s_reply_error_va (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                                     const char *field, const char *fmt, va_list args)
+    __attribute__ ((format (printf, 5, 0)));
+
+static zf_status_t s_reply_error_va (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                                     const char *field, const char *fmt, va_list args)
+{
+    char message[1024];
+    vsnprintf (message, sizeof message, fmt, args);
+    return s_reply_error_text (self, ret, code, field, message);
+}
+
 zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
                                 const char *field, const char *fmt, ...)
 {
-    char message[1024];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
+    zf_status_t status =
+        s_reply_error_va (self, ret, zf_code_of (zf_status_name (code)), field, fmt, args);
     va_end (args);
-    return s_reply_error_text (self, ret, zf_code_of (zf_status_name (code)), field, message);
+    return status;
 }
 
 zf_status_t zf_bus_reply_code (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
                                const char *field, const char *fmt, ...)
 {
-    char message[1024];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
+    zf_status_t status = s_reply_error_va (self, ret, code, field, fmt, args);
     va_end (args);
-    return s_reply_error_text (self, ret, code, field, message);
+    return status;
 }
 
 zf_status_t zf_bus_reply_error_code (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
                                      const char *field, const char *fmt, ...)
 {
     ZF_ASSERT (code && zf_schema_enum_find (&zf_enum_code, code, strlen (code)) > 0);
-    char message[1024];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
+    zf_status_t status = s_reply_error_va (self, ret, zf_code_of (code), field, fmt, args);
     va_end (args);
-    return s_reply_error_text (self, ret, zf_code_of (code), field, message);
+    return status;
 }
 
 zf_code_t zf_bus_error_code (zf_status_t status, const zf_bus_msg_t *reply)
