@@ -753,6 +753,7 @@ bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *name)
         parent->busy_until_ms = 0;
         parent->complete = false;
         zf_free (parent->bitmap);
+        parent->bitmap = NULL; //  left dangling, a later removal freed it twice
         parent->have_count = parent->stat_finished = 0;
     } else if (set->count < PARENTS_MAX)
         parent = s_parent_new (set, name);
