@@ -330,9 +330,9 @@ zf_sched_host_t *zf_sched_host_upsert (zf_sched_t *self, const zf_sched_host_inf
         host->serial = ++self->next_serial;
         host->failures = zf_calloc (self->params.bad_failures, sizeof (int64_t));
         host->failure_reporters = zf_calloc (self->params.bad_failures, sizeof (uint32_t));
-        zf_sched_bytes_add (self, (ssize_t) (sizeof (zf_sched_host_t)
-                                             + self->params.bad_failures
-                                                   * (sizeof (int64_t) + sizeof (uint32_t))));
+        zf_sched_bytes_add (
+            self, (ssize_t) (sizeof (zf_sched_host_t)
+                             + self->params.bad_failures * (sizeof (int64_t) + sizeof (uint32_t))));
         zhashx_insert (self->hosts, host->id, host);
     }
     s_host_set (self, host, info);
@@ -371,10 +371,10 @@ void zf_sched_host_remove (zf_sched_t *self, zf_sched_host_t *host)
                        &host->fetcher, &host->idc,  &host->location};
     for (size_t index = 0; index < ZF_ARRAY_LEN (fields); index++)
         s_strfree (self, fields[index]);
-    zf_sched_bytes_add (self, -(ssize_t) (sizeof (zf_sched_host_t)
-                                          + self->params.bad_failures
-                                                * (sizeof (int64_t) + sizeof (uint32_t))
-                                          + host->peer_cap * sizeof (void *)));
+    zf_sched_bytes_add (
+        self, -(ssize_t) (sizeof (zf_sched_host_t)
+                          + self->params.bad_failures * (sizeof (int64_t) + sizeof (uint32_t))
+                          + host->peer_cap * sizeof (void *)));
     zf_free (host->failures);
     zf_free (host->failure_reporters);
     zf_free (host->peers);

@@ -72,7 +72,7 @@ struct zf_sched_host_s {
     uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced; 0: unknown
     uint64_t upload_reserved; //  shares of the edges into this host's peers, bytes/s
     int64_t last_seen_ms;
-    int64_t bad_until_ms; //  0 or the end of its cool-down
+    int64_t bad_until_ms;        //  0 or the end of its cool-down
     int64_t *failures;           //  ring of the last bad_failures failure times
     uint32_t *failure_reporters; //  and who reported each (a child host's serial, 0: self)
     uint32_t failure_next;
