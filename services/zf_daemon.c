@@ -57,6 +57,7 @@ static zf_node_t *s_node_new (zf_config_t *config, zf_error_t *err)
         .tap_hwm = (int) bus_config->tap_hwm,
         .request_timeout_ms = bus_config->request_timeout_ms,
         .request_retries = (int) bus_config->request_retries,
+        .congestion = bus_config->congestion,
     };
     zf_node_t *node = zf_node_new (&options, err);
     if (!node)
