@@ -11,7 +11,9 @@ typedef struct {
     zcertstore_t *allowed; //  NULL when there is no allow_dir
     char *allow_dir;
     char *own_key;
+    zf_node_t *node;
     zf_counter_t *accepted;
+    zf_counter_t *refused_revoked;
     zf_counter_t *refused_key;
     zf_counter_t *refused_mechanism;
 } self_t;
@@ -51,9 +53,20 @@ static void s_handle_request (self_t *self)
         char client_key[41];
         zmq_z85_encode (client_key, zframe_data (credentials), 32);
         bool own = self->own_key && streq (client_key, self->own_key);
-        zcert_t *cert =
-            (!own && self->allowed) ? zcertstore_lookup (self->allowed, client_key) : NULL;
-        if (own || cert) {
+        bool open = domain && streq (domain, ZF_NODE_OPEN_DOMAIN);
+        bool revoked = !own && self->node && zf_node_is_revoked (self->node, client_key);
+        bool member = !own && !revoked && self->node && zf_node_is_member (self->node, client_key);
+        zcert_t *cert = (!own && !revoked && !member && self->allowed)
+                            ? zcertstore_lookup (self->allowed, client_key)
+                            : NULL;
+        if (revoked && !open) {
+            zf_counter_add (self->refused_revoked, 1);
+            zf_warning_limited (&limit, "bus",
+                                "auth: refused CURVE client key=%s address=%s: revoked by the "
+                                "manager",
+                                client_key, address ? address : "?");
+            s_reply (self, request_id, "400", "key revoked", "");
+        } else if (own || open || member || cert) {
             zf_counter_add (self->accepted, 1);
             zf_debug ("bus", "auth: accepted key=%s address=%s", client_key,
                       address ? address : "?");
@@ -62,7 +75,7 @@ static void s_handle_request (self_t *self)
             zf_counter_add (self->refused_key, 1);
             zf_warning_limited (&limit, "bus",
                                 "auth: refused CURVE client key=%s address=%s: not in the "
-                                "allow-list %s",
+                                "allow-list %s nor a member of the cluster",
                                 client_key, address ? address : "?",
                                 self->allow_dir ? self->allow_dir : "(none configured)");
             s_reply (self, request_id, "400", "key not allowed", "");
@@ -84,11 +97,15 @@ void zf_auth_actor (zsock_t *pipe, void *args)
     self_t self = {.pipe = pipe};
     self.allow_dir = auth_args->allow_dir ? zf_strdup (auth_args->allow_dir) : NULL;
     self.own_key = auth_args->own_key ? zf_strdup (auth_args->own_key) : NULL;
+    self.node = auth_args->node;
     self.accepted = zf_metrics_counter ("zfly_bus_auth_accepted_total",
                                         "CURVE handshakes accepted by the allow-list", NULL);
     self.refused_key = zf_metrics_counter ("zfly_bus_auth_refused_total",
                                            "Bus connections refused by authentication", "reason",
                                            "unknown_key", NULL);
+    self.refused_revoked =
+        zf_metrics_counter ("zfly_bus_auth_refused_total",
+                            "Bus connections refused by authentication", "reason", "revoked", NULL);
     self.refused_mechanism = zf_metrics_counter ("zfly_bus_auth_refused_total",
                                                  "Bus connections refused by authentication",
                                                  "reason", "not_curve", NULL);

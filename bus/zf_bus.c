@@ -31,6 +31,8 @@ typedef struct {
     zsock_t *sock;
     zsock_t *monitor;         //  PAIR, only for sockets that leave the process
     zlistx_t *event_handlers; //  SUB only: event_handler_t
+    zf_route_t route;         //  where it is connected
+    uint64_t routes_version;  //  the node's learned-routes version when last checked
 } link_t;
 
 typedef struct {
@@ -172,12 +174,12 @@ static zsock_t *s_socket_new (zf_bus_t *self, int type)
 
 static bool s_leaves_process (const char *endpoint)
 {
-    return endpoint && strncmp (endpoint, "inproc://", 9) != 0;
+    return endpoint && *endpoint && strncmp (endpoint, "inproc://", 9) != 0;
 }
 
 //  Binds every endpoint of a blank-separated list, e.g. an ipc:// one for clients on this
 //  host and a tcp:// one (CURVE) for other nodes.
-static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpoints,
+static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpoints, bool open,
                                zf_error_t *err)
 {
     //  Plain endpoints first: the CURVE options a tcp:// bind sets on the socket would also
@@ -189,14 +191,15 @@ static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpo
         for (char *endpoint = strtok_r (list, " \t", &saveptr); endpoint && status == ZF_OK;
              endpoint = strtok_r (NULL, " \t", &saveptr))
             if ((strncmp (endpoint, "tcp://", 6) == 0) == (pass == 1))
-                status = zf_node_bind (node, sock, endpoint, err);
+                status = open ? zf_node_bind_open (node, sock, endpoint, err)
+                              : zf_node_bind (node, sock, endpoint, err);
         zf_free (list);
     }
     return status;
 }
 
-zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
-                      zf_error_t *err)
+static zf_bus_t *s_new (zf_node_t *node, const char *actor, const char *bind,
+                        const char *events_bind, bool open, zf_error_t *err)
 {
     zf_bus_t *self = zf_calloc (1, sizeof *self);
     self->node = node;
@@ -233,17 +236,29 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
     self->outlet_link = (link_t){.bus = self, .label = "pub"};
     if (status == ZF_OK && bind && *bind) {
         self->inbox_link.monitor = zf_monitor_attach (self->inbox);
-        status = s_bind_all (node, self->inbox, bind, err);
+        status = s_bind_all (node, self->inbox, bind, open, err);
     }
     if (status == ZF_OK && events_bind && *events_bind) {
         self->outlet_link.monitor = zf_monitor_attach (self->outlet);
-        status = s_bind_all (node, self->outlet, events_bind, err);
+        status = s_bind_all (node, self->outlet, events_bind, open, err);
     }
     if (status != ZF_OK) {
         zf_bus_destroy (&self);
         return NULL;
     }
     return self;
+}
+
+zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
+                      zf_error_t *err)
+{
+    return s_new (node, actor, bind, events_bind, false, err);
+}
+
+zf_bus_t *zf_bus_new_open (zf_node_t *node, const char *actor, const char *bind,
+                           const char *events_bind, zf_error_t *err)
+{
+    return s_new (node, actor, bind, events_bind, true, err);
 }
 
 void zf_bus_destroy (zf_bus_t **self_p)
@@ -326,13 +341,43 @@ size_t zf_bus_pending (zf_bus_t *self)
 //  ---------------------------------------------------------------------------------------------
 //  Links to other actors
 
+//  A learned route may have moved since the link connected (a scheduler restarted elsewhere,
+//  a parent with a new key): connect the same socket to the new place, so requests in flight
+//  keep their socket and their replies.
+static void s_link_follow (zf_bus_t *self, link_t *link, bool events)
+{
+    uint64_t version = zf_node_routes_version (self->node);
+    if (link->local || link->routes_version == version)
+        return;
+    link->routes_version = version;
+    zf_route_t route;
+    if (zf_node_resolve (self->node, link->actor, &route, NULL) != ZF_OK
+        || (streq (route.endpoint, link->route.endpoint) && streq (route.events, link->route.events)
+            && streq (route.server_key, link->route.server_key)))
+        return;
+    const char *old = events ? link->route.events : link->route.endpoint;
+    if (*old)
+        zsock_disconnect (link->sock, "%s", old);
+    zf_error_t err;
+    if (zf_node_connect (self->node, link->sock, &route, events, &err) != ZF_OK)
+        zf_warning ("bus", "%s: cannot follow %s to its new route: %s", self->actor, link->actor,
+                    err.message);
+    else
+        zf_info ("bus", "%s: %s moved to %s", self->actor, link->actor,
+                 events ? route.events : route.endpoint);
+    link->route = route;
+}
+
 static link_t *s_link_get (zf_bus_t *self, const char *actor, bool events, zf_error_t *err)
 {
     char key[ZF_NAME_MAX + 16];
     snprintf (key, sizeof key, "%s:%s", events ? "sub" : "dealer", actor);
     link_t *link = zhashx_lookup (self->links, key);
-    if (link)
+    if (link) {
+        s_link_follow (self, link, events);
         return link;
+    }
+    uint64_t routes_version = zf_node_routes_version (self->node);
     zf_route_t route;
     if (zf_node_resolve (self->node, actor, &route, err) != ZF_OK)
         return NULL;
@@ -341,6 +386,8 @@ static link_t *s_link_get (zf_bus_t *self, const char *actor, bool events, zf_er
     link->actor = zf_strdup (actor);
     link->label = zf_strdup (key);
     link->local = route.local;
+    link->route = route;
+    link->routes_version = routes_version;
     link->sock = s_socket_new (self, events ? ZMQ_SUB : ZMQ_DEALER);
     if (s_leaves_process (events ? route.events : route.endpoint))
         link->monitor = zf_monitor_attach (link->sock);
@@ -674,6 +721,16 @@ static int s_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg)
         //  Answer when we know whom and what: the sender then fails fast with the reason.
         if (ret->id && *ret->from)
             zf_bus_reply_error (self, ret, status, err.where, "%s", err.message);
+    } else if (msg.origin == ZF_BUS_FROM_NETWORK && *msg.peer_key
+               && zf_node_is_revoked (self->node, msg.peer_key)) {
+        //  The manager revoked this key after its connection was made: the handshake passed
+        //  then, its messages do not now.
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
+        s_count_refused (self, msg.env.type, ZF_E_REFUSED);
+        zf_warning_limited (&limit, "bus", "%s: refused %s from revoked key=%s", self->actor,
+                            msg.env.type, msg.peer_key);
+        zf_bus_reply_error (self, ret, ZF_E_REFUSED, "key", "key %s was revoked by the manager",
+                            msg.peer_key);
     } else if (msg.env.re) {
         s_count_refused (self, msg.env.type, ZF_E_INVALID);
         zf_bus_reply_error (self, ret, ZF_E_INVALID, "re", "%s received a reply (%s) on its inbox",

@@ -75,6 +75,10 @@ typedef struct {
 //  name must have been declared local.
 zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
                       zf_error_t *err);
+//  The same with tcp:// binds open to any CURVE key (zf_node_bind_open): the manager's join
+//  endpoint, where a node's key becomes known only by joining. Decide by request->peer_key.
+zf_bus_t *zf_bus_new_open (zf_node_t *node, const char *actor, const char *bind,
+                           const char *events_bind, zf_error_t *err);
 void zf_bus_destroy (zf_bus_t **self_p);
 
 //  Registers the bus sockets and its timer with the actor's loop. Destroy the bus before the
