@@ -664,6 +664,8 @@ static void s_read_origin (zframe_t *envelope, zf_bus_msg_t *msg)
         msg->origin = ZF_BUS_FROM_NETWORK;
     const char *user = zframe_meta (envelope, "User-Id");
     zf_strlcpy (msg->peer_key, user ? user : "", sizeof msg->peer_key);
+    zf_strlcpy (msg->peer_address, msg->origin == ZF_BUS_FROM_NETWORK ? address : "",
+                sizeof msg->peer_address);
 }
 
 //  Decodes the envelope frame of an incoming message; refusals are counted, logged and

@@ -50,7 +50,8 @@ typedef struct {
     zmsg_t *raw;               //  frames after the envelope; may be empty, never NULL
     zf_bus_return_t return_to; //  requests only
     zf_bus_origin_t origin;
-    char peer_key[41]; //  Z85 CURVE key of a network sender, "" otherwise
+    char peer_key[41];     //  Z85 CURVE key of a network sender, "" otherwise
+    char peer_address[64]; //  IP address of a network sender ("10.0.0.7"), "" otherwise
 } zf_bus_msg_t;
 
 typedef void (zf_bus_handler_fn) (zf_bus_t *bus, zf_bus_msg_t *request, void *arg);

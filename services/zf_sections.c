@@ -2,6 +2,7 @@
 #include "zf_sections.h"
 #include "echo/zf_echo.h"
 #include "fetcher/zf_fetcher.h"
+#include "manager/zf_manager.h"
 #include "probe/zf_probe.h"
 #include "proxy/zf_proxy.h"
 #include "scheduler/zf_scheduler.h"
@@ -112,6 +113,8 @@ const zf_actor_kind_t zf_actor_kinds[] = {
      zf_proxy_actor},
     {"scheduler", "the swarm: parents, seeds, single-flight back to source", &zf_scheduler_section,
      zf_scheduler_actor},
+    {"manager", "the control plane: clusters, nodes that join, REST API, database",
+     &zf_manager_section, zf_manager_actor},
 };
 
 const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);

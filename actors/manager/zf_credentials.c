@@ -84,6 +84,33 @@ json_t *zf_db_row_json (const zf_db_result_t *result, size_t row, const zf_col_t
     return object;
 }
 
+//  One page of rows, each as JSON; filter values are bound, never spliced.
+json_t *zf_db_page_json (zf_db_t *db, const char *count_sql, const char *rows_sql,
+                         const zf_db_arg_t *filters, size_t filter_count, const zf_col_t *columns,
+                         size_t column_count, int64_t page, int64_t per_page, int64_t *total,
+                         zf_error_t *err)
+{
+    zf_db_result_t *count = zf_db_query (db, count_sql, filters, filter_count, err);
+    if (!count)
+        return NULL;
+    *total = zf_db_result_int (count, 0, 0, 0);
+    zf_db_result_destroy (&count);
+    zf_db_arg_t args[8];
+    ZF_ASSERT (filter_count + 2 <= ZF_ARRAY_LEN (args));
+    if (filter_count)
+        memcpy (args, filters, filter_count * sizeof *args);
+    args[filter_count] = ZF_DB_INT (per_page);
+    args[filter_count + 1] = ZF_DB_INT ((page - 1) * per_page);
+    zf_db_result_t *rows = zf_db_query (db, rows_sql, args, filter_count + 2, err);
+    if (!rows)
+        return NULL;
+    json_t *items = json_array ();
+    for (size_t row = 0; row < zf_db_result_rows (rows); row++)
+        json_array_append_new (items, zf_db_row_json (rows, row, columns, column_count));
+    zf_db_result_destroy (&rows);
+    return items;
+}
+
 //  ---------------------------------------------------------------------------------------------
 //  Users and personal access tokens
 
@@ -256,4 +283,162 @@ zf_status_t zf_join_tokens_consume (zf_db_t *db, const char *token, int64_t now,
     if (status == ZF_OK && changed == 0)
         *verdict = ZF_JOIN_TOKEN_USED_UP;
     return status;
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  Lists and revocations
+
+static const zf_col_t s_join_token_columns[] = {
+    {"id", NULL, ZF_COL_INT},
+    {"name", NULL, ZF_COL_TEXT},
+    {"token_prefix", "prefix", ZF_COL_TEXT},
+    {"cluster_id", NULL, ZF_COL_INT},
+    {"expires_at", NULL, ZF_COL_TIME},
+    {"max_uses", NULL, ZF_COL_INT},
+    {"use_count", NULL, ZF_COL_INT},
+    {"state", NULL, ZF_COL_TEXT},
+    {"created_by", NULL, ZF_COL_TEXT},
+    {"created_at", NULL, ZF_COL_TIME},
+    {"last_used_at", NULL, ZF_COL_TIME},
+};
+
+json_t *zf_join_tokens_list (zf_db_t *db, int64_t page, int64_t per_page, int64_t *total,
+                             zf_error_t *err)
+{
+    return zf_db_page_json (db, "SELECT COUNT(*) FROM join_tokens",
+                            "SELECT id, name, token_prefix, cluster_id, expires_at, max_uses, "
+                            "use_count, state, created_by, created_at, last_used_at FROM "
+                            "join_tokens ORDER BY id LIMIT ? OFFSET ?",
+                            NULL, 0, s_join_token_columns, ZF_ARRAY_LEN (s_join_token_columns),
+                            page, per_page, total, err);
+}
+
+//  Runs an UPDATE/DELETE of one row by id; ZF_E_MISSING when it matched none.
+static zf_status_t s_by_id (zf_db_t *db, const char *sql, int64_t id, const char *what,
+                            zf_error_t *err)
+{
+    int64_t changed = 0;
+    zf_status_t status = zf_db_exec (db, sql, ZF_DB_ARGS (ZF_DB_INT (id)), &changed, NULL, err);
+    if (status == ZF_OK && changed == 0)
+        return zf_error_set (err, ZF_E_MISSING, "id", "no %s %" PRId64, what, id);
+    return status;
+}
+
+zf_status_t zf_join_tokens_revoke (zf_db_t *db, int64_t id, zf_error_t *err)
+{
+    //  MariaDB counts only rows it changed: a second revocation would look like "no such".
+    zf_db_result_t *rows = zf_db_query (db, "SELECT state FROM join_tokens WHERE id = ?",
+                                        ZF_DB_ARGS (ZF_DB_INT (id)), err);
+    if (!rows)
+        return err ? err->code : ZF_E_IO;
+    size_t found = zf_db_result_rows (rows);
+    zf_db_result_destroy (&rows);
+    if (!found)
+        return zf_error_set (err, ZF_E_MISSING, "id", "no join token %" PRId64, id);
+    return zf_db_exec (db, "UPDATE join_tokens SET state = 'revoked' WHERE id = ?",
+                       ZF_DB_ARGS (ZF_DB_INT (id)), NULL, NULL, err);
+}
+
+static const zf_col_t s_user_columns[] = {
+    {"id", NULL, ZF_COL_INT},          {"name", NULL, ZF_COL_TEXT},
+    {"role", NULL, ZF_COL_TEXT},       {"created_at", NULL, ZF_COL_TIME},
+    {"updated_at", NULL, ZF_COL_TIME},
+};
+
+json_t *zf_users_list (zf_db_t *db, int64_t page, int64_t per_page, int64_t *total, zf_error_t *err)
+{
+    return zf_db_page_json (db, "SELECT COUNT(*) FROM users",
+                            "SELECT id, name, role, created_at, updated_at FROM users ORDER BY id "
+                            "LIMIT ? OFFSET ?",
+                            NULL, 0, s_user_columns, ZF_ARRAY_LEN (s_user_columns), page, per_page,
+                            total, err);
+}
+
+json_t *zf_users_get (zf_db_t *db, int64_t id, zf_error_t *err)
+{
+    zf_db_result_t *rows =
+        zf_db_query (db, "SELECT id, name, role, created_at, updated_at FROM users WHERE id = ?",
+                     ZF_DB_ARGS (ZF_DB_INT (id)), err);
+    if (!rows)
+        return NULL;
+    json_t *user = NULL;
+    if (zf_db_result_rows (rows) == 1)
+        user = zf_db_row_json (rows, 0, s_user_columns, ZF_ARRAY_LEN (s_user_columns));
+    else
+        zf_error_set (err, ZF_E_MISSING, "id", "no user %" PRId64, id);
+    zf_db_result_destroy (&rows);
+    return user;
+}
+
+int64_t zf_users_id (zf_db_t *db, const char *name)
+{
+    zf_db_result_t *rows = zf_db_query (db, "SELECT id FROM users WHERE name = ?",
+                                        ZF_DB_ARGS (ZF_DB_TEXT (name)), NULL);
+    int64_t id = rows ? zf_db_result_int (rows, 0, 0, 0) : 0;
+    zf_db_result_destroy (&rows);
+    return id;
+}
+
+zf_status_t zf_users_delete (zf_db_t *db, int64_t id, zf_error_t *err)
+{
+    zf_db_result_t *rows = zf_db_query (
+        db,
+        "SELECT role, (SELECT COUNT(*) FROM users WHERE role = 'admin') FROM users WHERE id = ?",
+        ZF_DB_ARGS (ZF_DB_INT (id)), err);
+    if (!rows)
+        return err ? err->code : ZF_E_IO;
+    bool found = zf_db_result_rows (rows) == 1;
+    bool last_admin = found && streq (zf_db_result_text (rows, 0, 0), "admin")
+                      && zf_db_result_int (rows, 0, 1, 0) <= 1;
+    zf_db_result_destroy (&rows);
+    if (!found)
+        return zf_error_set (err, ZF_E_MISSING, "id", "no user %" PRId64, id);
+    if (last_admin)
+        return zf_error_set (err, ZF_E_INVALID, "id", "user %" PRId64 " is the last administrator",
+                             id);
+    zf_status_t status = zf_db_exec (db, "DELETE FROM personal_access_tokens WHERE user_id = ?",
+                                     ZF_DB_ARGS (ZF_DB_INT (id)), NULL, NULL, err);
+    if (status == ZF_OK)
+        status = s_by_id (db, "DELETE FROM users WHERE id = ?", id, "user", err);
+    return status;
+}
+
+static const zf_col_t s_pat_columns[] = {
+    {"id", NULL, ZF_COL_INT},
+    {"user_id", NULL, ZF_COL_INT},
+    {"name", NULL, ZF_COL_TEXT},
+    {"token_prefix", "prefix", ZF_COL_TEXT},
+    {"scopes", NULL, ZF_COL_TEXT},
+    {"state", NULL, ZF_COL_TEXT},
+    {"expires_at", NULL, ZF_COL_TIME},
+    {"created_at", NULL, ZF_COL_TIME},
+    {"last_used_at", NULL, ZF_COL_TIME},
+};
+
+json_t *zf_pats_list (zf_db_t *db, int64_t user_id, int64_t page, int64_t per_page, int64_t *total,
+                      zf_error_t *err)
+{
+    zf_db_arg_t filters[] = {ZF_DB_INT (user_id), ZF_DB_INT (user_id)};
+    return zf_db_page_json (db,
+                            "SELECT COUNT(*) FROM personal_access_tokens WHERE (? = 0 OR "
+                            "user_id = ?)",
+                            "SELECT id, user_id, name, token_prefix, scopes, state, expires_at, "
+                            "created_at, last_used_at FROM personal_access_tokens WHERE (? = 0 "
+                            "OR user_id = ?) ORDER BY id LIMIT ? OFFSET ?",
+                            filters, ZF_ARRAY_LEN (filters), s_pat_columns,
+                            ZF_ARRAY_LEN (s_pat_columns), page, per_page, total, err);
+}
+
+zf_status_t zf_pats_revoke (zf_db_t *db, int64_t id, zf_error_t *err)
+{
+    zf_db_result_t *rows = zf_db_query (db, "SELECT id FROM personal_access_tokens WHERE id = ?",
+                                        ZF_DB_ARGS (ZF_DB_INT (id)), err);
+    if (!rows)
+        return err ? err->code : ZF_E_IO;
+    size_t found = zf_db_result_rows (rows);
+    zf_db_result_destroy (&rows);
+    if (!found)
+        return zf_error_set (err, ZF_E_MISSING, "id", "no personal access token %" PRId64, id);
+    return zf_db_exec (db, "UPDATE personal_access_tokens SET state = 'revoked' WHERE id = ?",
+                       ZF_DB_ARGS (ZF_DB_INT (id)), NULL, NULL, err);
 }

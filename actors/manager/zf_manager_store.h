@@ -18,6 +18,7 @@
 #define ZF_MANAGER_STORE_H_INCLUDED
 
 #include "zf_db.h"
+#include "zf_manager_input.h"
 #include "zf_rest.h"
 #include <jansson.h>
 
@@ -45,6 +46,12 @@ typedef struct {
 
 json_t *zf_db_row_json (const zf_db_result_t *result, size_t row, const zf_col_t *columns,
                         size_t column_count);
+//  One page of a list: count_sql counts with the filter arguments, rows_sql takes them plus
+//  LIMIT ? OFFSET ? (per_page, offset); *total gets the count.
+json_t *zf_db_page_json (zf_db_t *db, const char *count_sql, const char *rows_sql,
+                         const zf_db_arg_t *filters, size_t filter_count, const zf_col_t *columns,
+                         size_t column_count, int64_t page, int64_t per_page, int64_t *total,
+                         zf_error_t *err);
 //  "2026-11-27T03:39:12Z" for ms since the epoch; writes "" for 0.
 void zf_time_rfc3339 (int64_t ms, char *text, size_t size);
 
@@ -92,27 +99,27 @@ zf_status_t zf_join_tokens_consume (zf_db_t *db, const char *token, int64_t now,
                                     int64_t *cluster_id, zf_error_t *err);
 const char *zf_join_token_verdict_text (zf_join_token_verdict_t verdict);
 
+//  Lists and revocations for the API (ZF_E_MISSING when there is no such row).
+json_t *zf_join_tokens_list (zf_db_t *db, int64_t page, int64_t per_page, int64_t *total,
+                             zf_error_t *err);
+zf_status_t zf_join_tokens_revoke (zf_db_t *db, int64_t id, zf_error_t *err);
+json_t *zf_users_list (zf_db_t *db, int64_t page, int64_t per_page, int64_t *total,
+                       zf_error_t *err);
+json_t *zf_users_get (zf_db_t *db, int64_t id, zf_error_t *err);
+//  Deletes a user and revokes its tokens; refuses to delete the last admin.
+zf_status_t zf_users_delete (zf_db_t *db, int64_t id, zf_error_t *err);
+//  user_id 0: every user's tokens.
+json_t *zf_pats_list (zf_db_t *db, int64_t user_id, int64_t page, int64_t per_page, int64_t *total,
+                      zf_error_t *err);
+zf_status_t zf_pats_revoke (zf_db_t *db, int64_t id, zf_error_t *err);
+//  The user id of a name (0 when none).
+int64_t zf_users_id (zf_db_t *db, const char *name);
+
 //  ---------------------------------------------------------------------------------------------
 //  Clusters (zf_clusters.c)
 
 //  Makes the cluster "default" (is_default) when no cluster is the default.
 zf_status_t zf_clusters_ensure_default (zf_db_t *db, zf_error_t *err);
-
-//  Checks a cluster body from the API (create: every key optional but name; update: all
-//  optional) and fills the column values. Errors name the field: "scopes.cidrs[1]: '10.0.0/8'
-//  is not a CIDR". Pure: no database, fuzzed (tests/fuzz/fuzz_api_json.c).
-typedef struct {
-    char *name, *description;
-    bool has_name, has_description, has_default, has_scopes, has_config;
-    bool is_default;
-    char *scope_idc, *scope_location; //  '|'-separated
-    char *scope_cidrs;                //  JSON array text
-    char *scope_hostnames;            //  JSON array text
-    char *client_config;              //  JSON object text
-} zf_cluster_input_t;
-zf_status_t zf_cluster_input_parse (json_t *body, bool create, zf_cluster_input_t *input,
-                                    zf_error_t *err);
-void zf_cluster_input_clear (zf_cluster_input_t *input);
 
 zf_status_t zf_clusters_create (zf_db_t *db, const zf_cluster_input_t *input, int64_t *id,
                                 zf_error_t *err);
@@ -175,6 +182,9 @@ zf_status_t zf_members_revoke (zf_db_t *db, int64_t host_id, int64_t now, int64_
 zf_status_t zf_members_expire (zf_db_t *db, int64_t now, int64_t timeout_ms, int64_t *clusters,
                                size_t clusters_max, size_t *cluster_count, zf_error_t *err);
 
+//  The cluster's members_version (0 when there is no such cluster or the database failed).
+int64_t zf_members_version (zf_db_t *db, int64_t cluster_id);
+
 //  What a node of cluster_id is told: {"cluster": {id, name}, "client_config": {...},
 //  "schedulers": [{name, endpoint, key}], "seed_peers": [{name, storage, fetcher, key}],
 //  "members": [keys], "members_version": N}. Active entries only.
@@ -203,10 +213,6 @@ typedef struct {
 
 //  clusters: rows of zf_clusters_scopes. Returns the chosen cluster id, or 0 when there is none.
 int64_t zf_search_cluster (const zf_db_result_t *clusters, const zf_search_host_t *host);
-//  Checks scope values when a cluster is written: a CIDR ("10.0.0.0/8", "fd00::/8") and a
-//  hostname regex (POSIX extended).
-bool zf_search_cidr_valid (const char *cidr);
-bool zf_search_regex_valid (const char *regex, char *why, size_t size);
 
 void zf_search_test (bool verbose);
 void zf_manager_store_test (bool verbose);

@@ -385,6 +385,15 @@ zf_status_t zf_members_expire (zf_db_t *db, int64_t now, int64_t timeout_ms, int
 //  ---------------------------------------------------------------------------------------------
 //  What nodes and operators see
 
+int64_t zf_members_version (zf_db_t *db, int64_t cluster_id)
+{
+    zf_db_result_t *rows = zf_db_query (db, "SELECT members_version FROM clusters WHERE id = ?",
+                                        ZF_DB_ARGS (ZF_DB_INT (cluster_id)), NULL);
+    int64_t version = rows ? zf_db_result_int (rows, 0, 0, 0) : 0;
+    zf_db_result_destroy (&rows);
+    return version;
+}
+
 json_t *zf_members_cluster_view (zf_db_t *db, int64_t cluster_id, zf_error_t *err)
 {
     zf_db_result_t *cluster = zf_db_query (
@@ -451,45 +460,20 @@ json_t *zf_members_cluster_view (zf_db_t *db, int64_t cluster_id, zf_error_t *er
     return view;
 }
 
-//  One page of rows, each as JSON; filter values are bound, never spliced.
-static json_t *s_page (zf_db_t *db, const char *count_sql, const char *rows_sql,
-                       const zf_db_arg_t *filters, size_t filter_count, const zf_col_t *columns,
-                       size_t column_count, int64_t page, int64_t per_page, int64_t *total,
-                       zf_error_t *err)
-{
-    zf_db_result_t *count = zf_db_query (db, count_sql, filters, filter_count, err);
-    if (!count)
-        return NULL;
-    *total = zf_db_result_int (count, 0, 0, 0);
-    zf_db_result_destroy (&count);
-    zf_db_arg_t args[8];
-    ZF_ASSERT (filter_count + 2 <= ZF_ARRAY_LEN (args));
-    memcpy (args, filters, filter_count * sizeof *args);
-    args[filter_count] = ZF_DB_INT (per_page);
-    args[filter_count + 1] = ZF_DB_INT ((page - 1) * per_page);
-    zf_db_result_t *rows = zf_db_query (db, rows_sql, args, filter_count + 2, err);
-    if (!rows)
-        return NULL;
-    json_t *items = json_array ();
-    for (size_t row = 0; row < zf_db_result_rows (rows); row++)
-        json_array_append_new (items, zf_db_row_json (rows, row, columns, column_count));
-    zf_db_result_destroy (&rows);
-    return items;
-}
-
 //  Filters as SQL that stays fixed: "(? = 0 OR cluster_id = ?)" binds the value twice.
 json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *state, int64_t page,
                                int64_t per_page, int64_t *total, zf_error_t *err)
 {
     zf_db_arg_t filters[] = {ZF_DB_INT (cluster_id), ZF_DB_INT (cluster_id),
                              ZF_DB_TEXT (state ? state : ""), ZF_DB_TEXT (state ? state : "")};
-    return s_page (db,
-                   "SELECT COUNT(*) FROM hosts h WHERE (? = 0 OR h.cluster_id = ?) AND "
-                   "(? = '' OR h.state = ?)",
-                   S_HOST_SELECT "WHERE (? = 0 OR h.cluster_id = ?) AND (? = '' OR h.state = ?) "
-                                 "ORDER BY h.id LIMIT ? OFFSET ?",
-                   filters, ZF_ARRAY_LEN (filters), s_host_columns, ZF_ARRAY_LEN (s_host_columns),
-                   page, per_page, total, err);
+    return zf_db_page_json (db,
+                            "SELECT COUNT(*) FROM hosts h WHERE (? = 0 OR h.cluster_id = ?) AND "
+                            "(? = '' OR h.state = ?)",
+                            S_HOST_SELECT
+                            "WHERE (? = 0 OR h.cluster_id = ?) AND (? = '' OR h.state = ?) "
+                            "ORDER BY h.id LIMIT ? OFFSET ?",
+                            filters, ZF_ARRAY_LEN (filters), s_host_columns,
+                            ZF_ARRAY_LEN (s_host_columns), page, per_page, total, err);
 }
 
 json_t *zf_members_host_get (zf_db_t *db, int64_t id, zf_error_t *err)
@@ -511,22 +495,24 @@ json_t *zf_members_schedulers_list (zf_db_t *db, int64_t cluster_id, int64_t pag
                                     int64_t *total, zf_error_t *err)
 {
     zf_db_arg_t filters[] = {ZF_DB_INT (cluster_id), ZF_DB_INT (cluster_id)};
-    return s_page (db, "SELECT COUNT(*) FROM schedulers WHERE (? = 0 OR cluster_id = ?)",
-                   "SELECT id, host_id, cluster_id, name, endpoint, public_key, state, "
-                   "last_keepalive, created_at FROM schedulers WHERE (? = 0 OR cluster_id = ?) "
-                   "ORDER BY id LIMIT ? OFFSET ?",
-                   filters, ZF_ARRAY_LEN (filters), s_scheduler_columns,
-                   ZF_ARRAY_LEN (s_scheduler_columns), page, per_page, total, err);
+    return zf_db_page_json (
+        db, "SELECT COUNT(*) FROM schedulers WHERE (? = 0 OR cluster_id = ?)",
+        "SELECT id, host_id, cluster_id, name, endpoint, public_key, state, "
+        "last_keepalive, created_at FROM schedulers WHERE (? = 0 OR cluster_id = ?) "
+        "ORDER BY id LIMIT ? OFFSET ?",
+        filters, ZF_ARRAY_LEN (filters), s_scheduler_columns, ZF_ARRAY_LEN (s_scheduler_columns),
+        page, per_page, total, err);
 }
 
 json_t *zf_members_seed_peers_list (zf_db_t *db, int64_t cluster_id, int64_t page, int64_t per_page,
                                     int64_t *total, zf_error_t *err)
 {
     zf_db_arg_t filters[] = {ZF_DB_INT (cluster_id), ZF_DB_INT (cluster_id)};
-    return s_page (db, "SELECT COUNT(*) FROM seed_peers WHERE (? = 0 OR cluster_id = ?)",
-                   "SELECT id, host_id, cluster_id, name, storage_endpoint, fetcher_endpoint, "
-                   "public_key, state, last_keepalive, created_at FROM seed_peers WHERE "
-                   "(? = 0 OR cluster_id = ?) ORDER BY id LIMIT ? OFFSET ?",
-                   filters, ZF_ARRAY_LEN (filters), s_seed_columns, ZF_ARRAY_LEN (s_seed_columns),
-                   page, per_page, total, err);
+    return zf_db_page_json (
+        db, "SELECT COUNT(*) FROM seed_peers WHERE (? = 0 OR cluster_id = ?)",
+        "SELECT id, host_id, cluster_id, name, storage_endpoint, fetcher_endpoint, "
+        "public_key, state, last_keepalive, created_at FROM seed_peers WHERE "
+        "(? = 0 OR cluster_id = ?) ORDER BY id LIMIT ? OFFSET ?",
+        filters, ZF_ARRAY_LEN (filters), s_seed_columns, ZF_ARRAY_LEN (s_seed_columns), page,
+        per_page, total, err);
 }

@@ -5,8 +5,8 @@
     (a '|'-separated list) 0.25, its location sharing a prefix with the cluster's 0.14 times
     the share of matching elements (of at most 5, '|'-separated, widest first), and the default
     cluster 0.01, so a host that matches nothing lands in the default one. */
+#include "zf_manager_input.h"
 #include "zf_manager_store.h"
-#include <arpa/inet.h>
 #include <regex.h>
 
 #define S_WEIGHT_CIDR     0.30
@@ -16,79 +16,12 @@
 #define S_WEIGHT_DEFAULT  0.01
 #define S_LOCATION_DEPTH  5
 
-typedef struct {
-    int family;
-    uint8_t bytes[16];
-    int prefix;
-} s_network_t;
-
-static bool s_parse_address (const char *text, int *family, uint8_t *bytes)
-{
-    if (inet_pton (AF_INET, text, bytes) == 1) {
-        *family = AF_INET;
-        return true;
-    }
-    if (inet_pton (AF_INET6, text, bytes) == 1) {
-        *family = AF_INET6;
-        return true;
-    }
-    return false;
-}
-
-static bool s_parse_cidr (const char *cidr, s_network_t *network)
-{
-    const char *slash = strchr (cidr, '/');
-    if (!slash || slash == cidr || slash - cidr >= INET6_ADDRSTRLEN)
-        return false;
-    char address[INET6_ADDRSTRLEN];
-    memcpy (address, cidr, (size_t) (slash - cidr));
-    address[slash - cidr] = '\0';
-    if (!s_parse_address (address, &network->family, network->bytes))
-        return false;
-    const char *digits = slash + 1;
-    if (!*digits || strlen (digits) > 3 || strspn (digits, "0123456789") != strlen (digits))
-        return false;
-    network->prefix = (int) strtol (digits, NULL, 10);
-    return network->prefix <= (network->family == AF_INET ? 32 : 128);
-}
-
-bool zf_search_cidr_valid (const char *cidr)
-{
-    s_network_t network;
-    return s_parse_cidr (cidr, &network);
-}
-
-static bool s_in_network (const s_network_t *network, int family, const uint8_t *bytes)
-{
-    if (family != network->family)
-        return false;
-    int full = network->prefix / 8, rest = network->prefix % 8;
-    if (memcmp (bytes, network->bytes, (size_t) full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    uint8_t mask = (uint8_t) (0xff << (8 - rest));
-    return (bytes[full] & mask) == (network->bytes[full] & mask);
-}
-
-bool zf_search_regex_valid (const char *regex, char *why, size_t size)
-{
-    regex_t compiled;
-    int rc = regcomp (&compiled, regex, REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-        regerror (rc, &compiled, why, size);
-        return false;
-    }
-    regfree (&compiled);
-    return true;
-}
-
 //  Scores of the JSON-array scope columns.
 static double s_cidr_score (const char *cidrs_json, const char *address)
 {
     int family;
     uint8_t bytes[16];
-    if (!address || !s_parse_address (address, &family, bytes))
+    if (!address || !zf_search_parse_address (address, &family, bytes))
         return 0;
     json_t *cidrs = json_loads (cidrs_json ? cidrs_json : "[]", 0, NULL);
     double score = 0;
@@ -96,9 +29,9 @@ static double s_cidr_score (const char *cidrs_json, const char *address)
     json_t *value;
     json_array_foreach (cidrs, index, value)
     {
-        s_network_t network;
-        if (json_is_string (value) && s_parse_cidr (json_string_value (value), &network)
-            && s_in_network (&network, family, bytes))
+        zf_network_t network;
+        if (json_is_string (value) && zf_search_parse_cidr (json_string_value (value), &network)
+            && zf_search_in_network (&network, family, bytes))
             score = 1;
     }
     json_decref (cidrs);
