@@ -179,6 +179,16 @@ static bool s_leaves_process (const char *endpoint)
 
 //  Binds every endpoint of a blank-separated list, e.g. an ipc:// one for clients on this
 //  host and a tcp:// one (CURVE) for other nodes.
+//  The first tcp:// endpoint of a blank-separated list ("" when none), for zf_node_advertise.
+static void s_first_tcp (const char *endpoints, char *buffer, size_t size)
+{
+    *buffer = '\0';
+    const char *found = strstr (endpoints, "tcp://");
+    if (found)
+        zf_strlcpy (buffer, found,
+                    size < strcspn (found, " \t") + 1 ? size : strcspn (found, " \t") + 1);
+}
+
 static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpoints, bool open,
                                zf_error_t *err)
 {
@@ -245,6 +255,17 @@ static zf_bus_t *s_new (zf_node_t *node, const char *actor, const char *bind,
     if (status != ZF_OK) {
         zf_bus_destroy (&self);
         return NULL;
+    }
+    //  What other nodes reach us at: the join actor tells the manager.
+    char endpoint[ZF_ENDPOINT_MAX];
+    s_first_tcp (bind ? bind : "", endpoint, sizeof endpoint);
+    if (*endpoint)
+        zf_node_advertise (node, actor, endpoint);
+    s_first_tcp (events_bind ? events_bind : "", endpoint, sizeof endpoint);
+    if (*endpoint) {
+        char key[ZF_NAME_MAX + 8];
+        snprintf (key, sizeof key, "%s.events", actor);
+        zf_node_advertise (node, key, endpoint);
     }
     return self;
 }

@@ -29,9 +29,10 @@ struct zf_node_s {
     //  What the control plane says at run time, under the lock: learned routes, member keys,
     //  revoked keys. Lookups go through zhashx under the lock (its cursor is not shared).
     pthread_mutex_t lock;
-    zhashx_t *learned; //  name -> route_entry_t
-    zhashx_t *members; //  key -> "" (present)
-    zhashx_t *revoked; //  key -> ""
+    zhashx_t *learned;    //  name -> route_entry_t
+    zhashx_t *members;    //  key -> "" (present)
+    zhashx_t *revoked;    //  key -> ""
+    zhashx_t *advertised; //  what -> value (strings owned)
     atomic_uint_fast64_t routes_version;
     atomic_size_t revoked_count; //  lets the per-message check skip the lock when zero
 };
@@ -104,6 +105,9 @@ zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err)
     zhashx_set_destructor (self->learned, s_route_entry_destroy);
     self->members = zhashx_new ();
     self->revoked = zhashx_new ();
+    self->advertised = zhashx_new ();
+    zhashx_set_destructor (self->advertised, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_duplicator (self->advertised, (zhashx_duplicator_fn *) strdup);
     atomic_init (&self->routes_version, 1);
     atomic_init (&self->revoked_count, 0);
 
@@ -144,6 +148,7 @@ void zf_node_destroy (zf_node_t **self_p)
     zhashx_destroy (&self->learned);
     zhashx_destroy (&self->members);
     zhashx_destroy (&self->revoked);
+    zhashx_destroy (&self->advertised);
     pthread_mutex_destroy (&self->lock);
     s_routes_free (&self->routes, self->route_count);
     s_routes_free (&self->locals, self->local_count);
@@ -184,13 +189,18 @@ static char *s_key_from_cert (const char *path)
     return key;
 }
 
-//  NAME = ENDPOINT [events=ENDPOINT] [key=Z85 | cert=PATH]
-zf_status_t zf_node_add_route (zf_node_t *self, const char *name, const char *spec,
-                               const char *where, zf_error_t *err)
+static void s_route_copy (zf_route_t *route, const route_entry_t *entry)
 {
-    if (s_routes_find (self->routes, self->route_count, name))
-        return zf_error_set (err, ZF_E_CONFIG, where, "%s: [endpoints] %s: given twice", where,
-                             name);
+    zf_strlcpy (route->endpoint, entry->endpoint, sizeof route->endpoint);
+    zf_strlcpy (route->events, entry->events ? entry->events : "", sizeof route->events);
+    zf_strlcpy (route->server_key, entry->server_key ? entry->server_key : "",
+                sizeof route->server_key);
+}
+
+//  NAME = ENDPOINT [events=ENDPOINT] [key=Z85 | cert=PATH]
+static zf_status_t s_parse_route (zf_node_t *self, const char *name, const char *spec,
+                                  const char *where, route_entry_t *out, zf_error_t *err)
+{
     route_entry_t entry = {.name = zf_strdup (name)};
     route_entry_t *route = &entry;
     char *copy = zf_strdup (spec);
@@ -245,8 +255,35 @@ zf_status_t zf_node_add_route (zf_node_t *self, const char *name, const char *sp
         s_route_clear (route);
         return status;
     }
-    s_routes_append (&self->routes, &self->route_count, route);
+    *out = entry;
     return ZF_OK;
+}
+
+zf_status_t zf_node_add_route (zf_node_t *self, const char *name, const char *spec,
+                               const char *where, zf_error_t *err)
+{
+    if (s_routes_find (self->routes, self->route_count, name))
+        return zf_error_set (err, ZF_E_CONFIG, where, "%s: [endpoints] %s: given twice", where,
+                             name);
+    route_entry_t entry;
+    zf_status_t status = s_parse_route (self, name, spec, where, &entry, err);
+    if (status == ZF_OK)
+        s_routes_append (&self->routes, &self->route_count, &entry);
+    return status;
+}
+
+zf_status_t zf_node_parse_route (zf_node_t *self, const char *name, const char *spec,
+                                 const char *where, zf_route_t *route, zf_error_t *err)
+{
+    route_entry_t entry;
+    zf_status_t status = s_parse_route (self, name, spec, where, &entry, err);
+    if (status == ZF_OK) {
+        memset (route, 0, sizeof *route);
+        zf_strlcpy (route->name, name, sizeof route->name);
+        s_route_copy (route, &entry);
+        s_route_clear (&entry);
+    }
+    return status;
 }
 
 //  Called before actors start: afterwards the node is read-only and shared without locks.
@@ -267,14 +304,6 @@ const char *zf_node_inproc_endpoint (zf_node_t *self, const char *actor, bool ev
     const route_entry_t *local = s_routes_find (self->locals, self->local_count, actor);
     ZF_ASSERT (local); //  only local actors have inproc endpoints
     return events ? local->events : local->endpoint;
-}
-
-static void s_route_copy (zf_route_t *route, const route_entry_t *entry)
-{
-    zf_strlcpy (route->endpoint, entry->endpoint, sizeof route->endpoint);
-    zf_strlcpy (route->events, entry->events ? entry->events : "", sizeof route->events);
-    zf_strlcpy (route->server_key, entry->server_key ? entry->server_key : "",
-                sizeof route->server_key);
 }
 
 zf_status_t zf_node_resolve (zf_node_t *self, const char *actor, zf_route_t *route, zf_error_t *err)
@@ -411,6 +440,21 @@ bool zf_node_is_revoked (zf_node_t *self, const char *key)
     bool revoked = zhashx_lookup (self->revoked, key) != NULL;
     pthread_mutex_unlock (&self->lock);
     return revoked;
+}
+
+void zf_node_advertise (zf_node_t *self, const char *what, const char *value)
+{
+    pthread_mutex_lock (&self->lock);
+    zhashx_update (self->advertised, what, (void *) value);
+    pthread_mutex_unlock (&self->lock);
+}
+
+void zf_node_advertised (zf_node_t *self, const char *what, char *buffer, size_t size)
+{
+    pthread_mutex_lock (&self->lock);
+    const char *value = zhashx_lookup (self->advertised, what);
+    zf_strlcpy (buffer, value ? value : "", size);
+    pthread_mutex_unlock (&self->lock);
 }
 
 size_t zf_node_member_count (zf_node_t *self)

@@ -54,6 +54,11 @@ void zf_node_destroy (zf_node_t **self_p);
 zf_status_t zf_node_add_route (zf_node_t *self, const char *name, const char *spec,
                                const char *where, zf_error_t *err);
 
+//  Parses an [endpoints]-style spec without adding it (for routes an actor's own section
+//  names, such as [join] manager); the errors are zf_node_add_route's.
+zf_status_t zf_node_parse_route (zf_node_t *self, const char *name, const char *spec,
+                                 const char *where, zf_route_t *route, zf_error_t *err);
+
 //  Declares an actor that runs in this process: its name resolves to inproc endpoints.
 void zf_node_add_local (zf_node_t *self, const char *actor);
 
@@ -75,6 +80,12 @@ void zf_node_revoke (zf_node_t *self, const char *key);
 bool zf_node_is_member (zf_node_t *self, const char *key);
 bool zf_node_is_revoked (zf_node_t *self, const char *key);
 size_t zf_node_member_count (zf_node_t *self);
+
+//  What this process offers other nodes, for the join actor to tell the manager: each actor's
+//  first tcp:// bind (recorded by zf_bus_new under the actor's name) and flags such as "seed"
+//  (set by the fetcher). Safe from any thread; copies value into buffer ("" when unknown).
+void zf_node_advertise (zf_node_t *self, const char *what, const char *value);
+void zf_node_advertised (zf_node_t *self, const char *what, char *buffer, size_t size);
 
 //  Resolves an actor name; returns ZF_E_UNREACHABLE with a message when nothing is known.
 zf_status_t zf_node_resolve (zf_node_t *self, const char *actor, zf_route_t *route,
