@@ -140,6 +140,19 @@ void zf_manager_reply_failure (zf_rest_request_t *request, const zf_error_t *err
     }
 }
 
+void zf_manager_reply_page (zf_rest_request_t *request, json_t *items, int64_t page,
+                            int64_t per_page, int64_t total, const zf_error_t *err)
+{
+    if (!items) {
+        zf_manager_reply_failure (request, err);
+        return;
+    }
+    char header[32];
+    snprintf (header, sizeof header, "%" PRId64, total);
+    zf_rest_add_header (request, "X-Total-Count", header);
+    zf_rest_reply_json (request, 200, zf_rest_page_json (items, page, per_page, total));
+}
+
 //  ---------------------------------------------------------------------------------------------
 //  Joins
 

@@ -33,19 +33,6 @@ static bool s_query_id (zf_rest_request_t *request, const char *name, int64_t *i
     return true;
 }
 
-static void s_reply_page (zf_rest_request_t *request, json_t *items, int64_t page, int64_t per_page,
-                          int64_t total, const zf_error_t *err)
-{
-    if (!items) {
-        zf_manager_reply_failure (request, err);
-        return;
-    }
-    char header[32];
-    snprintf (header, sizeof header, "%" PRId64, total);
-    zf_rest_add_header (request, "X-Total-Count", header);
-    zf_rest_reply_json (request, 200, zf_rest_page_json (items, page, per_page, total));
-}
-
 static void s_reply_object (zf_rest_request_t *request, unsigned int status, json_t *object,
                             const zf_error_t *err)
 {
@@ -66,7 +53,7 @@ static void s_clusters_list (zf_rest_request_t *request, void *arg)
         return;
     zf_error_t err;
     json_t *items = zf_clusters_list (zf_manager_db (manager), page, per_page, &total, &err);
-    s_reply_page (request, items, page, per_page, total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 static void s_clusters_create (zf_rest_request_t *request, void *arg)
@@ -173,7 +160,7 @@ static void s_hosts_list (zf_rest_request_t *request, void *arg)
     zf_error_t err;
     json_t *items = zf_members_hosts_list (zf_manager_db (manager), cluster_id, state, page,
                                            per_page, &total, &err);
-    s_reply_page (request, items, page, per_page, total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 static void s_hosts_get (zf_rest_request_t *request, void *arg)
@@ -216,7 +203,7 @@ static void s_schedulers_list (zf_rest_request_t *request, void *arg)
     zf_error_t err;
     json_t *items = zf_members_schedulers_list (zf_manager_db (manager), cluster_id, page, per_page,
                                                 &total, &err);
-    s_reply_page (request, items, page, per_page, total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 static void s_seed_peers_list (zf_rest_request_t *request, void *arg)
@@ -229,7 +216,7 @@ static void s_seed_peers_list (zf_rest_request_t *request, void *arg)
     zf_error_t err;
     json_t *items = zf_members_seed_peers_list (zf_manager_db (manager), cluster_id, page, per_page,
                                                 &total, &err);
-    s_reply_page (request, items, page, per_page, total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager)

@@ -15,15 +15,6 @@
 #include "zf_log.h"
 #include "zf_manager_internal.h"
 
-static void s_reply_list (zf_rest_request_t *request, json_t *items, int64_t page, int64_t per_page,
-                          int64_t total, const zf_error_t *err)
-{
-    if (!items)
-        zf_manager_reply_failure (request, err);
-    else
-        zf_rest_reply_json (request, 200, zf_rest_page_json (items, page, per_page, total));
-}
-
 //  ---------------------------------------------------------------------------------------------
 //  Join tokens
 
@@ -35,7 +26,7 @@ static void s_join_tokens_list (zf_rest_request_t *request, void *arg)
         return;
     zf_error_t err;
     json_t *items = zf_join_tokens_list (zf_manager_db (manager), page, per_page, &total, &err);
-    s_reply_list (request, items, page, per_page, total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 static void s_join_tokens_create (zf_rest_request_t *request, void *arg)
@@ -117,7 +108,7 @@ static void s_users_list (zf_rest_request_t *request, void *arg)
         return;
     zf_error_t err;
     json_t *items = zf_users_list (zf_manager_db (manager), page, per_page, &total, &err);
-    s_reply_list (request, items, page, per_page, total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 static void s_users_create (zf_rest_request_t *request, void *arg)
@@ -202,7 +193,7 @@ static void s_pats_list (zf_rest_request_t *request, void *arg)
     }
     zf_error_t err;
     json_t *items = zf_pats_list (zf_manager_db (manager), user_id, page, per_page, &total, &err);
-    s_reply_list (request, items, page, per_page, total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 static void s_pats_create (zf_rest_request_t *request, void *arg)

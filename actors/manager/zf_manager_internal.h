@@ -30,6 +30,11 @@ void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const ch
 //  invalid input, 503 when the database failed.
 void zf_manager_reply_failure (zf_rest_request_t *request, const zf_error_t *err);
 
+//  Answers a page of a list (zf_rest_page_json, and X-Total-Count), or the failure when items
+//  is NULL.
+void zf_manager_reply_page (zf_rest_request_t *request, json_t *items, int64_t page,
+                            int64_t per_page, int64_t total, const zf_error_t *err);
+
 void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager);
 void zf_manager_api_auth_register (zf_rest_t *rest, zf_manager_t *manager);
 //  GET /api/v1/openapi.json: the document describing every route above.
