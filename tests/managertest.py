@@ -106,9 +106,13 @@ class Manager:
         return result.returncode, result.stdout, result.stderr
 
 
-def node_ini(case, name, manager, token_file, sections="", join_extra="", log_level="info"):
-    """A node that joins: its own keypair, the manager's route, a token file, a cache."""
-    cert, _, _ = keygen(case.workdir, f"node-{name}")
+def node_ini(case, name, manager, token_file, sections="", join_extra="", log_level="info",
+             key_name=None):
+    """A node that joins: its own keypair (node-KEY_NAME.key, KEY_NAME defaulting to the
+    name, kept across restarts), the manager's route, a token file, a cache."""
+    cert = case.path(f"node-{key_name or name}.key")
+    if not os.path.exists(cert):
+        cert, _, _ = keygen(case.workdir, f"node-{key_name or name}")
     return (f"[node]\nname = {name}\nlog_level = {log_level}\nhttp = 127.0.0.1:0\n\n"
             f"[bus]\ncert = {cert}\n\n"
             f"[join]\nmanager = {manager.route()}\ntoken_file = {token_file}\n"
