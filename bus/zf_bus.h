@@ -64,12 +64,26 @@ typedef void (zf_bus_reply_fn) (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t 
 
 typedef void (zf_bus_event_fn) (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 
+//  How long a request waits for its reply.
+//  - An actor of this process always answers while the process lives (inproc:// loses
+//    nothing, and a dead actor stops the daemon), so a request to it with timeout_ms 0 waits
+//    as long as it takes: a busy actor makes its callers slower, never fails them. An explicit
+//    timeout_ms is honoured.
+//  - To another process: timeout_ms is the whole deadline over all attempts (0: the node's
+//    default), each attempt resent after timeout / (retries + 1).
+//  - patient: wait as long as the other side is connected, however long it takes; timeout_ms
+//    then bounds only how long it may stay unreachable (never connected, or gone and not
+//    back). An actor of this process is always there: no deadline at all. After a
+//    reconnection (the peer restarted) the request is sent again: handlers are idempotent.
+//    Heartbeats on the connection tell a silent peer from a busy one.
 typedef struct {
-    int64_t timeout_ms; //  whole deadline over all attempts; 0: the node's default
-    int retries;        //  resends after a per-attempt timeout; -1: the node's default
+    int64_t timeout_ms;
+    int retries; //  resends after a per-attempt timeout; -1: the node's default
+    bool patient;
 } zf_bus_call_t;
 
 #define ZF_BUS_CALL_DEFAULT ((zf_bus_call_t){.timeout_ms = 0, .retries = -1})
+#define ZF_BUS_CALL_PATIENT ((zf_bus_call_t){.timeout_ms = 0, .retries = 0, .patient = true})
 
 //  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
 //  binds given: NULL or "" for none, or blank-separated endpoints ("ipc://… tcp://…"). The actor
@@ -97,6 +111,11 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
 //  One-way message: no reply expected, no retry.
 zf_status_t zf_bus_send (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
                          const void *body, zmsg_t **raw, zf_error_t *err);
+
+//  Forgets every pending request whose callback argument is arg: their callbacks never run
+//  and a late reply is dropped. For a caller that lets go of the state its callbacks need (a
+//  parent dropped from a task). Returns how many were forgotten. Safe inside any callback.
+size_t zf_bus_forget (zf_bus_t *self, const void *arg);
 
 void zf_bus_return_of (const zf_bus_msg_t *request, zf_bus_return_t *ret);
 zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_msg_desc_t *desc,

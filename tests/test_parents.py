@@ -279,7 +279,7 @@ class ParentsTest(ZflyTestCase):
         url = self.origin.url("/blob")
         self.fetch_complete("a", url)
         before = self.origin.count("/blob")
-        child = self.start_child(["a"], parent_timeout="1s")
+        child = self.start_child(["a"])
         task_id = self.fetch("b", url, parents=["storage@a"])["task_id"]
         self.wait_until("b", task_id, lambda status: status["finished_count"] >= 8,
                         "8 pieces in")
