@@ -370,6 +370,18 @@ zf_status_t zf_node_learn_route (zf_node_t *self, const char *name, const char *
     return ZF_OK;
 }
 
+char *zf_node_endpoint_for_peer (const char *endpoint, const char *peer_address)
+{
+    static const char *wildcards[] = {"tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"};
+    for (size_t index = 0; index < ZF_ARRAY_LEN (wildcards); index++) {
+        size_t len = strlen (wildcards[index]);
+        if (strncmp (endpoint, wildcards[index], len) == 0 && peer_address && *peer_address)
+            return zf_asprintf (strchr (peer_address, ':') ? "tcp://[%s]:%s" : "tcp://%s:%s",
+                                peer_address, endpoint + len);
+    }
+    return zf_strdup (endpoint);
+}
+
 uint64_t zf_node_routes_version (zf_node_t *self)
 {
     return atomic_load (&self->routes_version);
@@ -605,6 +617,17 @@ void zf_node_test (bool verbose)
                == ZF_E_INVALID); //  the file wins
     ZF_ASSERT (zf_node_learn_route (node, "storage", "ipc:///tmp/elsewhere", NULL, NULL, &err)
                == ZF_E_INVALID);
+
+    //  Wildcard binds as others dial them.
+    char *dial = zf_node_endpoint_for_peer ("tcp://*:65002", "10.0.0.7");
+    ZF_ASSERT (streq (dial, "tcp://10.0.0.7:65002"));
+    zf_free (dial);
+    dial = zf_node_endpoint_for_peer ("tcp://0.0.0.0:65002", "fd00::7");
+    ZF_ASSERT (streq (dial, "tcp://[fd00::7]:65002"));
+    zf_free (dial);
+    dial = zf_node_endpoint_for_peer ("tcp://10.1.1.1:65002", "10.0.0.7");
+    ZF_ASSERT (streq (dial, "tcp://10.1.1.1:65002"));
+    zf_free (dial);
 
     //  Members: a snapshot, an addition, a revocation, a snapshot without a former member.
     const char *keys[] = {"A123456789012345678901234567890123456789",

@@ -87,6 +87,11 @@ size_t zf_node_member_count (zf_node_t *self);
 void zf_node_advertise (zf_node_t *self, const char *what, const char *value);
 void zf_node_advertised (zf_node_t *self, const char *what, char *buffer, size_t size);
 
+//  An endpoint as another node should dial it: "tcp://*:P", "tcp://0.0.0.0:P" and
+//  "tcp://[::]:P" (every interface of the announcing node) get the address its message came
+//  from; anything else is returned as it is. The string is the caller's.
+char *zf_node_endpoint_for_peer (const char *endpoint, const char *peer_address);
+
 //  Resolves an actor name; returns ZF_E_UNREACHABLE with a message when nothing is known.
 zf_status_t zf_node_resolve (zf_node_t *self, const char *actor, zf_route_t *route,
                              zf_error_t *err);

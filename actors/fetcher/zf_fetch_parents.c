@@ -421,7 +421,10 @@ static void s_stat (zf_fetch_parents_t *self, parent_t *parent)
     if (zf_bus_request (self->env->bus, parent->name, &zf_msg_storage_stat, &stat, NULL,
                         s_patient (), s_on_stat, parent, &err)
         != ZF_OK) {
-        s_drop (self, parent, true, "storage.stat not sent: %s", err.message);
+        //  No route to it is this node's problem (what it was told, what it resolves), not a
+        //  fault of the parent: dropped without blame.
+        s_drop (self, parent, err.code != ZF_E_UNREACHABLE, "storage.stat not sent: %s",
+                err.message);
         return;
     }
     parent->stat_pending = true;
@@ -635,7 +638,7 @@ static bool s_request (zf_fetch_parents_t *self, parent_t *parent, uint64_t piec
         zf_free (request);
         zf_piece_table_request_ended (self->table, piece, false);
         s_count (self, "error");
-        s_drop (self, parent, true, "piece.read not sent: %s", err.message);
+        s_drop (self, parent, err.code != ZF_E_UNREACHABLE, "piece.read not sent: %s", err.message);
         return false;
     }
     if (zlistx_size (parent->requests) == 0)

@@ -14,6 +14,7 @@
 #include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_manager_store.h"
+#include "zf_node.h"
 
 static const zf_col_t s_host_columns[] = {
     {"id", NULL, ZF_COL_INT},          {"name", NULL, ZF_COL_TEXT},
@@ -54,20 +55,6 @@ static const zf_col_t s_seed_columns[] = {
     {"created_at", NULL, ZF_COL_TIME},
 };
 
-//  "tcp://*:8002" and "tcp://0.0.0.0:8002" name every interface of the node, which means
-//  nothing to others: the address its join came from stands in.
-static char *s_endpoint_for (const char *endpoint, const char *address)
-{
-    static const char *wildcards[] = {"tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"};
-    for (size_t index = 0; index < ZF_ARRAY_LEN (wildcards); index++) {
-        size_t len = strlen (wildcards[index]);
-        if (strncmp (endpoint, wildcards[index], len) == 0 && address && *address)
-            return zf_asprintf (strchr (address, ':') ? "tcp://[%s]:%s" : "tcp://%s:%s", address,
-                                endpoint + len);
-    }
-    return zf_strdup (endpoint);
-}
-
 static zf_status_t s_bump_version (zf_db_t *db, int64_t cluster_id, int64_t *version,
                                    zf_error_t *err)
 {
@@ -106,9 +93,9 @@ static zf_status_t s_role (zf_db_t *db, bool scheduler, int64_t host_id, int64_t
     bool wanted = scheduler ? *request->scheduler_endpoint != '\0' : request->seed;
     char *endpoint = NULL, *fetcher = NULL;
     if (wanted) {
-        endpoint = s_endpoint_for (
+        endpoint = zf_node_endpoint_for_peer (
             scheduler ? request->scheduler_endpoint : request->storage_endpoint, request->address);
-        fetcher = s_endpoint_for (request->fetcher_endpoint, request->address);
+        fetcher = zf_node_endpoint_for_peer (request->fetcher_endpoint, request->address);
     }
     zf_status_t status = ZF_OK;
     if (wanted && !exists)

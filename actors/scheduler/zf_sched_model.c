@@ -299,8 +299,10 @@ zf_sched_host_t *const *zf_sched_seed_hosts (zf_sched_t *self, size_t *count)
 
 static void s_host_set (zf_sched_t *self, zf_sched_host_t *host, const zf_sched_host_info_t *info)
 {
-    char **fields[] = {&host->node, &host->storage, &host->fetcher, &host->idc, &host->location};
-    const char *values[] = {info->node, info->storage, info->fetcher, info->idc, info->location};
+    char **fields[] = {&host->node,     &host->storage,  &host->fetcher, &host->idc,
+                       &host->location, &host->endpoint, &host->key};
+    const char *values[] = {info->node,     info->storage,  info->fetcher, info->idc,
+                            info->location, info->endpoint, info->key};
     for (size_t index = 0; index < ZF_ARRAY_LEN (fields); index++) {
         if (*fields[index] && streq (*fields[index], values[index] ? values[index] : ""))
             continue;
@@ -329,6 +331,7 @@ zf_sched_host_t *zf_sched_host_upsert (zf_sched_t *self, const zf_sched_host_inf
         host->id = s_strdup (self, info->id);
         host->serial = ++self->next_serial;
         host->failures = zf_calloc (self->params.bad_failures, sizeof (int64_t));
+        host->failure_reporters = zf_calloc (self->params.bad_failures, sizeof (uint32_t));
         zf_sched_bytes_add (self, (ssize_t) (sizeof (zf_sched_host_t)
                                              + self->params.bad_failures * sizeof (int64_t)));
         zhashx_insert (self->hosts, host->id, host);
@@ -365,14 +368,15 @@ void zf_sched_host_remove (zf_sched_t *self, zf_sched_host_t *host)
     if (host->seed)
         s_seed_list_remove (self, host);
     zhashx_delete (self->hosts, host->id);
-    char **fields[] = {&host->id,      &host->node, &host->storage,
-                       &host->fetcher, &host->idc,  &host->location};
+    char **fields[] = {&host->id,  &host->node,     &host->storage,  &host->fetcher,
+                       &host->idc, &host->location, &host->endpoint, &host->key};
     for (size_t index = 0; index < ZF_ARRAY_LEN (fields); index++)
         s_strfree (self, fields[index]);
     zf_sched_bytes_add (self, -(ssize_t) (sizeof (zf_sched_host_t)
                                           + self->params.bad_failures * sizeof (int64_t)
                                           + host->peer_cap * sizeof (void *)));
     zf_free (host->failures);
+    zf_free (host->failure_reporters);
     zf_free (host->peers);
     zf_free (host);
 }

@@ -65,6 +65,7 @@ typedef struct zf_sched_peer_s zf_sched_peer_t;
 
 struct zf_sched_host_s {
     char *id, *node, *storage, *fetcher, *idc, *location;
+    char *endpoint, *key; //  its storage's tcp:// endpoint and CURVE key ("" when unknown)
     bool seed;
     uint32_t serial;       //  never reused: safe in blocklists after the host is gone
     uint32_t upload_slots; //  effective (announced or default)
@@ -72,8 +73,9 @@ struct zf_sched_host_s {
     uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced; 0: unknown
     uint64_t upload_reserved; //  shares of the edges into this host's peers, bytes/s
     int64_t last_seen_ms;
-    int64_t bad_until_ms; //  0 or the end of its cool-down
-    int64_t *failures;    //  ring of the last bad_failures failure times
+    int64_t bad_until_ms;        //  0 or the end of its cool-down
+    int64_t *failures;           //  ring of the last bad_failures failure times
+    uint32_t *failure_reporters; //  serial of the host that saw each (0: the scheduler)
     uint32_t failure_next;
     zf_sched_peer_t **peers;
     uint32_t peer_count, peer_cap;
@@ -122,6 +124,7 @@ const zf_sched_params_t *zf_sched_params (zf_sched_t *self);
 //  Hosts. Upsert creates or updates labels and refreshes last_seen_ms.
 typedef struct {
     const char *id, *node, *storage, *fetcher, *idc, *location;
+    const char *endpoint, *key; //  the storage's endpoint, the announce's CURVE key; may be NULL
     bool seed;
     uint32_t upload_slots;                         //  0: the default of its type
     uint64_t upload_bandwidth, download_bandwidth; //  bytes/s; 0: unknown

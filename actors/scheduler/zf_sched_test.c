@@ -379,13 +379,18 @@ static void s_test_bad_host (void)
     s_give (sched, parent, 0, 4);
     //  Four failures spread over more than the window: not bad.
     for (int64_t at = 0; at < 4; at++)
-        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, at * 20000));
-    //  Five within 30 s: bad, its children dropped, skipped until the cool-down ends.
-    zf_sched_edge_add (sched, child, parent);
+        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, 7, at * 20000));
+    //  Five within 30 s, all seen by one child: that child's trouble, not the parent's.
     int64_t now = 100000;
+    for (int index = 0; index < 8; index++)
+        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, 7, now + index));
+    //  Five within 30 s from two children: bad, its children dropped, skipped until the
+    //  cool-down ends.
+    zf_sched_edge_add (sched, child, parent);
+    now = 200000;
     for (int index = 0; index < 4; index++)
-        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, now + index));
-    ZF_ASSERT (zf_sched_host_failure (sched, parent_host, now + 4));
+        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, 7, now + index));
+    ZF_ASSERT (zf_sched_host_failure (sched, parent_host, 8, now + 4));
     ZF_ASSERT (child->parent_count == 0 && child->reschedule);
     zf_sched_peer_t *chosen[ZF_SCHED_PARENTS_MAX];
     ZF_ASSERT (zf_sched_select (sched, child, now + 1000, chosen, 4) == 0);
