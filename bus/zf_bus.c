@@ -870,11 +870,15 @@ static int s_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
 //  ---------------------------------------------------------------------------------------------
 //  Deadlines and retries
 
+//  A patient request that expires never had a connection to send on: the peer could not be
+//  reached (ZF_E_UNREACHABLE), which callers treat as their own problem rather than the
+//  peer's fault (a parent nobody can reach is not a bad parent for everyone).
 static void s_expire (zf_bus_t *self, pending_t *pending)
 {
     zf_error_t err;
+    zf_status_t status = pending->patient ? ZF_E_UNREACHABLE : ZF_E_TIMEOUT;
     if (pending->patient)
-        zf_error_set (&err, ZF_E_TIMEOUT, pending->link->actor,
+        zf_error_set (&err, ZF_E_UNREACHABLE, pending->link->actor,
                       "no connection to '%s' for %s within %" PRId64 " ms", pending->link->actor,
                       pending->desc->type, pending->timeout_ms);
     else
@@ -884,7 +888,7 @@ static void s_expire (zf_bus_t *self, pending_t *pending)
                       pending->attempt_ms * pending->attempts, pending->attempts,
                       pending->attempts == 1 ? "" : "s");
     zf_counter_add (self->timeouts, 1);
-    pending->callback (self, ZF_E_TIMEOUT, NULL, &err, pending->arg);
+    pending->callback (self, status, NULL, &err, pending->arg);
 }
 
 //  A patient request gives up only when its peer has been unreachable for its timeout: not
@@ -1067,7 +1071,7 @@ static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
     } else if (status == ZF_E_REMOTE) {
         state->remote_errors++;
         zf_strlcpy (state->last_error, err->message, sizeof state->last_error);
-    } else if (status == ZF_E_TIMEOUT) {
+    } else if (status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE) {
         state->timeouts++;
         zf_strlcpy (state->last_error, err->message, sizeof state->last_error);
     }

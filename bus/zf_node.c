@@ -35,6 +35,7 @@ struct zf_node_s {
     zhashx_t *advertised; //  what -> value (strings owned)
     atomic_uint_fast64_t routes_version;
     atomic_size_t revoked_count; //  lets the per-message check skip the lock when zero
+    atomic_bool follows_cluster;
 };
 
 static void s_route_clear (route_entry_t *route)
@@ -110,6 +111,7 @@ zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err)
     zhashx_set_duplicator (self->advertised, (zhashx_duplicator_fn *) strdup);
     atomic_init (&self->routes_version, 1);
     atomic_init (&self->revoked_count, 0);
+    atomic_init (&self->follows_cluster, false);
 
     if (self->cert_path) {
         if (!zsys_file_exists (self->cert_path)) {
@@ -442,6 +444,16 @@ bool zf_node_is_member (zf_node_t *self, const char *key)
     bool member = zhashx_lookup (self->members, key) != NULL;
     pthread_mutex_unlock (&self->lock);
     return member;
+}
+
+void zf_node_follow_cluster (zf_node_t *self)
+{
+    atomic_store (&self->follows_cluster, true);
+}
+
+bool zf_node_follows_cluster (zf_node_t *self)
+{
+    return atomic_load (&self->follows_cluster);
 }
 
 bool zf_node_is_revoked (zf_node_t *self, const char *key)

@@ -78,6 +78,10 @@ void zf_node_set_members (zf_node_t *self, const char *const *keys, size_t count
 void zf_node_add_member (zf_node_t *self, const char *key);
 void zf_node_revoke (zf_node_t *self, const char *key);
 bool zf_node_is_member (zf_node_t *self, const char *key);
+//  Set by the join actor: this node follows a cluster, so a key not (yet) a member may be one
+//  the manager is about to name (zf_auth holds its handshake a moment instead of refusing).
+void zf_node_follow_cluster (zf_node_t *self);
+bool zf_node_follows_cluster (zf_node_t *self);
 bool zf_node_is_revoked (zf_node_t *self, const char *key);
 size_t zf_node_member_count (zf_node_t *self);
 

@@ -356,7 +356,8 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         return;
     }
     if (status != ZF_OK) {
-        s_drop (self, parent, true, "storage.stat: %s",
+        //  Never connected (ZF_E_UNREACHABLE): ours to deal with, not the parent's fault.
+        s_drop (self, parent, status != ZF_E_UNREACHABLE, "storage.stat: %s",
                 err && *err->message ? err->message : zf_status_name (status));
         return;
     }
@@ -613,9 +614,11 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                  self->task_id, parent->name, piece);
         s_clear_bit (self, parent, piece);
     } else {
-        s_count (self, status == ZF_E_TIMEOUT ? "unreachable" : "error");
+        s_count (self,
+                 status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE ? "unreachable" : "error");
         zf_piece_table_request_ended (table, piece, true);
-        s_drop (self, parent, true, "piece.read of piece %" PRIu64 ": %s", piece, reason);
+        s_drop (self, parent, status != ZF_E_UNREACHABLE, "piece.read of piece %" PRIu64 ": %s",
+                piece, reason);
     }
     zf_free (request);
     self->sink.wake (self->arg);

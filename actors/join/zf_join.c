@@ -83,7 +83,8 @@ typedef struct {
     json_t *view;     //  the last view (a manager.joined as JSON), NULL before any
     uint64_t cluster_id;
     uint64_t members_version;
-    bool reachable; //  the last join got an answer
+    bool reachable;                     //  the last join got an answer
+    size_t scheduler_count, seed_count; //  in the last view applied (SIZE_MAX before any)
     bool subscribed;
     zf_gauge_t *member_gauge;
     zf_gauge_t *joined_gauge;
@@ -446,6 +447,7 @@ void zf_join_actor (zsock_t *pipe, void *args)
     self_t self = {
         .name = actor->name, .config = actor->config, .node = actor->node, .timer_id = -1};
     self.retry_ms = self.config->retry_ms;
+    self.scheduler_count = self.seed_count = SIZE_MAX;
     zf_error_t err;
     zf_route_t manager;
     zf_status_t status = zf_node_parse_route (actor->node, "manager", self.config->manager,
@@ -457,6 +459,8 @@ void zf_join_actor (zsock_t *pipe, void *args)
         && err.code != ZF_E_INVALID)
         status = err.code;
     self.bus = status == ZF_OK ? zf_bus_new (actor->node, actor->name, NULL, NULL, &err) : NULL;
+    if (self.bus)
+        zf_node_follow_cluster (actor->node);
     zsock_signal (pipe, 0);
     if (!self.bus) {
         zf_actor_fatal (pipe, self.name, "%s", err.message);
