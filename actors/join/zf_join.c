@@ -219,8 +219,8 @@ static json_t *s_load (self_t *self)
     return view;
 }
 
-//  The reply as JSON (what the cache keeps).
-static json_t *s_view_json (const zf_msg_manager_joined_t *joined)
+//  The reply as JSON (what the cache keeps); the member keys come from its raw frame.
+static json_t *s_view_json (const zf_msg_manager_joined_t *joined, zmsg_t *raw)
 {
     json_t *view = json_pack (
         "{s:I, s:I, s:s, s:s, s:I, s:s, s:I}", "host_id", (json_int_t) joined->host_id,
@@ -242,9 +242,16 @@ static json_t *s_view_json (const zf_msg_manager_joined_t *joined)
                                                 seeds[index].fetcher, "key", seeds[index].key));
     json_object_set_new (view, "seed_peers", list);
     list = json_array ();
-    char **members = joined->members.items;
-    for (size_t index = 0; index < joined->members.count; index++)
-        json_array_append_new (list, json_string (members[index]));
+    zframe_t *keys = zmsg_first (raw);
+    size_t count = keys ? zframe_size (keys) / 32 : 0;
+    if (count != joined->members_count)
+        zf_warning ("join", "the manager's answer has %zu member keys, says %" PRIu64, count,
+                    joined->members_count);
+    for (size_t index = 0; index < count; index++) {
+        char text[41];
+        zmq_z85_encode (text, zframe_data (keys) + 32 * index, 32);
+        json_array_append_new (list, json_string (text));
+    }
     json_object_set_new (view, "members", list);
     return view;
 }
@@ -281,7 +288,7 @@ static void s_on_joined (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     self->in_flight = false;
     if (status == ZF_OK) {
         const zf_msg_manager_joined_t *joined = reply->env.body;
-        json_t *view = s_view_json (joined);
+        json_t *view = s_view_json (joined, reply->raw);
         bool first = !self->reachable;
         s_apply (self, view, false);
         s_save (self, view);
@@ -296,7 +303,8 @@ static void s_on_joined (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                        "joined cluster=%s id=%" PRIu64 " host=%" PRIu64
                        " address=%s schedulers=%zu members=%zu",
                        joined->cluster, joined->cluster_id, joined->host_id, joined->address,
-                       joined->schedulers.count, joined->members.count);
+                       joined->schedulers.count,
+                       json_array_size (json_object_get (view, "members")));
         s_subscribe (self);
         s_schedule (self, joined->refresh_ms ? (int64_t) joined->refresh_ms : 60000);
         return;

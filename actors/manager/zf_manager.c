@@ -82,7 +82,85 @@ struct zf_manager_s {
     zf_db_t *db;
     zf_rest_t *rest;
     zf_histogram_t *join_seconds;
+    //  The view each cluster's nodes are told, kept between joins ("ID" -> json_t): a join
+    //  storm adds one key per join, and rebuilding the member list from the database each
+    //  time made a join cost in proportion to the cluster's size. A new member appends its
+    //  key; any other change drops the cluster's view and the next join reads the database.
+    //  (One manager per database: another writer would go unseen.)
+    zhashx_t *views;
 };
+
+//  A cluster's view as joins answer it: the JSON (schedulers, seed peers, config, version)
+//  and the member keys as the reply's raw frame (32 bytes each), grown by one key per join.
+typedef struct {
+    json_t *view;
+    zchunk_t *keys;
+} s_view_t;
+
+static void s_view_destroy (void **item)
+{
+    s_view_t *cached = *item;
+    if (cached) {
+        json_decref (cached->view);
+        zchunk_destroy (&cached->keys);
+        zf_free (cached);
+    }
+    *item = NULL;
+}
+
+void zf_manager_forget_views (zf_manager_t *self, int64_t cluster_id)
+{
+    if (cluster_id <= 0) {
+        zhashx_purge (self->views);
+        return;
+    }
+    char id[24];
+    snprintf (id, sizeof id, "%" PRId64, cluster_id);
+    zhashx_delete (self->views, id);
+}
+
+static bool s_append_key (zchunk_t *keys, const char *z85)
+{
+    uint8_t binary[32];
+    if (!z85 || strlen (z85) != 40 || !zmq_z85_decode (binary, z85))
+        return false;
+    zchunk_extend (keys, binary, sizeof binary);
+    return true;
+}
+
+//  The view a join's answer carries (borrowed from the cache), current for this join.
+static s_view_t *s_view (zf_manager_t *self, const zf_join_result_t *result, const char *key,
+                         zf_error_t *err)
+{
+    char id[24];
+    snprintf (id, sizeof id, "%" PRId64, result->cluster_id);
+    s_view_t *cached = zhashx_lookup (self->views, id);
+    if (cached && !result->view_changed) {
+        json_int_t version = json_integer_value (json_object_get (cached->view, "members_version"));
+        if (version == result->members_version && !result->new_member)
+            return cached;
+        if (result->new_member && version + 1 == result->members_version
+            && s_append_key (cached->keys, key)) {
+            json_object_set_new (cached->view, "members_version",
+                                 json_integer ((json_int_t) result->members_version));
+            return cached;
+        }
+    }
+    json_t *view = zf_members_cluster_view (self->db, result->cluster_id, err);
+    if (!view)
+        return NULL;
+    s_view_t *fresh = zf_calloc (1, sizeof *fresh);
+    json_t *members = json_object_get (view, "members");
+    fresh->keys = zchunk_new (NULL, json_array_size (members) * 32 + 4096);
+    size_t index;
+    json_t *member;
+    json_array_foreach (members, index, member)
+        s_append_key (fresh->keys, json_string_value (member));
+    json_object_del (view, "members"); //  the chunk holds them
+    fresh->view = view;
+    zhashx_update (self->views, id, fresh);
+    return fresh;
+}
 
 zf_db_t *zf_manager_db (zf_manager_t *self)
 {
@@ -119,6 +197,8 @@ void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const ch
         event.removed = (zf_list_t){.items = removed, .count = 1};
     }
     zf_bus_publish (self->bus, &zf_msg_manager_changed, &event);
+    if ((removed_key && *removed_key) || view_changed)
+        zf_manager_forget_views (self, cluster_id);
     zf_info (self->name,
              "changed cluster=%" PRId64 " version=%" PRIu64 " added=%s removed=%s view=%s",
              cluster_id, event.version, added_key ? added_key : "-",
@@ -176,23 +256,22 @@ static char *s_labels_json (const zf_msg_manager_join_t *body)
     return text;
 }
 
-//  Fills the joined reply from the view; strings point into view, which must outlive it.
+//  Answers a join from the cluster's view: records of schedulers and seed peers, and the member
+//  keys as one raw frame (a copy of the cached chunk).
 static void s_reply_joined (zf_manager_t *self, zf_bus_msg_t *request,
-                            const zf_join_result_t *result, const char *address, json_t *view)
+                            const zf_join_result_t *result, const char *address,
+                            const s_view_t *cached)
 {
-    bool keepalive = false;
     const zf_msg_manager_join_t *body = request->env.body;
-    keepalive = *body->scheduler || body->seed;
+    bool keepalive = *body->scheduler || body->seed;
+    json_t *view = cached->view;
     json_t *schedulers = json_object_get (view, "schedulers");
     json_t *seeds = json_object_get (view, "seed_peers");
-    json_t *members = json_object_get (view, "members");
     size_t scheduler_count = json_array_size (schedulers);
     size_t seed_count = json_array_size (seeds);
-    size_t member_count = json_array_size (members);
     zf_rec_manager_scheduler_t *scheduler_list =
         zf_calloc (scheduler_count ? scheduler_count : 1, sizeof *scheduler_list);
     zf_rec_manager_seed_t *seed_list = zf_calloc (seed_count ? seed_count : 1, sizeof *seed_list);
-    char **member_list = zf_calloc (member_count ? member_count : 1, sizeof *member_list);
     for (size_t index = 0; index < scheduler_count; index++) {
         json_t *item = json_array_get (schedulers, index);
         scheduler_list[index] = (zf_rec_manager_scheduler_t){
@@ -210,8 +289,6 @@ static void s_reply_joined (zf_manager_t *self, zf_bus_msg_t *request,
             .key = (char *) json_string_value (json_object_get (item, "key")),
         };
     }
-    for (size_t index = 0; index < member_count; index++)
-        member_list[index] = (char *) json_string_value (json_array_get (members, index));
     char *config = json_dumps (json_object_get (view, "client_config"), JSON_COMPACT);
     zf_msg_manager_joined_t reply = {
         .host_id = (uint64_t) result->host_id,
@@ -221,18 +298,19 @@ static void s_reply_joined (zf_manager_t *self, zf_bus_msg_t *request,
         .address = (char *) address,
         .schedulers = {.items = scheduler_list, .count = scheduler_count},
         .seed_peers = {.items = seed_list, .count = seed_count},
-        .members = {.items = member_list, .count = member_count},
+        .members_count = zchunk_size (cached->keys) / 32,
         .members_version =
             (uint64_t) json_integer_value (json_object_get (view, "members_version")),
         .client_config = config ? config : (char *) "{}",
         .refresh_ms =
             (uint64_t) (keepalive ? self->config->keepalive_ms : self->config->refresh_ms),
     };
-    zf_bus_reply (self->bus, &request->return_to, &zf_msg_manager_joined, &reply, NULL);
+    zmsg_t *raw = zmsg_new ();
+    zmsg_addmem (raw, zchunk_data (cached->keys), zchunk_size (cached->keys));
+    zf_bus_reply (self->bus, &request->return_to, &zf_msg_manager_joined, &reply, &raw);
     free (config);
     zf_free (scheduler_list);
     zf_free (seed_list);
-    zf_free (member_list);
 }
 
 static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -315,7 +393,7 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                                  body->name);
         return;
     }
-    json_t *view = zf_members_cluster_view (self->db, result.cluster_id, &err);
+    s_view_t *view = s_view (self, &result, key, &err);
     if (!view) {
         s_count_join ("error");
         zf_bus_reply_error_code (bus, &request->return_to, ZF_MANAGER_E_UNAVAILABLE, "", "%s",
@@ -324,7 +402,6 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     }
     s_count_join (result.new_member ? "joined" : "refreshed");
     s_reply_joined (self, request, &result, join.address, view);
-    json_decref (view);
     if (result.new_member)
         zf_notice (self->name, "joined name=%s key=%s address=%s cluster=%" PRId64 " host=%" PRId64,
                    body->name, key, join.address, result.cluster_id, result.host_id);
@@ -389,18 +466,22 @@ void zf_manager_actor (zsock_t *pipe, void *args)
 {
     const zf_actor_args_t *actor = args;
     zf_manager_t self = {.name = actor->name, .config = actor->config, .node = actor->node};
+    self.views = zhashx_new ();
+    zhashx_set_destructor (self.views, s_view_destroy);
     zf_error_t err;
     self.bus = zf_bus_new_open (actor->node, actor->name, self.config->bind,
                                 self.config->events_bind, &err);
     zsock_signal (pipe, 0);
     if (!self.bus) {
         zf_actor_fatal (pipe, self.name, "%s", err.message);
+        zhashx_destroy (&self.views);
         return;
     }
     self.db = s_open_database (self.config, &err);
     if (!self.db) {
         zf_actor_fatal (pipe, self.name, "%s", err.message);
         zf_bus_destroy (&self.bus);
+        zhashx_destroy (&self.views);
         return;
     }
     if (*self.config->api) {
@@ -409,6 +490,7 @@ void zf_manager_actor (zsock_t *pipe, void *args)
             zf_actor_fatal (pipe, self.name, "api %s: %s", self.config->api, err.message);
             zf_db_close (&self.db);
             zf_bus_destroy (&self.bus);
+            zhashx_destroy (&self.views);
             return;
         }
         zf_rest_set_auth (self.rest, s_auth, &self);
@@ -439,6 +521,7 @@ void zf_manager_actor (zsock_t *pipe, void *args)
     zf_bus_destroy (&self.bus);
     zloop_destroy (&loop);
     zf_db_close (&self.db);
+    zhashx_destroy (&self.views);
     zf_info (self.name, "stopped");
 }
 

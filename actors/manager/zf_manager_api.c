@@ -120,6 +120,7 @@ static void s_clusters_update (zf_rest_request_t *request, void *arg)
     }
     zf_notice ("manager", "api: cluster %" PRId64 " changed by %s", id,
                zf_rest_principal (request));
+    zf_manager_forget_views (manager, id);
     s_reply_object (request, 200, zf_clusters_get (zf_manager_db (manager), id, &err), &err);
 }
 
@@ -139,6 +140,7 @@ static void s_clusters_delete (zf_rest_request_t *request, void *arg)
     }
     zf_notice ("manager", "api: cluster %" PRId64 " deleted by %s", id,
                zf_rest_principal (request));
+    zf_manager_forget_views (manager, id);
     zf_rest_reply_json (request, 204, NULL);
 }
 

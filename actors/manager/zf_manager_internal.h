@@ -26,6 +26,10 @@ zf_bus_t *zf_manager_bus (zf_manager_t *self);
 void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const char *added_key,
                                 const char *removed_key, bool view_changed);
 
+//  Drops the cached view of a cluster's nodes (0: of every cluster) after a change the
+//  members version does not count (client config, scopes, a deleted cluster).
+void zf_manager_forget_views (zf_manager_t *self, int64_t cluster_id);
+
 //  Answers a failed store call: 404 for ZF_E_MISSING, 409 for "already exists", 400 for other
 //  invalid input, 503 when the database failed.
 void zf_manager_reply_failure (zf_rest_request_t *request, const zf_error_t *err);
