@@ -9,6 +9,7 @@ typedef struct {
     char *endpoint;
     char *events;
     char *server_key;
+    char *where; //  where the route was declared ("FILE:LINE"), for later errors
 } route_entry_t;
 
 struct zf_node_s {
@@ -44,6 +45,7 @@ static void s_route_clear (route_entry_t *route)
     zf_free (route->endpoint);
     zf_free (route->events);
     zf_free (route->server_key);
+    zf_free (route->where);
     memset (route, 0, sizeof *route);
 }
 
@@ -116,7 +118,7 @@ zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err)
     if (self->cert_path) {
         if (!zsys_file_exists (self->cert_path)) {
             zf_error_set (err, ZF_E_CONFIG, self->cert_path,
-                          "%s: no such certificate; create one with `zfly keygen %s`",
+                          "[bus] cert: %s: no such certificate; create one with `zfly keygen %s`",
                           self->cert_path, self->cert_path);
             zf_node_destroy (&self);
             return NULL;
@@ -125,14 +127,15 @@ zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err)
         if (!self->cert
             || streq (zcert_secret_txt (self->cert), "0000000000000000000000000000000000000000")) {
             zf_error_set (err, ZF_E_CONFIG, self->cert_path,
-                          "%s: not a secret certificate written by `zfly keygen`", self->cert_path);
+                          "[bus] cert: %s: not a secret certificate written by `zfly keygen`",
+                          self->cert_path);
             zf_node_destroy (&self);
             return NULL;
         }
     }
     if (self->allow_dir && !zsys_file_exists (self->allow_dir)) {
-        zf_error_set (err, ZF_E_CONFIG, self->allow_dir, "%s: allow-list directory not found",
-                      self->allow_dir);
+        zf_error_set (err, ZF_E_CONFIG, self->allow_dir,
+                      "[bus] allow: %s: allow-list directory not found", self->allow_dir);
         zf_node_destroy (&self);
         return NULL;
     }
@@ -197,13 +200,14 @@ static void s_route_copy (zf_route_t *route, const route_entry_t *entry)
     zf_strlcpy (route->events, entry->events ? entry->events : "", sizeof route->events);
     zf_strlcpy (route->server_key, entry->server_key ? entry->server_key : "",
                 sizeof route->server_key);
+    zf_strlcpy (route->where, entry->where ? entry->where : "", sizeof route->where);
 }
 
 //  NAME = ENDPOINT [events=ENDPOINT] [key=Z85 | cert=PATH]
 static zf_status_t s_parse_route (zf_node_t *self, const char *name, const char *spec,
                                   const char *where, route_entry_t *out, zf_error_t *err)
 {
-    route_entry_t entry = {.name = zf_strdup (name)};
+    route_entry_t entry = {.name = zf_strdup (name), .where = zf_strdup (where ? where : "")};
     route_entry_t *route = &entry;
     char *copy = zf_strdup (spec);
     char *saveptr = NULL;
@@ -540,8 +544,9 @@ zf_status_t zf_node_connect (zf_node_t *self, zsock_t *sock, const zf_route_t *r
         zsock_set_curve_serverkey (sock, route->server_key);
     }
     if (zsock_connect (sock, "%s", endpoint) < 0)
-        return zf_error_set (err, ZF_E_IO, endpoint, "cannot connect to %s: %s", endpoint,
-                             zmq_strerror (zmq_errno ()));
+        return zf_error_set (err, ZF_E_IO, endpoint, "cannot connect to actor '%s' at %s%s%s%s: %s",
+                             route->name, endpoint, *route->where ? " (" : "", route->where,
+                             *route->where ? ")" : "", zmq_strerror (zmq_errno ()));
     return ZF_OK;
 }
 

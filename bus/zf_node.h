@@ -45,6 +45,7 @@ typedef struct {
     char events[ZF_ENDPOINT_MAX];   //  events come from here (PUB); "" for none
     char server_key[ZF_KEY_TEXT];   //  Z85 public key of the node serving it; "" local/insecure
     bool local;
+    char where[160]; //  where a remote route was declared ("FILE:LINE"); "" local or learned
 } zf_route_t;
 
 zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err);

@@ -144,7 +144,7 @@ static void s_silent_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     check_t *self = arg;
     if (self->step == 0 && !self->failed_reported) {
-        zf_bus_reply_error_code (bus, &request->return_to, "bogus", "piece", "asked to fail");
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_INTERNAL, "piece", "asked to fail");
         return;
     }
     self->silent_reads++; //  held: never answered

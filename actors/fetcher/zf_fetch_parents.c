@@ -323,12 +323,6 @@ static void s_activate (zf_fetch_parents_t *self, parent_t *parent, int64_t now)
              parent->complete ? " (complete)" : "");
 }
 
-static bool s_remote_code (zf_status_t status, zf_bus_msg_t *reply, const char *code)
-{
-    return status == ZF_E_REMOTE && reply
-           && streq (((zf_msg_error_t *) reply->env.body)->code, code);
-}
-
 //  A storage.task that adds up: as many pieces as the lengths say, a bitmap and (unless a
 //  long poll asked for the bitmap only) a digest per piece.
 static bool s_stat_well_formed (const zf_msg_storage_task_t *body, zframe_t *bitmap,
@@ -350,7 +344,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     zf_fetch_parents_t *self = parent->set;
     parent->stat_pending = false;
     int64_t now = zf_clock_mono_ms ();
-    if (s_remote_code (status, reply, "not_found") && self->scheduled
+    if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FOUND && self->scheduled
         && now - parent->added_ms < NOT_FOUND_GRACE_MS) {
         parent->stat_at_ms = now + NOT_FOUND_RETRY_MS; //  not opened yet: again soon
         return;
@@ -578,6 +572,7 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     zf_piece_table_t *table = self->table; //  requests are forgotten when it goes
     ZF_ASSERT (table);
     bool live = zf_piece_table_requests (table, piece) > 0;
+    zf_code_t code = zf_bus_error_code (status, reply);
     const char *reason = err && *err->message ? err->message : zf_status_name (status);
 
     if (status == ZF_OK) {
@@ -595,7 +590,7 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             s_count (self, "ok");
             s_delivered (self, parent, request, reply, digest, now);
         }
-    } else if (s_remote_code (status, reply, "busy")) {
+    } else if (code == ZF_CODE_BUSY) {
         s_count (self, "busy");
         zf_piece_table_request_ended (table, piece, false);
         int64_t backoff = BUSY_BACKOFF_MS;
@@ -604,11 +599,10 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         parent->busy_streak++;
         parent->busy_until_ms =
             now + (backoff < BUSY_BACKOFF_CAP_MS ? backoff : BUSY_BACKOFF_CAP_MS);
-    } else if (s_remote_code (status, reply, "corrupt")
-               || s_remote_code (status, reply, "not_finished")) {
+    } else if (code == ZF_CODE_CORRUPT || code == ZF_CODE_NOT_FINISHED) {
         //  It no longer has this piece (storage dropped a damaged one): not its fault as a
         //  parent, but not asked for the piece again unless a refresh says it has it.
-        s_count (self, ((zf_msg_error_t *) reply->env.body)->code);
+        s_count (self, zf_code_name (code));
         zf_piece_table_request_ended (table, piece, true);
         zf_info (self->env->name, "parent lost a piece task=%.16s parent=%s piece=%" PRIu64,
                  self->task_id, parent->name, piece);

@@ -435,12 +435,6 @@ static void s_on_schedule (zf_fetch_sched_t *self, sched_task_t *record, zf_fetc
         s_report_all (self, record, task);
 }
 
-static bool s_remote_code (zf_status_t status, zf_bus_msg_t *reply, const char *code)
-{
-    return status == ZF_E_REMOTE && reply
-           && streq (((zf_msg_error_t *) reply->env.body)->code, code);
-}
-
 static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                         const zf_error_t *err, void *arg)
 {
@@ -479,7 +473,7 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     if (kind == CALL_SCHEDULE)
         record->asking = false;
     zf_fetch_task_t *task = s_task_of (self, record);
-    if (s_remote_code (status, reply, "not_found")) {
+    if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FOUND) {
         //  The scheduler does not know this host or peer (it restarted, or expired us):
         //  announce again, register again, report everything.
         zf_info (self->env->name, "scheduler forgot us task=%.16s scheduler=%s: %s", task_id,

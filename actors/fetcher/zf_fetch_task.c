@@ -89,7 +89,7 @@ struct zf_fetch_task_s {
 };
 
 static void s_wake (zf_fetch_task_t *self);
-static void s_fail (zf_fetch_task_t *self, const char *code, const char *fmt, ...)
+static void s_fail (zf_fetch_task_t *self, zf_task_error_t code, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 //  --- small things ------------------------------------------------------------------------------
@@ -241,8 +241,8 @@ static bool s_storage (zf_fetch_task_t *self, const zf_msg_desc_t *desc, const v
         return true;
     zf_free (call);
     zmsg_destroy (raw);
-    s_fail (self, "storage", "%s to %s not sent: %s", desc->type, self->env->config->storage,
-            err.message);
+    s_fail (self, ZF_TASK_ERROR_STORAGE, "%s to %s not sent: %s", desc->type,
+            self->env->config->storage, err.message);
     return false;
 }
 
@@ -262,12 +262,6 @@ static zf_fetch_task_t *s_reply_task (void *arg, uint64_t *piece)
 static const char *s_reply_error (zf_status_t status, const zf_error_t *err)
 {
     return err && *err->message ? err->message : zf_status_name (status);
-}
-
-static bool s_remote_code (zf_status_t status, zf_bus_msg_t *reply, const char *code)
-{
-    return status == ZF_E_REMOTE && reply
-           && streq (((zf_msg_error_t *) reply->env.body)->code, code);
 }
 
 //  --- answering clients ----------------------------------------------------------------------
@@ -307,12 +301,12 @@ static void s_ended (zf_fetch_task_t *self)
     s_answer (self);
 }
 
-static void s_fail (zf_fetch_task_t *self, const char *code, const char *fmt, ...)
+static void s_fail (zf_fetch_task_t *self, zf_task_error_t code, const char *fmt, ...)
 {
     if (!zf_fetch_task_running (self))
         return;
     self->phase = PHASE_FAILED;
-    zf_strlcpy (self->error_code, code, sizeof self->error_code);
+    zf_strlcpy (self->error_code, zf_task_error_name (code), sizeof self->error_code);
     va_list args;
     va_start (args, fmt);
     vsnprintf (self->error_message, sizeof self->error_message, fmt, args);
@@ -324,8 +318,8 @@ static void s_fail (zf_fetch_task_t *self, const char *code, const char *fmt, ..
     s_end_timer (self, &self->check_timer);
     s_free_buffers (self);
     zf_counter_add (self->env->tasks_failed, 1);
-    zf_warning (self->env->name, "task failed task=%.16s code=%s: %s", self->task_id, code,
-                self->error_message);
+    zf_warning (self->env->name, "task failed task=%.16s code=%s: %s", self->task_id,
+                self->error_code, self->error_message);
     s_ended (self);
 }
 
@@ -493,7 +487,7 @@ static void s_parents_to_origin (zf_fetch_task_t *self, const char *why)
     if (self->phase != PHASE_PARENTS)
         return;
     if (!self->origin) {
-        s_fail (self, "parents", "%s, and the task has no URL", why);
+        s_fail (self, ZF_TASK_ERROR_PARENTS, "%s, and the task has no URL", why);
         return;
     }
     zf_notice (self->env->name, "task goes to the origin task=%.16s: %s", self->task_id, why);
@@ -556,8 +550,8 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         }
         self->stored_length = task->content_length;
         self->stored_piece_length = task->piece_length;
-    } else if (!s_remote_code (status, reply, "not_found")) {
-        s_fail (self, "storage", "storage.stat at %s: %s", self->env->config->storage,
+    } else if (zf_bus_error_code (status, reply) != ZF_CODE_NOT_FOUND) {
+        s_fail (self, ZF_TASK_ERROR_STORAGE, "storage.stat at %s: %s", self->env->config->storage,
                 s_reply_error (status, err));
         return;
     }
@@ -604,14 +598,14 @@ static void s_on_open (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     if (!self)
         return;
     if (status != ZF_OK) {
-        s_fail (self, "storage", "storage.open at %s: %s", self->env->config->storage,
+        s_fail (self, ZF_TASK_ERROR_STORAGE, "storage.open at %s: %s", self->env->config->storage,
                 s_reply_error (status, err));
         return;
     }
     const zf_msg_storage_task_t *task = reply->env.body;
     if (task->content_length != self->content_length || task->piece_length != self->piece_length
         || task->piece_count != self->piece_count) {
-        s_fail (self, "storage",
+        s_fail (self, ZF_TASK_ERROR_STORAGE,
                 "storage.open answered length %" PRIu64 "/%" PRIu64 ", asked %" PRIu64 "/%" PRIu64,
                 task->content_length, task->piece_length, self->content_length, self->piece_length);
         return;
@@ -663,7 +657,8 @@ static void s_on_stale_removed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t 
     if (!self)
         return;
     if (status != ZF_OK)
-        s_fail (self, "storage", "storage.remove of a stale copy: %s", s_reply_error (status, err));
+        s_fail (self, ZF_TASK_ERROR_STORAGE, "storage.remove of a stale copy: %s",
+                s_reply_error (status, err));
     else
         s_open (self);
 }
@@ -722,7 +717,7 @@ static void s_on_written (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     if (!self)
         return;
     if (status != ZF_OK) {
-        s_fail (self, "storage", "piece.write of piece %" PRIu64 " to %s: %s", piece,
+        s_fail (self, ZF_TASK_ERROR_STORAGE, "piece.write of piece %" PRIu64 " to %s: %s", piece,
                 self->env->config->storage, s_reply_error (status, err));
         return;
     }
@@ -789,7 +784,7 @@ static void s_origin_piece_done (zf_fetch_task_t *self, uint64_t index)
     if (memcmp (expected, digest, sizeof digest) != 0) {
         //  The origin and the parents disagree: one of them serves other content than the
         //  task's. Nothing settles which, so nothing is kept.
-        s_fail (self, "digest",
+        s_fail (self, ZF_TASK_ERROR_DIGEST,
                 "piece %" PRIu64 " from the origin differs from the parents' digest", index);
         return;
     }
@@ -805,8 +800,8 @@ static void s_on_piece_data (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
     if (!self)
         return;
     self->slots[index].reading = false;
-    if (s_remote_code (status, reply, "corrupt") || s_remote_code (status, reply, "not_found")
-        || s_remote_code (status, reply, "not_finished")) {
+    zf_code_t code = zf_bus_error_code (status, reply);
+    if (code == ZF_CODE_CORRUPT || code == ZF_CODE_NOT_FOUND || code == ZF_CODE_NOT_FINISHED) {
         //  Storage found the piece damaged and dropped it: download it again.
         zf_warning (self->env->name, "stored piece lost task=%.16s piece=%" PRIu64 ": %s",
                     self->task_id, index, s_reply_error (status, err));
@@ -816,15 +811,16 @@ static void s_on_piece_data (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
         return;
     }
     if (status != ZF_OK) {
-        s_fail (self, "storage", "piece.read of piece %" PRIu64 " from %s: %s", index,
+        s_fail (self, ZF_TASK_ERROR_STORAGE, "piece.read of piece %" PRIu64 " from %s: %s", index,
                 self->env->config->storage, s_reply_error (status, err));
         return;
     }
     zframe_t *bytes = zmsg_first (reply->raw);
     uint64_t expected = s_piece_size (self, index);
     if (!bytes || zframe_size (bytes) != expected) {
-        s_fail (self, "storage", "piece.data of piece %" PRIu64 " has %zu bytes, expected %" PRIu64,
-                index, bytes ? zframe_size (bytes) : 0, expected);
+        s_fail (self, ZF_TASK_ERROR_STORAGE,
+                "piece.data of piece %" PRIu64 " has %zu bytes, expected %" PRIu64, index,
+                bytes ? zframe_size (bytes) : 0, expected);
         return;
     }
     s_hash_feed (self, index * self->piece_length, zframe_data (bytes), zframe_size (bytes));
@@ -897,13 +893,13 @@ static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
     zf_fetch_task_t *self = s_reply_task (arg, NULL);
     if (!self)
         return;
-    if (s_remote_code (status, reply, "not_finished") && self->reopens < REOPENS_MAX) {
+    if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FINISHED && self->reopens < REOPENS_MAX) {
         s_reopen (self);
         return;
     }
     if (status != ZF_OK) {
-        s_fail (self, "storage", "storage.complete at %s: %s", self->env->config->storage,
-                s_reply_error (status, err));
+        s_fail (self, ZF_TASK_ERROR_STORAGE, "storage.complete at %s: %s",
+                self->env->config->storage, s_reply_error (status, err));
         return;
     }
     const zf_msg_storage_task_t *task = reply->env.body;
@@ -950,7 +946,7 @@ static void s_finish (zf_fetch_task_t *self)
                                 &remove, NULL, ZF_BUS_CALL_DEFAULT, s_on_removed, call, NULL)
                 != ZF_OK)
                 zf_free (call);
-            s_fail (self, "digest",
+            s_fail (self, ZF_TASK_ERROR_DIGEST,
                     "content digest mismatch: expected %s, got sha256:%s (%" PRIu64
                     " bytes from %s)",
                     self->digest, actual, self->content_length, self->url);
@@ -972,7 +968,8 @@ static bool s_retry (zf_fetch_task_t *self, uint32_t *attempts, int64_t *until, 
     const zf_fetcher_config_t *config = self->env->config;
     (*attempts)++;
     if (!retryable || *attempts > (uint32_t) config->retries) {
-        s_fail (self, "source", "%s: %s%s", what, reason, retryable ? " (retries exhausted)" : "");
+        s_fail (self, ZF_TASK_ERROR_SOURCE, "%s: %s%s", what, reason,
+                retryable ? " (retries exhausted)" : "");
         return false;
     }
     int64_t backoff = config->retry_backoff_ms;
@@ -1063,8 +1060,8 @@ static void s_route (zf_fetch_task_t *self, int64_t now)
             || zf_piece_table_availability (self->table, index) > 0)
             continue;
         if (!self->origin) {
-            s_fail (self, "parents", "piece %" PRIu64 ": no parent has it and the task has no URL",
-                    index);
+            s_fail (self, ZF_TASK_ERROR_PARENTS,
+                    "piece %" PRIu64 ": no parent has it and the task has no URL", index);
             return;
         }
         if (self->scheduled && !self->sched_source)

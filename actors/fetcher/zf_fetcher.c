@@ -262,8 +262,8 @@ static void s_handle_trigger (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_fetch_env_t *env = arg;
     const zf_msg_seed_trigger_t *body = request->env.body;
     if (!env->config->seed || !env->scheduled) {
-        zf_bus_reply_error_code (bus, &request->return_to, "refused", "type",
-                                 "this node is not a seed peer with a scheduler");
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_REFUSED, "type",
+                           "this node is not a seed peer with a scheduler");
         return;
     }
     zf_msg_task_fetch_t fetch = {.url = body->url,

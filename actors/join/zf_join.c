@@ -5,7 +5,6 @@
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
-#include "manager/zf_manager.h"
 #include <jansson.h>
 #include <unistd.h>
 
@@ -312,11 +311,11 @@ static void s_on_joined (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     //  Refused by the manager: say what to do, and keep trying (the operator may fix the token
     //  file); unreachable: keep working from the cached view.
     const zf_msg_error_t *body = reply ? reply->env.body : NULL;
-    const char *code = body ? body->code : zf_status_name (status);
+    zf_code_t code = zf_bus_error_code (status, reply);
     if (body
-        && (streq (code, ZF_MANAGER_E_TOKEN) || streq (code, ZF_MANAGER_E_REVOKED)
-            || streq (code, ZF_MANAGER_E_NAME_TAKEN) || streq (code, ZF_MANAGER_E_NO_KEY))) {
-        s_count (code);
+        && (code == ZF_CODE_TOKEN_REFUSED || code == ZF_CODE_REVOKED || code == ZF_CODE_NAME_TAKEN
+            || code == ZF_CODE_NO_KEY)) {
+        s_count (zf_code_name (code));
         zf_error_log (self->name, "join refused by the manager: %s", body->message);
     } else {
         s_count (status == ZF_E_TIMEOUT ? "timeout" : "error");

@@ -328,9 +328,9 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     }
     if (!*key) {
         s_count_join ("no_key");
-        zf_bus_reply_error_code (bus, &request->return_to, ZF_MANAGER_E_NO_KEY, "key",
-                                 "join over tcp:// with CURVE: the manager knows nodes by the "
-                                 "key that authenticated them");
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_NO_KEY, "key",
+                           "join over tcp:// with CURVE: the manager knows nodes by the "
+                           "key that authenticated them");
         return;
     }
     char *labels = s_labels_json (body);
@@ -357,8 +357,8 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         s_count_join ("error");
         zf_warning_limited (&limit, self->name, "join failed name=%s key=%s: %s", body->name, key,
                             err.message);
-        zf_bus_reply_error_code (bus, &request->return_to, ZF_MANAGER_E_UNAVAILABLE, "",
-                                 "the manager cannot record the join now: %s", err.message);
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_UNAVAILABLE, "",
+                           "the manager cannot record the join now: %s", err.message);
         return;
     }
     if (result.verdict == ZF_JOIN_TOKEN_REFUSED) {
@@ -367,37 +367,36 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                                        : "no join token given";
         zf_warning_limited (&limit, self->name, "join refused name=%s key=%s address=%s: %s",
                             body->name, key, join.address, why);
-        zf_bus_reply_error_code (bus, &request->return_to, ZF_MANAGER_E_TOKEN, "token",
-                                 "join refused: %s (ask the operator for a join token: "
-                                 "zfly-admin token create)",
-                                 why);
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_TOKEN_REFUSED, "token",
+                           "join refused: %s (ask the operator for a join token: "
+                           "zfly-admin token create)",
+                           why);
         return;
     }
     if (result.verdict == ZF_JOIN_REVOKED) {
         s_count_join ("revoked");
         zf_warning_limited (&limit, self->name, "join refused name=%s key=%s address=%s: revoked",
                             body->name, key, join.address);
-        zf_bus_reply_error_code (bus, &request->return_to, ZF_MANAGER_E_REVOKED, "key",
-                                 "this node's key %s was revoked: make a new keypair (zfly "
-                                 "keygen) and join with a new token",
-                                 key);
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_REVOKED, "key",
+                           "this node's key %s was revoked: make a new keypair (zfly "
+                           "keygen) and join with a new token",
+                           key);
         return;
     }
     if (result.verdict == ZF_JOIN_NAME_TAKEN) {
         s_count_join ("name_taken");
         zf_warning_limited (&limit, self->name, "join refused name=%s key=%s: name taken",
                             body->name, key);
-        zf_bus_reply_error_code (bus, &request->return_to, ZF_MANAGER_E_NAME_TAKEN, "name",
-                                 "another active host is named '%s': give this node another "
-                                 "[node] name, or revoke the old host",
-                                 body->name);
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_NAME_TAKEN, "name",
+                           "another active host is named '%s': give this node another "
+                           "[node] name, or revoke the old host",
+                           body->name);
         return;
     }
     s_view_t *view = s_view (self, &result, key, &err);
     if (!view) {
         s_count_join ("error");
-        zf_bus_reply_error_code (bus, &request->return_to, ZF_MANAGER_E_UNAVAILABLE, "", "%s",
-                                 err.message);
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_UNAVAILABLE, "", "%s", err.message);
         return;
     }
     s_count_join (result.new_member ? "joined" : "refreshed");

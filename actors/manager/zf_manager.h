@@ -37,11 +37,8 @@ void zf_manager_actor (zsock_t *pipe, void *args);
 //  status (0, or 1 with the reason on stderr).
 int zf_manager_init_command (const zf_manager_config_t *config, FILE *out);
 
-//  Error codes of manager.join replies (schemas/manager.schema).
-#define ZF_MANAGER_E_TOKEN       "token_refused"
-#define ZF_MANAGER_E_REVOKED     "revoked"
-#define ZF_MANAGER_E_NAME_TAKEN  "name_taken"
-#define ZF_MANAGER_E_NO_KEY      "no_key"
-#define ZF_MANAGER_E_UNAVAILABLE "unavailable"
+//  A refused join answers with a code declared in schemas/core.schema (enum code):
+//  ZF_CODE_TOKEN_REFUSED, ZF_CODE_REVOKED, ZF_CODE_NAME_TAKEN, ZF_CODE_NO_KEY,
+//  ZF_CODE_UNAVAILABLE (schemas/manager.schema says when).
 
 #endif
