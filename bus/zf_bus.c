@@ -899,15 +899,17 @@ static int s_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
 //  ---------------------------------------------------------------------------------------------
 //  Deadlines and retries
 
-//  A patient request that expires never had a connection to send on: the peer could not be
-//  reached (ZF_E_UNREACHABLE), which callers treat as their own problem rather than the
-//  peer's fault (a parent nobody can reach is not a bad parent for everyone).
+//  A patient request expires after its peer was unreachable for its timeout. When the link has
+//  never been up, this node could not reach the peer at all (ZF_E_UNREACHABLE), which callers
+//  treat as their own problem (a parent one child cannot reach is not a bad parent for
+//  everyone); a peer that was connected and went away timed out like any other (ZF_E_TIMEOUT).
 static void s_expire (zf_bus_t *self, pending_t *pending)
 {
     zf_error_t err;
-    zf_status_t status = pending->patient ? ZF_E_UNREACHABLE : ZF_E_TIMEOUT;
+    zf_status_t status =
+        pending->patient && !pending->link->was_up ? ZF_E_UNREACHABLE : ZF_E_TIMEOUT;
     if (pending->patient)
-        zf_error_set (&err, ZF_E_UNREACHABLE, pending->link->actor,
+        zf_error_set (&err, status, pending->link->actor,
                       "no connection to '%s' for %s within %" PRId64 " ms", pending->link->actor,
                       pending->desc->type, pending->timeout_ms);
     else
