@@ -7,27 +7,23 @@ bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t r
     const zf_sched_params_t *params = zf_sched_params (sched);
     if (zf_sched_host_is_bad (host, now_ms))
         return false;
+    //  One child that cannot reach a host (its own network, its own configuration) says
+    //  little: a reporter counts once per window.
+    for (uint32_t index = 0; reporter && index < params->bad_failures; index++)
+        if (host->failure_reporters[index] == reporter && host->failures[index] > 0
+            && now_ms - host->failures[index] <= params->bad_window_ms)
+            return false;
     host->failures[host->failure_next] = now_ms;
     host->failure_reporters[host->failure_next] = reporter;
     host->failure_next = (host->failure_next + 1) % params->bad_failures;
-    uint32_t recent = 0, independent = 0;
-    for (uint32_t index = 0; index < params->bad_failures; index++) {
-        if (host->failures[index] <= 0 || now_ms - host->failures[index] > params->bad_window_ms)
-            continue;
-        recent++;
-        bool seen = false; //  reporters counted once, however often they failed
-        for (uint32_t earlier = 0; earlier < index && !seen; earlier++)
-            seen = host->failures[earlier] > 0
-                   && now_ms - host->failures[earlier] <= params->bad_window_ms
-                   && host->failure_reporters[earlier] == host->failure_reporters[index];
-        independent += !seen;
-    }
-    uint32_t needed = params->bad_failures > 1 ? 2 : 1;
-    if (recent < params->bad_failures || independent < needed)
+    uint32_t recent = 0;
+    for (uint32_t index = 0; index < params->bad_failures; index++)
+        recent +=
+            host->failures[index] > 0 && now_ms - host->failures[index] <= params->bad_window_ms;
+    if (recent < params->bad_failures)
         return false;
     host->bad_until_ms = now_ms + params->bad_cooldown_ms;
     memset (host->failures, 0, params->bad_failures * sizeof (int64_t));
-    memset (host->failure_reporters, 0, params->bad_failures * sizeof (uint32_t));
     zf_sched_host_drop_children (sched, host);
     return true;
 }
