@@ -24,7 +24,7 @@ import time
 import unittest
 
 import mariadb
-from test_swarm import Bus, load_testbed, skip_reason
+from swarmtest import Bus, load_testbed, skip_reason
 from zflytest import BUILD_DIR, ZFLY
 
 ZFLY_GET = os.path.join(BUILD_DIR, "zfly-get")
