@@ -336,6 +336,8 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
         zf_actor_fatal (pipe, env.name, "%s", config_error ? config_error : err.message);
         return;
     }
+    if (env.config->seed) //  the join actor tells the manager this node is a seed peer
+        zf_node_advertise (actor->node, "seed", "true");
     curl_global_init (CURL_GLOBAL_DEFAULT);
     s_metrics_init (&env);
     env.tasks = zhashx_new ();
