@@ -274,6 +274,36 @@ def flip_byte(path, offset, mask=0xFF):
         handle.write(bytes([byte[0] ^ mask]))
 
 
+SLOT_MAGIC = b"zfmeta\x00\x01"
+
+
+def metadata_slots(task_dir):
+    """The records in a task's two metadata slots (actors/storage/zf_meta_slot.h), newest
+    first: [(file name, sequence, decoded storage_meta record)]. Slots that are empty or
+    whose header does not add up are left out (the checksum is storage's to check)."""
+    import msgpack
+    import struct
+    found = []
+    for name in ("meta.0", "meta.1"):
+        try:
+            with open(os.path.join(task_dir, name), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            continue
+        if len(data) < 32 or data[:8] != SLOT_MAGIC:
+            continue
+        sequence, length = struct.unpack_from("<QI", data, 8)
+        if 24 + length + 8 > len(data):
+            continue
+        found.append((name, sequence, msgpack.unpackb(data[24:24 + length], raw=False)))
+    return sorted(found, key=lambda slot: -slot[1])
+
+
+def bitmap_set(bitmap, count):
+    """The indexes of the bits set in a bitmap of count bits (bit i: byte i/8, LSB first)."""
+    return {index for index in range(count) if bitmap[index // 8] >> (index % 8) & 1}
+
+
 class Origin:
     """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
 
