@@ -8,6 +8,7 @@
 #include "storage/zf_stat_watch.h"
 #include "storage/zf_store.h"
 #include "storage/zf_store_io.h"
+#include <sys/prctl.h>
 #include <sys/statvfs.h>
 #include <time.h>
 
@@ -336,6 +337,14 @@ static void s_remove_task (self_t *self, zf_store_task_t **task_p)
     zf_stat_watch_notify (self->watch, task_id, UINT64_MAX);
 }
 
+//  Removes a task whose data file storage may not write any more (zf_store_read_piece): the
+//  next download of it starts over with a new file. Other names of the file keep its bytes.
+static void s_drop_task (self_t *self, zf_store_task_t *task, const char *why)
+{
+    zf_warning (self->name, "dropped task=%s: %s", task->id, why);
+    s_remove_task (self, &task);
+}
+
 static void s_evict (self_t *self, zf_store_task_t *task, const char *reason)
 {
     zf_msg_storage_evicted_t event = {
@@ -514,6 +523,8 @@ static void s_on_written (void *arg, zf_store_write_t *write, zf_store_task_t *t
                       write->piece, err.message);
         zf_bus_reply_error (self->bus, &job->ret, ZF_E_IO, "piece", "cannot store piece: %s",
                             err.message);
+        if (status == ZF_E_REFUSED)
+            s_drop_task (self, task, "its data file is not storage's to write");
     } else {
         zf_counter_add (self->metrics.written, 1);
         zf_stat_watch_notify (self->watch, task->id, task->finished_count);
@@ -646,8 +657,11 @@ static void s_reply_unreadable (self_t *self, const zf_bus_return_t *ret, zf_sto
         zf_warning (self->name, "corrupt piece task=%s piece=%" PRIu64 ": marked missing", task->id,
                     piece);
         zf_bus_reply_error_code (self->bus, ret, "corrupt", "piece", "%s", err->message);
+        if (task->data_unusable)
+            s_drop_task (self, task, "its data file was cut short or changed under another name");
+        else
+            zf_store_io_commit (self->io); //  the next record says it is missing
         s_update_gauges (self);
-        zf_store_io_commit (self->io); //  the next record says it is missing
         break;
     case ZF_STORE_READ_IO:
         zf_error_log (self->name, "task=%s piece=%" PRIu64 " read failed: %s", task->id, piece,
@@ -986,6 +1000,7 @@ static void s_free_item (void **item)
 
 void zf_storage_actor (zsock_t *pipe, void *args)
 {
+    prctl (PR_SET_NAME, "zf-storage", 0, 0, 0); //  as ps, top and perf show this thread
     const zf_actor_args_t *actor = args;
     self_t self = {.name = actor->name,
                    .config = actor->config,

@@ -631,9 +631,15 @@ void zf_store_write_run (zf_io_job_t *job)
     write->before_known = fstat (fd, &write->before) == 0;
     if (write->before_known && (uint64_t) write->before.st_size != write->file_length)
         write->status =
-            zf_error_set (&write->err, ZF_E_IO, write->path,
+            zf_error_set (&write->err, ZF_E_REFUSED, write->path,
                           "%s is %lld bytes, not %" PRIu64 ": changed under storage", write->path,
                           (long long) write->before.st_size, write->file_length);
+    else if (write->before_known && write->before.st_nlink > 1)
+        //  Another name shares the file (zfly-get's output, linked): its bytes are someone
+        //  else's now, never to be written by storage (zf_store_read_piece).
+        write->status =
+            zf_error_set (&write->err, ZF_E_REFUSED, write->path,
+                          "%s has another name (a hard link): not written", write->path);
     else
         write->status = s_pwrite_all (fd, write->path, data, size, write->offset, &write->err);
     if (write->status == ZF_OK) {
@@ -689,9 +695,13 @@ bool zf_store_durable (zf_store_t *self)
 
 // ---- reads -------------------------------------------------------------------------------------
 
-static zf_store_read_t s_piece_damaged (zf_store_task_t *task, uint64_t piece, zf_error_t *err)
+//  info: the data file as it was read (NULL if unknown).
+static zf_store_read_t s_piece_damaged (zf_store_task_t *task, uint64_t piece,
+                                        const struct stat *info, zf_error_t *err)
 {
     zf_store_task_damaged (task, piece);
+    if (!info || info->st_nlink > 1 || (uint64_t) info->st_size != task->content_length)
+        task->data_unusable = true;
     zf_error_set (err, ZF_E_INVALID, "piece", "piece %" PRIu64 " does not match its digest on disk",
                   piece);
     return ZF_STORE_READ_CORRUPT;
@@ -715,8 +725,12 @@ zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, ui
     zframe_t *bytes = zframe_new (NULL, (size_t) size);
     char *data_path = s_task_file (self, task->id, "data");
     int fd = open (data_path, O_RDONLY | O_CLOEXEC);
+    struct stat info;
+    bool known = fd >= 0 && fstat (fd, &info) == 0;
+    bool cut = known && (uint64_t) info.st_size < piece * task->piece_length + size;
     zf_status_t status =
         fd < 0 ? zf_error_set (err, ZF_E_IO, data_path, "cannot open: %s", strerror (errno))
+        : cut  ? ZF_OK //  damage, below
                : s_pread_all (fd, data_path, zframe_data (bytes), (size_t) size,
                               piece * task->piece_length, err);
     if (fd >= 0)
@@ -726,9 +740,9 @@ zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, ui
         zframe_destroy (&bytes);
         return ZF_STORE_READ_IO;
     }
-    if (!zf_store_task_intact (task, piece, zframe_data (bytes), (size_t) size)) {
+    if (cut || !zf_store_task_intact (task, piece, zframe_data (bytes), (size_t) size)) {
         zframe_destroy (&bytes);
-        return s_piece_damaged (task, piece, err);
+        return s_piece_damaged (task, piece, known ? &info : NULL, err);
     }
     *frame = bytes;
     return ZF_STORE_READ_OK;
@@ -745,8 +759,10 @@ static zf_status_t s_check_mapped (int fd, const char *path, const zf_store_task
     uint64_t size = zf_store_piece_size (task, piece);
     if (!info)
         return zf_error_set (err, ZF_E_IO, path, "cannot stat %s: %s", path, strerror (errno));
-    if ((uint64_t) info->st_size < offset + size)
-        return zf_error_set (err, ZF_E_IO, path, "cannot read %s: file too short", path);
+    if ((uint64_t) info->st_size < offset + size) { //  cut short: the piece is damaged
+        *intact = false;
+        return ZF_OK;
+    }
     uint64_t page = (uint64_t) sysconf (_SC_PAGESIZE);
     uint64_t map_offset = offset - offset % page;
     size_t map_size = (size_t) (offset + size - map_offset);
@@ -769,12 +785,13 @@ zf_store_read_t zf_store_locate_piece (zf_store_t *self, zf_store_task_t *task, 
     bool intact = false;
     int fd = open (data_path, O_RDONLY | O_CLOEXEC);
     zf_status_t status = ZF_OK;
+    struct stat info;
+    bool known = false;
     if (fd < 0)
         status = zf_error_set (err, ZF_E_IO, data_path, "cannot open: %s", strerror (errno));
     else {
         //  The file as storage last saw it: this piece's check still counts if it had one.
-        struct stat info;
-        bool known = fstat (fd, &info) == 0;
+        known = fstat (fd, &info) == 0;
         bool unchanged = zf_store_task_observe (task, known ? &info : NULL);
         intact = unchanged && zf_store_bit (task->verified, piece);
         if (!intact) //  first located since written, or since the file changed: checked now
@@ -785,7 +802,8 @@ zf_store_read_t zf_store_locate_piece (zf_store_t *self, zf_store_task_t *task, 
     zf_store_set_bit (task->verified, piece, status == ZF_OK && intact);
     if (status != ZF_OK || !intact) {
         zf_free (data_path);
-        return status != ZF_OK ? ZF_STORE_READ_IO : s_piece_damaged (task, piece, err);
+        return status != ZF_OK ? ZF_STORE_READ_IO
+                               : s_piece_damaged (task, piece, known ? &info : NULL, err);
     }
     *path_p = data_path;
     return ZF_STORE_READ_OK;
@@ -1044,7 +1062,7 @@ void zf_store_test (bool verbose)
     again.content_length = 50000;
     ZF_ASSERT (zf_store_create (store, &again, 3000, &task, &err) == ZF_OK);
     zf_store_write_run (&stale.io); //  finds a file of another length: writes nothing
-    ZF_ASSERT (stale.status == ZF_E_IO && strstr (stale.err.message, "changed under storage"));
+    ZF_ASSERT (stale.status == ZF_E_REFUSED && strstr (stale.err.message, "changed under storage"));
     zframe_destroy (&stale.bytes);
     zf_store_write_clear (&stale);
 

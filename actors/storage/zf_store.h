@@ -98,6 +98,7 @@ typedef struct {
     bool commit_running;    //  between zf_store_commit_begin and _end
     uint64_t meta_sequence; //  of the newest record written (or loaded)
     bool meta_dirty;        //  something besides pending pieces the next record must say
+    bool data_unusable;     //  its data file is no longer storage's to write: drop the task
     bool complete;
     int64_t created_ms;  //  wall clock
     int64_t accessed_ms; //  wall clock of the last open, read or write: LRU order and TTL
@@ -162,7 +163,8 @@ typedef struct {
     uint8_t digest[ZF_STORE_DIGEST_LEN];
     zframe_t *bytes; //  the piece; still here when the job is done
     //  set by zf_store_write_run
-    zf_status_t status; //  ZF_E_INVALID (field "digest"): not written, the digest differs
+    zf_status_t status; //  ZF_E_INVALID (field "digest"): not written, the digest differs;
+                        //  ZF_E_REFUSED: not written, the data file is not ours to write
     zf_error_t err;
     uint64_t checksum;
     struct stat before, after; //  the data file just before and just after the write
@@ -249,7 +251,11 @@ zf_store_task_t *zf_store_commit_task (zf_store_t *self, const zf_store_commit_t
 zf_status_t zf_store_save (zf_store_t *self, zf_store_task_t *task, zf_error_t *err);
 
 //  Reads a finished piece and checks its digest. On ZF_STORE_READ_OK *frame holds the bytes.
-//  On ZF_STORE_READ_CORRUPT the bit is cleared (the next commit persists it).
+//  On ZF_STORE_READ_CORRUPT the bit is cleared (the next commit persists it); a data file cut
+//  short is damage too. If the damaged file has another name (a hard link, as zfly-get makes
+//  its output), task->data_unusable is set: storage never writes into a file that someone
+//  else may have changed on purpose, the caller removes the task (the other name keeps its
+//  bytes) and the next download makes a new data file.
 zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                      zframe_t **frame, zf_error_t *err);
 
