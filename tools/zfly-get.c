@@ -15,13 +15,17 @@
     shares blocks, else copy_file_range (an in-kernel copy), else pread/pwrite. With storage
     elsewhere (tcp://), or when the cache file cannot be opened (another user's daemon) or
     the daemon does not know piece.locate, it reads the bytes (piece.read, up to reads_max in
-    flight). PATH.part
+    flight). Where the cache file is on PATH's filesystem and ours, nothing is copied: PATH
+    becomes a hard link of it once the task is complete (s_link_*; --copy: never). PATH.part
     is renamed to PATH only once the fetcher reports the task complete (it verified the whole
     content against the task digest, when there is one), every byte is written and synced
     and, with --digest, the SHA-256 computed as the pieces were appended matched. Nothing
     half-written ever carries the final name. Pieces read over the bus that arrive out of
     order wait in memory for their turn, so at most reads_max pieces (READ_BYTES_IN_FLIGHT, at
     least 2) are held; located pieces hold only their place.
+
+    Requests to the daemon are patient: a daemon that is connected but slow (starved of CPU)
+    is waited for; --timeout bounds only how long it may be unreachable.
 
     Trust: over ipc:// (this host) storage checks every piece against its checksum before it
     serves or locates it, so zfly-get does not hash pieces again; over tcp:// it checks each
@@ -916,12 +920,15 @@ static void s_on_task_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
                    fetching ? "task.fetch" : "task.query");
 }
 
+//  Patient (bus/zf_bus.h): a daemon that is connected but slow to answer (starved of CPU,
+//  its disk throttled) is waited for, however long it takes; the timeout bounds only how
+//  long it may be unreachable (not running, or gone: ZMTP heartbeats tell).
 static zf_bus_call_t s_call (self_t *self)
 {
     int64_t timeout = self->options->timeout_ms;
     if (self->answered && timeout < LATER_TIMEOUT_MIN_MS)
         timeout = LATER_TIMEOUT_MIN_MS;
-    return (zf_bus_call_t){.timeout_ms = timeout, .retries = 2};
+    return (zf_bus_call_t){.timeout_ms = timeout, .retries = 0, .patient = true};
 }
 
 static void s_send_fetch (self_t *self)
@@ -1735,7 +1742,8 @@ static void s_request_piece (self_t *self, slot_t *slot)
     zf_bus_call_t call = {.timeout_ms = READ_TIMEOUT_MS > self->options->timeout_ms
                                             ? READ_TIMEOUT_MS
                                             : self->options->timeout_ms,
-                          .retries = 0};
+                          .retries = 0,
+                          .patient = true}; //  as s_call
     zf_status_t status;
     if (self->locate) {
         zf_msg_piece_locate_t locate = {.task_id = self->task_id, .piece = slot->piece};
