@@ -1035,7 +1035,9 @@ static void s_complete (self_t *self)
             s_pump (self); //  copies it all from the start
         return;
     }
-    if (fdatasync (self->fd) != 0 && errno != EINVAL) {
+    //  A copy is synced before it takes PATH's name; a link is the cache's file, as durable
+    //  as the cache makes it (s_link_*).
+    if (self->link_fd < 0 && fdatasync (self->fd) != 0 && errno != EINVAL) {
         s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
         return;
     }
@@ -1288,8 +1290,12 @@ static bool s_copy_located (self_t *self, slot_t *slot, bool *retry)
 //  so that PATH is owned as a copy would be. The link is made when the task is complete,
 //  never before, so PATH.part is never the cache file while storage writes pieces into it;
 //  until then each located piece is only taken as it is (storage checked it, answering
-//  piece.locate), hashed for --digest, and its writeback started, so that the fdatasync
-//  before the rename has little left to wait for. PATH is given the mode a copy would have.
+//  piece.locate) and hashed for --digest. PATH is given the mode a copy would have. It is
+//  not synced: it is the cache's file, as durable as the cache makes it (with [storage]
+//  fsync = true, synced before the task completes; by default, as curl -o leaves its file).
+//  Syncing it would mean waiting for the whole file to reach the disk, where a download
+//  into the page cache waits only for what the kernel's dirty limits hold back
+//  (docs/benchmarks.md "Large files").
 //  What a later write to PATH does to the cache: the next read of a changed piece fails its
 //  checksum, and storage, seeing the file has another name, drops the task instead of
 //  writing into it (zf_store.h): PATH keeps its bytes, the next download makes a new cache
@@ -1330,8 +1336,8 @@ static void s_link_decide (self_t *self, const char *cache_path)
         close (fd);
 }
 
-//  A located piece while linking: hashed for --digest, its writeback started. False when not
-//  done: linking was abandoned (PATH.part starts over), or after s_fail.
+//  A located piece while linking: hashed for --digest. False when not done: linking was
+//  abandoned (PATH.part starts over), or after s_fail.
 static bool s_link_piece (self_t *self, slot_t *slot, bool *retry)
 {
     *retry = false;
@@ -1359,7 +1365,6 @@ static bool s_link_piece (self_t *self, slot_t *slot, bool *retry)
             done += (uint64_t) got;
         }
     }
-    (void) sync_file_range (self->link_fd, (off64_t) offset, (off64_t) size, SYNC_FILE_RANGE_WRITE);
     return true;
 }
 

@@ -38,10 +38,10 @@ void zf_store_task_written (zf_store_task_t *task, uint64_t piece, uint64_t chec
 void zf_store_task_damaged (zf_store_task_t *task, uint64_t piece);
 
 //  The data file as a reader sees it before a locate (info from fstat, NULL if it failed).
-//  Returns whether the verified bits still count: the file is as storage last saw it.
-//  Otherwise, with no write of the task under way, no earlier check counts any more; with
-//  writes under way the file changed under storage's own hand, and only the piece located
-//  is to be checked, the other bits kept for the writes' own before/after chain to judge.
+//  Returns whether the verified bits still count: the file is as storage last saw it, or,
+//  while writes of the task are under way (its times change under storage's own hand), the
+//  same file of the same length; the writes' before/after chain judges the rest. Otherwise
+//  no earlier check counts any more.
 bool zf_store_task_observe (zf_store_task_t *task, const struct stat *info);
 
 //  The storage_meta record of the task (the payload of a slot record), the caller's to free.

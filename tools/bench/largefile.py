@@ -3,16 +3,18 @@
 same runs, with every run's success, the daemon's peak memory and where the CPU went.
 
     tools/bench/largefile.py [--size 8G] [--reps 10] [--build build] [--dir /var/tmp]
-                             [--copy] [--threads]
+                             [--outputs link,copy] [--piece-length 8M] [--threads]
 
 nginx (Debian package) serves a file of --size pseudo-random bytes (AES-CTR of zeros, made
 with openssl) from a directory under --dir, on loopback; a zfly daemon with [storage] and
 [fetcher] at their defaults caches it; zfly-get writes it to a file beside it. Each repetition
 runs curl -o, then zfly-get against a fresh daemon and cache; before each contender the
 previous one's output (and cache) is deleted and `sync` waits for the disk, so every contender
-starts with as little dirty memory as the one before. --copy makes zfly-get copy the cache
-file instead of hard-linking it (zfly-get --copy): the two ways of writing the output.
---threads prints the CPU seconds of each of the daemon's threads (last run).
+starts with as little dirty memory as the one before. --outputs says how zfly-get writes its
+output, one run of each per repetition: link (the default: a hard link of the cache file
+where possible), copy (zfly-get --copy). --threads prints the CPU seconds of each of the
+daemon's threads (last run of each). --piece-length fixes the fetcher's piece length
+(piece_length_min = piece_length_max) instead of its default choice.
 
 Prints a Markdown report: medians, every run's time, the ratio of each zfly-get run to the
 curl run before it, failures, peak daemon memory (VmHWM). Everything made is deleted at the
@@ -76,7 +78,7 @@ def run_curl(url, out):
 
 
 def run_zfly_get(args, url, out, workdir, copy):
-    daemon = dataplane.Daemon(args.build, workdir)
+    daemon = dataplane.Daemon(args.build, workdir, piece_length=args.piece_length)
     extra = ["--copy"] if copy else []
     try:
         start = time.monotonic()
@@ -100,9 +102,12 @@ def main():
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
     parser.add_argument("--dir", default="/var/tmp", help="where the files go (not a tmpfs)")
-    parser.add_argument("--copy", action="store_true", help="zfly-get copies, no hard link")
+    parser.add_argument("--outputs", default="link", help="link, copy, or both: link,copy")
+    parser.add_argument("--piece-length", help="e.g. 8M (default: the fetcher's choice)")
     parser.add_argument("--threads", action="store_true", help="CPU per daemon thread")
     args = parser.parse_args()
+    outputs = args.outputs.split(",")
+    assert all(output in ("link", "copy") for output in outputs), args.outputs
     workdir = tempfile.mkdtemp(prefix="zfly-largefile-", dir=args.dir)
     nginx = None
     try:
@@ -113,7 +118,10 @@ def main():
         nginx = dataplane.Nginx(workdir, served)
         url = f"http://127.0.0.1:{nginx.port}/large.bin"
         out = os.path.join(workdir, "out.bin")
-        curl, zfly, failures, peaks, cpus = [], [], [], [], []
+        curl, failures = [], []
+        zfly = {output: [] for output in outputs}
+        peaks = {output: [] for output in outputs}
+        cpus = {output: [] for output in outputs}
         threads = {}
         for rep in range(args.reps):
             settle()
@@ -123,41 +131,47 @@ def main():
                 failures.append(f"curl run {rep + 1}")
             if os.path.exists(out):
                 os.unlink(out)
-            settle()
-            wall, ok, peak, cpu, threads, error = run_zfly_get(args, url, out, workdir, args.copy)
-            zfly.append(wall)
-            peaks.append(peak)
-            cpus.append(cpu)
-            if not ok:
-                failures.append(f"zfly-get run {rep + 1}: {' '.join(error)}")
-            if os.path.exists(out):
-                os.unlink(out)
-            print(f"run {rep + 1}: curl {curl[-1]:.2f} s, zfly-get {zfly[-1]:.2f} s "
-                  f"({'ok' if ok else 'FAILED'}), peak {peak / 1024:.1f} MiB", file=sys.stderr)
+            line = f"run {rep + 1}: curl {wall:.2f} s"
+            for output in outputs:
+                settle()
+                wall, ok, peak, cpu, threads[output], error = run_zfly_get(
+                    args, url, out, workdir, output == "copy")
+                zfly[output].append(wall)
+                peaks[output].append(peak)
+                cpus[output].append(cpu)
+                if not ok:
+                    failures.append(f"zfly-get ({output}) run {rep + 1}: {' '.join(error)}")
+                if os.path.exists(out):
+                    os.unlink(out)
+                line += f", zfly-get {output} {wall:.2f} s ({'ok' if ok else 'FAILED'})"
+            print(line, file=sys.stderr)
 
         size_mib = args.size / (1 << 20)
-        ratios = [z / c for z, c in zip(zfly, curl)]
-        mode = "copy (--copy)" if args.copy else "hard link where possible"
-        print(f"Command: `{' '.join(sys.argv)}` — {size_mib:,.0f} MiB, {args.reps} runs "
-              f"alternating, zfly-get output: {mode}\n")
-        print("| what | median | rate | all times |")
-        print("|---|---|---|---|")
-        for name, times in (("curl -o", curl), ("zfly-get back to source", zfly)):
+        print(f"Command: `{' '.join(sys.argv)}` — {size_mib:,.0f} MiB, {args.reps} runs, "
+              f"contenders alternating\n")
+        print("| what | median | rate | ratio to curl (run by run) | all times |")
+        print("|---|---|---|---|---|")
+        rows = [("curl -o", curl)] + [(f"zfly-get back to source, output by {output}",
+                                       zfly[output]) for output in outputs]
+        for name, times in rows:
             median = statistics.median(times)
-            print(f"| {name} | {median:.2f} s | {size_mib / median:,.0f} MiB/s | "
+            ratios = [t / c for t, c in zip(times, curl)]
+            ratio = ("1.00" if times is curl else
+                     f"median {statistics.median(ratios):.2f}, worst {max(ratios):.2f}")
+            print(f"| {name} | {median:.2f} s | {size_mib / median:,.0f} MiB/s | {ratio} | "
                   f"{', '.join(f'{t:.2f}' for t in times)} |")
-        print(f"\nzfly-get / curl, run by run: {', '.join(f'{r:.2f}' for r in ratios)} "
-              f"(median {statistics.median(ratios):.2f}, worst {max(ratios):.2f}); "
-              f"median of zfly-get over median of curl: "
-              f"{statistics.median(zfly) / statistics.median(curl):.2f}")
-        print(f"Succeeded: {args.reps * 2 - len(failures)} of {args.reps * 2}"
+        print(f"\nSucceeded: {args.reps * (1 + len(outputs)) - len(failures)} of "
+              f"{args.reps * (1 + len(outputs))}"
               + (f"; failures: {'; '.join(failures)}" if failures else ""))
-        print(f"Peak daemon memory (VmHWM): {max(peaks) / 1024:.1f} MiB; zfly-get's own CPU "
-              f"(median): {statistics.median(cpus):.2f} s")
+        for output in outputs:
+            print(f"zfly-get ({output}): peak daemon memory (VmHWM) "
+                  f"{max(peaks[output]) / 1024:.1f} MiB, zfly-get's own CPU (median) "
+                  f"{statistics.median(cpus[output]):.2f} s")
         if args.threads:
-            print("\n| daemon thread (last run) | CPU seconds |\n|---|---|")
-            for name, seconds in sorted(threads.items(), key=lambda item: -item[1]):
-                print(f"| {name} | {seconds:.2f} |")
+            for output in outputs:
+                print(f"\n| daemon thread, {output} (last run) | CPU seconds |\n|---|---|")
+                for name, seconds in sorted(threads[output].items(), key=lambda item: -item[1]):
+                    print(f"| {name} | {seconds:.2f} |")
     finally:
         if nginx:
             nginx.stop()
