@@ -247,10 +247,14 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
     if (status == ZF_OK && bind && *bind) {
         self->inbox_link.monitor = zf_monitor_attach (self->inbox);
         status = s_bind_all (node, self->inbox, bind, err);
+        if (status != ZF_OK)
+            zf_error_prefix (err, "[%s] bind", actor);
     }
     if (status == ZF_OK && events_bind && *events_bind) {
         self->outlet_link.monitor = zf_monitor_attach (self->outlet);
         status = s_bind_all (node, self->outlet, events_bind, err);
+        if (status != ZF_OK)
+            zf_error_prefix (err, "[%s] events_bind", actor);
     }
     if (status != ZF_OK) {
         zf_bus_destroy (&self);
@@ -476,7 +480,7 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     pending->sent_ms = now;
     pending->timeout_ms = timeout;
     pending->patient = patient;
-    pending->no_deadline = link->local && call.timeout_ms <= 0;
+    pending->no_deadline = link->local && (call.timeout_ms <= 0 || call.patient);
     pending->attempt_deadline = now + pending->attempt_ms;
     pending->final_deadline = now + timeout;
     pending->attempts = 1;
@@ -548,20 +552,16 @@ zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_m
     return status;
 }
 
-//  The shared body of the two error replies: a message in words, a short code for programs.
-static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
+//  The shared body of the error replies: a message in words, a declared code for programs.
+static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
                                        const char *field, const char *message)
 {
+    ZF_ASSERT (code != ZF_CODE_NONE);
     zf_msg_error_t body = {
-        .code = (char *) code,
+        .code = (char *) zf_code_name (code),
         .message = (char *) message,
         .field = (char *) (field ? field : ""),
     };
-    char code_copy[33];
-    if (strlen (body.code) > 32) { //  an actor's own code must still fit the schema
-        zf_strlcpy (code_copy, body.code, sizeof code_copy);
-        body.code = code_copy;
-    }
     char field_copy[161];
     if (strlen (body.field) > 160) { //  keep the reply valid even for absurd field paths
         zf_strlcpy (field_copy, body.field, sizeof field_copy);
@@ -576,27 +576,56 @@ static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *re
     return status;
 }
 
+static zf_status_t s_reply_error_va (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                                     const char *field, const char *fmt, va_list args)
+    __attribute__ ((format (printf, 5, 0)));
+
+static zf_status_t s_reply_error_va (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                                     const char *field, const char *fmt, va_list args)
+{
+    char message[1024];
+    vsnprintf (message, sizeof message, fmt, args);
+    return s_reply_error_text (self, ret, code, field, message);
+}
+
 zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
                                 const char *field, const char *fmt, ...)
 {
-    char message[1024];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
+    zf_status_t status =
+        s_reply_error_va (self, ret, zf_code_of (zf_status_name (code)), field, fmt, args);
     va_end (args);
-    return s_reply_error_text (self, ret, zf_status_name (code), field, message);
+    return status;
+}
+
+zf_status_t zf_bus_reply_code (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                               const char *field, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    zf_status_t status = s_reply_error_va (self, ret, code, field, fmt, args);
+    va_end (args);
+    return status;
 }
 
 zf_status_t zf_bus_reply_error_code (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
                                      const char *field, const char *fmt, ...)
 {
-    ZF_ASSERT (code && *code);
-    char message[1024];
+    ZF_ASSERT (code && zf_schema_enum_find (&zf_enum_code, code, strlen (code)) > 0);
     va_list args;
     va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
+    zf_status_t status = s_reply_error_va (self, ret, zf_code_of (code), field, fmt, args);
     va_end (args);
-    return s_reply_error_text (self, ret, code, field, message);
+    return status;
+}
+
+zf_code_t zf_bus_error_code (zf_status_t status, const zf_bus_msg_t *reply)
+{
+    if (status != ZF_E_REMOTE || !reply || reply->env.desc != &zf_msg_error)
+        return ZF_CODE_NONE;
+    const zf_msg_error_t *body = reply->env.body;
+    return zf_code_of (body->code);
 }
 
 zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const void *body)
@@ -952,7 +981,8 @@ static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg)
 typedef struct {
     int replies, remote_errors, timeouts, events, overloads;
     char last_error[512];
-    bool hold_replies; //  the server keeps requests unanswered (for timeouts / late replies)
+    zf_code_t last_code; //  zf_bus_error_code of the last answer
+    bool hold_replies;   //  the server keeps requests unanswered (for timeouts / late replies)
     zf_bus_return_t held;
     bool has_held;
 } s_test_state_t;
@@ -966,7 +996,11 @@ static void s_test_serve (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         state->has_held = true;
         return;
     }
-    if (body->fail)
+    if (body->fail && streq (body->text, "busy"))
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_BUSY, NULL, "asked to be busy");
+    else if (body->fail && streq (body->text, "not_found"))
+        zf_bus_reply_error_code (bus, &request->return_to, "not_found", "text", "the old form");
+    else if (body->fail)
         zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "fail", "asked to fail");
     else {
         zf_msg_echo_reply_t reply = {.seq = body->seq, .text = body->text, .served_by = "server"};
@@ -981,6 +1015,7 @@ static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
 {
     (void) bus;
     s_test_state_t *state = arg;
+    state->last_code = zf_bus_error_code (status, reply);
     if (status == ZF_OK) {
         state->replies++;
         ZF_ASSERT (zmsg_size (reply->raw) == 1); //  the raw frame came back with the reply
@@ -1174,6 +1209,21 @@ void zf_bus_test (bool verbose)
     s_test_run_until (loop, &state, s_test_four_answers);
     ZF_ASSERT (state.replies == 3 && state.remote_errors == 1);
     ZF_ASSERT (strstr (state.last_error, "server@selftest: asked to fail (invalid)"));
+    ZF_ASSERT (state.last_code == ZF_CODE_INVALID);
+
+    //  Declared codes: the caller compares constants, whichever form the server used.
+    const char *coded[] = {"busy", "not_found"};
+    const zf_code_t expected[] = {ZF_CODE_BUSY, ZF_CODE_NOT_FOUND};
+    for (size_t index = 0; index < ZF_ARRAY_LEN (coded); index++) {
+        zf_msg_echo_request_t request = {.seq = 5, .text = (char *) coded[index], .fail = true};
+        state.remote_errors = 0;
+        ZF_ASSERT (zf_bus_request (client, "server", &zf_msg_echo_request, &request, NULL,
+                                   ZF_BUS_CALL_DEFAULT, s_test_on_reply, &state, &err)
+                   == ZF_OK);
+        s_test_run_until (loop, &state, s_test_one_error);
+        ZF_ASSERT (state.last_code == expected[index]);
+        ZF_ASSERT (strstr (state.last_error, coded[index]));
+    }
 
     zf_msg_echo_seen_t unhandled = {.seq = 1};
     state.remote_errors = 0;
@@ -1182,6 +1232,7 @@ void zf_bus_test (bool verbose)
                == ZF_OK);
     s_test_run_until (loop, &state, s_test_one_error);
     ZF_ASSERT (strstr (state.last_error, "does not handle 'echo.seen'"));
+    ZF_ASSERT (state.last_code == ZF_CODE_UNKNOWN_TYPE);
 
     //  No route: refused at once, the callback never runs.
     ZF_ASSERT (zf_bus_request (client, "nobody", &zf_msg_echo_request, &failing, NULL,

@@ -1,5 +1,6 @@
 /*  zf_fetcher.c — the actor: configuration, the task table, task.fetch and task.query. */
 #include "zf_fetcher.h"
+#include "zf_fetch_origin.h"
 #include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
 #include "zf_log.h"
@@ -28,7 +29,7 @@ static const zf_config_key_t s_keys[] = {
     {.key = "piece_length_min",
      .kind = ZF_CONFIG_SIZE,
      .offset = offsetof (zf_fetcher_config_t, piece_length_min),
-     .default_text = "4M",
+     .default_text = "1M",
      .min = 16384,
      .max = 1073741824,
      .help = "smallest piece length, a power of two"},
@@ -82,17 +83,18 @@ static const zf_config_key_t s_keys[] = {
     {.key = "parent_concurrency",
      .kind = ZF_CONFIG_INT,
      .offset = offsetof (zf_fetcher_config_t, parent_concurrency),
-     .default_text = "4",
+     .default_text = "2",
      .min = 1,
      .max = 64,
-     .help = "piece requests in flight per parent"},
+     .help = "piece requests in flight per parent (one on the wire, one queued behind it)"},
     {.key = "parent_timeout",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, parent_timeout_ms),
-     .default_text = "5s",
+     .default_text = "20s",
      .min = 100,
      .max = 600000,
-     .help = "a parent not answering a piece request this long is slow; twice in a row, dropped"},
+     .help = "a parent that delivers no piece for this long while asked is dropped as slow (a "
+             "busy parent is never failed; one unreachable for 2s is)"},
     {.key = "parent_refresh",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, parent_refresh_ms),
@@ -259,9 +261,9 @@ static void s_handle_trigger (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     zf_fetch_env_t *env = arg;
     const zf_msg_seed_trigger_t *body = request->env.body;
-    if (!env->config->seed || !zf_fetch_sched_enabled (env->sched)) {
-        zf_bus_reply_error_code (bus, &request->return_to, "refused", "type",
-                                 "this node is not a seed peer with a scheduler");
+    if (!env->config->seed || !env->scheduled) {
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_REFUSED, "type",
+                           "this node is not a seed peer with a scheduler");
         return;
     }
     zf_msg_task_fetch_t fetch = {.url = body->url,
@@ -290,12 +292,6 @@ static void s_handle_query (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 static void s_destroy_task (void **item)
 {
     zf_fetch_task_destroy ((zf_fetch_task_t **) item);
-}
-
-static void s_free_call (void **item)
-{
-    zf_free (*item);
-    *item = NULL;
 }
 
 static const char *s_check_config (const zf_fetcher_config_t *config)
@@ -329,6 +325,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
 {
     const zf_actor_args_t *actor = args;
     zf_fetch_env_t env = {.name = actor->name, .config = actor->config};
+    zf_fetch_sched_t *sched = NULL;
     zf_error_t err;
     const char *config_error = s_check_config (env.config);
     env.bus =
@@ -340,16 +337,14 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     }
     curl_global_init (CURL_GLOBAL_DEFAULT);
     s_metrics_init (&env);
-    env.parent_calls = zlistx_new ();
-    zlistx_set_destructor (env.parent_calls, s_free_call);
     env.tasks = zhashx_new ();
     zhashx_set_destructor (env.tasks, s_destroy_task);
     env.loop = zloop_new ();
     zloop_set_nonstop (env.loop, true); //  the daemon handles signals and sends $TERM
     zloop_reader (env.loop, pipe, zf_actor_pipe_term, NULL);
     zf_bus_attach (env.bus, env.loop);
-    env.curl = zf_curl_loop_new (env.loop, zf_fetch_task_curl_done, &env);
-    env.sched = zf_fetch_sched_new (&env, actor->node);
+    env.curl = zf_curl_loop_new (env.loop, zf_fetch_origin_curl_done, &env);
+    sched = zf_fetch_sched_new (&env, actor->node);
     zf_bus_handle (env.bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &env);
     zf_bus_handle (env.bus, ZF_MSG_TASK_QUERY, s_handle_query, &env);
     zf_bus_handle (env.bus, ZF_MSG_SEED_TRIGGER, s_handle_trigger, &env);
@@ -360,11 +355,10 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zloop_start (env.loop);
 
     zf_info (env.name, "stopped tasks=%zu", zhashx_size (env.tasks));
-    zhashx_destroy (&env.tasks); //  tasks stop their transfers first
+    zhashx_destroy (&env.tasks); //  tasks stop their transfers and forget their requests first
     zf_curl_loop_destroy (&env.curl);
-    zf_bus_destroy (&env.bus);           //  before its loop: it unregisters its sockets
-    zf_fetch_sched_destroy (&env.sched); //  after the bus: it frees calls the bus dropped
-    zlistx_destroy (&env.parent_calls);  //  calls the bus dropped unanswered
+    zf_bus_destroy (&env.bus);       //  before its loop: it unregisters its sockets
+    zf_fetch_sched_destroy (&sched); //  after the bus: it frees calls the bus dropped
     zloop_destroy (&env.loop);
     curl_global_cleanup ();
 }

@@ -17,7 +17,8 @@
       is checked. Either way the XXH3 checksum of the bytes written is recorded. The frame
       of an in-process write goes back with piece.written for the writer's next piece.
     - piece.read reads the piece back and checks its digest every time; a damaged piece is
-      answered "corrupt", marked missing (persisted) and counted, so it is fetched again.
+      answered "corrupt", marked missing (the next record says so) and counted, so it is
+      fetched again; a damaged data file with another name (a hard link) drops the task.
     - piece.locate answers where a finished piece is (data file, offset, size) for readers on
       this host that copy it themselves; the piece is checked in place (mapped, not copied)
       as for piece.read. Network origins get "forbidden".
@@ -37,7 +38,8 @@
 
     Error codes: not_found, not_finished, corrupt, busy, refused, forbidden, invalid, io.
     Pipe commands besides $TERM, for tests: "ADVANCE" MS (moves the actor's wall clock
-    forward) and "GC" (runs GC now); both answer "OK". */
+    forward) and "GC" (runs GC now); both answer "OK". Tests of a running daemon move the clock
+    with storage.shift_clock (this host only). */
 #ifndef ZF_STORAGE_H_INCLUDED
 #define ZF_STORAGE_H_INCLUDED
 
