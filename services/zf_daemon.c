@@ -109,6 +109,7 @@ static bool s_start_actors (daemon_t *self, zf_error_t *err)
             .node = self->node,
             .name = kind->name,
             .config = zf_config_section (self->config, kind->name),
+            .upstream = zf_config_section_or_defaults (self->config, "upstream"),
         };
         running->handle = zactor_new (s_actor_thread, running);
         if (!s_await_start (running->handle, kind->name, err))

@@ -6,6 +6,7 @@
 #include "proxy/zf_proxy.h"
 #include "scheduler/zf_scheduler.h"
 #include "storage/zf_storage.h"
+#include "zf_upstream.h"
 
 static const zf_config_key_t s_node_keys[] = {
     {.key = "name",
@@ -118,11 +119,12 @@ const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);
 
 const zf_config_section_t *const *zf_all_sections (size_t *count)
 {
-    static const zf_config_section_t *sections[3 + ZF_ARRAY_LEN (zf_actor_kinds)];
+    static const zf_config_section_t *sections[4 + ZF_ARRAY_LEN (zf_actor_kinds)];
     size_t used = 0;
     sections[used++] = &zf_node_section;
     sections[used++] = &zf_bus_section;
     sections[used++] = &zf_endpoints_section;
+    sections[used++] = &zf_upstream_section;
     for (size_t index = 0; index < zf_actor_kind_count; index++)
         sections[used++] = zf_actor_kinds[index].section;
     *count = used;

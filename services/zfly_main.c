@@ -136,6 +136,13 @@ int main (int argc, char *argv[])
         fprintf (stderr, "zfly: %s\n", err.message);
         return 2;
     }
+    size_t warning_count;
+    const char *const *warnings = zf_config_warnings (config, &warning_count);
+    for (size_t index = 0; index < warning_count; index++)
+        if (streq (command, "check"))
+            fprintf (stderr, "zfly: warning: %s\n", warnings[index]);
+        else
+            zf_warning ("zfly", "%s", warnings[index]);
     int exit_code = 0;
     if (streq (command, "check"))
         printf ("%s: configuration is valid\n", config_path);

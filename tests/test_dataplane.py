@@ -119,11 +119,13 @@ class DataplaneTest(ZflyTestCase):
         return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n"
                 + (f"[bus]\n{bus}" if bus else "")
                 + (f"[endpoints]\n{endpoints}" if endpoints else "")
+                + "[upstream]\nconnect_timeout = 2s\n"
                 + f"[storage]\ndir = {self.path(name + '-cache')}\nbind = {storage_bind}\n"
                 + storage
                 + f"[fetcher]\nbind = ipc://{self.path(name + '-fetcher.sock')}\n"
+                + f"events_bind = ipc://{self.path(name + '-fetcher-events.sock')}\n"
                 + f"piece_length_min = {PIECE}\npiece_length_max = {piece_max}\n"
-                + "connect_timeout = 2s\nstall_timeout = 3s\nretries = 2\n"
+                + "stall_timeout = 3s\nretries = 2\n"
                 + "retry_backoff = 100ms\n" + fetcher)
 
     def start_node(self, name="a", **sections):

@@ -159,6 +159,14 @@ bool zf_fetch_task_running (zf_fetch_task_t *self)
     return self->phase != PHASE_COMPLETE && self->phase != PHASE_FAILED;
 }
 
+//  The task is over (complete or failed): whoever watches tasks ends is told (the fetcher
+//  publishes task.ended), before the requester waiting for this run is answered.
+static void s_ended (zf_fetch_task_t *self)
+{
+    if (self->env->on_end)
+        self->env->on_end (self, self->env->on_end_arg);
+}
+
 static void s_answer (zf_fetch_task_t *self)
 {
     if (!self->answer_pending)
@@ -257,6 +265,7 @@ void zf_fetch_task_fail (zf_fetch_task_t *self, const char *code, const char *fm
     zf_warning (self->env->name, "task failed task=%.16s code=%s: %s", self->task_id, code,
                 self->error_message);
     zf_fetch_sched_task_end (self->env->sched, self);
+    s_ended (self);
     s_answer (self);
 }
 
@@ -279,6 +288,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             self->phase = PHASE_COMPLETE;
             zf_counter_add (self->env->tasks_complete, 1);
             zf_info (self->env->name, "task complete in storage task=%.16s", self->task_id);
+            s_ended (self);
             s_answer (self);
             return;
         }
@@ -718,6 +728,7 @@ static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
                self->task_id, self->content_length, self->bytes_from_source,
                self->bytes_from_parents);
     zf_fetch_sched_task_end (self->env->sched, self);
+    s_ended (self);
     s_answer (self);
 }
 

@@ -37,6 +37,10 @@ typedef void (zf_fetch_parent_fn) (const char *task_id, const char *parent,
                                    zf_fetch_parent_event_t event, uint64_t piece,
                                    const char *reason, void *arg);
 
+//  A task ended: complete (found complete in storage, or completed now) or failed. Called
+//  once per run of a task, after its state changed and before its requester is answered.
+typedef void (zf_fetch_end_fn) (zf_fetch_task_t *task, void *arg);
+
 //  What every task shares: the actor's handles and its table of tasks.
 typedef struct {
     const char *name;
@@ -50,6 +54,8 @@ typedef struct {
     zf_fetch_parent_fn *on_parent; //  may be NULL: events are logged only
     void *on_parent_arg;
     zf_fetch_sched_t *sched; //  the scheduler client; NULL: no scheduler configured
+    zf_fetch_end_fn *on_end; //  may be NULL
+    void *on_end_arg;
     zf_counter_t *source_bytes;
     zf_counter_t *parent_bytes;
     zf_counter_t *piece_retries;

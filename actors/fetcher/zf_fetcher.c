@@ -13,6 +13,12 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "",
      .help = "endpoints, blank-separated: ipc:// for zfly-get on this host, tcp:// (CURVE) "
              "for other nodes"},
+    {.key = "events_bind",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, events_bind),
+     .default_text = "",
+     .help = "endpoints where task.ended events are published to other processes (zfly-get: "
+             "ipc://); empty: inproc only, and such readers ask when storage goes quiet"},
     {.key = "storage",
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_fetcher_config_t, storage),
@@ -46,13 +52,7 @@ static const zf_config_key_t s_keys[] = {
      .min = 1,
      .max = 1000000,
      .help = "piece length = next power of two of length / this, clamped to min..max"},
-    {.key = "connect_timeout",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_fetcher_config_t, connect_timeout_ms),
-     .default_text = "10s",
-     .min = 1,
-     .max = 600000,
-     .help = "deadline of each connection to an origin"},
+    {.key = "connect_timeout", .alias_of = "upstream.connect_timeout"},
     {.key = "stall_timeout",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, stall_timeout_ms),
@@ -150,16 +150,8 @@ static const zf_config_key_t s_keys[] = {
      .min = 500,
      .max = 600000,
      .help = "no piece from parents this long: missing pieces come from the origin"},
-    {.key = "hosts",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_fetcher_config_t, hosts),
-     .default_text = "",
-     .help = "NAME=ADDR:PORT pairs: connect to origin NAME at ADDR:PORT (split DNS, tests)"},
-    {.key = "upstream_ca",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_fetcher_config_t, upstream_ca),
-     .default_text = "",
-     .help = "CA bundle trusted for origin HTTPS (a private CA); empty: the system's"},
+    {.key = "hosts", .alias_of = "upstream.hosts"},
+    {.key = "upstream_ca", .alias_of = "upstream.ca"},
 };
 
 const zf_config_section_t zf_fetcher_section = {
@@ -287,6 +279,25 @@ static void s_handle_query (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         s_reply_status (env, &request->return_to, task);
 }
 
+//  Readers of a task (bus/zf_task_reader.h) wait for this instead of asking task.query.
+static void s_publish_ended (zf_fetch_task_t *task, void *arg)
+{
+    zf_fetch_env_t *env = arg;
+    zf_msg_task_status_t status;
+    zf_fetch_task_status (task, &status);
+    zf_msg_task_ended_t ended = {.task_id = status.task_id,
+                                 .state = status.state,
+                                 .content_length = status.content_length,
+                                 .piece_length = status.piece_length,
+                                 .piece_count = status.piece_count,
+                                 .finished_count = status.finished_count,
+                                 .bytes_from_source = status.bytes_from_source,
+                                 .bytes_from_parents = status.bytes_from_parents,
+                                 .error_code = status.error_code,
+                                 .error_message = status.error_message};
+    zf_bus_publish (env->bus, &zf_msg_task_ended, &ended);
+}
+
 static void s_destroy_task (void **item)
 {
     zf_fetch_task_destroy ((zf_fetch_task_t **) item);
@@ -328,14 +339,25 @@ static void s_metrics_init (zf_fetch_env_t *env)
 void zf_fetcher_actor (zsock_t *pipe, void *args)
 {
     const zf_actor_args_t *actor = args;
-    zf_fetch_env_t env = {.name = actor->name, .config = actor->config};
+    //  How origins are reached is [upstream]'s, shared with the proxy; the transfers read it
+    //  from the fetcher's own struct.
+    const zf_upstream_config_t *upstream =
+        actor->upstream ? actor->upstream : zf_upstream_defaults ();
+    zf_fetcher_config_t config = *(const zf_fetcher_config_t *) actor->config;
+    char *hosts = zf_upstream_hosts_text (upstream);
+    config.hosts = hosts;
+    config.upstream_ca = upstream->ca;
+    config.connect_timeout_ms = upstream->connect_timeout_ms;
+    zf_fetch_env_t env = {.name = actor->name, .config = &config};
     zf_error_t err;
     const char *config_error = s_check_config (env.config);
-    env.bus =
-        config_error ? NULL : zf_bus_new (actor->node, actor->name, env.config->bind, NULL, &err);
+    env.bus = config_error ? NULL
+                           : zf_bus_new (actor->node, actor->name, env.config->bind,
+                                         env.config->events_bind, &err);
     zsock_signal (pipe, 0);
     if (!env.bus) {
         zf_actor_fatal (pipe, env.name, "%s", config_error ? config_error : err.message);
+        zf_free (hosts);
         return;
     }
     curl_global_init (CURL_GLOBAL_DEFAULT);
@@ -350,6 +372,8 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_bus_attach (env.bus, env.loop);
     env.curl = zf_curl_loop_new (env.loop, zf_fetch_task_curl_done, &env);
     env.sched = zf_fetch_sched_new (&env, actor->node);
+    env.on_end = s_publish_ended;
+    env.on_end_arg = &env;
     zf_bus_handle (env.bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &env);
     zf_bus_handle (env.bus, ZF_MSG_TASK_QUERY, s_handle_query, &env);
     zf_bus_handle (env.bus, ZF_MSG_SEED_TRIGGER, s_handle_trigger, &env);
@@ -367,4 +391,5 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zlistx_destroy (&env.parent_calls);  //  calls the bus dropped unanswered
     zloop_destroy (&env.loop);
     curl_global_cleanup ();
+    zf_free (hosts);
 }
