@@ -50,12 +50,8 @@ struct zf_task_reader_s {
     int emitting; //  callbacks running: freeing waits for them
     int pending;  //  bus replies (and event deliveries) still due
 
-    //  the request, kept to ask again
-    char *url, *digest, *tag, *application;
-    zf_rec_http_header_t *headers;
-    size_t header_count;
-    char **parents;
-    size_t parent_count;
+    zf_msg_task_fetch_t fetch; //  the request (a copy), kept to ask again
+    bool has_fetch;
 
     reader_phase_t phase;
     bool answered;
@@ -134,18 +130,8 @@ static void s_free (zf_task_reader_t *self)
     s_stop_timer (self);
     for (size_t index = 0; index < ZF_TASK_READER_WINDOW_MAX; index++)
         s_slot_clear (&self->slots[index]);
-    for (size_t index = 0; index < self->header_count; index++) {
-        zf_free (self->headers[index].name);
-        zf_free (self->headers[index].value);
-    }
-    zf_free (self->headers);
-    for (size_t index = 0; index < self->parent_count; index++)
-        zf_free (self->parents[index]);
-    zf_free (self->parents);
-    zf_free (self->url);
-    zf_free (self->digest);
-    zf_free (self->tag);
-    zf_free (self->application);
+    if (self->has_fetch)
+        zf_schema_clear (zf_msg_task_fetch.body, &self->fetch);
     zf_free (self->bitmap);
     zf_free (self);
 }
@@ -266,15 +252,7 @@ static void s_on_query (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
 
 static bool s_send_fetch (zf_task_reader_t *self)
 {
-    zf_msg_task_fetch_t fetch = {
-        .url = self->url,
-        .digest = self->digest,
-        .tag = self->tag,
-        .application = self->application,
-        .headers = {.items = self->headers, .count = self->header_count},
-        .parents = {.items = self->parents, .count = self->parent_count},
-    };
-    return s_request (self, self->set->fetcher, &zf_msg_task_fetch, &fetch, s_call (self),
+    return s_request (self, self->set->fetcher, &zf_msg_task_fetch, &self->fetch, s_call (self),
                       s_on_fetch, self, &self->fetch_pending);
 }
 
@@ -1021,41 +999,15 @@ void zf_task_reader_destroy (zf_task_reader_t **self_p)
     s_free_if_unused (self);
 }
 
-static char *s_strdup_or_null (const char *text)
-{
-    return text ? zf_strdup (text) : NULL;
-}
-
 bool zf_task_reader_start (zf_task_reader_t *self, const zf_msg_task_fetch_t *fetch,
                            zf_error_t *err)
 {
-    ZF_ASSERT (self && fetch && fetch->url && self->phase == PHASE_FETCH && !self->url);
-    self->url = zf_strdup (fetch->url);
-    self->digest = s_strdup_or_null (fetch->digest);
-    self->tag = s_strdup_or_null (fetch->tag);
-    self->application = s_strdup_or_null (fetch->application);
-    const zf_rec_http_header_t *headers = fetch->headers.items;
-    self->header_count = fetch->headers.count;
-    self->headers = zf_calloc (self->header_count + 1, sizeof *self->headers);
-    for (size_t index = 0; index < self->header_count; index++) {
-        self->headers[index].name = zf_strdup (headers[index].name);
-        self->headers[index].value = zf_strdup (headers[index].value);
-    }
-    char *const *parents = fetch->parents.items;
-    self->parent_count = fetch->parents.count;
-    self->parents = zf_calloc (self->parent_count + 1, sizeof *self->parents);
-    for (size_t index = 0; index < self->parent_count; index++)
-        self->parents[index] = zf_strdup (parents[index]);
-    zf_msg_task_fetch_t copy = {
-        .url = self->url,
-        .digest = self->digest,
-        .tag = self->tag,
-        .application = self->application,
-        .headers = {.items = self->headers, .count = self->header_count},
-        .parents = {.items = self->parents, .count = self->parent_count},
-    };
+    ZF_ASSERT (self && fetch && fetch->url && self->phase == PHASE_FETCH && !self->has_fetch);
+    if (zf_schema_copy (zf_msg_task_fetch.body, fetch, &self->fetch, err) != ZF_OK)
+        return false;
+    self->has_fetch = true;
     zf_status_t status = zf_bus_request (self->set->bus, self->set->fetcher, &zf_msg_task_fetch,
-                                         &copy, NULL, s_call (self), s_on_fetch, self, err);
+                                         &self->fetch, NULL, s_call (self), s_on_fetch, self, err);
     if (status != ZF_OK)
         return false;
     self->pending++;

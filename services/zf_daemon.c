@@ -48,6 +48,7 @@ static zf_node_t *s_node_new (zf_config_t *config, zf_error_t *err)
         .hwm = (int) bus_config->hwm,
         .tap = node_config->tap,
         .tap_hwm = (int) bus_config->tap_hwm,
+        .tap_secrets = node_config->tap_secrets,
         .request_timeout_ms = bus_config->request_timeout_ms,
         .request_retries = (int) bus_config->request_retries,
     };
@@ -234,6 +235,12 @@ static bool s_start (daemon_t *self, zf_error_t *err)
     self->node = s_node_new (self->config, err);
     if (!self->node || zf_node_start_auth (self->node, err) != ZF_OK)
         return false;
+    if (*node_config->tap && node_config->tap_secrets)
+        zf_warning ("zfly",
+                    "[node] tap_secrets = true: credentials crossing the bus (tokens, "
+                    "passwords, Authorization headers) are shown in clear to anyone "
+                    "who reads the tap %s",
+                    node_config->tap);
     if (*node_config->tap) {
         self->tap = zactor_new (zf_tap_actor, self->node);
         if (!s_await_start (self->tap, "tap", err))

@@ -30,6 +30,12 @@ static const zf_config_key_t s_node_keys[] = {
      .offset = offsetof (zf_node_config_t, tap),
      .default_text = "",
      .help = "endpoint mirroring all bus traffic for zfly-tap (ipc:// or tcp://); empty: off"},
+    {.key = "tap_secrets",
+     .kind = ZF_CONFIG_BOOL,
+     .offset = offsetof (zf_node_config_t, tap_secrets),
+     .default_text = "false",
+     .help = "show credentials (fields marked secret in schemas/) in clear on the tap, for "
+             "debugging; logged as a warning at every start"},
 };
 
 const zf_config_section_t zf_node_section = {

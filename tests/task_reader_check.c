@@ -265,7 +265,7 @@ static void s_setup (fixture_t *fixture)
     ZF_ASSERT (mkdtemp (fixture->dir));
     char *ini = zf_asprintf ("[storage]\ndir = %s/cache\ncommit_interval = 1ms\n"
                              "[fetcher]\npiece_length_min = 64K\npiece_length_max = 64K\n"
-                             "retries = 0\n[upstream]\nconnect_timeout = 2s\n",
+                             "retries = 0\n[upstream]\nconnect_timeout = 2s\npublic = 127.0.0.1\n",
                              fixture->dir);
     const zf_config_section_t *sections[] = {&zf_storage_section, &zf_fetcher_section,
                                              &zf_upstream_section};

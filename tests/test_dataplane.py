@@ -119,7 +119,7 @@ class DataplaneTest(ZflyTestCase):
         return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n"
                 + (f"[bus]\n{bus}" if bus else "")
                 + (f"[endpoints]\n{endpoints}" if endpoints else "")
-                + "[upstream]\nconnect_timeout = 2s\n"
+                + "[upstream]\nconnect_timeout = 2s\npublic = 127.0.0.1\n"
                 + f"[storage]\ndir = {self.path(name + '-cache')}\nbind = {storage_bind}\n"
                 + storage
                 + f"[fetcher]\nbind = ipc://{self.path(name + '-fetcher.sock')}\n"

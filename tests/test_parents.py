@@ -75,7 +75,9 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-FETCHER = """[fetcher]
+FETCHER = """[upstream]
+public = 127.0.0.1
+[fetcher]
 bind = ipc://{workdir}/{name}-fetcher.sock
 piece_length_min = 64K
 piece_length_max = 64K
