@@ -10,6 +10,12 @@
 #include <unistd.h>
 
 #define TIMER_INTERVAL_MS 10 //  resolution of request deadlines and retries
+//  ZMTP heartbeats on connections that leave the process: a peer whose I/O thread answers no
+//  ping for HEARTBEAT_TIMEOUT_MS is disconnected, which is what tells a patient request that
+//  the other side is gone rather than busy. Pings are answered by libzmq's I/O thread, not
+//  by the actor, so a busy or CPU-starved actor stays connected.
+#define HEARTBEAT_IVL_MS     2000
+#define HEARTBEAT_TIMEOUT_MS 10000
 
 typedef struct {
     zf_counter_t *sent;
@@ -25,9 +31,12 @@ typedef struct {
 //  A socket we connected to another actor: a DEALER for requests or a SUB for events.
 typedef struct {
     zf_bus_t *bus;
-    char *actor;       //  the other actor's name
-    const char *label; //  "dealer:echo", "sub:echo", "router", "pub" (tap and logs)
-    bool local;        //  the other actor runs in this process (inproc://)
+    char *actor;           //  the other actor's name
+    const char *label;     //  "dealer:echo", "sub:echo", "router", "pub" (tap and logs)
+    bool local;            //  the other actor runs in this process (inproc://)
+    bool up;               //  connected (handshake done); always for local links
+    bool was_up;           //  has been connected before: a new connection is a reconnection
+    int64_t up_changed_ms; //  when up last changed (or the link was made)
     zsock_t *sock;
     zsock_t *monitor;         //  PAIR, only for sockets that leave the process
     zlistx_t *event_handlers; //  SUB only: event_handler_t
@@ -48,8 +57,12 @@ typedef struct {
     int64_t attempt_deadline;
     int64_t final_deadline;
     int64_t attempt_ms;
+    int64_t timeout_ms; //  patient: how long the peer may stay unreachable
+    int64_t sent_ms;
     int attempts;
     int retries_left;
+    bool patient;     //  waits while the link is up (zf_bus_call_t)
+    bool no_deadline; //  to an actor of this process, with no explicit timeout
     zf_bus_reply_fn *callback;
     void *arg;
 } pending_t;
@@ -234,10 +247,14 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
     if (status == ZF_OK && bind && *bind) {
         self->inbox_link.monitor = zf_monitor_attach (self->inbox);
         status = s_bind_all (node, self->inbox, bind, err);
+        if (status != ZF_OK)
+            zf_error_prefix (err, "[%s] bind", actor);
     }
     if (status == ZF_OK && events_bind && *events_bind) {
         self->outlet_link.monitor = zf_monitor_attach (self->outlet);
         status = s_bind_all (node, self->outlet, events_bind, err);
+        if (status != ZF_OK)
+            zf_error_prefix (err, "[%s] events_bind", actor);
     }
     if (status != ZF_OK) {
         zf_bus_destroy (&self);
@@ -341,9 +358,17 @@ static link_t *s_link_get (zf_bus_t *self, const char *actor, bool events, zf_er
     link->actor = zf_strdup (actor);
     link->label = zf_strdup (key);
     link->local = route.local;
+    link->up = route.local;
+    link->up_changed_ms = zf_clock_mono_ms ();
     link->sock = s_socket_new (self, events ? ZMQ_SUB : ZMQ_DEALER);
-    if (s_leaves_process (events ? route.events : route.endpoint))
+    if (s_leaves_process (events ? route.events : route.endpoint)) {
         link->monitor = zf_monitor_attach (link->sock);
+        if (!events) {
+            zsock_set_heartbeat_ivl (link->sock, HEARTBEAT_IVL_MS);
+            zsock_set_heartbeat_timeout (link->sock, HEARTBEAT_TIMEOUT_MS);
+        }
+    } else
+        link->up = true; //  inproc: no connection to wait for
     if (events) {
         link->event_handlers = zlistx_new ();
         zlistx_set_destructor (link->event_handlers,
@@ -421,8 +446,9 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     else if (!envelope)
         status = err ? err->code : ZF_E_INVALID;
     else {
-        status = s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg,
-                         retries == 0);
+        bool keep_raw = retries > 0 || (call.patient && !link->local);
+        status =
+            s_send (self, link->sock, link->label, NULL, desc->type, envelope, raw_msg, !keep_raw);
         if (status != ZF_OK)
             zf_error_set (err, status, to,
                           status == ZF_E_OVERLOAD ? "queue to '%s' is full (high-water mark)"
@@ -435,11 +461,15 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
         return status;
     }
     int64_t timeout = call.timeout_ms > 0 ? call.timeout_ms : options->request_timeout_ms;
+    bool patient = call.patient && !link->local;
+    if (patient)
+        retries = 0; //  resent on reconnection instead
     pending_t *pending = zf_calloc (1, sizeof *pending);
     pending->id = id;
     pending->link = link;
     pending->envelope = envelope;
-    pending->raw = retries > 0 ? raw_msg : NULL;
+    //  A patient request keeps its frames to send them again after a reconnection.
+    pending->raw = retries > 0 || patient ? raw_msg : NULL;
     if (!pending->raw)
         zmsg_destroy (&raw_msg);
     pending->desc = desc;
@@ -447,6 +477,10 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     if (pending->attempt_ms < 1)
         pending->attempt_ms = 1;
     int64_t now = zf_clock_mono_ms ();
+    pending->sent_ms = now;
+    pending->timeout_ms = timeout;
+    pending->patient = patient;
+    pending->no_deadline = link->local && (call.timeout_ms <= 0 || call.patient);
     pending->attempt_deadline = now + pending->attempt_ms;
     pending->final_deadline = now + timeout;
     pending->attempts = 1;
@@ -518,20 +552,16 @@ zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_m
     return status;
 }
 
-//  The shared body of the two error replies: a message in words, a short code for programs.
-static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
+//  The shared body of the error replies: a message in words, a declared code for programs.
+static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
                                        const char *field, const char *message)
 {
+    ZF_ASSERT (code != ZF_CODE_NONE);
     zf_msg_error_t body = {
-        .code = (char *) code,
+        .code = (char *) zf_code_name (code),
         .message = (char *) message,
         .field = (char *) (field ? field : ""),
     };
-    char code_copy[33];
-    if (strlen (body.code) > 32) { //  an actor's own code must still fit the schema
-        zf_strlcpy (code_copy, body.code, sizeof code_copy);
-        body.code = code_copy;
-    }
     char field_copy[161];
     if (strlen (body.field) > 160) { //  keep the reply valid even for absurd field paths
         zf_strlcpy (field_copy, body.field, sizeof field_copy);
@@ -546,27 +576,56 @@ static zf_status_t s_reply_error_text (zf_bus_t *self, const zf_bus_return_t *re
     return status;
 }
 
+static zf_status_t s_reply_error_va (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                                     const char *field, const char *fmt, va_list args)
+    __attribute__ ((format (printf, 5, 0)));
+
+static zf_status_t s_reply_error_va (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                                     const char *field, const char *fmt, va_list args)
+{
+    char message[1024];
+    vsnprintf (message, sizeof message, fmt, args);
+    return s_reply_error_text (self, ret, code, field, message);
+}
+
 zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
                                 const char *field, const char *fmt, ...)
 {
-    char message[1024];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
+    zf_status_t status =
+        s_reply_error_va (self, ret, zf_code_of (zf_status_name (code)), field, fmt, args);
     va_end (args);
-    return s_reply_error_text (self, ret, zf_status_name (code), field, message);
+    return status;
+}
+
+zf_status_t zf_bus_reply_code (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                               const char *field, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    zf_status_t status = s_reply_error_va (self, ret, code, field, fmt, args);
+    va_end (args);
+    return status;
 }
 
 zf_status_t zf_bus_reply_error_code (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
                                      const char *field, const char *fmt, ...)
 {
-    ZF_ASSERT (code && *code);
-    char message[1024];
+    ZF_ASSERT (code && zf_schema_enum_find (&zf_enum_code, code, strlen (code)) > 0);
     va_list args;
     va_start (args, fmt);
-    vsnprintf (message, sizeof message, fmt, args);
+    zf_status_t status = s_reply_error_va (self, ret, zf_code_of (code), field, fmt, args);
     va_end (args);
-    return s_reply_error_text (self, ret, code, field, message);
+    return status;
+}
+
+zf_code_t zf_bus_error_code (zf_status_t status, const zf_bus_msg_t *reply)
+{
+    if (status != ZF_E_REMOTE || !reply || reply->env.desc != &zf_msg_error)
+        return ZF_CODE_NONE;
+    const zf_msg_error_t *body = reply->env.body;
+    return zf_code_of (body->code);
 }
 
 zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const void *body)
@@ -763,13 +822,35 @@ static int s_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
 static void s_expire (zf_bus_t *self, pending_t *pending)
 {
     zf_error_t err;
-    zf_error_set (&err, ZF_E_TIMEOUT, pending->link->actor,
-                  "no reply from '%s' to %s within %" PRId64 " ms (%d attempt%s)",
-                  pending->link->actor, pending->desc->type,
-                  pending->attempt_ms * pending->attempts, pending->attempts,
-                  pending->attempts == 1 ? "" : "s");
+    if (pending->patient)
+        zf_error_set (&err, ZF_E_TIMEOUT, pending->link->actor,
+                      "no connection to '%s' for %s within %" PRId64 " ms", pending->link->actor,
+                      pending->desc->type, pending->timeout_ms);
+    else
+        zf_error_set (&err, ZF_E_TIMEOUT, pending->link->actor,
+                      "no reply from '%s' to %s within %" PRId64 " ms (%d attempt%s)",
+                      pending->link->actor, pending->desc->type,
+                      pending->attempt_ms * pending->attempts, pending->attempts,
+                      pending->attempts == 1 ? "" : "s");
     zf_counter_add (self->timeouts, 1);
     pending->callback (self, ZF_E_TIMEOUT, NULL, &err, pending->arg);
+}
+
+//  A patient request gives up only when its peer has been unreachable for its timeout: not
+//  connected since it was sent, or since the connection dropped.
+static bool s_patient_expired (pending_t *pending, int64_t now)
+{
+    link_t *link = pending->link;
+    if (link->up)
+        return false;
+    int64_t since = link->up_changed_ms > pending->sent_ms ? link->up_changed_ms : pending->sent_ms;
+    return now - since >= pending->timeout_ms;
+}
+
+static void s_resend (zf_bus_t *self, pending_t *pending)
+{
+    s_send (self, pending->link->sock, pending->link->label, NULL, pending->desc->type,
+            pending->envelope, pending->raw, false);
 }
 
 static int s_timer (zloop_t *loop, int timer_id, void *arg)
@@ -780,30 +861,73 @@ static int s_timer (zloop_t *loop, int timer_id, void *arg)
     if (zhashx_size (self->pending) == 0)
         return 0;
     int64_t now = zf_clock_mono_ms ();
-    //  Collect first: callbacks may add or complete requests while we walk.
+    //  Collect first: callbacks may add, complete or forget requests while we walk.
     zlistx_t *expired = zlistx_new ();
     zlistx_set_destructor (expired, (zlistx_destructor_fn *) zstr_free);
     for (pending_t *pending = zhashx_first (self->pending); pending;
          pending = zhashx_next (self->pending)) {
-        if (now >= pending->final_deadline
-            || (now >= pending->attempt_deadline && pending->retries_left == 0))
+        if (pending->no_deadline)
+            continue;
+        if (pending->patient) {
+            if (s_patient_expired (pending, now))
+                zlistx_add_end (expired, zf_strdup (zhashx_cursor (self->pending)));
+        } else if (now >= pending->final_deadline
+                   || (now >= pending->attempt_deadline && pending->retries_left == 0))
             zlistx_add_end (expired, zf_strdup (zhashx_cursor (self->pending)));
         else if (now >= pending->attempt_deadline) {
             pending->retries_left--;
             pending->attempts++;
             pending->attempt_deadline = now + pending->attempt_ms;
-            s_send (self, pending->link->sock, pending->link->label, NULL, pending->desc->type,
-                    pending->envelope, pending->raw, false);
+            s_resend (self, pending);
         }
     }
     for (const char *key = zlistx_first (expired); key; key = zlistx_next (expired)) {
+        //  An earlier callback of this round may have completed or forgotten this one.
         pending_t *pending = zhashx_lookup (self->pending, key);
+        if (!pending)
+            continue;
         zhashx_delete (self->pending, key);
         s_expire (self, pending);
         s_pending_destroy (&pending);
     }
     zlistx_destroy (&expired);
     return 0;
+}
+
+size_t zf_bus_forget (zf_bus_t *self, const void *arg)
+{
+    zlistx_t *keys = zlistx_new ();
+    zlistx_set_destructor (keys, (zlistx_destructor_fn *) zstr_free);
+    for (pending_t *pending = zhashx_first (self->pending); pending;
+         pending = zhashx_next (self->pending))
+        if (pending->arg == arg)
+            zlistx_add_end (keys, zf_strdup (zhashx_cursor (self->pending)));
+    size_t count = zlistx_size (keys);
+    for (const char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
+        pending_t *pending = zhashx_lookup (self->pending, key);
+        zhashx_delete (self->pending, key);
+        s_pending_destroy (&pending);
+    }
+    zlistx_destroy (&keys);
+    return count;
+}
+
+//  A link's connection came up or went down. Patient requests on a link that comes up again
+//  are sent again: whatever was in flight on the old connection may be lost.
+static void s_link_up (zf_bus_t *self, link_t *link, bool up)
+{
+    if (link->up == up)
+        return;
+    link->up = up;
+    link->up_changed_ms = zf_clock_mono_ms ();
+    if (!up)
+        return;
+    if (link->was_up)
+        for (pending_t *pending = zhashx_first (self->pending); pending;
+             pending = zhashx_next (self->pending))
+            if (pending->link == link && pending->patient)
+                s_resend (self, pending);
+    link->was_up = true;
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -837,6 +961,13 @@ static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg)
         break;
     case ZMQ_EVENT_DISCONNECTED:
         zf_info ("bus", "%s: disconnected %s %s", self->actor, link->label, event.endpoint);
+        if (link->actor)
+            s_link_up (self, link, false);
+        break;
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        if (link->actor)
+            s_link_up (self, link, true);
+        zf_debug ("bus", "%s: %s %s %s", self->actor, name, link->label, event.endpoint);
         break;
     default: zf_debug ("bus", "%s: %s %s %s", self->actor, name, link->label, event.endpoint);
     }
@@ -850,7 +981,8 @@ static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg)
 typedef struct {
     int replies, remote_errors, timeouts, events, overloads;
     char last_error[512];
-    bool hold_replies; //  the server keeps requests unanswered (for timeouts / late replies)
+    zf_code_t last_code; //  zf_bus_error_code of the last answer
+    bool hold_replies;   //  the server keeps requests unanswered (for timeouts / late replies)
     zf_bus_return_t held;
     bool has_held;
 } s_test_state_t;
@@ -864,7 +996,11 @@ static void s_test_serve (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         state->has_held = true;
         return;
     }
-    if (body->fail)
+    if (body->fail && streq (body->text, "busy"))
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_BUSY, NULL, "asked to be busy");
+    else if (body->fail && streq (body->text, "not_found"))
+        zf_bus_reply_error_code (bus, &request->return_to, "not_found", "text", "the old form");
+    else if (body->fail)
         zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "fail", "asked to fail");
     else {
         zf_msg_echo_reply_t reply = {.seq = body->seq, .text = body->text, .served_by = "server"};
@@ -879,6 +1015,7 @@ static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
 {
     (void) bus;
     s_test_state_t *state = arg;
+    state->last_code = zf_bus_error_code (status, reply);
     if (status == ZF_OK) {
         state->replies++;
         ZF_ASSERT (zmsg_size (reply->raw) == 1); //  the raw frame came back with the reply
@@ -933,6 +1070,11 @@ static bool s_test_one_timeout (s_test_state_t *state)
     return state->timeouts == 1;
 }
 
+static bool s_test_one_reply (s_test_state_t *state)
+{
+    return state->replies == 1;
+}
+
 static bool s_test_one_error (s_test_state_t *state)
 {
     return state->remote_errors == 1;
@@ -946,6 +1088,75 @@ static int s_test_stop_after (zloop_t *loop, int timer_id, void *arg)
     return -1;
 }
 
+static void s_test_run_for (zloop_t *loop, size_t ms)
+{
+    zloop_timer (loop, ms, 1, s_test_stop_after, NULL);
+    zloop_start (loop);
+}
+
+//  Two requests that expire in the same timer round, each callback forgetting the other: the
+//  timer must not look the forgotten one up again (it crashed on a NULL pending).
+typedef struct {
+    zf_bus_t *bus;
+    void *other;
+    int *timeouts;
+} s_test_forget_t;
+
+static void s_test_on_forget (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                              const zf_error_t *err, void *arg)
+{
+    (void) reply;
+    (void) err;
+    s_test_forget_t *self = arg;
+    ZF_ASSERT (status == ZF_E_TIMEOUT);
+    (*self->timeouts)++;
+    zf_bus_forget (bus, self->other);
+}
+
+//  Patient requests over ipc:// to a server that holds them: no deadline while connected, sent
+//  again after the server came back on the same endpoint, "no connection" when nobody listens.
+static void s_test_patient (zf_node_t *node, zloop_t *loop, zf_bus_t *client,
+                            const char *ipc_endpoint, s_test_state_t *state)
+{
+    zf_error_t err;
+    //  Actor names of their own: an inproc:// name is free again only once libzmq's reaper has
+    //  closed the old socket, which happens a moment after zf_bus_destroy.
+    zf_bus_t *server = zf_bus_new (node, "server2", ipc_endpoint, NULL, &err);
+    ZF_ASSERT (server);
+    zf_bus_handle (server, ZF_MSG_ECHO_REQUEST, s_test_serve, state);
+    zf_bus_attach (server, loop);
+    state->hold_replies = true;
+    state->has_held = false;
+    state->replies = state->timeouts = 0;
+    //  Long enough for the reconnection to the new server (libzmq retries every 100 ms).
+    zf_bus_call_t patient = {.timeout_ms = 500, .patient = true};
+    zf_msg_echo_request_t request = {.seq = 20, .text = "patient"};
+    zmsg_t *raw = zmsg_new (); //  kept, and sent again with the request
+    zmsg_addstr (raw, "bulk bytes");
+    ZF_ASSERT (zf_bus_request (client, "far-server", &zf_msg_echo_request, &request, &raw, patient,
+                               s_test_on_reply, state, &err)
+               == ZF_OK);
+    s_test_run_for (loop, 1200); //  more than twice its timeout, connected all along
+    ZF_ASSERT (state->timeouts == 0 && state->has_held);
+    //  The server restarts: what it held is lost, the request reaches the new one.
+    zf_bus_destroy (&server);
+    state->has_held = false;
+    server = zf_bus_new (node, "server3", ipc_endpoint, NULL, &err);
+    ZF_ASSERT (server);
+    zf_bus_handle (server, ZF_MSG_ECHO_REQUEST, s_test_serve, state);
+    zf_bus_attach (server, loop);
+    state->hold_replies = false;
+    s_test_run_until (loop, state, s_test_one_reply);
+    ZF_ASSERT (state->timeouts == 0 && zf_bus_pending (client) == 0);
+    //  Nobody listens: "no connection" after the timeout.
+    zf_bus_destroy (&server);
+    ZF_ASSERT (zf_bus_request (client, "far-server", &zf_msg_echo_request, &request, NULL, patient,
+                               s_test_on_reply, state, &err)
+               == ZF_OK);
+    s_test_run_until (loop, state, s_test_one_timeout);
+    ZF_ASSERT (strstr (state->last_error, "no connection to 'far-server' for echo.request"));
+}
+
 void zf_bus_test (bool verbose)
 {
     (void) verbose;
@@ -956,6 +1167,8 @@ void zf_bus_test (bool verbose)
     zf_node_add_local (node, "server");
     zf_node_add_local (node, "client");
     zf_node_add_local (node, "silent"); //  declared, but nobody ever reads its inbox
+    zf_node_add_local (node, "server2");
+    zf_node_add_local (node, "server3");
     zf_error_t err;
     //  The server also listens on ipc://, reached by the name "far-server" as if it lived in
     //  another process: requests over it are resent, requests over inproc:// are not.
@@ -996,6 +1209,21 @@ void zf_bus_test (bool verbose)
     s_test_run_until (loop, &state, s_test_four_answers);
     ZF_ASSERT (state.replies == 3 && state.remote_errors == 1);
     ZF_ASSERT (strstr (state.last_error, "server@selftest: asked to fail (invalid)"));
+    ZF_ASSERT (state.last_code == ZF_CODE_INVALID);
+
+    //  Declared codes: the caller compares constants, whichever form the server used.
+    const char *coded[] = {"busy", "not_found"};
+    const zf_code_t expected[] = {ZF_CODE_BUSY, ZF_CODE_NOT_FOUND};
+    for (size_t index = 0; index < ZF_ARRAY_LEN (coded); index++) {
+        zf_msg_echo_request_t request = {.seq = 5, .text = (char *) coded[index], .fail = true};
+        state.remote_errors = 0;
+        ZF_ASSERT (zf_bus_request (client, "server", &zf_msg_echo_request, &request, NULL,
+                                   ZF_BUS_CALL_DEFAULT, s_test_on_reply, &state, &err)
+                   == ZF_OK);
+        s_test_run_until (loop, &state, s_test_one_error);
+        ZF_ASSERT (state.last_code == expected[index]);
+        ZF_ASSERT (strstr (state.last_error, coded[index]));
+    }
 
     zf_msg_echo_seen_t unhandled = {.seq = 1};
     state.remote_errors = 0;
@@ -1004,6 +1232,7 @@ void zf_bus_test (bool verbose)
                == ZF_OK);
     s_test_run_until (loop, &state, s_test_one_error);
     ZF_ASSERT (strstr (state.last_error, "does not handle 'echo.seen'"));
+    ZF_ASSERT (state.last_code == ZF_CODE_UNKNOWN_TYPE);
 
     //  No route: refused at once, the callback never runs.
     ZF_ASSERT (zf_bus_request (client, "nobody", &zf_msg_echo_request, &failing, NULL,
@@ -1048,6 +1277,43 @@ void zf_bus_test (bool verbose)
     ZF_ASSERT (zf_counter_value (client->late_replies) == late_before + 1);
     ZF_ASSERT (zf_bus_pending (client) == 0);
 
+    //  To an actor of this process with no explicit timeout: no deadline at all (the node's
+    //  default, 2 s here, passes), the reply comes when the busy actor gets to it.
+    state.replies = state.timeouts = 0;
+    state.has_held = false;
+    zf_msg_echo_request_t busy = {.seq = 11, .text = "busy"};
+    ZF_ASSERT (zf_bus_request (client, "server", &zf_msg_echo_request, &busy, NULL,
+                               ZF_BUS_CALL_DEFAULT, s_test_on_reply, &state, &err)
+               == ZF_OK);
+    s_test_run_for (loop, (size_t) options.request_timeout_ms + 200);
+    ZF_ASSERT (state.timeouts == 0 && state.has_held);
+    zf_msg_echo_reply_t answer = {.seq = 11, .text = "busy", .served_by = "server"};
+    zmsg_t *frame = zmsg_new ();
+    zmsg_addstr (frame, "bulk bytes");
+    zf_bus_reply (server, &state.held, &zf_msg_echo_reply, &answer, &frame);
+    s_test_run_until (loop, &state, s_test_one_reply);
+
+    //  Two requests expiring in one round, each callback forgetting the other: one callback.
+    int forget_timeouts = 0;
+    s_test_forget_t first = {client, NULL, &forget_timeouts},
+                    second = {client, &first, &forget_timeouts};
+    first.other = &second;
+    zf_msg_echo_request_t forgotten = {.seq = 12, .text = "forget"};
+    ZF_ASSERT (zf_bus_request (client, "server", &zf_msg_echo_request, &forgotten, NULL,
+                               (zf_bus_call_t){.timeout_ms = 101, .retries = 0}, s_test_on_forget,
+                               &first, &err)
+               == ZF_OK);
+    ZF_ASSERT (zf_bus_request (client, "server", &zf_msg_echo_request, &forgotten, NULL,
+                               (zf_bus_call_t){.timeout_ms = 100, .retries = 0}, s_test_on_forget,
+                               &second, &err)
+               == ZF_OK);
+    s_test_run_for (loop, 300);
+    ZF_ASSERT (forget_timeouts == 1 && zf_bus_pending (client) == 0);
+    state.hold_replies = false;
+
+    zf_bus_destroy (&server);
+    s_test_patient (node, loop, client, ipc_endpoint, &state);
+
     //  High-water mark: nobody reads "silent", so after hwm messages (send and receive
     //  queues of the inproc pipe) sends are dropped, counted and reported, never blocking.
     int dropped = 0;
@@ -1066,7 +1332,6 @@ void zf_bus_test (bool verbose)
 
     zf_bus_destroy (&silent);
     zf_bus_destroy (&client);
-    zf_bus_destroy (&server);
     zloop_destroy (&loop);
     zf_node_destroy (&node);
 }

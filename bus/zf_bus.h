@@ -21,6 +21,7 @@
 #define ZF_BUS_H_INCLUDED
 
 #include "zf_envelope.h"
+#include "zf_msgs.h"
 #include "zf_node.h"
 
 typedef struct zf_bus_s zf_bus_t;
@@ -63,16 +64,32 @@ typedef void (zf_bus_reply_fn) (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t 
 
 typedef void (zf_bus_event_fn) (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 
+//  How long a request waits for its reply.
+//  - An actor of this process always answers while the process lives (inproc:// loses
+//    nothing, and a dead actor stops the daemon), so a request to it with timeout_ms 0 waits
+//    as long as it takes: a busy actor makes its callers slower, never fails them. An explicit
+//    timeout_ms is honoured.
+//  - To another process: timeout_ms is the whole deadline over all attempts (0: the node's
+//    default), each attempt resent after timeout / (retries + 1).
+//  - patient: wait as long as the other side is connected, however long it takes; timeout_ms
+//    then bounds only how long it may stay unreachable (never connected, or gone and not
+//    back). An actor of this process is always there: no deadline at all. After a
+//    reconnection (the peer restarted) the request is sent again: handlers are idempotent.
+//    Heartbeats on the connection tell a silent peer from a busy one.
 typedef struct {
-    int64_t timeout_ms; //  whole deadline over all attempts; 0: the node's default
-    int retries;        //  resends after a per-attempt timeout; -1: the node's default
+    int64_t timeout_ms;
+    int retries; //  resends after a per-attempt timeout; -1: the node's default
+    bool patient;
 } zf_bus_call_t;
 
 #define ZF_BUS_CALL_DEFAULT ((zf_bus_call_t){.timeout_ms = 0, .retries = -1})
+#define ZF_BUS_CALL_PATIENT ((zf_bus_call_t){.timeout_ms = 0, .retries = 0, .patient = true})
 
 //  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
 //  binds given: NULL or "" for none, or blank-separated endpoints ("ipc://… tcp://…"). The actor
-//  name must have been declared local.
+//  name must have been declared local. The binds come from the actor's section, so a failure
+//  names the key and the endpoint: "[storage] bind: cannot bind tcp://…:7001: Address already
+//  in use".
 zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
                       zf_error_t *err);
 void zf_bus_destroy (zf_bus_t **self_p);
@@ -93,17 +110,34 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
 zf_status_t zf_bus_send (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
                          const void *body, zmsg_t **raw, zf_error_t *err);
 
+//  Forgets every pending request whose callback argument is arg: their callbacks never run
+//  and a late reply is dropped. For a caller that lets go of the state its callbacks need (a
+//  parent dropped from a task). Returns how many were forgotten. Safe inside any callback.
+size_t zf_bus_forget (zf_bus_t *self, const void *arg);
+
 void zf_bus_return_of (const zf_bus_msg_t *request, zf_bus_return_t *ret);
 zf_status_t zf_bus_reply (zf_bus_t *self, const zf_bus_return_t *ret, const zf_msg_desc_t *desc,
                           const void *body, zmsg_t **raw);
 zf_status_t zf_bus_reply_error (zf_bus_t *self, const zf_bus_return_t *ret, zf_status_t code,
                                 const char *field, const char *fmt, ...)
     __attribute__ ((format (printf, 5, 6)));
-//  The same with an actor's own short code ("not_found", "busy", "corrupt"), for answers a
-//  zf_status_t does not name; at most 32 bytes (longer codes are cut).
+//  The same with any declared code (enum code in schemas/core.schema), for the answers a
+//  zf_status_t does not name: ZF_CODE_NOT_FOUND, ZF_CODE_BUSY, ZF_CODE_CORRUPT, ….
+zf_status_t zf_bus_reply_code (zf_bus_t *self, const zf_bus_return_t *ret, zf_code_t code,
+                               const char *field, const char *fmt, ...)
+    __attribute__ ((format (printf, 5, 6)));
+//  Deprecated: the code as its word ("busy"), for callers not yet on zf_bus_reply_code. The
+//  word must be a declared code; anything else asserts, since no decoder would accept it.
 zf_status_t zf_bus_reply_error_code (zf_bus_t *self, const zf_bus_return_t *ret, const char *code,
                                      const char *field, const char *fmt, ...)
     __attribute__ ((format (printf, 5, 6)));
+
+//  What a reply callback's peer answered: for status ZF_E_REMOTE, the error reply's code
+//  (ZF_CODE_UNKNOWN when the peer sent a word this build does not declare); ZF_CODE_NONE for
+//  any other status (a reply, or a local failure such as ZF_E_TIMEOUT), so
+//      if (zf_bus_error_code (status, reply) == ZF_CODE_BUSY)
+//  is all a caller writes.
+zf_code_t zf_bus_error_code (zf_status_t status, const zf_bus_msg_t *reply);
 
 zf_status_t zf_bus_publish (zf_bus_t *self, const zf_msg_desc_t *desc, const void *body);
 

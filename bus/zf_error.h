@@ -42,8 +42,15 @@ zf_status_t zf_error_set (zf_error_t *err, zf_status_t code, const char *where, 
 
 void zf_error_clear (zf_error_t *err);
 
+//  Puts context in front of err's message, keeping code and where, so a caller that knows
+//  more than the failing call (the INI key a value came from) can say it:
+//      zf_error_prefix (err, "[%s] bind", actor);   //  "[storage] bind: cannot bind …"
+//  A message that no longer fits is cut at the end. err may be NULL.
+void zf_error_prefix (zf_error_t *err, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
 //  Stable short name of a code ("truncated", "too_large", …): used in error replies and as
-//  a metrics label.
+//  a metrics label. The names are the first members of enum code in schemas/core.schema.
 const char *zf_status_name (zf_status_t code);
 
 void zf_error_test (bool verbose);

@@ -106,7 +106,7 @@ static int s_socket_failed (zf_error_t *err, const char *endpoint, const char *s
     if (fd >= 0)
         close (fd);
     char text[128];
-    zf_error_set (err, ZF_E_IO, endpoint, "%s: %s", step,
+    zf_error_set (err, ZF_E_IO, endpoint, "cannot listen on %s: %s: %s", endpoint, step,
                   strerror_r (saved_errno, text, sizeof text));
     return -1;
 }
@@ -463,7 +463,9 @@ static void s_test_listen_errors (int port_in_use)
 
     char endpoint[32];
     snprintf (endpoint, sizeof endpoint, "127.0.0.1:%d", port_in_use);
-    s_test_bad_listen (endpoint, ZF_E_IO, "bind: Address already in use");
+    char in_use[96];
+    snprintf (in_use, sizeof in_use, "cannot listen on %s: bind: Address already in use", endpoint);
+    s_test_bad_listen (endpoint, ZF_E_IO, in_use);
 }
 
 //  Loopback IPv6 may be missing in a container: then binding fails and there is nothing to test.

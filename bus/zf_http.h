@@ -19,8 +19,8 @@ typedef struct zf_http_s zf_http_t;
 
 //  listen: "HOST:PORT" ("127.0.0.1:65080", "[::1]:65080", "0.0.0.0:0" for any free port),
 //  numeric hosts only. On failure returns NULL with err filled: ZF_E_CONFIG for a malformed
-//  address, ZF_E_IO with the system's reason when the port cannot be bound ("bind: Address
-//  already in use"); err->where is the listen string.
+//  address, ZF_E_IO with the system's reason when the port cannot be bound ("cannot listen on
+//  127.0.0.1:65080: bind: Address already in use"); err->where is the listen string.
 zf_http_t *zf_http_new (const char *listen, zf_error_t *err);
 void zf_http_destroy (zf_http_t **self_p);
 

@@ -8,6 +8,7 @@ typedef struct {
     char *endpoint;
     char *events;
     char *server_key;
+    char *where; //  where the route was declared ("FILE:LINE"), for later errors
 } route_entry_t;
 
 struct zf_node_s {
@@ -33,6 +34,7 @@ static void s_route_clear (route_entry_t *route)
     zf_free (route->endpoint);
     zf_free (route->events);
     zf_free (route->server_key);
+    zf_free (route->where);
     memset (route, 0, sizeof *route);
 }
 
@@ -86,7 +88,7 @@ zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err)
     if (self->cert_path) {
         if (!zsys_file_exists (self->cert_path)) {
             zf_error_set (err, ZF_E_CONFIG, self->cert_path,
-                          "%s: no such certificate; create one with `zfly keygen %s`",
+                          "[bus] cert: %s: no such certificate; create one with `zfly keygen %s`",
                           self->cert_path, self->cert_path);
             zf_node_destroy (&self);
             return NULL;
@@ -95,14 +97,15 @@ zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err)
         if (!self->cert
             || streq (zcert_secret_txt (self->cert), "0000000000000000000000000000000000000000")) {
             zf_error_set (err, ZF_E_CONFIG, self->cert_path,
-                          "%s: not a secret certificate written by `zfly keygen`", self->cert_path);
+                          "[bus] cert: %s: not a secret certificate written by `zfly keygen`",
+                          self->cert_path);
             zf_node_destroy (&self);
             return NULL;
         }
     }
     if (self->allow_dir && !zsys_file_exists (self->allow_dir)) {
-        zf_error_set (err, ZF_E_CONFIG, self->allow_dir, "%s: allow-list directory not found",
-                      self->allow_dir);
+        zf_error_set (err, ZF_E_CONFIG, self->allow_dir,
+                      "[bus] allow: %s: allow-list directory not found", self->allow_dir);
         zf_node_destroy (&self);
         return NULL;
     }
@@ -163,7 +166,7 @@ zf_status_t zf_node_add_route (zf_node_t *self, const char *name, const char *sp
     if (s_routes_find (self->routes, self->route_count, name))
         return zf_error_set (err, ZF_E_CONFIG, where, "%s: [endpoints] %s: given twice", where,
                              name);
-    route_entry_t entry = {.name = zf_strdup (name)};
+    route_entry_t entry = {.name = zf_strdup (name), .where = zf_strdup (where ? where : "")};
     route_entry_t *route = &entry;
     char *copy = zf_strdup (spec);
     char *saveptr = NULL;
@@ -257,6 +260,7 @@ zf_status_t zf_node_resolve (zf_node_t *self, const char *actor, zf_route_t *rou
         route->endpoint = entry->endpoint;
         route->events = entry->events;
         route->server_key = entry->server_key;
+        route->where = entry->where;
         return ZF_OK;
     }
     return zf_error_set (err, ZF_E_UNREACHABLE, actor,
@@ -304,7 +308,9 @@ zf_status_t zf_node_connect (zf_node_t *self, zsock_t *sock, const zf_route_t *r
         zsock_set_curve_serverkey (sock, route->server_key);
     }
     if (zsock_connect (sock, "%s", endpoint) < 0)
-        return zf_error_set (err, ZF_E_IO, endpoint, "cannot connect to %s: %s", endpoint,
+        return zf_error_set (err, ZF_E_IO, endpoint, "cannot connect to actor '%s' at %s%s%s%s: %s",
+                             route->name, endpoint, route->where ? " (" : "",
+                             route->where ? route->where : "", route->where ? ")" : "",
                              zmq_strerror (zmq_errno ()));
     return ZF_OK;
 }

@@ -35,6 +35,7 @@ typedef struct {
     const char *events;     //  events come from here (PUB); may be NULL
     const char *server_key; //  Z85 public key of the node serving it; NULL for local/insecure
     bool local;
+    const char *where; //  where a remote route was declared ("FILE:LINE"); NULL when local
 } zf_route_t;
 
 zf_node_t *zf_node_new (const zf_node_options_t *options, zf_error_t *err);

@@ -121,6 +121,34 @@ static uint64_t s_magnitude (int64_t number)
 //  --------------------------------------------------------------------------------------------
 //  Init and clear
 
+//  --------------------------------------------------------------------------------------------
+//  Enums: a handful of short words each, so a linear scan is as fast as anything.
+
+int zf_schema_enum_find (const zf_enum_desc_t *e, const char *word, size_t word_len)
+{
+    ZF_ASSERT (e);
+    if (!word || word_len == 0)
+        return 0;
+    for (size_t value = 1; value < e->count; value++) {
+        const char *name = e->names[value];
+        if (strlen (name) == word_len && memcmp (name, word, word_len) == 0)
+            return (int) value;
+    }
+    return -1;
+}
+
+int zf_schema_enum_of (const zf_enum_desc_t *e, const char *word)
+{
+    int value = zf_schema_enum_find (e, word, word ? strlen (word) : 0);
+    return value < 0 ? e->default_value : value;
+}
+
+const char *zf_schema_enum_name (const zf_enum_desc_t *e, int value)
+{
+    ZF_ASSERT (e && value >= 0 && (size_t) value < e->count);
+    return e->names[value];
+}
+
 //  Defaults were checked by zf_schemagen.py, so a default that does not parse is a bug in the
 //  generator. Parsing assumes the "C" locale, which zfly never changes.
 static void s_init_scalar (const zf_field_desc_t *field, void *slot)
@@ -228,6 +256,9 @@ static zf_status_t s_validate_value (const zf_field_desc_t *field, const void *s
         if (field->max && len > field->max)
             return s_fail (err, ZF_E_TOO_LARGE, path, "string of %zu bytes is over max %" PRIu64,
                            len, field->max);
+        if (field->enumeration && zf_schema_enum_find (field->enumeration, text, len) < 0)
+            return s_fail (err, ZF_E_INVALID, path, "'%s' is not a declared %s", text,
+                           field->enumeration->name);
         return ZF_OK;
     }
     case ZF_FIELD_BIN: {
@@ -417,10 +448,20 @@ static zf_status_t s_decode_str (const zf_field_desc_t *field, const msgpack_obj
     if (nul)
         return s_fail (err, ZF_E_INVALID, path, "string has a NUL byte at offset %td",
                        nul - text->ptr);
-    char *copy = zf_malloc ((size_t) text->size + 1);
-    if (text->size)
-        memcpy (copy, text->ptr, text->size);
-    copy[text->size] = '\0';
+    const char *word = text->ptr;
+    size_t word_len = text->size;
+    const zf_enum_desc_t *e = field->enumeration;
+    if (e && zf_schema_enum_find (e, word, word_len) < 0) {
+        if (e->default_value == 0)
+            return s_fail (err, ZF_E_INVALID, path, "'%.*s' is not a declared %s",
+                           (int) (word_len > 64 ? 64 : word_len), word, e->name);
+        word = e->names[e->default_value]; //  a newer peer's word: the documented catch-all
+        word_len = strlen (word);
+    }
+    char *copy = zf_malloc (word_len + 1);
+    if (word_len)
+        memcpy (copy, word, word_len);
+    copy[word_len] = '\0';
     zf_free (*slot); //  the default from init, or NULL for a list item
     *slot = copy;
     return ZF_OK;
@@ -1427,6 +1468,55 @@ static void s_test_secrets (void)
     zf_free (data);
 }
 
+//  Enum fields: error.code has a default (an undeclared code reads as "unknown"),
+//  parent.failed reason has none (an undeclared reason is refused); both refuse to encode one.
+static void s_test_enums (void)
+{
+    ZF_ASSERT (zf_code_of ("busy") == ZF_CODE_BUSY && streq (zf_code_name (ZF_CODE_BUSY), "busy"));
+    ZF_ASSERT (zf_code_of ("") == ZF_CODE_NONE && zf_code_of (NULL) == ZF_CODE_NONE);
+    ZF_ASSERT (zf_code_of ("no_such_code") == ZF_CODE_UNKNOWN);
+    ZF_ASSERT (zf_parent_failure_of ("no_such_reason") == ZF_PARENT_FAILURE_NONE);
+    ZF_ASSERT (streq (zf_code_name (ZF_CODE_NONE), ""));
+
+    const zf_record_desc_t *error_desc = zf_msg_error.body;
+    zf_msg_error_t error;
+    zf_error_t err;
+    size_t size;
+    uint8_t *data = zf_schema_build (&size, "M2 s s s s", "code", "gone_fishing", "message", "m");
+    ZF_ASSERT (zf_schema_decode_buffer (error_desc, data, size, &error, &err) == ZF_OK);
+    ZF_ASSERT (streq (error.code, "unknown") && zf_code_of (error.code) == ZF_CODE_UNKNOWN);
+    ZF_ASSERT (streq (error.message, "m"));
+    zf_free (data);
+    //  Encoding holds a C-built value to the declared words, default or not.
+    zf_free (error.code);
+    error.code = zf_strdup ("gone_fishing");
+    ZF_ASSERT (zf_schema_validate (error_desc, &error, &err) == ZF_E_INVALID);
+    ZF_ASSERT (streq (err.where, "code")
+               && streq (err.message, "'gone_fishing' is not a declared code"));
+    zf_schema_clear (error_desc, &error);
+
+    const zf_record_desc_t *failed_desc = zf_msg_parent_failed.body;
+    zf_msg_parent_failed_t failed;
+    data = zf_schema_build (&size, "M4 s s s s s s s s", "task_id", "t", "host_id", "h", "parent",
+                            "p", "reason", "bored");
+    ZF_ASSERT (zf_schema_decode_buffer (failed_desc, data, size, &failed, &err) == ZF_E_INVALID);
+    ZF_ASSERT (streq (err.where, "reason"));
+    ZF_ASSERT (streq (err.message, "'bored' is not a declared parent_failure"));
+    zf_free (data);
+    data = zf_schema_build (&size, "M4 s s s s s s s s", "task_id", "t", "host_id", "h", "parent",
+                            "p", "reason", "slow");
+    ZF_ASSERT (zf_schema_decode_buffer (failed_desc, data, size, &failed, &err) == ZF_OK);
+    ZF_ASSERT (zf_parent_failure_of (failed.reason) == ZF_PARENT_FAILURE_SLOW);
+    zf_schema_clear (failed_desc, &failed);
+    zf_free (data);
+    //  Absent, the field takes its schema default, a member.
+    data = zf_schema_build (&size, "M3 s s s s s s", "task_id", "t", "host_id", "h", "parent", "p");
+    ZF_ASSERT (zf_schema_decode_buffer (failed_desc, data, size, &failed, &err) == ZF_OK);
+    ZF_ASSERT (zf_parent_failure_of (failed.reason) == ZF_PARENT_FAILURE_FAILED);
+    zf_schema_clear (failed_desc, &failed);
+    zf_free (data);
+}
+
 void zf_schema_test (bool verbose)
 {
     //  Usage: build a body in C, encode it, decode it back, free both.
@@ -1449,6 +1539,7 @@ void zf_schema_test (bool verbose)
 
     s_test_round_trip (verbose);
     s_test_defaults ();
+    s_test_enums ();
     s_test_wrong_types ();
     s_test_numbers ();
     s_test_bounds ();

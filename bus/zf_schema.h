@@ -11,6 +11,16 @@
         zf_rec_endpoint_t, zf_rec_endpoint (its zf_record_desc_t)
         zf_msg_echo_request_t (the body), zf_msg_echo_request (its zf_msg_desc_t),
         ZF_MSG_ECHO_REQUEST ("echo.request")
+    and for "enum code default=unknown" with members busy, unknown:
+        zf_code_t with ZF_CODE_NONE (0, the empty string), ZF_CODE_BUSY, ZF_CODE_UNKNOWN;
+        ZF_CODE_COUNT; zf_enum_code (its zf_enum_desc_t); zf_code_name (ZF_CODE_BUSY) is
+        "busy"; zf_code_of ("busy") is ZF_CODE_BUSY.
+
+    Enums. A str field declared with enum=NAME carries only NAME's words (or "", absent).
+    Encoding a word the enum does not declare is refused (ZF_E_INVALID): a sender cannot put an
+    undeclared code on the wire. Decoding one is refused too, unless the enum has a default=:
+    then the field reads as the default word, so a newer peer's new code still decodes, as the
+    catch-all the receiver already handles (for error codes: "unknown").
 
     C representation of each field kind:
         bool  -> bool          u64 -> uint64_t      i64 -> int64_t     f64 -> double
@@ -50,6 +60,14 @@ typedef enum {
 
 typedef struct zf_record_desc_s zf_record_desc_t;
 
+//  The words of a schema enum: names[value], names[0] "" (ZF_NAME_NONE).
+typedef struct {
+    const char *name; //  schema name ("code")
+    const char *const *names;
+    size_t count;      //  values, NONE included
+    int default_value; //  what an undeclared word decodes to; 0: it is refused
+} zf_enum_desc_t;
+
 typedef struct {
     const char *name;     //  snake_case key in the msgpack map
     zf_field_kind_t kind; //  element kind when is_list
@@ -64,6 +82,7 @@ typedef struct {
     //  NULL: no; "": always; "FIELD:value|value": when the sibling str FIELD is one of the
     //  values (any case), as a header's value is when its name is Authorization
     const char *secret;
+    const zf_enum_desc_t *enumeration; //  str: the only words allowed (plus ""); NULL = any
 } zf_field_desc_t;
 
 struct zf_record_desc_s {
@@ -81,6 +100,16 @@ typedef struct {
 
 //  Bytes one value of the field's element kind takes in its C struct (a list's item stride).
 size_t zf_schema_value_size (const zf_field_desc_t *field);
+
+//  The value of word in e: 0 for NULL or "", -1 when e does not declare it.
+int zf_schema_enum_find (const zf_enum_desc_t *e, const char *word, size_t word_len);
+
+//  What the generated zf_NAME_of returns: as find, but an undeclared word gives e's default
+//  (0 when e has none).
+int zf_schema_enum_of (const zf_enum_desc_t *e, const char *word);
+
+//  What the generated zf_NAME_name returns: names[value]; a value out of range asserts.
+const char *zf_schema_enum_name (const zf_enum_desc_t *e, int value);
 
 //  Sets every field of value to its default (strings to "" or their default text).
 void zf_schema_init (const zf_record_desc_t *desc, void *value);

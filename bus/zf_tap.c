@@ -209,12 +209,15 @@ void zf_tap_actor (zsock_t *pipe, void *args)
 
     zf_error_t err;
     if (zsock_bind (inbox, "%s", zf_node_tap_inbox (node)) != 0) {
-        zstr_sendf (pipe, "ERROR cannot bind %s: %s", zf_node_tap_inbox (node),
-                    zmq_strerror (zmq_errno ()));
+        char why[256];
+        snprintf (why, sizeof why, "cannot bind %s: %s", zf_node_tap_inbox (node),
+                  zmq_strerror (zmq_errno ()));
+        zstr_sendx (pipe, "ERROR", why, NULL);
         goto done;
     }
     if (zf_node_bind (node, outlet, endpoint, &err) != ZF_OK) {
-        zstr_sendf (pipe, "ERROR tap: %s", err.message);
+        zf_error_prefix (&err, "[node] tap");
+        zstr_sendx (pipe, "ERROR", err.message, NULL);
         goto done;
     }
     zf_notice ("tap", "publishing bus traffic on %s", endpoint);

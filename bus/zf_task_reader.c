@@ -188,12 +188,15 @@ static void s_fail (zf_task_reader_t *self, zf_task_reader_failure_t failure, co
     va_start (args, fmt);
     vsnprintf (message, sizeof message, fmt, args);
     va_end (args);
-    zf_task_reader_event_t event = {.type = ZF_TASK_READER_FAILED,
-                                    .failure = failure,
-                                    .code = code,
-                                    .message = message,
-                                    .answered = self->answered,
-                                    .status = self->has_status ? &self->status : NULL};
+    zf_task_reader_event_t event = {
+        .type = ZF_TASK_READER_FAILED,
+        .failure = failure,
+        .task_error = failure == ZF_TASK_READER_TASK ? zf_task_error_of (code) : ZF_TASK_ERROR_NONE,
+        .reply_code = failure == ZF_TASK_READER_TASK ? ZF_CODE_NONE : zf_code_of (code),
+        .code = code,
+        .message = message,
+        .answered = self->answered,
+        .status = self->has_status ? &self->status : NULL};
     s_emit (self, &event, NULL);
 }
 
@@ -207,6 +210,7 @@ static void s_fail_bus (zf_task_reader_t *self, zf_status_t status, const zf_err
     s_stop_timer (self);
     zf_task_reader_event_t event = {.type = ZF_TASK_READER_FAILED,
                                     .failure = ZF_TASK_READER_UNREACHABLE,
+                                    .bus_status = status,
                                     .code = zf_status_name (status),
                                     .message = err && *err->message ? err->message
                                                                     : zf_status_name (status),
@@ -455,7 +459,7 @@ static void s_on_query (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         return;
     if (status == ZF_E_REMOTE) {
         const zf_msg_error_t *error = reply->env.body;
-        if (streq (error->code, "not_found")) { //  the fetcher forgot the task: ask again
+        if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FOUND) { //  the fetcher forgot it
             if (!self->fetch_pending)
                 s_send_fetch (self);
             return;
@@ -609,7 +613,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     } else if (status == ZF_E_REMOTE) {
         self->answered = true;
         const zf_msg_error_t *error = reply->env.body;
-        if (!streq (error->code, "not_found")) {
+        if (zf_bus_error_code (status, reply) != ZF_CODE_NOT_FOUND) {
             s_fail (self, ZF_TASK_READER_STORAGE, error->code, "storage.stat failed: %s",
                     err->message);
             return;
@@ -674,15 +678,16 @@ static bool s_piece_answer_usable (zf_task_reader_t *self, slot_t *slot, zf_stat
         return false;
     }
     if (status == ZF_E_REMOTE) {
-        const char *code = ((const zf_msg_error_t *) reply->env.body)->code;
-        if (streq (code, "busy") && slot->busy_count < BUSY_RETRIES_MAX) {
+        zf_code_t code = zf_bus_error_code (status, reply);
+        if (code == ZF_CODE_BUSY && slot->busy_count < BUSY_RETRIES_MAX) {
             slot->busy_count++;
             slot->retry = true;
             s_wake_after (self, BUSY_RETRY_MS);
             return false;
         }
-        if ((streq (code, "corrupt") || streq (code, "not_finished") || streq (code, "not_found"))
-            && self->refetches < REFETCH_MAX) {
+        bool lost =
+            code == ZF_CODE_CORRUPT || code == ZF_CODE_NOT_FINISHED || code == ZF_CODE_NOT_FOUND;
+        if (lost && self->refetches < REFETCH_MAX) {
             zf_info (self->set->name,
                      "task reader: piece %" PRIu64 " of task=%.16s: %s; asking the fetcher again",
                      slot->piece, self->task_id, err->message);
@@ -691,8 +696,8 @@ static bool s_piece_answer_usable (zf_task_reader_t *self, slot_t *slot, zf_stat
             s_pump (self);
             return false;
         }
-        s_fail (self, ZF_TASK_READER_STORAGE, code, "storage could not serve piece %" PRIu64 ": %s",
-                slot->piece, err->message);
+        s_fail (self, ZF_TASK_READER_STORAGE, zf_code_name (code),
+                "storage could not serve piece %" PRIu64 ": %s", slot->piece, err->message);
         return false;
     }
     if (status != ZF_OK) {
@@ -730,7 +735,7 @@ static bool s_piece_verified (zf_task_reader_t *self, const zf_bus_msg_t *reply,
     EVP_Digest (zframe_data (data), zframe_size (data), hash, &hash_size, EVP_sha256 (), NULL);
     if (memcmp (hash, piece->digest.data, SHA256_SIZE) == 0)
         return true;
-    s_fail (self, ZF_TASK_READER_STORAGE, "corrupt",
+    s_fail (self, ZF_TASK_READER_STORAGE, zf_code_name (ZF_CODE_CORRUPT),
             "piece %" PRIu64 " from storage %s does not match its digest", piece->piece,
             self->set->storage);
     return false;
@@ -765,8 +770,8 @@ static bool s_locate_refused (zf_task_reader_t *self, zf_status_t status, zf_bus
 {
     if (status != ZF_E_REMOTE || self->phase != PHASE_FOLLOW)
         return false;
-    const char *code = ((const zf_msg_error_t *) reply->env.body)->code;
-    if (!streq (code, "forbidden") && !streq (code, zf_status_name (ZF_E_UNKNOWN_TYPE)))
+    zf_code_t code = zf_bus_error_code (status, reply);
+    if (code != ZF_CODE_FORBIDDEN && code != ZF_CODE_UNKNOWN_TYPE)
         return false;
     if (!self->set->locate_refused)
         zf_notice (self->set->name,

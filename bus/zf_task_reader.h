@@ -17,7 +17,8 @@
     for, in order, then DONE, or FAILED once.
 
     One set of error rules for every reader:
-      - task.fetch refused (an error reply): FAILED, failure REFUSED with the fetcher's code;
+      - task.fetch refused (an error reply): FAILED, failure REFUSED with the fetcher's code
+        (ZF_CODE_DENIED: the origin refused this caller's credentials);
       - task.query "not_found" (the fetcher forgot the task, restarted): task.fetch again;
       - a task.status or task.ended "failed": FAILED, failure TASK with the task's error code
         ("source", "digest", …);
@@ -101,7 +102,10 @@ typedef struct {
     zframe_t **frame;
     //  FAILED
     zf_task_reader_failure_t failure;
-    const char *code;    //  a short code ("source", "busy", "timeout", …)
+    zf_task_error_t task_error; //  TASK: why the task failed (ZF_TASK_ERROR_SOURCE, …)
+    zf_code_t reply_code;       //  REFUSED, STORAGE: the error reply's code (ZF_CODE_DENIED, …)
+    zf_status_t bus_status;     //  UNREACHABLE: ZF_E_TIMEOUT, ZF_E_UNREACHABLE, ZF_E_OVERLOAD
+    const char *code;    //  the same as a word, for messages ("source", "busy", "timeout", …)
     const char *message; //  what happened, in words
     const char *request; //  UNREACHABLE: "task.fetch", "storage.stat", …
     const char *actor;   //  UNREACHABLE: the actor the request went to

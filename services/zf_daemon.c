@@ -248,8 +248,10 @@ static bool s_start (daemon_t *self, zf_error_t *err)
     }
     if (*node_config->http) {
         self->http = zf_http_new (node_config->http, err);
-        if (!self->http)
+        if (!self->http) {
+            zf_error_prefix (err, "[node] http");
             return false;
+        }
     }
     return s_start_actors (self, err);
 }
@@ -268,7 +270,9 @@ int zf_daemon_run (zf_config_t *config)
     zf_error_t err;
     int exit_code;
     if (!s_start (&self, &err)) {
-        zf_error_log ("zfly", "%s", err.message);
+        //  The file too: with several nodes on one host, which one failed matters.
+        const char *path = zf_config_path (config);
+        zf_error_log ("zfly", "%s%s%s", *path ? path : "", *path ? ": " : "", err.message);
         exit_code = 1;
     } else {
         //  Ready first, then say so: whoever waits for the line may probe /healthz at once.

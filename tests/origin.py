@@ -15,12 +15,19 @@ ignored for the lookup (signed-URL style) but logged. Prefixes compose left to r
 
     /status/CODE/NAME        answers CODE (404, 500, …) with a short body
     /fail-first/N/NAME       500 for the first N requests of this exact path, then serves
+    /fail-ranges/N/NAME      503 for the first N requests of this exact path that ask for a
+                             range of more than one byte (pieces; a client's one-byte probe
+                             is served), then serves
     /ignore-range/NAME       always 200 with the whole body, whatever Range says
     /reset-after/N/NAME      sends N body bytes, then resets the connection (RST)
     /stall/N/NAME            sends headers and N body bytes, then sends nothing more
     /rate/BPS/NAME           sends the body at about BPS bytes per second
     /gate/MARKER/NAME        holds an answer that includes the file's last byte until the
                              file ROOT/MARKER exists (the test opens the gate; at most 60 s)
+    /gate-from/OFFSET/MARKER/NAME   the same for an answer reaching byte OFFSET or beyond
+    /missing-from/OFFSET/MARKER/NAME  404 for a range starting at OFFSET or beyond until
+                             ROOT/MARKER exists (a file that is half there until the test
+                             says otherwise)
     /auth/TOKEN/NAME         401 unless "Authorization: Bearer TOKEN" is present
     /redirect/REST           307 to http://localhost:PORT2/REST (the second listener)
 
@@ -83,6 +90,9 @@ class State:
             seen = self.fail_counts.get(path, 0) + 1
             self.fail_counts[path] = seen
             return seen <= limit
+
+    def marker_exists(self, marker):
+        return os.path.exists(os.path.join(self.root, marker))
 
     def stats(self):
         with self.lock:
@@ -176,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
     def serve(self, path, head):
         parts = [part for part in path.split("/") if part]
         ignore_range = False
-        reset_after = stall_after = rate = gate = None
+        reset_after = stall_after = rate = gate = missing_from = fail_ranges = None
         while parts:
             word = parts[0]
             if word == "status" and len(parts) >= 2:
@@ -185,6 +195,15 @@ class Handler(BaseHTTPRequestHandler):
                 if self.state.fail_first(path, int(parts[1])):
                     return self.reply_simple(500, "failing as requested")
                 parts = parts[2:]
+            elif word == "fail-ranges" and len(parts) >= 2:
+                fail_ranges = int(parts[1])
+                parts = parts[2:]
+            elif word == "gate-from" and len(parts) >= 3:
+                gate = (int(parts[1]), parts[2])
+                parts = parts[3:]
+            elif word == "missing-from" and len(parts) >= 3:
+                missing_from = (int(parts[1]), parts[2])
+                parts = parts[3:]
             elif word == "ignore-range":
                 ignore_range = True
                 parts = parts[1:]
@@ -198,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
                 rate = int(parts[1])
                 parts = parts[2:]
             elif word == "gate" and len(parts) >= 2:
-                gate = parts[1]
+                gate = (None, parts[1])  # None: the last byte
                 parts = parts[2:]
             elif word == "auth" and len(parts) >= 2:
                 if self.headers.get("Authorization") != f"Bearer {parts[1]}":
@@ -226,8 +245,14 @@ class Handler(BaseHTTPRequestHandler):
                                          [("Content-Range", f"bytes */{size}")])
             start, end = wanted if wanted else (0, size - 1)
             length = max(0, end - start + 1)
-            if gate and end == size - 1:
-                self.wait_for_gate(gate)
+            if (missing_from and wanted and start >= missing_from[0]
+                    and not self.state.marker_exists(missing_from[1])):
+                return self.reply_simple(404, "not there yet")
+            if (fail_ranges is not None and length > 1
+                    and self.state.fail_first(path, fail_ranges)):
+                return self.reply_simple(503, "failing as requested")
+            if gate and end >= (size - 1 if gate[0] is None else gate[0]):
+                self.wait_for_gate(gate[1])
             status = 206 if wanted else 200
             self.record["status"] = status
             self.state.count_status(path, status)
@@ -246,9 +271,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def wait_for_gate(self, marker):
         """Holds the answer until ROOT/MARKER exists, at most 60 s."""
-        path = os.path.join(self.state.root, marker)
         deadline = time.monotonic() + 60
-        while not os.path.exists(path) and time.monotonic() < deadline:
+        while not self.state.marker_exists(marker) and time.monotonic() < deadline:
             if self.state.stopping.wait(0.02):
                 return
 

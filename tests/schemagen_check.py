@@ -50,12 +50,31 @@ BAD = [
     ("message a.b 1\n    x point\n", 2, "unknown kind 'point'"),
     ("record r\n    s r\nmessage a.b 1\n    x r\n", 1, "contains itself"),
     ("    x u64\n", 1, "field outside"),
-    ("widget a\n", 1, "expected 'record NAME' or 'message TYPE VERSION'"),
+    ("widget a\n", 1, "expected 'record NAME', 'message TYPE VERSION' or 'enum NAME'"),
     ("message a.b 1\n\tx u64\n", 2, "spaces, not tabs"),
     ("message a.b 1\n    x str max=5000000000\n", 2, "over msgpack's"),
     ("message a.b 1\n    x []u64 items=5000000000\n", 2, "over msgpack's"),
     ("message a.b 1\n    x str max=3 default=\"open\n", 2, "cannot split line"),
     ("message a_b.c 1\n    x u64\nmessage a.b_c 1\n    y u64\n", 3, "both become C type"),
+    # enums
+    ("enum e_x\n    a b\n", 2, "one member per line"),
+    ("enum e_x\n    a\n    a\n", 3, "duplicate member 'a'"),
+    ("enum e_x\n    Bad\n", 2, "bad enum member 'Bad'"),
+    ("enum e_x\n    none\n", 2, "'none' is taken"),
+    ("enum e_x\n    count\n", 2, "'count' is taken"),
+    ("enum msg\n    a\n", 1, "would collide"),
+    ("enum e_x colour=red\n    a\n", 1, "unknown option 'colour=red'"),
+    ("enum e_x default=b\n    a\n", 1, "default 'b' is not a member"),
+    ("enum e_x\nmessage a.b 1\n    x u64\n", 1, "enum 'e_x' has no members"),
+    ("enum e_x\n    a\nenum e_x\n    b\n", 3, "duplicate enum 'e_x'"),
+    ("message a.b 1\n    x str max=8 enum=nope\n", 2, "unknown enum 'nope'"),
+    ("message a.b 1\n    x u64 enum=e_x\nenum e_x\n    a\n", 2, "enum= is only for str"),
+    ("message a.b 1\n    x []str items=2 max=8 enum=e_x\nenum e_x\n    a\n", 2,
+     "enum= is only for str"),
+    ("enum e_x\n    longword\nmessage a.b 1\n    x str max=4 enum=e_x\n", 4,
+     "member 'longword' of enum e_x is over max=4"),
+    ("enum e_x\n    a\nmessage a.b 1\n    x str max=4 default=b enum=e_x\n", 4,
+     "default 'b' is not a member of enum e_x"),
 ]
 
 GOOD = r"""
@@ -80,6 +99,14 @@ record single
     ok          bool
 record edge_case
     also        single
+enum colour default=other
+    red
+    other
+enum shape
+    round
+message coded.thing 1
+    colour      str     max=8 enum=colour required
+    shape       str     max=8 enum=shape default=round
 """
 
 WARNINGS = ["-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wformat=2", "-Wstrict-prototypes",
@@ -121,7 +148,10 @@ def check_good(generator, compiler, include_dir):
         source = os.path.join(out_dir, "zf_msgs.c")
         header = open(os.path.join(out_dir, "zf_msgs.h"), encoding="utf-8").read()
         for needle in ("zf_msg_edge_case_t", "zf_rec_outer_t", "ZF_MSG_EMPTY_THING",
-                       "extern const zf_msg_desc_t zf_msg_single;", "do not edit"):
+                       "extern const zf_msg_desc_t zf_msg_single;", "do not edit",
+                       "ZF_COLOUR_NONE = 0,", "ZF_COLOUR_OTHER = 2,", "} zf_colour_t;",
+                       "#define ZF_SHAPE_COUNT 2", "zf_shape_t zf_shape_of (const char *text);",
+                       "const char *zf_colour_name (zf_colour_t value);"):
             if needle not in header:
                 print("FAIL: zf_msgs.h lacks %s" % needle)
                 return 1

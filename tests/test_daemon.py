@@ -97,17 +97,58 @@ class DaemonTest(ZflyTestCase):
         node.process.send_signal(signal.SIGINT)
         self.assertEqual(node.wait_exit(timeout=5), 0)
 
-    def test_actor_that_cannot_start_takes_the_process_down(self):
+    def port_in_use(self):
+        """A loopback port this test listens on (closed when the test ends)."""
         port = free_port()
         blocker = socket.socket()
+        self.addCleanup(blocker.close)
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
+        return port
+
+    def test_actor_that_cannot_start_takes_the_process_down(self):
+        port = self.port_in_use()
         node = self.start("a", f"[node]\nname = a\nhttp =\n[bus]\ninsecure = true\n"
                                f"[echo]\nbind = tcp://127.0.0.1:{port}\n")
         self.assertEqual(node.wait_exit(timeout=20), 1)
-        node.log.wait_for(rf"echo could not start: cannot bind tcp://127.0.0.1:{port}")
+        # The line names the file, the key and the endpoint, and the system's reason.
+        node.log.wait_for(rf"zfly: {node.config_path}: echo could not start: \[echo\] bind: "
+                          rf"cannot bind tcp://127.0.0.1:{port}: Address already in use$")
         node.log.wait_for(r"insecure = true")
-        blocker.close()
+
+    def test_two_nodes_with_one_http_port(self):
+        """The second node on a host with the same [node] http says which key, which address
+        and which file, not only "Address already in use"."""
+        port = free_port()
+        first = self.start("a", f"[node]\nname = a\nhttp = 127.0.0.1:{port}\n[echo]\n")
+        first.wait_ready()
+        second = self.start("b", f"[node]\nname = b\nhttp = 127.0.0.1:{port}\n[echo]\n")
+        self.assertEqual(second.wait_exit(timeout=20), 1)
+        second.log.wait_for(rf"error +zfly: {second.config_path}: \[node\] http: cannot listen "
+                            rf"on 127.0.0.1:{port}: bind: Address already in use$")
+        self.assertNotIn("zfly: ready", second.log.text())
+        # The first node is untouched.
+        status, _, body = first.http_get("/healthz")
+        self.assertEqual((status, body), (200, "ok\n"))
+
+    def test_bad_http_address_names_the_key(self):
+        node = self.start("a", "[node]\nname = a\nhttp = localhost:80\n[echo]\n")
+        self.assertEqual(node.wait_exit(timeout=20), 1)
+        node.log.wait_for(r"\[node\] http: 'localhost' is not a numeric IPv4 address")
+
+    def test_missing_certificate_names_the_key_and_path(self):
+        missing = self.path("nowhere", "a.key")
+        node = self.start("a", f"[node]\nname = a\nhttp =\n[bus]\ncert = {missing}\n[echo]\n")
+        self.assertEqual(node.wait_exit(timeout=20), 1)
+        node.log.wait_for(rf"\[bus\] cert: {missing}: no such certificate")
+
+    def test_tap_endpoint_in_use_names_the_key(self):
+        port = self.port_in_use()
+        node = self.start("a", f"[node]\nname = a\nhttp =\ntap = tcp://127.0.0.1:{port}\n"
+                               f"[bus]\ninsecure = true\n[echo]\n")
+        self.assertEqual(node.wait_exit(timeout=20), 1)
+        node.log.wait_for(rf"tap could not start: \[node\] tap: cannot bind "
+                          rf"tcp://127.0.0.1:{port}: Address already in use")
 
     def test_tcp_without_cert_is_refused_with_the_fix(self):
         node = self.start("a", f"[node]\nname = a\nhttp =\n[echo]\nbind = tcp://127.0.0.1:{free_port()}\n")

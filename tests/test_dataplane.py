@@ -490,12 +490,33 @@ class DataplaneTest(ZflyTestCase):
 
     def test_gc_evicts_least_recently_used_but_not_a_task_being_read(self):
         # quota 48 MiB: GC starts above 36 MiB (75%) and evicts down to 19.2 MiB (40%).
-        grace = 0.5
+        grace_ms = 500
         storage = ("quota = 48M\nhigh_watermark = 75\nlow_watermark = 40\n"
-                   f"gc_interval = 200ms\nbusy_grace = {int(grace * 1000)}ms\n")
+                   f"gc_interval = 200ms\nbusy_grace = {grace_ms}ms\n")
         self.start_node(storage=storage)
         size = 8 * MiB
         shas, ids = {}, {}
+        # Tasks age by storage's own clock, moved forward with storage.shift_clock instead of
+        # waiting busy_grace out. The offset is absolute: a restarted storage is shifted to
+        # it again, or the access times it persisted would lie in its future.
+        clock = {"offset_ms": 0, "client": self.storage_client(sender="tester@a")}
+        reads = {"ok": 0, "failed": [], "running": False}
+
+        def shift_clock():
+            reply, _ = clock["client"].request("storage.shift_clock", "storage",
+                                               {"offset_ms": clock["offset_ms"]})
+            self.assertEqual(reply["type"], "storage.clock", reply)
+            self.assertEqual(reply["body"]["offset_ms"], clock["offset_ms"])
+
+        def age_past_grace():
+            """Every task is now older than busy_grace, except one the reader touches again:
+            wait for a read that started after the shift (two more answers) before going on."""
+            before = reads["ok"]
+            clock["offset_ms"] += grace_ms + 1
+            shift_clock()
+            if reads["running"]:
+                self.wait_until("a read of t1 after the clock moved",
+                                lambda: reads["ok"] >= before + 2)
 
         def fetch(name, fresh=True):
             if fresh:
@@ -504,10 +525,9 @@ class DataplaneTest(ZflyTestCase):
             text = self.get_ok(self.origin.url(name), self.path("out-" + name), shas[name])
             ids[name] = self.task_id(text)
             self.origin_requests = self.origin.path_stats("/" + name)[0] - before
-            # Tasks used within busy_grace are protected: let this one age out of it, so
-            # that what GC does next depends on LRU order alone. This waits out a configured
-            # period; it synchronises nothing.
-            time.sleep(grace + 0.2)
+            # Tasks used within busy_grace are protected: age this one out of it, so that
+            # what GC does next depends on LRU order alone.
+            age_past_grace()
 
         for name in ("t1", "t2", "t3", "t4"):  # 32 MiB: below the high watermark
             fetch(name)
@@ -533,10 +553,11 @@ class DataplaneTest(ZflyTestCase):
         self.start("a-low", self.node_ini("a", storage=storage.replace(
             "low_watermark = 40", "low_watermark = 1")))
         self.processes[-1].wait_ready()
+        clock["client"] = self.storage_client(sender="tester@a")
+        shift_clock()
         # cache now: t5, t1, t2 (24 MiB). A reader keeps reading t1 (as a local actor would).
         reader = self.storage_client(sender="reader@a")
         stop = threading.Event()
-        reads = {"ok": 0, "failed": []}
 
         def read_loop():
             while not stop.is_set():
@@ -550,6 +571,7 @@ class DataplaneTest(ZflyTestCase):
 
         thread = threading.Thread(target=read_loop, daemon=True)
         thread.start()
+        reads["running"] = True
         try:
             fetch("t6")  # 32 MiB: below 36
             fetch("t7")  # 40 MiB > 36: evict everything out of grace and not being read
@@ -560,6 +582,7 @@ class DataplaneTest(ZflyTestCase):
         finally:
             stop.set()
             thread.join(timeout=15)
+            reads["running"] = False
         self.assertGreater(reads["ok"], 0)
         self.assertEqual(reads["failed"], [])
         fetch("t1", fresh=False)

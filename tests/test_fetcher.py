@@ -1,13 +1,10 @@
 #!/usr/bin/python3
-"""The piece fetcher back to source: a real zfly with [storage] and [fetcher], a small origin
-in this process. Checks the bytes storage ends up with and their digest, the origin's request
+"""The piece fetcher back to source: a real zfly with [storage] and [fetcher], and
+tests/origin.py serving one random content under several names. Checks the bytes storage ends up with and their digest, the origin's request
 count, and the error a user sees: ranges, an origin ignoring Range, 404, a digest mismatch, a
 second fetch of a complete task, and two concurrent fetches sharing one download."""
 import hashlib
-import http.server
 import os
-import re
-import threading
 import time
 
 import msgpack
@@ -22,86 +19,19 @@ CONTENT_DIGEST = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
 PIECE_MIN = 64 * 1024
 
 
-class Origin(http.server.ThreadingHTTPServer):
-    """Serves CONTENT with Range (or ignoring it under /norange/), 404 elsewhere, and counts
-    requests per path."""
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), OriginHandler)
-        self.requests = {}
-        self.authorization = {}  # path -> Authorization header last seen
-        self.failures_left = 0   # /flaky: range requests answered 503 first
-        self.half_limit = None   # /half: ranges starting at or past this offset get 404
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-
-    def handle_error(self, request, client_address):
-        pass  # the fetcher aborts probes answered 200 on purpose: resets are expected
-
-    def count(self, path):
-        with self.lock:
-            return self.requests.get(path, 0)
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class OriginHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        path = self.path.split("?")[0]
-        with self.server.lock:
-            self.server.requests[path] = self.server.requests.get(path, 0) + 1
-            self.server.authorization[path] = self.headers.get("Authorization")
-        if path == "/redirect":
-            target = self.server.url("/target").replace("127.0.0.1", "localhost")
-            self.send_response(307)
-            self.send_header("Location", target)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        match = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
-        if path == "/flaky" and match and match.group(2) != "0":
-            with self.server.lock:
-                fail = self.server.failures_left > 0
-                self.server.failures_left -= fail
-            if fail:
-                self.send_error(503)
-                return
-        if (path == "/half" and match and self.server.half_limit is not None
-                and int(match.group(1)) >= self.server.half_limit):
-            self.send_error(404)
-            return
-        if not (path.startswith("/file") or path.startswith("/norange/") or "/blobs/" in path
-                or path in ("/flaky", "/half", "/target")):
-            self.send_response(404)
-            self.send_header("Content-Length", "9")
-            self.end_headers()
-            self.wfile.write(b"not found")
-            return
-        body = CONTENT
-        if match and not path.startswith("/norange/"):
-            first, last = int(match.group(1)), min(int(match.group(2)), len(body) - 1)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {first}-{last}/{len(body)}")
-            body = body[first:last + 1]
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+HALF = len(CONTENT) // 2
+# Request paths on tests/origin.py: one content under several names, each with its faults.
+BLOB_PATH = f"/v2/lib/blobs/{CONTENT_DIGEST}"
+FLAKY_PATH = "/fail-ranges/2/flaky"  # two piece requests answered 503, the probe served
+HALF_PATH = f"/missing-from/{HALF}/healed/half"  # 404 past HALF until ROOT/healed exists
+FILES = ("file", "file2", "file3", "flaky", "half", "target", BLOB_PATH.lstrip("/"))
 
 
 class FetcherTest(ZflyTestCase):
     def setUp(self):
         super().setUp()
-        self.origin = Origin()
+        self.origin = zflytest.Origin(self.path("origin"), self.path("origin.log"),
+                                      files={name: CONTENT for name in FILES})
         self.fetcher_endpoint = "ipc://" + self.path("fetcher.sock")
         self.storage_endpoint = "ipc://" + self.path("storage.sock")
         self.node = self.start_node()
@@ -133,8 +63,7 @@ retries = 2
         for socket in self.sockets.values():
             socket.close()
         self.context.term()
-        self.origin.shutdown()
-        self.origin.server_close()
+        self.origin.stop()
         super().tearDown()
 
     def socket(self, endpoint):
@@ -207,7 +136,7 @@ retries = 2
                                           status="206"), 1 + status["piece_count"])
 
     def test_digest_verified_and_second_fetch_needs_no_origin(self):
-        path = f"/v2/lib/blobs/{CONTENT_DIGEST}"
+        path = BLOB_PATH
         self.assert_fetched(self.origin.url(path), path)
         before = self.origin.count(path)
         # another mirror, same digest: same task, complete at once
@@ -217,11 +146,11 @@ retries = 2
         self.assertEqual(self.origin.count("/mirror" + path), 0)
 
     def test_origin_ignoring_range_is_read_as_one_stream(self):
-        status = self.assert_fetched(self.origin.url("/norange/file"), "/norange/file",
+        status = self.assert_fetched(self.origin.url("/ignore-range/file"), "/ignore-range/file",
                                      digest=CONTENT_DIGEST)
         self.assertEqual(status["bytes_from_source"] >= len(CONTENT), True)
         # the probe (aborted at its 200) and one stream
-        self.assertEqual(self.origin.count("/norange/file"), 2)
+        self.assertEqual(self.origin.count("/ignore-range/file"), 2)
 
     def test_not_found_fails_with_source_error(self):
         status = self.wait_finished(self.fetch(self.origin.url("/missing"))["task_id"])
@@ -264,23 +193,29 @@ retries = 2
         self.assertEqual(reply["body"]["field"], "headers")
 
     def test_server_errors_are_retried(self):
-        self.origin.failures_left = 2
-        self.assert_fetched(self.origin.url("/flaky"), "/flaky")
+        status = self.assert_fetched(self.origin.url(FLAKY_PATH), FLAKY_PATH)
         self.assertEqual(self.node.metric("zfly_fetcher_piece_retries_total", actor="fetcher"), 2)
+        # the probe, every piece, and the two answered 503
+        self.assertEqual(self.origin.count(FLAKY_PATH), 1 + status["piece_count"] + 2)
 
     def test_redirect_across_hosts_drops_authorization(self):
+        # origin.py's /redirect/ goes to its second listener under another host name.
         status = self.wait_finished(self.fetch(
-            self.origin.url("/redirect"), digest=CONTENT_DIGEST,
+            self.origin.url("/redirect/target"), digest=CONTENT_DIGEST,
             headers=[{"name": "Authorization", "value": "Bearer secret"},
                      {"name": "Range", "value": "bytes=5-9"}])["task_id"])
         self.assertEqual(status["state"], "complete", status)
-        self.assertEqual(self.origin.authorization["/redirect"], "Bearer secret")
-        self.assertIsNone(self.origin.authorization["/target"])
+        records = self.origin.records()
+        redirected = [r for r in records if r["path"] == "/redirect/target"]
+        followed = [r for r in records if r["path"] == "/target"]
+        self.assertTrue(redirected and followed, records)
+        self.assertTrue(all(r["auth"] for r in redirected), redirected)
+        self.assertFalse(any(r["auth"] for r in followed), followed)
+        self.assertEqual({r["port"] for r in followed}, {self.origin.second_port})
         self.assertEqual(self.stored_content(status["task_id"]), CONTENT)
 
     def test_resume_after_restart_fetches_only_missing_pieces(self):
-        self.origin.half_limit = len(CONTENT) // 2
-        url = self.origin.url("/half")
+        url = self.origin.url(HALF_PATH)
         status = self.wait_finished(self.fetch(url, digest=CONTENT_DIGEST)["task_id"])
         self.assertEqual(status["state"], "failed", status)
         self.assertIn("HTTP 404", status["error_message"])
@@ -288,14 +223,14 @@ retries = 2
         for socket in self.sockets.values():
             socket.close()
         self.sockets = {}
-        self.origin.half_limit = None
+        self.origin.open_gate("healed")
         self.node = self.start_node("a2")
-        before = self.origin.count("/half")
+        before = self.origin.count(HALF_PATH)
         status = self.wait_finished(self.fetch(url, digest=CONTENT_DIGEST)["task_id"])
         self.assertEqual(status["state"], "complete", status)
         # pieces finished before the restart are not downloaded again (how many finished
         # depends on which transfers were in flight when the 404 failed the first run)
-        self.assertLess(self.origin.count("/half") - before, 1 + status["piece_count"])
+        self.assertLess(self.origin.count(HALF_PATH) - before, 1 + status["piece_count"])
         self.assertLess(status["bytes_from_source"], len(CONTENT))
         self.assertEqual(self.stored_content(status["task_id"]), CONTENT)
 

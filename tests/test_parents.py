@@ -1,22 +1,19 @@
 #!/usr/bin/python3
 """Pieces from parents: a fetcher on node B pulls a task's pieces from node A's storage over
 tcp:// with CURVE, verifies them and completes the task without the origin. Real zfly
-processes (A, sometimes A2, and B), a small origin in this process counting its requests.
+processes (A, sometimes A2, and B), and tests/origin.py counting its requests.
 Checks the bytes B's storage ends up with and their digest, the origin's request count, and
 what happens when a parent serves a corrupt piece, dies mid-transfer, or shares the work with
 a second parent."""
 import glob
 import hashlib
-import http.server
 import os
-import re
-import threading
 import time
 
 import msgpack
 import zmq
 
-from zflytest import ZflyTestCase, flip_byte, free_port, keygen, main
+from zflytest import Origin, ZflyTestCase, flip_byte, free_port, keygen, main
 
 SENDER = "tester@outside"
 CONTENT = os.urandom(4 * 1024 * 1024 + 777)  # 65 pieces of 64K, the last one short
@@ -26,53 +23,10 @@ PIECE_COUNT = (len(CONTENT) + PIECE_LENGTH - 1) // PIECE_LENGTH
 GATED_BYTES = 16 * PIECE_LENGTH  # /gated serves these, then waits for the test's go
 
 
-class Origin(http.server.ThreadingHTTPServer):
-    """Serves CONTENT at any path, with Range; counts requests per path."""
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), OriginHandler)
-        self.gate = threading.Event()  # /gated: bytes past GATED_BYTES wait for it
-        self.requests = {}
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-
-    def handle_error(self, request, client_address):
-        pass
-
-    def count(self, path):
-        with self.lock:
-            return self.requests.get(path, 0)
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class OriginHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        path = self.path.split("?")[0]
-        with self.server.lock:
-            self.server.requests[path] = self.server.requests.get(path, 0) + 1
-        body = CONTENT
-        match = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
-        if match:
-            first, last = int(match.group(1)), min(int(match.group(2)), len(body) - 1)
-            if path == "/gated" and last >= GATED_BYTES:
-                self.server.gate.wait(30)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {first}-{last}/{len(body)}")
-            body = body[first:last + 1]
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+# Request paths on tests/origin.py, which serves CONTENT under each name. /gated holds every
+# answer that reaches past GATED_BYTES until the test opens the gate (ROOT/go).
+GATED_PATH = f"/gate-from/{GATED_BYTES}/go/gated"
+FILES = ("blob", "gated", "other")
 
 
 FETCHER = """[upstream]
@@ -91,7 +45,8 @@ parent_refresh = 200ms
 class ParentsTest(ZflyTestCase):
     def setUp(self):
         super().setUp()
-        self.origin = Origin()
+        self.origin = Origin(self.path("origin"), self.path("origin.log"),
+                             files={name: CONTENT for name in FILES})
         self.context = zmq.Context()
         self.sockets = {}
         self.next_id = 1
@@ -107,8 +62,7 @@ class ParentsTest(ZflyTestCase):
         for socket in self.sockets.values():
             socket.close()
         self.context.term()
-        self.origin.shutdown()
-        self.origin.server_close()
+        self.origin.stop()
         super().tearDown()
 
     # --- processes ---------------------------------------------------------------------------
@@ -235,7 +189,7 @@ class ParentsTest(ZflyTestCase):
         then A holds B's storage.stat (a long poll) instead of B polling; the origin lets go,
         and every further piece reaches B from A as A finishes it, none from the origin."""
         parent = self.start_parent("a")
-        url = self.origin.url("/gated")
+        url = self.origin.url(GATED_PATH)
         task_id = self.fetch("a", url)["task_id"]
         self.wait_until("a", task_id, lambda status: status["finished_count"] >= 16,
                         "16 pieces in")
@@ -247,13 +201,13 @@ class ParentsTest(ZflyTestCase):
         while not parent.metric("zfly_storage_stats_held_total"):
             self.assertLess(time.monotonic(), deadline, "A never held a storage.stat of B")
             time.sleep(0.02)  # polling a metric, not synchronising on time
-        self.origin.gate.set()
+        self.origin.open_gate("go")
         status = self.wait_finished("b", task_id)
         self.assertEqual(status["state"], "complete", status)
         self.assertEqual(status["bytes_from_parents"], len(CONTENT))
         self.assertEqual(status["bytes_from_source"], 0)
         self.assert_exact("b", task_id)
-        self.assertEqual(self.origin.count("/gated"), 1 + PIECE_COUNT)  # A's probe and ranges
+        self.assertEqual(self.origin.count(GATED_PATH), 1 + PIECE_COUNT)  # A's probe and ranges
         self.assertEqual(self.parent_results(child)["ok"], PIECE_COUNT)
 
     def test_corrupt_piece_at_the_parent_comes_from_the_origin(self):
@@ -281,7 +235,7 @@ class ParentsTest(ZflyTestCase):
         url = self.origin.url("/blob")
         self.fetch_complete("a", url)
         before = self.origin.count("/blob")
-        child = self.start_child(["a"], parent_timeout="1s")
+        child = self.start_child(["a"])
         task_id = self.fetch("b", url, parents=["storage@a"])["task_id"]
         self.wait_until("b", task_id, lambda status: status["finished_count"] >= 8,
                         "8 pieces in")

@@ -6,7 +6,9 @@ metadata that cannot be trusted is quarantined while the daemon starts anyway.""
 import hashlib
 import itertools
 import os
+import re
 import signal
+import time
 
 import msgpack
 import zmq
@@ -96,6 +98,39 @@ class StorageTest(ZflyTestCase):
         self.addCleanup(client.close)
         return client
 
+    def test_bad_cache_dir_names_the_key_and_the_path(self):
+        """A [storage] dir that cannot be a cache stops the daemon with a line that names the
+        file, the key, the path that failed and the system's reason."""
+        blocker = self.path("a-file")
+        with open(blocker, "w") as handle:
+            handle.write("not a directory\n")
+        missing_parent = self.path("no", "such", "cache")
+        for cache, failed, reason in ((blocker, blocker + "/tasks", "Not a directory"),
+                                      (missing_parent, missing_parent, "No such file or directory")):
+            node = self.start("bad", f"[node]\nname = {NODE}\nhttp =\n[storage]\ndir = {cache}\n")
+            self.assertEqual(node.wait_exit(timeout=20), 1)
+            node.log.wait_for(rf"zfly: {node.config_path}: storage could not start: "
+                              rf"\[storage\] dir: cannot create directory {failed}: {reason}$")
+            self.assertNotIn("zfly: ready", node.log.text())
+        self.assertFalse(os.path.exists(self.path("no")))  # no tree invented
+
+    def test_shift_clock_moves_forward_only(self):
+        """storage.shift_clock (for tests of GC and TTL): an absolute offset, so a resend is
+        harmless; the clock never goes back."""
+        node = self.start_node()
+        client = self.client()
+        reply, _ = client.call("storage.shift_clock", {"offset_ms": 86_400_000})
+        self.assertEqual(reply["type"], "storage.clock", reply)
+        self.assertEqual(reply["body"]["offset_ms"], 86_400_000)
+        self.assertGreater(reply["body"]["now_ms"], time.time() * 1000 + 86_000_000)
+        reply, _ = client.call("storage.shift_clock", {"offset_ms": 86_400_000})
+        self.assertEqual(reply["type"], "storage.clock", reply)
+        reply, _ = client.call("storage.shift_clock", {"offset_ms": 1000})
+        self.assertEqual((reply["body"]["code"], reply["body"]["field"]), ("invalid", "offset_ms"))
+        self.assertIn("never goes back", reply["body"]["message"])
+        node.log.wait_for(r"storage: clock shifted offset_ms=86400000 by=zfly-get@n1")
+        self.assertEqual(len(re.findall("clock shifted", node.log.text())), 1)
+
     def test_kill_9_keeps_acknowledged_pieces(self):
         node = self.start_node()
         client = self.client()
@@ -176,6 +211,8 @@ class StorageTest(ZflyTestCase):
         for type_ in ("storage.complete", "storage.remove"):
             reply, _ = remote.call(type_, {"task_id": TASK})
             self.assertEqual(reply["body"]["code"], "refused", reply)
+        reply, _ = remote.call("storage.shift_clock", {"offset_ms": 3600_000})
+        self.assertEqual(reply["body"]["code"], "refused", reply)
         # Nothing was created; this host can still do all of it.
         reply, _ = remote.stat(TASK)
         self.assertEqual(reply["body"]["code"], "not_found", reply)

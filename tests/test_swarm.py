@@ -25,6 +25,7 @@ import unittest
 import msgpack
 import zmq
 
+import zflytest
 from zflytest import BUILD_DIR, ZFLY
 
 TESTBED_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "testbed",
@@ -352,4 +353,4 @@ class SwarmTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2, argv=sys.argv[:1] + sys.argv[1:])
+    zflytest.main()

@@ -276,9 +276,24 @@ def flip_byte(path, offset, mask=0xFF):
 
 
 class Origin:
-    """tests/origin.py as a subprocess: files under root, JSON request log, /_stats."""
+    """tests/origin.py as a subprocess: files under root, JSON request log, /_stats.
 
-    def __init__(self, root, log_path):
+    files ({name: bytes}) are written under root first, so a test that serves one content
+    under several names (each with its own fault prefixes and request count) says so in one
+    line; the same bytes object is written once and hard-linked to its other names."""
+
+    def __init__(self, root, log_path, files=None):
+        self.root = root
+        written = {}
+        for name, content in (files or {}).items():
+            path = os.path.join(root, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if id(content) in written:
+                os.link(written[id(content)], path)
+                continue
+            with open(path, "wb") as handle:
+                handle.write(content)
+            written[id(content)] = path
         self.log_path = log_path
         self.process = subprocess.Popen(["/usr/bin/python3", os.path.join(SOURCE_DIR, "tests", "origin.py"), "--root", root, "--log",
                                          log_path], stdout=subprocess.PIPE,
@@ -316,6 +331,14 @@ class Origin:
         entry = self.stats()["paths"].get(path, {"requests": 0, "bytes": 0})
         return entry["requests"], entry["bytes"]
 
+    def count(self, path):
+        """Requests the origin counted for one request path (query string not included)."""
+        return self.path_stats(path)[0]
+
+    def open_gate(self, marker):
+        """Creates ROOT/MARKER: lets /gate/, /gate-from/ and /missing-from/ answers through."""
+        open(os.path.join(self.root, marker), "w").close()
+
     def stop(self):
         stop_process(self.process, self.output)
 
@@ -349,5 +372,37 @@ class ZflyTestCase(unittest.TestCase):
         return os.path.join(self.workdir, *parts)
 
 
+#  The exit status of a test script whose every test was skipped (CTest's SKIP_RETURN_CODE in
+#  tests/CMakeLists.txt), so CTest shows it as "Skipped" instead of "Passed"; 77 is automake's.
+SKIP_RETURN_CODE = 77
+#  Set by .ci/run: CI runs as root with every package, so a skip there means something the
+#  suite needs is missing, and it fails the test instead.
+NO_SKIP_VARIABLE = "ZF_TEST_NO_SKIP"
+
+
+def exit_status(result):
+    """The script's exit status for a unittest result: 1 on any failure; SKIP_RETURN_CODE when
+    every test was skipped; 1 for any skip when ZF_TEST_NO_SKIP is set; else 0. A script where
+    only some tests were skipped passes (CTest has one status per script), but says which."""
+    if not result.wasSuccessful():
+        return 1
+    if result.skipped:
+        print(f"zflytest: {len(result.skipped)} of {result.testsRun} tests skipped:",
+              file=sys.stderr)
+        for test, reason in result.skipped:
+            print(f"  {test.id()}: {reason}", file=sys.stderr)
+        if os.environ.get(NO_SKIP_VARIABLE):
+            print(f"zflytest: {NO_SKIP_VARIABLE} is set (CI has every package and root): "
+                  "a skipped test fails", file=sys.stderr)
+            return 1
+        if len(result.skipped) >= result.testsRun:
+            return SKIP_RETURN_CODE
+    if result.testsRun == 0:
+        print("zflytest: no test ran", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main():
-    unittest.main(verbosity=2)
+    program = unittest.main(verbosity=2, exit=False)
+    sys.exit(exit_status(program.result))

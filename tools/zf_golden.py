@@ -105,9 +105,10 @@ def pack_map_header(count):
 
 class Schema:
     def __init__(self, paths):
-        records, messages = zf_schemagen.load_schemas(paths)
+        records, messages, enums = zf_schemagen.load_all(paths)
         self.records = {r.name: r for r in records}
         self.messages = {m.name: m for m in messages}
+        self.enums = {e.name: e for e in enums}
 
     def canonical(self, decl, body, path):
         """The body with every field, in schema order, defaults filled in; checked."""
@@ -167,6 +168,8 @@ class Schema:
                 "u64": lambda: value, "i64": lambda: abs(value), "f64": lambda: abs(value)}
         if bound is not None and kind in size and size[kind]() > bound:
             raise GoldenError("%s: %r is over max=%d" % (where, value, bound))
+        if field.enum is not None and value and value not in self.enums[field.enum].names:
+            raise GoldenError("%s: %r is not a declared %s" % (where, value, field.enum))
         return float(value) if kind == "f64" else value
 
     def pack_body(self, decl, body):
@@ -219,7 +222,9 @@ class Schema:
                 body[field.name] = self.sample(self.records[field.kind])
             else:
                 value = samples[field.kind]
-                if field.kind == "str":
+                if field.kind == "str" and field.enum is not None:
+                    value = self.enums[field.enum].names[0]
+                elif field.kind == "str":
                     value = value[: field.max]
                 body[field.name] = value
         return body

@@ -7,6 +7,8 @@ Usage: zf_schemagen.py --out-dir DIR FILE.schema...   (writes DIR/zf_msgs.h and 
 The schema format is documented at the top of schemas/core.schema. A bad schema is refused
 with "FILE:LINE: message" and exit status 1, so a mistake never reaches the C compiler.
 Every str and bin must declare max= and every list items=: nothing on the wire is unbounded.
+An enum declares the words a str field may carry (enum=NAME on the field): a C enum, its
+names and zf_NAME_name / zf_NAME_of are generated, and the codec holds the field to them.
 Lines are split like a shell would: '#' starts a comment (even inside a word), so quote a
 default that holds spaces or '#': default="two words".
 
@@ -74,6 +76,7 @@ class Field:
         self.items = None
         self.default = None
         self.secret = None  # None; "" always; "FIELD:value|value" when a sibling says so
+        self.enum = None  # enum name for a str field that carries only its members
         self.where = where  # (path, line) for later checks
 
     @property
@@ -93,7 +96,38 @@ class Field:
             words.append("default=%s" % self.default)
         if self.secret is not None:
             words.append("secret" + ("=" + self.secret if self.secret else ""))
+        if self.enum is not None:
+            words.append("enum=%s" % self.enum)
         return " ".join(words)
+
+
+class Enum:
+    """enum NAME [default=MEMBER]: the words a str field with enum=NAME may carry. In C,
+    value 0 is ZF_NAME_NONE (the empty string: absent) and members follow in order."""
+
+    what = "enum"
+
+    def __init__(self, name, default, path, line):
+        self.name = name
+        self.default = default  # member an undeclared word decodes to; None: refuse it
+        self.members = []  # (name, line)
+        self.path = path
+        self.line = line
+
+    @property
+    def c_type(self):
+        return "zf_%s_t" % self.name
+
+    @property
+    def c_desc(self):
+        return "zf_enum_%s" % self.name
+
+    def c_constant(self, member):
+        return "ZF_%s_%s" % (self.name.upper(), (member or "none").upper())
+
+    @property
+    def names(self):
+        return [member for member, _ in self.members]
 
 
 class Decl:
@@ -173,6 +207,10 @@ def _parse_field(tokens, path, line, fail):
                 fail("field '%s': secret= wants FIELD:value|value…, got '%s'"
                      % (name, field.secret))
             field.secret = field.secret.split(":", 1)[0] + ":" + field.secret.split(":", 1)[1].lower()
+        elif option.startswith("enum="):
+            field.enum = option[5:]
+            if not NAME_RE.match(field.enum):
+                fail("field '%s': bad enum name '%s'" % (name, field.enum))
         else:
             fail("field '%s': unknown option '%s'" % (name, option))
     _check_field_options(field, fail)
@@ -198,6 +236,8 @@ def _check_field_options(field, fail):
         fail("field '%s': max= is only for numbers, str and bin" % name)
     if field.secret is not None and (kind not in ("str", "bin") or field.is_list):
         fail("field '%s': secret is only for str and bin fields" % name)
+    if field.enum is not None and (kind != "str" or field.is_list):
+        fail("field '%s': enum= is only for str fields" % name)
     if field.default is not None:
         if field.required:
             fail("field '%s': a required field cannot have a default" % name)
@@ -233,8 +273,46 @@ def _check_default(field, fail):
             fail("field '%s': default contains a control character" % name)
 
 
+#  Enum names whose generated names would collide with others: ZF_MSG_*, ZF_FIELD_*, ZF_E_*,
+#  zf_rec_*, zf_enum_*, zf_schema_*, zf_status_t, zf_error_t.
+ENUM_NAMES_TAKEN = ("msg", "rec", "field", "e", "enum", "schema", "status", "error")
+
+
+def _parse_enum_header(tokens, path, line, fail):
+    if len(tokens) not in (2, 3):
+        fail("want 'enum NAME [default=MEMBER]'")
+    name = tokens[1]
+    if not NAME_RE.match(name) or len(name) > NAME_LEN_MAX:
+        fail("bad enum name '%s': want [a-z][a-z0-9_]*, at most %d chars" % (name, NAME_LEN_MAX))
+    if name in ENUM_NAMES_TAKEN:
+        fail("enum name '%s' would collide with other generated names" % name)
+    default = None
+    if len(tokens) == 3:
+        if not tokens[2].startswith("default="):
+            fail("enum '%s': unknown option '%s'" % (name, tokens[2]))
+        default = tokens[2][len("default="):]
+    return Enum(name, default, path, line)
+
+
+def _parse_enum_member(tokens, decl, line, fail):
+    if len(tokens) != 1:
+        fail("enum '%s': one member per line, got '%s'" % (decl.name, " ".join(tokens)))
+    member = tokens[0]
+    if not NAME_RE.match(member) or len(member) > NAME_LEN_MAX:
+        fail("bad enum member '%s': want [a-z][a-z0-9_]*, at most %d chars"
+             % (member, NAME_LEN_MAX))
+    if member in ("none", "count"):
+        fail("enum '%s': '%s' is taken (ZF_%s_NONE is the empty string, ZF_%s_COUNT the "
+             "number of values)" % (decl.name, member, decl.name.upper(), decl.name.upper()))
+    if member in decl.names:
+        fail("duplicate member '%s' in enum %s" % (member, decl.name))
+    decl.members.append((member, line))
+
+
 def _parse_header(tokens, path, line, fail):
     what = tokens[0]
+    if what == "enum":
+        return _parse_enum_header(tokens, path, line, fail)
     if what == "record":
         if len(tokens) != 2:
             fail("want 'record NAME'")
@@ -256,7 +334,7 @@ def _parse_header(tokens, path, line, fail):
             fail("message '%s': version must be an integer from 1, got '%s'"
                  % (name, version_text))
         return Decl("message", name, int(version_text), path, line)
-    fail("expected 'record NAME' or 'message TYPE VERSION', got '%s'" % what)
+    fail("expected 'record NAME', 'message TYPE VERSION' or 'enum NAME', got '%s'" % what)
 
 
 def parse_file(path, text=None):
@@ -286,12 +364,15 @@ def parse_file(path, text=None):
             continue
         if current is None:
             fail("field outside a record or message")
+        if current.what == "enum":
+            _parse_enum_member(tokens, current, line_no, fail)
+            continue
         field = _parse_field(tokens, path, line_no, fail)
         if any(other.name == field.name for other in current.fields):
             fail("duplicate field '%s' in %s" % (field.name, current.name))
         current.fields.append(field)
     for decl in decls:
-        for field in decl.fields:
+        for field in getattr(decl, "fields", []):  # enums have members, not fields
             if not field.secret:
                 continue
             other = field.secret.split(":", 1)[0]
@@ -349,6 +430,39 @@ def _depth(decl, records):
 def load_schemas(paths):
     """Parses and cross-checks schema files; returns (records in dependency order, messages
     sorted by type). Raises SchemaError."""
+    records, messages, _ = load_all(paths)
+    return records, messages
+
+
+def _check_enums(decls):
+    """Every enum is complete and every enum= field names one whose words fit the field."""
+    enums = {d.name: d for d in decls if d.what == "enum"}
+    for decl in enums.values():
+        if not decl.members:
+            raise SchemaError(decl.path, decl.line, "enum '%s' has no members" % decl.name)
+        if decl.default is not None and decl.default not in decl.names:
+            raise SchemaError(decl.path, decl.line, "enum '%s': default '%s' is not a member"
+                              % (decl.name, decl.default))
+    for decl in decls:
+        for field in getattr(decl, "fields", []):
+            if field.enum is None:
+                continue
+            enum = enums.get(field.enum)
+            if enum is None:
+                raise SchemaError(*field.where, "field '%s': unknown enum '%s'"
+                                  % (field.name, field.enum))
+            longest = max(enum.names, key=len)
+            if len(longest) > field.max:
+                raise SchemaError(*field.where, "field '%s': member '%s' of enum %s is over "
+                                  "max=%d" % (field.name, longest, enum.name, field.max))
+            if field.default is not None and field.default not in enum.names:
+                raise SchemaError(*field.where, "field '%s': default '%s' is not a member of "
+                                  "enum %s" % (field.name, field.default, enum.name))
+    return sorted(enums.values(), key=lambda d: d.name)
+
+
+def load_all(paths):
+    """Like load_schemas, plus the enums sorted by name: (records, messages, enums)."""
     decls = []
     for path in paths:
         decls.extend(parse_file(path))
@@ -365,9 +479,10 @@ def load_schemas(paths):
             raise SchemaError(decl.path, decl.line, "'%s' and '%s' (%s:%d) both become C type %s"
                               % (decl.name, first.name, first.path, first.line, decl.c_type))
         seen_c[decl.c_type] = decl
-    records = _check_records(decls)
+    enums = _check_enums(decls)
+    records = _check_records([d for d in decls if d.what != "enum"])
     messages = sorted((d for d in decls if d.what == "message"), key=lambda d: d.name)
-    return records, messages
+    return records, messages, enums
 
 
 # ---- C emission -------------------------------------------------------------------------------
@@ -408,20 +523,56 @@ def _emit_struct(decl, records, out):
     out.append("")
 
 
-def emit_header(records, messages, sources):
+def _emit_enum_type(enum, out):
+    if enum.default is None:
+        rule = "a decoder refuses any other word"
+    else:
+        rule = "a decoder reads any other word as %s" % enum.c_constant(enum.default)
+    out.append("//  enum %s (%s:%d): %s is \"\" (absent);"
+               % (enum.name, os.path.basename(enum.path), enum.line, enum.c_constant(None)))
+    out.append("//  %s." % rule)
+    out.append("typedef enum {")
+    out.append("    %s = 0," % enum.c_constant(None))
+    for value, member in enumerate(enum.names, start=1):
+        out.append("    %s = %d," % (enum.c_constant(member), value))
+    out.append("} %s;" % enum.c_type)
+    out.append("#define ZF_%s_COUNT %d //  values, NONE included" % (enum.name.upper(),
+                                                                     len(enum.members) + 1))
+    out.append("")
+
+
+def _emit_enum_functions(enum, out):
+    upper = enum.name.upper()
+    other = ("ZF_%s_NONE for a word not declared" % upper if enum.default is None
+             else "%s for a word not declared" % enum.c_constant(enum.default))
+    out.append("extern const zf_enum_desc_t %s;" % enum.c_desc)
+    out.append("//  The word of a value (\"\" for ZF_%s_NONE); a value out of range asserts."
+               % upper)
+    out.append("const char *zf_%s_name (%s value);" % (enum.name, enum.c_type))
+    out.append("//  The value of a word: ZF_%s_NONE for NULL or \"\", %s." % (upper, other))
+    out.append("%s zf_%s_of (const char *text);" % (enum.c_type, enum.name))
+    out.append("")
+
+
+def emit_header(records, messages, sources, enums=()):
     by_name = {r.name: r for r in records}
     out = [
         "/*  zf_msgs.h — generated from %s" % ", ".join(sources),
         "    by tools/zf_schemagen.py, do not edit.",
         "",
         "    One struct per record (zf_rec_NAME_t) and per message body (zf_msg_TYPE_t), with the",
-        "    descriptors bus/zf_schema.c encodes and decodes them by. */",
+        "    descriptors bus/zf_schema.c encodes and decodes them by; one C enum per schema enum",
+        "    (zf_NAME_t, ZF_NAME_MEMBER) with its words. */",
         "#ifndef ZF_MSGS_H_INCLUDED",
         "#define ZF_MSGS_H_INCLUDED",
         "",
         '#include "zf_schema.h"',
         "",
     ]
+    for enum in enums:
+        _emit_enum_type(enum, out)
+    for enum in enums:
+        _emit_enum_functions(enum, out)
     for record in records:
         _emit_struct(record, by_name, out)
     for message in messages:
@@ -452,6 +603,7 @@ def _emit_fields(decl, records, out):
         kind = "ZF_FIELD_RECORD" if field.is_record else FIELD_KIND_ENUM[field.kind]
         record = "&" + records[field.kind].c_desc if field.is_record else "NULL"
         default = _c_string(field.default) if field.default is not None else "NULL"
+        enumeration = "&zf_enum_" + field.enum if field.enum is not None else "NULL"
         out.append("    {.name = %s," % _c_string(field.name))
         out.append("     .kind = %s," % kind)
         out.append("     .is_list = %s," % ("true" if field.is_list else "false"))
@@ -462,7 +614,8 @@ def _emit_fields(decl, records, out):
         out.append("     .record = %s," % record)
         out.append("     .default_text = %s," % default)
         secret = _c_string(field.secret) if field.secret is not None else "NULL"
-        out.append("     .secret = %s}," % secret)
+        out.append("     .secret = %s," % secret)
+        out.append("     .enumeration = %s}," % enumeration)
     out.append("};")
     return table
 
@@ -479,7 +632,34 @@ def _emit_record_desc(decl, records, out, storage):
     out.append("")
 
 
-def emit_source(records, messages, sources):
+def _emit_enum_source(enum, out):
+    names = "s_names_%s" % enum.name
+    out.append("static const char *const %s[] = {" % names)
+    out.append('    "",')
+    for member in enum.names:
+        out.append("    %s," % _c_string(member))
+    out.append("};")
+    default = enum.names.index(enum.default) + 1 if enum.default is not None else 0
+    out.append("const zf_enum_desc_t %s = {" % enum.c_desc)
+    out.append("    .name = %s," % _c_string(enum.name))
+    out.append("    .names = %s," % names)
+    out.append("    .count = ZF_ARRAY_LEN (%s)," % names)
+    out.append("    .default_value = %d," % default)
+    out.append("};")
+    out.append("")
+    out.append("const char *zf_%s_name (%s value)" % (enum.name, enum.c_type))
+    out.append("{")
+    out.append("    return zf_schema_enum_name (&%s, (int) value);" % enum.c_desc)
+    out.append("}")
+    out.append("")
+    out.append("%s zf_%s_of (const char *text)" % (enum.c_type, enum.name))
+    out.append("{")
+    out.append("    return (%s) zf_schema_enum_of (&%s, text);" % (enum.c_type, enum.c_desc))
+    out.append("}")
+    out.append("")
+
+
+def emit_source(records, messages, sources, enums=()):
     by_name = {r.name: r for r in records}
     out = [
         "/*  zf_msgs.c — generated from %s" % ", ".join(sources),
@@ -487,6 +667,8 @@ def emit_source(records, messages, sources):
         '#include "zf_msgs.h"',
         "",
     ]
+    for enum in enums:
+        _emit_enum_source(enum, out)
     for record in records:
         _emit_record_desc(record, by_name, out, "")
     for message in messages:
@@ -563,7 +745,7 @@ def main(argv=None):
     # Sorted, so the output does not depend on the order a glob happened to return.
     paths = sorted(args.schemas, key=os.path.basename)
     try:
-        records, messages = load_schemas(paths)
+        records, messages, enums = load_all(paths)
     except SchemaError as error:
         print("zf_schemagen: %s" % error, file=sys.stderr)
         return 1
@@ -575,9 +757,9 @@ def main(argv=None):
     sources = ["schemas/" + os.path.basename(p) for p in paths]
     os.makedirs(args.out_dir, exist_ok=True)
     _write(os.path.join(args.out_dir, "zf_msgs.h"),
-                      emit_header(records, messages, sources))
+           emit_header(records, messages, sources, enums))
     _write(os.path.join(args.out_dir, "zf_msgs.c"),
-                      emit_source(records, messages, sources))
+           emit_source(records, messages, sources, enums))
     return 0
 
 

@@ -671,12 +671,18 @@ static void s_fail (self_t *self, int exit_code, const char *fmt, ...)
     s_finish (self, exit_code);
 }
 
-//  Exit status for the fetcher's error codes.
-static int s_exit_for (const char *code)
+//  Exit status for how a task failed, and for the fetcher's refusals.
+static int s_exit_for_task (zf_task_error_t error)
 {
-    if (streq (code, "source") || streq (code, "denied"))
-        return EXIT_SOURCE;
-    return streq (code, "digest") ? EXIT_DIGEST : EXIT_OTHER;
+    return error == ZF_TASK_ERROR_SOURCE   ? EXIT_SOURCE
+           : error == ZF_TASK_ERROR_DIGEST ? EXIT_DIGEST
+                                           : EXIT_OTHER;
+}
+
+static int s_exit_for_refusal (zf_code_t code)
+{
+    //  the origin refused these credentials, or could not be asked: the origin's business
+    return code == ZF_CODE_DENIED || code == ZF_CODE_UNVERIFIED ? EXIT_SOURCE : EXIT_OTHER;
 }
 
 //  What the reader's FAILED event means for the user: a message and an exit status.
@@ -685,7 +691,7 @@ static void s_on_failed (self_t *self, const zf_task_reader_event_t *event)
     const char *url = self->options->url;
     switch (event->failure) {
     case ZF_TASK_READER_TASK: {
-        int exit_code = s_exit_for (event->code);
+        int exit_code = s_exit_for_task (event->task_error);
         const char *kind = exit_code == EXIT_SOURCE   ? "source error"
                            : exit_code == EXIT_DIGEST ? "digest mismatch"
                                                       : "failed";
@@ -693,14 +699,14 @@ static void s_on_failed (self_t *self, const zf_task_reader_event_t *event)
         return;
     }
     case ZF_TASK_READER_REFUSED:
-        s_fail (self, s_exit_for (event->code), "%s: the fetcher refused: %s", url, event->message);
+        s_fail (self, s_exit_for_refusal (event->reply_code), "%s: the fetcher refused: %s", url,
+                event->message);
         return;
     case ZF_TASK_READER_UNREACHABLE: {
         const char *endpoint = event->actor && streq (event->actor, "storage")
                                    ? self->storage_endpoint
                                    : self->fetcher_endpoint;
-        bool gone = streq (event->code, zf_status_name (ZF_E_TIMEOUT))
-                    || streq (event->code, zf_status_name (ZF_E_UNREACHABLE));
+        bool gone = event->bus_status == ZF_E_TIMEOUT || event->bus_status == ZF_E_UNREACHABLE;
         if (!gone) {
             s_fail (self, EXIT_OTHER, "%s failed: %s", event->request, event->message);
             return;

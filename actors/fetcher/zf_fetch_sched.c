@@ -7,10 +7,9 @@
     flag) waits in the record and goes next. Reports are fire-and-forget batches whose acks
     may ask for a reschedule. */
 #include "zf_fetch_sched.h"
-#include "zf_sched_ring.h"
 #include "zf_clock.h"
-#include "zf_fetch_internal.h"
 #include "zf_log.h"
+#include "zf_sched_ring.h"
 
 #define SCHEDULERS_MAX       16
 #define TICK_MS              100
@@ -50,6 +49,7 @@ typedef struct {
     given_t given[PARENTS_KEPT];
     size_t given_count;
     char failed[FAILED_MAX][HOST_ID_MAX + 1]; //  to report with parent.failed
+    const char *failed_reason[FAILED_MAX];    //  "failed" or "slow"
     size_t failed_count;
     char exclude[FAILED_MAX][HOST_ID_MAX + 1]; //  not to be given again (peer.reschedule)
     size_t exclude_count;
@@ -77,6 +77,7 @@ typedef struct {
 
 struct zf_fetch_sched_s {
     zf_fetch_env_t *env;
+    zf_counter_t *fallbacks;
     zf_sched_ring_t *ring;
     char *names[SCHEDULERS_MAX];
     bool dead[SCHEDULERS_MAX];
@@ -90,7 +91,6 @@ struct zf_fetch_sched_s {
     int timer_id;
     int64_t announce_at_ms;
     int64_t interval_ms;
-    zf_counter_t *fallbacks;
 };
 
 static void s_kick (zf_fetch_sched_t *self, sched_task_t *record);
@@ -135,8 +135,8 @@ static void s_set_alive (zf_fetch_sched_t *self, const char *name, bool alive, c
 static zf_fetch_task_t *s_task_of (zf_fetch_sched_t *self, sched_task_t *record)
 {
     zf_fetch_task_t *task = zhashx_lookup (self->env->tasks, record->task_id);
-    return task && task->generation == record->generation && zf_fetch_task_running (task)
-                   && task->scheduled
+    return task && zf_fetch_task_generation (task) == record->generation
+                   && zf_fetch_task_running (task)
                ? task
                : NULL;
 }
@@ -236,10 +236,8 @@ static void s_send_report (zf_fetch_sched_t *self, sched_task_t *record, zf_fetc
     zf_msg_piece_report_t body = {.task_id = record->task_id,
                                   .host_id = self->host_id,
                                   .pieces = {.items = pieces, .count = count},
-                                  .from = (char *) from,
-                                  .content_length = task->content_length,
-                                  .piece_length = task->piece_length,
-                                  .piece_count = task->piece_count};
+                                  .from = (char *) from};
+    zf_fetch_task_lengths (task, &body.content_length, &body.piece_length, &body.piece_count);
     s_send (self, CALL_REPORT, record, record->scheduler, &zf_msg_piece_report, &body,
             REPORT_TIMEOUT_MS);
 }
@@ -260,14 +258,16 @@ static void s_report_all (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch
 {
     record->full_report = false;
     record->batch_count = 0;
-    if (!task->pieces || task->piece_count == 0)
+    uint64_t content_length, piece_length, piece_count;
+    zf_fetch_task_lengths (task, &content_length, &piece_length, &piece_count);
+    if (piece_count == 0)
         return;
     uint64_t *pieces = zf_calloc (REPORT_MAX, sizeof (uint64_t));
     size_t count = 0;
-    for (uint64_t index = 0; index < task->piece_count; index++) {
-        if (task->pieces[index].state == PIECE_STORED)
+    for (uint64_t index = 0; index < piece_count; index++) {
+        if (zf_fetch_task_has_piece (task, index))
             pieces[count++] = index;
-        if (count == REPORT_MAX || (count > 0 && index + 1 == task->piece_count)) {
+        if (count == REPORT_MAX || (count > 0 && index + 1 == piece_count)) {
             s_send_report (self, record, task, pieces, count, "");
             count = 0;
         }
@@ -279,14 +279,12 @@ static void s_register (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_t
 {
     zf_msg_peer_register_t body = {.task_id = record->task_id,
                                    .host_id = self->host_id,
-                                   .url = task->url,
-                                   .digest = task->digest,
-                                   .tag = task->tag,
-                                   .application = task->application,
-                                   .content_length = task->content_length,
-                                   .piece_length = task->piece_length,
-                                   .piece_count = task->piece_count,
+                                   .url = (char *) zf_fetch_task_url (task),
+                                   .digest = (char *) zf_fetch_task_digest (task),
+                                   .tag = (char *) zf_fetch_task_tag (task),
+                                   .application = (char *) zf_fetch_task_application (task),
                                    .wait_ms = WAIT_MS};
+    zf_fetch_task_lengths (task, &body.content_length, &body.piece_length, &body.piece_count);
     record->asking = s_send (self, CALL_SCHEDULE, record, record->scheduler, &zf_msg_peer_register,
                              &body, SCHEDULE_TIMEOUT_MS);
 }
@@ -294,11 +292,9 @@ static void s_register (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_t
 //  No scheduler can help this task: the origin, for whatever parents do not give.
 static void s_give_up (zf_fetch_sched_t *self, zf_fetch_task_t *task, const char *why)
 {
-    zf_notice (self->env->name, "task goes back to source task=%.16s: %s", task->task_id, why);
     zf_counter_add (self->fallbacks, 1);
-    task->scheduled = false;
-    zhashx_delete (self->tasks, task->task_id);
-    zf_fetch_task_to_source (task);
+    zhashx_delete (self->tasks, zf_fetch_task_id (task));
+    zf_fetch_task_fall_back (task, why);
 }
 
 //  Sends what the task needs from its scheduler next, if nothing is in flight.
@@ -325,16 +321,19 @@ static void s_kick (zf_fetch_sched_t *self, sched_task_t *record)
         zf_msg_parent_failed_t body = {.task_id = record->task_id,
                                        .host_id = self->host_id,
                                        .parent = record->failed[0],
-                                       .reason = "failed"};
+                                       .reason = (char *) record->failed_reason[0]};
         record->asking = s_send (self, CALL_SCHEDULE, record, record->scheduler,
                                  &zf_msg_parent_failed, &body, SCHEDULE_TIMEOUT_MS);
         memmove (record->failed[0], record->failed[1],
                  (record->failed_count - 1) * sizeof record->failed[0]);
+        memmove (&record->failed_reason[0], &record->failed_reason[1],
+                 (record->failed_count - 1) * sizeof record->failed_reason[0]);
         record->failed_count--;
         return;
     }
     //  Early on only the seed has pieces; peers that have some since are worth asking for.
-    if (!record->reschedule && !task->sched_source && zf_fetch_parents_count (task) < TOP_UP_PARENTS
+    if (!record->reschedule && !zf_fetch_task_is_source (task)
+        && zf_fetch_task_parent_count (task) < TOP_UP_PARENTS
         && zf_clock_mono_ms () >= record->top_up_at_ms)
         record->reschedule = true;
     if (record->reschedule) {
@@ -388,8 +387,6 @@ static void s_apply_parents (sched_task_t *record, zf_fetch_task_t *task,
         if (!zf_fetch_task_running (task))
             return;
     }
-    if (schedule->parents.count > 0)
-        task->sched_progress_ms = zf_clock_mono_ms ();
 }
 
 static void s_on_schedule (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task,
@@ -419,12 +416,6 @@ static void s_on_schedule (zf_fetch_sched_t *self, sched_task_t *record, zf_fetc
                     schedule->decision);
     if (zf_fetch_task_running (task) && first && record->full_report)
         s_report_all (self, record, task);
-}
-
-static bool s_remote_code (zf_status_t status, zf_bus_msg_t *reply, const char *code)
-{
-    return status == ZF_E_REMOTE && reply
-           && streq (((zf_msg_error_t *) reply->env.body)->code, code);
 }
 
 static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
@@ -465,7 +456,7 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     if (kind == CALL_SCHEDULE)
         record->asking = false;
     zf_fetch_task_t *task = s_task_of (self, record);
-    if (s_remote_code (status, reply, "not_found")) {
+    if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FOUND) {
         //  The scheduler does not know this host or peer (it restarted, or expired us):
         //  announce again, register again, report everything.
         zf_info (self->env->name, "scheduler forgot us task=%.16s scheduler=%s: %s", task_id,
@@ -480,7 +471,7 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         zf_warning (self->env->name, "scheduler %s refused a request task=%.16s: %s", scheduler,
                     task_id, reason);
         if (kind == CALL_SCHEDULE && task)
-            s_give_up (self, task, reason); //  nothing the scheduler says can be relied on
+            s_give_up (self, task, "scheduler refused"); //  nothing it says can be relied on
         return;
     }
     if (!task)
@@ -499,30 +490,23 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     s_kick (self, record);
 }
 
-//  --- the task's hooks ----------------------------------------------------------------------
+//  --- what tasks tell (zf_fetch_observer_t) ----------------------------------------------------
 
-bool zf_fetch_sched_enabled (zf_fetch_sched_t *self)
+static void s_task_started (void *arg, zf_fetch_task_t *task)
 {
-    return self && self->count > 0;
-}
-
-void zf_fetch_sched_task_start (zf_fetch_sched_t *self, zf_fetch_task_t *task)
-{
-    if (!zf_fetch_sched_enabled (self) || !task->scheduled)
-        return;
+    zf_fetch_sched_t *self = arg;
     sched_task_t *record = zf_calloc (1, sizeof *record);
-    zf_strlcpy (record->task_id, task->task_id, sizeof record->task_id);
-    record->generation = task->generation;
+    zf_strlcpy (record->task_id, zf_fetch_task_id (task), sizeof record->task_id);
+    record->generation = zf_fetch_task_generation (task);
     zhashx_update (self->tasks, record->task_id, record);
     s_kick (self, record);
 }
 
-void zf_fetch_sched_piece_stored (zf_fetch_sched_t *self, zf_fetch_task_t *task, uint64_t piece,
-                                  const char *from)
+static void s_piece_stored (void *arg, zf_fetch_task_t *task, uint64_t piece, const char *from)
 {
-    if (!self || !task->scheduled)
-        return;
-    sched_task_t *record = s_record_of (self, task->task_id, task->generation);
+    zf_fetch_sched_t *self = arg;
+    sched_task_t *record =
+        s_record_of (self, zf_fetch_task_id (task), zf_fetch_task_generation (task));
     if (!record)
         return;
     const char *from_host = from ? s_host_of (record, from) : "source";
@@ -537,23 +521,23 @@ void zf_fetch_sched_piece_stored (zf_fetch_sched_t *self, zf_fetch_task_t *task,
         s_flush (self, record);
 }
 
-void zf_fetch_sched_task_end (zf_fetch_sched_t *self, zf_fetch_task_t *task)
+static void s_task_ended (void *arg, zf_fetch_task_t *task)
 {
-    if (!self)
-        return;
-    sched_task_t *record = s_record_of (self, task->task_id, task->generation);
+    zf_fetch_sched_t *self = arg;
+    sched_task_t *record =
+        s_record_of (self, zf_fetch_task_id (task), zf_fetch_task_generation (task));
     if (!record)
         return;
     s_flush (self, record);
     if (record->registered && *record->scheduler) {
-        bool complete = task->phase == PHASE_COMPLETE;
-        if (complete) {
+        if (zf_fetch_task_complete (task)) {
             zf_msg_peer_finished_t body = {.task_id = record->task_id, .host_id = self->host_id};
             s_send (self, CALL_END, record, record->scheduler, &zf_msg_peer_finished, &body,
                     REPORT_TIMEOUT_MS);
         } else {
-            zf_msg_peer_failed_t body = {
-                .task_id = record->task_id, .host_id = self->host_id, .reason = task->error_code};
+            zf_msg_peer_failed_t body = {.task_id = record->task_id,
+                                         .host_id = self->host_id,
+                                         .reason = (char *) zf_fetch_task_error_code (task)};
             s_send (self, CALL_END, record, record->scheduler, &zf_msg_peer_failed, &body,
                     REPORT_TIMEOUT_MS);
         }
@@ -561,27 +545,35 @@ void zf_fetch_sched_task_end (zf_fetch_sched_t *self, zf_fetch_task_t *task)
     zhashx_delete (self->tasks, record->task_id);
 }
 
-void zf_fetch_sched_on_parent (const char *task_id, const char *parent,
-                               zf_fetch_parent_event_t event, uint64_t piece, const char *reason,
-                               void *arg)
+//  A dropped parent is reported (parent.failed: "failed" for its faults, "slow" when it was
+//  only useless to us; the scheduler counts only faults against a host) and not asked for
+//  again. Sent from the tick or the next answer, not from here.
+static void s_parent_dropped (void *arg, zf_fetch_task_t *task, const char *parent, bool failed,
+                              const char *reason)
 {
-    (void) piece;
     (void) reason;
     zf_fetch_sched_t *self = arg;
-    if (event != ZF_FETCH_PARENT_FAILED)
-        return; //  slow: the task drops it itself after a second timeout
-    sched_task_t *record = zhashx_lookup (self->tasks, task_id);
+    sched_task_t *record =
+        s_record_of (self, zf_fetch_task_id (task), zf_fetch_task_generation (task));
     if (!record)
         return;
     const char *host_id = s_host_of (record, parent);
     if (!s_listed (record->failed, record->failed_count, host_id)
-        && record->failed_count < FAILED_MAX)
+        && record->failed_count < FAILED_MAX) {
+        record->failed_reason[record->failed_count] = failed ? "failed" : "slow";
         zf_strlcpy (record->failed[record->failed_count++], host_id, HOST_ID_MAX + 1);
+    }
     if (!s_listed (record->exclude, record->exclude_count, host_id)
         && record->exclude_count < FAILED_MAX)
         zf_strlcpy (record->exclude[record->exclude_count++], host_id, HOST_ID_MAX + 1);
-    //  Sent from the tick, not from here: this runs inside the task's parent bookkeeping.
 }
+
+static const zf_fetch_observer_t s_observer = {
+    .task_started = s_task_started,
+    .piece_stored = s_piece_stored,
+    .parent_dropped = s_parent_dropped,
+    .task_ended = s_task_ended,
+};
 
 //  --- the clock --------------------------------------------------------------------------------
 
@@ -610,10 +602,6 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
         }
         if (record->batch_count > 0 && now - record->batch_since_ms >= REPORT_INTERVAL_MS)
             s_flush (self, record);
-        if (task->phase == PHASE_PARENTS && !zf_fetch_parents_hold (task, now)) {
-            s_give_up (self, task, "no parent to use in time");
-            continue;
-        }
         s_kick (self, record);
     }
     zlist_destroy (&keys);
@@ -664,8 +652,9 @@ zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
         zf_metrics_counter ("zfly_fetcher_scheduler_fallbacks_total",
                             "Tasks sent back to source because no scheduler or parent could help",
                             "actor", env->name, NULL);
-    env->on_parent = zf_fetch_sched_on_parent;
-    env->on_parent_arg = self;
+    env->observer = &s_observer;
+    env->observer_arg = self;
+    env->scheduled = true;
     s_announce_all (self);
     self->timer_id = zloop_timer (env->loop, TICK_MS, 0, s_on_tick, self);
     zf_notice (env->name, "scheduler client host_id=%s type=%s storage=%s schedulers=%zu",

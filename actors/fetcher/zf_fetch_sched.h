@@ -19,24 +19,11 @@
 
 #include "zf_fetch_task.h"
 
-//  A client for env's fetcher, or NULL when [fetcher] schedulers is empty. Starts announcing.
+typedef struct zf_fetch_sched_s zf_fetch_sched_t;
+
+//  A client for env's fetcher, or NULL when [fetcher] schedulers is empty. Starts announcing,
+//  and watches env's tasks (env->observer; env->scheduled: new tasks wait for a schedule).
 zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node);
 void zf_fetch_sched_destroy (zf_fetch_sched_t **self_p);
-
-//  True when tasks should ask a scheduler (self may be NULL).
-bool zf_fetch_sched_enabled (zf_fetch_sched_t *self);
-
-//  A scheduled task is waiting for its first schedule (PHASE_PARENTS): register it.
-void zf_fetch_sched_task_start (zf_fetch_sched_t *self, zf_fetch_task_t *task);
-//  A piece was verified and written; from is the parent's name, NULL for the origin.
-void zf_fetch_sched_piece_stored (zf_fetch_sched_t *self, zf_fetch_task_t *task, uint64_t piece,
-                                  const char *from);
-//  The task completed or failed: last report, then peer.finished or peer.failed.
-void zf_fetch_sched_task_end (zf_fetch_sched_t *self, zf_fetch_task_t *task);
-
-//  The zf_fetch_env_t.on_parent hook (arg: the client).
-void zf_fetch_sched_on_parent (const char *task_id, const char *parent,
-                               zf_fetch_parent_event_t event, uint64_t piece, const char *reason,
-                               void *arg);
 
 #endif

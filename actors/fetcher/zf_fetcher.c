@@ -1,6 +1,7 @@
 /*  zf_fetcher.c — the actor: configuration, the task table, task.fetch and task.query. */
 #include "zf_fetcher.h"
 #include "zf_fetch_access.h"
+#include "zf_fetch_origin.h"
 #include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
 #include "zf_log.h"
@@ -90,10 +91,11 @@ static const zf_config_key_t s_keys[] = {
     {.key = "parent_timeout",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, parent_timeout_ms),
-     .default_text = "5s",
+     .default_text = "20s",
      .min = 100,
      .max = 600000,
-     .help = "a parent not answering a piece request this long is slow; twice in a row, dropped"},
+     .help = "a parent that delivers no piece for this long while asked is dropped as slow (a "
+             "busy parent is never failed; one unreachable for 2s is)"},
     {.key = "parent_refresh",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, parent_refresh_ms),
@@ -300,9 +302,9 @@ static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, voi
                        pending->digest);
     else
         //  "denied": the caller asks the origin itself and gets the origin's own answer
-        zf_bus_reply_error_code (env->bus, &pending->ret,
-                                 verdict == ZF_FETCH_ACCESS_REFUSED ? "denied" : "access",
-                                 "headers", "%s", why);
+        zf_bus_reply_code (env->bus, &pending->ret,
+                           verdict == ZF_FETCH_ACCESS_REFUSED ? ZF_CODE_DENIED : ZF_CODE_UNVERIFIED,
+                           "headers", "%s", why);
     s_pending_free (pending);
 }
 
@@ -329,6 +331,9 @@ static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_strlcpy (pending->digest, digest, sizeof pending->digest);
     zf_error_t err;
     ZF_ASSERT (zf_schema_copy (zf_msg_task_fetch.body, body, &pending->body, &err) == ZF_OK);
+    //  The task starts only once the answer is yes: a caller the origin refuses sets nothing
+    //  in motion (no download from the swarm on its behalf), at the price of one round trip
+    //  to the origin before a cold task starts (docs/benchmarks.md "Pull").
     zf_fetch_access_check (fetcher->access, body->url, body->headers.items, body->headers.count,
                            s_on_access, s_pending_free, pending);
 }
@@ -339,9 +344,9 @@ static void s_handle_trigger (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     zf_fetch_env_t *env = arg;
     const zf_msg_seed_trigger_t *body = request->env.body;
-    if (!env->config->seed || !zf_fetch_sched_enabled (env->sched)) {
-        zf_bus_reply_error_code (bus, &request->return_to, "refused", "type",
-                                 "this node is not a seed peer with a scheduler");
+    if (!env->config->seed || !env->scheduled) {
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_REFUSED, "type",
+                           "this node is not a seed peer with a scheduler");
         return;
     }
     zf_msg_task_fetch_t fetch = {.url = body->url,
@@ -393,12 +398,6 @@ static void s_destroy_task (void **item)
     zf_fetch_task_destroy ((zf_fetch_task_t **) item);
 }
 
-static void s_free_call (void **item)
-{
-    zf_free (*item);
-    *item = NULL;
-}
-
 static const char *s_check_config (const zf_fetcher_config_t *config)
 {
     if (!s_power_of_two (config->piece_length_min) || !s_power_of_two (config->piece_length_max))
@@ -440,6 +439,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     config.connect_timeout_ms = upstream->connect_timeout_ms;
     fetcher_t fetcher = {.env = {.name = actor->name, .config = &config}};
     zf_fetch_env_t *env = &fetcher.env;
+    zf_fetch_sched_t *sched = NULL;
     zf_error_t err;
     const char *config_error = s_check_config (env->config);
     env->bus = config_error ? NULL
@@ -453,16 +453,14 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     }
     curl_global_init (CURL_GLOBAL_DEFAULT);
     s_metrics_init (env);
-    env->parent_calls = zlistx_new ();
-    zlistx_set_destructor (env->parent_calls, s_free_call);
     env->tasks = zhashx_new ();
     zhashx_set_destructor (env->tasks, s_destroy_task);
     env->loop = zloop_new ();
     zloop_set_nonstop (env->loop, true); //  the daemon handles signals and sends $TERM
     zloop_reader (env->loop, pipe, zf_actor_pipe_term, NULL);
     zf_bus_attach (env->bus, env->loop);
-    env->curl = zf_curl_loop_new (env->loop, zf_fetch_task_curl_done, env);
-    env->sched = zf_fetch_sched_new (env, actor->node);
+    env->curl = zf_curl_loop_new (env->loop, zf_fetch_origin_curl_done, env);
+    sched = zf_fetch_sched_new (env, actor->node);
     env->on_end = s_publish_ended;
     env->on_end_arg = env;
     if (config.access_check) {
@@ -482,12 +480,11 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zloop_start (env->loop);
 
     zf_info (env->name, "stopped tasks=%zu", zhashx_size (env->tasks));
-    zhashx_destroy (&env->tasks); //  tasks stop their transfers first
+    zhashx_destroy (&env->tasks); //  tasks stop their transfers and forget their requests first
     zf_curl_loop_destroy (&env->curl);
     zf_bus_destroy (&env->bus);                //  before its loop: it unregisters its sockets
-    zf_fetch_sched_destroy (&env->sched);      //  after the bus: it frees calls the bus dropped
+    zf_fetch_sched_destroy (&sched);           //  after the bus: it frees calls the bus dropped
     zf_fetch_access_destroy (&fetcher.access); //  questions unanswered free their callers
-    zlistx_destroy (&env->parent_calls);       //  calls the bus dropped unanswered
     zloop_destroy (&env->loop);
     curl_global_cleanup ();
     zf_free (hosts);

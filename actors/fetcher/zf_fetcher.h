@@ -51,7 +51,7 @@ typedef struct {
     int64_t retry_backoff_ms;   //  first wait, doubled per attempt, capped
     char *volatile_params;      //  extra query parameter names left out of task ids
     int64_t parent_concurrency; //  piece.read requests in flight per parent
-    int64_t parent_timeout_ms;  //  deadline of one request to a parent: slower is "slow"
+    int64_t parent_timeout_ms;  //  a parent delivering nothing this long while asked: dropped
     int64_t parent_refresh_ms;  //  how often parents still downloading are asked again
     char *schedulers;           //  blank-separated scheduler actor names, "" for none
     bool seed;                  //  a seed peer: announces type seed, takes seed.trigger

@@ -149,7 +149,7 @@ static void s_on_unhandled (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
     (void) bus;
     self_t *self = arg;
     const zf_msg_error_t *body = reply && status == ZF_E_REMOTE ? reply->env.body : NULL;
-    if (body && streq (body->code, "unknown_type"))
+    if (zf_bus_error_code (status, reply) == ZF_CODE_UNKNOWN_TYPE)
         self->unhandled_checked = true;
     else {
         self->mismatches++;

@@ -219,7 +219,7 @@ static void s_on_failed (zf_proxy_p2p_t *self, const zf_task_reader_event_t *eve
               event->message);
     if (self->request->head_sent)
         s_emit (self, ZF_PROXY_P2P_ABORTED, why);
-    else if (event->failure == ZF_TASK_READER_REFUSED && streq (event->code, "denied"))
+    else if (event->failure == ZF_TASK_READER_REFUSED && event->reply_code == ZF_CODE_DENIED)
         s_emit (self, ZF_PROXY_P2P_DENIED, event->message);
     else
         s_emit (self, ZF_PROXY_P2P_FALLBACK, why);

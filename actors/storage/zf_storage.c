@@ -193,7 +193,7 @@ static void s_reply_removed (self_t *self, const zf_bus_return_t *ret, const cha
 
 static void s_reply_not_found (self_t *self, const zf_bus_return_t *ret, const char *task_id)
 {
-    zf_bus_reply_error_code (self->bus, ret, "not_found", "task_id", "no task %s", task_id);
+    zf_bus_reply_code (self->bus, ret, ZF_CODE_NOT_FOUND, "task_id", "no task %s", task_id);
 }
 
 //  Looks the task up after checking the id; answers the request itself when there is none.
@@ -524,14 +524,14 @@ static bool s_from_this_host (const zf_bus_msg_t *request)
 //  True for a request from this host. Anyone else is answered `code` with `answer`, and the
 //  refusal logged (at most as often as limit lets) with `why`.
 static bool s_local_only (self_t *self, const zf_bus_msg_t *request, zf_ratelimit_t *limit,
-                          const char *code, const char *why, const char *answer)
+                          zf_code_t code, const char *why, const char *answer)
 {
     if (s_from_this_host (request))
         return true;
     zf_warning_limited (limit, self->name, "refused %s from %s (key %s): %s", request->env.type,
                         request->env.from, *request->peer_key ? request->peer_key : "none", why);
-    zf_bus_reply_error_code (self->bus, &request->return_to, code, "type", "%s %s",
-                             request->env.type, answer);
+    zf_bus_reply_code (self->bus, &request->return_to, code, "type", "%s %s", request->env.type,
+                       answer);
     return false;
 }
 
@@ -540,8 +540,8 @@ static bool s_local_only (self_t *self, const zf_bus_msg_t *request, zf_ratelimi
 static bool s_may_change (self_t *self, const zf_bus_msg_t *request)
 {
     static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
-    return s_local_only (self, request, &limit, "refused", "only this host may change the cache",
-                         "is accepted from this host only");
+    return s_local_only (self, request, &limit, ZF_CODE_REFUSED,
+                         "only this host may change the cache", "is accepted from this host only");
 }
 
 //  A piece.write's bytes against its digest. An empty digest claims nothing: storage computes
@@ -632,13 +632,13 @@ static void s_reply_unreadable (self_t *self, const zf_bus_return_t *ret, zf_sto
     switch (outcome) {
     case ZF_STORE_READ_OK: ZF_ASSERT (!"a readable piece is not answered here"); break;
     case ZF_STORE_READ_NOT_FINISHED:
-        zf_bus_reply_error_code (self->bus, ret, "not_finished", "piece", "%s", err->message);
+        zf_bus_reply_code (self->bus, ret, ZF_CODE_NOT_FINISHED, "piece", "%s", err->message);
         break;
     case ZF_STORE_READ_CORRUPT:
         zf_counter_add (self->metrics.corrupt, 1);
         zf_warning (self->name, "corrupt piece task=%s piece=%" PRIu64 ": marked missing", task->id,
                     piece);
-        zf_bus_reply_error_code (self->bus, ret, "corrupt", "piece", "%s", err->message);
+        zf_bus_reply_code (self->bus, ret, ZF_CODE_CORRUPT, "piece", "%s", err->message);
         s_update_gauges (self);
         break;
     case ZF_STORE_READ_IO:
@@ -734,8 +734,8 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
     if (!task || !s_piece_in_range (self, ret, task, body->piece))
         return;
     if (!zf_store_is_finished (task, body->piece)) {
-        zf_bus_reply_error_code (self->bus, ret, "not_finished", "piece",
-                                 "piece %" PRIu64 " is not finished", body->piece);
+        zf_bus_reply_code (self->bus, ret, ZF_CODE_NOT_FINISHED, "piece",
+                           "piece %" PRIu64 " is not finished", body->piece);
         return;
     }
     if (s_from_this_host (request) || self->config->upload_rate == 0) {
@@ -744,8 +744,8 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
     }
     if (zlistx_size (self->uploads) >= (size_t) self->config->upload_concurrency) {
         zf_counter_add (self->metrics.busy, 1);
-        zf_bus_reply_error_code (self->bus, ret, "busy", NULL,
-                                 "upload limit reached; try another parent or later");
+        zf_bus_reply_code (self->bus, ret, ZF_CODE_BUSY, NULL,
+                           "upload limit reached; try another parent or later");
         return;
     }
     upload_t *upload = zf_calloc (1, sizeof *upload);
@@ -766,7 +766,7 @@ static void s_handle_piece_locate (zf_bus_t *bus, zf_bus_msg_t *request, void *a
     const zf_msg_piece_locate_t *body = request->env.body;
     const zf_bus_return_t *ret = &request->return_to;
     static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
-    if (!s_local_only (self, request, &limit, "forbidden", "not local",
+    if (!s_local_only (self, request, &limit, ZF_CODE_FORBIDDEN, "not local",
                        "is answered for this host only; use piece.read"))
         return;
     zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
@@ -902,9 +902,9 @@ static void s_handle_complete (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         return;
     }
     if (task->finished_count != task->piece_count) {
-        zf_bus_reply_error_code (self->bus, ret, "not_finished", "task_id",
-                                 "%" PRIu64 " of %" PRIu64 " pieces finished", task->finished_count,
-                                 task->piece_count);
+        zf_bus_reply_code (self->bus, ret, ZF_CODE_NOT_FINISHED, "task_id",
+                           "%" PRIu64 " of %" PRIu64 " pieces finished", task->finished_count,
+                           task->piece_count);
         return;
     }
     //  The whole-content digest was checked by the fetcher, in order, while the pieces
@@ -944,6 +944,30 @@ static void s_handle_remove (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         s_update_gauges (self);
     }
     s_reply_removed (self, ret, body->task_id);
+}
+
+//  Tests age tasks this way instead of sleeping through busy_grace (storage.shift_clock).
+static void s_handle_shift_clock (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    if (!s_may_change (self, request))
+        return;
+    const zf_msg_storage_shift_clock_t *body = request->env.body;
+    const zf_bus_return_t *ret = &request->return_to;
+    if ((int64_t) body->offset_ms < self->clock_offset_ms) {
+        zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "offset_ms",
+                            "the clock runs %" PRId64 " ms ahead already; it never goes back",
+                            self->clock_offset_ms);
+        return;
+    }
+    if ((int64_t) body->offset_ms != self->clock_offset_ms)
+        zf_notice (self->name, "clock shifted offset_ms=%" PRIu64 " by=%s", body->offset_ms,
+                   request->env.from);
+    self->clock_offset_ms = (int64_t) body->offset_ms;
+    zf_msg_storage_clock_t clock = {.now_ms = (uint64_t) s_now_ms (self),
+                                    .offset_ms = body->offset_ms};
+    zf_bus_reply (self->bus, ret, &zf_msg_storage_clock, &clock, NULL);
 }
 
 // ---- the actor ---------------------------------------------------------------------------------
@@ -996,8 +1020,11 @@ void zf_storage_actor (zsock_t *pipe, void *args)
         return;
     }
     self.bus = zf_bus_new (actor->node, actor->name, self.config->bind, NULL, &err);
-    if (self.bus)
+    if (self.bus) {
         self.store = zf_store_new (self.config->dir, self.name, s_now_ms (&self), &err);
+        if (!self.store) //  "[storage] dir: cannot create directory /x/tasks: Not a directory"
+            zf_error_prefix (&err, "[%s] dir", self.name);
+    }
     if (self.store)
         zf_store_set_durable (self.store, self.config->fsync);
     zsock_signal (pipe, 0);
@@ -1020,6 +1047,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_STAT, s_handle_stat, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_COMPLETE, s_handle_complete, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_REMOVE, s_handle_remove, &self);
+    zf_bus_handle (self.bus, ZF_MSG_STORAGE_SHIFT_CLOCK, s_handle_shift_clock, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_WRITE, s_handle_piece_write, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_READ, s_handle_piece_read, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_LOCATE, s_handle_piece_locate, &self);
@@ -1059,7 +1087,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
 typedef struct {
     bool done;
     zf_status_t status;
-    char code[33];
+    zf_code_t code; //  of an error reply
     char state[17];
     uint64_t finished_count;
     zmsg_t *raw;
@@ -1098,14 +1126,13 @@ static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
     test_result_t *result = arg;
     result->done = true;
     result->status = status;
-    result->code[0] = result->state[0] = '\0';
+    result->code = zf_bus_error_code (status, reply);
+    result->state[0] = '\0';
     zmsg_destroy (&result->raw);
     if (!reply)
         return;
     result->raw = zmsg_dup (reply->raw);
-    if (status == ZF_E_REMOTE)
-        zf_strlcpy (result->code, ((zf_msg_error_t *) reply->env.body)->code, sizeof result->code);
-    else if (streq (reply->env.type, ZF_MSG_STORAGE_TASK)) {
+    if (streq (reply->env.type, ZF_MSG_STORAGE_TASK)) {
         const zf_msg_storage_task_t *task = reply->env.body;
         zf_strlcpy (result->state, task->state, sizeof result->state);
         result->finished_count = task->finished_count;
@@ -1323,9 +1350,9 @@ static void s_test_remove (test_client_t *client, const char *id)
     s_test_call (client, &zf_msg_storage_remove, &body, NULL);
 }
 
-static bool s_test_error (test_client_t *client, const char *code)
+static bool s_test_error (test_client_t *client, zf_code_t code)
 {
-    return client->result.status == ZF_E_REMOTE && streq (client->result.code, code);
+    return client->result.status == ZF_E_REMOTE && client->result.code == code;
 }
 
 //  Writes every piece of a task of `length` bytes filled from seed; returns the content.
@@ -1366,19 +1393,19 @@ static void s_test_core (const char *dir, bool verbose)
     //  Bad ids never become paths.
     s_test_id (id_bad, 'A');
     s_test_open (&client, id_bad, LENGTH, PIECE, NULL);
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_INVALID));
     s_test_open (&client, "../../../../etc/passwd", LENGTH, PIECE, NULL);
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_INVALID));
     s_test_open (&client, id_a, LENGTH, 0, NULL);
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_INVALID));
     s_test_stat (&client, id_a);
-    ZF_ASSERT (s_test_error (&client, "not_found"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_NOT_FOUND));
 
     s_test_open (&client, id_a, LENGTH, PIECE, digest_text);
     ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "running"));
     ZF_ASSERT (client.result.finished_count == 0);
     s_test_open (&client, id_a, LENGTH + 1, PIECE, NULL); //  lengths must match
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_INVALID));
 
     //  Wrong digest from this host (ipc://, as zfly-get or a tool would write): refused.
     //  Writes from this process (the fetcher) are trusted to carry the digest of their bytes.
@@ -1387,18 +1414,18 @@ static void s_test_core (const char *dir, bool verbose)
     local.endpoint = client.config.bind;
     s_test_client_connect (&local);
     s_test_write (&local, id_a, 0, content, PIECE, DIGEST_WRONG);
-    ZF_ASSERT (s_test_error (&local, "invalid"));
+    ZF_ASSERT (s_test_error (&local, ZF_CODE_INVALID));
     //  Wrong size, out of range: refused, nothing written.
     s_test_write (&client, id_a, 0, content, PIECE - 1, DIGEST_GOOD);
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_INVALID));
     s_test_write (&client, id_a, 3, content, PIECE, DIGEST_GOOD);
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_INVALID));
     s_test_read (&client, id_a, 0);
-    ZF_ASSERT (s_test_error (&client, "not_finished"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_NOT_FINISHED));
     s_test_locate (&local, id_a, 0);
-    ZF_ASSERT (s_test_error (&local, "not_finished"));
+    ZF_ASSERT (s_test_error (&local, ZF_CODE_NOT_FINISHED));
     s_test_locate (&local, id_b, 0);
-    ZF_ASSERT (s_test_error (&local, "not_found"));
+    ZF_ASSERT (s_test_error (&local, ZF_CODE_NOT_FOUND));
 
     for (uint64_t piece = 0; piece < 3; piece++) {
         size_t size = piece < 2 ? PIECE : LENGTH - 2 * PIECE;
@@ -1414,9 +1441,9 @@ static void s_test_core (const char *dir, bool verbose)
     ZF_ASSERT (bytes && zframe_size (bytes) == PIECE);
     ZF_ASSERT (memcmp (zframe_data (bytes), content + PIECE, PIECE) == 0);
     s_test_read (&client, id_a, 3);
-    ZF_ASSERT (s_test_error (&client, "invalid"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_INVALID));
     s_test_read (&client, id_b, 0);
-    ZF_ASSERT (s_test_error (&client, "not_found"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_NOT_FOUND));
     //  Located, from this process and from this host: the bytes are at the path and offset
     //  given (the short last piece too).
     s_test_locate (&client, id_a, 1);
@@ -1425,7 +1452,7 @@ static void s_test_core (const char *dir, bool verbose)
     s_test_locate (&local, id_a, 2);
     s_test_check_located (&local, content + 2 * PIECE, LENGTH - 2 * PIECE);
     s_test_locate (&local, id_a, 3);
-    ZF_ASSERT (s_test_error (&local, "invalid"));
+    ZF_ASSERT (s_test_error (&local, ZF_CODE_INVALID));
 
     //  One byte damaged on disk: detected before serving, marked missing, fetched again.
     char *data_path = zf_asprintf ("%s/tasks/aa/%s/data", dir, id_a);
@@ -1437,13 +1464,13 @@ static void s_test_core (const char *dir, bool verbose)
         "Pieces found damaged on disk when read; marked missing to be fetched again", NULL);
     uint64_t corrupt_before = zf_counter_value (corrupt);
     s_test_read (&client, id_a, 1);
-    ZF_ASSERT (s_test_error (&client, "corrupt"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_CORRUPT));
     ZF_ASSERT (zf_counter_value (corrupt) == corrupt_before + 1);
     s_test_stat (&client, id_a);
     ZF_ASSERT (client.result.finished_count == 2);
     ZF_ASSERT ((zframe_data (zmsg_first (client.result.raw))[0] & 0x07) == 0x05);
     s_test_read (&client, id_a, 1);
-    ZF_ASSERT (s_test_error (&client, "not_finished"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_NOT_FINISHED));
     s_test_write (&client, id_a, 1, content + PIECE, PIECE, DIGEST_GOOD);
     ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 3);
     //  piece.locate checks the bytes on disk as piece.read does.
@@ -1451,10 +1478,10 @@ static void s_test_core (const char *dir, bool verbose)
     ZF_ASSERT (file && fseek (file, 2 * PIECE + 5, SEEK_SET) == 0);
     ZF_ASSERT (fputc (content[2 * PIECE + 5] ^ 0x01, file) != EOF && fclose (file) == 0);
     s_test_locate (&local, id_a, 2);
-    ZF_ASSERT (s_test_error (&local, "corrupt"));
+    ZF_ASSERT (s_test_error (&local, ZF_CODE_CORRUPT));
     ZF_ASSERT (zf_counter_value (corrupt) == corrupt_before + 2);
     s_test_locate (&local, id_a, 2);
-    ZF_ASSERT (s_test_error (&local, "not_finished"));
+    ZF_ASSERT (s_test_error (&local, ZF_CODE_NOT_FINISHED));
     s_test_write (&local, id_a, 2, content + 2 * PIECE, LENGTH - 2 * PIECE, DIGEST_GOOD);
     ZF_ASSERT (local.result.status == ZF_OK && local.result.finished_count == 3);
     ZF_ASSERT (zmsg_size (local.result.raw) == 0); //  bytes never go back over ipc://
@@ -1509,14 +1536,14 @@ static void s_test_core (const char *dir, bool verbose)
     ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 1);
     ZF_ASSERT (streq (client.result.state, "running"));
     s_test_stat (&client, id_d);
-    ZF_ASSERT (s_test_error (&client, "not_found"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_NOT_FOUND));
     struct stat info;
     ZF_ASSERT (stat (bad_dir, &info) != 0);
 
     s_test_remove (&client, id_a);
     ZF_ASSERT (client.result.status == ZF_OK && streq (client.result.state, "removed"));
     s_test_stat (&client, id_a);
-    ZF_ASSERT (s_test_error (&client, "not_found"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_NOT_FOUND));
     ZF_ASSERT (stat (data_path, &info) != 0);
     s_test_remove (&client, id_a); //  a resent remove succeeds
     ZF_ASSERT (client.result.status == ZF_OK);
@@ -1566,7 +1593,7 @@ static void s_test_gc (const char *dir, bool verbose)
     s_test_pipe (&client, "GC", NULL);
     ZF_ASSERT (zf_counter_value (ttl) == ttl_before + 2);
     s_test_stat (&client, ids[0]);
-    ZF_ASSERT (s_test_error (&client, "not_found"));
+    ZF_ASSERT (s_test_error (&client, ZF_CODE_NOT_FOUND));
     for (int index = 0; index < 4; index++)
         zf_free (contents[index]);
     if (verbose)

@@ -30,7 +30,8 @@
 
     Error codes: not_found, not_finished, corrupt, busy, refused, forbidden, invalid, io.
     Pipe commands besides $TERM, for tests: "ADVANCE" MS (moves the actor's wall clock
-    forward) and "GC" (runs GC now); both answer "OK". */
+    forward) and "GC" (runs GC now); both answer "OK". Tests of a running daemon move the clock
+    with storage.shift_clock (this host only). */
 #ifndef ZF_STORAGE_H_INCLUDED
 #define ZF_STORAGE_H_INCLUDED
 
