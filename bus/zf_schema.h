@@ -78,7 +78,7 @@ typedef struct {
     uint64_t max_items;   //  lists: max element count (always set for lists)
     const zf_record_desc_t *record; //  for ZF_FIELD_RECORD
     const char *default_text;       //  default as text ("42", "true", "hello"); NULL = zero/empty
-    //  Carries a secret (a credential): shown redacted in taps and logs (zf_schema_redact).
+    //  Carries a secret (a credential): shown redacted in taps and logs (zf_redact.h).
     //  NULL: no; "": always; "FIELD:value|value": when the sibling str FIELD is one of the
     //  values (any case), as a header's value is when its name is Authorization
     const char *secret;
@@ -133,17 +133,6 @@ zf_status_t zf_schema_decode (const zf_record_desc_t *desc, const msgpack_object
 //  for a request kept beyond its callback. Fails as encode does (an invalid value).
 zf_status_t zf_schema_copy (const zf_record_desc_t *desc, const void *value, void *copy,
                             zf_error_t *err);
-
-//  Secrets (fields marked secret in schemas/: credentials). zf_schema_redact packs object, a
-//  msgpack value of desc as decoded off the wire, with the text of every secret field in force
-//  replaced by zf_schema_redacted_text; everything else, unknown keys included, as it is.
-//  zf_schema_has_secrets says whether desc (or a record in it) has any secret field at all.
-void zf_schema_redact (const zf_record_desc_t *desc, const msgpack_object *object,
-                       msgpack_packer *pk);
-bool zf_schema_has_secrets (const zf_record_desc_t *desc);
-//  "Bearer <redacted, 21 bytes, sha256:ab12…>": a leading scheme word (Bearer, Basic) is kept,
-//  the rest hidden; its length and a short hash let a reader tell two values apart.
-void zf_schema_redacted_text (const char *value, size_t length, char *out, size_t size);
 
 //  Whole-buffer decode: unpacks exactly one msgpack object from data and refuses truncated
 //  input (ZF_E_TRUNCATED), trailing bytes (ZF_E_TRAILING), bytes that are not msgpack

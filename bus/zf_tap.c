@@ -4,7 +4,7 @@
 #include "zf_envelope.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
-#include "zf_schema.h"
+#include "zf_redact.h"
 #include "zf_sock.h"
 
 struct zf_tap_s {
@@ -155,7 +155,7 @@ static zframe_t *s_redacted (zframe_t *envelope)
             && memcmp (key->via.str.ptr, "type", 4) == 0 && value->type == MSGPACK_OBJECT_STR)
             desc = zf_schema_find (value->via.str.ptr, value->via.str.size);
     }
-    if (desc && !zf_schema_has_secrets (desc->body)) {
+    if (desc && !zf_redact_has_secrets (desc->body)) {
         msgpack_unpacked_destroy (&unpacked);
         return NULL;
     }
@@ -170,7 +170,7 @@ static zframe_t *s_redacted (zframe_t *envelope)
         bool is_body = key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4
                        && memcmp (key->via.str.ptr, "body", 4) == 0;
         if (is_body && desc)
-            zf_schema_redact (desc->body, value, &pk);
+            zf_redact_pack (desc->body, value, &pk);
         else if (is_body) //  a type we do not know: nothing in it can be judged safe
             msgpack_pack_nil (&pk);
         else
