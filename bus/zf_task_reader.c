@@ -679,7 +679,10 @@ static bool s_piece_answer_usable (zf_task_reader_t *self, slot_t *slot, zf_stat
     }
     if (status == ZF_E_REMOTE) {
         zf_code_t code = zf_bus_error_code (status, reply);
-        if (code == ZF_CODE_BUSY && slot->busy_count < BUSY_RETRIES_MAX) {
+        //  elsewhere: a storage that spreads pieces it brought in (zf_spread.h) gave this one
+        //  to another node a moment ago; a reader has no other parent: it asks again
+        bool later = code == ZF_CODE_BUSY || code == ZF_CODE_ELSEWHERE;
+        if (later && slot->busy_count < BUSY_RETRIES_MAX) {
             slot->busy_count++;
             slot->retry = true;
             s_wake_after (self, BUSY_RETRY_MS);

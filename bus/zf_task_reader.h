@@ -24,9 +24,10 @@
         ("source", "digest", …);
       - storage.stat "not_found": the task is not opened yet, or was just removed: ask again;
         any other error reply: FAILED, failure STORAGE;
-      - piece answers: "busy": asked again after BUSY_RETRY_MS, at most BUSY_RETRIES_MAX
-        times; "corrupt", "not_finished", "not_found" (storage lost the piece): once every read
-        in flight has ended, task.fetch again and read on from the first piece not yet taken,
+      - piece answers: "busy" (and "elsewhere": a seed's storage gave the piece to another
+        node a moment ago): asked again after BUSY_RETRY_MS, at most BUSY_RETRIES_MAX times;
+        "corrupt", "not_finished", "not_found" (storage lost the piece): once every read in
+        flight has ended, task.fetch again and read on from the first piece not yet taken,
         at most REFETCH_MAX times per reader; piece.locate refused ("forbidden": storage on
         another host; "unknown_type": a storage without piece.locate): every reader of this
         set reads over the bus from then on, said once in the log; anything else, an answer

@@ -71,11 +71,13 @@ static int s_keygen (const char *path)
 
 int main (int argc, char *argv[])
 {
-    //  Pieces are buffers of megabytes. glibc raises its mmap threshold each time such a
-    //  buffer is freed, after which new ones come from arenas that never shrink: a daemon that
-    //  served a burst kept hundreds of MB it no longer used. A fixed threshold keeps big
-    //  buffers on mmap, returned to the system when freed.
-    mallopt (M_MMAP_THRESHOLD, 256 * 1024);
+    //  Pieces are buffers of megabytes, allocated and freed again and again (storage reads,
+    //  libzmq's receive buffers). On mmap every one costs a page fault per 4 KiB, the largest
+    //  cost of a swarm on a VM (docs/benchmarks.md "Swarm"); from the heap a freed buffer is
+    //  reused as it is. The supervisor gives the heap's free pages back to the system every few
+    //  seconds (zf_daemon.c), so a daemon that served a burst does not keep what it no longer
+    //  uses. glibc's largest fixed threshold: bigger pieces still come from mmap.
+    mallopt (M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     const char *config_path = NULL;
     const char *overrides[MAX_OVERRIDES];
     size_t override_count = 0;

@@ -31,6 +31,10 @@
 #define LATE_FACTOR    3
 #define LATE_MIN_MS    500
 #define LATENCY_WEIGHT 0.25
+//  A parent that answered "elsewhere" for a piece (it brought the piece into the swarm and
+//  sent it to another node a moment ago: schemas/core.schema) is not asked for it again for
+//  this long; the piece comes from a peer meanwhile.
+#define ELSEWHERE_MS 2000
 
 typedef enum { PARENT_STATING, PARENT_ACTIVE, PARENT_GONE } parent_state_t;
 
@@ -54,6 +58,8 @@ typedef struct {
     zlistx_t *requests;   //  request_t *, in flight
     uint32_t busy_streak;
     int64_t busy_until_ms;
+    uint8_t *elsewhere; //  pieces it said went elsewhere, since elsewhere_since_ms
+    int64_t elsewhere_since_ms;
     double latency_ms; //  what its pieces usually take, request to answer; 0: none yet
     uint64_t pieces_from, bytes_from;
 } parent_t;
@@ -157,6 +163,7 @@ void zf_fetch_parents_destroy (zf_fetch_parents_t **self_p)
         s_forget_requests (self, parent, false);
         zlistx_destroy (&parent->requests);
         zf_free (parent->bitmap);
+        zf_free (parent->elsewhere);
         zf_free (parent);
     }
     zf_free (self->digests);
@@ -441,6 +448,8 @@ bool zf_fetch_parents_add (zf_fetch_parents_t *self, const char *name)
     //  Given anew (maybe after it was dropped): what it had is forgotten.
     zf_free (parent->bitmap);
     parent->bitmap = NULL;
+    zf_free (parent->elsewhere);
+    parent->elsewhere = NULL;
     parent->state = PARENT_STATING;
     parent->have_count = parent->stat_finished = 0;
     parent->complete = false;
@@ -595,6 +604,16 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         parent->busy_streak++;
         parent->busy_until_ms =
             now + (backoff < BUSY_BACKOFF_CAP_MS ? backoff : BUSY_BACKOFF_CAP_MS);
+    } else if (code == ZF_CODE_ELSEWHERE) {
+        s_count (self, "elsewhere");
+        zf_piece_table_request_ended (table, piece, false);
+        if (!parent->elsewhere || now - parent->elsewhere_since_ms >= ELSEWHERE_MS) {
+            if (!parent->elsewhere)
+                parent->elsewhere = zf_calloc ((size_t) (self->piece_count + 7) / 8 + 1, 1);
+            memset (parent->elsewhere, 0, (size_t) (self->piece_count + 7) / 8);
+            parent->elsewhere_since_ms = now;
+        }
+        zf_bit_set (parent->elsewhere, piece, true);
     } else if (code == ZF_CODE_CORRUPT || code == ZF_CODE_NOT_FINISHED) {
         //  It no longer has this piece (storage dropped a damaged one): not its fault as a
         //  parent, but not asked for the piece again unless a refresh says it has it.
@@ -682,7 +701,9 @@ static int64_t s_pick (zf_fetch_parents_t *self, parent_t *parent, uint64_t from
 {
     uint64_t span = self->piece_count > from ? self->piece_count - from : 0;
     uint64_t start = self->scheduled && span > 1 ? s_random (self) % span : 0;
-    return zf_piece_table_pick (self->table, parent->bitmap, from, start, NULL, now);
+    bool fresh = parent->elsewhere && now - parent->elsewhere_since_ms < ELSEWHERE_MS;
+    return zf_piece_table_pick (self->table, parent->bitmap, from, start,
+                                fresh ? parent->elsewhere : NULL, now);
 }
 
 void zf_fetch_parents_pump (zf_fetch_parents_t *self, uint64_t from)

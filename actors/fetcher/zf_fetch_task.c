@@ -13,9 +13,8 @@
 
 #define RETRY_BACKOFF_CAP_MS 30000
 #define REOPENS_MAX          3 //  storage losing pieces again and again is a failure
-//  Pieces one origin range request asks for. One: the data-plane benchmark found 4 MiB
-//  requests fastest back to source (docs/benchmarks.md "Data plane"), the default smallest
-//  piece. A run of several pieces per request is supported (s_start_ranges) for smaller ones.
+//  Pieces one origin range request asks for. s_start_ranges can ask for a run of consecutive
+//  pieces in one request; one per request measured as fast (docs/benchmarks.md "Data plane").
 #define RANGE_PIECES 1
 //  Pieces held in memory for the origin at most: twice the range transfers in flight, so that
 //  a piece waiting for storage's piece.written leaves no connection idle (transfers + 1 took
@@ -770,7 +769,8 @@ static void s_piece_verified (zf_fetch_task_t *self, uint64_t index, const uint8
         zmsg_addmem (raw, zframe_data (slot->frame), slot->filled); //  kept for the hash
     zf_msg_piece_write_t write = {.task_id = self->task_id,
                                   .piece = index,
-                                  .digest = {.data = (uint8_t *) digest, .size = digest ? 32 : 0}};
+                                  .digest = {.data = (uint8_t *) digest, .size = digest ? 32 : 0},
+                                  .origin = from == 0};
     s_storage (self, &zf_msg_piece_write, &write, &raw, s_on_written, index);
 }
 

@@ -225,27 +225,23 @@ uint32_t zf_piece_table_availability (const zf_piece_table_t *self, uint64_t ind
 }
 
 int64_t zf_piece_table_pick (const zf_piece_table_t *self, const uint8_t *bitmap, uint64_t from,
-                             uint64_t start, const uint8_t *later, int64_t now)
+                             uint64_t start, const uint8_t *skip, int64_t now)
 {
     if (from >= self->count)
         return -1;
     uint64_t span = self->count - from;
-    int64_t best = -1, fallback = -1;
+    int64_t best = -1;
     for (uint64_t step = 0; step < span; step++) {
         uint64_t index = from + (start + step) % span;
-        if (!zf_bit (bitmap, index) || !zf_piece_table_wanted_by_parents (self, index, now))
+        if (!zf_bit (bitmap, index) || zf_bit (skip, index)
+            || !zf_piece_table_wanted_by_parents (self, index, now))
             continue;
-        if (zf_bit (later, index)) {
-            if (fallback < 0)
-                fallback = (int64_t) index;
-            continue;
-        }
         if (best < 0 || self->pieces[index].availability < self->pieces[best].availability)
             best = (int64_t) index;
         if (self->pieces[best].availability <= 1)
             break; //  nothing is rarer
     }
-    return best >= 0 ? best : fallback;
+    return best;
 }
 
 //  --- selftest ----------------------------------------------------------------------------------
@@ -262,7 +258,7 @@ void zf_piece_table_test (bool verbose)
     ZF_ASSERT (zf_piece_table_stored (table) == 2);
 
     //  Availability: two holders; the rarest piece first, lowest index on a tie when the scan
-    //  starts at 0, pieces in `later` only when nothing else is left.
+    //  starts at 0, never a piece in `skip`.
     uint8_t both[2] = {0xfc, 0x03};   //  pieces 2..9
     uint8_t second[2] = {0x0c, 0x00}; //  pieces 2, 3
     zf_piece_table_holder_add (table, both);
@@ -272,8 +268,9 @@ void zf_piece_table_test (bool verbose)
     ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, 0) == 4);
     ZF_ASSERT (zf_piece_table_pick (table, second, 0, 0, NULL, 0) == 2);
     ZF_ASSERT (zf_piece_table_pick (table, both, 2, 5, NULL, 0) == 7); //  the scan wraps
-    uint8_t later[2] = {0xf0, 0x03};                                   //  pieces 4..9
-    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, later, 0) == 2);
+    uint8_t skip[2] = {0xf0, 0x03};                                    //  pieces 4..9
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, skip, 0) == 2);
+    ZF_ASSERT (zf_piece_table_pick (table, both, 4, 0, skip, 0) == -1);
     zf_piece_table_holder_remove (table, second);
     ZF_ASSERT (zf_piece_table_availability (table, 2) == 1);
 

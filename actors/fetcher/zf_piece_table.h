@@ -92,10 +92,10 @@ uint32_t zf_piece_table_availability (const zf_piece_table_t *self, uint64_t pie
 
 //  The rarest piece in [from, count) a holder with `bitmap` can give and parents want, or -1.
 //  The scan starts at from + start % span so that ties spread over children; pieces set in
-//  `later` (may be NULL) are taken only when nothing else is left (a seed's pieces that some
-//  other peer received already and can pass on).
+//  `skip` (may be NULL) are not taken from this holder (it sent them to another node a moment
+//  ago: "elsewhere").
 int64_t zf_piece_table_pick (const zf_piece_table_t *self, const uint8_t *bitmap, uint64_t from,
-                             uint64_t start, const uint8_t *later, int64_t now);
+                             uint64_t start, const uint8_t *skip, int64_t now);
 
 //  Bitmap helpers (bit i of byte i / 8, least significant first, as on the bus).
 static inline bool zf_bit (const uint8_t *bitmap, uint64_t index)

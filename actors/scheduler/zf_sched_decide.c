@@ -159,5 +159,5 @@ bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched
             break;
         }
     zf_sched_peer_block (child, parent->host);
-    return counts && zf_sched_host_failure (sched, parent->host, now_ms);
+    return counts && zf_sched_host_failure (sched, parent->host, child->host->serial, now_ms);
 }

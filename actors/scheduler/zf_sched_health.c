@@ -1,12 +1,20 @@
 /*  zf_sched_health.c — failure windows and heartbeat expiry. */
 #include "zf_sched_health.h"
 
-bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, int64_t now_ms)
+bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t reporter,
+                            int64_t now_ms)
 {
     const zf_sched_params_t *params = zf_sched_params (sched);
     if (zf_sched_host_is_bad (host, now_ms))
         return false;
+    //  One child that cannot reach a host (its own network, its own configuration) says
+    //  little: a reporter counts once per window.
+    for (uint32_t index = 0; reporter && index < params->bad_failures; index++)
+        if (host->failure_reporters[index] == reporter && host->failures[index] > 0
+            && now_ms - host->failures[index] <= params->bad_window_ms)
+            return false;
     host->failures[host->failure_next] = now_ms;
+    host->failure_reporters[host->failure_next] = reporter;
     host->failure_next = (host->failure_next + 1) % params->bad_failures;
     uint32_t recent = 0;
     for (uint32_t index = 0; index < params->bad_failures; index++)

@@ -23,17 +23,17 @@ struct zf_sched_s {
 void zf_sched_params_defaults (zf_sched_params_t *params)
 {
     *params = (zf_sched_params_t){
-        .parents_max = 4,
+        .parents_max = 8,
         .candidates = 24,
         .upload_slots = 16,
         .seed_upload_slots = 64,
         .weights = {0.35, 0.25, 0.1, 0.2, 0.1},
-        .bad_failures = 5,
+        .bad_failures = 3,
         .bad_window_ms = 30000,
         .bad_cooldown_ms = 60000,
         .host_timeout_ms = 15000,
         .seeds_enabled = true,
-        .acyclic = true,
+        .acyclic = false,
         .seeds = "auto",
         .random_seed = 0x5eed,
     };
@@ -329,8 +329,10 @@ zf_sched_host_t *zf_sched_host_upsert (zf_sched_t *self, const zf_sched_host_inf
         host->id = s_strdup (self, info->id);
         host->serial = ++self->next_serial;
         host->failures = zf_calloc (self->params.bad_failures, sizeof (int64_t));
-        zf_sched_bytes_add (self, (ssize_t) (sizeof (zf_sched_host_t)
-                                             + self->params.bad_failures * sizeof (int64_t)));
+        host->failure_reporters = zf_calloc (self->params.bad_failures, sizeof (uint32_t));
+        zf_sched_bytes_add (
+            self, (ssize_t) (sizeof (zf_sched_host_t)
+                             + self->params.bad_failures * (sizeof (int64_t) + sizeof (uint32_t))));
         zhashx_insert (self->hosts, host->id, host);
     }
     s_host_set (self, host, info);
@@ -369,10 +371,12 @@ void zf_sched_host_remove (zf_sched_t *self, zf_sched_host_t *host)
                        &host->fetcher, &host->idc,  &host->location};
     for (size_t index = 0; index < ZF_ARRAY_LEN (fields); index++)
         s_strfree (self, fields[index]);
-    zf_sched_bytes_add (self, -(ssize_t) (sizeof (zf_sched_host_t)
-                                          + self->params.bad_failures * sizeof (int64_t)
-                                          + host->peer_cap * sizeof (void *)));
+    zf_sched_bytes_add (
+        self, -(ssize_t) (sizeof (zf_sched_host_t)
+                          + self->params.bad_failures * (sizeof (int64_t) + sizeof (uint32_t))
+                          + host->peer_cap * sizeof (void *)));
     zf_free (host->failures);
+    zf_free (host->failure_reporters);
     zf_free (host->peers);
     zf_free (host);
 }

@@ -39,13 +39,13 @@ typedef struct {
     uint32_t upload_slots;      //  default for normal hosts that announce 0
     uint32_t seed_upload_slots; //  default for seed hosts that announce 0
     double weights[ZF_SCHED_WEIGHTS];
-    uint32_t bad_failures; //  failures within bad_window_ms that mark a host bad
+    uint32_t bad_failures; //  children reporting failures within bad_window_ms: a bad host
     int64_t bad_window_ms;
     int64_t bad_cooldown_ms; //  how long a bad host is left out
     int64_t host_timeout_ms; //  no heartbeat for this long: the host is removed
     bool seeds_enabled;      //  seed hosts may be triggered
-    bool acyclic;            //  parent graphs stay DAGs; false: a mesh (two peers may feed
-                             //  each other: pieces never flow in a circle, each is taken once)
+    bool acyclic;            //  parent graphs stay DAGs (off by default: a mesh, where two
+                             //  peers may feed each other; a piece is still taken once)
     const char *seeds;       //  "" or "auto": any seed host; else blank-separated host ids
     uint64_t random_seed;    //  sampling order; fixed in tests
 } zf_sched_params_t;
@@ -72,8 +72,9 @@ struct zf_sched_host_s {
     uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced; 0: unknown
     uint64_t upload_reserved; //  shares of the edges into this host's peers, bytes/s
     int64_t last_seen_ms;
-    int64_t bad_until_ms; //  0 or the end of its cool-down
-    int64_t *failures;    //  ring of the last bad_failures failure times
+    int64_t bad_until_ms;        //  0 or the end of its cool-down
+    int64_t *failures;           //  ring of the last bad_failures failure times
+    uint32_t *failure_reporters; //  and who reported each (a child host's serial, 0: self)
     uint32_t failure_next;
     zf_sched_peer_t **peers;
     uint32_t peer_count, peer_cap;

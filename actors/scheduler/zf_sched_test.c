@@ -20,14 +20,21 @@ static void s_check (zf_sched_t *sched)
     }
 }
 
-static zf_sched_t *s_sched (uint32_t slots)
+static zf_sched_t *s_sched_graph (uint32_t slots, bool acyclic)
 {
     zf_sched_params_t params;
     zf_sched_params_defaults (&params);
     params.upload_slots = slots;
     params.seed_upload_slots = slots;
     params.random_seed = 42;
+    params.acyclic = acyclic;
     return zf_sched_new (&params);
+}
+
+//  The default graph: a mesh, peers may feed each other.
+static zf_sched_t *s_sched (uint32_t slots)
+{
+    return s_sched_graph (slots, false);
 }
 
 //  Announces host id; the info's labels and links as given, its actor names from the id.
@@ -149,7 +156,7 @@ static void s_test_select_mesh (void)
 
 static void s_test_select_filters (void)
 {
-    zf_sched_t *sched = s_sched (2);
+    zf_sched_t *sched = s_sched_graph (2, true);
     zf_sched_host_t *hosts[6];
     for (int index = 0; index < 6; index++) {
         char id[16];
@@ -170,7 +177,7 @@ static void s_test_select_filters (void)
     s_give (sched, p0, 8, 1);
     zf_sched_peer_t *chosen[ZF_SCHED_PARENTS_MAX];
     size_t count = zf_sched_select (sched, p0, 0, chosen, 4);
-    ZF_ASSERT (count == 0); //  never a descendant: all three would close a cycle
+    ZF_ASSERT (count == 0); //  acyclic: never a descendant, all three would close a cycle
     //  p3 may take its ancestors p1 and p0 (p2 is its parent already).
     count = zf_sched_select (sched, p3, 0, chosen, 4);
     ZF_ASSERT (count == 2 && chosen[0] != p2 && chosen[1] != p2 && chosen[0] != chosen[1]);
@@ -377,15 +384,19 @@ static void s_test_bad_host (void)
     zf_sched_peer_t *parent = s_peer (sched, TASK_A, parent_host);
     zf_sched_peer_t *child = s_peer (sched, TASK_A, child_host);
     s_give (sched, parent, 0, 4);
-    //  Four failures spread over more than the window: not bad.
+    //  Failures from four children spread over more than the window: not bad.
     for (int64_t at = 0; at < 4; at++)
-        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, at * 20000));
-    //  Five within 30 s: bad, its children dropped, skipped until the cool-down ends.
+        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, 100 + (uint32_t) at, at * 20000));
+    //  One child reporting again and again: one reporter, not bad.
     zf_sched_edge_add (sched, child, parent);
     int64_t now = 100000;
-    for (int index = 0; index < 4; index++)
-        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, now + index));
-    ZF_ASSERT (zf_sched_host_failure (sched, parent_host, now + 4));
+    for (int index = 0; index < 10; index++)
+        ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, 200, now + index));
+    //  Three different children within 30 s: bad, its children dropped, skipped until the
+    //  cool-down ends.
+    ZF_ASSERT (!zf_sched_host_failure (sched, parent_host, 201, now + 10));
+    ZF_ASSERT (zf_sched_host_failure (sched, parent_host, 202, now + 11));
+    now += 7;
     ZF_ASSERT (child->parent_count == 0 && child->reschedule);
     zf_sched_peer_t *chosen[ZF_SCHED_PARENTS_MAX];
     ZF_ASSERT (zf_sched_select (sched, child, now + 1000, chosen, 4) == 0);

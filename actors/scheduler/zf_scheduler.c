@@ -26,15 +26,15 @@ static const zf_config_key_t s_keys[] = {
     {.key = "parents",
      .kind = ZF_CONFIG_INT,
      .offset = offsetof (zf_scheduler_config_t, parents),
-     .default_text = "4",
+     .default_text = "8",
      .min = 1,
      .max = ZF_SCHED_PARENTS_MAX,
      .help = "parents given to a peer"},
     {.key = "acyclic",
      .kind = ZF_CONFIG_BOOL,
      .offset = offsetof (zf_scheduler_config_t, acyclic),
-     .default_text = "true",
-     .help = "parents form a DAG per task; false: a mesh, peers may feed each other"},
+     .default_text = "false",
+     .help = "parents form a DAG per task; false (default): peers may feed each other"},
     {.key = "candidates",
      .kind = ZF_CONFIG_INT,
      .offset = offsetof (zf_scheduler_config_t, candidates),
@@ -94,10 +94,11 @@ static const zf_config_key_t s_keys[] = {
     {.key = "bad_host_failures",
      .kind = ZF_CONFIG_INT,
      .offset = offsetof (zf_scheduler_config_t, bad_host_failures),
-     .default_text = "5",
+     .default_text = "3",
      .min = 1,
      .max = ZF_SCHED_FAILURES_MAX,
-     .help = "parent failures within bad_host_window that mark a host bad"},
+     .help = "children reporting a host failed within bad_host_window: it is marked bad "
+             "(slowness never counts)"},
     {.key = "bad_host_window",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_scheduler_config_t, bad_host_window_ms),
@@ -358,7 +359,7 @@ static void s_on_seed_answer (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *r
         zf_sched_host_t *host = zf_sched_host_find (self->sched, trigger->host_id);
         zf_sched_peer_t *peer = task && host ? zf_sched_peer_find (self->sched, task, host) : NULL;
         if (peer) {
-            zf_sched_host_failure (self->sched, host, zf_clock_mono_ms ());
+            zf_sched_host_failure (self->sched, host, 0, zf_clock_mono_ms ());
             zf_sched_seed_refused (self->sched, peer);
         }
         s_serve_wakes (self);
@@ -571,7 +572,10 @@ static void s_handle_parent_failed (zf_bus_t *bus, zf_bus_msg_t *request, void *
     zf_sched_host_t *parent_host = zf_sched_host_find (self->sched, body->parent);
     zf_sched_peer_t *parent =
         parent_host ? zf_sched_peer_find (self->sched, peer->task, parent_host) : NULL;
-    if (parent && parent != peer && zf_sched_parent_failed (self->sched, peer, parent, true, now)) {
+    //  Slow is not failed: a busy parent (a seed serving many children) stays a good one.
+    bool counts = !streq (body->reason, "slow");
+    if (parent && parent != peer
+        && zf_sched_parent_failed (self->sched, peer, parent, counts, now)) {
         zf_counter_add (self->metrics.bad, 1);
         s_event (self, "bad", peer->task->id, parent_host->id, body->reason);
         zf_notice (self->name, "host marked bad id=%s for %" PRId64 "ms", parent_host->id,

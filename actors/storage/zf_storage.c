@@ -5,6 +5,7 @@
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
+#include "storage/zf_spread.h"
 #include "storage/zf_stat_watch.h"
 #include "storage/zf_store.h"
 #include <sys/statvfs.h>
@@ -120,6 +121,7 @@ typedef struct {
 
 typedef struct {
     zf_counter_t *written, *served_local, *served_remote, *upload_bytes, *corrupt, *busy;
+    zf_counter_t *elsewhere;
     zf_counter_t *evicted_watermark, *evicted_ttl, *quarantined, *stats_held;
     zf_gauge_t *bytes, *tasks_running, *tasks_complete;
 } metrics_t;
@@ -138,6 +140,7 @@ typedef struct {
     int64_t commit_next_us; //  a write before this joins the next group commit
     int upload_timer;       //  -1 when none is armed
     zf_stat_watch_t *watch; //  storage.stat requests waiting for a task's next piece
+    zf_spread_t *spread;    //  pieces from the origin: one other node first
     int watch_timer;        //  -1 when none is armed
     double tokens;          //  upload bytes that may go out now; negative: debt to wait off
     int64_t tokens_at_ms;
@@ -273,6 +276,9 @@ static void s_metrics_init (metrics_t *metrics)
     metrics->busy =
         zf_metrics_counter ("zfly_storage_busy_total",
                             "Piece reads refused because the upload limit was reached", NULL);
+    metrics->elsewhere = zf_metrics_counter (
+        "zfly_storage_elsewhere_total",
+        "Reads of pieces from the origin refused because another node just got them", NULL);
     metrics->evicted_watermark = zf_metrics_counter (
         "zfly_storage_evictions_total", "Tasks evicted by GC", "reason", "watermark", NULL);
     metrics->evicted_ttl = zf_metrics_counter ("zfly_storage_evictions_total",
@@ -328,6 +334,7 @@ static void s_remove_task (self_t *self, zf_store_task_t **task_p)
     zf_strlcpy (task_id, (*task_p)->id, sizeof task_id);
     zf_store_remove (self->store, task_p);
     zf_stat_watch_notify (self->watch, task_id, UINT64_MAX);
+    zf_spread_forget (self->spread, task_id);
 }
 
 static void s_evict (self_t *self, zf_store_task_t *task, const char *reason)
@@ -598,6 +605,8 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
         zf_bus_reply (self->bus, ret, &zf_msg_piece_written, &written, NULL);
         return;
     }
+    if (body->origin)
+        zf_spread_from_origin (self->spread, task->id, task->piece_count, body->piece);
     zf_error_t err;
     if (zf_store_write_piece (self->store, task, body->piece, zframe_data (bytes),
                               zframe_size (bytes), body->digest.size ? body->digest.data : NULL,
@@ -736,6 +745,16 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
     if (!zf_store_is_finished (task, body->piece)) {
         zf_bus_reply_code (self->bus, ret, ZF_CODE_NOT_FINISHED, "piece",
                            "piece %" PRIu64 " is not finished", body->piece);
+        return;
+    }
+    if (!s_from_this_host (request)
+        && !zf_spread_may_send (self->spread, task->id, body->piece,
+                                *request->peer_key ? request->peer_key : request->env.from,
+                                zf_clock_mono_ms ())) {
+        zf_counter_add (self->metrics.elsewhere, 1);
+        zf_bus_reply_code (self->bus, ret, ZF_CODE_ELSEWHERE, "piece",
+                           "piece %" PRIu64 " went to another node a moment ago: take it there",
+                           body->piece);
         return;
     }
     if (s_from_this_host (request) || self->config->upload_rate == 0) {
@@ -1042,6 +1061,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     self.tokens = (double) self.config->upload_rate;
     self.tokens_at_ms = zf_clock_mono_ms ();
     self.watch = zf_stat_watch_new (s_answer_watch, &self);
+    self.spread = zf_spread_new ();
 
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_OPEN, s_handle_open, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_STAT, s_handle_stat, &self);
@@ -1074,6 +1094,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zlistx_destroy (&self.acks);
     zlistx_destroy (&self.uploads);
     zf_stat_watch_destroy (&self.watch);
+    zf_spread_destroy (&self.spread);
     zf_store_destroy (&self.store);
 }
 
