@@ -163,8 +163,7 @@ class Skopeo:
             command = ["skopeo", "--registries-conf", conf, "copy", "--quiet", "--authfile",
                        auth, f"docker://{REGISTRY_NAME}/test/app:v1", f"oci:{out}/layout:v1"]
         start = time.monotonic()
-        subprocess.run(command, check=True, capture_output=True, env=reg.skopeo_env(),
-                       timeout=300)
+        run(command, env=reg.skopeo_env(), timeout=300)
         elapsed = time.monotonic() - start
         shutil.rmtree(out, ignore_errors=True)
         return elapsed
@@ -211,8 +210,7 @@ class Ctr:
                            os.path.join(work, "certs.d"), "--snapshotter", "native",
                            f"{REGISTRY_NAME}/test/app:v1"]
             start = time.monotonic()
-            subprocess.run(command, check=True, capture_output=True, env=reg.skopeo_env(),
-                           timeout=300)
+            run(command, env=reg.skopeo_env(), timeout=300)
             return time.monotonic() - start
         finally:
             containerd.send_signal(signal.SIGTERM)
@@ -229,6 +227,15 @@ def token_for(token_server, repo):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=10) as response:
         return json.load(response)["token"]
+
+
+def run(command, **kwargs):
+    """subprocess.run that says what the command printed when it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:6])}… failed ({result.returncode}):\n"
+                           f"{result.stdout}{result.stderr}")
+    return result
 
 
 def first_byte_ms(url, token):
