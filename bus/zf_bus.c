@@ -7,6 +7,8 @@
 #include "zf_msgs.h"
 #include "zf_sock.h"
 #include "zf_tap.h"
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #define TIMER_INTERVAL_MS 10 //  resolution of request deadlines and retries
@@ -933,6 +935,27 @@ static void s_link_up (zf_bus_t *self, link_t *link, bool up)
 //  ---------------------------------------------------------------------------------------------
 //  Socket events
 
+//  A new TCP connection (the monitor names its descriptor) gets the node's congestion control.
+//  The descriptor belongs to libzmq's I/O thread; setting an option on it from here is safe, and
+//  should it have been closed and reused meanwhile the worst is another socket paced by BBR.
+static void s_tune_tcp (zf_bus_t *self, int fd)
+{
+    const char *congestion = zf_node_options (self->node)->congestion;
+    static bool warned = false;
+    if (!congestion || !*congestion || fd < 0)
+        return;
+    if (setsockopt (fd, IPPROTO_TCP, TCP_CONGESTION, congestion, (socklen_t) strlen (congestion))
+            != 0
+        && errno != EBADF && errno != ENOTSOCK && !warned) {
+        warned = true; //  the same for every connection: said once
+        zf_warning (
+            "bus",
+            "%s: TCP congestion control '%s' not available (%s): using the "
+            "system's ([bus] congestion; see sysctl net.ipv4.tcp_allowed_congestion_control)",
+            self->actor, congestion, strerror (errno));
+    }
+}
+
 static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
@@ -963,6 +986,12 @@ static int s_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg)
         zf_info ("bus", "%s: disconnected %s %s", self->actor, link->label, event.endpoint);
         if (link->actor)
             s_link_up (self, link, false);
+        break;
+    case ZMQ_EVENT_CONNECTED:
+    case ZMQ_EVENT_ACCEPTED:
+        if (strncmp (event.endpoint, "tcp://", 6) == 0)
+            s_tune_tcp (self, (int) event.value);
+        zf_debug ("bus", "%s: %s %s %s", self->actor, name, link->label, event.endpoint);
         break;
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         if (link->actor)

@@ -58,6 +58,7 @@ static zf_node_t *s_node_new (zf_config_t *config, zf_error_t *err)
         .tap_secrets = node_config->tap_secrets,
         .request_timeout_ms = bus_config->request_timeout_ms,
         .request_retries = (int) bus_config->request_retries,
+        .congestion = bus_config->congestion,
     };
     zf_node_t *node = zf_node_new (&options, err);
     if (!node)

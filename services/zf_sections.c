@@ -91,6 +91,12 @@ static const zf_config_key_t s_bus_keys[] = {
      .min = 0,
      .max = 100,
      .help = "default resends of a request after a per-attempt timeout"},
+    {.key = "congestion",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_bus_config_t, congestion),
+     .default_text = "bbr",
+     .help = "TCP congestion control of tcp:// bus connections: bbr paces what a node uploads "
+             "at what the path delivers, keeping queues short; empty: the system's"},
 };
 
 const zf_config_section_t zf_bus_section = {

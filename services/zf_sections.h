@@ -20,6 +20,7 @@ typedef struct {
     int64_t tap_hwm;
     int64_t request_timeout_ms;
     int64_t request_retries;
+    char *congestion; //  TCP congestion control for tcp:// connections, "" = the system's
 } zf_bus_config_t;
 
 extern const zf_config_section_t zf_node_section;

@@ -139,13 +139,13 @@ static const zf_config_key_t s_keys[] = {
      .kind = ZF_CONFIG_SIZE,
      .offset = offsetof (zf_fetcher_config_t, upload_bandwidth),
      .default_text = "0",
-     .help = "this host's upload link in bytes per second, announced: with both ends' links "
-             "known the scheduler shares parents' upload by bandwidth; 0: unknown"},
+     .help = "optional cap, bytes/s, announced: schedulers measure what this host uploads and "
+             "believe at most this much; 0: measured only"},
     {.key = "download_bandwidth",
      .kind = ZF_CONFIG_SIZE,
      .offset = offsetof (zf_fetcher_config_t, download_bandwidth),
      .default_text = "0",
-     .help = "this host's download link in bytes per second, announced; 0: unknown"},
+     .help = "optional cap, bytes/s, announced like upload_bandwidth; 0: measured only"},
     {.key = "sched_fallback",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, sched_fallback_ms),

@@ -69,21 +69,11 @@ static size_t s_top_up (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms
     uint32_t parents_max = zf_sched_params (sched)->parents_max;
     if (peer->parent_count >= parents_max)
         return 0;
-    //  A child whose known download is covered by its parents' shares wants no more: another
-    //  parent would only split the same link (and, on equal links, take a parent's whole
-    //  upload from a peer further down the chain).
-    if (peer->host->download_bandwidth > 0 && peer->parent_count > 0
-        && zf_sched_peer_need (peer) == 0)
-        return 0;
     zf_sched_peer_t *chosen[ZF_SCHED_PARENTS_MAX];
     size_t count = zf_sched_select (sched, peer, now_ms, chosen, parents_max - peer->parent_count);
     size_t added = 0;
-    for (; added < count; added++) {
-        if (added > 0 && zf_sched_edge_bandwidth (chosen[added]->host, peer)
-            && zf_sched_peer_need (peer) == 0)
-            break; //  covered by the better ones
+    for (; added < count; added++)
         zf_sched_edge_add (sched, peer, chosen[added]);
-    }
     if (peer->parent_count > 0 && peer->state == ZF_PEER_WAITING)
         peer->state = ZF_PEER_RUNNING;
     return added;

@@ -594,39 +594,56 @@ const char *zf_sched_peer_state_name (const zf_sched_peer_t *peer)
 
 //  --- edges ---------------------------------------------------------------------------------
 
-bool zf_sched_edge_bandwidth (const zf_sched_host_t *parent, const zf_sched_peer_t *child)
+//  A window's bytes become the rate once it is over; the peak decays by PEAK_DECAY per window
+//  so that a host that slowed down (its link shared with other traffic) is believed in time.
+#define PEAK_DECAY 0.98
+
+static void s_rate_add (zf_sched_rate_t *rate, uint64_t bytes, int64_t now_ms)
 {
-    return parent->upload_bandwidth > 0 && child->host->download_bandwidth > 0;
+    int64_t elapsed = now_ms - rate->window_start_ms;
+    if (rate->window_start_ms == 0) {
+        rate->window_start_ms = now_ms;
+        elapsed = 0;
+    }
+    if (elapsed >= ZF_SCHED_RATE_WINDOW_MS) {
+        rate->rate = (double) rate->window_bytes * 1000.0 / (double) elapsed;
+        rate->peak = rate->peak * PEAK_DECAY > rate->rate ? rate->peak * PEAK_DECAY : rate->rate;
+        rate->window_start_ms = now_ms;
+        rate->window_bytes = 0;
+    }
+    rate->window_bytes += bytes;
 }
 
-uint64_t zf_sched_peer_need (const zf_sched_peer_t *child)
+void zf_sched_host_transferred (zf_sched_host_t *from, zf_sched_host_t *to, uint64_t bytes,
+                                int64_t now_ms)
 {
-    uint64_t covered = 0;
-    for (uint8_t index = 0; index < child->parent_count; index++)
-        covered += child->parent_share[index];
-    uint64_t wanted = child->host->download_bandwidth;
-    return wanted > covered ? wanted - covered : 0;
+    if (from)
+        s_rate_add (&from->uploaded, bytes, now_ms);
+    if (to)
+        s_rate_add (&to->downloaded, bytes, now_ms);
 }
 
-uint64_t zf_sched_host_free_bandwidth (const zf_sched_host_t *host)
+double zf_sched_host_upload_capacity (const zf_sched_host_t *host)
 {
-    return host->upload_bandwidth > host->upload_reserved
-               ? host->upload_bandwidth - host->upload_reserved
-               : 0;
+    double measured = host->uploaded.peak;
+    double announced = (double) host->upload_bandwidth;
+    if (announced > 0 && (measured == 0 || measured > announced))
+        return announced;
+    return measured;
+}
+
+double zf_sched_host_upload_rate (const zf_sched_host_t *host, int64_t now_ms)
+{
+    //  Nothing reported for two windows: nothing uploaded now.
+    if (now_ms - host->uploaded.window_start_ms > 2 * ZF_SCHED_RATE_WINDOW_MS)
+        return 0;
+    return host->uploaded.rate;
 }
 
 void zf_sched_edge_add (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_t *parent)
 {
     ZF_ASSERT (child->parent_count < self->params.parents_max);
     ZF_ASSERT (child != parent && child->task == parent->task);
-    uint64_t share = 0;
-    if (zf_sched_edge_bandwidth (parent->host, child)) {
-        uint64_t need = zf_sched_peer_need (child);
-        uint64_t free = zf_sched_host_free_bandwidth (parent->host);
-        share = need < free ? need : free;
-    }
-    parent->host->upload_reserved += share;
-    child->parent_share[child->parent_count] = share;
     child->parents[child->parent_count++] = parent;
     if (parent->child_count == parent->child_cap) {
         uint16_t grown = parent->child_cap ? (uint16_t) (parent->child_cap * 2) : 4;
@@ -645,11 +662,8 @@ void zf_sched_edge_remove (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_pe
     bool found = false;
     for (uint8_t index = 0; index < child->parent_count; index++)
         if (child->parents[index] == parent) {
-            ZF_ASSERT (parent->host->upload_reserved >= child->parent_share[index]);
-            parent->host->upload_reserved -= child->parent_share[index];
             child->parent_count--;
             child->parents[index] = child->parents[child->parent_count];
-            child->parent_share[index] = child->parent_share[child->parent_count];
             found = true;
             break;
         }
@@ -728,19 +742,10 @@ bool zf_sched_check (zf_sched_t *self, const char **why)
     zf_sched_host_t *host;
     for (host = zhashx_first (self->hosts); host; host = zhashx_next (self->hosts)) {
         uint32_t load = 0;
-        uint64_t reserved = 0;
-        for (uint32_t index = 0; index < host->peer_count; index++) {
-            zf_sched_peer_t *peer = host->peers[index];
-            load += peer->child_count;
-            for (uint16_t child = 0; child < peer->child_count; child++) {
-                zf_sched_peer_t *below = peer->children[child];
-                for (uint8_t edge = 0; edge < below->parent_count; edge++)
-                    reserved += below->parents[edge] == peer ? below->parent_share[edge] : 0;
-            }
-        }
-        if (load != host->load || reserved != host->upload_reserved) {
-            *why = load != host->load ? "host load differs from its edges"
-                                      : "host upload reserved differs from its edges' shares";
+        for (uint32_t index = 0; index < host->peer_count; index++)
+            load += host->peers[index]->child_count;
+        if (load != host->load) {
+            *why = "host load differs from its edges";
             return false;
         }
     }

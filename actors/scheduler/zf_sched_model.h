@@ -60,6 +60,17 @@ typedef enum {
 } zf_peer_state_t;
 
 typedef struct zf_sched_host_s zf_sched_host_t;
+
+//  A host's transfer rate in one direction, measured from what peers report: bytes counted in
+//  windows of ZF_SCHED_RATE_WINDOW_MS; `rate` is the last full window's, `peak` the highest
+//  seen, decaying slowly (what the host can do, when it was busy enough to show it).
+typedef struct {
+    int64_t window_start_ms;
+    uint64_t window_bytes;
+    double rate, peak; //  bytes/s
+} zf_sched_rate_t;
+
+#define ZF_SCHED_RATE_WINDOW_MS 1000
 typedef struct zf_sched_task_s zf_sched_task_t;
 typedef struct zf_sched_peer_s zf_sched_peer_t;
 
@@ -69,8 +80,8 @@ struct zf_sched_host_s {
     uint32_t serial;       //  never reused: safe in blocklists after the host is gone
     uint32_t upload_slots; //  effective (announced or default)
     uint32_t load;         //  parent edges into this host's peers: slots in use
-    uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced; 0: unknown
-    uint64_t upload_reserved; //  shares of the edges into this host's peers, bytes/s
+    uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced caps; 0: none
+    zf_sched_rate_t uploaded, downloaded;          //  measured from piece reports
     int64_t last_seen_ms;
     int64_t bad_until_ms;        //  0 or the end of its cool-down
     int64_t *failures;           //  ring of the last bad_failures failure times
@@ -98,7 +109,6 @@ struct zf_sched_peer_s {
     zf_sched_task_t *task;
     zf_sched_host_t *host;
     zf_sched_peer_t *parents[ZF_SCHED_PARENTS_MAX];
-    uint64_t parent_share[ZF_SCHED_PARENTS_MAX]; //  upload bandwidth each parent gives, bytes/s
     zf_sched_peer_t **children;
     uint16_t child_count, child_cap;
     uint8_t parent_count;
@@ -166,17 +176,17 @@ bool zf_sched_peer_blocks (const zf_sched_peer_t *peer, const zf_sched_host_t *h
 const char *zf_sched_peer_state_name (const zf_sched_peer_t *peer);
 
 //  Edges. add asserts that it keeps the graph acyclic only in zf_sched_check; callers
-//  (selection) guarantee it.
-//  With bandwidths known at both ends (zf_sched_edge_bandwidth), an edge takes a share of the
-//  parent host's upload: what the child still needs, at most what is free.
+//  (selection) guarantee it. Every edge costs the parent's host one upload slot.
 void zf_sched_edge_add (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_t *parent);
 void zf_sched_edge_remove (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_t *parent);
-//  Bandwidth accounting. An edge from child to a peer of host parent is counted in bytes/s
-//  when both hosts announced their links; otherwise only in upload slots.
-bool zf_sched_edge_bandwidth (const zf_sched_host_t *parent, const zf_sched_peer_t *child);
-//  Download bandwidth the child's parents do not cover yet; 0 when covered or unknown.
-uint64_t zf_sched_peer_need (const zf_sched_peer_t *child);
-uint64_t zf_sched_host_free_bandwidth (const zf_sched_host_t *host);
+//  Rates. `bytes` went from host `from` (NULL: the origin) to host `to` (reported by `to`).
+void zf_sched_host_transferred (zf_sched_host_t *from, zf_sched_host_t *to, uint64_t bytes,
+                                int64_t now_ms);
+//  What the host can upload, bytes/s: the peak measured, at most what it announced; 0 while
+//  neither is known.
+double zf_sched_host_upload_capacity (const zf_sched_host_t *host);
+//  What it uploads now (the last full window), bytes/s; 0 after a quiet window.
+double zf_sched_host_upload_rate (const zf_sched_host_t *host, int64_t now_ms);
 //  Drops every edge into the host's peers (a host marked bad); children are flagged.
 void zf_sched_host_drop_children (zf_sched_t *self, zf_sched_host_t *host);
 

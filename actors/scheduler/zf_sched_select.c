@@ -25,20 +25,20 @@ double zf_sched_location_affinity (const char *a, const char *b)
     return (double) common / (double) (levels_a > levels_b ? levels_a : levels_b);
 }
 
-//  0..1: by bandwidth, the share of the child's link the candidate's host can still fill; else
-//  its share of free upload slots.
-static double s_free_upload (const zf_sched_host_t *host, const zf_sched_peer_t *child)
+//  0..1: the share of the host's upload that is free, by measured rates once its capacity is
+//  known (zf_sched_host_upload_capacity), else by upload slots.
+static double s_free_upload (const zf_sched_host_t *host, int64_t now_ms)
 {
-    if (zf_sched_edge_bandwidth (host, child))
-        return fmin (1.0, (double) zf_sched_host_free_bandwidth (host)
-                              / (double) child->host->download_bandwidth);
+    double capacity = zf_sched_host_upload_capacity (host);
+    if (capacity > 0)
+        return fmax (0.0, 1.0 - zf_sched_host_upload_rate (host, now_ms) / capacity);
     if (host->upload_slots <= host->load)
         return 0;
     return (double) (host->upload_slots - host->load) / host->upload_slots;
 }
 
 double zf_sched_score (zf_sched_t *sched, const zf_sched_peer_t *child,
-                       const zf_sched_peer_t *candidate)
+                       const zf_sched_peer_t *candidate, int64_t now_ms)
 {
     const double *weights = zf_sched_params (sched)->weights;
     const zf_sched_host_t *host = candidate->host;
@@ -46,7 +46,7 @@ double zf_sched_score (zf_sched_t *sched, const zf_sched_peer_t *child,
     double finished = candidate->state == ZF_PEER_FINISHED ? 1
                       : piece_count > 0 ? (double) candidate->finished_count / piece_count
                                         : 0;
-    double free_upload = s_free_upload (host, child);
+    double free_upload = s_free_upload (host, now_ms);
     bool same_idc = *host->idc && streq (host->idc, child->host->idc);
     return weights[ZF_SCHED_WEIGHT_FINISHED] * finished
            + weights[ZF_SCHED_WEIGHT_FREE_UPLOAD] * free_upload
@@ -95,38 +95,13 @@ static bool s_has_news (const zf_sched_peer_t *candidate, const zf_sched_peer_t 
     return false;
 }
 
-//  Fetching from the origin or from parents with upload reserved for it: it will have pieces
-//  the child lacks at its link's rate, so with bandwidth known a child may queue behind it
-//  before it holds any (pieces then flow down a chain as they land). Without, a child waits
-//  for a candidate with pieces: a tree of empty peers would only spread the wait.
-static bool s_fetching (const zf_sched_peer_t *candidate, const zf_sched_peer_t *child)
-{
-    if (!zf_sched_edge_bandwidth (candidate->host, child))
-        return false;
-    return candidate->state == ZF_PEER_SOURCE
-           || (candidate->state == ZF_PEER_RUNNING && candidate->parent_count > 0);
-}
-
-//  With both links known, a parent is worth an edge when its free upload covers what the child
-//  still needs or at least a quarter of the child's link: thinner shares cost a connection
-//  and a slot for little.
-static bool s_has_bandwidth (const zf_sched_host_t *host, const zf_sched_peer_t *child)
-{
-    if (!zf_sched_edge_bandwidth (host, child))
-        return true;
-    uint64_t need = zf_sched_peer_need (child);
-    uint64_t enough = child->host->download_bandwidth / 4;
-    return zf_sched_host_free_bandwidth (host) >= (need < enough ? need : enough) && need > 0;
-}
-
 static bool s_eligible (const zf_sched_peer_t *child, const zf_sched_peer_t *candidate,
                         uint32_t epoch, int64_t now_ms)
 {
     const zf_sched_host_t *host = candidate->host;
     if (candidate->mark == epoch || host == child->host)
         return false; //  the child itself, a descendant, or the same host
-    if (zf_sched_host_is_bad (host, now_ms) || host->load >= host->upload_slots
-        || !s_has_bandwidth (host, child))
+    if (zf_sched_host_is_bad (host, now_ms) || host->load >= host->upload_slots)
         return false;
     if (zf_sched_peer_blocks (child, host))
         return false;
@@ -135,8 +110,7 @@ static bool s_eligible (const zf_sched_peer_t *child, const zf_sched_peer_t *can
             return false;
     bool seed_feeding =
         host->seed && (candidate->state == ZF_PEER_SOURCE || candidate->state == ZF_PEER_RUNNING);
-    return seed_feeding || s_has_news (candidate, child)
-           || (s_fetching (candidate, child) && child->state != ZF_PEER_FINISHED);
+    return seed_feeding || s_has_news (candidate, child);
 }
 
 //  Inserts into the best-first list of at most want entries.
@@ -177,7 +151,7 @@ size_t zf_sched_select (zf_sched_t *sched, zf_sched_peer_t *child, int64_t now_m
     zf_sched_peer_t *source = task->source;
     if (source && s_eligible (child, source, epoch, now_ms)) {
         count = s_keep_best (chosen, scores, count, want, source,
-                             zf_sched_score (sched, child, source));
+                             zf_sched_score (sched, child, source, now_ms));
         eligible++;
     }
     uint32_t start = (uint32_t) (zf_sched_random (sched) % task->peer_count);
@@ -190,7 +164,7 @@ size_t zf_sched_select (zf_sched_t *sched, zf_sched_peer_t *child, int64_t now_m
             continue;
         eligible++;
         count = s_keep_best (chosen, scores, count, want, candidate,
-                             zf_sched_score (sched, child, candidate));
+                             zf_sched_score (sched, child, candidate, now_ms));
     }
     return count;
 }

@@ -1,15 +1,15 @@
 /*  zf_sched_select.h — parent selection: filter the task's peers, score, keep the best.
 
-    A candidate is refused when it is the child, on the child's host, one of the child's
-    descendants (an edge to it would close a cycle: the DAG stays acyclic by construction;
-    not with params acyclic = false, a mesh),
+    A candidate is refused when it is the child, on the child's host, (with params acyclic, not
+    the default) one of the child's descendants: an edge to it would close a cycle,
     already a parent, blocked by the child (it failed it before), on a host marked bad, on a
     host with no free upload slot, or useless: it has no piece the child lacks, unless it is a
     seed that is fetching the task (seeds are handed out before they hold anything, so pieces
     stream down the tree while the seed downloads).
 
     Score = sum of weights times terms in [0,1]: finished fraction, free upload fraction of its
-    host, host type (seed 1, normal 0), same IDC, location affinity (the share of
+    host (by the rates peers report once the host showed what it can do, else by slots), host
+    type (seed 1, normal 0), same IDC, location affinity (the share of
     '|'-separated location levels in common from the widest). On a large task the scan looks
     at a bounded sample from a random start (params.candidates eligible ones, at most 8 times
     that examined), so one decision costs the same with 10 or 10,000 peers. */
@@ -24,7 +24,7 @@ size_t zf_sched_select (zf_sched_t *sched, zf_sched_peer_t *child, int64_t now_m
 
 //  The score of one candidate for a child (exposed for tests).
 double zf_sched_score (zf_sched_t *sched, const zf_sched_peer_t *child,
-                       const zf_sched_peer_t *candidate);
+                       const zf_sched_peer_t *candidate, int64_t now_ms);
 
 //  Share of location levels in common, 0..1 ("eu|de|fra" and "eu|de|ber": 2/3).
 double zf_sched_location_affinity (const char *a, const char *b);

@@ -236,7 +236,7 @@ static void s_test_select_affinity (void)
     ZF_ASSERT (count == 3 && chosen[0] == pnear && chosen[1] == ptown && chosen[2] == pfar);
     //  More finished pieces outrank location when the difference is large enough.
     s_give (sched, pfar, 8, 8);
-    ZF_ASSERT (zf_sched_score (sched, child, pfar) > zf_sched_score (sched, child, ptown));
+    ZF_ASSERT (zf_sched_score (sched, child, pfar, 0) > zf_sched_score (sched, child, ptown, 0));
     zf_sched_destroy (&sched);
 }
 
@@ -313,43 +313,43 @@ static void s_test_single_flight (bool with_seed)
     zf_sched_destroy (&sched);
 }
 
-//  --- bandwidth -----------------------------------------------------------------------------
+//  --- measured rates ---------------------------------------------------------------------------
 
-static zf_sched_host_t *s_host_links (zf_sched_t *sched, const char *id, bool seed, uint64_t up,
-                                      uint64_t down)
-{
-    zf_sched_host_info_t info = {.seed = seed, .upload_bandwidth = up, .download_bandwidth = down};
-    return s_announce (sched, id, info, 0);
-}
-
-//  Equal links: each child takes its parent's whole upload, so the peers form a chain behind
-//  the seed and every link is full. A seed with ten times the upload feeds ten children.
-static void s_test_bandwidth (uint64_t seed_upload, uint32_t fed_by_seed)
+//  What a host can upload is learned from what its children report: a host seen uploading
+//  80 KB/s that now uploads nothing has all of it free; one that uploads at its peak has none,
+//  and ranks below an idle one of the same kind. An announced upload caps what is believed.
+static void s_test_rates (void)
 {
     zf_sched_t *sched = s_sched (16);
-    s_host_links (sched, "seed", true, seed_upload, 100);
-    zf_sched_peer_t *peers[16];
-    for (int index = 0; index < 16; index++) {
-        char id[16];
-        snprintf (id, sizeof id, "n%d", index);
-        peers[index] = s_peer (sched, TASK_A, s_host_links (sched, id, false, 100, 100));
-        ZF_ASSERT (zf_sched_decide (sched, peers[index], 0, s_on_trigger, NULL)
-                   == ZF_DECISION_PARENTS);
-        ZF_ASSERT (peers[index]->parent_count == 1 && peers[index]->parent_share[0] == 100);
+    zf_sched_host_t *busy = s_host (sched, "busy", false, "", "", 0);
+    zf_sched_host_t *idle = s_host (sched, "idle", false, "", "", 0);
+    zf_sched_host_t *child_host = s_host (sched, "child", false, "", "", 0);
+    ZF_ASSERT (zf_sched_host_upload_capacity (busy) == 0); //  nothing seen yet
+    //  Both uploaded 80,000 bytes a second for three seconds.
+    for (int64_t ms = 0; ms <= 3000; ms += 100) {
+        zf_sched_host_transferred (busy, child_host, 8000, 10000 + ms);
+        zf_sched_host_transferred (idle, child_host, 8000, 10000 + ms);
     }
-    s_check (sched);
-    zf_sched_peer_t *seed = peers[0]->parents[0];
-    ZF_ASSERT (seed->host->seed && seed->child_count == fed_by_seed);
-    ZF_ASSERT (zf_sched_host_free_bandwidth (seed->host) == seed_upload - 100 * fed_by_seed);
-    for (uint32_t index = fed_by_seed; index < 16; index++) //  chains behind the seed's children
-        ZF_ASSERT (peers[index]->parents[0] != seed && peers[index]->parents[0]->child_count == 1);
-    //  The last one's parent goes: it takes the upload that left free, or a tail's.
-    zf_sched_peer_t *orphan = peers[15];
-    zf_sched_peer_remove (sched, orphan->parents[0]);
-    s_check (sched);
-    ZF_ASSERT (orphan->parent_count == 0 && orphan->reschedule);
-    ZF_ASSERT (zf_sched_decide (sched, orphan, 0, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
-    ZF_ASSERT (orphan->parent_count == 1 && orphan->parent_share[0] == 100);
+    ZF_ASSERT (zf_sched_host_upload_capacity (busy) > 75000);
+    ZF_ASSERT (zf_sched_host_upload_capacity (busy) < 90000);
+    ZF_ASSERT (child_host->downloaded.peak > 150000);
+    //  Then only busy goes on uploading at that pace.
+    for (int64_t ms = 3100; ms <= 6000; ms += 100)
+        zf_sched_host_transferred (busy, child_host, 8000, 10000 + ms);
+    int64_t now = 16050;
+    ZF_ASSERT (zf_sched_host_upload_rate (idle, now) == 0);
+    ZF_ASSERT (zf_sched_host_upload_rate (busy, now) > 75000);
+    zf_sched_peer_t *child = s_peer (sched, TASK_A, child_host);
+    zf_sched_peer_t *pbusy = s_peer (sched, TASK_A, busy);
+    zf_sched_peer_t *pidle = s_peer (sched, TASK_A, idle);
+    s_give (sched, pbusy, 0, 8);
+    s_give (sched, pidle, 0, 8);
+    ZF_ASSERT (zf_sched_score (sched, child, pidle, now)
+               > zf_sched_score (sched, child, pbusy, now));
+    //  An announced upload below what was measured caps it.
+    zf_sched_host_info_t capped = {.upload_bandwidth = 1000};
+    zf_sched_host_t *same = s_announce (sched, "busy", capped, now);
+    ZF_ASSERT (same == busy && zf_sched_host_upload_capacity (busy) == 1000);
     s_check (sched);
     zf_sched_destroy (&sched);
 }
@@ -578,8 +578,7 @@ void zf_scheduler_test (bool verbose)
     s_test_single_flight (false);
     s_test_single_flight (true);
     s_test_seed_refused ();
-    s_test_bandwidth (100, 1);
-    s_test_bandwidth (1000, 10);
+    s_test_rates ();
     s_test_bad_host ();
     s_test_expiry ();
     s_test_churn ();

@@ -548,9 +548,16 @@ static void s_handle_report (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         return;
     }
     size_t refused = 0;
-    zf_sched_peer_add_pieces (self->sched, peer, body->pieces.items, body->pieces.count, &refused);
+    uint32_t added = zf_sched_peer_add_pieces (self->sched, peer, body->pieces.items,
+                                               body->pieces.count, &refused);
     if (refused)
         zf_counter_add (self->metrics.refused_pieces, refused);
+    //  What hosts can upload is measured from what their children report receiving: a report
+    //  names where its pieces came from (a parent's host id, or "source").
+    if (added > 0 && peer->task->piece_length > 0 && body->from && *body->from)
+        zf_sched_host_transferred (zf_sched_host_find (self->sched, body->from), peer->host,
+                                   (uint64_t) added * peer->task->piece_length,
+                                   zf_clock_mono_ms ());
     uint32_t piece_count = peer->task->piece_count;
     if (piece_count > 0 && peer->finished_count == piece_count && peer->state != ZF_PEER_FINISHED)
         zf_sched_peer_finish (self->sched, peer);

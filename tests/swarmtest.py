@@ -1,0 +1,276 @@
+#!/usr/bin/python3
+"""swarmtest: the harness of the swarm tests (tests/test_swarm*.py). A testbed of real zfly
+processes in network namespaces (tools/testbed/zfly-testbed), built once per test class from
+its class attributes (PEERS, FILE_SIZE, LINK, SEED_LINK, RATES), with helpers to start a swarm
+at the default settings, launch zfly-get on every peer at one instant, watch progress over the
+nodes' ipc:// sockets, and check copies, origin bytes and daemon logs.
+
+Needs root (network namespaces, tc) and nginx; a class is skipped with a message otherwise."""
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import msgpack
+import zmq
+
+from zflytest import BUILD_DIR, ZFLY
+
+TESTBED_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "testbed",
+                            "zfly-testbed")
+ZFLY_GET = os.path.join(BUILD_DIR, "zfly-get")
+RUN_TIMEOUT = 120
+SENDER = "tester@outside"
+ORIGIN_LIMIT = 1.05  # origin body bytes / F with a seed and a scheduler
+RESTART_LIMIT = 1.10  # bytes a peer received / F: a restart from zero would be about 2
+
+
+def load_testbed():
+    loader = importlib.machinery.SourceFileLoader("zfly_testbed", TESTBED_PATH)
+    spec = importlib.util.spec_from_loader("zfly_testbed", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def skip_reason():
+    if os.geteuid() != 0:
+        return "needs root: the testbed builds network namespaces and tc shapers"
+    missing = [tool for tool in ("ip", "tc", "nginx", "curl") if not shutil.which(tool)]
+    if missing:
+        return f"testbed tools missing: {' '.join(missing)} (run tools/setup.sh)"
+    if not os.access(ZFLY_GET, os.X_OK):
+        return f"{ZFLY_GET} is not built"
+    return None
+
+
+class Bus:
+    """Requests to actors over their ipc:// sockets (they live in the filesystem, so the test
+    reaches them from the root namespace)."""
+
+    def __init__(self):
+        self.context = zmq.Context()
+        self.sockets = {}
+        self.next_id = 1
+
+    def close(self):
+        for socket in self.sockets.values():
+            socket.close()
+        self.context.term()
+
+    def request(self, endpoint, type_, body, timeout_ms=5000):
+        socket = self.sockets.get(endpoint)
+        if socket is None:
+            socket = self.context.socket(zmq.DEALER)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.connect(endpoint)
+            self.sockets[endpoint] = socket
+        self.next_id += 1
+        socket.send(msgpack.packb({"type": type_, "v": 1, "id": self.next_id, "from": SENDER,
+                                   "body": body}))
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            if socket.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                reply = msgpack.unpackb(socket.recv_multipart()[0], raw=False)
+                if reply.get("re") == self.next_id:
+                    return reply
+        # a dead actor: forget the socket, its queue would hold stale requests
+        socket.close()
+        del self.sockets[endpoint]
+        return None
+
+
+@unittest.skipIf(skip_reason(), skip_reason())
+class SwarmCase(unittest.TestCase):
+    """A testbed for the class: PEERS peers and a seed, FILE_SIZE, every link LINK unless
+    SEED_LINK (the seed's) or RATES (peer1, peer2, … in order) say otherwise."""
+    PEERS = 5
+    FILE_SIZE = "100M"
+    LINK = "250mbit"  # fast enough for a short test, slow enough to catch a transfer midway
+    SEED_LINK = None
+    RATES = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tb = load_testbed()
+        cls.prefix = f"zs{os.getpid() % 10000}-"
+        argv = ["up", "--prefix", cls.prefix, "--peers", str(cls.PEERS), "--seeds", "1",
+                "--file-size", cls.FILE_SIZE, "--link", cls.LINK]
+        if cls.SEED_LINK:
+            argv += ["--seed-link", cls.SEED_LINK]
+        if cls.RATES:
+            argv += ["--rates", cls.RATES]
+        args = cls.tb.build_parser().parse_args(argv)
+        args.file_size = cls.tb.parse_size(cls.FILE_SIZE)
+        args.origin_link = args.link
+        args.seed_link = args.seed_link or args.link
+        args.scheduler = True
+        cls.args = args
+        cls.tb.check_up_allowed(args)
+        try:
+            cls.state = cls.tb.cmd_up(args)
+        except BaseException:
+            cls.tb.cmd_down(args)
+            raise
+        cls.file_size = cls.state["file_size"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.args.keep = bool(os.environ.get("ZF_SWARM_KEEP"))
+        cls.tb.cmd_down(cls.args)
+
+    def setUp(self):
+        self.bus = Bus()
+        self.zdir = tempfile.mkdtemp(prefix="swarm-", dir=self.state["work"])
+        self.swarm = None
+        self.barrier = None
+
+    def tearDown(self):
+        if self.barrier:
+            self.barrier.stop_all()
+        if self.swarm:
+            self.swarm.stop()
+        self.bus.close()
+        if not os.environ.get("ZF_SWARM_KEEP"):
+            shutil.rmtree(self.zdir, ignore_errors=True)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def start(self, **options):
+        #  A scheduler that notices dead hosts within seconds: the kill scenarios would
+        #  otherwise wait out the default heartbeat timeout (15 s).
+        options.setdefault("scheduler_extra", "heartbeat = 1s\nhost_timeout = 5s\n")
+        self.swarm = self.tb.ZflySwarm(self.state, ZFLY, self.zdir, **options).start()
+        return self.swarm
+
+    def peers(self):
+        return [h["name"] for h in self.state["hosts"] if h["role"] == "peer"]
+
+    def launch(self):
+        """zfly-get on every peer at one instant; returns the task id."""
+        self.barrier = self.tb.Barrier()
+        self.outputs = {}
+        self.log0 = self.tb.nginx_log_size(self.state)
+        for host in self.state["hosts"]:
+            if host["role"] != "peer":
+                continue
+            name = host["name"]
+            self.outputs[name] = os.path.join(self.zdir, name, "blob.bin")
+            self.barrier.add(name, host["ns"], self.tb.zfly_get_argv(
+                self.state, {"zfly-get": ZFLY_GET},
+                os.path.join(self.zdir, name, "zfly-get.ini"), self.outputs[name]),
+                os.path.join(self.zdir, name, "zfly-get.log"))
+        self.t0 = self.barrier.go()
+        status = self.fetch("peer1")  # joins the task zfly-get started (or starts it)
+        return status["task_id"]
+
+    def fetch(self, host):
+        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.fetch",
+                                 {"url": self.state["url"],
+                                  "digest": "sha256:" + self.state["sha256"]})
+        self.assertIsNotNone(reply, f"{host}: fetcher does not answer")
+        self.assertEqual(reply["type"], "task.status", reply)
+        return reply["body"]
+
+    def query(self, host, task_id):
+        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.query",
+                                 {"task_id": task_id}, timeout_ms=2000)
+        return reply["body"] if reply and reply["type"] == "task.status" else None
+
+    def scheduler_metrics(self, name):
+        """A scheduler's /metrics as {family: value summed over labels}."""
+        port = self.tb.ZFLY_HTTP_PORT + self.swarm.scheduler_port(name) - self.tb.ZFLY_SCHED_PORT
+        out = subprocess.run(
+            self.tb.ns_argv(self.prefix + "sched",
+                            ["curl", "-s", "--max-time", "5", "--noproxy", "*",
+                             f"http://{self.tb.SCHED_IP}:{port}/metrics"]),
+            capture_output=True, text=True, timeout=10, env=self.tb.ENV).stdout
+        self.assertTrue(out, f"{name}: no /metrics answer")
+        families = {}
+        for line in out.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            series, value = line.rsplit(" ", 1)
+            family = series.split("{", 1)[0]
+            families[family] = families.get(family, 0) + float(value)
+        return families
+
+    def dump(self, scheduler, task_id):
+        reply = self.bus.request(self.swarm.socket(scheduler, "scheduler"), "scheduler.state",
+                                 {"task_id": task_id}, timeout_ms=2000)
+        if reply and reply["type"] != "scheduler.dump":
+            print(f"scheduler.state at {scheduler}: {reply}", file=sys.stderr)
+        return reply["body"] if reply and reply["type"] == "scheduler.dump" else None
+
+    def progress(self, host, task_id):
+        status = self.query(host, task_id)
+        if not status or not status.get("piece_count"):
+            return 0.0
+        return status["finished_count"] / status["piece_count"]
+
+    def wait_for(self, predicate, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.02)  # polling a status, not synchronising on time
+        self.fail(f"not {what} after {timeout}s")
+
+    def finish(self, task_id, expect):
+        """Waits for zfly-get on every peer; checks exit status and sha256 for those in
+        expect; returns (per-peer task.status, origin body bytes)."""
+        done, codes = self.barrier.wait_exits(self.t0 + RUN_TIMEOUT)
+        body_bytes, _ = self.tb.nginx_body_bytes(self.state, self.log0)
+        statuses = {name: self.query(name, task_id) for name in expect}
+        for name in expect:
+            with open(os.path.join(self.zdir, name, "zfly-get.log"), errors="replace") as f:
+                log = f.read()[-2000:]
+            self.assertEqual(codes.get(name), 0, f"{name}: zfly-get exit {codes.get(name)}: "
+                                                 f"{log}")
+            self.assertEqual(self.tb.sha256_file(self.outputs[name]), self.state["sha256"],
+                             f"{name}: wrong content")
+        return statuses, body_bytes
+
+    def assert_no_restart(self, statuses):
+        for name, status in statuses.items():
+            self.assertIsNotNone(status, f"{name}: no task.status")
+            received = status["bytes_from_source"] + status["bytes_from_parents"]
+            self.assertLessEqual(received, RESTART_LIMIT * self.file_size,
+                                 f"{name}: received {received} bytes for a file of "
+                                 f"{self.file_size}: {status}")
+
+    def assert_sane_graph(self, scheduler, task_id):
+        """Every parent edge joins two different peers of the task (peers may feed each other:
+        the graph is a mesh, not a tree)."""
+        dump = self.dump(scheduler, task_id)
+        self.assertIsNotNone(dump, f"{scheduler}: scheduler.state unanswered")
+        self.assertTrue(dump["found"], f"{scheduler}: task unknown: {dump}")
+        hosts = {peer["host_id"] for peer in dump["peers"]}
+        for peer in dump["peers"]:
+            for parent in peer.get("parents") or []:
+                self.assertNotEqual(parent, peer["host_id"], f"{parent} is its own parent")
+                self.assertIn(parent, hosts, f"{peer['host_id']}'s parent {parent} is no peer")
+        return dump
+
+    def children_of(self, dump):
+        children = {}
+        for peer in dump["peers"]:
+            for parent in peer.get("parents") or []:
+                children.setdefault(parent, []).append(peer["host_id"])
+        return children
+
+    def assert_daemons_clean(self):
+        """Every daemon of the swarm is still running (none died of a crash), and no log shows
+        a sanitizer report or an assertion."""
+        for name, daemon in self.swarm.daemons.items():
+            self.assertTrue(daemon.alive(), f"{name} died: see {daemon.record['log']}")
+            with open(daemon.record["log"], errors="replace") as f:
+                log = f.read()
+            for mark in ("AddressSanitizer", "runtime error:", "assertion failed", "LeakSanitizer"):
+                self.assertNotIn(mark, log, f"{name}: {mark} in {daemon.record['log']}")

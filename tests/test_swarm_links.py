@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""The swarm where links differ, at the default settings (the testbed writes topology and keys
+only): what users run is what is tested.
+
+- Mixed links: peers at 20, 50, 50, 200 and 200 Mbit/s and the rest at the common rate. Every
+  copy exact, the origin sends about one copy, and no daemon crashes (the suite runs this under
+  ASan too): a parent set that changes while requests are in flight on unequal links is where
+  a double free lived (issue 9).
+- A slow seed, at a quarter of the peers' rate: it is everyone's parent and busy all the
+  time. Busy is not failed: the scheduler never marks it bad, and the origin still sends about
+  one copy (children that gave up on a slow seed used to go back to source).
+
+The harness is tests/swarmtest.py."""
+from swarmtest import ORIGIN_LIMIT, SwarmCase
+from zflytest import main
+
+
+class MixedLinksTest(SwarmCase):
+    PEERS = 6
+    FILE_SIZE = "48M"
+    LINK = "100mbit"
+    RATES = "20mbit,50mbit,50mbit,200mbit,200mbit"
+
+    def test_mixed_links(self):
+        """Unequal links: exact copies, about one copy from the origin, no crash."""
+        self.start()
+        task_id = self.launch()
+        statuses, body_bytes = self.finish(task_id, self.peers())
+        self.assertLessEqual(body_bytes, ORIGIN_LIMIT * self.file_size,
+                             f"origin sent {body_bytes / self.file_size:.2f} F")
+        self.assert_no_restart(statuses)
+        self.assert_sane_graph("s1", task_id)
+        self.assert_daemons_clean()
+
+
+class SlowSeedTest(SwarmCase):
+    PEERS = 4
+    FILE_SIZE = "32M"
+    LINK = "100mbit"
+    SEED_LINK = "25mbit"
+
+    def test_slow_seed_is_never_bad(self):
+        """The seed at a quarter of the peers' rate: never marked bad, the origin sends about
+        one copy."""
+        self.start()
+        task_id = self.launch()
+        statuses, body_bytes = self.finish(task_id, self.peers())
+        self.assertLessEqual(body_bytes, ORIGIN_LIMIT * self.file_size,
+                             f"origin sent {body_bytes / self.file_size:.2f} F")
+        self.assert_no_restart(statuses)
+        with open(self.swarm.daemons["s1"].record["log"], errors="replace") as f:
+            log = f.read()
+        self.assertNotIn("host marked bad", log)
+        metrics = self.scheduler_metrics("s1")
+        self.assertEqual(metrics.get("zfly_scheduler_hosts_marked_bad_total", 0), 0, metrics)
+        self.assert_daemons_clean()
+
+
+if __name__ == "__main__":
+    main()
