@@ -440,7 +440,9 @@ class DataplaneTest(ZflyTestCase):
         self.wait_until("the first three pieces are stored", three_stored)
         zflytest.flip_byte(os.path.join(self.task_dir(task_id), "data"), PIECE + 7)
         reply, _ = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 1})
-        self.assertEqual(reply["body"].get("code"), "corrupt", reply)
+        # found damaged by this read, or (on a busy machine) by zfly-get's, which locates the
+        # pieces as they land and may come to piece 1 only now: either way it is dropped
+        self.assertIn(reply["body"].get("code"), ("corrupt", "not_finished"), reply)
 
         open(os.path.join(self.files, "go"), "w").close()  # the last piece may come now
         code, text = self.end_getter(getter, getter_log)
