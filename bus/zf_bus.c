@@ -42,6 +42,8 @@ typedef struct {
     zsock_t *sock;
     zsock_t *monitor;         //  PAIR, only for sockets that leave the process
     zlistx_t *event_handlers; //  SUB only: event_handler_t
+    zf_route_t route;         //  where it is connected
+    uint64_t routes_version;  //  the node's learned-routes version when last checked
 } link_t;
 
 typedef struct {
@@ -187,12 +189,22 @@ static zsock_t *s_socket_new (zf_bus_t *self, int type)
 
 static bool s_leaves_process (const char *endpoint)
 {
-    return endpoint && strncmp (endpoint, "inproc://", 9) != 0;
+    return endpoint && *endpoint && strncmp (endpoint, "inproc://", 9) != 0;
 }
 
 //  Binds every endpoint of a blank-separated list, e.g. an ipc:// one for clients on this
 //  host and a tcp:// one (CURVE) for other nodes.
-static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpoints,
+//  The first tcp:// endpoint of a blank-separated list ("" when none), for zf_node_advertise.
+static void s_first_tcp (const char *endpoints, char *buffer, size_t size)
+{
+    *buffer = '\0';
+    const char *found = strstr (endpoints, "tcp://");
+    if (found)
+        zf_strlcpy (buffer, found,
+                    size < strcspn (found, " \t") + 1 ? size : strcspn (found, " \t") + 1);
+}
+
+static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpoints, bool open,
                                zf_error_t *err)
 {
     //  Plain endpoints first: the CURVE options a tcp:// bind sets on the socket would also
@@ -204,14 +216,15 @@ static zf_status_t s_bind_all (zf_node_t *node, zsock_t *sock, const char *endpo
         for (char *endpoint = strtok_r (list, " \t", &saveptr); endpoint && status == ZF_OK;
              endpoint = strtok_r (NULL, " \t", &saveptr))
             if ((strncmp (endpoint, "tcp://", 6) == 0) == (pass == 1))
-                status = zf_node_bind (node, sock, endpoint, err);
+                status = open ? zf_node_bind_open (node, sock, endpoint, err)
+                              : zf_node_bind (node, sock, endpoint, err);
         zf_free (list);
     }
     return status;
 }
 
-zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
-                      zf_error_t *err)
+static zf_bus_t *s_new (zf_node_t *node, const char *actor, const char *bind,
+                        const char *events_bind, bool open, zf_error_t *err)
 {
     zf_bus_t *self = zf_calloc (1, sizeof *self);
     self->node = node;
@@ -248,13 +261,13 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
     self->outlet_link = (link_t){.bus = self, .label = "pub"};
     if (status == ZF_OK && bind && *bind) {
         self->inbox_link.monitor = zf_monitor_attach (self->inbox);
-        status = s_bind_all (node, self->inbox, bind, err);
+        status = s_bind_all (node, self->inbox, bind, open, err);
         if (status != ZF_OK)
             zf_error_prefix (err, "[%s] bind", actor);
     }
     if (status == ZF_OK && events_bind && *events_bind) {
         self->outlet_link.monitor = zf_monitor_attach (self->outlet);
-        status = s_bind_all (node, self->outlet, events_bind, err);
+        status = s_bind_all (node, self->outlet, events_bind, open, err);
         if (status != ZF_OK)
             zf_error_prefix (err, "[%s] events_bind", actor);
     }
@@ -262,7 +275,30 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
         zf_bus_destroy (&self);
         return NULL;
     }
+    //  What other nodes reach us at: the join actor tells the manager.
+    char endpoint[ZF_ENDPOINT_MAX];
+    s_first_tcp (bind ? bind : "", endpoint, sizeof endpoint);
+    if (*endpoint)
+        zf_node_advertise (node, actor, endpoint);
+    s_first_tcp (events_bind ? events_bind : "", endpoint, sizeof endpoint);
+    if (*endpoint) {
+        char key[ZF_NAME_MAX + 8];
+        snprintf (key, sizeof key, "%s.events", actor);
+        zf_node_advertise (node, key, endpoint);
+    }
     return self;
+}
+
+zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
+                      zf_error_t *err)
+{
+    return s_new (node, actor, bind, events_bind, false, err);
+}
+
+zf_bus_t *zf_bus_new_open (zf_node_t *node, const char *actor, const char *bind,
+                           const char *events_bind, zf_error_t *err)
+{
+    return s_new (node, actor, bind, events_bind, true, err);
 }
 
 void zf_bus_destroy (zf_bus_t **self_p)
@@ -345,13 +381,43 @@ size_t zf_bus_pending (zf_bus_t *self)
 //  ---------------------------------------------------------------------------------------------
 //  Links to other actors
 
+//  A learned route may have moved since the link connected (a scheduler restarted elsewhere,
+//  a parent with a new key): connect the same socket to the new place, so requests in flight
+//  keep their socket and their replies.
+static void s_link_follow (zf_bus_t *self, link_t *link, bool events)
+{
+    uint64_t version = zf_node_routes_version (self->node);
+    if (link->local || link->routes_version == version)
+        return;
+    link->routes_version = version;
+    zf_route_t route;
+    if (zf_node_resolve (self->node, link->actor, &route, NULL) != ZF_OK
+        || (streq (route.endpoint, link->route.endpoint) && streq (route.events, link->route.events)
+            && streq (route.server_key, link->route.server_key)))
+        return;
+    const char *old = events ? link->route.events : link->route.endpoint;
+    if (*old)
+        zsock_disconnect (link->sock, "%s", old);
+    zf_error_t err;
+    if (zf_node_connect (self->node, link->sock, &route, events, &err) != ZF_OK)
+        zf_warning ("bus", "%s: cannot follow %s to its new route: %s", self->actor, link->actor,
+                    err.message);
+    else
+        zf_info ("bus", "%s: %s moved to %s", self->actor, link->actor,
+                 events ? route.events : route.endpoint);
+    link->route = route;
+}
+
 static link_t *s_link_get (zf_bus_t *self, const char *actor, bool events, zf_error_t *err)
 {
     char key[ZF_NAME_MAX + 16];
     snprintf (key, sizeof key, "%s:%s", events ? "sub" : "dealer", actor);
     link_t *link = zhashx_lookup (self->links, key);
-    if (link)
+    if (link) {
+        s_link_follow (self, link, events);
         return link;
+    }
+    uint64_t routes_version = zf_node_routes_version (self->node);
     zf_route_t route;
     if (zf_node_resolve (self->node, actor, &route, err) != ZF_OK)
         return NULL;
@@ -360,6 +426,8 @@ static link_t *s_link_get (zf_bus_t *self, const char *actor, bool events, zf_er
     link->actor = zf_strdup (actor);
     link->label = zf_strdup (key);
     link->local = route.local;
+    link->route = route;
+    link->routes_version = routes_version;
     link->up = route.local;
     link->up_changed_ms = zf_clock_mono_ms ();
     link->sock = s_socket_new (self, events ? ZMQ_SUB : ZMQ_DEALER);
@@ -678,6 +746,8 @@ static void s_read_origin (zframe_t *envelope, zf_bus_msg_t *msg)
         msg->origin = ZF_BUS_FROM_NETWORK;
     const char *user = zframe_meta (envelope, "User-Id");
     zf_strlcpy (msg->peer_key, user ? user : "", sizeof msg->peer_key);
+    zf_strlcpy (msg->peer_address, msg->origin == ZF_BUS_FROM_NETWORK ? address : "",
+                sizeof msg->peer_address);
 }
 
 //  Decodes the envelope frame of an incoming message; refusals are counted, logged and
@@ -735,6 +805,16 @@ static int s_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg)
         //  Answer when we know whom and what: the sender then fails fast with the reason.
         if (ret->id && *ret->from)
             zf_bus_reply_error (self, ret, status, err.where, "%s", err.message);
+    } else if (msg.origin == ZF_BUS_FROM_NETWORK && *msg.peer_key
+               && zf_node_is_revoked (self->node, msg.peer_key)) {
+        //  The manager revoked this key after its connection was made: the handshake passed
+        //  then, its messages do not now.
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 10000);
+        s_count_refused (self, msg.env.type, ZF_E_REFUSED);
+        zf_warning_limited (&limit, "bus", "%s: refused %s from revoked key=%s", self->actor,
+                            msg.env.type, msg.peer_key);
+        zf_bus_reply_error (self, ret, ZF_E_REFUSED, "key", "key %s was revoked by the manager",
+                            msg.peer_key);
     } else if (msg.env.re) {
         s_count_refused (self, msg.env.type, ZF_E_INVALID);
         zf_bus_reply_error (self, ret, ZF_E_INVALID, "re", "%s received a reply (%s) on its inbox",
@@ -821,11 +901,17 @@ static int s_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
 //  ---------------------------------------------------------------------------------------------
 //  Deadlines and retries
 
+//  A patient request expires after its peer was unreachable for its timeout. When the link has
+//  never been up, this node could not reach the peer at all (ZF_E_UNREACHABLE), which callers
+//  treat as their own problem (a parent one child cannot reach is not a bad parent for
+//  everyone); a peer that was connected and went away timed out like any other (ZF_E_TIMEOUT).
 static void s_expire (zf_bus_t *self, pending_t *pending)
 {
     zf_error_t err;
+    zf_status_t status =
+        pending->patient && !pending->link->was_up ? ZF_E_UNREACHABLE : ZF_E_TIMEOUT;
     if (pending->patient)
-        zf_error_set (&err, ZF_E_TIMEOUT, pending->link->actor,
+        zf_error_set (&err, status, pending->link->actor,
                       "no connection to '%s' for %s within %" PRId64 " ms", pending->link->actor,
                       pending->desc->type, pending->timeout_ms);
     else
@@ -835,7 +921,7 @@ static void s_expire (zf_bus_t *self, pending_t *pending)
                       pending->attempt_ms * pending->attempts, pending->attempts,
                       pending->attempts == 1 ? "" : "s");
     zf_counter_add (self->timeouts, 1);
-    pending->callback (self, ZF_E_TIMEOUT, NULL, &err, pending->arg);
+    pending->callback (self, status, NULL, &err, pending->arg);
 }
 
 //  A patient request gives up only when its peer has been unreachable for its timeout: not
@@ -1051,7 +1137,7 @@ static void s_test_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
     } else if (status == ZF_E_REMOTE) {
         state->remote_errors++;
         zf_strlcpy (state->last_error, err->message, sizeof state->last_error);
-    } else if (status == ZF_E_TIMEOUT) {
+    } else if (status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE) {
         state->timeouts++;
         zf_strlcpy (state->last_error, err->message, sizeof state->last_error);
     }

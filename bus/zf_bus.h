@@ -51,7 +51,8 @@ typedef struct {
     zmsg_t *raw;               //  frames after the envelope; may be empty, never NULL
     zf_bus_return_t return_to; //  requests only
     zf_bus_origin_t origin;
-    char peer_key[41]; //  Z85 CURVE key of a network sender, "" otherwise
+    char peer_key[41];     //  Z85 CURVE key of a network sender, "" otherwise
+    char peer_address[64]; //  IP address of a network sender ("10.0.0.7"), "" otherwise
 } zf_bus_msg_t;
 
 typedef void (zf_bus_handler_fn) (zf_bus_t *bus, zf_bus_msg_t *request, void *arg);
@@ -92,6 +93,10 @@ typedef struct {
 //  in use".
 zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, const char *events_bind,
                       zf_error_t *err);
+//  The same with tcp:// binds open to any CURVE key (zf_node_bind_open): the manager's join
+//  endpoint, where a node's key becomes known only by joining. Decide by request->peer_key.
+zf_bus_t *zf_bus_new_open (zf_node_t *node, const char *actor, const char *bind,
+                           const char *events_bind, zf_error_t *err);
 void zf_bus_destroy (zf_bus_t **self_p);
 
 //  Registers the bus sockets and its timer with the actor's loop. Destroy the bus before the

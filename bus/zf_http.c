@@ -136,6 +136,14 @@ static int s_listen_socket (const char *endpoint, const s_address_t *address, in
     return fd;
 }
 
+int zf_http_listen_socket (const char *listen, int *port, zf_error_t *err)
+{
+    s_address_t address;
+    if (s_parse_listen (listen, &address, err) != ZF_OK)
+        return -1;
+    return s_listen_socket (listen, &address, port, err);
+}
+
 //  --------------------------------------------------------------------------------------------
 //  Requests
 

@@ -24,6 +24,10 @@ typedef struct zf_http_s zf_http_t;
 zf_http_t *zf_http_new (const char *listen, zf_error_t *err);
 void zf_http_destroy (zf_http_t **self_p);
 
+//  A listening TCP socket (non-blocking, close-on-exec) for "HOST:PORT" as above, for other
+//  libmicrohttpd servers (zf_rest); *port gets the bound port. Returns -1 with err filled.
+int zf_http_listen_socket (const char *listen, int *port, zf_error_t *err);
+
 //  The bound port (useful when listen asked for port 0).
 int zf_http_port (zf_http_t *self);
 

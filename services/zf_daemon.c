@@ -48,7 +48,7 @@ static zf_node_t *s_node_new (zf_config_t *config, zf_error_t *err)
     const zf_node_config_t *node_config = zf_config_section (config, "node");
     const zf_bus_config_t *bus_config = zf_config_section_or_defaults (config, "bus");
     zf_node_options_t options = {
-        .name = node_config->name,
+        .name = zf_node_config_name (node_config),
         .cert_path = *bus_config->cert ? bus_config->cert : NULL,
         .allow_dir = *bus_config->allow ? bus_config->allow : NULL,
         .insecure = bus_config->insecure,
@@ -313,8 +313,8 @@ int zf_daemon_run (zf_config_t *config)
         if (self.http)
             zf_http_set_ready (self.http, true);
         zf_notify_ready ();
-        zf_notice ("zfly", "ready node=%s actors=%zu config=%s http_port=%d", node_config->name,
-                   self.actor_count, zf_config_path (config),
+        zf_notice ("zfly", "ready node=%s actors=%zu config=%s http_port=%d",
+                   zf_node_name (self.node), self.actor_count, zf_config_path (config),
                    self.http ? zf_http_port (self.http) : 0);
         exit_code = s_watch (&self, signal_fd);
     }

@@ -1,7 +1,10 @@
 /*  zf_sections.c — [node], [bus], [endpoints] and the actor table, declared as data. */
 #include "zf_sections.h"
+#include <unistd.h>
 #include "echo/zf_echo.h"
 #include "fetcher/zf_fetcher.h"
+#include "join/zf_join.h"
+#include "manager/zf_manager.h"
 #include "probe/zf_probe.h"
 #include "proxy/zf_proxy.h"
 #include "scheduler/zf_scheduler.h"
@@ -12,8 +15,9 @@ static const zf_config_key_t s_node_keys[] = {
     {.key = "name",
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_node_config_t, name),
-     .required = true,
-     .help = "this node's name, unique in the cluster (actor@name on the bus)"},
+     .default_text = "",
+     .help = "this node's name, unique in the cluster (actor@name on the bus); empty: the "
+             "host name"},
     {.key = "log_level",
      .kind = ZF_CONFIG_ENUM,
      .offset = offsetof (zf_node_config_t, log_level),
@@ -37,6 +41,17 @@ static const zf_config_key_t s_node_keys[] = {
      .help = "show credentials (fields marked secret in schemas/) in clear on the tap, for "
              "debugging; logged as a warning at every start"},
 };
+
+const char *zf_node_config_name (const zf_node_config_t *node_config)
+{
+    static char host[256];
+    if (*node_config->name)
+        return node_config->name;
+    if (gethostname (host, sizeof host) != 0 || !*host)
+        zf_strlcpy (host, "localhost", sizeof host);
+    host[sizeof host - 1] = '\0';
+    return host;
+}
 
 const zf_config_section_t zf_node_section = {
     .name = "node",
@@ -125,6 +140,11 @@ const zf_actor_kind_t zf_actor_kinds[] = {
      zf_proxy_actor},
     {"scheduler", "the swarm: parents, seeds, single-flight back to source", &zf_scheduler_section,
      zf_scheduler_actor},
+    {"manager", "the control plane: clusters, nodes that join, REST API, database",
+     &zf_manager_section, zf_manager_actor},
+    //  Last: it tells the manager what the actors above bound (their tcp:// endpoints).
+    {"join", "joins the manager's cluster: schedulers, seed peers, member keys, cached",
+     &zf_join_section, zf_join_actor},
 };
 
 const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);

@@ -24,6 +24,9 @@ typedef struct {
 } zf_bus_config_t;
 
 extern const zf_config_section_t zf_node_section;
+
+//  [node] name, or the host name when it is empty, so every edge's file can be the same.
+const char *zf_node_config_name (const zf_node_config_t *node_config);
 extern const zf_config_section_t zf_bus_section;
 extern const zf_config_section_t zf_endpoints_section;
 

@@ -3,12 +3,14 @@
     zfly -c FILE [--set SECTION.KEY=VALUE]…   run the actors FILE names
     zfly check -c FILE [--set …]              validate the configuration, start nothing
     zfly keygen PATH                          write a CURVE keypair: PATH.key and PATH.pub
+    zfly manager init -c FILE                 prepare the manager's database, print an admin token
     zfly config-reference                     print every section and key with its default */
 #include "zf_config.h"
 #include "zf_daemon.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_sections.h"
+#include "manager/zf_manager.h"
 #include <getopt.h>
 #include <malloc.h>
 #include <sys/stat.h>
@@ -21,6 +23,7 @@ static void s_usage (FILE *out)
     fprintf (out, "usage: zfly -c FILE [--set SECTION.KEY=VALUE]...\n"
                   "       zfly check -c FILE [--set SECTION.KEY=VALUE]...\n"
                   "       zfly keygen PATH\n"
+                  "       zfly manager init -c FILE\n"
                   "       zfly config-reference\n"
                   "\n"
                   "Runs the zfly actors that the INI file FILE names, each with its own section,\n"
@@ -36,6 +39,9 @@ static void s_usage (FILE *out)
                   "  keygen PATH              write PATH.key (secret, mode 0600) and PATH.pub;\n"
                   "                           put PATH.pub in other nodes' [bus] allow directory\n"
                   "  config-reference         print every section and key with default and help\n"
+                  "  manager init             apply the [manager] database's migrations, make the\n"
+                  "                           default cluster and user admin, print a new admin\n"
+                  "                           token (the only way to get the first one)\n"
                   "\n"
                   "Actors:\n");
     for (size_t index = 0; index < zf_actor_kind_count; index++)
@@ -119,11 +125,16 @@ int main (int argc, char *argv[])
         zf_config_write_reference (sections, section_count, stdout);
         return 0;
     }
-    if (!streq (command, "run") && !streq (command, "check")) {
+    bool manager_init = streq (command, "manager");
+    if (manager_init && !(optind + 2 == argc && streq (argv[optind + 1], "init"))) {
+        fprintf (stderr, "usage: zfly manager init -c FILE\n");
+        return 2;
+    }
+    if (!manager_init && !streq (command, "run") && !streq (command, "check")) {
         fprintf (stderr, "zfly: unknown command '%s' (try zfly --help)\n", command);
         return 2;
     }
-    if (optind + (streq (command, "run") ? 0 : 1) != argc) {
+    if (!manager_init && optind + (streq (command, "run") ? 0 : 1) != argc) {
         fprintf (stderr, "zfly: unexpected argument '%s' (try zfly --help)\n", argv[argc - 1]);
         return 2;
     }
@@ -146,7 +157,13 @@ int main (int argc, char *argv[])
         else
             zf_warning ("zfly", "%s", warnings[index]);
     int exit_code = 0;
-    if (streq (command, "check"))
+    if (manager_init) {
+        if (!zf_config_has_section (config, "manager")) {
+            fprintf (stderr, "zfly: manager init: %s has no [manager] section\n", config_path);
+            exit_code = 2;
+        } else
+            exit_code = zf_manager_init_command (zf_config_section (config, "manager"), stdout);
+    } else if (streq (command, "check"))
         printf ("%s: configuration is valid\n", config_path);
     else
         exit_code = zf_daemon_run (config);

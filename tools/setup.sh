@@ -9,9 +9,11 @@ packages=(
   build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
   libczmq-dev libzmq3-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
   libmariadb-dev libinih-dev libjansson-dev libmicrohttpd-dev libsystemd-dev libhttp-parser-dev
-  libxxhash-dev
+  libxxhash-dev libsqlite3-dev
   # tests
   python3 python3-zmq python3-msgpack prometheus iproute2 procps systemd
+  # manager tests start their own MariaDB server
+  mariadb-server mariadb-client
   # proxy tests: a real registry, real clients, an image builder
   docker-registry skopeo containerd docker.io umoci python3-cryptography
   # benchmarks and testbed (tools/testbed/zfly-testbed)

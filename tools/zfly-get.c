@@ -1184,7 +1184,7 @@ static int s_run (const options_t *options, zf_config_t *config)
     //  local reader (never limited by upload_rate), and our actor name is unique per process.
     char *actor_name = zf_asprintf ("get-%d", (int) getpid ());
     zf_node_options_t node_options = {
-        .name = node_config->name,
+        .name = zf_node_config_name (node_config),
         .cert_path = needs_cert && *bus_config->cert ? bus_config->cert : NULL,
         .insecure = bus_config->insecure,
         .hwm = (int) bus_config->hwm,

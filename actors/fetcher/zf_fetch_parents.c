@@ -357,7 +357,8 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         return;
     }
     if (status != ZF_OK) {
-        s_drop (self, parent, true, "storage.stat: %s",
+        //  Never connected (ZF_E_UNREACHABLE): ours to deal with, not the parent's fault.
+        s_drop (self, parent, status != ZF_E_UNREACHABLE, "storage.stat: %s",
                 err && *err->message ? err->message : zf_status_name (status));
         return;
     }
@@ -422,7 +423,10 @@ static void s_stat (zf_fetch_parents_t *self, parent_t *parent)
     if (zf_bus_request (self->env->bus, parent->name, &zf_msg_storage_stat, &stat, NULL,
                         s_patient (), s_on_stat, parent, &err)
         != ZF_OK) {
-        s_drop (self, parent, true, "storage.stat not sent: %s", err.message);
+        //  No route to it is this node's problem (what it was told, what it resolves), not a
+        //  fault of the parent: dropped without blame.
+        s_drop (self, parent, err.code != ZF_E_UNREACHABLE, "storage.stat not sent: %s",
+                err.message);
         return;
     }
     parent->stat_pending = true;
@@ -623,9 +627,11 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                  self->task_id, parent->name, piece);
         s_clear_bit (self, parent, piece);
     } else {
-        s_count (self, status == ZF_E_TIMEOUT ? "unreachable" : "error");
+        s_count (self,
+                 status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE ? "unreachable" : "error");
         zf_piece_table_request_ended (table, piece, true);
-        s_drop (self, parent, true, "piece.read of piece %" PRIu64 ": %s", piece, reason);
+        s_drop (self, parent, status != ZF_E_UNREACHABLE, "piece.read of piece %" PRIu64 ": %s",
+                piece, reason);
     }
     zf_free (request);
     self->sink.wake (self->arg);
@@ -648,7 +654,7 @@ static bool s_request (zf_fetch_parents_t *self, parent_t *parent, uint64_t piec
         zf_free (request);
         zf_piece_table_request_ended (self->table, piece, false);
         s_count (self, "error");
-        s_drop (self, parent, true, "piece.read not sent: %s", err.message);
+        s_drop (self, parent, err.code != ZF_E_UNREACHABLE, "piece.read not sent: %s", err.message);
         return false;
     }
     if (zlistx_size (parent->requests) == 0)

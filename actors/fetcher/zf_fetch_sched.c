@@ -77,6 +77,8 @@ typedef struct {
 
 struct zf_fetch_sched_s {
     zf_fetch_env_t *env;
+    zf_node_t *bus_node; //  routes learned from schedules, endpoints to announce
+    bool from_join;      //  the scheduler list follows the join actor's view of the cluster
     zf_counter_t *fallbacks;
     zf_sched_ring_t *ring;
     char *names[SCHEDULERS_MAX];
@@ -210,7 +212,17 @@ static bool s_send (zf_fetch_sched_t *self, call_kind_t kind, sched_task_t *reco
 
 static void s_announce (zf_fetch_sched_t *self, const char *scheduler)
 {
-    zf_msg_host_announce_t body = {.host_id = self->host_id,
+    //  Where other nodes reach our storage and fetcher (their tcp:// binds, as zf_bus_new
+    //  recorded them): the scheduler hands the storage one to children with our key.
+    char storage_actor[ZF_NAME_MAX + 1], storage_endpoint[ZF_ENDPOINT_MAX];
+    char fetcher_endpoint[ZF_ENDPOINT_MAX];
+    zf_strlcpy (storage_actor, self->storage, sizeof storage_actor);
+    storage_actor[strcspn (storage_actor, "@")] = '\0';
+    zf_node_advertised (self->bus_node, storage_actor, storage_endpoint, sizeof storage_endpoint);
+    zf_node_advertised (self->bus_node, self->env->name, fetcher_endpoint, sizeof fetcher_endpoint);
+    zf_msg_host_announce_t body = {.storage_endpoint = storage_endpoint,
+                                   .fetcher_endpoint = fetcher_endpoint,
+                                   .host_id = self->host_id,
                                    .node = self->node,
                                    .storage = self->storage,
                                    .fetcher = self->fetcher,
@@ -353,7 +365,7 @@ static void s_kick (zf_fetch_sched_t *self, sched_task_t *record)
 
 //  --- answers --------------------------------------------------------------------------------
 
-static void s_apply_parents (sched_task_t *record, zf_fetch_task_t *task,
+static void s_apply_parents (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task,
                              const zf_msg_peer_schedule_t *schedule)
 {
     const zf_rec_sched_parent_t *parents = schedule->parents.items;
@@ -383,6 +395,11 @@ static void s_apply_parents (sched_task_t *record, zf_fetch_task_t *task,
             zf_strlcpy (given->storage, parent->storage, sizeof given->storage);
             zf_strlcpy (given->host_id, parent->host_id, sizeof given->host_id);
         }
+        //  The scheduler says where the parent is and which key it proved: this node needs
+        //  no [endpoints] line for it. (A name the INI maps keeps the INI's route.)
+        if (*parent->endpoint && *parent->key)
+            zf_node_learn_route (self->bus_node, parent->storage, parent->endpoint, NULL,
+                                 parent->key, NULL);
         zf_fetch_task_add_parent (task, parent->storage);
         if (!zf_fetch_task_running (task))
             return;
@@ -410,7 +427,7 @@ static void s_on_schedule (zf_fetch_sched_t *self, sched_task_t *record, zf_fetc
                  record->task_id, record->scheduler);
         zf_fetch_task_to_source (task);
     } else if (streq (schedule->decision, "parents"))
-        s_apply_parents (record, task, schedule);
+        s_apply_parents (self, record, task, schedule);
     else
         zf_warning (self->env->name, "schedule task=%.16s: unknown decision '%s'", record->task_id,
                     schedule->decision);
@@ -608,15 +625,78 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  --- schedulers named by the manager ------------------------------------------------------------
+
+//  With no [fetcher] schedulers and a join actor in this process, the ring follows the
+//  cluster's schedulers as the manager names them (join.view): one that joins is announced to
+//  and takes its share of new tasks; one that leaves (or stops keeping alive) hands its tasks
+//  to the next on the ring, as a dead one does. No restart, no INI change.
+
+static void s_scheduler_add (zf_fetch_sched_t *self, const char *name)
+{
+    if (s_scheduler_index (self, name) >= 0 || self->count == SCHEDULERS_MAX)
+        return;
+    self->names[self->count] = zf_strdup (name);
+    self->dead[self->count] = false;
+    self->count++;
+    zf_sched_ring_add (self->ring, name);
+    zf_notice (self->env->name, "scheduler joined the ring scheduler=%s schedulers=%zu", name,
+               self->count);
+    s_announce (self, name);
+}
+
+static void s_scheduler_remove (zf_fetch_sched_t *self, size_t index)
+{
+    char *name = self->names[index];
+    s_set_alive (self, name, false, "left the cluster"); //  its tasks move on
+    zf_sched_ring_remove (self->ring, name);
+    memmove (&self->names[index], &self->names[index + 1],
+             (self->count - index - 1) * sizeof self->names[0]);
+    memmove (&self->dead[index], &self->dead[index + 1],
+             (self->count - index - 1) * sizeof self->dead[0]);
+    self->count--;
+    zf_notice (self->env->name, "scheduler left the ring scheduler=%s schedulers=%zu", name,
+               self->count);
+    zf_free (name);
+}
+
+static void s_on_view (zf_bus_t *bus, zf_bus_msg_t *event, void *arg)
+{
+    (void) bus;
+    zf_fetch_sched_t *self = arg;
+    const zf_msg_join_view_t *view = event->env.body;
+    char **names = view->schedulers.items;
+    for (size_t index = 0; index < self->count;) {
+        bool listed = false;
+        for (size_t step = 0; step < view->schedulers.count && !listed; step++)
+            listed = streq (names[step], self->names[index]);
+        if (listed)
+            index++;
+        else
+            s_scheduler_remove (self, index);
+    }
+    for (size_t index = 0; index < view->schedulers.count; index++)
+        s_scheduler_add (self, names[index]);
+}
+
+static bool s_join_runs_here (zf_node_t *node)
+{
+    zf_route_t route;
+    return zf_node_resolve (node, "join", &route, NULL) == ZF_OK && route.local;
+}
+
 //  --- life cycle ---------------------------------------------------------------------------------
 
 zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
 {
     const zf_fetcher_config_t *config = env->config;
-    if (!*config->schedulers)
+    bool from_join = !*config->schedulers && s_join_runs_here (node);
+    if (!*config->schedulers && !from_join)
         return NULL;
     zf_fetch_sched_t *self = zf_calloc (1, sizeof *self);
     self->env = env;
+    self->bus_node = node;
+    self->from_join = from_join;
     self->ring = zf_sched_ring_new (ZF_SCHED_RING_VNODES);
     for (const char *word = config->schedulers; *word && self->count < SCHEDULERS_MAX;) {
         word += strspn (word, " \t");
@@ -657,8 +737,13 @@ zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
     env->scheduled = true;
     s_announce_all (self);
     self->timer_id = zloop_timer (env->loop, TICK_MS, 0, s_on_tick, self);
-    zf_notice (env->name, "scheduler client host_id=%s type=%s storage=%s schedulers=%zu",
-               self->host_id, config->seed ? "seed" : "normal", self->storage, self->count);
+    zf_error_t err;
+    if (from_join
+        && zf_bus_subscribe (env->bus, "join", "join.view", s_on_view, self, &err) != ZF_OK)
+        zf_warning (env->name, "cannot follow the cluster's schedulers: %s", err.message);
+    zf_notice (env->name, "scheduler client host_id=%s type=%s storage=%s schedulers=%s",
+               self->host_id, config->seed ? "seed" : "normal", self->storage,
+               from_join ? "from the manager" : config->schedulers);
     return self;
 }
 

@@ -1045,6 +1045,8 @@ static int64_t s_start_ranges (zf_fetch_task_t *self, int64_t now)
             wake = wake == 0 || not_before < wake ? not_before : wake;
         if (!s_origin_may_take (self, index, now))
             continue;
+        if (self->scheduled && !self->sched_source)
+            s_count_fallback (self, "piece failed at parents"); //  zf_piece_table routed it
         uint64_t last = index;
         while (last + 1 < end && last + 1 - index < self->range_pieces
                && s_origin_may_take (self, last + 1, now))
@@ -1074,19 +1076,27 @@ static bool s_stream_needed (zf_fetch_task_t *self)
            && !self->slots[waiting].frame;
 }
 
-//  With parents: which missing pieces the origin takes. The task's origin fetcher takes those
-//  no parent holds at once. Others wait for parents: with a scheduler until it says "source"
-//  or nothing came for sched_fallback; with parents given, while one of them may still get
-//  the piece. A task without a URL that no parent can serve fails.
+//  With parents: which missing pieces the origin takes, those no parent holds, and when.
+//  - The task's origin fetcher (told "source", or fallen back): at once.
+//  - Scheduled otherwise: never while it has a parent. The scheduler hands out the seed and
+//    the peers that hold pieces, and replaces a source that died; a busy or starved swarm is
+//    slow, and must not turn into every peer fetching from the origin. Only a task left with
+//    no parent at all for sched_fallback takes them itself.
+//  - Parents given by the client: once none of them may still get the piece.
+//  A task without a URL that no parent can serve fails.
+static bool s_route_now (zf_fetch_task_t *self, int64_t now)
+{
+    if (self->sched_source)
+        return true;
+    if (self->scheduled)
+        return zf_fetch_parents_count (self->parents) == 0
+               && now - self->progress_ms >= self->env->config->sched_fallback_ms;
+    return !zf_fetch_parents_may_grow (self->parents, now);
+}
+
 static void s_route (zf_fetch_task_t *self, int64_t now)
 {
-    if (!self->parents)
-        return;
-    const zf_fetcher_config_t *config = self->env->config;
-    bool waiting = self->scheduled && !self->sched_source
-                   && now - self->progress_ms < config->sched_fallback_ms;
-    bool may_grow = !self->sched_source && zf_fetch_parents_may_grow (self->parents, now);
-    if (waiting || may_grow)
+    if (!self->parents || !s_route_now (self, now))
         return;
     for (uint64_t index = self->window_start; index < self->piece_count; index++) {
         if (zf_piece_table_state (self->table, index) != ZF_PIECE_MISSING
@@ -1099,7 +1109,7 @@ static void s_route (zf_fetch_task_t *self, int64_t now)
             return;
         }
         if (self->scheduled && !self->sched_source)
-            s_count_fallback (self, "no piece from parents within sched_fallback");
+            s_count_fallback (self, "no parent left");
         zf_piece_table_route_to_origin (self->table, index);
     }
 }

@@ -152,7 +152,8 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "10s",
      .min = 500,
      .max = 600000,
-     .help = "no piece from parents this long: missing pieces come from the origin"},
+     .help = "a scheduled task left without any parent (or without a layout from one) this "
+             "long takes what it lacks from the origin itself"},
     {.key = "access_check",
      .kind = ZF_CONFIG_BOOL,
      .offset = offsetof (zf_fetcher_config_t, access_check),
@@ -451,6 +452,8 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
         zf_free (hosts);
         return;
     }
+    if (env->config->seed) //  the join actor tells the manager this node is a seed peer
+        zf_node_advertise (actor->node, "seed", "true");
     curl_global_init (CURL_GLOBAL_DEFAULT);
     s_metrics_init (env);
     env->tasks = zhashx_new ();

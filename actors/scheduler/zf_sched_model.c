@@ -299,8 +299,10 @@ zf_sched_host_t *const *zf_sched_seed_hosts (zf_sched_t *self, size_t *count)
 
 static void s_host_set (zf_sched_t *self, zf_sched_host_t *host, const zf_sched_host_info_t *info)
 {
-    char **fields[] = {&host->node, &host->storage, &host->fetcher, &host->idc, &host->location};
-    const char *values[] = {info->node, info->storage, info->fetcher, info->idc, info->location};
+    char **fields[] = {&host->node,     &host->storage,  &host->fetcher, &host->idc,
+                       &host->location, &host->endpoint, &host->key};
+    const char *values[] = {info->node,     info->storage,  info->fetcher, info->idc,
+                            info->location, info->endpoint, info->key};
     for (size_t index = 0; index < ZF_ARRAY_LEN (fields); index++) {
         if (*fields[index] && streq (*fields[index], values[index] ? values[index] : ""))
             continue;
@@ -367,8 +369,8 @@ void zf_sched_host_remove (zf_sched_t *self, zf_sched_host_t *host)
     if (host->seed)
         s_seed_list_remove (self, host);
     zhashx_delete (self->hosts, host->id);
-    char **fields[] = {&host->id,      &host->node, &host->storage,
-                       &host->fetcher, &host->idc,  &host->location};
+    char **fields[] = {&host->id,  &host->node,     &host->storage,  &host->fetcher,
+                       &host->idc, &host->location, &host->endpoint, &host->key};
     for (size_t index = 0; index < ZF_ARRAY_LEN (fields); index++)
         s_strfree (self, fields[index]);
     zf_sched_bytes_add (

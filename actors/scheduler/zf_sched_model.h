@@ -76,6 +76,7 @@ typedef struct zf_sched_peer_s zf_sched_peer_t;
 
 struct zf_sched_host_s {
     char *id, *node, *storage, *fetcher, *idc, *location;
+    char *endpoint, *key; //  its storage's tcp:// endpoint and CURVE key ("" when unknown)
     bool seed;
     uint32_t serial;       //  never reused: safe in blocklists after the host is gone
     uint32_t upload_slots; //  effective (announced or default)
@@ -133,6 +134,7 @@ const zf_sched_params_t *zf_sched_params (zf_sched_t *self);
 //  Hosts. Upsert creates or updates labels and refreshes last_seen_ms.
 typedef struct {
     const char *id, *node, *storage, *fetcher, *idc, *location;
+    const char *endpoint, *key; //  the storage's endpoint, the announce's CURVE key; may be NULL
     bool seed;
     uint32_t upload_slots;                         //  0: the default of its type
     uint64_t upload_bandwidth, download_bandwidth; //  bytes/s; 0: unknown

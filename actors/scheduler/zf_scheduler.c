@@ -185,6 +185,7 @@ typedef struct {
 typedef struct {
     const char *name;
     const zf_scheduler_config_t *config;
+    zf_node_t *node; //  routes learned from announces, keys revoked by the manager
     zf_bus_t *bus;
     zf_sched_t *sched;
     waiter_t *waiters; //  global list head
@@ -222,7 +223,9 @@ static void s_reply_schedule (self_t *self, const zf_bus_return_t *ret, zf_sched
         parents[index] = (zf_rec_sched_parent_t){.host_id = parent->host->id,
                                                  .storage = parent->host->storage,
                                                  .finished_count = parent->finished_count,
-                                                 .seed = parent->host->seed};
+                                                 .seed = parent->host->seed,
+                                                 .endpoint = parent->host->endpoint,
+                                                 .key = parent->host->key};
     }
     zf_sched_task_t *task = peer->task;
     zf_msg_peer_schedule_t body = {
@@ -447,10 +450,28 @@ static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         return;
     }
     bool fresh = !zf_sched_host_find (self->sched, body->host_id);
+    //  Where children reach it, and the key that authenticated this announce (a key in the
+    //  message would prove nothing). The seed's fetcher is learned here for seed.trigger.
+    bool networked = request->origin == ZF_BUS_FROM_NETWORK && *request->peer_key;
+    char *endpoint = networked && *body->storage_endpoint
+                         ? zf_node_endpoint_for_peer (body->storage_endpoint, request->peer_address)
+                         : NULL;
+    if (networked && *body->fetcher_endpoint && *body->fetcher) {
+        char *fetcher = zf_node_endpoint_for_peer (body->fetcher_endpoint, request->peer_address);
+        zf_error_t err;
+        if (zf_node_learn_route (self->node, body->fetcher, fetcher, NULL, request->peer_key, &err)
+                != ZF_OK
+            && fresh)
+            zf_warning (self->name, "host %s: fetcher route not learned: %s", body->host_id,
+                        err.message);
+        zf_free (fetcher);
+    }
     zf_sched_host_info_t info = {.id = body->host_id,
                                  .node = body->node,
                                  .storage = body->storage,
                                  .fetcher = body->fetcher,
+                                 .endpoint = endpoint,
+                                 .key = endpoint ? request->peer_key : NULL,
                                  .idc = body->idc,
                                  .location = body->location,
                                  .seed = seed,
@@ -459,8 +480,11 @@ static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                                  .download_bandwidth = body->download_bandwidth};
     zf_sched_host_upsert (self->sched, &info, zf_clock_mono_ms ());
     if (fresh)
-        zf_info (self->name, "host announced id=%s type=%s storage=%s idc=%s location=%s",
-                 body->host_id, body->type, body->storage, body->idc, body->location);
+        zf_info (self->name,
+                 "host announced id=%s type=%s storage=%s endpoint=%s idc=%s location=%s",
+                 body->host_id, body->type, body->storage, endpoint ? endpoint : "-", body->idc,
+                 body->location);
+    zf_free (endpoint);
     zf_msg_host_announced_t reply = {.host_id = body->host_id,
                                      .interval_ms = (uint64_t) self->config->heartbeat_ms,
                                      .timeout_ms = (uint64_t) self->config->host_timeout_ms};
@@ -723,12 +747,32 @@ static void s_on_expired (zf_sched_host_t *host, void *arg)
     zf_notice (self->name, "host expired id=%s peers=%" PRIu32, host->id, host->peer_count);
 }
 
+//  Hosts whose key the manager revoked go at once, like expired ones: their pieces are no
+//  longer handed out, their children reschedule.
+static void s_remove_revoked (self_t *self)
+{
+    zlistx_t *revoked = zlistx_new ();
+    for (zf_sched_host_t *host = zf_sched_host_first (self->sched); host;
+         host = zf_sched_host_next (self->sched))
+        if (host->key && *host->key && zf_node_is_revoked (self->node, host->key))
+            zlistx_add_end (revoked, host);
+    for (zf_sched_host_t *host = zlistx_first (revoked); host; host = zlistx_next (revoked)) {
+        s_drop_host_waiters (self, host, "host revoked");
+        s_event (self, "revoked", NULL, host->id, NULL);
+        zf_notice (self->name, "host revoked id=%s key=%s peers=%" PRIu32, host->id, host->key,
+                   host->peer_count);
+        zf_sched_host_remove (self->sched, host);
+    }
+    zlistx_destroy (&revoked);
+}
+
 static int s_expire (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
     self_t *self = arg;
     zf_sched_expire_hosts (self->sched, zf_clock_mono_ms (), s_on_expired, self);
+    s_remove_revoked (self);
     s_serve_wakes (self);
     zf_gauge_set (self->metrics.hosts, (double) zf_sched_host_count (self->sched));
     zf_gauge_set (self->metrics.tasks, (double) zf_sched_task_count (self->sched));
@@ -825,7 +869,7 @@ static void s_stop (self_t *self)
 void zf_scheduler_actor (zsock_t *pipe, void *args)
 {
     const zf_actor_args_t *actor = args;
-    self_t self = {.name = actor->name, .config = actor->config};
+    self_t self = {.name = actor->name, .config = actor->config, .node = actor->node};
     zf_error_t err;
     self.bus =
         zf_bus_new (actor->node, actor->name, self.config->bind, self.config->events_bind, &err);

@@ -1,0 +1,47 @@
+/*  zf_manager_internal.h — what the manager's API modules see of the actor.
+
+    The REST API is built from modules, each registering its routes at start (zf_manager.c,
+    s_modules): the manager's own resources (zf_manager_api.c: clusters, hosts, schedulers,
+    seed peers; zf_manager_api_auth.c: join tokens, users, personal access tokens) and later
+    the preheat worker's jobs and Harbor's open API. A module's handlers run on the manager's
+    thread, with the manager's database and bus; a handler that waits for another actor keeps
+    its zf_rest_request_t and answers when the bus reply comes. */
+#ifndef ZF_MANAGER_INTERNAL_H_INCLUDED
+#define ZF_MANAGER_INTERNAL_H_INCLUDED
+
+#include "zf_bus.h"
+#include "zf_manager.h"
+#include "zf_manager_store.h"
+#include "zf_rest.h"
+
+typedef struct zf_manager_s zf_manager_t;
+
+//  A module: registers its routes (and may keep manager for its handlers).
+typedef void (zf_manager_module_fn) (zf_rest_t *rest, zf_manager_t *manager);
+
+zf_db_t *zf_manager_db (zf_manager_t *self);
+zf_bus_t *zf_manager_bus (zf_manager_t *self);
+
+//  Tells the cluster's nodes what changed (manager.changed with the cluster's new version).
+void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const char *added_key,
+                                const char *removed_key, bool view_changed);
+
+//  Drops the cached view of a cluster's nodes (0: of every cluster) after a change the
+//  members version does not count (client config, scopes, a deleted cluster).
+void zf_manager_forget_views (zf_manager_t *self, int64_t cluster_id);
+
+//  Answers a failed store call: 404 for ZF_E_MISSING, 409 for "already exists", 400 for other
+//  invalid input, 503 when the database failed.
+void zf_manager_reply_failure (zf_rest_request_t *request, const zf_error_t *err);
+
+//  Answers a page of a list (zf_rest_page_json, and X-Total-Count), or the failure when items
+//  is NULL.
+void zf_manager_reply_page (zf_rest_request_t *request, json_t *items, int64_t page,
+                            int64_t per_page, int64_t total, const zf_error_t *err);
+
+void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager);
+void zf_manager_api_auth_register (zf_rest_t *rest, zf_manager_t *manager);
+//  GET /api/v1/openapi.json: the document describing every route above.
+void zf_manager_openapi_register (zf_rest_t *rest, zf_manager_t *manager);
+
+#endif
