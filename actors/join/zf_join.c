@@ -87,6 +87,7 @@ typedef struct {
     bool subscribed;
     zf_gauge_t *member_gauge;
     zf_gauge_t *joined_gauge;
+    char manager_key[ZF_KEY_TEXT]; //  the manager's CURVE key, "" when insecure
 } self_t;
 
 static void s_schedule (self_t *self, int64_t delay_ms);
@@ -148,10 +149,15 @@ static void s_apply (self_t *self, json_t *view, bool from_cache)
             zf_free (storage);
     }
     size_t member_count = json_array_size (members);
-    const char **keys = zf_calloc (member_count + 1, sizeof *keys);
+    const char **keys = zf_calloc (member_count + 2, sizeof *keys);
     for (size_t index = 0; index < member_count; index++)
         keys[index] = json_string_value (json_array_get (members, index));
-    zf_node_set_members (self->node, keys, member_count);
+    //  The manager itself is admitted too: it decides who the members are anyway, and it asks
+    //  schedulers for a task's swarm (GET /api/v1/tasks/{id}/swarm).
+    size_t admitted = member_count;
+    if (*self->manager_key)
+        keys[admitted++] = self->manager_key;
+    zf_node_set_members (self->node, keys, admitted);
     zf_free (keys);
     zf_gauge_set (self->member_gauge, (double) member_count);
     self->cluster_id = (uint64_t) json_integer_value (json_object_get (view, "cluster_id"));
@@ -465,6 +471,8 @@ void zf_join_actor (zsock_t *pipe, void *args)
                != ZF_OK
         && err.code != ZF_E_INVALID)
         status = err.code;
+    if (status == ZF_OK)
+        zf_strlcpy (self.manager_key, manager.server_key, sizeof self.manager_key);
     self.bus = status == ZF_OK ? zf_bus_new (actor->node, actor->name, NULL, NULL, &err) : NULL;
     if (self.bus)
         zf_node_follow_cluster (actor->node);

@@ -67,9 +67,8 @@ const zf_config_section_t zf_manager_section = {
 //  Route modules, registered in order at start. The preheat worker's jobs API and Harbor's
 //  open API add their register functions here.
 static zf_manager_module_fn *const s_modules[] = {
-    zf_manager_api_register,
-    zf_manager_api_auth_register,
-    zf_manager_openapi_register,
+    zf_manager_api_register,   zf_manager_api_auth_register, zf_manager_openapi_register,
+    zf_manager_swarm_register, zf_manager_console_register,
 };
 
 #define S_CHANGED_KEYS_MAX 1
@@ -170,6 +169,11 @@ zf_db_t *zf_manager_db (zf_manager_t *self)
 zf_bus_t *zf_manager_bus (zf_manager_t *self)
 {
     return self->bus;
+}
+
+zf_node_t *zf_manager_node (zf_manager_t *self)
+{
+    return self->node;
 }
 
 static void s_count_join (const char *result)

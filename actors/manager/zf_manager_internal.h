@@ -21,6 +21,7 @@ typedef void (zf_manager_module_fn) (zf_rest_t *rest, zf_manager_t *manager);
 
 zf_db_t *zf_manager_db (zf_manager_t *self);
 zf_bus_t *zf_manager_bus (zf_manager_t *self);
+zf_node_t *zf_manager_node (zf_manager_t *self);
 
 //  Tells the cluster's nodes what changed (manager.changed with the cluster's new version).
 void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const char *added_key,
@@ -43,5 +44,9 @@ void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager);
 void zf_manager_api_auth_register (zf_rest_t *rest, zf_manager_t *manager);
 //  GET /api/v1/openapi.json: the document describing every route above.
 void zf_manager_openapi_register (zf_rest_t *rest, zf_manager_t *manager);
+//  The web console's static files under /console/ (zf_manager_console.c).
+void zf_manager_console_register (zf_rest_t *rest, zf_manager_t *manager);
+//  GET /api/v1/tasks/{id}/swarm: a task's peers as its scheduler sees them (zf_manager_swarm.c).
+void zf_manager_swarm_register (zf_rest_t *rest, zf_manager_t *manager);
 
 #endif

@@ -44,6 +44,9 @@ static const s_operation_t s_operations[] = {
      "PersonalAccessTokenInput", "PersonalAccessTokenCreated", true, false},
     {"delete", "/api/v1/personal-access-tokens/{id}", "Revoke a personal access token", NULL, NULL,
      true, false},
+    {"get", "/api/v1/tasks/{id}/swarm",
+     "A task's peers, parents and bytes per source, from its scheduler (filter: cluster_id)", NULL,
+     "Swarm", false, false},
 };
 
 //  Schemas as compact JSON text: short to write, checked by json_loads at first use.
@@ -111,6 +114,17 @@ static const struct {
      "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"user_id\":{\"type\":"
      "\"integer\"},\"name\":{\"type\":\"string\"},\"prefix\":{\"type\":\"string\"},\"scopes\":{"
      "\"type\":\"string\"},\"state\":{\"type\":\"string\"}}}"},
+    {"Swarm",
+     "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":\"string\"},\"cluster_id\":{"
+     "\"type\":\"integer\"},\"scheduler\":{\"type\":\"string\"},\"truncated\":{\"type\":"
+     "\"boolean\"},\"piece_count\":{\"type\":\"integer\"},\"piece_length\":{\"type\":"
+     "\"integer\"},\"content_length\":{\"type\":\"integer\"},\"source\":{\"type\":"
+     "\"string\"},\"peers\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+     "\"properties\":{\"host_id\":{\"type\":\"string\"},\"state\":{\"type\":\"string\"},"
+     "\"finished_count\":{\"type\":\"integer\"},\"seed\":{\"type\":\"boolean\"},"
+     "\"parents\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"received\":{"
+     "\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"from\":{"
+     "\"type\":\"string\"},\"bytes\":{\"type\":\"integer\"}}}}}}}}}"},
     {"PersonalAccessTokenCreated",
      "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"token\":{\"type\":"
      "\"string\"},\"scopes\":{\"type\":\"string\"}}}"},
