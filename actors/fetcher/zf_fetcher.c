@@ -151,7 +151,8 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "10s",
      .min = 500,
      .max = 600000,
-     .help = "no piece from parents this long: missing pieces come from the origin"},
+     .help = "a scheduled task left without any parent (or without a layout from one) this "
+             "long takes what it lacks from the origin itself"},
     {.key = "hosts",
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_fetcher_config_t, hosts),
