@@ -3,7 +3,7 @@
 
 import { onUnauthorized } from "./api.js";
 import { login, logout, resume, session } from "./session.js";
-import { el, errorBox, field, refreshTimes } from "./ui.js";
+import { el, errorBox, field, refreshTimes, fill } from "./ui.js";
 import * as clusters from "./clusters.js";
 import * as hosts from "./hosts.js";
 import * as schedulers from "./schedulers.js";
@@ -68,15 +68,15 @@ async function render() {
     if (path === section || path.startsWith(section + "/")) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  root.replaceChildren(el("p", { class: "loading" }, "Loading…"));
+  fill(root, el("p", { class: "loading" }, "Loading…"));
   if (!found) {
-    root.replaceChildren(el("h1", {}, "Not found"), el("p", {}, `The console has no page “${path}”.`));
+    fill(root, el("h1", {}, "Not found"), el("p", {}, `The console has no page “${path}”.`));
     return;
   }
   try {
     await found.page(root, { params: found.params, query, scope: scope(), navigate });
   } catch (error) {
-    root.replaceChildren(el("h1", {}, "Something went wrong"), errorBox(error));
+    fill(root, el("h1", {}, "Something went wrong"), errorBox(error));
   }
   const heading = root.querySelector("h1");
   document.title = heading ? `${heading.textContent} — zfly console` : "zfly console";
@@ -104,7 +104,7 @@ function showLogin(message) {
   const status = el("div", { "aria-live": "polite" }, message ? errorBox({ message }) : null);
   const form = el("form", { class: "card login", onsubmit: async (event) => {
     event.preventDefault();
-    status.replaceChildren(el("p", { class: "loading" }, "Checking the token…"));
+    fill(status, el("p", { class: "loading" }, "Checking the token…"));
     try {
       await login(input.value.trim());
       input.value = "";
@@ -112,7 +112,7 @@ function showLogin(message) {
       render();
     } catch (error) {
       logout();
-      status.replaceChildren(errorBox(error, "Cannot log in"));
+      fill(status, errorBox(error, "Cannot log in"));
     }
   } },
   el("h1", {}, "Log in to the zfly console"),
@@ -122,7 +122,7 @@ function showLogin(message) {
   field("Personal access token", input),
   el("button", { type: "submit" }, "Log in"),
   status);
-  view().replaceChildren(form);
+  fill(view(), form);
   document.title = "Log in — zfly console";
   input.focus();
 }

@@ -3,7 +3,7 @@
 
 import { api, query } from "./api.js";
 import { readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
-import { badge, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo } from "./ui.js";
+import { badge, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
 function scopesText(scopes = {}) {
   const parts = [];
@@ -22,7 +22,7 @@ export async function list(root, { query: params, navigate }) {
     api("GET", "/api/v1/hosts" + query({ cluster_id: c.id, state: "active", per_page: 1 }))
       .then((a) => a.total, () => "?")));
   answer.items.forEach((c, i) => (c.hostCount = counts[i]));
-  root.replaceChildren(
+  fill(root,
     heading("Clusters", writeButton("New cluster", () => navigate("clusters/new"), { id: "new-cluster" })),
     readOnlyNote(),
     el("p", { class: "lead" }, "Joining hosts are sorted into clusters by their scopes (CIDR, hostname, IDC, location); the default cluster takes the rest."),
@@ -73,11 +73,11 @@ function clusterForm(cluster, onSubmit, submitLabel) {
   };
   const form = el("form", { class: "card", onsubmit: async (event) => {
     event.preventDefault();
-    status.replaceChildren();
+    fill(status);
     try {
       await onSubmit(read());
     } catch (error) {
-      status.replaceChildren(errorBox(error, "Not saved"));
+      fill(status, errorBox(error, "Not saved"));
     }
   } },
   el("fieldset", { disabled: !session.canWrite },
@@ -100,7 +100,7 @@ function clusterForm(cluster, onSubmit, submitLabel) {
 }
 
 export async function create(root, { navigate }) {
-  root.replaceChildren(heading("New cluster"), readOnlyNote(),
+  fill(root, heading("New cluster"), readOnlyNote(),
     clusterForm(null, async (body) => {
       const made = await api("POST", "/api/v1/clusters", body);
       notice(`Cluster ${made.name} created`);
@@ -122,10 +122,10 @@ export async function edit(root, { params, navigate }) {
       notice(`Cluster ${cluster.name} deleted`);
       navigate("clusters");
     } catch (error) {
-      status.replaceChildren(errorBox(error, "Not deleted"));
+      fill(status, errorBox(error, "Not deleted"));
     }
   }, { class: "danger", id: "delete-cluster" });
-  root.replaceChildren(
+  fill(root,
     heading(`Cluster ${cluster.name}`, remove),
     readOnlyNote(),
     status,

@@ -4,7 +4,7 @@
 
 import { all, api, query } from "./api.js";
 import { readOnlyNote, writeButton } from "./session.js";
-import { badge, bytes, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo } from "./ui.js";
+import { badge, bytes, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
 const PER_PAGE = 50;
 
@@ -71,11 +71,11 @@ export async function list(root, { query: params, navigate }) {
       notice(`Host ${host.name} revoked`);
       go({});
     } catch (error) {
-      status.replaceChildren(errorBox(error, `Host ${host.name} not revoked`));
+      fill(status, errorBox(error, `Host ${host.name} not revoked`));
     }
   }, { class: "danger small", "aria-label": `Revoke ${host.name}` });
 
-  root.replaceChildren(
+  fill(root,
     heading("Hosts"),
     readOnlyNote(),
     filterForm,

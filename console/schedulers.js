@@ -2,7 +2,7 @@
 // (GET /api/v1/schedulers, /api/v1/seed-peers), refreshed every 10 s while the page is open.
 
 import { all, api, query } from "./api.js";
-import { badge, el, errorBox, heading, pager, table, timeAgo } from "./ui.js";
+import { badge, el, errorBox, heading, pager, table, timeAgo, fill } from "./ui.js";
 
 export async function list(root, { query: params, navigate, scope }) {
   const schedulerPage = Number(params.get("page") || 1);
@@ -19,7 +19,7 @@ export async function list(root, { query: params, navigate, scope }) {
         api("GET", "/api/v1/schedulers" + query({ page: schedulerPage, per_page: 50 })),
         api("GET", "/api/v1/seed-peers" + query({ page: seedPage, per_page: 50 })),
       ]);
-      schedulersBox.replaceChildren(
+      fill(schedulersBox,
         el("h2", { id: "schedulers-title" }, `Schedulers (${schedulers.total})`),
         table("Schedulers", [
           { title: "Name", cell: (s) => el("span", { title: s.public_key }, s.name) },
@@ -30,7 +30,7 @@ export async function list(root, { query: params, navigate, scope }) {
         ], schedulers.items, "No scheduler has registered."),
         schedulers.total > schedulers.per_page
           ? pager(schedulers, "schedulers", (p) => navigate("schedulers" + query({ page: p, seed_page: seedPage }))) : null);
-      seedsBox.replaceChildren(
+      fill(seedsBox,
         el("h2", { id: "seeds-title" }, `Seed peers (${seeds.total})`),
         table("Seed peers", [
           { title: "Name", cell: (s) => el("span", { title: s.public_key }, s.name) },
@@ -43,14 +43,14 @@ export async function list(root, { query: params, navigate, scope }) {
         seeds.total > seeds.per_page
           ? pager(seeds, "seed peers", (p) => navigate("schedulers" + query({ page: schedulerPage, seed_page: p }))) : null);
     } catch (error) {
-      schedulersBox.replaceChildren(errorBox(error, "Cannot list schedulers"));
+      fill(schedulersBox, errorBox(error, "Cannot list schedulers"));
     }
   }
 
   await load();
   const timer = setInterval(load, 10000);
   scope.onLeave(() => clearInterval(timer));
-  root.replaceChildren(
+  fill(root,
     heading("Schedulers and seed peers"),
     el("p", { class: "lead" }, "They keep alive by joining the manager again every few seconds; one that falls silent is marked inactive and leaves its nodes' rings."),
     schedulersBox, seedsBox);

@@ -3,7 +3,7 @@
 
 import { all, api, query } from "./api.js";
 import { readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
-import { badge, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo } from "./ui.js";
+import { badge, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
 // The secret of a token just made: shown in this box only. Nothing keeps it: leaving the page
 // loses it, as the API's list never returns it again.
@@ -35,7 +35,7 @@ function revokeButton(what, path, name, status, after) {
       notice(`${what[0].toUpperCase() + what.slice(1)} ${name} revoked`);
       after();
     } catch (error) {
-      status.replaceChildren(errorBox(error, `${name} not revoked`));
+      fill(status, errorBox(error, `${name} not revoked`));
     }
   }, { class: "danger small", "aria-label": `Revoke ${what} ${name}` });
 }
@@ -64,16 +64,16 @@ export async function list(root, { query: params, navigate }) {
       .map(([value, text]) => el("option", { value, selected: value === "2160h" }, text)));
   const patForm = el("form", { class: "card compact", id: "pat-form", onsubmit: async (event) => {
     event.preventDefault();
-    status.replaceChildren();
+    fill(status);
     try {
       const body = { name: patName.value.trim(), user_id: Number(patUser.value), write: patWrite.checked };
       if (patExpires.value) body.expires_in = patExpires.value;
       const made = await api("POST", "/api/v1/personal-access-tokens", body);
-      fresh.replaceChildren(secretBox("personal access token", made.token));
+      fill(fresh, secretBox("personal access token", made.token));
       patName.value = "";
       await refreshLists();
     } catch (error) {
-      status.replaceChildren(errorBox(error, "Token not created"));
+      fill(status, errorBox(error, "Token not created"));
     }
   } },
   el("fieldset", { disabled: !session.canWrite },
@@ -92,18 +92,18 @@ export async function list(root, { query: params, navigate }) {
   const joinUses = el("input", { type: "number", min: 0, name: "max_uses", placeholder: "unlimited" });
   const joinForm = el("form", { class: "card compact", id: "join-form", onsubmit: async (event) => {
     event.preventDefault();
-    status.replaceChildren();
+    fill(status);
     try {
       const body = { name: joinName.value.trim() };
       if (joinCluster.value) body.cluster_id = Number(joinCluster.value);
       if (joinExpires.value) body.expires_in = joinExpires.value;
       if (joinUses.value) body.max_uses = Number(joinUses.value);
       const made = await api("POST", "/api/v1/join-tokens", body);
-      fresh.replaceChildren(secretBox("join token", made.token));
+      fill(fresh, secretBox("join token", made.token));
       joinName.value = "";
       await refreshLists();
     } catch (error) {
-      status.replaceChildren(errorBox(error, "Join token not created"));
+      fill(status, errorBox(error, "Join token not created"));
     }
   } },
   el("fieldset", { disabled: !session.canWrite },
@@ -115,7 +115,7 @@ export async function list(root, { query: params, navigate }) {
   const patList = el("div");
   const joinList = el("div");
   function drawLists(patAnswer, joinAnswer) {
-    patList.replaceChildren(table("Personal access tokens", [
+    fill(patList, table("Personal access tokens", [
       { title: "Name", cell: (t) => t.name || el("span", { class: "muted" }, "unnamed") },
       { title: "Prefix", cell: (t) => el("code", {}, t.prefix + "…") },
       { title: "User", cell: (t) => userName.get(t.user_id) || String(t.user_id) },
@@ -126,7 +126,7 @@ export async function list(root, { query: params, navigate }) {
       { title: "", cell: (t) => (t.state === "active" ? revokeButton("token", `/api/v1/personal-access-tokens/${t.id}`, t.name || t.prefix, status, refreshLists) : "") },
     ], patAnswer.items, "No personal access tokens."),
     patAnswer.total > patAnswer.per_page ? pager(patAnswer, "tokens", (p) => navigate("tokens" + query({ page: p, join_page: joinPage }))) : null);
-    joinList.replaceChildren(table("Join tokens", [
+    fill(joinList, table("Join tokens", [
       { title: "Name", cell: (t) => t.name || el("span", { class: "muted" }, "unnamed") },
       { title: "Prefix", cell: (t) => el("code", {}, t.prefix + "…") },
       { title: "Cluster", cell: (t) => (t.cluster_id ? clusterName.get(t.cluster_id) || String(t.cluster_id) : "scopes decide") },
@@ -143,12 +143,12 @@ export async function list(root, { query: params, navigate }) {
       drawLists(await api("GET", "/api/v1/personal-access-tokens" + query({ page: patPage, per_page: 50 })),
         await api("GET", "/api/v1/join-tokens" + query({ page: joinPage, per_page: 50 })));
     } catch (error) {
-      status.replaceChildren(errorBox(error, "Cannot list tokens"));
+      fill(status, errorBox(error, "Cannot list tokens"));
     }
   }
   drawLists(pats, joins);
 
-  root.replaceChildren(
+  fill(root,
     heading("Tokens"),
     readOnlyNote(),
     status,

@@ -155,3 +155,10 @@ export function field(label, input, hint) {
 export function heading(title, ...actions) {
   return el("div", { class: "page-head" }, el("h1", {}, title), el("div", { class: "actions" }, actions));
 }
+
+// Replaces a node's children, skipping null, false and undefined (a section a page leaves
+// out, such as the read-only note for a token that may write).
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  return node;
+}

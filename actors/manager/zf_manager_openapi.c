@@ -21,8 +21,8 @@ static const s_operation_t s_operations[] = {
     {"patch", "/api/v1/clusters/{id}", "Change a cluster", "ClusterInput", "Cluster", true, false},
     {"delete", "/api/v1/clusters/{id}", "Delete an empty, non-default cluster", NULL, NULL, true,
      false},
-    {"get", "/api/v1/hosts", "List hosts (filters: cluster_id, state)", NULL, "page:Host", false,
-     true},
+    {"get", "/api/v1/hosts", "List hosts (filters: cluster_id, state, name)", NULL, "page:Host",
+     false, true},
     {"get", "/api/v1/hosts/{id}", "Get a host", NULL, "Host", false, false},
     {"delete", "/api/v1/hosts/{id}", "Revoke a host: its key is refused everywhere", NULL, "Host",
      true, false},
@@ -45,8 +45,9 @@ static const s_operation_t s_operations[] = {
     {"delete", "/api/v1/personal-access-tokens/{id}", "Revoke a personal access token", NULL, NULL,
      true, false},
     {"get", "/api/v1/tasks/{id}/swarm",
-     "A task's peers, parents and bytes per source, from its scheduler (filter: cluster_id)", NULL,
-     "Swarm", false, false},
+     "A task's peers, parents and bytes per source, from its scheduler ({id}: task id or "
+     "sha256:digest; filter: cluster_id)",
+     NULL, "Swarm", false, false},
 };
 
 //  Schemas as compact JSON text: short to write, checked by json_loads at first use.

@@ -1,6 +1,7 @@
 /*  zf_manager_swarm.c — one task's swarm as its scheduler sees it, read through the manager.
 
-        GET /api/v1/tasks/{id}/swarm[?cluster_id=N]
+        GET /api/v1/tasks/{id}/swarm[?cluster_id=N]     {id}: a task id, or a blob's
+                                                          digest (sha256:HEX) that names one
 
     The manager keeps no swarm state: the scheduler that owns the task does. The manager finds
     it as every node does, by the consistent-hash ring (zf_sched_ring) over the cluster's
@@ -20,6 +21,7 @@
 #include "zf_log.h"
 #include "zf_manager_internal.h"
 #include "zf_sched_ring.h"
+#include "zf_task_id.h"
 
 #define S_ASK_TIMEOUT_MS 5000
 #define S_CLUSTERS_MAX   64 //  clusters asked for one task, in id order
@@ -225,10 +227,20 @@ static void s_swarm_get (zf_rest_request_t *request, void *arg)
 {
     zf_manager_t *manager = arg;
     const char *task_id = zf_rest_param (request, "id");
+    //  A blob's digest names its task (without tag or application, as the proxy keys layers).
+    char computed[ZF_TASK_ID_SIZE + 1], digest[ZF_DIGEST_TEXT_SIZE + 1];
+    if (strncmp (task_id, "sha256:", 7) == 0) {
+        zf_error_t err;
+        if (zf_task_id_compute (NULL, task_id, NULL, NULL, NULL, computed, digest, &err) != ZF_OK) {
+            zf_rest_reply_error (request, 400, "invalid", "id: %s", err.message);
+            return;
+        }
+        task_id = computed;
+    }
     if (!s_task_id_valid (task_id)) {
         zf_rest_reply_error (request, 400, "invalid",
-                             "id: a task id is 64 lowercase hex characters (the blob's sha256 "
-                             "for an image layer)");
+                             "id: a task id is 64 lowercase hex characters, or give a blob's "
+                             "digest as sha256:<64 lowercase hex>");
         return;
     }
     int64_t cluster_id = 0;

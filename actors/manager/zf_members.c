@@ -448,16 +448,19 @@ json_t *zf_members_cluster_view (zf_db_t *db, int64_t cluster_id, zf_error_t *er
 }
 
 //  Filters as SQL that stays fixed: "(? = 0 OR cluster_id = ?)" binds the value twice.
-json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *state, int64_t page,
-                               int64_t per_page, int64_t *total, zf_error_t *err)
+json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *state, const char *name,
+                               int64_t page, int64_t per_page, int64_t *total, zf_error_t *err)
 {
-    zf_db_arg_t filters[] = {ZF_DB_INT (cluster_id), ZF_DB_INT (cluster_id),
-                             ZF_DB_TEXT (state ? state : ""), ZF_DB_TEXT (state ? state : "")};
+    zf_db_arg_t filters[] = {ZF_DB_INT (cluster_id),          ZF_DB_INT (cluster_id),
+                             ZF_DB_TEXT (state ? state : ""), ZF_DB_TEXT (state ? state : ""),
+                             ZF_DB_TEXT (name ? name : ""),   ZF_DB_TEXT (name ? name : "")};
+    //  INSTR: the same function on SQLite and MariaDB, and no LIKE wildcards to escape.
     return zf_db_page_json (db,
                             "SELECT COUNT(*) FROM hosts h WHERE (? = 0 OR h.cluster_id = ?) AND "
-                            "(? = '' OR h.state = ?)",
+                            "(? = '' OR h.state = ?) AND (? = '' OR INSTR(h.name, ?) > 0)",
                             S_HOST_SELECT
                             "WHERE (? = 0 OR h.cluster_id = ?) AND (? = '' OR h.state = ?) "
+                            "AND (? = '' OR INSTR(h.name, ?) > 0) "
                             "ORDER BY h.id LIMIT ? OFFSET ?",
                             filters, ZF_ARRAY_LEN (filters), s_host_columns,
                             ZF_ARRAY_LEN (s_host_columns), page, per_page, total, err);
