@@ -15,13 +15,17 @@
     shares blocks, else copy_file_range (an in-kernel copy), else pread/pwrite. With storage
     elsewhere (tcp://), or when the cache file cannot be opened (another user's daemon) or
     the daemon does not know piece.locate, it reads the bytes (piece.read, up to reads_max in
-    flight). PATH.part
+    flight). Where the cache file is on PATH's filesystem and ours, nothing is copied: PATH
+    becomes a hard link of it once the task is complete (s_link_*; --copy: never). PATH.part
     is renamed to PATH only once the fetcher reports the task complete (it verified the whole
     content against the task digest, when there is one), every byte is written and synced
     and, with --digest, the SHA-256 computed as the pieces were appended matched. Nothing
     half-written ever carries the final name. Pieces read over the bus that arrive out of
     order wait in memory for their turn, so at most reads_max pieces (READ_BYTES_IN_FLIGHT, at
     least 2) are held; located pieces hold only their place.
+
+    Requests to the daemon are patient: a daemon that is connected but slow (starved of CPU)
+    is waited for; --timeout bounds only how long it may be unreachable.
 
     Trust: over ipc:// (this host) storage checks every piece against its checksum before it
     serves or locates it, so zfly-get does not hash pieces again; over tcp:// it checks each
@@ -99,6 +103,7 @@ typedef struct {
     int64_t idle_timeout_ms; //  0: none
     progress_mode_t progress;
     bool verbose;
+    bool copy; //  never a hard link of the cache file
 } options_t;
 
 //  FETCH: a task.fetch is outstanding; FOLLOW: the fetcher knows the task, we query it and
@@ -130,6 +135,11 @@ struct self_s {
     bool copy_range_ok;   //  copy_file_range has not failed yet
     uint8_t *copy_buffer; //  COPY_BUFFER bytes, DIRECT_ALIGN-aligned, once a copy needs it
     int direct_fd;        //  PATH.part opened O_DIRECT, -1 when the filesystem cannot
+    int link_fd;          //  the cache file PATH is to be a hard link of, or -1 (s_link_*)
+    bool link_decided;    //  the first located piece decided whether to link
+    char *link_path;      //  …the cache file's path, and its identity
+    dev_t link_dev;
+    ino_t link_ino;
     zf_bus_t *bus;
     zloop_t *loop;
     phase_t phase;
@@ -188,11 +198,14 @@ static void s_usage (FILE *out)
     fprintf (
         out,
         "usage: zfly-get URL -O PATH [--digest sha256:HEX] [--header 'Name: value']...\n"
-        "                [-c FILE] [--parent NAME]... [--timeout DURATION] [--quiet]\n"
+        "                [-c FILE] [--parent NAME]... [--timeout DURATION] [--copy] [--quiet]\n"
         "\n"
         "Downloads URL through the local zfly daemon (peer to peer, or from the origin) into\n"
         "its cache and writes it to PATH. The bytes go to PATH.part first, which is renamed to\n"
         "PATH only when complete (and verified, with --digest); PATH never holds a partial file.\n"
+        "Where the daemon's cache file is on PATH's filesystem and is yours (the daemon runs as\n"
+        "you do), PATH is a hard link of it, so no byte is written twice; changing PATH later\n"
+        "makes the daemon drop its copy, never the other way round.\n"
         "\n"
         "  -O, --output PATH        where to write the file (required)\n"
         "  -d, --digest sha256:HEX  expected SHA-256 of the content: the daemon verifies it and\n"
@@ -210,6 +223,8 @@ static void s_usage (FILE *out)
         "                           (default: never; the daemon has its own origin timeouts)\n"
         "      --progress MODE      bar (one line redrawn), lines (a line every 5s), none, or\n"
         "                           auto (default: bar on a terminal, else lines)\n"
+        "      --copy               make PATH a copy of its own, never a hard link of the\n"
+        "                           daemon's cache file\n"
         "  -q, --quiet              same as --progress none; errors are still printed\n"
         "  -v, --verbose            log bus activity to stderr\n"
         "  -h, --help               this text\n"
@@ -307,6 +322,7 @@ static int s_parse_args (int argc, char *argv[], options_t *options)
         {"timeout", required_argument, NULL, 't'},
         {"idle-timeout", required_argument, NULL, 'I'},
         {"progress", required_argument, NULL, 'P'},
+        {"copy", no_argument, NULL, 'C'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -379,6 +395,7 @@ static int s_parse_args (int argc, char *argv[], options_t *options)
                 return EXIT_USAGE;
             }
             break;
+        case 'C': options->copy = true; break;
         case 'q': options->progress = PROGRESS_NONE; break;
         case 'v': options->verbose = true; break;
         case 'h': s_usage (stdout); return EXIT_OK;
@@ -903,12 +920,15 @@ static void s_on_task_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
                    fetching ? "task.fetch" : "task.query");
 }
 
+//  Patient (bus/zf_bus.h): a daemon that is connected but slow to answer (starved of CPU,
+//  its disk throttled) is waited for, however long it takes; the timeout bounds only how
+//  long it may be unreachable (not running, or gone: ZMTP heartbeats tell).
 static zf_bus_call_t s_call (self_t *self)
 {
     int64_t timeout = self->options->timeout_ms;
     if (self->answered && timeout < LATER_TIMEOUT_MIN_MS)
         timeout = LATER_TIMEOUT_MIN_MS;
-    return (zf_bus_call_t){.timeout_ms = timeout, .retries = 2};
+    return (zf_bus_call_t){.timeout_ms = timeout, .retries = 0, .patient = true};
 }
 
 static void s_send_fetch (self_t *self)
@@ -1006,9 +1026,18 @@ static bool s_write_all (self_t *self, const uint8_t *data, size_t size, uint64_
     return true;
 }
 
+static bool s_link_output (self_t *self);
+
 static void s_complete (self_t *self)
 {
-    if (fdatasync (self->fd) != 0 && errno != EINVAL) {
+    if (self->link_fd >= 0 && !s_link_output (self)) {
+        if (self->phase != PHASE_DONE)
+            s_pump (self); //  copies it all from the start
+        return;
+    }
+    //  A copy is synced before it takes PATH's name; a link is the cache's file, as durable
+    //  as the cache makes it (s_link_*).
+    if (self->link_fd < 0 && fdatasync (self->fd) != 0 && errno != EINVAL) {
         s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
         return;
     }
@@ -1033,6 +1062,10 @@ static void s_complete (self_t *self)
         s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->options->output, strerror (errno));
         return;
     }
+    //  A rename onto another name of the same file (PATH linked by an earlier run) does
+    //  nothing and leaves PATH.part: PATH is already what it should be.
+    if (self->link_fd >= 0)
+        (void) unlink (self->part_path);
     s_progress (self, true);
     if (self->progress != PROGRESS_NONE) {
         double seconds = (double) (zf_clock_mono_ms () - self->started_ms) / 1000.0;
@@ -1247,6 +1280,133 @@ static bool s_copy_located (self_t *self, slot_t *slot, bool *retry)
     return done;
 }
 
+// --- PATH as a second name of the cache file (a hard link) -----------------------------------
+
+//  A copy writes every byte a second time, after storage wrote it into the cache, and on a
+//  machine where filling page-cache pages costs more than the disk's bandwidth (docs/
+//  benchmarks.md "Data plane"), the second write is what zfly-get's time is made of. So where
+//  it can, zfly-get makes PATH a hard link of the cache file, as dfget does: where the cache
+//  file is on PATH's filesystem and is ours (the daemon runs as we do, e.g. both as root),
+//  so that PATH is owned as a copy would be. The link is made when the task is complete,
+//  never before, so PATH.part is never the cache file while storage writes pieces into it;
+//  until then each located piece is only taken as it is (storage checked it, answering
+//  piece.locate) and hashed for --digest. PATH is given the mode a copy would have. It is
+//  not synced: it is the cache's file, as durable as the cache makes it (with [storage]
+//  fsync = true, synced before the task completes; by default, as curl -o leaves its file).
+//  Syncing it would mean waiting for the whole file to reach the disk, where a download
+//  into the page cache waits only for what the kernel's dirty limits hold back
+//  (docs/benchmarks.md "Large files").
+//  What a later write to PATH does to the cache: the next read of a changed piece fails its
+//  checksum, and storage, seeing the file has another name, drops the task instead of
+//  writing into it (zf_store.h): PATH keeps its bytes, the next download makes a new cache
+//  file. Whenever linking goes wrong (the task's file replaced under us, no link possible
+//  after all), PATH.part is started over as a copy.
+
+static void s_link_abandon (self_t *self, const char *why)
+{
+    if (self->options->verbose)
+        fprintf (stderr, "zfly-get: no hard link of the cache file (%s); copying from the start\n",
+                 why);
+    if (self->link_fd >= 0)
+        close (self->link_fd);
+    self->link_fd = -1;
+    zf_free (self->link_path);
+    self->link_path = NULL;
+    self->restart_wanted = true; //  s_settle starts PATH.part over once the reads have ended
+}
+
+//  At the first located piece: link, or copy?
+static void s_link_decide (self_t *self, const char *cache_path)
+{
+    self->link_decided = true;
+    if (self->options->copy)
+        return;
+    int fd = open (cache_path, O_RDONLY | O_CLOEXEC);
+    struct stat cache, part;
+    if (fd >= 0 && fstat (fd, &cache) == 0 && fstat (self->fd, &part) == 0
+        && cache.st_dev == part.st_dev && cache.st_uid == geteuid () && S_ISREG (cache.st_mode)) {
+        self->link_fd = fd;
+        self->link_path = zf_strdup (cache_path);
+        self->link_dev = cache.st_dev;
+        self->link_ino = cache.st_ino;
+        if (self->options->verbose)
+            fprintf (stderr, "zfly-get: %s will be a hard link of the cache file %s\n",
+                     self->options->output, cache_path);
+    } else if (fd >= 0)
+        close (fd);
+}
+
+//  A located piece while linking: hashed for --digest. False when not done: linking was
+//  abandoned (PATH.part starts over), or after s_fail.
+static bool s_link_piece (self_t *self, slot_t *slot, bool *retry)
+{
+    *retry = false;
+    struct stat now;
+    if (!streq (slot->located, self->link_path) || stat (slot->located, &now) != 0
+        || now.st_dev != self->link_dev || now.st_ino != self->link_ino) {
+        s_link_abandon (self, "the cache file changed");
+        return false;
+    }
+    uint64_t offset = slot->located_offset, size = s_piece_size (self, slot->piece);
+    if (*self->options->digest) {
+        if (!self->copy_buffer
+            && posix_memalign ((void **) &self->copy_buffer, DIRECT_ALIGN, COPY_BUFFER) != 0)
+            ZF_ASSERT (!"out of memory");
+        for (uint64_t done = 0; done < size;) {
+            size_t chunk = size - done < COPY_BUFFER ? (size_t) (size - done) : COPY_BUFFER;
+            ssize_t got = pread (self->link_fd, self->copy_buffer, chunk, (off_t) (offset + done));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0) {
+                s_link_abandon (self, "the cache file was cut short");
+                return false;
+            }
+            EVP_DigestUpdate (self->sha, self->copy_buffer, (size_t) got);
+            done += (uint64_t) got;
+        }
+    }
+    return true;
+}
+
+//  PATH.part becomes a name of the very file the pieces were located in (not of whatever its
+//  path names now: through /proc/self/fd, else by path and then compared), with a copy's
+//  mode. False when it cannot: PATH.part is then an empty file again, to be copied into.
+static bool s_link_output (self_t *self)
+{
+    close (self->fd);
+    self->fd = -1;
+    if (self->direct_fd >= 0)
+        close (self->direct_fd);
+    self->direct_fd = -1;
+    unlink (self->part_path);
+    char proc[48];
+    snprintf (proc, sizeof proc, "/proc/self/fd/%d", self->link_fd);
+    bool linked = linkat (AT_FDCWD, proc, AT_FDCWD, self->part_path, AT_SYMLINK_FOLLOW) == 0;
+    struct stat made;
+    if (!linked && link (self->link_path, self->part_path) == 0) {
+        linked = stat (self->part_path, &made) == 0 && made.st_dev == self->link_dev
+                 && made.st_ino == self->link_ino;
+        if (!linked)
+            unlink (self->part_path);
+    }
+    int error = errno;
+    self->fd =
+        open (self->part_path,
+              linked ? O_RDONLY | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (self->fd < 0) {
+        s_fail (self, EXIT_OTHER, "cannot create %s: %s", self->part_path, strerror (errno));
+        return false;
+    }
+    if (!linked) {
+        s_link_abandon (self, strerror (error));
+        return false;
+    }
+    mode_t mask = umask (0);
+    umask (mask);
+    (void) fchmod (self->fd, 0666 & ~mask);
+    return true;
+}
+
 static void s_request_piece (self_t *self, slot_t *slot);
 
 //  Writes every piece that is next in order: from its frame (hashed on the way when --digest
@@ -1258,7 +1418,10 @@ static void s_flush (self_t *self)
         uint64_t size = s_piece_size (self, slot->piece);
         if (slot->located) {
             bool retry = false;
-            if (!s_copy_located (self, slot, &retry)) {
+            if (!self->link_decided)
+                s_link_decide (self, slot->located);
+            if (!(self->link_fd >= 0 ? s_link_piece (self, slot, &retry)
+                                     : s_copy_located (self, slot, &retry))) {
                 if (retry) { //  the cache file let us down: read this piece and the rest
                     s_stop_locating (self);
                     s_slot_clear (slot);
@@ -1584,7 +1747,8 @@ static void s_request_piece (self_t *self, slot_t *slot)
     zf_bus_call_t call = {.timeout_ms = READ_TIMEOUT_MS > self->options->timeout_ms
                                             ? READ_TIMEOUT_MS
                                             : self->options->timeout_ms,
-                          .retries = 0};
+                          .retries = 0,
+                          .patient = true}; //  as s_call
     zf_status_t status;
     if (self->locate) {
         zf_msg_piece_locate_t locate = {.task_id = self->task_id, .piece = slot->piece};
@@ -1656,6 +1820,7 @@ static int s_run (const options_t *options, zf_config_t *config)
                    .config_path = zf_config_path (config),
                    .fd = -1,
                    .direct_fd = -1,
+                   .link_fd = -1,
                    .tick_timer = -1,
                    .retry_timer = -1,
                    .progress = options->progress};
@@ -1724,6 +1889,9 @@ static int s_run (const options_t *options, zf_config_t *config)
         close (self.fd);
     if (self.direct_fd >= 0)
         close (self.direct_fd);
+    if (self.link_fd >= 0)
+        close (self.link_fd);
+    zf_free (self.link_path);
     if (exit_code != EXIT_OK && self.part_path)
         unlink (self.part_path);
     zf_free (self.part_path);
