@@ -104,6 +104,8 @@ await step("01-login", async () => {
   await page.goto(`${base}/`); // redirected to /console/
   assert.match(page.url(), /\/console\/$/);
   await page.getByRole("heading", { name: "Log in to the zfly console" }).waitFor();
+  // Nobody is logged in: no navigation, no "Log out".
+  assert.ok(!(await page.locator("#who").isVisible()) && !(await page.locator("#nav").isVisible()));
   await page.getByLabel("Personal access token").fill("zfp_" + "0".repeat(48));
   await page.getByRole("button", { name: "Log in" }).click();
   const alert = page.getByRole("alert");
