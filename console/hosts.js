@@ -23,15 +23,18 @@ function roles(host) {
   return parts.length ? parts : el("span", { class: "muted" }, "peer");
 }
 
-// Cache use as the node last reported it in its join: "12 GiB of 100 GiB", with a meter.
+// Cache use as the node's storage measured it before its last join: "12 MiB of 100 GiB"
+// with a meter, and the number of tasks; capacity is the quota, or the cache's filesystem.
 function cacheUse(host) {
-  if (host.cache_used === undefined || host.cache_used === null) return el("span", { class: "muted" }, "not reported");
-  const capacity = host.cache_capacity || 0;
-  if (!capacity) return bytes(host.cache_used);
-  const percent = Math.min(100, Math.round((host.cache_used / capacity) * 100));
-  return el("span", { class: "cache" },
-    el("meter", { min: 0, max: capacity, value: host.cache_used, "aria-label": `cache ${percent}% used` }),
-    ` ${bytes(host.cache_used)} of ${bytes(capacity)}`);
+  if (host.cache_capacity === undefined || host.cache_capacity === null) {
+    return el("span", { class: "muted" }, host.is_scheduler && !host.is_seed ? "no cache" : "not reported");
+  }
+  const capacity = host.cache_capacity;
+  const percent = Math.min(100, Math.round((host.cache_bytes / capacity) * 100));
+  const tasks = host.cache_tasks === 1 ? "1 task" : `${(host.cache_tasks ?? 0).toLocaleString()} tasks`;
+  return el("span", { class: "cache", title: `${Number(host.cache_bytes).toLocaleString()} bytes in ${tasks}` },
+    el("meter", { min: 0, max: capacity, value: host.cache_bytes, "aria-label": `cache ${percent}% of capacity` }),
+    ` ${bytes(host.cache_bytes)} of ${bytes(capacity)}, ${tasks}`);
 }
 
 export async function list(root, { query: params, navigate }) {

@@ -35,6 +35,7 @@ ZFLY_GET = os.path.join(BUILD_DIR, "zfly-get")
 SCREENSHOTS = os.path.join(BUILD_DIR, "console-screenshots")
 BULK_HOSTS = 10_000
 FILE_SIZE = 12 * 1024 * 1024
+GIB = 1024 ** 3
 
 
 def missing():
@@ -94,10 +95,11 @@ class ConsoleTest(managertest.ManagerCase):
         with database:
             database.executemany(
                 "INSERT INTO hosts (name, public_key, cluster_id, state, address, idc, location, "
-                "labels, first_seen, last_seen) VALUES (?, ?, 1, 'active', ?, 'fra1', 'eu|de', "
-                "?, ?, ?)",
+                "labels, first_seen, last_seen, cache_bytes, cache_tasks, cache_capacity) "
+                "VALUES (?, ?, 1, 'active', ?, 'fra1', 'eu|de', ?, ?, ?, ?, ?, ?)",
                 [(f"bulk-{index:05d}", f"{index:040d}", f"10.9.{index // 250}.{index % 250}",
-                  json.dumps({"rack": f"r{index % 10}"}), now - 86_400_000, now - index * 1000)
+                  json.dumps({"rack": f"r{index % 10}"}), now - 86_400_000, now - index * 1000,
+                  (index % 100) * GIB, (index % 100) * 3, 100 * GIB)
                  for index in range(BULK_HOSTS)])
         database.close()
 
@@ -145,6 +147,17 @@ class ConsoleTest(managertest.ManagerCase):
         self.assertEqual(manager.api("GET", "/api/v1/tasks/" + "0" * 64 + "/swarm")[0], 404)
         self.assertEqual(manager.api("GET", "/api/v1/tasks/nothex/swarm")[0], 400)
 
+        # Each edge's cache use reaches the manager with its next join (storage measures it
+        # first): the file's bytes in one task, of the filesystem's capacity.
+        def cache_reported():
+            host = manager.ok("GET", "/api/v1/hosts?name=edge-a")["items"][0]
+            return host if (host["cache_bytes"] or 0) >= len(payload) else None
+        edge = wait_until(cache_reported, 30, "edge-a's cache use in the manager")
+        self.assertEqual(edge["cache_tasks"], 1)
+        self.assertGreater(edge["cache_capacity"], edge["cache_bytes"])
+        self.assertIsNone(manager.ok("GET", "/api/v1/hosts?name=sched-1")["items"][0]
+                          ["cache_capacity"])  # no storage, nothing reported
+
         self.bulk_hosts()
         hosts = manager.ok("GET", "/api/v1/hosts?per_page=1")
         jobs_api = "/api/v1/jobs" in manager.ok("GET", "/api/v1/openapi.json")["paths"]
@@ -152,7 +165,9 @@ class ConsoleTest(managertest.ManagerCase):
             "url": manager.url, "admin_token": manager.token, "chromium": CHROMIUM,
             "screenshots": SCREENSHOTS, "host_total": hosts["total"],
             "default_hosts": hosts["total"], "filter_name": "bulk-0004", "filter_matches": 10,
-            "revoke_host": "bulk-00042", "revoke_label": "rack=r2", "scheduler": "sched-1",
+            "revoke_host": "bulk-00042", "revoke_label": "rack=r2",
+            "revoke_cache": "42 GiB of 100 GiB, 126 tasks", "edge_host": "edge-a",
+            "edge_cache": "12 MiB of", "scheduler": "sched-1",
             "seed": "seed-1", "task_id": "sha256:" + digest, "swarm_hosts": ["source", "seed-1", "edge-a",
                                                                  "edge-b"],
             "jobs_api": jobs_api,

@@ -352,10 +352,9 @@ static char *s_token (self_t *self)
     return token;
 }
 
-static void s_join (self_t *self)
+//  usage: the local storage's answer to storage.measure, NULL when there is none.
+static void s_send_join (self_t *self, const zf_msg_storage_usage_t *usage)
 {
-    if (self->in_flight)
-        return;
     char scheduler[ZF_ENDPOINT_MAX], storage[ZF_ENDPOINT_MAX], fetcher[ZF_ENDPOINT_MAX], seed[8];
     zf_node_advertised (self->node, "scheduler", scheduler, sizeof scheduler);
     zf_node_advertised (self->node, "storage", storage, sizeof storage);
@@ -379,6 +378,9 @@ static void s_join (self_t *self)
         .storage = storage,
         .fetcher = fetcher,
         .seed = streq (seed, "true"),
+        .cache_bytes = usage ? usage->bytes : 0,
+        .cache_tasks = usage ? usage->tasks : 0,
+        .cache_capacity = usage ? usage->capacity : 0,
     };
     zf_error_t err;
     zf_bus_call_t call = {.timeout_ms = self->config->timeout_ms, .retries = -1};
@@ -393,6 +395,41 @@ static void s_join (self_t *self)
     explicit_bzero (token, strlen (token));
     zf_free (token);
     zf_free (labels_text);
+}
+
+static void s_on_measured (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                           const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    self->in_flight = false;
+    if (status != ZF_OK) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (1, 60000);
+        zf_warning_limited (&limit, self->name, "joining without cache use: %s", err->message);
+    }
+    s_send_join (self, status == ZF_OK ? reply->env.body : NULL);
+}
+
+//  A node with storage in this process tells the manager how full its cache is with every
+//  join (the console's hosts page): storage measures first, then the join goes out.
+static void s_join (self_t *self)
+{
+    if (self->in_flight)
+        return;
+    zf_route_t route;
+    if (zf_node_resolve (self->node, "storage", &route, NULL) != ZF_OK || !route.local) {
+        s_send_join (self, NULL);
+        return;
+    }
+    zf_msg_storage_measure_t measure = {0};
+    zf_error_t err;
+    zf_bus_call_t call = {.timeout_ms = self->config->timeout_ms};
+    if (zf_bus_request (self->bus, "storage", &zf_msg_storage_measure, &measure, NULL, call,
+                        s_on_measured, self, &err)
+        == ZF_OK)
+        self->in_flight = true;
+    else
+        s_send_join (self, NULL);
 }
 
 static int s_on_timer (zloop_t *loop, int timer_id, void *arg)

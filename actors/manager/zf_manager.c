@@ -350,6 +350,9 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         .storage_endpoint = body->storage,
         .fetcher_endpoint = body->fetcher,
         .seed = body->seed,
+        .cache_bytes = body->cache_bytes,
+        .cache_tasks = body->cache_tasks,
+        .cache_capacity = body->cache_capacity,
     };
     zf_join_result_t result;
     zf_error_t err;

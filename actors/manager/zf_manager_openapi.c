@@ -80,7 +80,11 @@ static const struct {
              "\"type\":\"string\"},\"labels\":{\"type\":\"object\"},\"is_scheduler\":{\"type\":"
              "\"boolean\"},\"is_seed\":{\"type\":\"boolean\"},\"first_seen\":{\"type\":\"string\"},"
              "\"last_seen\":{\"type\":\"string\"},\"revoked_at\":{\"type\":\"string\","
-             "\"nullable\":true}}}"},
+             "\"nullable\":true},\"cache_bytes\":{\"type\":\"integer\",\"nullable\":true,"
+             "\"description\":\"bytes in the host's cache at its last join\"},\"cache_tasks\":"
+             "{\"type\":\"integer\",\"nullable\":true},\"cache_capacity\":{\"type\":"
+             "\"integer\",\"nullable\":true,\"description\":\"the quota, or the size of the "
+             "cache's filesystem\"}}}"},
     {"Scheduler", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},"
                   "\"host_id\":{\"type\":\"integer\"},\"cluster_id\":{\"type\":\"integer\"},"
                   "\"name\":{\"type\":\"string\"},\"endpoint\":{\"type\":\"string\"},"

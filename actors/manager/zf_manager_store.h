@@ -150,6 +150,8 @@ typedef struct {
     const char *storage_endpoint;
     const char *fetcher_endpoint;
     bool seed;
+    //  the node's cache as its storage measured it (storage.usage); capacity 0: not reported
+    uint64_t cache_bytes, cache_tasks, cache_capacity;
 } zf_join_request_t;
 
 typedef enum {

@@ -193,7 +193,15 @@ await step("05-hosts-10000", async () => {
   await row.waitFor();
   assert.match(await text(row), /active/);
   assert.match(await text(row), new RegExp(plan.revoke_label));
+  assert.ok((await text(row)).includes(plan.revoke_cache), await text(row));
   assert.match(await text(row), /ago|just now/);
+  // A real edge's cache, as its storage measured it before its last join.
+  await go(`hosts?name=${plan.edge_host}`);
+  const edge = main.locator("tbody tr", { hasText: plan.edge_host });
+  await edge.waitFor();
+  assert.ok((await text(edge)).includes(plan.edge_cache), await text(edge));
+  await go(`hosts?name=${plan.filter_name}`);
+  await main.locator("tbody tr", { hasText: plan.revoke_host }).waitFor();
 });
 
 await step("06-host-revoked", async () => {
