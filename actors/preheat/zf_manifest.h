@@ -33,7 +33,7 @@
 //  manifest when Accept does not name the OCI type.
 #define ZF_MANIFEST_ACCEPT                                                                         \
     ZF_MEDIA_OCI_INDEX ", " ZF_MEDIA_OCI_MANIFEST ", " ZF_MEDIA_DOCKER_LIST ","                    \
-                                                                            " " ZF_MEDIA_DOCKER_V2
+                       " " ZF_MEDIA_DOCKER_V2
 
 //  ---------------------------------------------------------------------------------------------
 //  Image references
