@@ -81,12 +81,12 @@ static int s_call (const s_options_t *options, const char *method, const char *p
                    json_t **answer)
 {
     long status = zf_api_call (&options->client, method, path, body, answer);
-    return status == 0                        ? EXIT_UNREACHABLE
-           : status == 401 || status == 403   ? EXIT_UNAUTHORISED
-           : status == 404                    ? EXIT_NOT_FOUND
-           : status == 400 || status == 409   ? EXIT_REFUSED
-           : status >= 400                    ? EXIT_OTHER
-                                              : EXIT_OK;
+    return status == 0                      ? EXIT_UNREACHABLE
+           : status == 401 || status == 403 ? EXIT_UNAUTHORISED
+           : status == 404                  ? EXIT_NOT_FOUND
+           : status == 400 || status == 409 ? EXIT_REFUSED
+           : status >= 400                  ? EXIT_OTHER
+                                            : EXIT_OK;
 }
 
 //  ---------------------------------------------------------------------------------------------

@@ -103,8 +103,10 @@ static int64_t s_duration_ns (const char *text)
     long long value = strtoll (text, &end, 10);
     if (end == text || value < 0)
         return -1;
-    int64_t unit = streq (end, "s") || !*end ? 1 : streq (end, "m") ? 60 : streq (end, "h") ? 3600
-                                                                                          : 0;
+    int64_t unit = streq (end, "s") || !*end ? 1
+                   : streq (end, "m")        ? 60
+                   : streq (end, "h")        ? 3600
+                                             : 0;
     if (!unit || value > 7 * 24 * 3600 / unit)
         return -1;
     return (int64_t) value * unit * INT64_C (1000000000);
@@ -156,13 +158,13 @@ static void s_failed_hosts (json_t *job, char *text, size_t size)
     json_t *blob, *host;
     json_array_foreach (json_object_get (job, "blobs"), index, blob)
         json_array_foreach (json_object_get (blob, "hosts"), position, host)
-        {
-            if (!streq (s_text (json_object_get (host, "state"), ""), "failure"))
-                continue;
-            const char *name = json_string_value (json_object_get (host, "host"));
-            json_int_t count = json_integer_value (json_object_get (counts, name ? name : "?"));
-            json_object_set_new (counts, name ? name : "?", json_integer (count + 1));
-        }
+    {
+        if (!streq (s_text (json_object_get (host, "state"), ""), "failure"))
+            continue;
+        const char *name = json_string_value (json_object_get (host, "host"));
+        json_int_t count = json_integer_value (json_object_get (counts, name ? name : "?"));
+        json_object_set_new (counts, name ? name : "?", json_integer (count + 1));
+    }
     text[0] = '\0';
     size_t used = 0;
     const char *name;
@@ -259,15 +261,14 @@ static void s_print_end (json_t *job)
     json_t *blob, *host;
     json_array_foreach (json_object_get (job, "blobs"), index, blob)
         json_array_foreach (json_object_get (blob, "hosts"), position, host)
-        {
-            if (!streq (s_text (json_object_get (host, "state"), ""), "failure"))
-                continue;
-            const char *digest = json_string_value (json_object_get (blob, "digest"));
-            printf ("  %s %s: %s\n", s_text (json_object_get (host, "host"), "?"),
-                    digest && *digest ? digest
-                                      : s_text (json_object_get (blob, "url"), ""),
-                    s_text (json_object_get (host, "description"), ""));
-        }
+    {
+        if (!streq (s_text (json_object_get (host, "state"), ""), "failure"))
+            continue;
+        const char *digest = json_string_value (json_object_get (blob, "digest"));
+        printf ("  %s %s: %s\n", s_text (json_object_get (host, "host"), "?"),
+                digest && *digest ? digest : s_text (json_object_get (blob, "url"), ""),
+                s_text (json_object_get (host, "description"), ""));
+    }
 }
 
 static int s_follow (const zf_api_client_t *client, long id, bool json)
@@ -290,8 +291,8 @@ static int s_follow (const zf_api_client_t *client, long id, bool json)
         }
         unreachable = 0;
         const char *state = s_text (json_object_get (job, "state"), "");
-        bool final = streq (state, "success") || streq (state, "failure")
-                     || streq (state, "cancelled");
+        bool final =
+            streq (state, "success") || streq (state, "failure") || streq (state, "cancelled");
         if (!json)
             s_progress (&follow, job, final);
         if (final) {
