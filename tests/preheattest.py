@@ -265,10 +265,15 @@ class Cluster:
 
     def preheat_tool(self, *args, stdin=None, timeout=120):
         """zfly-preheat against this manager: (exit status, stdout, stderr)."""
-        result = subprocess.run([ZFLY_PREHEAT, "--manager", self.manager.url, "--token-file",
-                                 self.manager.token_file, *args], input=stdin,
-                                capture_output=True, text=True, timeout=timeout)
-        return result.returncode, result.stdout, result.stderr
+        return run_preheat(["--manager", self.manager.url, "--token-file",
+                            self.manager.token_file, *args], stdin=stdin, timeout=timeout)
+
+
+def run_preheat(args, stdin=None, timeout=120):
+    """zfly-preheat with args, on pipes: (exit status, stdout, stderr)."""
+    result = subprocess.run([ZFLY_PREHEAT, *args], input=stdin, capture_output=True, text=True,
+                            timeout=timeout)
+    return result.returncode, result.stdout, result.stderr
 
 
 def registry_blob_bodies(registry, start):

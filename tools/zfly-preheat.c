@@ -302,8 +302,9 @@ static int s_follow (const zf_api_client_t *client, long id, bool json)
                 free (text);
             } else
                 s_print_end (job);
-            json_decref (job);
-            return streq (state, "success") ? EXIT_OK : EXIT_JOB_FAILED;
+            int code = streq (state, "success") ? EXIT_OK : EXIT_JOB_FAILED;
+            json_decref (job); //  state points into job
+            return code;
         }
         json_decref (job);
         zclock_sleep (S_POLL_MS);
