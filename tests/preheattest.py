@@ -5,6 +5,7 @@ registry holding a multi-arch image, a Redis server, zfly-preheat.
 Every process is real and started by the test: zfly daemons from INI texts, docker-registry
 with its token realm (tests/registry/), redis-server with an append-only file in the test's
 directory (so a restart keeps the stream). Ports are picked at run time."""
+import base64
 import hashlib
 import json
 import os
@@ -296,3 +297,147 @@ def host_blobs(job):
 
 def metric(process, name, **labels):
     return process.metric(name, **labels) or 0
+
+
+# --- a registry behind a front ------------------------------------------------------------
+
+class RegistryFront:
+    """The registry as object-storage-backed registries show it, in front of the real one.
+
+    Manifest and HEAD requests pass through to the registry unchanged (Authorization,
+    WWW-Authenticate and the body included). A blob GET is answered 307 to a "CDN" listener
+    under another host name (localhost, not 127.0.0.1) with a signed-looking URL; the CDN
+    serves the bytes from the OCI layout (one Range honoured) and records every Authorization
+    header it was sent: the registry's credentials must not follow the redirect.
+
+    basic=True: the front asks for Basic USER:PASSWORD itself (401 WWW-Authenticate: Basic)
+    and reaches the registry with a pull token of its own. nested[TAG] = (digest, size): TAG
+    is served as an index whose only entry (no platform) is the index DIGEST. hold: while
+    cleared, the CDN waits (up to 60 s) before it answers."""
+
+    def __init__(self, registry, token_server, layout, repo, basic=False):
+        import http.client
+        import http.server
+        import threading
+        self.registry, self.token_server, self.layout, self.repo = (registry, token_server,
+                                                                    layout, repo)
+        self.basic = basic
+        self.nested = {}
+        self.hold = threading.Event()
+        self.hold.set()
+        self.blob_gets = []     # (digest, had Authorization) at the front
+        self.cdn_requests = []  # (digest, Authorization or None, Range or None)
+        self.cdn_waiting = 0
+        front = self
+
+        class Front(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, headers, body=b""):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def handle_any(self):
+                auth = self.headers.get("Authorization")
+                if front.basic:
+                    expected = "Basic " + base64.b64encode(
+                        f"{reg.USER}:{reg.PASSWORD}".encode()).decode()
+                    if auth != expected:
+                        return self.reply(401, [("WWW-Authenticate", 'Basic realm="front"')])
+                    auth = "Bearer " + pull_token(front.token_server, front.repo)
+                match = re.match(r"/v2/(.+)/(manifests|blobs)/([^/?]+)", self.path)
+                if match and match.group(2) == "manifests" and match.group(3) in front.nested:
+                    digest, size = front.nested[match.group(3)]
+                    body = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX,
+                                       "manifests": [{"mediaType": MEDIA_OCI_INDEX,
+                                                      "digest": digest, "size": size}]}).encode()
+                    return self.reply(200, [("Content-Type", MEDIA_OCI_INDEX)], body)
+                if match and match.group(2) == "blobs" and self.command == "GET":
+                    digest = match.group(3)
+                    front.blob_gets.append((digest, auth is not None))
+                    location = (f"http://localhost:{front.cdn_port}/cdn/{digest}"
+                                "?X-Amz-Signature=abc123&Expires=9999999999")
+                    return self.reply(307, [("Location", location)])
+                connection = http.client.HTTPConnection("127.0.0.1", front.registry.port,
+                                                        timeout=30)
+                headers = {name: value for name, value in self.headers.items()
+                           if name.lower() not in ("host", "authorization", "connection")}
+                if auth:
+                    headers["Authorization"] = auth
+                connection.request(self.command, self.path, headers=headers)
+                answer = connection.getresponse()
+                body = answer.read()
+                connection.close()
+                self.reply(answer.status, [(name, value) for name, value in answer.getheaders()
+                                           if name.lower() not in ("content-length",
+                                                                   "connection",
+                                                                   "transfer-encoding")],
+                           body)
+
+            do_GET = do_HEAD = handle_any
+
+        class Cdn(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                digest = self.path.split("?")[0].rsplit("/", 1)[1]
+                front.cdn_requests.append((digest, self.headers.get("Authorization"),
+                                           self.headers.get("Range")))
+                front.cdn_waiting += 1
+                front.hold.wait(60)
+                front.cdn_waiting -= 1
+                with open(os.path.join(front.layout, "blobs", *digest.split(":")), "rb") as f:
+                    data = f.read()
+                status, first = 200, 0
+                match = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range") or "")
+                headers = []
+                if match:
+                    first = int(match.group(1))
+                    last = min(int(match.group(2) or len(data) - 1), len(data) - 1)
+                    headers.append(("Content-Range", f"bytes {first}-{last}/{len(data)}"))
+                    data, status = data[first:last + 1], 206
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.front_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
+        self.cdn_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cdn)
+        self.port = self.front_server.server_address[1]
+        self.cdn_port = self.cdn_server.server_address[1]
+        for server in (self.front_server, self.cdn_server):
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def manifest_url(self, tag):
+        return f"http://{self.address}/v2/{self.repo}/manifests/{tag}"
+
+    def stop(self):
+        self.hold.set()
+        for server in (self.front_server, self.cdn_server):
+            server.shutdown()
+            server.server_close()
+
+
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def layout_blob_size(layout, digest):
+    return os.path.getsize(os.path.join(layout, "blobs", *digest.split(":")))
