@@ -214,8 +214,10 @@ static zf_status_t s_pick_cluster (zf_db_t *db, const zf_join_request_t *request
     return ZF_OK;
 }
 
-static zf_status_t s_join (zf_db_t *db, const zf_join_request_t *request, int64_t now,
-                           zf_join_result_t *result, zf_error_t *err)
+//  fetcher: the host's fetcher endpoint with the joining address for a wildcard host ("" when
+//  it binds none), kept for preheat jobs of scope all_peers (zf_jobs.c).
+static zf_status_t s_join_host (zf_db_t *db, const zf_join_request_t *request, const char *fetcher,
+                                int64_t now, zf_join_result_t *result, zf_error_t *err)
 {
     bool revoked = false, taken = false;
     int64_t host_id = 0, cluster_id = 0;
@@ -246,23 +248,23 @@ static zf_status_t s_join (zf_db_t *db, const zf_join_request_t *request, int64_
             status = zf_db_exec (
                 db,
                 "INSERT INTO hosts (name, public_key, cluster_id, state, address, "
-                "idc, location, labels, join_token_id, first_seen, last_seen) "
-                "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+                "idc, location, labels, join_token_id, first_seen, last_seen, fetcher_endpoint) "
+                "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
                 ZF_DB_ARGS (ZF_DB_TEXT (request->name), ZF_DB_TEXT (request->public_key),
                             ZF_DB_INT (cluster_id), ZF_DB_TEXT (request->address),
                             ZF_DB_TEXT (request->idc), ZF_DB_TEXT (request->location),
                             ZF_DB_TEXT (request->labels_json), ZF_DB_INT (token_id),
-                            ZF_DB_INT (now), ZF_DB_INT (now)),
+                            ZF_DB_INT (now), ZF_DB_INT (now), ZF_DB_TEXT (fetcher)),
                 NULL, &host_id, err);
         result->new_member = true;
     } else if (status == ZF_OK)
         status = zf_db_exec (db,
                              "UPDATE hosts SET name = ?, address = ?, idc = ?, location = ?, "
-                             "labels = ?, last_seen = ? WHERE id = ?",
+                             "labels = ?, last_seen = ?, fetcher_endpoint = ? WHERE id = ?",
                              ZF_DB_ARGS (ZF_DB_TEXT (request->name), ZF_DB_TEXT (request->address),
                                          ZF_DB_TEXT (request->idc), ZF_DB_TEXT (request->location),
                                          ZF_DB_TEXT (request->labels_json), ZF_DB_INT (now),
-                                         ZF_DB_INT (host_id)),
+                                         ZF_DB_TEXT (fetcher), ZF_DB_INT (host_id)),
                              NULL, NULL, err);
     bool scheduler_changed = false, seed_changed = false;
     if (status == ZF_OK)
@@ -300,6 +302,15 @@ static zf_status_t s_cache_use (zf_db_t *db, const zf_join_request_t *request, i
                                    ZF_DB_INT ((int64_t) request->cache_capacity),
                                    ZF_DB_INT (host_id)),
                        NULL, NULL, err);
+}
+
+static zf_status_t s_join (zf_db_t *db, const zf_join_request_t *request, int64_t now,
+                           zf_join_result_t *result, zf_error_t *err)
+{
+    char *fetcher = zf_node_endpoint_for_peer (request->fetcher_endpoint, request->address);
+    zf_status_t status = s_join_host (db, request, fetcher ? fetcher : "", now, result, err);
+    zf_free (fetcher);
+    return status;
 }
 
 zf_status_t zf_members_join (zf_db_t *db, const zf_join_request_t *request, int64_t now,
