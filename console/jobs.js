@@ -1,84 +1,85 @@
-// jobs.js — preheat jobs (/api/v1/jobs): the list with state and progress, a form to create
-// one (credentials go to the manager once and are never shown again: the API keeps only
-// header names and whether a username was given), and a job page whose layers, bytes and
-// per-host results update every 2 s until the job ends; cancel.
+// jobs.js — preheat jobs (/api/v1/jobs, as zfly-preheat and scripts call it): the list with
+// state and progress, a form to create one, a job page whose blobs ("layers"), bytes and
+// per-host results update every second until the job ends, and cancel.
 //
-// The job's shape is Dragonfly's, as Harbor sends it ({type: "preheat", args: {...},
-// scheduler_cluster_ids}); progress is a list of tasks, one per (blob, host), each with a
-// state, bytes done and a reason when it failed. jobView() reads it wherever the manager puts
-// it (the job itself or its result), so the pages follow small changes of the answer.
+// Credentials go to the manager once, in the create request, and are never shown again: the
+// form forgets them as soon as the request is answered, and the API itself never returns
+// them (a job shows only that it has credentials, and the names of its extra headers).
 
 import { all, api, query } from "./api.js";
 import { readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
 import { badge, bytes, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
-const ENDED = new Set(["success", "failure", "failed", "cancelled", "canceled"]);
 const JOBS = "/api/v1/jobs";
+const ENDED = new Set(["success", "failure", "cancelled"]);
+const STATES = ["pending", "running", "success", "failure", "cancelled"];
+const SCOPES = {
+  single_seed_peer: "One seed peer per cluster",
+  all_seed_peers: "All seed peers",
+  all_peers: "All peers",
+};
 
-export function jobView(job) {
-  const result = job.result && typeof job.result === "object" ? job.result : {};
-  const tasks = job.tasks || result.tasks || job.progress?.tasks || [];
-  const state = String(job.state || "pending").toLowerCase();
+// The job's numbers, whichever page shows them. The list's jobs have progress without blobs.
+function summary(job) {
+  const progress = job.progress || {};
   const args = job.args || {};
-  const layers = new Map();
-  for (const t of tasks) {
-    const key = t.digest || t.url;
-    if (!layers.has(key)) layers.set(key, { digest: t.digest, url: t.url, size: t.content_length || 0, hosts: [] });
-    const layer = layers.get(key);
-    layer.size = Math.max(layer.size, t.content_length || 0);
-    layer.hosts.push(t);
-  }
-  const bytesTotal = tasks.reduce((s, t) => s + (t.content_length || 0), 0);
-  const bytesDone = tasks.reduce((s, t) => s + (t.state === "success" ? (t.content_length || t.bytes_done || 0) : (t.bytes_done || 0)), 0);
-  const done = tasks.filter((t) => t.state === "success").length;
-  const failed = tasks.filter((t) => t.state === "failure" || t.state === "failed").length;
-  const total = job.tasks_total || result.tasks_total || tasks.length;
   return {
-    id: job.id,
-    state,
-    ended: ENDED.has(state),
-    urls: args.urls || (args.url ? [args.url] : []),
-    platform: args.platform || "",
-    scope: args.scope || "",
-    clusters: job.scheduler_cluster_ids || args.scheduler_cluster_ids || [],
-    error: job.error || result.error || (Array.isArray(result.job_states) ? result.job_states.map((s) => s.error).filter(Boolean).join("; ") : ""),
-    images: job.images || result.images || [],
-    tasks, layers: [...layers.values()], bytesTotal, bytesDone, done, failed, total,
-    created: job.created_at, updated: job.updated_at,
+    ended: ENDED.has(job.state),
+    urls: args.urls || [],
+    tasksTotal: progress.tasks_total || 0,
+    tasksDone: progress.tasks_succeeded || 0,
+    tasksFailed: progress.tasks_failed || 0,
+    bytesTotal: progress.bytes_total || 0,
+    bytesDone: progress.bytes_done || 0,
+    blobsTotal: progress.blobs_total,
+    blobsDone: progress.blobs_done,
   };
 }
 
+// A bar people and screen readers can read: its width is set through the CSSOM (the
+// console's Content-Security-Policy refuses inline style attributes).
 function progressBar(done, total, label) {
-  const percent = total ? Math.round((done / total) * 100) : 0;
+  const percent = total ? Math.min(100, Math.round((done / total) * 100)) : 0;
+  const fillBar = el("span");
+  fillBar.style.width = percent + "%";
   return el("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
-    "aria-valuenow": percent, "aria-label": label },
-  el("span", { style: undefined, dataset: { width: percent } }));
+    "aria-valuenow": percent, "aria-label": label, title: `${percent}%` }, fillBar);
 }
 
-// Inline styles are refused by the console's CSP: widths are set through the CSSOM instead.
-function sizeBars(root) {
-  for (const bar of root.querySelectorAll(".progress > span[data-width]")) bar.style.width = bar.dataset.width + "%";
+function progressCell(job) {
+  const s = summary(job);
+  if (!s.tasksTotal) return el("span", { class: "muted" }, s.ended ? "nothing to fetch" : "resolving…");
+  return el("div", { class: "job-progress" },
+    progressBar(s.bytesDone, s.bytesTotal, `job ${job.id}: ${s.bytesDone} of ${s.bytesTotal} bytes`),
+    el("span", {}, `${s.tasksDone}/${s.tasksTotal} tasks · ${bytes(s.bytesDone)} of ${bytes(s.bytesTotal)}`
+      + (s.tasksFailed ? ` · ${s.tasksFailed} failed` : "")));
 }
 
 export async function list(root, { query: params, navigate, scope }) {
   const page = Number(params.get("page") || 1);
   const state = params.get("state") || "";
-  const box = el("div", { "aria-live": "polite" });
+  const box = el("div", { id: "job-list" });
   let timer = null;
+  const stateSelect = el("select", { name: "state" }, el("option", { value: "" }, "Any state"),
+    STATES.map((s) => el("option", { value: s, selected: s === state }, s)));
+  const filter = el("form", { class: "filters", role: "search", "aria-label": "Filter jobs", onsubmit: (event) => {
+    event.preventDefault();
+    navigate("jobs" + query({ state: stateSelect.value }));
+  } }, field("State", stateSelect), el("button", { type: "submit" }, "Filter"));
   const load = async () => {
     try {
       const answer = await api("GET", JOBS + query({ page, per_page: 25, state }));
-      const views = answer.items.map(jobView);
       fill(box, table("Preheat jobs", [
         { title: "Job", cell: (j) => el("a", { href: `#/jobs/${j.id}` }, `#${j.id}`) },
         { title: "State", cell: (j) => badge(j.state) },
-        { title: "Image", cell: (j) => el("span", { class: "mono" }, j.urls.join(", ") || "—") },
-        { title: "Progress", cell: (j) => el("div", {}, progressBar(j.done, j.total, `job ${j.id} progress`), ` ${j.done}/${j.total} tasks`) },
-        { title: "Created", cell: (j) => timeAgo(j.created) },
-      ], views, "No preheat jobs yet."),
+        { title: "What", cell: (j) => el("span", { class: "mono wrap" }, (j.args?.urls || []).join(", ") || "—") },
+        { title: "Scope", cell: (j) => SCOPES[j.args?.scope] || j.args?.scope || "—" },
+        { title: "Progress", cell: progressCell },
+        { title: "Created", cell: (j) => el("span", {}, timeAgo(j.created_at), j.created_by ? ` by ${j.created_by}` : "") },
+      ], answer.items, state ? `No ${state} preheat jobs.` : "No preheat jobs yet."),
       answer.total > answer.per_page ? pager(answer, "jobs", (p) => navigate("jobs" + query({ page: p, state }))) : null);
-      sizeBars(box);
-      timer = views.some((j) => !j.ended) ? setTimeout(load, 3000) : null;
+      // Refreshed while a job on this page is still going.
+      timer = answer.items.some((j) => !ENDED.has(j.state)) ? setTimeout(load, 2000) : null;
     } catch (error) {
       fill(box, errorBox(error, "Cannot list preheat jobs"));
     }
@@ -86,47 +87,61 @@ export async function list(root, { query: params, navigate, scope }) {
   scope.onLeave(() => clearTimeout(timer));
   fill(root, heading("Preheat jobs", writeButton("New preheat job", () => navigate("jobs/new"), { id: "new-job" })),
     readOnlyNote(),
-    el("p", { class: "lead" }, "A preheat brings an image's layers into the seed peers (or every peer) before anyone pulls it."),
-    box);
+    el("p", { class: "lead" }, "A preheat brings an image's layers (or files) into seed peers or every peer before anyone pulls them."),
+    filter, box);
   await load();
 }
 
 export async function create(root, { navigate }) {
   const clusters = await all("/api/v1/clusters");
-  const image = el("input", { name: "url", required: true, class: "mono", spellcheck: "false",
+  const kind = el("select", { name: "type" },
+    el("option", { value: "image" }, "Images"), el("option", { value: "file" }, "Files (URLs)"));
+  const urls = el("textarea", { name: "urls", rows: 2, required: true, class: "mono", spellcheck: "false",
     placeholder: "registry.example.com/library/alpine:3.20" });
-  const platform = el("input", { name: "platform", value: "linux/amd64", placeholder: "linux/amd64, linux/arm64/v8 or all" });
+  const platform = el("input", { name: "platform", value: "linux/amd64", spellcheck: "false" });
+  const platformField = field("Platform", platform, "os/arch[/variant], or all for every platform of an index");
+  kind.addEventListener("change", () => {
+    platformField.hidden = kind.value !== "image";
+  });
   const scopeSelect = el("select", { name: "scope" },
-    [["single_seed_peer", "One seed peer per cluster"], ["all_seed_peers", "All seed peers"], ["all_peers", "All peers"]]
-      .map(([value, text]) => el("option", { value }, text)));
+    Object.entries(SCOPES).map(([value, text]) => el("option", { value }, text)));
   const clusterBoxes = clusters.map((c) => el("input", { type: "checkbox", name: "cluster", value: c.id, id: `job-cluster-${c.id}` }));
-  const username = el("input", { name: "username", autocomplete: "off" });
+  const username = el("input", { name: "username", autocomplete: "off", spellcheck: "false" });
   const password = el("input", { name: "password", type: "password", autocomplete: "new-password" });
   const status = el("div", { "aria-live": "polite" });
+  const forgetCredentials = () => {
+    username.value = "";
+    password.value = "";
+  };
   const form = el("form", { class: "card", id: "job-form", onsubmit: async (event) => {
     event.preventDefault();
-    fill(status);
+    fill(status, el("p", { class: "loading" }, "Submitting…"));
     const ids = clusterBoxes.filter((b) => b.checked).map((b) => Number(b.value));
-    const args = { type: "image", url: image.value.trim(), platform: platform.value.trim(), scope: scopeSelect.value };
-    if (username.value) {
+    const args = {
+      type: kind.value,
+      urls: urls.value.split("\n").map((line) => line.trim()).filter(Boolean),
+      scope: scopeSelect.value,
+    };
+    if (kind.value === "image") args.platform = platform.value.trim();
+    if (username.value || password.value) {
       args.username = username.value;
       args.password = password.value;
     }
     try {
       const job = await api("POST", JOBS, { type: "preheat", args, scheduler_cluster_ids: ids.length ? ids : null });
-      // The credentials went once; the form forgets them before anything else happens.
-      username.value = "";
-      password.value = "";
+      forgetCredentials();
       notice(`Preheat job #${job.id} created`);
       navigate(`jobs/${job.id}`);
     } catch (error) {
+      // Refused: the person fixes the form and sends again (credentials included, once more).
       fill(status, errorBox(error, "Job not created"));
     }
   } },
   el("fieldset", { disabled: !session.canWrite },
     el("legend", {}, "What to preheat"),
-    field("Image", image, "a reference (host/repository:tag or @sha256:…) or a manifest URL"),
-    field("Platform", platform, "os/arch[/variant], or all for every platform of an index"),
+    field("Kind", kind),
+    field("Images or URLs", urls, "one per line: an image reference (host/repository:tag or @sha256:…), or a file's URL"),
+    platformField,
     field("Scope", scopeSelect)),
   el("fieldset", { disabled: !session.canWrite },
     el("legend", {}, "Clusters (none ticked: every cluster)"),
@@ -134,67 +149,94 @@ export async function create(root, { navigate }) {
       el("label", { for: box.id }, clusters[i].name))) : el("p", { class: "muted" }, "No clusters.")),
   el("fieldset", { disabled: !session.canWrite },
     el("legend", {}, "Registry credentials (optional)"),
-    el("p", { class: "hint" }, "Sent once with the job and never shown again, here or in the API."),
+    el("p", { class: "hint" }, "Sent once with the job and never shown again, here or in the API. The manager keeps them sealed until the job has ended."),
     field("Username", username), field("Password", password)),
   el("div", { class: "actions" }, writeSubmit("Start preheat", { id: "start-job" })),
   status);
   fill(root, heading("New preheat job"), readOnlyNote(), form);
 }
 
-function hostResult(t) {
-  return el("li", { class: "host-result", dataset: { state: t.state } },
-    badge(t.state), " ", t.host, t.address ? ` (${t.address})` : "",
-    t.state === "running" && t.content_length ? ` ${bytes(t.bytes_done)} of ${bytes(t.content_length)}` : "",
-    t.description ? el("span", { class: "muted" }, ` — ${t.description}`) : "");
+function hostResult(blob, host) {
+  const running = host.state === "running" || host.state === "pending";
+  return el("li", { class: "host-result", dataset: { host: host.host, state: host.state } },
+    badge(host.state), " ", host.host, host.ip ? ` (${host.ip})` : "",
+    running && blob.content_length ? ` · ${bytes(host.bytes_done)} of ${bytes(blob.content_length)}` : "",
+    host.attempts > 1 ? ` · attempt ${host.attempts}` : "",
+    host.description ? el("span", { class: "muted" }, ` — ${host.description}`) : "");
+}
+
+function shortDigest(blob) {
+  const name = blob.digest || blob.url;
+  return el("code", { title: blob.url }, name.startsWith("sha256:") ? name.slice(0, 19) + "…" : name);
 }
 
 export async function show(root, { params, scope }) {
   const id = encodeURIComponent(params.id);
+  const clusters = await all("/api/v1/clusters");
+  const clusterName = new Map(clusters.map((c) => [c.id, c.name]));
   const status = el("div", { "aria-live": "polite" });
   const body = el("div", { id: "job-progress" });
   let timer = null;
-  let view = null;
   const cancel = writeButton("Cancel job", async () => {
-    if (!(await confirmAction(`Cancel preheat job #${params.id}?`, "Layers already preheated stay in the caches; the rest are not fetched.", "Cancel job"))) return;
+    const ok = await confirmAction(`Cancel preheat job #${params.id}?`,
+      "What is preheated already stays in the caches; the rest is not fetched.", "Cancel job");
+    if (!ok) return;
     try {
       await api("POST", `${JOBS}/${id}/cancel`);
       notice(`Job #${params.id} cancelled`);
+      clearTimeout(timer);
       await load();
     } catch (error) {
       fill(status, errorBox(error, "Not cancelled"));
     }
   }, { class: "danger", id: "cancel-job" });
+
+  const draw = (job) => {
+    const s = summary(job);
+    const args = job.args || {};
+    const clusterIds = Array.isArray(job.scheduler_cluster_ids) ? job.scheduler_cluster_ids : [];
+    const clustersText = clusterIds.length ? clusterIds.map((c) => clusterName.get(c) || `#${c}`).join(", ") : "every cluster";
+    cancel.hidden = s.ended;
+    fill(body,
+      el("dl", { class: "facts" },
+        el("dt", {}, args.type === "file" ? "Files" : "Images"), el("dd", { class: "mono wrap" }, s.urls.join(", ")),
+        args.platform ? [el("dt", {}, "Platform"), el("dd", {}, args.platform)] : null,
+        el("dt", {}, "Scope"), el("dd", {}, SCOPES[args.scope] || args.scope || "—"),
+        el("dt", {}, "Clusters"), el("dd", {}, clustersText),
+        el("dt", {}, "Credentials"), el("dd", {}, args.credentials ? "given (never shown)" : "none",
+          args.header_names?.length ? `; headers ${args.header_names.join(", ")}` : ""),
+        el("dt", {}, "Created"), el("dd", {}, timeAgo(job.created_at), job.created_by ? ` by ${job.created_by}` : ""),
+        el("dt", {}, "Started"), el("dd", {}, timeAgo(job.started_at, "not yet"), job.worker ? ` on ${job.worker}` : ""),
+        el("dt", {}, "Ended"), el("dd", {}, timeAgo(job.finished_at, "not yet"))),
+      job.error ? errorBox({ message: job.error }, job.state === "cancelled" ? "Cancelled" : "The job failed") : null,
+      el("div", { class: "stats" },
+        el("div", { class: "stat" }, el("b", { id: "job-state" }, job.state.toUpperCase()), el("span", {}, "state")),
+        el("div", { class: "stat" }, el("b", { id: "job-layers" }, `${s.blobsDone ?? 0} / ${s.blobsTotal ?? 0}`), el("span", {}, "layers done")),
+        el("div", { class: "stat" }, el("b", { id: "job-bytes" }, `${bytes(s.bytesDone)} / ${bytes(s.bytesTotal)}`), el("span", {}, "bytes, all hosts")),
+        el("div", { class: "stat" }, el("b", {}, `${s.tasksDone} / ${s.tasksTotal}`),
+          el("span", {}, `host tasks${s.tasksFailed ? `, ${s.tasksFailed} failed` : ""}`))),
+      progressBar(s.bytesDone, s.bytesTotal, "bytes preheated"),
+      job.images?.length ? el("p", {}, "Resolved to ", el("span", { class: "mono wrap" }, job.images.join(", "))) : null,
+      el("h2", {}, "Layers"),
+      table("Layers and their hosts", [
+        { title: "Layer", cell: shortDigest },
+        { title: "Size", cell: (b) => bytes(b.content_length), class: "num" },
+        { title: "State", cell: (b) => badge(b.state) },
+        { title: "Hosts", cell: (b) => el("ul", { class: "plain" }, b.hosts.map((h) => hostResult(b, h))) },
+      ], job.blobs || [], s.ended ? "The job fetched no layer." : "Resolving the image…"));
+  };
+
   const load = async () => {
-    let job;
     try {
-      job = await api("GET", `${JOBS}/${id}`);
+      const job = await api("GET", `${JOBS}/${id}`);
+      fill(status);
+      draw(job);
+      timer = ENDED.has(job.state) ? null : setTimeout(load, 1000);
     } catch (error) {
       fill(status, errorBox(error, "Cannot read the job"));
-      timer = setTimeout(load, 5000);
-      return;
+      // A job that does not exist stays missing; anything else may pass.
+      timer = error.status === 404 ? null : setTimeout(load, 5000);
     }
-    fill(status);
-    view = jobView(job);
-    cancel.hidden = view.ended;
-    fill(body,
-      el("p", { class: "lead" }, badge(view.state), ` ${view.urls.join(", ")} · ${view.platform || "default platform"} · ${view.scope || "default scope"}`
-        + ` · clusters ${view.clusters.length ? view.clusters.join(", ") : "all"} · created `, timeAgo(view.created), " · updated ", timeAgo(view.updated)),
-      view.error ? errorBox({ message: view.error }, "The job failed") : null,
-      el("div", { class: "stats" },
-        el("div", { class: "stat" }, el("b", { id: "job-state" }, view.state.toUpperCase()), el("span", {}, "state")),
-        el("div", { class: "stat" }, el("b", {}, `${view.layers.filter((l) => l.hosts.every((h) => h.state === "success")).length} / ${view.layers.length}`), el("span", {}, "layers done")),
-        el("div", { class: "stat" }, el("b", {}, `${bytes(view.bytesDone)} / ${bytes(view.bytesTotal)}`), el("span", {}, "bytes")),
-        el("div", { class: "stat" }, el("b", {}, `${view.done} / ${view.total}`), el("span", {}, `host tasks${view.failed ? `, ${view.failed} failed` : ""}`))),
-      progressBar(view.bytesDone, view.bytesTotal || 1, "bytes preheated"),
-      view.images.length ? el("p", {}, "Resolved: ", el("span", { class: "mono" }, view.images.join(", "))) : null,
-      el("h2", {}, "Layers"),
-      table("Layers", [
-        { title: "Layer", cell: (l) => el("code", { title: l.url }, (l.digest || l.url).replace(/^sha256:/, "").slice(0, 16) + "…") },
-        { title: "Size", cell: (l) => bytes(l.size), class: "num" },
-        { title: "Hosts", cell: (l) => el("ul", { class: "plain" }, l.hosts.map(hostResult)) },
-      ], view.layers, view.ended ? "The job had no layers." : "Resolving the image…"));
-    sizeBars(body);
-    timer = view.ended ? null : setTimeout(load, 2000);
   };
   scope.onLeave(() => clearTimeout(timer));
   fill(root, heading(`Preheat job #${params.id}`, cancel), readOnlyNote(), status, body);

@@ -149,7 +149,9 @@ function render(box, swarm) {
     el("div", { class: "legend", "aria-hidden": "true" },
       el("span", {}, "● origin (yellow), seed peers (blue), finished peers (green)"),
       el("span", {}, "Blue edge: a parent now; grey: bytes received earlier; dashed: no bytes yet")),
-    el("figure", { class: "swarm", id: "swarm-picture" }, picture(swarm, edges)),
+    // It scrolls sideways on a phone: focusable, so a keyboard can scroll it too.
+    el("figure", { class: "swarm", id: "swarm-picture", tabindex: 0, role: "region", "aria-label": "Swarm picture" },
+      picture(swarm, edges)),
     el("details", {},
       el("summary", {}, "Edges as a table"),
       table("Edges", [

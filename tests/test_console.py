@@ -5,14 +5,19 @@
 The cluster: a manager (SQLite), a scheduler, a seed peer and two edges on loopback, plus
 10,000 hosts written into the manager's database (the host list must stay one page in the
 DOM). Two edges download one file through the swarm, so the swarm page has a task to draw.
+The manager runs the preheat worker; a docker-registry with token auth holds a private image.
 Then the browser logs in, creates and edits a cluster, deletes one with confirmation, pages
-and filters the hosts and revokes one, reads the schedulers and seed peers, draws the swarm
-with bytes on its edges, creates tokens (the secret shown once) and revokes one, looks at
-every page at phone width, and logs in again with the read-only token it made: it sees every
-page, every control that changes something is disabled, and the API answers 403 anyway.
-Each step is checked in the DOM, runs axe-core (no serious violation), fails on any error on
-the page's console (a refused CSP included), and leaves a screenshot in
-build/console-screenshots/. Afterwards the API shows what the browser did."""
+and filters the hosts (cache use included) and revokes one, reads the schedulers and seed
+peers, draws the swarm with bytes on its edges, creates a preheat job for the private image
+with the registry's credentials and watches it reach SUCCESS on the job page (layers, bytes,
+the seed peer's result), cancels a job stuck on a registry that never answers, creates tokens
+(the secret shown once) and revokes one, looks at every page at phone width, and logs in
+again with the read-only token it made: it sees every page, every control that changes
+something is disabled, and the API answers 403 anyway. Each step is checked in the DOM,
+runs axe-core on every page it shows (no serious violation), fails on any error on the
+page's console (a refused CSP included), and leaves screenshots in
+build/console-screenshots/. Afterwards the API shows what the browser did, and the registry
+password appears in no answer of the API."""
 import hashlib
 import json
 import os
@@ -23,9 +28,15 @@ import time
 import unittest
 import urllib.request
 
+import socket
+import sys
+
 import managertest
 from managertest import node_ini
 from zflytest import BUILD_DIR, SOURCE_DIR, Origin, free_port, main
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry"))
+import registry as reg  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 NODE = shutil.which("node") or "/usr/bin/node"
@@ -35,6 +46,7 @@ ZFLY_GET = os.path.join(BUILD_DIR, "zfly-get")
 SCREENSHOTS = os.path.join(BUILD_DIR, "console-screenshots")
 BULK_HOSTS = 10_000
 FILE_SIZE = 12 * 1024 * 1024
+REPO = "private/app"
 GIB = 1024 ** 3
 
 
@@ -69,11 +81,30 @@ class ConsoleTest(managertest.ManagerCase):
             self.skipTest(reason)
         super().setUp()
         self.origin = None
+        # The test registry: token auth, a private image (anonymous pulls refused), two layers.
+        os.makedirs(self.path("registry"), exist_ok=True)
+        self.token_server = reg.TokenServer(self.path("registry"))
+        self.addCleanup(self.token_server.stop)
+        self.registry = reg.Registry(self.path("registry"), self.token_server)
+        self.addCleanup(self.registry.stop)
+        self.layout = reg.build_image(self.path("registry"), "v1", layers=2,
+                                      layer_bytes=3 << 20)
+        reg.push(self.layout, "v1", self.registry, REPO)
+        # A "registry" that takes connections and never answers: a job against it stays
+        # running until cancelled (the worker's request_timeout is far longer than the test).
+        self.silent = socket.socket()
+        self.silent.bind(("127.0.0.1", 0))
+        self.silent.listen(8)
+        self.addCleanup(self.silent.close)
 
     def tearDown(self):
         if self.origin:
             self.origin.stop()
         super().tearDown()
+
+    def preheat_section(self):
+        return (f"job_lease = 5s\n\n[preheat]\nlease = 5s\nretries = 1\nretry_delay = 200ms\n"
+                f"poll = 100ms\nrequest_timeout = 120s\nplain_http = {self.registry.address}\n")
 
     def node(self, manager, name, token_file, sections):
         process = self.start(name, node_ini(self, name, manager, token_file, sections))
@@ -104,7 +135,8 @@ class ConsoleTest(managertest.ManagerCase):
         database.close()
 
     def test_console(self):
-        manager = managertest.Manager(self, extra="keepalive = 1s\nrefresh = 5s")
+        manager = managertest.Manager(self, extra="keepalive = 1s\nrefresh = 5s\n"
+                                      + self.preheat_section())
         token = self.write("join-token", manager.join_token(name="console"))
         self.node(manager, "sched-1", token, f"[scheduler]\nbind = tcp://127.0.0.1:{free_port()}\n")
         seed = self.node(manager, "seed-1", token, self.storage("seed-1", seed=True))
@@ -160,7 +192,7 @@ class ConsoleTest(managertest.ManagerCase):
 
         self.bulk_hosts()
         hosts = manager.ok("GET", "/api/v1/hosts?per_page=1")
-        jobs_api = "/api/v1/jobs" in manager.ok("GET", "/api/v1/openapi.json")["paths"]
+        _, layers = reg.layout_digests(self.layout, "v1")
         plan = {
             "url": manager.url, "admin_token": manager.token, "chromium": CHROMIUM,
             "screenshots": SCREENSHOTS, "host_total": hosts["total"],
@@ -170,7 +202,10 @@ class ConsoleTest(managertest.ManagerCase):
             "edge_cache": "12 MiB of", "scheduler": "sched-1",
             "seed": "seed-1", "task_id": "sha256:" + digest, "swarm_hosts": ["source", "seed-1", "edge-a",
                                                                  "edge-b"],
-            "jobs_api": jobs_api,
+            "preheat": {"image": f"{self.registry.address}/{REPO}:v1",
+                        "username": reg.USER, "password": reg.PASSWORD, "layers": layers,
+                        "cluster": "default", "seed": "seed-1",
+                        "silent": f"127.0.0.1:{self.silent.getsockname()[1]}/{REPO}:v1"},
         }
         plan_path = self.write("plan.json", json.dumps(plan))
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
@@ -185,7 +220,8 @@ class ConsoleTest(managertest.ManagerCase):
         self.assertEqual([s["step"] for s in steps if s["ok"]],
                          ["01-login", "02-clusters", "03-cluster-created", "04-cluster-delete",
                           "05-hosts-10000", "06-host-revoked", "07-schedulers", "08-swarm",
-                          "09-jobs", "10-tokens", "11-phone", "12-readonly"])
+                          "09-preheat-form", "10-preheat-success", "11-preheat-cancel",
+                          "12-tokens", "13-phone", "14-readonly"])
         result = lines[-1]["result"]
         for step in [s["step"] for s in steps]:
             self.assertTrue(os.path.getsize(os.path.join(SCREENSHOTS, step + ".png")) > 0)
@@ -206,6 +242,23 @@ class ConsoleTest(managertest.ManagerCase):
         self.assertEqual(manager.api("GET", "/api/v1/hosts", token=viewer)[0], 200)
         self.assertEqual(manager.api("DELETE", "/api/v1/hosts/5", token=viewer)[0], 403)
         manager.process.log.wait_for(r"api: POST /api/v1/clusters 403 .*principal=admin")
+
+        # The preheat jobs the browser made: one that brought the image's layers into the seed
+        # peer, one cancelled; the password went to the manager once and comes back nowhere.
+        done = manager.ok("GET", f"/api/v1/jobs/{result['success_job']}")
+        self.assertEqual(done["state"], "success", done)
+        self.assertEqual(done["args"]["urls"], [plan["preheat"]["image"]])
+        self.assertTrue(done["args"]["credentials"])
+        self.assertEqual(done["scheduler_cluster_ids"], [1])
+        self.assertTrue(set(layers) <= {blob["digest"] for blob in done["blobs"]}, done["blobs"])
+        for blob in done["blobs"]:
+            self.assertEqual([(h["host"], h["state"]) for h in blob["hosts"]],
+                             [("seed-1", "success")])
+        cancelled = manager.ok("GET", f"/api/v1/jobs/{result['cancelled_job']}")
+        self.assertEqual(cancelled["state"], "cancelled", cancelled)
+        self.assertIn("cancelled by admin", cancelled["error"])
+        for path in ("/api/v1/jobs", f"/api/v1/jobs/{result['success_job']}"):
+            self.assertNotIn(f'"{reg.PASSWORD}"', json.dumps(manager.ok("GET", path)))
 
         # The console's files: embedded, with a CSP that allows nothing from elsewhere.
         with urllib.request.urlopen(manager.url + "/console/app.js", timeout=10) as response:

@@ -58,6 +58,15 @@ async function accessibility(name) {
   return answer.length;
 }
 
+// A page shown in the middle of a step gets the same checks as the page a step ends on: a
+// screenshot of its own and axe-core.
+const pagesChecked = [];
+async function checkPage(name) {
+  await page.screenshot({ path: path.join(plan.screenshots, `${name}.png`), fullPage: true });
+  await accessibility(name);
+  pagesChecked.push(name);
+}
+
 async function step(name, body) {
   const started = Date.now();
   pageErrors.length = 0;
@@ -137,6 +146,7 @@ await step("03-cluster-created", async () => {
   await page.getByLabel("JSON handed to the cluster's nodes").fill("{not json");
   await page.getByRole("button", { name: "Create cluster" }).click();
   assert.match(await text(page.getByRole("alert")), /Client config is not valid JSON/);
+  await checkPage("03a-cluster-new");
   await page.getByLabel("JSON handed to the cluster's nodes").fill('{"refresh": "30s"}');
   await page.getByRole("button", { name: "Create cluster" }).click();
   await page.getByRole("heading", { name: "Cluster eu-west" }).waitFor();
@@ -147,6 +157,7 @@ await step("03-cluster-created", async () => {
   await page.getByRole("button", { name: "Save changes" }).click();
   await page.locator("#notice.shown", { hasText: "Cluster eu-west saved" }).waitFor();
   await page.getByLabel("Location").and(page.locator("[value='eu|de']")).waitFor();
+  await checkPage("03b-cluster-edit");
   await go("clusters");
   await main.locator("tbody tr", { hasText: "eu-west" }).waitFor();
   assert.match(await text(main.locator("tbody tr", { hasText: "eu-west" })), /IDC fra1\|fra2; location eu\|de; CIDR 10\.9\.0\.0\/16; hostname \^eu-/);
@@ -240,20 +251,77 @@ await step("08-swarm", async () => {
   return { edges: edges.length };
 });
 
-await step("09-jobs", async () => {
+await step("09-preheat-form", async () => {
   await go("jobs");
-  await main.locator(".error, table, .empty").first().waitFor();
-  if (plan.jobs_api) {
-    await page.getByRole("button", { name: "New preheat job" }).click();
-    // (the preheat flow: tests/test_console.py runs it when the jobs API is built in)
-  } else {
-    // No jobs API in this build: the page says so in words instead of failing blank.
-    assert.match(await text(main.locator(".error")), /Cannot list preheat jobs: no such resource: \/api\/v1\/jobs/);
-    pageErrors.length = 0;
-  }
+  await main.getByText("No preheat jobs yet.").waitFor();
+  await checkPage("09a-jobs-empty");
+  await page.getByRole("button", { name: "New preheat job" }).click();
+  await page.getByRole("heading", { name: "New preheat job" }).waitFor();
+  // A mistake comes back from the API in words, and nothing is created.
+  await page.getByLabel("Images or URLs").fill(plan.preheat.image);
+  await page.getByLabel("Platform").fill("linux");
+  await page.getByRole("button", { name: "Start preheat" }).click();
+  assert.match(await text(page.getByRole("alert")), /Job not created: .*platform must be os\/arch/);
 });
 
-await step("10-tokens", async () => {
+await step("10-preheat-success", async () => {
+  await page.getByLabel("Platform").fill("linux/amd64");
+  await page.getByLabel("Scope").selectOption("all_seed_peers");
+  await page.getByLabel(plan.preheat.cluster, { exact: true }).check();
+  await page.getByLabel("Username").fill(plan.preheat.username);
+  await page.getByLabel("Password").fill(plan.preheat.password);
+  await page.getByRole("button", { name: "Start preheat" }).click();
+  await page.getByRole("heading", { name: /^Preheat job #\d+$/ }).waitFor();
+  result.success_job = Number(page.url().match(/jobs\/(\d+)/)[1]);
+  // The job page follows the job by itself until it ends.
+  await main.locator("#job-state", { hasText: /^(SUCCESS|FAILURE|CANCELLED)$/ }).waitFor({ timeout: 90000 });
+  assert.equal(await text(main.locator("#job-state")), "SUCCESS", await text(main));
+  const layerRows = main.locator("tbody tr");
+  assert.ok((await layerRows.count()) >= plan.preheat.layers.length);
+  for (const digest of plan.preheat.layers) {
+    const row = main.locator("tbody tr", { has: page.locator(`code[title*="${digest}"]`) });
+    await row.waitFor();
+    assert.match(await text(row), /success/);
+    const host = row.locator(`li.host-result[data-host="${plan.preheat.seed}"]`);
+    assert.equal(await host.getAttribute("data-state"), "success");
+  }
+  const layers = (await text(main.locator("#job-layers"))).split(" / ");
+  assert.equal(layers[0], layers[1]);
+  const bytesDone = (await text(main.locator("#job-bytes"))).split(" / ");
+  assert.equal(bytesDone[0], bytesDone[1]);
+  assert.match(await text(main.locator(".facts")), /Credentials\s*given \(never shown\)/);
+  assert.equal(await page.locator("#cancel-job").isVisible(), false); // an ended job has no Cancel
+  // The password went once: it is nowhere on the page, and the form is gone.
+  assert.ok(!(await page.content()).includes(plan.preheat.password));
+  await checkPage("10a-job-page");
+  // The list: the job with its state and full progress.
+  await go("jobs");
+  const row = main.locator("tbody tr", { hasText: `#${result.success_job}` });
+  await row.waitFor();
+  assert.match(await text(row), /success/);
+  assert.equal(await row.getByRole("progressbar").getAttribute("aria-valuenow"), "100");
+  return { job: result.success_job };
+});
+
+await step("11-preheat-cancel", async () => {
+  await go("jobs/new");
+  await page.getByLabel("Images or URLs").fill(plan.preheat.silent);
+  await page.getByRole("button", { name: "Start preheat" }).click();
+  await page.getByRole("heading", { name: /^Preheat job #\d+$/ }).waitFor();
+  result.cancelled_job = Number(page.url().match(/jobs\/(\d+)/)[1]);
+  await main.locator("#job-state", { hasText: /^(PENDING|RUNNING)$/ }).waitFor();
+  await page.getByRole("button", { name: "Cancel job" }).click();
+  const dialog = page.getByRole("dialog");
+  assert.match(await text(dialog), new RegExp(`Cancel preheat job #${result.cancelled_job}\\?`));
+  await dialog.getByRole("button", { name: "Cancel job" }).click();
+  await main.locator("#job-state", { hasText: "CANCELLED" }).waitFor();
+  assert.match(await text(page.getByRole("alert")), /Cancelled: .*cancelled by admin/);
+  await go("jobs?state=cancelled");
+  await main.locator("tbody tr", { hasText: `#${result.cancelled_job}` }).waitFor();
+  assert.equal(await main.locator("tbody tr").count(), 1);
+});
+
+await step("12-tokens", async () => {
   await go("tokens");
   // A read-only token for later: made here, shown once.
   await page.getByLabel("Name").first().fill("viewer");
@@ -281,20 +349,21 @@ await step("10-tokens", async () => {
   assert.equal(await page.locator("#new-secret").count(), 0);
 });
 
-await step("11-phone", async () => {
+await step("13-phone", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const where of ["clusters", "hosts", "schedulers", "swarm/" + plan.task_id, "tokens"]) {
+  for (const where of ["clusters", `clusters/${result.cluster_id}`, "hosts", "schedulers",
+    "swarm/" + plan.task_id, "jobs", "jobs/new", `jobs/${result.success_job}`, "tokens"]) {
     await go(where);
-    await main.locator("table, .empty, .error, svg").first().waitFor();
+    await main.locator("table, .empty, .error, svg, form").first().waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `${where}: the page is ${overflow}px wider than the phone`);
-    await page.screenshot({ path: path.join(plan.screenshots, `11-phone-${where.split("/")[0]}.png`) });
+    await checkPage(`13-phone-${where.replace(/\/(sha256:)?/g, "-").slice(0, 40)}`);
   }
   await go("hosts");
   await page.setViewportSize({ width: 1280, height: 800 });
 });
 
-await step("12-readonly", async () => {
+await step("14-readonly", async () => {
   await logout();
   await login(result.readonly_token);
   assert.match(await text(page.locator("#who-name")), /\(read-only\)$/);
@@ -316,6 +385,14 @@ await step("12-readonly", async () => {
   for (const button of await revokes.all()) assert.ok(await button.isDisabled());
   await go("tokens");
   assert.ok(await page.getByRole("button", { name: "Create token" }).isDisabled());
+  await go("jobs");
+  await main.locator("tbody tr", { hasText: `#${result.success_job}` }).waitFor();
+  assert.ok(await page.getByRole("button", { name: "New preheat job" }).isDisabled());
+  await go("jobs/new");
+  assert.ok(await page.getByRole("button", { name: "Start preheat" }).isDisabled());
+  assert.ok(await page.getByLabel("Password").isDisabled());
+  await go(`jobs/${result.success_job}`);
+  await main.locator("#job-state", { hasText: "SUCCESS" }).waitFor();
   await go("schedulers");
   await main.locator("tbody tr", { hasText: plan.scheduler }).waitFor();
   await go("swarm/" + plan.task_id);
@@ -334,5 +411,6 @@ await step("12-readonly", async () => {
 
 await context.close();
 fs.rmSync(profile, { recursive: true, force: true });
+result.pages_checked = pagesChecked;
 console.log(JSON.stringify({ result }));
 process.exit(failed ? 1 : 0);
