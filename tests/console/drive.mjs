@@ -105,6 +105,7 @@ async function login(token) {
 async function logout() {
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Log in to the zfly console" }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0); // the token is gone
 }
 
 // ---- the steps ----------------------------------------------------------------------------
@@ -133,6 +134,13 @@ await step("02-clusters", async () => {
   const when = main.locator("time").first();
   assert.match(await when.getAttribute("title"), /\d/); // the exact time on hover
   assert.match(await text(when), /ago|just now/);
+  // The token is held for this tab's session: a reload keeps it, and it is not in a cookie
+  // or localStorage.
+  await page.reload();
+  await page.getByRole("heading", { name: "Clusters" }).waitFor();
+  assert.match(await text(page.locator("#who-name")), /^admin /);
+  const stored = await page.evaluate(() => ({ session: sessionStorage.length, local: localStorage.length, cookie: document.cookie }));
+  assert.deepEqual(stored, { session: 1, local: 0, cookie: "" });
 });
 
 await step("03-cluster-created", async () => {
@@ -147,13 +155,15 @@ await step("03-cluster-created", async () => {
   await page.getByRole("button", { name: "Create cluster" }).click();
   assert.match(await text(page.getByRole("alert")), /Client config is not valid JSON/);
   await checkPage("03a-cluster-new");
-  await page.getByLabel("JSON handed to the cluster's nodes").fill('{"refresh": "30s"}');
+  await page.getByLabel("JSON handed to the cluster's nodes").fill('{"refresh": "60s"}');
   await page.getByRole("button", { name: "Create cluster" }).click();
   await page.getByRole("heading", { name: "Cluster eu-west" }).waitFor();
   result.cluster_id = Number(page.url().match(/clusters\/(\d+)/)[1]);
-  // Edit its scopes: one CIDR less, a location more.
+  // Edit its scopes (one CIDR less, a location more) and its client config.
   await page.getByLabel("CIDRs").fill("10.9.0.0/16");
   await page.getByLabel("Location").fill("eu|de");
+  assert.deepEqual(JSON.parse(await page.getByLabel("JSON handed to the cluster's nodes").inputValue()), { refresh: "60s" });
+  await page.getByLabel("JSON handed to the cluster's nodes").fill('{"refresh": "30s"}');
   await page.getByRole("button", { name: "Save changes" }).click();
   await page.locator("#notice.shown", { hasText: "Cluster eu-west saved" }).waitFor();
   await page.getByLabel("Location").and(page.locator("[value='eu|de']")).waitFor();
@@ -247,6 +257,9 @@ await step("08-swarm", async () => {
   assert.ok(fromOrigin.length >= 1, JSON.stringify(edges));
   assert.ok(edges.filter((e) => e.from !== "source").some((e) => e.bytes > 0), JSON.stringify(edges));
   result.swarm_edges = edges;
+  // The bytes are written on the edges of the picture, not only in its data.
+  const labels = await picture.locator("text.edge-label").allTextContents();
+  assert.ok(labels.length >= 1 && labels.every((l) => /^\d+(\.\d)? (B|KiB|MiB|GiB)$/.test(l)), JSON.stringify(labels));
   await main.locator(".stat", { hasText: "peers finished" }).waitFor();
   return { edges: edges.length };
 });
