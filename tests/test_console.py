@@ -210,7 +210,7 @@ class ConsoleTest(managertest.ManagerCase):
         plan_path = self.write("plan.json", json.dumps(plan))
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
         drive = subprocess.run([NODE, DRIVER, plan_path], capture_output=True, text=True,
-                               timeout=240, cwd=os.path.dirname(DRIVER))
+                               timeout=480, cwd=os.path.dirname(DRIVER))
         lines = [json.loads(line) for line in drive.stdout.splitlines() if line.startswith("{")]
         steps = [line for line in lines if "step" in line]
         for line in steps:
