@@ -27,7 +27,7 @@ function roles(host) {
 // with a meter, and the number of tasks; capacity is the quota, or the cache's filesystem.
 function cacheUse(host) {
   if (host.cache_capacity === undefined || host.cache_capacity === null) {
-    return el("span", { class: "muted" }, host.is_scheduler && !host.is_seed ? "no cache" : "not reported");
+    return el("span", { class: "muted", title: "a host without storage (a scheduler alone), or one that has not joined since" }, "none reported");
   }
   const capacity = host.cache_capacity;
   const percent = Math.min(100, Math.round((host.cache_bytes / capacity) * 100));

@@ -25,7 +25,6 @@ import shutil
 import sqlite3
 import subprocess
 import time
-import unittest
 import urllib.request
 
 import socket
@@ -33,7 +32,7 @@ import sys
 
 import managertest
 from managertest import node_ini
-from zflytest import BUILD_DIR, SOURCE_DIR, Origin, free_port, main
+from zflytest import BUILD_DIR, SOURCE_DIR, Origin, free_port, main, wait_until_true
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry"))
 import registry as reg  # noqa: E402
@@ -59,17 +58,6 @@ def missing():
         if not os.path.isdir(os.path.join(NODE_MODULES, package)):
             return f"no {package} in tests/console/node_modules (tools/setup.sh runs npm ci)"
     return None
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.1)
 
 
 class ConsoleTest(managertest.ManagerCase):
@@ -162,7 +150,8 @@ class ConsoleTest(managertest.ManagerCase):
             status, swarm, _ = manager.api("GET", f"/api/v1/tasks/sha256:{digest}/swarm")
             self.assertEqual(status, 200, swarm)
             return swarm if all(p["state"] == "finished" for p in swarm["peers"]) else None
-        swarm = wait_until(swarm_done, 30, "every peer finished in the scheduler's view")
+        swarm = wait_until_true(swarm_done, "every peer finished in the scheduler's view",
+                                timeout=30)
         peers = {p["host_id"]: p for p in swarm["peers"]}
         self.assertEqual(sorted(peers), ["edge-a", "edge-b", "seed-1"])
         self.assertEqual(swarm["scheduler"], "scheduler@sched-1")
@@ -184,7 +173,7 @@ class ConsoleTest(managertest.ManagerCase):
         def cache_reported():
             host = manager.ok("GET", "/api/v1/hosts?name=edge-a")["items"][0]
             return host if (host["cache_bytes"] or 0) >= len(payload) else None
-        edge = wait_until(cache_reported, 30, "edge-a's cache use in the manager")
+        edge = wait_until_true(cache_reported, "edge-a's cache use in the manager", timeout=30)
         self.assertEqual(edge["cache_tasks"], 1)
         self.assertGreater(edge["cache_capacity"], edge["cache_bytes"])
         self.assertIsNone(manager.ok("GET", "/api/v1/hosts?name=sched-1")["items"][0]
@@ -238,6 +227,9 @@ class ConsoleTest(managertest.ManagerCase):
         self.assertEqual([(h["name"], h["state"]) for h in revoked], [("bulk-00042", "revoked")])
         self.assertEqual(manager.api("GET", "/api/v1/clusters", token=result["revoked_token"])[0],
                          401)
+        joins = {t["name"]: t for t in manager.ok("GET", "/api/v1/join-tokens")["items"]}
+        self.assertEqual(joins["rollout"]["state"], "revoked")
+        self.assertEqual(joins["rollout"]["prefix"], result["join_token"][:12])
         viewer = result["readonly_token"]
         self.assertEqual(manager.api("GET", "/api/v1/hosts", token=viewer)[0], 200)
         self.assertEqual(manager.api("DELETE", "/api/v1/hosts/5", token=viewer)[0], 403)

@@ -357,6 +357,16 @@ await step("12-tokens", async () => {
   await row.getByRole("button", { name: "Revoke token to-revoke" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
   await main.locator("section").first().locator("tbody tr", { hasText: "to-revoke" }).locator(".badge-revoked").waitFor();
+  // A join token for nodes: shown once too, then revoked.
+  const joins = main.locator("section").nth(1);
+  await joins.getByLabel("Name").fill("rollout");
+  await page.getByRole("button", { name: "Create join token" }).click();
+  await page.locator("#new-secret[value^='zfj_']").waitFor();
+  result.join_token = await page.locator("#new-secret").inputValue();
+  assert.match(result.join_token, /^zfj_[0-9a-f]{48}$/);
+  await joins.locator("tbody tr", { hasText: "rollout" }).getByRole("button", { name: "Revoke join token rollout" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
+  await joins.locator("tbody tr", { hasText: "rollout" }).locator(".badge-revoked").waitFor();
   await go("clusters");
   await go("tokens");
   assert.equal(await page.locator("#new-secret").count(), 0);
