@@ -111,6 +111,32 @@ class PreheatErrorsTest(ManagerCase):
         manager.log.wait_for(r"manager: job \d+ failure: .*wrong username or password", timeout=5,
                              start=0)
 
+    def on_terminal(self, args, stdin):
+        """zfly-preheat with stderr on a pseudo-terminal: what it drew there (exit 0)."""
+        import pty
+        import select
+        import subprocess
+        master, slave = pty.openpty()
+        process = subprocess.Popen([ph.ZFLY_PREHEAT, *args], stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        process.stdin.write(stdin.encode())
+        process.stdin.close()
+        drawn = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            self.assertTrue(ready, "zfly-preheat drew nothing for 60 s")
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process closed its side
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(master)
+        self.assertEqual(process.wait(timeout=30), 0, drawn)
+        return drawn.decode(errors="replace")
+
     def test_tool(self):
         # --wait on a pipe: lines, exit 0, the end on stdout
         status, out, err = self.cluster.preheat_tool(
@@ -119,6 +145,12 @@ class PreheatErrorsTest(ManagerCase):
         self.assertEqual(status, 0, (out, err))
         self.assertNotIn("\r", out + err)  # no redrawn bar on a pipe
         self.assertRegex(out, r"success")
+        # on a terminal: one redrawn bar ending with the job's state
+        bar = self.on_terminal(["--manager", self.cluster.manager.url, "--token-file",
+                                self.cluster.manager.token_file, self.image(), "--username",
+                                reg.USER, "--password-stdin", "--wait"], reg.PASSWORD + "\n")
+        self.assertIn("\r", bar)
+        self.assertRegex(bar, r"job \d+ success .*2/2 blobs")
         # --json: the job as the API shows it; --platform all: both platforms
         status, out, err = self.cluster.preheat_tool(
             self.image(), "--platform", "all", "--username", reg.USER, "--password-stdin",

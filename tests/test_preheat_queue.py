@@ -167,6 +167,32 @@ class QueueTest(ManagerCase):
         handed = log.index(f"job {job_id} running worker={second} attempt=2")
         self.assertNotRegex(log[handed:], rf"job {job_id} (success|failure).*worker={first}")
 
+    def test_queue_waits_for_workers(self):
+        """Jobs wait in Redis while no worker runs (the metrics show how many and how old),
+        and every one runs once when workers come: a job per worker at a time, none twice."""
+        cluster = self.cluster(workers=0)
+        manager = cluster.manager.process
+        ids = [cluster.submit({"type": "file", "url": self.origin.url(f"/file-{index}")})["id"]
+               for index in range(3)]
+        ph.wait_until(lambda: ph.metric(manager, "zfly_preheat_queue_depth") == 3, 10,
+                      "three jobs wait")
+        ph.wait_until(lambda: ph.metric(manager, "zfly_preheat_queue_oldest_seconds") >= 0.5, 10,
+                      "the oldest job's age grows")
+        self.assertEqual(self.redis.cli("XLEN", "zfly:preheat:jobs"), "3")
+        for index in (1, 2):
+            cluster.worker(f"worker-{index}")
+        for job_id in ids:
+            job = cluster.wait_job(job_id)
+            self.assertEqual((job["state"], job["attempt"]), ("success", 1), job)
+        # the gauges follow the database on the manager's timer
+        ph.wait_until(lambda: ph.metric(manager, "zfly_preheat_jobs", state="success") == 3, 10,
+                      "the metrics count three successes")
+        self.assertEqual(ph.metric(manager, "zfly_preheat_queue_depth"), 0)
+        ph.wait_until(lambda: self.redis.cli("XLEN", "zfly:preheat:jobs") == "0", 10,
+                      "the stream entries go")
+        for index in range(3):  # each file came from the origin once
+            self.assertIn(self.origin_bodies(f"file-{index}"), (SIZE, SIZE + 1))
+
     def test_own_queue_manager_restarted(self):
         cluster = self.cluster(redis=False)
         job_id = self.gated_job(cluster, "gate-own")

@@ -14,6 +14,8 @@ packages=(
   python3 python3-zmq python3-msgpack prometheus iproute2 procps systemd
   # manager tests start their own MariaDB server
   mariadb-server mariadb-client
+  # preheat tests start their own Redis (the job queue in cluster mode)
+  redis-server redis-tools
   # proxy tests: a real registry, real clients, an image builder
   docker-registry skopeo containerd docker.io umoci python3-cryptography
   # the console's browser tests (tests/test_console.py): Debian's Chromium, Node.js for
