@@ -184,6 +184,8 @@ class ConsoleTest(managertest.ManagerCase):
         _, layers = reg.layout_digests(self.layout, "v1")
         plan = {
             "url": manager.url, "admin_token": manager.token, "chromium": CHROMIUM,
+            # How long one browser action may wait: the daemons run under ASan in CI too.
+            "timeout_ms": 60_000 if os.environ.get("ZF_SANITIZED") else 30_000,
             "screenshots": SCREENSHOTS, "host_total": hosts["total"],
             "default_hosts": hosts["total"], "filter_name": "bulk-0004", "filter_matches": 10,
             "revoke_host": "bulk-00042", "revoke_label": "rack=r2",

@@ -44,6 +44,11 @@ page.on("console", (message) => {
   }
 });
 page.on("pageerror", (error) => pageErrors.push(String(error)));
+// A request that got no answer at all (not one a navigation cut short) is a failure too.
+page.on("requestfailed", (request) => {
+  const why = request.failure()?.errorText || "";
+  if (!why.includes("ERR_ABORTED")) pageErrors.push(`request failed: ${request.method()} ${request.url()}: ${why}`);
+});
 
 // axe-core through the DevTools protocol (page.evaluate is not subject to the page's CSP).
 async function accessibility(name) {
@@ -82,7 +87,8 @@ async function step(name, body) {
     try {
       await page.screenshot({ path: path.join(plan.screenshots, `${name}-FAILED.png`), fullPage: true });
     } catch { /* the page may be gone */ }
-    console.log(JSON.stringify({ step: name, ok: false, error: String(error.stack || error) }));
+    console.log(JSON.stringify({ step: name, ok: false, error: String(error.stack || error),
+      url: page.url(), page_errors: pageErrors.slice(0, 10) }));
   }
 }
 
@@ -90,9 +96,11 @@ const base = plan.url.replace(/\/$/, "");
 const main = page.locator("main");
 const text = async (locator) => (await locator.textContent()).trim();
 
+// Opens a page of the console as a logged-in person (the login page would fail the wait).
 async function go(hash) {
   await page.goto(`${base}/console/#/${hash}`);
   await page.locator("main h1").first().waitFor();
+  await page.locator("#who").waitFor();
 }
 
 async function login(token) {
@@ -287,7 +295,7 @@ await step("10-preheat-success", async () => {
   await page.getByRole("heading", { name: /^Preheat job #\d+$/ }).waitFor();
   result.success_job = Number(page.url().match(/jobs\/(\d+)/)[1]);
   // The job page follows the job by itself until it ends.
-  await main.locator("#job-state", { hasText: /^(SUCCESS|FAILURE|CANCELLED)$/ }).waitFor({ timeout: 90000 });
+  await main.locator("#job-state", { hasText: /^(SUCCESS|FAILURE|CANCELLED)$/ }).waitFor({ timeout: 3 * (plan.timeout_ms || 30000) });
   assert.equal(await text(main.locator("#job-state")), "SUCCESS", await text(main));
   const layerRows = main.locator("tbody tr");
   assert.ok((await layerRows.count()) >= plan.preheat.layers.length);
