@@ -29,6 +29,7 @@ import urllib.request
 
 import socket
 import sys
+import threading
 
 import managertest
 from managertest import node_ini
@@ -73,6 +74,7 @@ class ConsoleTest(managertest.ManagerCase):
         os.makedirs(self.path("registry"), exist_ok=True)
         self.token_server = reg.TokenServer(self.path("registry"))
         self.addCleanup(self.token_server.stop)
+        self.addCleanup(self.token_server.hold.set)
         self.registry = reg.Registry(self.path("registry"), self.token_server)
         self.addCleanup(self.registry.stop)
         self.layout = reg.build_image(self.path("registry"), "v1", layers=2,
@@ -200,13 +202,32 @@ class ConsoleTest(managertest.ManagerCase):
         }
         plan_path = self.write("plan.json", json.dumps(plan))
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-        drive = subprocess.run([NODE, DRIVER, plan_path], capture_output=True, text=True,
-                               timeout=480, cwd=os.path.dirname(DRIVER))
-        lines = [json.loads(line) for line in drive.stdout.splitlines() if line.startswith("{")]
+        # The registry's token realm holds the preheat job the browser starts until the job
+        # page has shown it running: the page must then follow it to SUCCESS by itself.
+        self.token_server.hold.clear()
+        lines = []
+        with open(self.path("drive.stderr"), "w+") as stderr:
+            drive = subprocess.Popen([NODE, DRIVER, plan_path], stdout=subprocess.PIPE,
+                                     stderr=stderr, text=True, cwd=os.path.dirname(DRIVER))
+            watchdog = threading.Timer(480, drive.kill)
+            watchdog.start()
+            try:
+                for raw in drive.stdout:
+                    if not raw.startswith("{"):
+                        continue
+                    lines.append(json.loads(raw))
+                    if lines[-1].get("event") == "job-shown-running":
+                        self.token_server.hold.set()
+                returncode = drive.wait()
+            finally:
+                watchdog.cancel()
+                self.token_server.hold.set()
+            stderr.seek(0)
+            errors = stderr.read()
         steps = [line for line in lines if "step" in line]
         for line in steps:
             print("console:", json.dumps(line)[:2000])
-        self.assertEqual(drive.returncode, 0, drive.stderr[-4000:] + "\n"
+        self.assertEqual(returncode, 0, errors[-4000:] + "\n"
                          + "\n".join(s.get("error", "") for s in steps if not s["ok"]))
         self.assertEqual([s["step"] for s in steps if s["ok"]],
                          ["01-login", "02-clusters", "03-cluster-created", "04-cluster-delete",

@@ -294,9 +294,18 @@ await step("10-preheat-success", async () => {
   await page.getByRole("button", { name: "Start preheat" }).click();
   await page.getByRole("heading", { name: /^Preheat job #\d+$/ }).waitFor();
   result.success_job = Number(page.url().match(/jobs\/(\d+)/)[1]);
-  // The job page follows the job by itself until it ends.
+  // The registry's token realm holds the job (test_console.py): the page shows it going,
+  // with no layer yet; then the test lets it go, and the page follows it to its end by
+  // itself, without a navigation.
+  const jobUrl = page.url();
+  await main.locator("#job-state", { hasText: /^(PENDING|RUNNING)$/ }).waitFor();
+  await main.getByText("Resolving the image…").waitFor();
+  assert.ok(await page.locator("#cancel-job").isVisible());
+  await checkPage("10a-job-running");
+  console.log(JSON.stringify({ event: "job-shown-running", job: result.success_job }));
   await main.locator("#job-state", { hasText: /^(SUCCESS|FAILURE|CANCELLED)$/ }).waitFor({ timeout: 3 * (plan.timeout_ms || 30000) });
   assert.equal(await text(main.locator("#job-state")), "SUCCESS", await text(main));
+  assert.equal(page.url(), jobUrl);
   const layerRows = main.locator("tbody tr");
   assert.ok((await layerRows.count()) >= plan.preheat.layers.length);
   for (const digest of plan.preheat.layers) {
@@ -314,7 +323,7 @@ await step("10-preheat-success", async () => {
   assert.equal(await page.locator("#cancel-job").isVisible(), false); // an ended job has no Cancel
   // The password went once: it is nowhere on the page, and the form is gone.
   assert.ok(!(await page.content()).includes(plan.preheat.password));
-  await checkPage("10a-job-page");
+  await checkPage("10b-job-page");
   // The list: the job with its state and full progress.
   await go("jobs");
   const row = main.locator("tbody tr", { hasText: `#${result.success_job}` });
