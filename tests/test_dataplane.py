@@ -119,11 +119,13 @@ class DataplaneTest(ZflyTestCase):
         return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n"
                 + (f"[bus]\n{bus}" if bus else "")
                 + (f"[endpoints]\n{endpoints}" if endpoints else "")
+                + "[upstream]\nconnect_timeout = 2s\npublic = 127.0.0.1\n"
                 + f"[storage]\ndir = {self.path(name + '-cache')}\nbind = {storage_bind}\n"
                 + storage
                 + f"[fetcher]\nbind = ipc://{self.path(name + '-fetcher.sock')}\n"
+                + f"events_bind = ipc://{self.path(name + '-fetcher-events.sock')}\n"
                 + f"piece_length_min = {PIECE}\npiece_length_max = {piece_max}\n"
-                + "connect_timeout = 2s\nstall_timeout = 3s\nretries = 2\n"
+                + "stall_timeout = 3s\nretries = 2\n"
                 + "retry_backoff = 100ms\n" + fetcher)
 
     def start_node(self, name="a", **sections):
@@ -487,7 +489,9 @@ class DataplaneTest(ZflyTestCase):
         self.wait_until("the first three pieces are stored", three_stored)
         zflytest.flip_byte(os.path.join(self.task_dir(task_id), "data"), PIECE + 7)
         reply, _ = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 1})
-        self.assertEqual(reply["body"].get("code"), "corrupt", reply)
+        # found damaged by this read, or (on a busy machine) by zfly-get's, which locates the
+        # pieces as they land and may come to piece 1 only now: either way it is dropped
+        self.assertIn(reply["body"].get("code"), ("corrupt", "not_finished"), reply)
 
         open(os.path.join(self.files, "go"), "w").close()  # the last piece may come now
         code, text = self.end_getter(getter, getter_log)

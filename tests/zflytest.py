@@ -257,11 +257,12 @@ def recv_http_response(sock, timeout=30):
     return int(lines[0].split()[1]), headers, body, len(body) == length
 
 
-def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy=""):
+def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy="", upstream="", storage=""):
     """The INI of a node running storage, fetcher and proxy, as most proxy tests want one;
-    fetcher and proxy are extra lines for those sections."""
+    fetcher, proxy, upstream and storage are extra lines for those sections."""
     return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n\n"
-            f"[storage]\ndir = {cache_dir}\n\n[fetcher]\n{fetcher}\n"
+            f"[upstream]\n{upstream}\n"
+            f"[storage]\ndir = {cache_dir}\n{storage}\n[fetcher]\n{fetcher}\n"
             f"[proxy]\nlisten = 127.0.0.1:{proxy_port}\n{proxy}")
 
 

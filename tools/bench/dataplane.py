@@ -113,7 +113,7 @@ class Daemon:
         if piece_length:
             fetcher += f"piece_length_min = {piece_length}\npiece_length_max = {piece_length}\n"
         with open(self.ini, "w") as handle:
-            handle.write(f"[node]\nname = bench\nhttp =\n"
+            handle.write(f"[node]\nname = bench\nhttp =\n[upstream]\npublic = 127.0.0.1\n"
                          f"[storage]\ndir = {cache}\nbind = ipc://{workdir}/storage.sock\n"
                          f"{storage}[fetcher]\nbind = ipc://{workdir}/fetcher.sock\n{fetcher}")
         self.process = subprocess.Popen([os.path.join(build, "zfly"), "-c", self.ini],
