@@ -64,8 +64,8 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     json_t *body = json_loadb ((const char *) data, size, JSON_REJECT_DUPLICATES, NULL);
     if (!body)
         return 0;
-    zf_status_t (*parsers[]) (json_t *, zf_job_input_t *, zf_error_t *) = {
-        zf_job_input_parse, zf_job_input_parse_legacy};
+    zf_status_t (*parsers[]) (json_t *, zf_job_input_t *,
+                              zf_error_t *) = {zf_job_input_parse, zf_job_input_parse_legacy};
     for (size_t index = 0; index < ZF_ARRAY_LEN (parsers); index++) {
         zf_job_input_t input;
         zf_error_t err;
