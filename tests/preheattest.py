@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
@@ -121,6 +122,42 @@ def pull_token(token_server, repo):
         f"{reg.USER}:{reg.PASSWORD}".encode()).decode())
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)["token"]
+
+
+class RegistryCase(managertest.ManagerCase):
+    """A test class with a token-auth docker-registry of its own (cls.token, cls.registry, in
+    cls.shared), its images pushed once by the class's push_images(), and a seed-peer cluster
+    per test when setUp is given seeds: self.cluster (a scheduler and seed-1..seed-N)."""
+    backend = "sqlite"
+    seeds = 0
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.shared = tempfile.mkdtemp(prefix=f"zfly-{cls.__name__.lower()}-")
+        cls.token = reg.TokenServer(cls.shared)
+        cls.registry = reg.Registry(cls.shared, cls.token)
+        cls.push_images()
+
+    @classmethod
+    def push_images(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.registry.stop()
+        cls.token.stop()
+        shutil.rmtree(cls.shared, ignore_errors=True)
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        if self.seeds:
+            self.cluster = Cluster(self, self.registry)
+            self.cluster.scheduler()
+            for index in range(1, self.seeds + 1):
+                self.cluster.seed(f"seed-{index}")
+            self.cluster.wait_seeds(self.seeds)
 
 
 # --- Redis ---------------------------------------------------------------------------------

@@ -17,44 +17,29 @@ it through the three edges' proxies:
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
 import preheattest as ph  # noqa: E402
 import registry as reg  # noqa: E402
 import zflytest  # noqa: E402
-from managertest import ManagerCase  # noqa: E402
 
 REPO = "private/app"
 REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirrors serve it
 
 
-class PreheatTest(ManagerCase):
-    backend = "sqlite"
+class PreheatTest(ph.RegistryCase):
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.shared = tempfile.mkdtemp(prefix="zfly-preheat-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
+    def push_images(cls):
         cls.images = {}
         for name in ("single", "seeds", "peers"):
             layout = ph.build_multiarch(cls.shared, name)
             ph.push_multiarch(layout, name, cls.registry, REPO)
             cls.images[name] = ph.image_blobs(layout, name)
         cls.layout = layout
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        shutil.rmtree(cls.shared, ignore_errors=True)
-        super().tearDownClass()
 
     def cluster(self):
         cluster = ph.Cluster(self, self.registry)
@@ -128,7 +113,6 @@ class PreheatTest(ManagerCase):
                            ("peers", "all_peers")):
             with self.subTest(scope=scope):
                 amd64 = self.images[tag]["linux/amd64"]
-                arm64 = self.images[tag]["linux/arm64"]
                 start = self.registry.mark()
                 edge_source = [ph.metric(e, "zfly_fetcher_source_bytes_total") for e in edges]
                 job = self.preheat(cluster, tag, scope)

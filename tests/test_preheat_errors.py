@@ -17,47 +17,26 @@ for a job the manager refuses (400), 3 when the manager is unreachable, 4 for a 
 """
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
 import preheattest as ph  # noqa: E402
 import registry as reg  # noqa: E402
 import zflytest  # noqa: E402
-from managertest import ManagerCase  # noqa: E402
 
 REPO = "private/app"
 EXIT_USAGE, EXIT_UNREACHABLE, EXIT_UNAUTHORISED, EXIT_JOB_FAILED = 2, 3, 4, 5
 
 
-class PreheatErrorsTest(ManagerCase):
-    backend = "sqlite"
+class PreheatErrorsTest(ph.RegistryCase):
+    seeds = 1
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.shared = tempfile.mkdtemp(prefix="zfly-preheat-errors-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
+    def push_images(cls):
         layout = ph.build_multiarch(cls.shared, "app", layers=1, layer_bytes=128 << 10)
         ph.push_multiarch(layout, "app", cls.registry, REPO)
         cls.blobs = ph.image_blobs(layout, "app")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        shutil.rmtree(cls.shared, ignore_errors=True)
-        super().tearDownClass()
-
-    def setUp(self):
-        super().setUp()
-        self.cluster = ph.Cluster(self, self.registry)
-        self.cluster.scheduler()
-        self.cluster.seed("seed-1")
-        self.cluster.wait_seeds(1)
 
     def image(self, tag="app", address=None):
         return f"{address or self.registry.address}/{REPO}:{tag}"

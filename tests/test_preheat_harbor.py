@@ -23,18 +23,14 @@ import datetime
 import json
 import os
 import re
-import shutil
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
 import preheattest as ph  # noqa: E402
-import registry as reg  # noqa: E402
 import zflytest  # noqa: E402
-from managertest import ManagerCase  # noqa: E402
 
 REPO = "private/app"
 
@@ -150,15 +146,11 @@ def go_field(answer, name):
     return None
 
 
-class HarborTest(ManagerCase):
-    backend = "sqlite"
+class HarborTest(ph.RegistryCase):
+    seeds = 1
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.shared = tempfile.mkdtemp(prefix="zfly-harbor-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
+    def push_images(cls):
         cls.images, cls.digests = {}, {}
         for name in ("harbor", "harbor-212", "harbor-legacy"):
             layout = ph.build_multiarch(cls.shared, name, layers=1, layer_bytes=256 << 10)
@@ -166,19 +158,8 @@ class HarborTest(ManagerCase):
             cls.images[name] = ph.image_blobs(layout, name)["linux/amd64"]
             cls.digests[name] = ph.index_digest(layout, name)
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        shutil.rmtree(cls.shared, ignore_errors=True)
-        super().tearDownClass()
-
     def setUp(self):
         super().setUp()
-        self.cluster = ph.Cluster(self, self.registry)
-        self.cluster.scheduler()
-        self.cluster.seed("seed-1")
-        self.cluster.wait_seeds(1)
         self.port = self.cluster.manager.api_port
         self.pat = self.cluster.manager.token
 

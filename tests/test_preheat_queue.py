@@ -23,7 +23,6 @@ import os
 import re
 import signal
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))

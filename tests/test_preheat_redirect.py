@@ -19,11 +19,8 @@ preheat worker; a scheduler, a seed peer and an edge join it.
   second cancel answers 409; the job stays cancelled when the download is let go.
 """
 import hashlib
-import json
 import os
-import shutil
 import sys
-import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -31,20 +28,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
 import preheattest as ph  # noqa: E402
 import registry as reg  # noqa: E402
 import zflytest  # noqa: E402
-from managertest import ManagerCase  # noqa: E402
 
 REPO = "private/app"
 
 
-class PreheatRedirectTest(ManagerCase):
-    backend = "sqlite"
+class PreheatRedirectTest(ph.RegistryCase):
+    seeds = 1
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.shared = tempfile.mkdtemp(prefix="zfly-preheat-cdn-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
+    def push_images(cls):
         cls.layout = ph.build_multiarch(cls.shared, "app", layers=2, layer_bytes=512 << 10)
         ph.push_multiarch(cls.layout, "app", cls.registry, REPO)
         cls.blobs = ph.image_blobs(cls.layout, "app")
@@ -57,17 +49,10 @@ class PreheatRedirectTest(ManagerCase):
     def tearDownClass(cls):
         cls.cdn.stop()
         cls.basic.stop()
-        cls.registry.stop()
-        cls.token.stop()
-        shutil.rmtree(cls.shared, ignore_errors=True)
         super().tearDownClass()
 
     def setUp(self):
         super().setUp()
-        self.cluster = ph.Cluster(self, self.registry)
-        self.cluster.scheduler()
-        self.cluster.seed("seed-1")
-        self.cluster.wait_seeds(1)
         del self.cdn.blob_gets[:], self.cdn.cdn_requests[:]
         del self.basic.blob_gets[:], self.basic.cdn_requests[:]
 

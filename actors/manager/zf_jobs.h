@@ -117,6 +117,12 @@ zf_status_t zf_jobs_create (zf_jobs_t *self, const zf_job_input_t *input, const 
 zf_status_t zf_jobs_cancel (zf_jobs_t *self, int64_t id, const char *by, zf_error_t *err);
 zf_db_t *zf_jobs_db (zf_jobs_t *self);
 
+//  The doors' create (zf_jobs_api.c): parses the request's body (Dragonfly's, or Harbor's legacy
+//  one) and creates the job. On failure it answers the request itself (400 with the field's
+//  error, or the store's failure) and returns false; else true with *id.
+bool zf_jobs_create_from_request (zf_rest_request_t *request, zf_jobs_t *jobs, bool legacy,
+                                  int64_t *id);
+
 void zf_jobs_api_register (zf_rest_t *rest, zf_jobs_t *jobs);
 void zf_jobs_harbor_register (zf_rest_t *rest, zf_jobs_t *jobs);
 

@@ -32,27 +32,36 @@ static void s_reply_job (zf_rest_request_t *request, zf_jobs_t *jobs, unsigned i
         zf_rest_reply_json (request, status, job);
 }
 
-static void s_create (zf_rest_request_t *request, void *arg)
+bool zf_jobs_create_from_request (zf_rest_request_t *request, zf_jobs_t *jobs, bool legacy,
+                                  int64_t *id)
 {
-    zf_jobs_t *jobs = arg;
     json_t *body = zf_rest_json_body (request);
     if (!body)
-        return;
+        return false; //  zf_rest answered
     zf_job_input_t input;
     zf_error_t err;
-    zf_status_t status = zf_job_input_parse (body, &input, &err);
+    zf_status_t status = legacy ? zf_job_input_parse_legacy (body, &input, &err)
+                                : zf_job_input_parse (body, &input, &err);
     json_decref (body);
     if (status != ZF_OK) {
         zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
-        return;
+        return false;
     }
-    int64_t id = 0;
-    status = zf_jobs_create (jobs, &input, zf_rest_principal (request), &id, &err);
+    status = zf_jobs_create (jobs, &input, zf_rest_principal (request), id, &err);
     zf_job_input_clear (&input);
     if (status != ZF_OK) {
         zf_manager_reply_failure (request, &err);
-        return;
+        return false;
     }
+    return true;
+}
+
+static void s_create (zf_rest_request_t *request, void *arg)
+{
+    zf_jobs_t *jobs = arg;
+    int64_t id = 0;
+    if (!zf_jobs_create_from_request (request, jobs, false, &id))
+        return;
     char location[64];
     snprintf (location, sizeof location, "/api/v1/jobs/%" PRId64, id);
     zf_rest_add_header (request, "Location", location);

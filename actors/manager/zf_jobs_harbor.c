@@ -120,26 +120,9 @@ static void s_healthy (zf_rest_request_t *request, void *arg)
 
 static void s_create (zf_rest_request_t *request, void *arg)
 {
-    zf_jobs_t *jobs = arg;
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return;
-    zf_job_input_t input;
-    zf_error_t err;
-    zf_status_t status = zf_job_input_parse (body, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
-        return;
-    }
     int64_t id = 0;
-    status = zf_jobs_create (jobs, &input, zf_rest_principal (request), &id, &err);
-    zf_job_input_clear (&input);
-    if (status != ZF_OK) {
-        zf_manager_reply_failure (request, &err);
-        return;
-    }
-    s_reply_job (request, jobs, id); //  200, as Dragonfly answers (Harbor takes any 2xx but 208)
+    if (zf_jobs_create_from_request (request, arg, false, &id))
+        s_reply_job (request, arg, id); //  200, as Dragonfly answers (Harbor takes any 2xx but 208)
 }
 
 static void s_get (zf_rest_request_t *request, void *arg)
@@ -160,25 +143,9 @@ static void s_ping (zf_rest_request_t *request, void *arg)
 
 static void s_legacy_create (zf_rest_request_t *request, void *arg)
 {
-    zf_jobs_t *jobs = arg;
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return;
-    zf_job_input_t input;
-    zf_error_t err;
-    zf_status_t status = zf_job_input_parse_legacy (body, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
-        return;
-    }
     int64_t id = 0;
-    status = zf_jobs_create (jobs, &input, zf_rest_principal (request), &id, &err);
-    zf_job_input_clear (&input);
-    if (status != ZF_OK) {
-        zf_manager_reply_failure (request, &err);
+    if (!zf_jobs_create_from_request (request, arg, true, &id))
         return;
-    }
     char text[24];
     snprintf (text, sizeof text, "%" PRId64, id);
     zf_rest_reply_json (request, 200, json_pack ("{s:s}", "ID", text));

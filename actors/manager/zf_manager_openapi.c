@@ -48,6 +48,14 @@ static const s_operation_t s_operations[] = {
      "A task's peers, parents and bytes per source, from its scheduler ({id}: task id or "
      "sha256:digest; filter: cluster_id)",
      NULL, "Swarm", false, false},
+    //  Preheat jobs (zf_jobs_api.c); Harbor's providers are outside /api/v1 and not listed.
+    {"get", "/api/v1/jobs", "List preheat jobs, newest first (filters: state, type)", NULL,
+     "page:Job", false, true},
+    {"post", "/api/v1/jobs", "Create a preheat job", "JobInput", "Job", true, false},
+    {"get", "/api/v1/jobs/{id}", "A preheat job with its blobs, per blob and per host", NULL, "Job",
+     false, false},
+    {"post", "/api/v1/jobs/{id}/cancel", "Cancel a pending or running job (409 once it ended)",
+     NULL, "Job", true, false},
 };
 
 //  Schemas as compact JSON text: short to write, checked by json_loads at first use.
@@ -130,6 +138,31 @@ static const struct {
      "\"parents\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"received\":{"
      "\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"from\":{"
      "\"type\":\"string\"},\"bytes\":{\"type\":\"integer\"}}}}}}}}}"},
+    {"JobInput",
+     "{\"type\":\"object\",\"required\":[\"args\"],\"properties\":{\"type\":{\"type\":"
+     "\"string\",\"enum\":[\"preheat\"]},\"args\":{\"type\":\"object\",\"properties\":{"
+     "\"type\":{\"type\":\"string\",\"enum\":[\"image\",\"file\"]},\"url\":{\"type\":"
+     "\"string\"},\"urls\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},"
+     "\"platform\":{\"type\":\"string\",\"example\":\"linux/amd64\"},\"scope\":{\"type\":"
+     "\"string\",\"enum\":[\"single_seed_peer\",\"all_seed_peers\",\"all_peers\"]},"
+     "\"tag\":{\"type\":\"string\"},\"headers\":{\"type\":\"object\"},\"username\":{"
+     "\"type\":\"string\"},\"password\":{\"type\":\"string\"},\"concurrent_count\":{"
+     "\"type\":\"integer\"},\"timeout\":{\"type\":\"integer\",\"description\":"
+     "\"nanoseconds\"}}},\"scheduler_cluster_ids\":{\"type\":\"array\",\"nullable\":true,"
+     "\"items\":{\"type\":\"integer\"}}}}"},
+    {"Job",
+     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"type\":{"
+     "\"type\":\"string\"},\"state\":{\"type\":\"string\",\"enum\":[\"pending\","
+     "\"running\",\"success\",\"failure\",\"cancelled\"]},\"args\":{\"type\":\"object\"},"
+     "\"scheduler_cluster_ids\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"}},"
+     "\"created_by\":{\"type\":\"string\"},\"created_at\":{\"type\":\"string\"},"
+     "\"updated_at\":{\"type\":\"string\"},\"started_at\":{\"type\":\"string\","
+     "\"nullable\":true},\"finished_at\":{\"type\":\"string\",\"nullable\":true},"
+     "\"worker\":{\"type\":\"string\"},\"attempt\":{\"type\":\"integer\"},\"error\":{"
+     "\"type\":\"string\",\"nullable\":true},\"images\":{\"type\":\"array\"},"
+     "\"progress\":{\"type\":\"object\"},\"blobs\":{\"type\":\"array\",\"description\":"
+     "\"one job only: url, digest, content_length, state, hosts[host, ip, cluster_id, state, "
+     "bytes_done, attempts, description]\"}}}"},
     {"PersonalAccessTokenCreated",
      "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"token\":{\"type\":"
      "\"string\"},\"scopes\":{\"type\":\"string\"}}}"},
