@@ -792,8 +792,8 @@ static void s_complete (self_t *self)
         char size_text[32], rate_text[32], source_text[32], parents_text[32];
         zf_human_bytes (self->content_length, size_text, sizeof size_text);
         zf_human_bytes (seconds > 0 ? (uint64_t) ((double) self->content_length / seconds)
-                                   : self->content_length,
-                       rate_text, sizeof rate_text);
+                                    : self->content_length,
+                        rate_text, sizeof rate_text);
         zf_human_bytes (self->bytes_from_source, source_text, sizeof source_text);
         zf_human_bytes (self->bytes_from_parents, parents_text, sizeof parents_text);
         fprintf (stderr,
