@@ -32,7 +32,7 @@ function cacheUse(host) {
   const capacity = host.cache_capacity;
   const percent = Math.min(100, Math.round((host.cache_bytes / capacity) * 100));
   const tasks = host.cache_tasks === 1 ? "1 task" : `${(host.cache_tasks ?? 0).toLocaleString()} tasks`;
-  return el("span", { class: "cache", title: `${Number(host.cache_bytes).toLocaleString()} bytes in ${tasks}` },
+  return el("span", { class: "cache", title: `${Number(host.cache_bytes).toLocaleString()} bytes in ${tasks}, of ${Number(capacity).toLocaleString()}: the cache's quota, or its filesystem's size` },
     el("meter", { min: 0, max: capacity, value: host.cache_bytes, "aria-label": `cache ${percent}% of capacity` }),
     ` ${bytes(host.cache_bytes)} of ${bytes(capacity)}, ${tasks}`);
 }
