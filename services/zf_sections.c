@@ -5,6 +5,7 @@
 #include "fetcher/zf_fetcher.h"
 #include "join/zf_join.h"
 #include "manager/zf_manager.h"
+#include "preheat/zf_preheat.h"
 #include "probe/zf_probe.h"
 #include "proxy/zf_proxy.h"
 #include "scheduler/zf_scheduler.h"
@@ -142,6 +143,8 @@ const zf_actor_kind_t zf_actor_kinds[] = {
      zf_scheduler_actor},
     {"manager", "the control plane: clusters, nodes that join, REST API, database",
      &zf_manager_section, zf_manager_actor},
+    {"preheat", "the preheat worker: resolves images, has seed peers or peers fetch their blobs",
+     &zf_preheat_section, zf_preheat_actor},
     //  Last: it tells the manager what the actors above bound (their tcp:// endpoints).
     {"join", "joins the manager's cluster: schedulers, seed peers, member keys, cached",
      &zf_join_section, zf_join_actor},

@@ -149,8 +149,10 @@ class JoinTests:
         b = self.node(manager, "b", token)
         a.log.wait_for(r"join: joined")
         b.log.wait_for(r"join: joined")
-        # A learns B's key: from its join reply, or from the event when B joined later.
-        wait_until(lambda: a.metric("zfly_join_members") == 2, 10, "a sees two members")
+        # A learns B's key: from its join reply, or from the event when B joined later. The
+        # manager's own key is a member too (preheat workers run with it).
+        wait_until(lambda: a.metric("zfly_join_members") == 3, 10, "a sees two members and the "
+                   "manager")
         a_key = read_cert(self.path("node-a.key"))[0].decode()
         context = zmq.Context()
         try:
@@ -228,8 +230,9 @@ class JoinTests:
         old.close()
         self.processes.remove(old)
         restarted = self.node(manager, "old", token)
-        restarted.log.wait_for(r"join: view cluster=default .*members=1 .*\(from the cache\)")
-        self.assertEqual(restarted.metric("zfly_join_members"), 1)
+        # members: itself and the manager's key
+        restarted.log.wait_for(r"join: view cluster=default .*members=2 .*\(from the cache\)")
+        self.assertEqual(restarted.metric("zfly_join_members"), 2)
         # A new node while the manager is down: it waits, and joins when it returns.
         newcomer = self.node(manager, "new", token)
         newcomer.log.wait_for(r"join: manager unreachable")

@@ -8,7 +8,7 @@
     The server is --server, else $ZFLY_MANAGER, else http://127.0.0.1:8888. The token is read
     from --token-file, else $ZFLY_TOKEN_FILE, else ~/.config/zfly/token (what `zfly manager
     init` printed); it is never taken on the command line, where other users could read it. */
-#include "zf_prelude.h"
+#include "zf_api_client.h"
 #include <curl/curl.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -23,11 +23,8 @@ enum {
     EXIT_REFUSED = 6,
 };
 
-#define S_RESPONSE_MAX (64 * 1024 * 1024)
-
 typedef struct {
-    const char *server;
-    char *token;
+    zf_api_client_t client; //  the manager and the token
     bool json;
     bool all;
     long page, per_page;
@@ -78,88 +75,18 @@ static void s_usage (FILE *out)
 //  ---------------------------------------------------------------------------------------------
 //  HTTP
 
-typedef struct {
-    char *data;
-    size_t size;
-} s_buffer_t;
-
-static size_t s_collect (char *data, size_t size, size_t count, void *arg)
-{
-    s_buffer_t *buffer = arg;
-    size_t bytes = size * count;
-    if (buffer->size + bytes > S_RESPONSE_MAX)
-        return 0; //  a runaway answer: curl fails the transfer
-    buffer->data = zf_realloc (buffer->data, buffer->size + bytes + 1);
-    memcpy (buffer->data + buffer->size, data, bytes);
-    buffer->size += bytes;
-    buffer->data[buffer->size] = '\0';
-    return bytes;
-}
-
-//  Sends one request; *answer gets the parsed JSON body (NULL for none). Returns an exit code,
-//  having printed what went wrong.
+//  Sends one request; *answer gets the parsed JSON body (NULL for none). Returns an exit code;
+//  zf_api_call printed what went wrong.
 static int s_call (const s_options_t *options, const char *method, const char *path, json_t *body,
                    json_t **answer)
 {
-    *answer = NULL;
-    CURL *curl = curl_easy_init ();
-    ZF_ASSERT (curl);
-    char *url = zf_asprintf ("%s%s", options->server, path);
-    char *authorization =
-        zf_asprintf ("Authorization: Bearer %s", options->token ? options->token : "");
-    struct curl_slist *headers = NULL;
-    if (options->token)
-        headers = curl_slist_append (headers, authorization);
-    headers = curl_slist_append (headers, "Accept: application/json");
-    char *text = body ? json_dumps (body, JSON_COMPACT) : NULL;
-    if (text)
-        headers = curl_slist_append (headers, "Content-Type: application/json");
-    s_buffer_t response = {0};
-    char error[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt (curl, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_collect);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &response);
-    curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, error);
-    if (text)
-        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, text);
-    CURLcode code = curl_easy_perform (curl);
-    long status = 0;
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
-    int exit_code = EXIT_OK;
-    if (code != CURLE_OK) {
-        fprintf (stderr, "zfly-admin: cannot reach the manager at %s: %s\n", options->server,
-                 *error ? error : curl_easy_strerror (code));
-        exit_code = EXIT_UNREACHABLE;
-    } else {
-        if (response.size)
-            *answer = json_loadb (response.data, response.size, 0, NULL);
-        if (status >= 400) {
-            json_t *message = *answer ? json_object_get (*answer, "message") : NULL;
-            fprintf (stderr, "zfly-admin: %s %s: %ld %s\n", method, path, status,
-                     message ? json_string_value (message) : (response.data ? response.data : ""));
-            exit_code = status == 401 || status == 403   ? EXIT_UNAUTHORISED
-                        : status == 404                  ? EXIT_NOT_FOUND
-                        : status == 400 || status == 409 ? EXIT_REFUSED
-                                                         : EXIT_OTHER;
-            json_decref (*answer);
-            *answer = NULL;
-        } else if (response.size && !*answer) {
-            fprintf (stderr, "zfly-admin: %s %s: the answer is not JSON\n", method, path);
-            exit_code = EXIT_OTHER;
-        }
-    }
-    free (text);
-    zf_free (response.data);
-    curl_slist_free_all (headers);
-    explicit_bzero (authorization, strlen (authorization));
-    zf_free (authorization);
-    zf_free (url);
-    curl_easy_cleanup (curl);
-    return exit_code;
+    long status = zf_api_call (&options->client, method, path, body, answer);
+    return status == 0                      ? EXIT_UNREACHABLE
+           : status == 401 || status == 403 ? EXIT_UNAUTHORISED
+           : status == 404                  ? EXIT_NOT_FOUND
+           : status == 400 || status == 409 ? EXIT_REFUSED
+           : status >= 400                  ? EXIT_OTHER
+                                            : EXIT_OK;
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -516,26 +443,10 @@ static int s_run (const s_options_t *options, const char *resource, const char *
     return EXIT_USAGE;
 }
 
-//  The token file's first line; NULL (and a message) when it cannot be read.
-static char *s_read_token (const char *path)
-{
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return NULL;
-    char line[256] = "";
-    if (!fgets (line, sizeof line, file))
-        line[0] = '\0';
-    fclose (file);
-    line[strcspn (line, "\r\n \t")] = '\0';
-    char *token = *line ? zf_strdup (line) : NULL;
-    explicit_bzero (line, sizeof line);
-    return token;
-}
-
 int main (int argc, char *argv[])
 {
     s_options_t options = {.page = 1, .per_page = 50};
-    const char *token_file = NULL;
+    const char *token_file = NULL, *server = NULL;
     enum {
         O_SERVER = 256,
         O_TOKEN_FILE,
@@ -587,7 +498,7 @@ int main (int argc, char *argv[])
     int option;
     while ((option = getopt_long (argc, argv, "h", long_options, NULL)) != -1) {
         switch (option) {
-        case O_SERVER: options.server = optarg; break;
+        case O_SERVER: server = optarg; break;
         case O_TOKEN_FILE: token_file = optarg; break;
         case O_JSON: options.json = true; break;
         case O_ALL: options.all = true; break;
@@ -640,27 +551,11 @@ int main (int argc, char *argv[])
         s_usage (stderr);
         return EXIT_USAGE;
     }
-    if (!options.server)
-        options.server = getenv ("ZFLY_MANAGER");
-    if (!options.server || !*options.server)
-        options.server = "http://127.0.0.1:8888";
-    if (!token_file)
-        token_file = getenv ("ZFLY_TOKEN_FILE");
-    char *default_file = NULL;
-    if (!token_file && getenv ("HOME"))
-        token_file = default_file = zf_asprintf ("%s/.config/zfly/token", getenv ("HOME"));
-    options.token = token_file ? s_read_token (token_file) : NULL;
-    if (!options.token)
-        fprintf (stderr, "zfly-admin: no token read from %s (the manager will answer 401)\n",
-                 token_file ? token_file : "--token-file");
+    zf_api_client_init (&options.client, "zfly-admin", server, token_file);
     curl_global_init (CURL_GLOBAL_DEFAULT);
     int exit_code = s_run (&options, argv[optind], argv[optind + 1],
                            argc - optind == 3 ? argv[optind + 2] : NULL);
     curl_global_cleanup ();
-    if (options.token) {
-        explicit_bzero (options.token, strlen (options.token));
-        zf_free (options.token);
-    }
-    zf_free (default_file);
+    zf_api_client_clear (&options.client);
     return exit_code;
 }

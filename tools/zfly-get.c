@@ -36,6 +36,7 @@
 #include "zf_bus.h"
 #include "zf_clock.h"
 #include "zf_config.h"
+#include "zf_human.h"
 #include "zf_log.h"
 #include "zf_msgs.h"
 #include "zf_sections.h"
@@ -548,33 +549,6 @@ static bool s_ipc_missing (const char *endpoint)
 
 // --- progress -------------------------------------------------------------------------------
 
-static void s_human_bytes (uint64_t bytes, char *text, size_t size)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double value = (double) bytes;
-    size_t unit = 0;
-    while (value >= 1024 && unit + 1 < ZF_ARRAY_LEN (units)) {
-        value /= 1024;
-        unit++;
-    }
-    if (unit == 0)
-        snprintf (text, size, "%" PRIu64 " B", bytes);
-    else
-        snprintf (text, size, "%.1f %s", value, units[unit]);
-}
-
-static void s_human_duration (double seconds, char *text, size_t size)
-{
-    if (seconds < 0 || seconds > 99 * 3600)
-        snprintf (text, size, "--");
-    else if (seconds < 60)
-        snprintf (text, size, "%ds", (int) (seconds + 0.5));
-    else if (seconds < 3600)
-        snprintf (text, size, "%dm%02ds", (int) seconds / 60, (int) seconds % 60);
-    else
-        snprintf (text, size, "%dh%02dm", (int) seconds / 3600, ((int) seconds % 3600) / 60);
-}
-
 //  What the progress display counts: the bytes already in PATH.part.
 static uint64_t s_bytes_done (const self_t *self)
 {
@@ -611,11 +585,11 @@ static void s_progress (self_t *self, bool final)
         return;
     self->last_line_ms = now;
     char done_text[32], total_text[32], rate_text[32], eta_text[32];
-    s_human_bytes (done, done_text, sizeof done_text);
-    s_human_bytes (self->content_length, total_text, sizeof total_text);
-    s_human_bytes ((uint64_t) rate, rate_text, sizeof rate_text);
+    zf_human_bytes (done, done_text, sizeof done_text);
+    zf_human_bytes (self->content_length, total_text, sizeof total_text);
+    zf_human_bytes ((uint64_t) rate, rate_text, sizeof rate_text);
     double eta = rate > 0 ? (double) (self->content_length - done) / rate : -1;
-    s_human_duration (done == self->content_length ? 0 : eta, eta_text, sizeof eta_text);
+    zf_human_duration (done == self->content_length ? 0 : eta, eta_text, sizeof eta_text);
     int percent = self->content_length ? (int) (done * 100 / self->content_length) : 100;
     if (self->progress == PROGRESS_LINES) {
         fprintf (stderr, "zfly-get: %3d%% %s of %s, %s/s, ETA %s\n", percent, done_text, total_text,
@@ -816,12 +790,12 @@ static void s_complete (self_t *self)
     if (self->progress != PROGRESS_NONE) {
         double seconds = (double) (zf_clock_mono_ms () - self->started_ms) / 1000.0;
         char size_text[32], rate_text[32], source_text[32], parents_text[32];
-        s_human_bytes (self->content_length, size_text, sizeof size_text);
-        s_human_bytes (seconds > 0 ? (uint64_t) ((double) self->content_length / seconds)
-                                   : self->content_length,
-                       rate_text, sizeof rate_text);
-        s_human_bytes (self->bytes_from_source, source_text, sizeof source_text);
-        s_human_bytes (self->bytes_from_parents, parents_text, sizeof parents_text);
+        zf_human_bytes (self->content_length, size_text, sizeof size_text);
+        zf_human_bytes (seconds > 0 ? (uint64_t) ((double) self->content_length / seconds)
+                                    : self->content_length,
+                        rate_text, sizeof rate_text);
+        zf_human_bytes (self->bytes_from_source, source_text, sizeof source_text);
+        zf_human_bytes (self->bytes_from_parents, parents_text, sizeof parents_text);
         fprintf (stderr,
                  "zfly-get: saved %s (%s in %.1fs, %s/s; task from source %s, from parents "
                  "%s)\n",
@@ -1175,7 +1149,7 @@ static void s_on_layout (self_t *self, zf_task_reader_t *reader,
     self->piece_count = event->piece_count;
     if (!self->announced && self->progress != PROGRESS_NONE) {
         char total[32];
-        s_human_bytes (self->content_length, total, sizeof total);
+        zf_human_bytes (self->content_length, total, sizeof total);
         s_progress_break (self);
         fprintf (stderr, "zfly-get: task %s: %s in %" PRIu64 " pieces\n",
                  zf_task_reader_task_id (reader), total, self->piece_count);
@@ -1265,7 +1239,7 @@ static int s_tick (zloop_t *loop, int timer_id, void *arg)
     if (self->options->idle_timeout_ms > 0
         && now - self->last_change_ms > self->options->idle_timeout_ms) {
         char idle[32];
-        s_human_duration ((double) self->options->idle_timeout_ms / 1000, idle, sizeof idle);
+        zf_human_duration ((double) self->options->idle_timeout_ms / 1000, idle, sizeof idle);
         s_fail (self, EXIT_OTHER,
                 "%s: no progress for %s (%" PRIu64 " of %" PRIu64 " pieces); giving up, the "
                 "daemon keeps the pieces it has",

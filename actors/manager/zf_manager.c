@@ -2,6 +2,7 @@
 #include "zf_manager.h"
 #include "zf_clock.h"
 #include "zf_log.h"
+#include "zf_jobs.h"
 #include "zf_manager_internal.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
@@ -54,6 +55,19 @@ static const zf_config_key_t s_keys[] = {
      .min = 200,
      .max = 3600000,
      .help = "silence after which a scheduler or seed peer is marked inactive"},
+    {.key = "queue",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_manager_config_t, queue),
+     .default_text = "",
+     .help = "preheat job queue: empty: the manager's own (workers in its process or asking "
+             "over the bus); redis://HOST:PORT: a Redis stream (cluster mode)"},
+    {.key = "job_lease",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_manager_config_t, job_lease_ms),
+     .default_text = "15s",
+     .min = 200,
+     .max = 3600000,
+     .help = "a preheat worker silent this long loses its job to another worker"},
 };
 
 const zf_config_section_t zf_manager_section = {
@@ -64,13 +78,14 @@ const zf_config_section_t zf_manager_section = {
     .struct_size = sizeof (zf_manager_config_t),
 };
 
-//  Route modules, registered in order at start. The preheat worker's jobs API and Harbor's
-//  open API add their register functions here.
+//  Route modules, registered in order at start.
 static zf_manager_module_fn *const s_modules[] = {
-    zf_manager_api_register,
-    zf_manager_api_auth_register,
-    zf_manager_openapi_register,
+    zf_manager_api_register,   zf_manager_api_auth_register, zf_manager_openapi_register,
+    zf_manager_swarm_register, zf_manager_console_register,
+    zf_jobs_register, //  preheat: /api/v1/jobs, Harbor's providers, the workers' queue
 };
+
+#define S_STOP_HOOKS_MAX 4
 
 #define S_CHANGED_KEYS_MAX 1
 
@@ -82,6 +97,13 @@ struct zf_manager_s {
     zf_db_t *db;
     zf_rest_t *rest;
     zf_histogram_t *join_seconds;
+    zloop_t *loop;
+    //  Modules' teardown, run before the bus and the database go (zf_manager_on_stop).
+    struct {
+        zf_manager_stop_fn *fn;
+        void *arg;
+    } stop_hooks[S_STOP_HOOKS_MAX];
+    size_t stop_hook_count;
     //  The view each cluster's nodes are told, kept between joins ("ID" -> json_t): a join
     //  storm adds one key per join, and rebuilding the member list from the database each
     //  time made a join cost in proportion to the cluster's size. A new member appends its
@@ -156,6 +178,10 @@ static s_view_t *s_view (zf_manager_t *self, const zf_join_result_t *result, con
     json_t *member;
     json_array_foreach (members, index, member)
         s_append_key (fresh->keys, json_string_value (member));
+    //  The manager's own key is a member of every cluster: preheat workers, which run with
+    //  the manager's keypair, send their blobs to the nodes' fetchers (zf_jobs.h).
+    if (zf_node_public_key (self->node))
+        s_append_key (fresh->keys, zf_node_public_key (self->node));
     json_object_del (view, "members"); //  the chunk holds them
     fresh->view = view;
     zhashx_update (self->views, id, fresh);
@@ -170,6 +196,28 @@ zf_db_t *zf_manager_db (zf_manager_t *self)
 zf_bus_t *zf_manager_bus (zf_manager_t *self)
 {
     return self->bus;
+}
+
+zloop_t *zf_manager_loop (zf_manager_t *self)
+{
+    return self->loop;
+}
+
+zf_node_t *zf_manager_node (zf_manager_t *self)
+{
+    return self->node;
+}
+
+const zf_manager_config_t *zf_manager_config (zf_manager_t *self)
+{
+    return self->config;
+}
+
+void zf_manager_on_stop (zf_manager_t *self, zf_manager_stop_fn *fn, void *arg)
+{
+    ZF_ASSERT (self->stop_hook_count < S_STOP_HOOKS_MAX);
+    self->stop_hooks[self->stop_hook_count].fn = fn;
+    self->stop_hooks[self->stop_hook_count++].arg = arg;
 }
 
 static void s_count_join (const char *result)
@@ -346,6 +394,9 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         .storage_endpoint = body->storage,
         .fetcher_endpoint = body->fetcher,
         .seed = body->seed,
+        .cache_bytes = body->cache_bytes,
+        .cache_tasks = body->cache_tasks,
+        .cache_capacity = body->cache_capacity,
     };
     zf_join_result_t result;
     zf_error_t err;
@@ -468,8 +519,10 @@ void zf_manager_actor (zsock_t *pipe, void *args)
     self.views = zhashx_new ();
     zhashx_set_destructor (self.views, s_view_destroy);
     zf_error_t err;
-    self.bus = zf_bus_new_open (actor->node, actor->name, self.config->bind,
-                                self.config->events_bind, &err);
+    bool valid = zf_jobs_config_valid (self.config, &err);
+    self.bus = valid ? zf_bus_new_open (actor->node, actor->name, self.config->bind,
+                                        self.config->events_bind, &err)
+                     : NULL;
     zsock_signal (pipe, 0);
     if (!self.bus) {
         zf_actor_fatal (pipe, self.name, "%s", err.message);
@@ -493,15 +546,17 @@ void zf_manager_actor (zsock_t *pipe, void *args)
             return;
         }
         zf_rest_set_auth (self.rest, s_auth, &self);
+    }
+    zloop_t *loop = zloop_new ();
+    self.loop = loop;
+    if (self.rest)
         for (size_t index = 0; index < ZF_ARRAY_LEN (s_modules); index++)
             s_modules[index](self.rest, &self);
-    }
     static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
     self.join_seconds =
         zf_metrics_histogram ("zfly_manager_join_seconds", "Time the manager took to answer a join",
                               buckets, ZF_ARRAY_LEN (buckets), NULL);
     zf_bus_handle (self.bus, ZF_MSG_MANAGER_JOIN, s_handle_join, &self);
-    zloop_t *loop = zloop_new ();
     zloop_set_nonstop (loop, true);
     zloop_reader (loop, pipe, zf_actor_pipe_term, NULL);
     zf_bus_attach (self.bus, loop);
@@ -517,6 +572,10 @@ void zf_manager_actor (zsock_t *pipe, void *args)
     zstr_send (pipe, "READY");
     zloop_start (loop);
     zf_rest_destroy (&self.rest);
+    while (self.stop_hook_count > 0) {
+        self.stop_hook_count--;
+        self.stop_hooks[self.stop_hook_count].fn (self.stop_hooks[self.stop_hook_count].arg);
+    }
     zf_bus_destroy (&self.bus);
     zloop_destroy (&loop);
     zf_db_close (&self.db);

@@ -26,6 +26,8 @@ typedef struct {
     int64_t refresh_ms;           //  how often ordinary nodes refresh their view
     int64_t keepalive_ms;         //  how often schedulers and seed peers refresh (keep-alive)
     int64_t keepalive_timeout_ms; //  silence after which they are marked inactive
+    char *queue;                  //  preheat jobs: "" the manager's own queue, or redis://…
+    int64_t job_lease_ms;         //  a preheat worker silent this long loses its job
 } zf_manager_config_t;
 
 extern const zf_config_section_t zf_manager_section;

@@ -2,8 +2,8 @@
 
     The REST API is built from modules, each registering its routes at start (zf_manager.c,
     s_modules): the manager's own resources (zf_manager_api.c: clusters, hosts, schedulers,
-    seed peers; zf_manager_api_auth.c: join tokens, users, personal access tokens) and later
-    the preheat worker's jobs and Harbor's open API. A module's handlers run on the manager's
+    seed peers; zf_manager_api_auth.c: join tokens, users, personal access tokens) and the
+    preheat jobs with Harbor's providers (zf_jobs.h). A module's handlers run on the manager's
     thread, with the manager's database and bus; a handler that waits for another actor keeps
     its zf_rest_request_t and answers when the bus reply comes. */
 #ifndef ZF_MANAGER_INTERNAL_H_INCLUDED
@@ -21,6 +21,15 @@ typedef void (zf_manager_module_fn) (zf_rest_t *rest, zf_manager_t *manager);
 
 zf_db_t *zf_manager_db (zf_manager_t *self);
 zf_bus_t *zf_manager_bus (zf_manager_t *self);
+//  The manager's loop (for a module's timers), node and configuration.
+zloop_t *zf_manager_loop (zf_manager_t *self);
+zf_node_t *zf_manager_node (zf_manager_t *self);
+const zf_manager_config_t *zf_manager_config (zf_manager_t *self);
+
+//  Runs fn (arg) when the manager stops, after the REST server and before the bus and the
+//  database close: a module's teardown. Hooks run in reverse order of registration.
+typedef void (zf_manager_stop_fn) (void *arg);
+void zf_manager_on_stop (zf_manager_t *self, zf_manager_stop_fn *fn, void *arg);
 
 //  Tells the cluster's nodes what changed (manager.changed with the cluster's new version).
 void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const char *added_key,
@@ -43,5 +52,9 @@ void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager);
 void zf_manager_api_auth_register (zf_rest_t *rest, zf_manager_t *manager);
 //  GET /api/v1/openapi.json: the document describing every route above.
 void zf_manager_openapi_register (zf_rest_t *rest, zf_manager_t *manager);
+//  The web console's static files under /console/ (zf_manager_console.c).
+void zf_manager_console_register (zf_rest_t *rest, zf_manager_t *manager);
+//  GET /api/v1/tasks/{id}/swarm: a task's peers as its scheduler sees them (zf_manager_swarm.c).
+void zf_manager_swarm_register (zf_rest_t *rest, zf_manager_t *manager);
 
 #endif

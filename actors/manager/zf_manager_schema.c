@@ -9,7 +9,8 @@
                     config handed to its nodes, and members_version, bumped whenever its
                     member keys change (nodes apply membership changes in that order)
     hosts           every node that joined: its name, the CURVE key that authenticated the
-                    join (the identity; unique), its cluster, labels, state active|revoked
+                    join (the identity; unique), its cluster, labels, state active|revoked,
+                    its cache use as last reported (bytes, tasks, capacity)
     schedulers      hosts that serve the scheduler actor: endpoint, key, state, keep-alive
     seed_peers      hosts with a seed fetcher: storage and fetcher endpoints, key, keep-alive
     join_tokens     hashed; optional expiry, maximum uses, a cluster they pin joins to
@@ -159,8 +160,41 @@ static const char *const s_v1[] = {
     NULL,
 };
 
+//  Preheat (actors/manager/zf_jobs*.c): who runs a job and how far it got, its sealed
+//  credentials, per-blob sizes and progress of its tasks; and every host's fetcher endpoint,
+//  which all_peers preheats need (not only seed peers' any more).
+static const char *const s_v2[] = {
+    "ALTER TABLE jobs ADD COLUMN secrets MEDIUMTEXT",
+    "ALTER TABLE jobs ADD COLUMN error MEDIUMTEXT",
+    "ALTER TABLE jobs ADD COLUMN worker VARCHAR(128) NOT NULL DEFAULT ''",
+    "ALTER TABLE jobs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN queue_ref VARCHAR(64) NOT NULL DEFAULT ''",
+    "ALTER TABLE jobs ADD COLUMN heartbeat_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN started_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN finished_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN tasks_total BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE job_tasks ADD COLUMN digest VARCHAR(80) NOT NULL DEFAULT ''",
+    "ALTER TABLE job_tasks ADD COLUMN content_length BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE job_tasks ADD COLUMN bytes_done BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE job_tasks ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0",
+    "CREATE UNIQUE INDEX IF NOT EXISTS job_tasks_key ON job_tasks (job_id, task_id, host_name)",
+    "ALTER TABLE hosts ADD COLUMN fetcher_endpoint VARCHAR(256) NOT NULL DEFAULT ''",
+    NULL,
+};
+
+//  Each host's cache as its storage measured it before its last join (storage.usage): NULL
+//  until a node with storage joins.
+static const char *const s_v3_cache[] = {
+    "ALTER TABLE hosts ADD COLUMN cache_bytes BIGINT",
+    "ALTER TABLE hosts ADD COLUMN cache_tasks BIGINT",
+    "ALTER TABLE hosts ADD COLUMN cache_capacity BIGINT",
+    NULL,
+};
+
 const zf_db_migration_t zf_manager_migrations[] = {
     {1, "clusters, hosts, schedulers, seed peers, join tokens, users, tokens, jobs", s_v1},
+    {2, "preheat: job workers, leases, sealed credentials, task progress; hosts' fetchers", s_v2},
+    {3, "hosts' cache use", s_v3_cache},
 };
 
 const size_t zf_manager_migration_count = ZF_ARRAY_LEN (zf_manager_migrations);

@@ -1009,6 +1009,24 @@ static void s_handle_shift_clock (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
     zf_bus_reply (self->bus, ret, &zf_msg_storage_clock, &clock, NULL);
 }
 
+//  How full the cache is (storage.measure), for the join actor's keep-alive: anyone may ask.
+static void s_handle_measure (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    uint64_t used = 0, capacity = 0;
+    if (!s_usage (self, &used, &capacity)) {
+        zf_bus_reply_error (self->bus, &request->return_to, ZF_E_IO, "",
+                            "cannot measure the cache directory %s", zf_store_dir (self->store));
+        return;
+    }
+    zf_msg_storage_usage_t usage = {.bytes = zf_store_bytes (self->store),
+                                    .tasks = zf_store_task_count (self->store),
+                                    .used = used,
+                                    .capacity = capacity};
+    zf_bus_reply (self->bus, &request->return_to, &zf_msg_storage_usage, &usage, NULL);
+}
+
 // ---- the actor ---------------------------------------------------------------------------------
 
 static int s_pipe_command (zloop_t *loop, zsock_t *pipe, void *arg)
@@ -1089,6 +1107,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_COMPLETE, s_handle_complete, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_REMOVE, s_handle_remove, &self);
     zf_bus_handle (self.bus, ZF_MSG_STORAGE_SHIFT_CLOCK, s_handle_shift_clock, &self);
+    zf_bus_handle (self.bus, ZF_MSG_STORAGE_MEASURE, s_handle_measure, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_WRITE, s_handle_piece_write, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_READ, s_handle_piece_read, &self);
     zf_bus_handle (self.bus, ZF_MSG_PIECE_LOCATE, s_handle_piece_locate, &self);

@@ -1,0 +1,561 @@
+/*  zf_preheat.c — the worker: the queue, the manager's verdicts, reports, the leases. */
+#include "zf_preheat.h"
+#include "zf_clock.h"
+#include "zf_job_stream.h"
+#include "zf_log.h"
+#include "zf_metrics.h"
+#include "zf_preheat_job.h"
+#include "zf_resolver.h"
+#include <openssl/rand.h>
+
+#define S_TICK_MS         100
+#define S_TAKE_WAIT_MS    5000 //  a job.take the manager may hold
+#define S_CALL_TIMEOUT_MS 5000
+#define S_REPORT_MS       1000 //  changed tasks are reported at most this often
+#define S_RETRY_MS        1000 //  a manager that did not answer is asked again after this
+#define S_BATCH_MAX       64   //  tasks per job.update (schemas/preheat.schema)
+
+static const zf_config_key_t s_keys[] = {
+    {.key = "queue",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_preheat_config_t, queue),
+     .default_text = "",
+     .help = "where jobs wait: empty: the manager's own queue; redis://HOST:PORT: the Redis "
+             "stream (the same as [manager] queue)"},
+    {.key = "manager",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_preheat_config_t, manager),
+     .default_text = "manager",
+     .help = "the manager actor: in this process, or an [endpoints] name"},
+    {.key = "jobs",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_preheat_config_t, jobs),
+     .default_text = "2",
+     .min = 1,
+     .max = 64,
+     .help = "jobs this worker runs at once"},
+    {.key = "lease",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_preheat_config_t, lease_ms),
+     .default_text = "15s",
+     .min = 200,
+     .max = 3600000,
+     .help = "as [manager] job_lease: a worker silent this long loses its job to another"},
+    {.key = "concurrency",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_preheat_config_t, concurrency),
+     .default_text = "4",
+     .min = 1,
+     .max = 1000,
+     .help = "blobs of a job in flight at once, when the job does not say"},
+    {.key = "retries",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_preheat_config_t, retries),
+     .default_text = "3",
+     .min = 0,
+     .max = 100,
+     .help = "attempts after the first for a blob on a host, and for reaching a registry"},
+    {.key = "retry_delay",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_preheat_config_t, retry_delay_ms),
+     .default_text = "1s",
+     .min = 10,
+     .max = 600000,
+     .help = "wait before the first retry; doubled after each failure, at most 60 s"},
+    {.key = "timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_preheat_config_t, timeout_ms),
+     .default_text = "30m",
+     .min = 1000,
+     .max = 604800000,
+     .help = "a job's deadline when the job does not say (Dragonfly's default: 30 min)"},
+    {.key = "poll",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_preheat_config_t, poll_ms),
+     .default_text = "500ms",
+     .min = 10,
+     .max = 60000,
+     .help = "how often a running task is asked for its progress (task.query)"},
+    {.key = "request_timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_preheat_config_t, request_timeout_ms),
+     .default_text = "30s",
+     .min = 100,
+     .max = 600000,
+     .help = "deadline of each request to a registry (manifests, tokens)"},
+    {.key = "plain_http",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_preheat_config_t, plain_http),
+     .default_text = "",
+     .help = "registries (HOST[:PORT], blank-separated) that image references reach over "
+             "http://, not https://"},
+    {.key = "hosts",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_preheat_config_t, hosts),
+     .default_text = "",
+     .help = "NAME=ADDR:PORT pairs: connect to registry NAME at ADDR:PORT (split DNS, tests)"},
+    {.key = "upstream_ca",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_preheat_config_t, upstream_ca),
+     .default_text = "",
+     .help = "CA bundle trusted for registry HTTPS (a private CA); empty: the system's"},
+};
+
+const zf_config_section_t zf_preheat_section = {
+    .name = "preheat",
+    .help = "the preheat worker: takes jobs from the queue, resolves images, has seed peers or "
+            "peers fetch their blobs",
+    .keys = s_keys,
+    .key_count = ZF_ARRAY_LEN (s_keys),
+    .struct_size = sizeof (zf_preheat_config_t),
+};
+
+typedef struct self_s self_t;
+
+typedef enum {
+    S_STARTING,  //  job.start until the manager says run (or not)
+    S_RUNNING,   //  the job runs; changes reported
+    S_FINISHING, //  the job ended; its last changes and its end reported
+} s_phase_t;
+
+//  A job this worker took from the queue.
+typedef struct {
+    self_t *worker;
+    int64_t id;
+    char queue_ref[ZF_JOB_STREAM_REF_MAX];
+    s_phase_t phase;
+    zf_preheat_job_t *job;
+    bool in_flight; //  a job.start or job.update is out
+    bool final_out; //  the update in flight carries the job's end
+    zf_preheat_batch_t batch;
+    int64_t next_call;   //  monotonic ms
+    int64_t last_report; //  the last update the manager took
+    int64_t next_renew;  //  Redis: touch the entry
+    int64_t last_renew;  //  Redis: the last touch Redis confirmed
+} s_held_t;
+
+struct self_s {
+    const char *name;
+    const zf_preheat_config_t *config;
+    zf_node_t *node;
+    zf_bus_t *bus;
+    zloop_t *loop;
+    zf_curl_loop_t *curl;
+    zf_job_stream_t *stream;
+    char worker[200]; //  this worker's name: actor@node#random, unique per process
+    zlistx_t *held;   //  s_held_t
+    bool take_out;    //  a job.take is out
+    int64_t next_take;
+    zf_preheat_settings_t settings;
+    zf_preheat_env_t env;
+    zf_gauge_t *jobs_gauge;
+};
+
+//  ---------------------------------------------------------------------------------------------
+//  Letting go of a job
+
+//  ack: the manager recorded the job's end (or it had ended): the stream entry goes.
+static void s_release (s_held_t *held, bool ack, const char *why)
+{
+    self_t *self = held->worker;
+    if (ack && self->stream) {
+        zf_error_t err;
+        if (zf_job_stream_ack (self->stream, held->queue_ref, &err) != ZF_OK)
+            //  The entry stays pending: it is claimed again after a lease, and the manager
+            //  answers that claim "done".
+            zf_warning (self->name, "job %" PRId64 ": entry %s not acknowledged: %s", held->id,
+                        held->queue_ref, err.message);
+    }
+    zf_info (self->name, "job %" PRId64 " released: %s", held->id, why);
+    zf_bus_forget (self->bus, held);
+    if (held->batch.tasks && held->job)
+        zf_preheat_job_reported (held->job, &held->batch, false);
+    zf_preheat_job_destroy (&held->job);
+    for (s_held_t *item = zlistx_first (self->held); item; item = zlistx_next (self->held))
+        if (item == held) {
+            zlistx_delete (self->held, zlistx_cursor (self->held));
+            break;
+        }
+    zf_gauge_set (self->jobs_gauge, (double) zlistx_size (self->held));
+    self->next_take = 0; //  room for another
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  job.start
+
+static void s_on_started (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                          const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    s_held_t *held = arg;
+    self_t *self = held->worker;
+    held->in_flight = false;
+    if (status != ZF_OK || !streq (reply->env.type, ZF_MSG_JOB_STARTED)) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 60000);
+        zf_warning_limited (&limit, self->name, "job %" PRId64 ": the manager did not start it: %s",
+                            held->id, err ? err->message : reply->env.type);
+        held->next_call = zf_clock_mono_ms () + S_RETRY_MS;
+        return;
+    }
+    const zf_msg_job_started_t *started = reply->env.body;
+    if (streq (started->verdict, "run")) {
+        held->phase = S_RUNNING;
+        held->last_report = zf_clock_mono_ms ();
+        held->next_call = held->last_report + S_REPORT_MS;
+        held->job = zf_preheat_job_new (&self->env, started);
+        return;
+    }
+    bool ack = streq (started->verdict, "done") || streq (started->verdict, "cancelled")
+               || streq (started->verdict, "stale");
+    char why[1100];
+    snprintf (why, sizeof why, "the manager says %s%s%s", started->verdict,
+              *started->message ? ": " : "", started->message);
+    s_release (held, ack, why);
+}
+
+static void s_send_start (s_held_t *held)
+{
+    self_t *self = held->worker;
+    zf_msg_job_start_t start = {
+        .job_id = (uint64_t) held->id, .worker = self->worker, .queue_ref = held->queue_ref};
+    zf_bus_call_t call = {.timeout_ms = S_CALL_TIMEOUT_MS, .retries = 1};
+    zf_error_t err;
+    if (zf_bus_request (self->bus, self->config->manager, &zf_msg_job_start, &start, NULL, call,
+                        s_on_started, held, &err)
+        != ZF_OK) {
+        held->next_call = zf_clock_mono_ms () + S_RETRY_MS;
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 60000);
+        zf_warning_limited (&limit, self->name, "job %" PRId64 ": %s", held->id, err.message);
+        return;
+    }
+    held->in_flight = true;
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  job.update
+
+static void s_on_updated (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                          const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    s_held_t *held = arg;
+    self_t *self = held->worker;
+    held->in_flight = false;
+    int64_t now = zf_clock_mono_ms ();
+    bool final = held->final_out;
+    held->final_out = false;
+    if (status != ZF_OK || !streq (reply->env.type, ZF_MSG_JOB_UPDATED)) {
+        zf_preheat_job_reported (held->job, &held->batch, false);
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 60000);
+        zf_warning_limited (&limit, self->name, "job %" PRId64 ": report not taken: %s", held->id,
+                            err ? err->message : reply->env.type);
+        held->next_call = now + S_RETRY_MS;
+        return;
+    }
+    const zf_msg_job_updated_t *updated = reply->env.body;
+    if (streq (updated->verdict, "ok")) {
+        zf_preheat_job_reported (held->job, &held->batch, true);
+        held->last_report = now;
+        if (final) {
+            s_release (held, true, "its end is recorded");
+            return;
+        }
+        held->next_call = now + (held->phase == S_FINISHING ? 0 : S_REPORT_MS);
+        return;
+    }
+    zf_preheat_job_reported (held->job, &held->batch, false);
+    if (streq (updated->verdict, "cancelled"))
+        s_release (held, true, "cancelled");
+    else if (streq (updated->verdict, "done"))
+        s_release (held, true, "it ended elsewhere");
+    else //  lost: another worker may hold it now; its entry is not ours to acknowledge
+        s_release (held, false, "lost: the manager gave it to another worker");
+}
+
+static void s_send_update (s_held_t *held)
+{
+    self_t *self = held->worker;
+    const char *state = "running", *error = "";
+    bool ended = zf_preheat_job_ended (held->job, &state, &error);
+    zf_preheat_job_changes (held->job, S_BATCH_MAX, &held->batch);
+    //  The end goes with the last of the changes, never ahead of them.
+    bool final = ended && !held->batch.more;
+    zf_msg_job_update_t update = {
+        .job_id = (uint64_t) held->id,
+        .worker = self->worker,
+        .attempt = (uint64_t) zf_preheat_job_attempt (held->job),
+        .state = (char *) (final ? state : "running"),
+        .error = (char *) (final ? error : ""),
+        .images = {.items = held->batch.images, .count = held->batch.image_count},
+        .tasks_total = held->batch.tasks_total,
+        .tasks = {.items = held->batch.tasks, .count = held->batch.count},
+    };
+    zf_bus_call_t call = {.timeout_ms = S_CALL_TIMEOUT_MS, .retries = 1};
+    zf_error_t err;
+    if (zf_bus_request (self->bus, self->config->manager, &zf_msg_job_update, &update, NULL, call,
+                        s_on_updated, held, &err)
+        != ZF_OK) {
+        zf_preheat_job_reported (held->job, &held->batch, false);
+        held->next_call = zf_clock_mono_ms () + S_RETRY_MS;
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 60000);
+        zf_warning_limited (&limit, self->name, "job %" PRId64 ": %s", held->id, err.message);
+        return;
+    }
+    held->in_flight = true;
+    held->final_out = final;
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  The lease
+
+//  False when the job is not this worker's any more (it was released).
+static bool s_keep_lease (s_held_t *held, int64_t now)
+{
+    self_t *self = held->worker;
+    if (!self->stream) {
+        //  The manager's queue: silent toward it for a lease, the job went to another worker.
+        if (held->phase != S_STARTING && now - held->last_report > self->config->lease_ms) {
+            s_release (held, false, "no report reached the manager for a lease");
+            return false;
+        }
+        return true;
+    }
+    if (now < held->next_renew)
+        return true;
+    held->next_renew = now + self->config->lease_ms / 3;
+    bool own = false;
+    zf_error_t err;
+    if (zf_job_stream_renew (self->stream, held->queue_ref, &own, &err) == ZF_OK) {
+        if (!own) {
+            s_release (held, false, "its queue entry belongs to another worker now");
+            return false;
+        }
+        held->last_renew = now;
+        return true;
+    }
+    if (now - held->last_renew > self->config->lease_ms / 2) {
+        //  Another worker may claim it once Redis is back; stop before that can happen.
+        s_release (held, false, "Redis out of reach for half a lease");
+        return false;
+    }
+    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 60000);
+    zf_warning_limited (&limit, self->name, "job %" PRId64 ": %s", held->id, err.message);
+    return true;
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  Taking jobs
+
+static s_held_t *s_hold (self_t *self, int64_t id, const char *queue_ref)
+{
+    for (s_held_t *item = zlistx_first (self->held); item; item = zlistx_next (self->held))
+        if (item->id == id)
+            return NULL; //  already ours (a duplicate entry): the manager sorts it out later
+    s_held_t *held = zf_calloc (1, sizeof *held);
+    held->worker = self;
+    held->id = id;
+    zf_strlcpy (held->queue_ref, queue_ref, sizeof held->queue_ref);
+    held->phase = S_STARTING;
+    held->last_renew = zf_clock_mono_ms ();
+    held->next_renew = held->last_renew + self->config->lease_ms / 3;
+    zlistx_add_end (self->held, held);
+    zf_gauge_set (self->jobs_gauge, (double) zlistx_size (self->held));
+    zf_info (self->name, "job %" PRId64 " taken%s%s", id, *queue_ref ? " entry=" : "", queue_ref);
+    s_send_start (held);
+    return held;
+}
+
+static void s_on_offer (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                        const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    self->take_out = false;
+    int64_t now = zf_clock_mono_ms ();
+    if (status != ZF_OK || !streq (reply->env.type, ZF_MSG_JOB_OFFER)) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (3, 60000);
+        zf_warning_limited (&limit, self->name, "no job from %s: %s", self->config->manager,
+                            err ? err->message : reply->env.type);
+        self->next_take = now + S_RETRY_MS;
+        return;
+    }
+    const zf_msg_job_offer_t *offer = reply->env.body;
+    if (offer->job_id)
+        s_hold (self, (int64_t) offer->job_id, "");
+    self->next_take = 0;
+}
+
+static void s_take (self_t *self, int64_t now)
+{
+    while ((int64_t) zlistx_size (self->held) < self->config->jobs && !self->take_out
+           && now >= self->next_take) {
+        if (!self->stream) {
+            zf_msg_job_take_t take = {.worker = self->worker, .wait_ms = S_TAKE_WAIT_MS};
+            zf_bus_call_t call = {.timeout_ms = S_TAKE_WAIT_MS + S_CALL_TIMEOUT_MS, .retries = 0};
+            zf_error_t err;
+            if (zf_bus_request (self->bus, self->config->manager, &zf_msg_job_take, &take, NULL,
+                                call, s_on_offer, self, &err)
+                != ZF_OK) {
+                self->next_take = now + S_RETRY_MS;
+                return;
+            }
+            self->take_out = true;
+            return;
+        }
+        int64_t id = 0;
+        bool reclaimed = false;
+        char ref[ZF_JOB_STREAM_REF_MAX];
+        zf_error_t err;
+        if (zf_job_stream_take (self->stream, self->config->lease_ms, &id, ref, &reclaimed, &err)
+            != ZF_OK) {
+            static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (3, 60000);
+            zf_warning_limited (&limit, self->name, "no job from the queue: %s", err.message);
+            self->next_take = now + S_RETRY_MS;
+            return;
+        }
+        if (!*ref) {
+            self->next_take = now + S_TICK_MS; //  nothing waits: look again next tick
+            return;
+        }
+        if (reclaimed)
+            zf_notice (self->name, "job %" PRId64 " reclaimed from a silent worker entry=%s", id,
+                       ref);
+        if (id == 0) { //  not a job entry
+            zf_job_stream_ack (self->stream, ref, &err);
+            continue;
+        }
+        s_hold (self, id, ref);
+    }
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  The loop
+
+static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    int64_t now = zf_clock_mono_ms ();
+    //  A job released on the way leaves the list: walk a copy of it.
+    size_t count = zlistx_size (self->held);
+    s_held_t **list = zf_calloc (count + 1, sizeof *list);
+    size_t used = 0;
+    for (s_held_t *item = zlistx_first (self->held); item; item = zlistx_next (self->held))
+        list[used++] = item;
+    for (size_t index = 0; index < used; index++) {
+        s_held_t *held = list[index];
+        if (!s_keep_lease (held, now) || held->in_flight || now < held->next_call)
+            continue;
+        if (held->phase == S_STARTING) {
+            s_send_start (held);
+            continue;
+        }
+        const char *state, *error;
+        if (held->phase == S_RUNNING && zf_preheat_job_ended (held->job, &state, &error))
+            held->phase = S_FINISHING;
+        if (held->phase == S_FINISHING || zf_preheat_job_dirty (held->job)
+            || now - held->last_report >= self->config->lease_ms / 3)
+            s_send_update (held);
+    }
+    zf_free (list);
+    s_take (self, now);
+    return 0;
+}
+
+static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *arg)
+{
+    (void) arg;
+    zf_resolver_curl_done (easy, result, easy_private);
+}
+
+static void s_held_destroy (void **item)
+{
+    s_held_t *held = *item;
+    if (held) {
+        if (held->batch.tasks && held->job)
+            zf_preheat_job_reported (held->job, &held->batch, false);
+        zf_preheat_job_destroy (&held->job);
+        zf_free (held);
+    }
+    *item = NULL;
+}
+
+void zf_preheat_actor (zsock_t *pipe, void *args)
+{
+    const zf_actor_args_t *actor = args;
+    self_t self = {.name = actor->name, .config = actor->config, .node = actor->node};
+    zf_error_t err;
+    bool valid = !*self.config->queue || zf_job_stream_url_valid (self.config->queue, &err);
+    if (!valid)
+        zf_error_prefix (&err, "[preheat] queue");
+    self.bus = valid ? zf_bus_new (actor->node, actor->name, NULL, NULL, &err) : NULL;
+    zsock_signal (pipe, 0);
+    if (!self.bus) {
+        zf_actor_fatal (pipe, self.name, "%s", err.message);
+        return;
+    }
+    uint16_t tag = 0;
+    ZF_ASSERT (RAND_bytes ((unsigned char *) &tag, sizeof tag) == 1);
+    snprintf (self.worker, sizeof self.worker, "%s@%s#%04x", self.name, zf_node_name (actor->node),
+              (unsigned) tag);
+    if (*self.config->queue)
+        self.stream = zf_job_stream_new (self.config->queue, self.worker, &err);
+    curl_global_init (CURL_GLOBAL_DEFAULT);
+    self.loop = zloop_new ();
+    zloop_set_nonstop (self.loop, true);
+    zloop_reader (self.loop, pipe, zf_actor_pipe_term, NULL);
+    zf_bus_attach (self.bus, self.loop);
+    self.curl = zf_curl_loop_new (self.loop, s_curl_done, &self);
+    self.settings = (zf_preheat_settings_t){
+        .concurrency = self.config->concurrency,
+        .timeout_ms = self.config->timeout_ms,
+        .retries = self.config->retries,
+        .retry_delay_ms = self.config->retry_delay_ms,
+        .poll_ms = self.config->poll_ms,
+        .request_timeout_ms = self.config->request_timeout_ms,
+        .plain_http = self.config->plain_http,
+        .upstream_ca = *self.config->upstream_ca ? self.config->upstream_ca : NULL,
+        .connect_to = zf_curl_connect_to (self.config->hosts),
+    };
+    self.env = (zf_preheat_env_t){
+        .name = self.name,
+        .node = actor->node,
+        .bus = self.bus,
+        .loop = self.loop,
+        .curl = self.curl,
+        .settings = &self.settings,
+        .tasks_succeeded = zf_metrics_counter ("zfly_preheat_tasks_total",
+                                               "Preheat tasks (a blob on a host) that ended, by "
+                                               "result",
+                                               "result", "success", NULL),
+        .tasks_failed = zf_metrics_counter ("zfly_preheat_tasks_total",
+                                            "Preheat tasks (a blob on a host) that ended, by "
+                                            "result",
+                                            "result", "failure", NULL),
+        .task_retries = zf_metrics_counter ("zfly_preheat_task_retries_total",
+                                            "Preheat tasks tried again after a failure", NULL),
+        .bytes = zf_metrics_counter ("zfly_preheat_bytes_total",
+                                     "Bytes of the blobs preheat tasks put on hosts", NULL),
+    };
+    self.jobs_gauge =
+        zf_metrics_gauge ("zfly_preheat_worker_jobs", "Preheat jobs this worker holds", NULL);
+    self.held = zlistx_new ();
+    zlistx_set_destructor (self.held, s_held_destroy);
+    int timer = zloop_timer (self.loop, S_TICK_MS, 0, s_on_tick, &self);
+    zf_notice (self.name, "started worker=%s queue=%s manager=%s jobs=%" PRId64, self.worker,
+               *self.config->queue ? self.config->queue : "the manager's", self.config->manager,
+               self.config->jobs);
+    zstr_send (pipe, "READY");
+    zloop_start (self.loop);
+
+    zloop_timer_end (self.loop, timer);
+    zf_info (self.name, "stopped jobs=%zu", zlistx_size (self.held));
+    zlistx_destroy (&self.held); //  jobs forget their requests and transfers first
+    zf_curl_loop_destroy (&self.curl);
+    zf_bus_destroy (&self.bus);
+    zloop_destroy (&self.loop);
+    curl_slist_free_all (self.settings.connect_to);
+    zf_job_stream_destroy (&self.stream);
+    curl_global_cleanup ();
+}
