@@ -323,6 +323,12 @@ def registry_blob_bodies(registry, start):
     return served
 
 
+def registry_blob_gets(registry, start):
+    """Blob GETs the registry logged from line start. HEADs are left out: they are the
+    fetchers' access questions (may this client read the blob?), which carry no blob byte."""
+    return [request for request in registry.blob_requests(start=start) if request[0] == "GET"]
+
+
 def host_blobs(job):
     """{host: {digest: state}} from a job's per-blob, per-host tasks."""
     found = {}

@@ -91,7 +91,7 @@ class PreheatTest(ph.RegistryCase):
                     import hashlib
                     self.assertEqual("sha256:" + hashlib.sha256(handle.read()).hexdigest(),
                                      digest)
-        self.assertEqual(self.registry.blob_requests(start=start), [],
+        self.assertEqual(ph.registry_blob_gets(self.registry, start), [],
                          "the pulls after the preheat asked the registry for blobs")
 
     def preheat(self, cluster, tag, scope, platform="linux/amd64"):
@@ -146,7 +146,7 @@ class PreheatTest(ph.RegistryCase):
         start = self.registry.mark()
         job = self.preheat(cluster, "seeds", "all_seed_peers")
         self.assertEqual(job["state"], "success", job)
-        self.assertEqual(self.registry.blob_requests(start=start), [])
+        self.assertEqual(ph.registry_blob_gets(self.registry, start), [])
         manager = cluster.manager.process
         self.assertGreaterEqual(ph.metric(manager, "zfly_preheat_jobs", state="success"), 4)
         self.assertGreater(ph.metric(manager, "zfly_preheat_tasks_total", result="success"), 0)

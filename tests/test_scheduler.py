@@ -151,27 +151,31 @@ class SchedulerTest(ZflyTestCase):
         self.assertEqual(dump["source"], source)
         self.assertEqual(dump["peer_total"], 200)
 
-    def test_bandwidth_forms_a_chain(self):
-        """Hosts that announce their links share upload by bandwidth: on equal links each
-        peer gets one parent with its whole upload, at once, queued behind peers that are
-        still fetching; a host with four times the upload feeds four children."""
-        self.start_scheduler("parents = 4\n")
+    def test_links_are_caps_not_a_chain(self):
+        """Hosts that announce their links are not chained one parent each: a child gets every
+        peer that holds pieces it lacks (peers feed each other), and what the links carry is
+        measured from the pieces children report, not reserved from the announced numbers."""
+        self.start_scheduler("parents = 8\n")
         mbit100 = 12_500_000
         self.client.announce("fat", upload=4 * mbit100, download=mbit100)
-        hosts = [f"edge-{index}" for index in range(6)]
+        hosts = [f"edge-{index}" for index in range(4)]
         for host in hosts:
             self.client.announce(host, upload=mbit100, download=mbit100)
         self.assertEqual(self.client.register("fat")["decision"], "source")
-        schedules = {host: self.client.register(host) for host in hosts}
-        parents = {host: [p["host_id"] for p in s["parents"]] for host, s in schedules.items()}
-        self.assertTrue(all(s["decision"] == "parents" for s in schedules.values()), schedules)
-        self.assertTrue(all(len(p) == 1 for p in parents.values()), parents)
-        self.assertEqual(parents["edge-0"], ["fat"])
-        children = {}
-        for host, chosen in parents.items():
-            children.setdefault(chosen[0], []).append(host)
-        self.assertEqual(len(children["fat"]), 4, children)
-        self.assertTrue(all(len(c) == 1 for p, c in children.items() if p != "fat"), children)
+        self.client.report("fat", range(8))
+        #  edge-0 and edge-1 got different halves from fat.
+        for host in hosts:
+            self.assertEqual(self.client.register(host)["decision"], "parents")
+        self.client.report("edge-0", range(0, 4), source="fat")
+        self.client.report("edge-1", range(4, 8), source="fat")
+        schedule = self.client.ok("peer.reschedule", {"task_id": TASK, "host_id": "edge-2"},
+                                  "peer.schedule")
+        parents = sorted(p["host_id"] for p in schedule["parents"])
+        self.assertEqual(parents, ["edge-0", "edge-1", "fat"], schedule)
+        #  edge-0 and edge-1 feed each other: each holds what the other lacks.
+        schedule = self.client.ok("peer.reschedule", {"task_id": TASK, "host_id": "edge-0"},
+                                  "peer.schedule")
+        self.assertIn("edge-1", [p["host_id"] for p in schedule["parents"]], schedule)
 
     def test_waiting_register_is_woken_by_first_pieces(self):
         self.start_scheduler()

@@ -292,11 +292,19 @@ static void s_answer (zf_fetch_task_t *self)
     zf_bus_reply (self->env->bus, &self->answer, &zf_msg_task_status, &status, NULL);
 }
 
+//  Whoever watches every task's end is told (the fetcher publishes task.ended).
+static void s_told_ended (zf_fetch_task_t *self)
+{
+    if (self->env->on_end)
+        self->env->on_end (self, self->env->on_end_arg);
+}
+
 static void s_ended (zf_fetch_task_t *self)
 {
     const zf_fetch_observer_t *observer = self->env->observer;
     if (observer && self->scheduled)
         observer->task_ended (self->env->observer_arg, self);
+    s_told_ended (self);
     s_answer (self);
 }
 
@@ -544,6 +552,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             self->phase = PHASE_COMPLETE;
             zf_counter_add (self->env->tasks_complete, 1);
             zf_info (self->env->name, "task complete in storage task=%.16s", self->task_id);
+            s_told_ended (self);
             s_answer (self);
             return;
         }
@@ -823,29 +832,54 @@ static void s_on_piece_data (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *re
                 bytes ? zframe_size (bytes) : 0, expected);
         return;
     }
-    s_hash_feed (self, index * self->piece_length, zframe_data (bytes), zframe_size (bytes));
+    slot_t *slot = &self->slots[index];
+    if (!slot->frame && zf_piece_table_state (self->table, index) == ZF_PIECE_STORED) {
+        slot->frame = zmsg_pop (reply->raw); //  the hash takes it in its turn (s_feed_hash)
+        slot->filled = zframe_size (slot->frame);
+    }
+    s_feed_hash (self);
     s_wake (self);
 }
 
-//  Feeds the content hash as far as the bytes at hand allow, in order; a piece stored without
-//  its bytes in memory (finished before a restart, or written past the window) is read back
-//  from storage for it (stream mode: the stream feeds the hash itself).
+//  Feeds the content hash as far as the bytes at hand allow, in order. Pieces stored without
+//  their bytes in memory (finished before a restart, or written past the window: from parents
+//  they come in any order) are read back from storage for it, HASH_READ_AHEAD at a time, so
+//  the hash is not one storage round trip per piece behind (stream mode: the stream feeds the
+//  hash itself).
+#define HASH_READ_AHEAD 8
+#define HASH_READ_SPAN  64 //  pieces past the hash's that are looked at for that
+
 static void s_feed_hash (zf_fetch_task_t *self)
 {
-    while (s_hash_needed (self) && self->hashed_offset < self->content_length) {
-        uint64_t index = self->hashed_offset / self->piece_length;
+    if (!s_hash_needed (self) || !self->whole_hash)
+        return;
+    uint64_t index = self->hashed_offset / self->piece_length;
+    while (self->hashed_offset < self->content_length) {
+        index = self->hashed_offset / self->piece_length;
         slot_t *slot = &self->slots[index];
         zf_piece_state_t state = zf_piece_table_state (self->table, index);
-        if (slot->frame && (state == ZF_PIECE_WRITING || state == ZF_PIECE_STORED)) {
-            s_hash_feed (self, index * self->piece_length, zframe_data (slot->frame), slot->filled);
-            continue;
-        }
-        if (state == ZF_PIECE_STORED && !slot->frame && !slot->reading && !self->stream_mode) {
-            slot->reading = true;
-            zf_msg_piece_read_t read = {.task_id = self->task_id, .piece = index};
-            s_storage (self, &zf_msg_piece_read, &read, NULL, s_on_piece_data, index);
-        }
+        if (!slot->frame || (state != ZF_PIECE_WRITING && state != ZF_PIECE_STORED))
+            break;
+        s_hash_feed (self, index * self->piece_length, zframe_data (slot->frame), slot->filled);
+        if (state == ZF_PIECE_STORED)
+            s_release (slot); //  read back for the hash alone
+    }
+    if (self->stream_mode)
         return;
+    size_t reading = 0;
+    uint64_t end =
+        index + HASH_READ_SPAN < self->piece_count ? index + HASH_READ_SPAN : self->piece_count;
+    for (uint64_t ahead = index; ahead < end && reading < HASH_READ_AHEAD; ahead++) {
+        slot_t *slot = &self->slots[ahead];
+        if (zf_piece_table_state (self->table, ahead) != ZF_PIECE_STORED || slot->frame)
+            continue;
+        reading++;
+        if (slot->reading)
+            continue;
+        slot->reading = true;
+        zf_msg_piece_read_t read = {.task_id = self->task_id, .piece = ahead};
+        if (!s_storage (self, &zf_msg_piece_read, &read, NULL, s_on_piece_data, ahead))
+            return;
     }
 }
 
@@ -1011,6 +1045,8 @@ static int64_t s_start_ranges (zf_fetch_task_t *self, int64_t now)
             wake = wake == 0 || not_before < wake ? not_before : wake;
         if (!s_origin_may_take (self, index, now))
             continue;
+        if (self->scheduled && !self->sched_source)
+            s_count_fallback (self, "piece failed at parents"); //  zf_piece_table routed it
         uint64_t last = index;
         while (last + 1 < end && last + 1 - index < self->range_pieces
                && s_origin_may_take (self, last + 1, now))
@@ -1040,19 +1076,27 @@ static bool s_stream_needed (zf_fetch_task_t *self)
            && !self->slots[waiting].frame;
 }
 
-//  With parents: which missing pieces the origin takes. The task's origin fetcher takes those
-//  no parent holds at once. Others wait for parents: with a scheduler until it says "source"
-//  or nothing came for sched_fallback; with parents given, while one of them may still get
-//  the piece. A task without a URL that no parent can serve fails.
+//  With parents: which missing pieces the origin takes, those no parent holds, and when.
+//  - The task's origin fetcher (told "source", or fallen back): at once.
+//  - Scheduled otherwise: never while it has a parent. The scheduler hands out the seed and
+//    the peers that hold pieces, and replaces a source that died; a busy or starved swarm is
+//    slow, and must not turn into every peer fetching from the origin. Only a task left with
+//    no parent at all for sched_fallback takes them itself.
+//  - Parents given by the client: once none of them may still get the piece.
+//  A task without a URL that no parent can serve fails.
+static bool s_route_now (zf_fetch_task_t *self, int64_t now)
+{
+    if (self->sched_source)
+        return true;
+    if (self->scheduled)
+        return zf_fetch_parents_count (self->parents) == 0
+               && now - self->progress_ms >= self->env->config->sched_fallback_ms;
+    return !zf_fetch_parents_may_grow (self->parents, now);
+}
+
 static void s_route (zf_fetch_task_t *self, int64_t now)
 {
-    if (!self->parents)
-        return;
-    const zf_fetcher_config_t *config = self->env->config;
-    bool waiting = self->scheduled && !self->sched_source
-                   && now - self->progress_ms < config->sched_fallback_ms;
-    bool may_grow = !self->sched_source && zf_fetch_parents_may_grow (self->parents, now);
-    if (waiting || may_grow)
+    if (!self->parents || !s_route_now (self, now))
         return;
     for (uint64_t index = self->window_start; index < self->piece_count; index++) {
         if (zf_piece_table_state (self->table, index) != ZF_PIECE_MISSING
@@ -1065,7 +1109,7 @@ static void s_route (zf_fetch_task_t *self, int64_t now)
             return;
         }
         if (self->scheduled && !self->sched_source)
-            s_count_fallback (self, "no piece from parents within sched_fallback");
+            s_count_fallback (self, "no parent left");
         zf_piece_table_route_to_origin (self->table, index);
     }
 }

@@ -99,6 +99,23 @@ static bool s_claim_with_seed (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
     return true;
 }
 
+//  A peer holds every piece: the task can complete without the origin.
+static bool s_complete_somewhere (const zf_sched_task_t *task)
+{
+    for (uint32_t index = 0; index < task->peer_count; index++)
+        if (task->peers[index]->state == ZF_PEER_FINISHED)
+            return true;
+    return false;
+}
+
+//  A replacement origin fetcher needs the URL; a seed of the task would take it if it could
+//  (it is the one meant for the origin), else any peer.
+static bool s_may_fetch_origin (zf_sched_t *sched, zf_sched_peer_t *peer, zf_sched_task_t *task)
+{
+    (void) sched;
+    return task->url && *task->url && peer->state != ZF_PEER_FINISHED;
+}
+
 zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
                                zf_sched_trigger_fn *trigger, void *arg)
 {
@@ -109,6 +126,15 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
     if (task->source == peer)
         return ZF_DECISION_SOURCE;
     s_top_up (sched, peer, now_ms);
+    //  The origin fetcher is gone (it died, left or failed) while nobody holds the whole task:
+    //  pieces nobody has would never come. A new single flight: this peer fetches from the
+    //  origin what its parents cannot give (peers wait for parents as long as they have one).
+    if (!task->source && task->holders > 0 && !s_complete_somewhere (task)
+        && s_may_fetch_origin (sched, peer, task)) {
+        peer->state = ZF_PEER_SOURCE;
+        task->source = peer;
+        return ZF_DECISION_SOURCE;
+    }
     if (peer->parent_count > 0)
         return ZF_DECISION_PARENTS;
     if (task->source || task->holders > 0)
