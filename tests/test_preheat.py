@@ -140,7 +140,8 @@ class PreheatTest(ph.RegistryCase):
                     self.assertEqual([ph.metric(e, "zfly_fetcher_source_bytes_total")
                                       for e in edges], edge_source)
                 self.check_pulls(cluster, tag)
-        self.assertTrue(all(ph.metric(s, "zfly_fetcher_source_bytes_total") > 0 for s in seeds))
+        # the registry's copies went to seeds (a seed may take a blob from the other seed)
+        self.assertGreater(sum(ph.metric(s, "zfly_fetcher_source_bytes_total") for s in seeds), 0)
 
         # The same image again: success, no registry blob request at all.
         start = self.registry.mark()
