@@ -15,11 +15,13 @@
 
 #include "zf_config.h"
 #include "zf_node.h"
+#include "zf_upstream.h"
 
 typedef struct {
     zf_node_t *node;
-    const char *name;   //  the actor's name on the bus
-    const void *config; //  its section struct (zf_config_section_or_defaults)
+    const char *name;                     //  the actor's name on the bus
+    const void *config;                   //  its section struct (zf_config_section_or_defaults)
+    const zf_upstream_config_t *upstream; //  [upstream], shared by actors that reach origins
 } zf_actor_args_t;
 
 //  The daemon's table of actors: one entry per kind, declared in each actor's header.

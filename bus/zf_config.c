@@ -2,10 +2,12 @@
 
     inih splits lines into section, key and value; the rest is ours. Debian's inih gives its
     handler no line number and silently cuts lines over 199 bytes, so it reads through
-    s_reader, which reads each physical line itself, counts it, refuses what inih would cut or
+    s_reader, which reads each physical line itself, counts it, refuses what inih would
     misread, and follows [section] headers (inih reports a section only through its keys, and
     an empty [section] must still count as present). inih calls the handler for a line before
     it asks the reader for the next one, so the reader's count is the handler's line number.
+    A key line too long for inih's buffer is split here by inih's own rules (s_split_line) and
+    handled at once; inih gets an empty line in its place, so its count stays right.
 
     Every value, each default included, goes through the same parser: the reference prints the
     default text exactly, and a bad default fails the first load of its table. */
@@ -14,16 +16,16 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <regex.h>
 #include <inttypes.h>
 #include <strings.h>
 #include <unistd.h>
 
-#define WHERE_MAX        sizeof (((zf_error_t *) NULL)->where)
-#define MESSAGE_MAX      sizeof (((zf_error_t *) NULL)->message)
-#define NO_FILE_NAME     "(no configuration file)"
-#define MSG_SYNTAX_ERROR "syntax error: expected [section] or key = value"
-#define MSG_LINE_TOO_LONG                                                                          \
-    "line longer than %zu bytes (inih limit); split the value or use a shorter path"
+#define WHERE_MAX          sizeof (((zf_error_t *) NULL)->where)
+#define MESSAGE_MAX        sizeof (((zf_error_t *) NULL)->message)
+#define NO_FILE_NAME       "(no configuration file)"
+#define MSG_SYNTAX_ERROR   "syntax error: expected [section] or key = value"
+#define MSG_LINE_TOO_LONG  "line longer than %zu bytes; is this a configuration file?"
 #define MSG_KEY_BEFORE_ANY "%s: key before any [section] header"
 #define MSG_CONTINUATION                                                                           \
     "indented line would continue the value above (inih multi-line values); remove the leading "   \
@@ -34,6 +36,7 @@ typedef struct {
     bool present;               //  a header, a key or an override named it
     void *values;               //  the component's struct: defaults, then file, then overrides
     int *set_on_line;           //  per key: 0 default, > 0 the file line, -1 an override
+    bool *by_alias;             //  per key: set under a deprecated name (values must agree)
     zf_config_entry_t *entries; //  free-form sections: owned key, value and where
     int *entry_lines;           //  ... and the file line of each (-1: an override)
     size_t entry_count;
@@ -44,6 +47,8 @@ struct zf_config_s {
     char *path;
     section_t *sections;
     size_t section_count;
+    char **warnings;
+    size_t warning_count;
 };
 
 //  A parsed value before it is stored; each kind's member sits at offset 0, so the first
@@ -385,7 +390,8 @@ static zf_status_t s_parse_value (const zf_config_key_t *spec, const char *text,
     zf_status_t rc = ZF_OK;
     memset (value, 0, sizeof *value);
     switch (spec->kind) {
-    case ZF_CONFIG_STR: value->str = zf_strdup (text); return ZF_OK;
+    case ZF_CONFIG_STR:
+    case ZF_CONFIG_LIST: value->str = zf_strdup (text); return ZF_OK;
     case ZF_CONFIG_BOOL: return zf_config_parse_bool (text, &value->boolean, err);
     case ZF_CONFIG_ENUM: return s_parse_choice (spec->choices, text, &value->choice, err);
     case ZF_CONFIG_INT: rc = s_parse_integer (text, &value->integer, err); break;
@@ -409,6 +415,7 @@ static size_t s_kind_size (zf_config_kind_t kind)
     case ZF_CONFIG_DURATION: return sizeof (int64_t);
     case ZF_CONFIG_ENUM: return sizeof (int);
     case ZF_CONFIG_PERCENT: return sizeof (double);
+    case ZF_CONFIG_LIST: return sizeof (zf_config_list_t);
     }
     return 0;
 }
@@ -421,8 +428,37 @@ static char *s_read_str (const void *values, const zf_config_key_t *spec)
     return text;
 }
 
+static zf_config_list_t *s_list (void *values, const zf_config_key_t *spec)
+{
+    return (zf_config_list_t *) ((char *) values + spec->offset);
+}
+
+static void s_list_clear (zf_config_list_t *list)
+{
+    for (size_t index = 0; index < list->count; index++)
+        zf_free (list->items[index]);
+    zf_free (list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+static bool s_list_has (const zf_config_list_t *list, const char *item)
+{
+    for (size_t index = 0; index < list->count; index++)
+        if (streq (list->items[index], item))
+            return true;
+    return false;
+}
+
+//  Stores a parsed value; a list takes it as one more item (the string is the list's now).
 static void s_store (void *values, const zf_config_key_t *spec, const value_t *value)
 {
+    if (spec->kind == ZF_CONFIG_LIST) {
+        zf_config_list_t *list = s_list (values, spec);
+        list->items = zf_realloc (list->items, (list->count + 1) * sizeof *list->items);
+        list->items[list->count++] = value->str;
+        return;
+    }
     if (spec->kind == ZF_CONFIG_STR)
         zf_free (s_read_str (values, spec));
     memcpy ((char *) values + spec->offset, value, s_kind_size (spec->kind));
@@ -434,7 +470,12 @@ static void s_check_keys (const zf_config_section_t *table)
     for (size_t index = 0; index < table->key_count; index++) {
         const zf_config_key_t *spec = &table->keys[index];
         ZF_ASSERT (spec->key && *spec->key);
+        if (spec->alias_of) { //  "SECTION.KEY"; the target is found when the alias is used
+            ZF_ASSERT (strchr (spec->alias_of, '.') && !spec->required);
+            continue;
+        }
         ZF_ASSERT (s_kind_size (spec->kind) > 0);
+        ZF_ASSERT (!spec->check || spec->kind == ZF_CONFIG_STR || spec->kind == ZF_CONFIG_LIST);
         ZF_ASSERT (spec->offset + s_kind_size (spec->kind) <= table->struct_size);
         ZF_ASSERT (!(spec->required && spec->default_text));
         ZF_ASSERT (spec->kind != ZF_CONFIG_ENUM || spec->choices);
@@ -464,7 +505,8 @@ static void s_apply_defaults (section_t *section)
     const zf_config_section_t *table = section->table;
     for (size_t index = 0; index < table->key_count; index++) {
         const zf_config_key_t *spec = &table->keys[index];
-        if (!spec->default_text)
+        if (!spec->default_text || spec->alias_of
+            || (spec->kind == ZF_CONFIG_LIST && !*spec->default_text))
             continue;
         value_t value;
         zf_error_t problem;
@@ -484,15 +526,22 @@ static void s_section_init (section_t *section, const zf_config_section_t *table
         return;
     section->values = zf_calloc (1, table->struct_size);
     section->set_on_line = zf_calloc (table->key_count, sizeof (int));
+    section->by_alias = zf_calloc (table->key_count, sizeof (bool));
     s_apply_defaults (section);
 }
 
 static void s_section_free (section_t *section)
 {
     const zf_config_section_t *table = section->table;
-    for (size_t index = 0; section->values && index < table->key_count; index++)
-        if (table->keys[index].kind == ZF_CONFIG_STR)
-            zf_free (s_read_str (section->values, &table->keys[index]));
+    for (size_t index = 0; section->values && index < table->key_count; index++) {
+        const zf_config_key_t *spec = &table->keys[index];
+        if (spec->alias_of)
+            continue;
+        if (spec->kind == ZF_CONFIG_STR)
+            zf_free (s_read_str (section->values, spec));
+        else if (spec->kind == ZF_CONFIG_LIST)
+            s_list_clear (s_list (section->values, spec));
+    }
     for (size_t index = 0; index < section->entry_count; index++) {
         zf_free ((char *) section->entries[index].key);
         zf_free ((char *) section->entries[index].value);
@@ -502,6 +551,7 @@ static void s_section_free (section_t *section)
     zf_free (section->entry_lines);
     zf_free (section->values);
     zf_free (section->set_on_line);
+    zf_free (section->by_alias);
 }
 
 static section_t *s_find_section (zf_config_t *self, const char *name, size_t length)
@@ -533,7 +583,8 @@ static void s_list_keys (const zf_config_section_t *table, char *buffer, size_t 
 {
     buffer[0] = '\0';
     for (size_t index = 0; index < table->key_count; index++)
-        s_append_name (buffer, size, table->keys[index].key);
+        if (!table->keys[index].alias_of)
+            s_append_name (buffer, size, table->keys[index].key);
 }
 
 static zf_status_t s_unknown_section (zf_config_t *self, const char *where, const char *name,
@@ -600,8 +651,75 @@ static const zf_config_key_t *s_find_key (const zf_config_section_t *table, cons
     return NULL;
 }
 
-static zf_status_t s_assign_key (section_t *section, const char *key, const char *text,
-                                 const char *where, int line, zf_error_t *err)
+//  Parses and checks one value for spec: ZF_OK with value filled (a STR or LIST value is the
+//  caller's), else why in problem.
+static zf_status_t s_parse_checked (const zf_config_key_t *spec, const char *text, value_t *value,
+                                    zf_error_t *problem)
+{
+    zf_status_t rc = s_parse_value (spec, text, value, problem);
+    if (rc != ZF_OK || !spec->check)
+        return rc;
+    char why[MESSAGE_MAX - 64];
+    if (spec->check (value->str, why, sizeof why))
+        return ZF_OK;
+    zf_free (value->str);
+    return zf_error_set (problem, ZF_E_INVALID, "", "%s", why);
+}
+
+//  A list key: the first line (or override) replaces the default (the file's items), the
+//  next ones add items.
+static void s_store_item (section_t *section, size_t index, const value_t *value, int line)
+{
+    const zf_config_key_t *spec = &section->table->keys[index];
+    int before = section->set_on_line[index];
+    if (before == 0 || (line < 0 && before > 0))
+        s_list_clear (s_list (section->values, spec));
+    s_store (section->values, spec, value);
+    section->set_on_line[index] = line;
+}
+
+//  Stores a value for a key that may be set under two names (a deprecated one and its
+//  replacement): set already, it must be the same value (a list gains the items it lacks).
+//  other_section/other_key name the other name, for the error.
+static zf_status_t s_store_agreeing (section_t *section, size_t index, value_t *value, int line,
+                                     const char *where, const char *other_section,
+                                     const char *other_key, zf_error_t *err)
+{
+    const zf_config_key_t *spec = &section->table->keys[index];
+    bool set = section->set_on_line[index] != 0;
+    if (spec->kind == ZF_CONFIG_LIST) {
+        if (set && s_list_has (s_list (section->values, spec), value->str)) {
+            zf_free (value->str);
+            return ZF_OK;
+        }
+        s_store_item (section, index, value, line);
+        return ZF_OK;
+    }
+    if (set) {
+        value_t current;
+        memcpy (&current, (char *) section->values + spec->offset, s_kind_size (spec->kind));
+        bool same = spec->kind == ZF_CONFIG_STR
+                        ? streq (current.str ? current.str : "", value->str)
+                        : memcmp (&current, value, s_kind_size (spec->kind)) == 0;
+        if (spec->kind == ZF_CONFIG_STR)
+            zf_free (value->str);
+        if (same)
+            return ZF_OK;
+        return s_fail (err, where, "[%s] %s: differs from [%s] %s, set already (%s)", other_section,
+                       other_key, section->table->name, spec->key,
+                       section->set_on_line[index] > 0 ? "in the file" : "by --set");
+    }
+    s_store (section->values, spec, value);
+    section->set_on_line[index] = line;
+    return ZF_OK;
+}
+
+static zf_status_t s_assign_alias (zf_config_t *config, section_t *section,
+                                   const zf_config_key_t *alias, const char *text,
+                                   const char *where, int line, zf_error_t *err);
+
+static zf_status_t s_assign_key (zf_config_t *config, section_t *section, const char *key,
+                                 const char *text, const char *where, int line, zf_error_t *err)
 {
     const zf_config_section_t *table = section->table;
     size_t index;
@@ -612,27 +730,80 @@ static zf_status_t s_assign_key (section_t *section, const char *key, const char
         return s_fail (err, where, "[%s] %s: unknown key (known keys: %s)", table->name, key,
                        known);
     }
-    if (line > 0 && section->set_on_line[index] > 0)
+    if (spec->alias_of)
+        return s_assign_alias (config, section, spec, text, where, line, err);
+    if (line > 0 && section->set_on_line[index] > 0 && spec->kind != ZF_CONFIG_LIST
+        && !section->by_alias[index])
         return s_fail (err, where, "[%s] %s: duplicate key (first set on line %d)", table->name,
                        key, section->set_on_line[index]);
     value_t value;
     zf_error_t problem;
-    if (s_parse_value (spec, text, &value, &problem) != ZF_OK)
+    if (s_parse_checked (spec, text, &value, &problem) != ZF_OK)
         return s_fail (err, where, "[%s] %s: %s", table->name, key, problem.message);
+    if (section->by_alias[index] && line > 0) //  set under its deprecated name before
+        return s_store_agreeing (section, index, &value, line, where, table->name, key, err);
+    if (spec->kind == ZF_CONFIG_LIST) {
+        s_store_item (section, index, &value, line);
+        return ZF_OK;
+    }
     s_store (section->values, spec, &value);
     section->set_on_line[index] = line;
     return ZF_OK;
 }
 
-static zf_status_t s_assign (section_t *section, const char *key, const char *value,
-                             const char *where, int line, zf_error_t *err)
+static void s_warn (zf_config_t *config, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+static void s_warn (zf_config_t *config, const char *fmt, ...)
+{
+    char text_buffer[MESSAGE_MAX];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (text_buffer, sizeof text_buffer, fmt, args);
+    va_end (args);
+    char *text = zf_strdup (text_buffer);
+    config->warnings =
+        zf_realloc (config->warnings, (config->warning_count + 1) * sizeof *config->warnings);
+    config->warnings[config->warning_count++] = text;
+}
+
+//  A deprecated key sets the key that replaced it. Under both names the values must agree;
+//  a list gains the items it lacks.
+static zf_status_t s_assign_alias (zf_config_t *config, section_t *section,
+                                   const zf_config_key_t *alias, const char *text,
+                                   const char *where, int line, zf_error_t *err)
+{
+    const char *dot = strchr (alias->alias_of, '.');
+    section_t *target = s_find_section (config, alias->alias_of, (size_t) (dot - alias->alias_of));
+    size_t index;
+    const zf_config_key_t *spec = target ? s_find_key (target->table, dot + 1, &index) : NULL;
+    if (!spec)
+        return s_fail (err, where,
+                       "[%s] %s: an old name of [%.*s] %s, which this program does not read",
+                       section->table->name, alias->key, (int) (dot - alias->alias_of),
+                       alias->alias_of, dot + 1);
+    s_warn (config, "%s: [%s] %s is deprecated: set [%s] %s instead (same value)", where,
+            section->table->name, alias->key, target->table->name, spec->key);
+    target->present = true;
+    value_t value;
+    zf_error_t problem;
+    if (s_parse_checked (spec, text, &value, &problem) != ZF_OK)
+        return s_fail (err, where, "[%s] %s: %s", section->table->name, alias->key,
+                       problem.message);
+    target->by_alias[index] = true;
+    return s_store_agreeing (target, index, &value, line, where, section->table->name, alias->key,
+                             err);
+}
+
+static zf_status_t s_assign (zf_config_t *config, section_t *section, const char *key,
+                             const char *value, const char *where, int line, zf_error_t *err)
 {
     section->present = true;
     if (!*key)
         return s_fail (err, where, "[%s] key is empty", section->table->name);
     if (section->table->free_form)
         return s_assign_entry (section, key, value, where, line, err);
-    return s_assign_key (section, key, value, where, line, err);
+    return s_assign_key (config, section, key, value, where, line, err);
 }
 
 //  --------------------------------------------------------------------------------------------
@@ -642,7 +813,8 @@ typedef struct {
     zf_config_t *config;
     FILE *file;
     const char *source; //  the file's name in messages
-    int line;           //  the line inih works on: the last one the reader returned
+    int line_number;    //  the line inih works on: the last one the reader returned
+    char *line;         //  ZF_CONFIG_LINE_MAX bytes, a '\r' and the NUL
     section_t *section; //  after the last [header]; NULL before the first
     bool after_key;     //  inih would append an indented next line to the last key's value
     int error_line;     //  of our first error; 0 while there is none
@@ -676,7 +848,7 @@ static line_status_t s_read_line (FILE *file, char *line, size_t capacity, size_
 
 static void s_where (const parser_t *parser, char *where, size_t size)
 {
-    snprintf (where, size, "%s:%d", parser->source, parser->line);
+    snprintf (where, size, "%s:%d", parser->source, parser->line_number);
 }
 
 __attribute__ ((format (printf, 2, 3))) static zf_status_t s_line_fail (parser_t *parser,
@@ -688,7 +860,7 @@ __attribute__ ((format (printf, 2, 3))) static zf_status_t s_line_fail (parser_t
     va_start (args, fmt);
     zf_status_t rc = s_vfail (parser->err, where, fmt, args);
     va_end (args);
-    parser->error_line = parser->line;
+    parser->error_line = parser->line_number;
     return rc;
 }
 
@@ -716,7 +888,7 @@ static zf_status_t s_track_header (parser_t *parser, const char *after_bracket)
     s_where (parser, where, sizeof where);
     section_t *section = s_find_section (parser->config, name, length);
     if (!section) {
-        parser->error_line = parser->line;
+        parser->error_line = parser->line_number;
         return s_unknown_section (parser->config, where, name, length, parser->err);
     }
     section->present = true;
@@ -752,40 +924,99 @@ static void s_strip_bom (char *line, size_t *length)
     }
 }
 
+static int s_handler (void *user, const char *inih_section, const char *key, const char *value);
+
+static char *s_lskip (char *text)
+{
+    while (*text && isspace ((unsigned char) *text))
+        text++;
+    return text;
+}
+
+static void s_rstrip (char *text)
+{
+    size_t length = strlen (text);
+    while (length > 0 && isspace ((unsigned char) text[length - 1]))
+        text[--length] = '\0';
+}
+
+//  inih's split of a "name = value" line (ini_parse_stream, with inline comments): the name
+//  ends at the first '=' or ':', the value at an inline comment; both trimmed. False when the
+//  line has no separator (a syntax error).
+static bool s_split_line (char *line, char **key, char **value)
+{
+    char *start = s_lskip (line);
+    char *separator = (char *) s_find_chars_or_comment (start, "=:");
+    if (*separator != '=' && *separator != ':')
+        return false;
+    *separator = '\0';
+    s_rstrip (start);
+    char *text = separator + 1;
+    char *comment = (char *) s_find_chars_or_comment (text, "");
+    *comment = '\0';
+    text = s_lskip (text);
+    s_rstrip (text);
+    *key = start;
+    *value = text;
+    return true;
+}
+
+//  A line longer than inih's buffer, handled here: a key line is split and assigned, a header
+//  was followed by s_track_line already, comments and blank lines say nothing. False on error.
+static bool s_long_line (parser_t *parser, char *line)
+{
+    char *start = s_lskip (line);
+    if (*start == '\0' || *start == ';' || *start == '#')
+        return true;
+    if (*start == '[') {
+        if (*s_find_chars_or_comment (start + 1, "]") == ']')
+            return true;
+        s_line_fail (parser, MSG_SYNTAX_ERROR);
+        return false;
+    }
+    char *key, *value;
+    if (!s_split_line (line, &key, &value)) {
+        s_line_fail (parser, MSG_SYNTAX_ERROR);
+        return false;
+    }
+    return s_handler (parser, NULL, key, value) != 0;
+}
+
 //  The ini_reader: one physical line per call, never cut. Returning NULL ends inih's loop,
 //  which is how parsing stops at our first error.
 static char *s_reader (char *buffer, int buffer_size, void *stream)
 {
     parser_t *parser = stream;
-    char line[ZF_CONFIG_LINE_MAX + 3]; //  the longest line, a '\r' and the NUL
+    char *line = parser->line;
     size_t length = 0;
-    if (parser->error_line)
+    if (parser->error_line || buffer_size < 2)
         return NULL;
-    line_status_t status = s_read_line (parser->file, line, sizeof line, &length);
+    line_status_t status = s_read_line (parser->file, line, ZF_CONFIG_LINE_MAX + 3, &length);
     if (status == LINE_END) {
         parser->read_errno = ferror (parser->file) ? errno : 0;
         return NULL;
     }
-    parser->line++;
-    if (parser->line == 1 && status != LINE_TOO_LONG)
+    parser->line_number++;
+    if (parser->line_number == 1 && status != LINE_TOO_LONG)
         s_strip_bom (line, &length);
-    size_t limit = ZF_CONFIG_LINE_MAX;
-    if (buffer_size - 1 < (int) limit)
-        limit = buffer_size > 0 ? (size_t) buffer_size - 1 : 0;
     zf_status_t rc = ZF_OK;
-    if (status == LINE_TOO_LONG || length > limit)
-        rc = s_line_fail (parser, MSG_LINE_TOO_LONG, limit);
+    if (status == LINE_TOO_LONG || length > ZF_CONFIG_LINE_MAX)
+        rc = s_line_fail (parser, MSG_LINE_TOO_LONG, (size_t) ZF_CONFIG_LINE_MAX);
     else if (status == LINE_HAS_NUL)
         rc = s_line_fail (parser, "line contains a NUL byte; is this a text file?");
     else
         rc = s_track_line (parser, line);
     if (rc != ZF_OK)
         return NULL;
+    //  inih takes lines that fit its buffer with their newline (later inih releases read a
+    //  full buffer without one as a line cut short); longer ones are ours, inih sees a blank
+    if (length + 1 >= (size_t) buffer_size) {
+        if (!s_long_line (parser, line))
+            return NULL;
+        length = 0;
+    }
     memcpy (buffer, line, length);
-    //  A newline where it fits: later inih releases read a full buffer without one as a line
-    //  cut short and skip to the next newline.
-    if (length + 1 < (size_t) buffer_size)
-        buffer[length++] = '\n';
+    buffer[length++] = '\n';
     buffer[length] = '\0';
     return buffer;
 }
@@ -798,22 +1029,27 @@ static int s_handler (void *user, const char *inih_section, const char *key, con
     (void) inih_section;
     char where[WHERE_MAX];
     s_where (parser, where, sizeof where);
-    zf_status_t rc = parser->section
-                         ? s_assign (parser->section, key, value, where, parser->line, parser->err)
-                         : s_fail (parser->err, where, MSG_KEY_BEFORE_ANY, key);
+    zf_status_t rc = parser->section ? s_assign (parser->config, parser->section, key, value, where,
+                                                 parser->line_number, parser->err)
+                                     : s_fail (parser->err, where, MSG_KEY_BEFORE_ANY, key);
     if (rc != ZF_OK)
-        parser->error_line = parser->line;
+        parser->error_line = parser->line_number;
     return rc == ZF_OK;
 }
 
 static zf_status_t s_parse_file (zf_config_t *self, FILE *file, const char *source, zf_error_t *err)
 {
-    parser_t parser = {.config = self, .file = file, .source = source, .err = err};
+    parser_t parser = {.config = self,
+                       .file = file,
+                       .source = source,
+                       .err = err,
+                       .line = zf_malloc (ZF_CONFIG_LINE_MAX + 3)};
     int first_error = ini_parse_stream (s_reader, &parser, s_handler, &parser);
+    zf_free (parser.line);
     //  inih keeps going after a syntax error and returns its line; ours stop the reading. The
     //  earlier of the two is the one to report.
     if (first_error > 0 && (!parser.error_line || first_error < parser.error_line)) {
-        parser.line = first_error;
+        parser.line_number = first_error;
         return s_line_fail (&parser, MSG_SYNTAX_ERROR);
     }
     if (parser.error_line)
@@ -859,7 +1095,7 @@ static zf_status_t s_apply_override (zf_config_t *self, const char *text, zf_err
         return s_unknown_section (self, where, name, name_length, err);
     char *key_copy = zf_strndup (key, key_length);
     char *value_copy = zf_strndup (value, value_length);
-    zf_status_t rc = s_assign (section, key_copy, value_copy, where, -1, err);
+    zf_status_t rc = s_assign (self, section, key_copy, value_copy, where, -1, err);
     zf_free (key_copy);
     zf_free (value_copy);
     return rc;
@@ -870,7 +1106,8 @@ static zf_status_t s_check_required_keys (const section_t *section, const char *
 {
     const zf_config_section_t *table = section->table;
     for (size_t index = 0; index < table->key_count; index++)
-        if (table->keys[index].required && section->set_on_line[index] == 0)
+        if (table->keys[index].required && section->set_on_line[index] == 0
+            && !table->keys[index].alias_of)
             return s_fail (err, source, "[%s] %s: required key is missing", table->name,
                            table->keys[index].key);
     return ZF_OK;
@@ -952,6 +1189,9 @@ void zf_config_destroy (zf_config_t **self_p)
         return;
     for (size_t index = 0; index < self->section_count; index++)
         s_section_free (&self->sections[index]);
+    for (size_t index = 0; index < self->warning_count; index++)
+        zf_free (self->warnings[index]);
+    zf_free (self->warnings);
     zf_free (self->sections);
     zf_free (self->path);
     zf_free (self);
@@ -991,6 +1231,70 @@ const char *zf_config_path (zf_config_t *self)
     return self->path;
 }
 
+const char *const *zf_config_warnings (zf_config_t *self, size_t *count)
+{
+    ZF_ASSERT (self && count);
+    *count = self->warning_count;
+    return (const char *const *) self->warnings;
+}
+
+bool zf_config_check_pairs (const char *text, char *why, size_t why_size)
+{
+    const char *cursor = text;
+    while (*cursor) {
+        cursor += strspn (cursor, " \t");
+        size_t length = strcspn (cursor, " \t");
+        if (length == 0)
+            break;
+        const char *equal = memchr (cursor, '=', length);
+        if (!equal || equal == cursor || equal + 1 == cursor + length) {
+            snprintf (why, why_size, "\"%.*s\": expected NAME=VALUE pairs", (int) length, cursor);
+            return false;
+        }
+        cursor += length;
+    }
+    return true;
+}
+
+bool zf_config_check_regex (const char *text, char *why, size_t why_size)
+{
+    regex_t regex;
+    int rc = regcomp (&regex, text, REG_EXTENDED | REG_NOSUB);
+    if (rc == 0) {
+        regfree (&regex);
+        return true;
+    }
+    char reason[128];
+    regerror (rc, &regex, reason, sizeof reason);
+    snprintf (why, why_size, "\"%s\": bad regular expression: %s", text, reason);
+    return false;
+}
+
+bool zf_config_pairs_into (const zf_config_list_t *list, zhashx_t *table, zf_error_t *err)
+{
+    for (size_t item = 0; list && item < list->count; item++) {
+        char why[256];
+        if (!zf_config_check_pairs (list->items[item], why, sizeof why)) {
+            zf_error_set (err, ZF_E_CONFIG, "", "%s", why);
+            return false;
+        }
+        const char *cursor = list->items[item];
+        while (*cursor) {
+            cursor += strspn (cursor, " \t");
+            size_t length = strcspn (cursor, " \t");
+            if (length == 0)
+                break;
+            const char *equal = memchr (cursor, '=', length);
+            char *name = zf_strndup (cursor, (size_t) (equal - cursor));
+            zhashx_update (table, name,
+                           zf_strndup (equal + 1, length - (size_t) (equal - cursor) - 1));
+            zf_free (name);
+            cursor += length;
+        }
+    }
+    return true;
+}
+
 //  --------------------------------------------------------------------------------------------
 //  The reference
 
@@ -1024,6 +1328,7 @@ static void s_describe_kind (const zf_config_key_t *spec, char *buffer, size_t s
         break;
     case ZF_CONFIG_ENUM: snprintf (buffer, size, "one of %s", spec->choices); break;
     case ZF_CONFIG_PERCENT: snprintf (buffer, size, "percent"); break;
+    case ZF_CONFIG_LIST: snprintf (buffer, size, "list: repeat the key, one item per line"); break;
     }
     if (s_has_range (spec)) {
         char range[80];
@@ -1059,7 +1364,8 @@ static void s_write_section (const zf_config_section_t *table, FILE *out)
     if (table->free_form)
         s_write_comment (out, table->free_form_help ? table->free_form_help : "any key = value");
     for (size_t index = 0; !table->free_form && index < table->key_count; index++)
-        s_write_key (&table->keys[index], out);
+        if (!table->keys[index].alias_of) //  deprecated names are not shown
+            s_write_key (&table->keys[index], out);
 }
 
 void zf_config_write_reference (const zf_config_section_t *const *sections, size_t section_count,
@@ -1190,6 +1496,12 @@ static char *s_test_write (const char *content, size_t length)
     ZF_ASSERT (fwrite (content, 1, length, file) == length);
     ZF_ASSERT (fclose (file) == 0);
     return path;
+}
+
+static void s_test_free_string (void **item)
+{
+    zf_free (*item);
+    *item = NULL;
 }
 
 static void s_test_remove (char **path_p)
@@ -1454,37 +1766,180 @@ static void s_test_file_errors (bool verbose)
                   ":2: line contains a NUL byte; is this a text file?", verbose);
 }
 
-//  Lines of 199 bytes pass whole (with LF, CRLF or at the end of the file); 200 bytes fail.
+//  Lines of any length up to ZF_CONFIG_LINE_MAX pass whole, split by inih's rules whether
+//  inih or we split them (199 bytes fit inih's buffer, 200 do not); longer ones fail.
 static void s_test_long_lines (bool verbose)
 {
-    char line[ZF_CONFIG_LINE_MAX + 2];
-    size_t prefix = strlen ("name = ");
-    memcpy (line, "name = ", prefix);
-    memset (line + prefix, 'x', sizeof line - prefix);
+    static const size_t lengths[] = {198, 199, 200, 1000, ZF_CONFIG_LINE_MAX - 100};
     static const char *const endings[] = {"\n", "\r\n", ""};
-    for (size_t index = 0; index < ZF_ARRAY_LEN (endings); index++) {
-        char *content = zf_asprintf ("[node]\n%.*s%s", ZF_CONFIG_LINE_MAX, line, endings[index]);
+    size_t prefix = strlen ("name = ");
+    for (size_t size = 0; size < ZF_ARRAY_LEN (lengths); size++) {
+        size_t length = lengths[size];
+        char *line = zf_malloc (length + 1);
+        memcpy (line, "name = ", prefix);
+        memset (line + prefix, 'x', length - prefix);
+        line[length] = '\0';
+        for (size_t index = 0; index < ZF_ARRAY_LEN (endings); index++) {
+            char *content = zf_asprintf ("[node]\n%s%s", line, endings[index]);
+            char *path;
+            zf_config_t *config = s_test_load (content, NULL, 0, &path);
+            const test_node_t *node = zf_config_section (config, "node");
+            ZF_ASSERT (strlen (node->name) == length - prefix);
+            zf_config_destroy (&config);
+            s_test_remove (&path);
+            zf_free (content);
+        }
+        //  the same rules as inih's: ':' separates, an inline comment ends the value, blanks
+        //  are trimmed; a long comment line is a comment; the next line keeps its number
+        char *content = zf_asprintf ("[node]\n  motd : %s   ; a comment\n# %s\nname = a\n",
+                                     line + prefix, line);
         char *path;
         zf_config_t *config = s_test_load (content, NULL, 0, &path);
         const test_node_t *node = zf_config_section (config, "node");
-        ZF_ASSERT (strlen (node->name) == ZF_CONFIG_LINE_MAX - prefix);
+        ZF_ASSERT (strlen (node->motd) == length - prefix && streq (node->name, "a"));
         zf_config_destroy (&config);
         s_test_remove (&path);
         zf_free (content);
-        content =
-            zf_asprintf ("[node]\n%.*s%s[bus]\n", ZF_CONFIG_LINE_MAX + 1, line, endings[index]);
-        s_test_file_fails (content,
-                           ":2: line longer than 199 bytes (inih limit); split the value or use "
-                           "a shorter path",
+        content = zf_asprintf ("[node]\nname = a\n%s\nname = b\n", line + prefix);
+        s_test_file_fails (content, ":3: syntax error: expected [section] or key = value", verbose);
+        zf_free (content);
+        content = zf_asprintf ("[node]\nname = a\nmotd = %s\nmotd = b\n", line);
+        s_test_file_fails (content, ":4: [node] motd: duplicate key (first set on line 3)",
                            verbose);
         zf_free (content);
+        zf_free (line);
     }
-    char *content = zf_asprintf ("[node]\nname = a\n# %0300d\n", 0);
-    s_test_file_fails (content,
-                       ":3: line longer than 199 bytes (inih limit); split the value or use a "
-                       "shorter path",
+    char *content = zf_asprintf ("[node]\nname = a\n# %0*d\n", ZF_CONFIG_LINE_MAX, 0);
+    s_test_file_fails (content, ":3: line longer than 65536 bytes; is this a configuration file?",
                        verbose);
     zf_free (content);
+}
+
+//  List keys repeat; a validator refuses a value with the file's line; a deprecated key sets
+//  its replacement (in another section), with a warning, and must agree with it.
+typedef struct {
+    zf_config_list_t hosts;
+    char *pattern;
+} test_list_t;
+
+typedef struct {
+    zf_config_list_t hosts;
+    char *pattern;
+} test_shared_t;
+
+static const zf_config_key_t s_test_shared_keys[] = {
+    {.key = "hosts",
+     .kind = ZF_CONFIG_LIST,
+     .offset = offsetof (test_shared_t, hosts),
+     .default_text = "a=1",
+     .check = zf_config_check_pairs,
+     .help = "NAME=VALUE pairs"},
+    {.key = "pattern",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (test_shared_t, pattern),
+     .default_text = "",
+     .check = zf_config_check_regex,
+     .help = "a regular expression"},
+};
+
+static const zf_config_key_t s_test_old_keys[] = {
+    {.key = "hosts", .alias_of = "shared.hosts", .help = "old name"},
+    {.key = "pattern", .alias_of = "shared.pattern", .help = "old name"},
+    {.key = "gone", .alias_of = "absent.key", .help = "old name of a section not loaded"},
+};
+
+static const zf_config_section_t s_test_shared = {
+    .name = "shared",
+    .help = "shared",
+    .keys = s_test_shared_keys,
+    .key_count = ZF_ARRAY_LEN (s_test_shared_keys),
+    .struct_size = sizeof (test_shared_t),
+};
+
+static const zf_config_section_t s_test_old = {
+    .name = "old",
+    .help = "old",
+    .keys = s_test_old_keys,
+    .key_count = ZF_ARRAY_LEN (s_test_old_keys),
+    .struct_size = 1,
+};
+
+static zf_config_t *s_test_lists_load (const char *content, const char *const *overrides,
+                                       size_t override_count, zf_error_t *err)
+{
+    const zf_config_section_t *sections[] = {&s_test_shared, &s_test_old};
+    FILE *file = fmemopen ((void *) content, strlen (content), "r");
+    zf_config_t *config =
+        zf_config_load_stream (sections, 2, file, "lists.ini", overrides, override_count, err);
+    fclose (file);
+    return config;
+}
+
+static void s_test_lists (void)
+{
+    zf_error_t err;
+    zf_config_t *config = s_test_lists_load ("[shared]\n", NULL, 0, &err);
+    const test_shared_t *shared = zf_config_section (config, "shared");
+    ZF_ASSERT (shared->hosts.count == 1 && streq (shared->hosts.items[0], "a=1"));
+    zf_config_destroy (&config);
+
+    config = s_test_lists_load ("[shared]\nhosts = b=2 c=3\nhosts = d=4\n", NULL, 0, &err);
+    shared = zf_config_section (config, "shared");
+    ZF_ASSERT (shared->hosts.count == 2 && streq (shared->hosts.items[0], "b=2 c=3"));
+    ZF_ASSERT (streq (shared->hosts.items[1], "d=4"));
+    zhashx_t *table = zhashx_new ();
+    zhashx_set_destructor (table, s_test_free_string);
+    ZF_ASSERT (zf_config_pairs_into (&shared->hosts, table, &err));
+    ZF_ASSERT (zhashx_size (table) == 3 && streq (zhashx_lookup (table, "c"), "3"));
+    zhashx_destroy (&table);
+    zf_config_destroy (&config);
+
+    //  the first override replaces the file's items, the next ones add
+    const char *overrides[] = {"shared.hosts=x=9", "shared.hosts=y=8"};
+    config = s_test_lists_load ("[shared]\nhosts = b=2\n", overrides, 2, &err);
+    shared = zf_config_section (config, "shared");
+    ZF_ASSERT (shared->hosts.count == 2 && streq (shared->hosts.items[0], "x=9"));
+    zf_config_destroy (&config);
+
+    ZF_ASSERT (!s_test_lists_load ("[shared]\nhosts = b=2\nhosts = oops\n", NULL, 0, &err));
+    s_test_expect_message (&err, "lists.ini:3: [shared] hosts: \"oops\": expected NAME=VALUE "
+                                 "pairs");
+    ZF_ASSERT (!s_test_lists_load ("[shared]\npattern = [x\n", NULL, 0, &err));
+    ZF_ASSERT (strstr (err.message, "lists.ini:2: [shared] pattern: \"[x\": bad regular "
+                                    "expression: "));
+
+    //  deprecated names: the value goes to the new key, with a warning; both must agree
+    config = s_test_lists_load ("[old]\nhosts = b=2\npattern = ^a\n[shared]\nhosts = b=2\n"
+                                "pattern = ^a\n",
+                                NULL, 0, &err);
+    if (!config)
+        fprintf (stderr, "unexpected: %s\n", err.message);
+    ZF_ASSERT (config);
+    shared = zf_config_section (config, "shared");
+    ZF_ASSERT (shared->hosts.count == 1 && streq (shared->pattern, "^a"));
+    size_t count;
+    const char *const *warnings = zf_config_warnings (config, &count);
+    ZF_ASSERT (count == 2);
+    ZF_ASSERT (streq (warnings[0], "lists.ini:2: [old] hosts is deprecated: set [shared] hosts "
+                                   "instead (same value)"));
+    zf_config_destroy (&config);
+    ZF_ASSERT (!s_test_lists_load ("[shared]\npattern = ^a\n[old]\npattern = ^b\n", NULL, 0, &err));
+    s_test_expect_message (&err, "lists.ini:4: [old] pattern: differs from [shared] pattern, set "
+                                 "already (in the file)");
+    ZF_ASSERT (!s_test_lists_load ("[old]\ngone = 1\n", NULL, 0, &err));
+    s_test_expect_message (&err, "lists.ini:2: [old] gone: an old name of [absent] key, which "
+                                 "this program does not read");
+
+    //  the reference shows lists, and leaves deprecated names out
+    const zf_config_section_t *sections[] = {&s_test_shared, &s_test_old};
+    char *text = NULL;
+    size_t size;
+    FILE *out = open_memstream (&text, &size);
+    zf_config_write_reference (sections, 2, out);
+    fclose (out);
+    ZF_ASSERT (strstr (text, "# list: repeat the key, one item per line\n; hosts = a=1\n"));
+    ZF_ASSERT (!strstr (text, "old name"));
+    zf_free (text);
 }
 
 static void s_test_overrides (bool verbose)
@@ -1620,6 +2075,7 @@ void zf_config_test (bool verbose)
     s_test_sections_present ();
     s_test_file_errors (verbose);
     s_test_long_lines (verbose);
+    s_test_lists ();
     s_test_overrides (verbose);
     s_test_reference_round_trip (verbose);
 

@@ -10,11 +10,14 @@
       - missing required sections ("FILE: missing required section [node]") and keys
         ("FILE: [node] name: required key is missing"); required keys are checked only in
         sections that are present,
-      - lines longer than ZF_CONFIG_LINE_MAX bytes (inih would silently cut them), lines with a
-        NUL byte, inih syntax errors ("FILE:LINE: syntax error: expected [section] or key =
-        value"),
-      - a key given twice in one section, a key before any [section] header, and an indented
-        line after a key (inih would append it to that key's value as a continuation).
+      - values a key's validator refuses ("… rule: \"[ p2p\": bad regular expression: …"),
+      - lines longer than ZF_CONFIG_LINE_MAX bytes (64 KiB: far above any real value; lines
+        longer than inih's own buffer are split into key and value here, by inih's rules),
+        lines with a NUL byte, inih syntax errors ("FILE:LINE: syntax error: expected
+        [section] or key = value"),
+      - a key given twice in one section (list keys excepted: each line adds an item), a key
+        before any [section] header, and an indented line after a key (inih would append it to
+        that key's value as a continuation).
     The first error in file order wins. A file that cannot be opened or read is ZF_E_IO.
     Lines end in LF or CRLF; a UTF-8 byte order mark is skipped; ';' after a blank starts an
     inline comment, ';' or '#' at the start of a line a comment line. Values are trimmed.
@@ -25,7 +28,12 @@
     ("endpoints.storage@edge-7=tcp://10.0.0.7:7001"). An override replaces the file's value
     (it is not a duplicate), a later override replaces an earlier one, and a section named only
     in overrides counts as present. Override errors start with "--set SECTION.KEY=VALUE: "
-    instead of "FILE:LINE: ".
+    instead of "FILE:LINE: ". For a list key the first override replaces the file's items and
+    later ones add to it.
+
+    A deprecated key names the key that replaced it (alias_of = "SECTION.KEY", possibly in
+    another section): its value goes there, and zf_config_warnings says so. Set under both
+    names, the values must agree (a list gains the items it lacks).
 
     Value syntax by kind (also what zf_config_write_reference prints):
       STR       anything, verbatim; "" is a value. A key without default is NULL until set.
@@ -36,6 +44,7 @@
       DURATION  whole number with ms, s, m, h or d; a bare number is milliseconds.
       ENUM      one of `choices`, exactly; stored as its index.
       PERCENT   decimal, optional '%': "80", "12.5%".
+      LIST      STR, one item per line: the key repeats (a default is one item).
     Defaults are text read by the same parsers, so a default that does not parse or is out of
     range is a programming error: it fails an assertion on the first load of its table.
 
@@ -46,7 +55,7 @@
 
 #include "zf_error.h"
 
-#define ZF_CONFIG_LINE_MAX 199 //  Debian's inih reads lines of at most 200 bytes with the newline
+#define ZF_CONFIG_LINE_MAX 65536 //  bytes of one line, without its end
 
 typedef enum {
     ZF_CONFIG_STR,      //  char *; value kept verbatim (surrounding blanks trimmed)
@@ -56,18 +65,31 @@ typedef enum {
     ZF_CONFIG_DURATION, //  int64_t milliseconds; "250ms", "5s", "2m", "1h", "30d"; bare = ms
     ZF_CONFIG_ENUM,     //  int; index of the value in `choices` ("a|b|c")
     ZF_CONFIG_PERCENT,  //  double in [min, max] percent; "80" or "80%"
+    ZF_CONFIG_LIST,     //  zf_config_list_t; the key may repeat, each line one item
 } zf_config_kind_t;
+
+//  A list key's items, in file order; owned by the config object.
+typedef struct {
+    char **items;
+    size_t count;
+} zf_config_list_t;
+
+//  A key's validator (STR and LIST items): false refuses the value, why says what is wrong.
+typedef bool (zf_config_check_fn) (const char *value, char *why, size_t why_size);
 
 typedef struct {
     const char *key;
     zf_config_kind_t kind;
-    size_t offset;            //  offsetof in the section struct
-    const char *default_text; //  NULL: no default (required keys); parsed like file values
-    int64_t min, max;         //  INT, SIZE, DURATION, PERCENT bounds (both 0: unbounded;
-                              //  max INT64_MAX: no upper bound); SIZE bytes, DURATION ms
-    const char *choices;      //  ENUM: "error|warning|notice|info|debug"
-    bool required;            //  must be set when the section is present; needs no default
-    const char *help;         //  one line, for the reference and the samples
+    size_t offset;             //  offsetof in the section struct
+    const char *default_text;  //  NULL: no default (required keys); parsed like file values
+    int64_t min, max;          //  INT, SIZE, DURATION, PERCENT bounds (both 0: unbounded;
+                               //  max INT64_MAX: no upper bound); SIZE bytes, DURATION ms
+    const char *choices;       //  ENUM: "error|warning|notice|info|debug"
+    bool required;             //  must be set when the section is present; needs no default
+    const char *help;          //  one line, for the reference and the samples
+    zf_config_check_fn *check; //  STR, LIST: refuses a value at load; NULL: any
+    const char *alias_of;      //  deprecated: "SECTION.KEY" this key sets instead (offset,
+                               //  kind and default unused; left out of the reference)
 } zf_config_key_t;
 
 typedef struct {
@@ -124,6 +146,16 @@ const zf_config_entry_t *zf_config_entries (zf_config_t *self, const char *secti
 
 //  The path the configuration came from ("" when none), for relative paths and messages.
 const char *zf_config_path (zf_config_t *self);
+
+//  What was accepted but should change (deprecated keys), one message each, for the log.
+const char *const *zf_config_warnings (zf_config_t *self, size_t *count);
+
+//  Stock validators: blank-separated NAME=VALUE words; an extended regular expression.
+bool zf_config_check_pairs (const char *text, char *why, size_t why_size);
+bool zf_config_check_regex (const char *text, char *why, size_t why_size);
+//  The NAME=VALUE words of every item into table (NAME -> a copy of VALUE, which the table
+//  must free: zhashx_set_destructor); list may be NULL. False, with err, on a malformed word.
+bool zf_config_pairs_into (const zf_config_list_t *list, zhashx_t *table, zf_error_t *err);
 
 //  Writes the annotated reference of the given sections, itself a valid INI file that changes
 //  nothing: loading it gives the defaults, like an empty file with the required sections.

@@ -31,6 +31,7 @@ typedef struct {
     int hwm;               //  high-water mark of every bus socket, in messages
     const char *tap;       //  tap PUB endpoint, NULL or "" for none
     int tap_hwm;           //  tap queue bound; beyond it mirrored messages are dropped, counted
+    bool tap_secrets;      //  the tap shows secret fields in clear (else redacted)
     int64_t request_timeout_ms; //  default deadline of a request, all attempts together
     int request_retries;        //  default number of resends after a per-attempt timeout
     //  TCP congestion control set on every tcp:// connection ("bbr"); NULL or "": the system's.

@@ -740,6 +740,23 @@ zf_status_t zf_schema_unpack (const uint8_t *data, size_t size, msgpack_unpacked
     return rc;
 }
 
+zf_status_t zf_schema_copy (const zf_record_desc_t *desc, const void *value, void *copy,
+                            zf_error_t *err)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    zf_status_t status = zf_schema_encode (desc, value, &packer, err);
+    if (status == ZF_OK)
+        status =
+            zf_schema_decode_buffer (desc, (const uint8_t *) buffer.data, buffer.size, copy, err);
+    else
+        memset (copy, 0, desc->size);
+    msgpack_sbuffer_destroy (&buffer);
+    return status;
+}
+
 zf_status_t zf_schema_decode_buffer (const zf_record_desc_t *desc, const uint8_t *data, size_t size,
                                      void *value, zf_error_t *err)
 {
@@ -1285,6 +1302,22 @@ static void s_test_registry (void)
     }
 }
 
+//  A copy (zf_schema_copy) is exact and owns its strings and lists.
+static void s_test_copy (void)
+{
+    zf_rec_http_header_t headers[] = {{.name = "authorization", .value = "Bearer abc"},
+                                      {.name = "Accept", .value = "text/plain"}};
+    zf_msg_task_fetch_t fetch = {.url = "http://o/x", .headers = {.items = headers, .count = 2}};
+    zf_msg_task_fetch_t copy;
+    zf_error_t err;
+    ZF_ASSERT (zf_schema_copy (zf_msg_task_fetch.body, &fetch, &copy, &err) == ZF_OK);
+    ZF_ASSERT (copy.headers.count == 2 && streq (copy.url, "http://o/x"));
+    const zf_rec_http_header_t *copied = copy.headers.items;
+    ZF_ASSERT (copied != headers && streq (copied[0].value, "Bearer abc"));
+    ZF_ASSERT (copied[1].value != headers[1].value && streq (copied[1].value, "text/plain"));
+    zf_schema_clear (zf_msg_task_fetch.body, &copy);
+}
+
 //  Enum fields: error.code has a default (an undeclared code reads as "unknown"),
 //  parent.failed reason has none (an undeclared reason is refused); both refuse to encode one.
 static void s_test_enums (void)
@@ -1363,4 +1396,5 @@ void zf_schema_test (bool verbose)
     s_test_invalid_and_missing ();
     s_test_validate ();
     s_test_registry ();
+    s_test_copy ();
 }

@@ -78,6 +78,10 @@ typedef struct {
     uint64_t max_items;   //  lists: max element count (always set for lists)
     const zf_record_desc_t *record; //  for ZF_FIELD_RECORD
     const char *default_text;       //  default as text ("42", "true", "hello"); NULL = zero/empty
+    //  Carries a secret (a credential): shown redacted in taps and logs (zf_redact.h).
+    //  NULL: no; "": always; "FIELD:value|value": when the sibling str FIELD is one of the
+    //  values (any case), as a header's value is when its name is Authorization
+    const char *secret;
     const zf_enum_desc_t *enumeration; //  str: the only words allowed (plus ""); NULL = any
 } zf_field_desc_t;
 
@@ -124,6 +128,11 @@ zf_status_t zf_schema_encode (const zf_record_desc_t *desc, const void *value, m
 //  field names in errors ("body"). On failure value is cleared and err names the field.
 zf_status_t zf_schema_decode (const zf_record_desc_t *desc, const msgpack_object *object,
                               void *value, const char *path, zf_error_t *err);
+
+//  A deep copy of value into copy (uninitialised or cleared), by encoding and decoding it:
+//  for a request kept beyond its callback. Fails as encode does (an invalid value).
+zf_status_t zf_schema_copy (const zf_record_desc_t *desc, const void *value, void *copy,
+                            zf_error_t *err);
 
 //  Whole-buffer decode: unpacks exactly one msgpack object from data and refuses truncated
 //  input (ZF_E_TRUNCATED), trailing bytes (ZF_E_TRAILING), bytes that are not msgpack

@@ -4,6 +4,7 @@
 #include "zf_envelope.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
+#include "zf_redact.h"
 #include "zf_sock.h"
 
 struct zf_tap_s {
@@ -130,6 +131,71 @@ void zf_tap_socket_event (zf_tap_t *self, const char *socket, const char *event,
 //  ---------------------------------------------------------------------------------------------
 //  The tap actor: PULL from every actor's outlet, PUB to the tap endpoint.
 
+//  The envelope as the tap shows it: the body's secret fields redacted (schemas/: secret).
+//  An envelope that does not decode (refused input) may hold anything: only its size goes
+//  out. NULL when it can go as it is (no secret field in its type).
+static zframe_t *s_redacted (zframe_t *envelope)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    zf_error_t err;
+    if (zframe_size (envelope) == 0)
+        return NULL;
+    if (zf_schema_unpack (zframe_data (envelope), zframe_size (envelope), &unpacked, "tap", &err)
+            != ZF_OK
+        || unpacked.data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy (&unpacked);
+        return zframe_new_empty ();
+    }
+    const msgpack_object_map *map = &unpacked.data.via.map;
+    const zf_msg_desc_t *desc = NULL;
+    for (uint32_t index = 0; index < map->size; index++) {
+        const msgpack_object *key = &map->ptr[index].key, *value = &map->ptr[index].val;
+        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4
+            && memcmp (key->via.str.ptr, "type", 4) == 0 && value->type == MSGPACK_OBJECT_STR)
+            desc = zf_schema_find (value->via.str.ptr, value->via.str.size);
+    }
+    if (desc && !zf_redact_has_secrets (desc->body)) {
+        msgpack_unpacked_destroy (&unpacked);
+        return NULL;
+    }
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, map->size);
+    for (uint32_t index = 0; index < map->size; index++) {
+        const msgpack_object *key = &map->ptr[index].key, *value = &map->ptr[index].val;
+        msgpack_pack_object (&pk, *key);
+        bool is_body = key->type == MSGPACK_OBJECT_STR && key->via.str.size == 4
+                       && memcmp (key->via.str.ptr, "body", 4) == 0;
+        if (is_body && desc)
+            zf_redact_pack (desc->body, value, &pk);
+        else if (is_body) //  a type we do not know: nothing in it can be judged safe
+            msgpack_pack_nil (&pk);
+        else
+            msgpack_pack_object (&pk, *value);
+    }
+    zframe_t *redacted = zframe_new (buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    msgpack_unpacked_destroy (&unpacked);
+    return redacted;
+}
+
+//  Redacts a message record's envelope frame (the third) in place.
+static void s_redact_record (zmsg_t *record)
+{
+    if (zmsg_size (record) != 3)
+        return; //  a socket event: nothing secret in it
+    zframe_t *envelope = zmsg_last (record);
+    zframe_t *redacted = s_redacted (envelope);
+    if (!redacted)
+        return;
+    zmsg_remove (record, envelope);
+    zframe_destroy (&envelope);
+    zmsg_append (record, &redacted);
+}
+
 void zf_tap_actor (zsock_t *pipe, void *args)
 {
     zf_node_t *node = args;
@@ -162,6 +228,8 @@ void zf_tap_actor (zsock_t *pipe, void *args)
         void *which = zpoller_wait (poller, -1);
         if (which == inbox) {
             zmsg_t *record = zmsg_recv (inbox);
+            if (record && !zf_node_options (node)->tap_secrets)
+                s_redact_record (record);
             //  PUB drops by itself at its high-water mark; it never blocks.
             if (record)
                 zmsg_send (&record, outlet);

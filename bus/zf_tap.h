@@ -11,7 +11,11 @@
       frame 2  msgpack map of metadata: time_ms, node, actor, socket ("router", "pub",
                "dealer:NAME", "sub:NAME"); for messages dir ("in"/"out"), raw (array of frame
                sizes), refused (reason, only for refused input); for events endpoint, value
-      frame 3  for messages only: the envelope bytes exactly as on the wire */
+      frame 3  for messages only: the envelope bytes as on the wire, except that fields marked
+               secret in schemas/ (credentials) are redacted ("Bearer <redacted, 21 bytes,
+               sha256:ab12…>"; zf_redact.h) unless [node] tap_secrets = true, an envelope
+               of a type the schemas do not know has its body replaced by nil, and one that
+               does not decode at all is left out (an empty frame) */
 #ifndef ZF_TAP_H_INCLUDED
 #define ZF_TAP_H_INCLUDED
 

@@ -55,6 +55,7 @@ static zf_node_t *s_node_new (zf_config_t *config, zf_error_t *err)
         .hwm = (int) bus_config->hwm,
         .tap = node_config->tap,
         .tap_hwm = (int) bus_config->tap_hwm,
+        .tap_secrets = node_config->tap_secrets,
         .request_timeout_ms = bus_config->request_timeout_ms,
         .request_retries = (int) bus_config->request_retries,
         .congestion = bus_config->congestion,
@@ -117,6 +118,7 @@ static bool s_start_actors (daemon_t *self, zf_error_t *err)
             .node = self->node,
             .name = kind->name,
             .config = zf_config_section (self->config, kind->name),
+            .upstream = zf_config_section_or_defaults (self->config, "upstream"),
         };
         running->handle = zactor_new (s_actor_thread, running);
         if (!s_await_start (running->handle, kind->name, err))
@@ -267,6 +269,12 @@ static bool s_start (daemon_t *self, zf_error_t *err)
     self->node = s_node_new (self->config, err);
     if (!self->node || zf_node_start_auth (self->node, err) != ZF_OK)
         return false;
+    if (*node_config->tap && node_config->tap_secrets)
+        zf_warning ("zfly",
+                    "[node] tap_secrets = true: credentials crossing the bus (tokens, "
+                    "passwords, Authorization headers) are shown in clear to anyone "
+                    "who reads the tap %s",
+                    node_config->tap);
     if (*node_config->tap) {
         self->tap = zactor_new (zf_tap_actor, self->node);
         if (!s_await_start (self->tap, "tap", err))

@@ -9,6 +9,7 @@
 #include "proxy/zf_proxy.h"
 #include "scheduler/zf_scheduler.h"
 #include "storage/zf_storage.h"
+#include "zf_upstream.h"
 
 static const zf_config_key_t s_node_keys[] = {
     {.key = "name",
@@ -33,6 +34,12 @@ static const zf_config_key_t s_node_keys[] = {
      .offset = offsetof (zf_node_config_t, tap),
      .default_text = "",
      .help = "endpoint mirroring all bus traffic for zfly-tap (ipc:// or tcp://); empty: off"},
+    {.key = "tap_secrets",
+     .kind = ZF_CONFIG_BOOL,
+     .offset = offsetof (zf_node_config_t, tap_secrets),
+     .default_text = "false",
+     .help = "show credentials (fields marked secret in schemas/) in clear on the tap, for "
+             "debugging; logged as a warning at every start"},
 };
 
 const char *zf_node_config_name (const zf_node_config_t *node_config)
@@ -144,11 +151,12 @@ const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);
 
 const zf_config_section_t *const *zf_all_sections (size_t *count)
 {
-    static const zf_config_section_t *sections[3 + ZF_ARRAY_LEN (zf_actor_kinds)];
+    static const zf_config_section_t *sections[4 + ZF_ARRAY_LEN (zf_actor_kinds)];
     size_t used = 0;
     sections[used++] = &zf_node_section;
     sections[used++] = &zf_bus_section;
     sections[used++] = &zf_endpoints_section;
+    sections[used++] = &zf_upstream_section;
     for (size_t index = 0; index < zf_actor_kind_count; index++)
         sections[used++] = zf_actor_kinds[index].section;
     *count = used;

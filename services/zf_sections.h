@@ -6,9 +6,10 @@
 
 typedef struct {
     char *name;
-    int log_level; //  zf_log_level_t
-    char *http;    //  HOST:PORT for /healthz and /metrics, "" for none
-    char *tap;     //  tap endpoint, "" for none
+    int log_level;    //  zf_log_level_t
+    char *http;       //  HOST:PORT for /healthz and /metrics, "" for none
+    char *tap;        //  tap endpoint, "" for none
+    bool tap_secrets; //  the tap shows secret fields in clear (warned at start)
 } zf_node_config_t;
 
 typedef struct {

@@ -149,6 +149,13 @@ int main (int argc, char *argv[])
         fprintf (stderr, "zfly: %s\n", err.message);
         return 2;
     }
+    size_t warning_count;
+    const char *const *warnings = zf_config_warnings (config, &warning_count);
+    for (size_t index = 0; index < warning_count; index++)
+        if (streq (command, "check"))
+            fprintf (stderr, "zfly: warning: %s\n", warnings[index]);
+        else
+            zf_warning ("zfly", "%s", warnings[index]);
     int exit_code = 0;
     if (manager_init) {
         if (!zf_config_has_section (config, "manager")) {

@@ -310,8 +310,10 @@ int main (void)
 
     char *dir = zf_strdup ("/tmp/zf-schedule-check-XXXXXX");
     CHECK (mkdtemp (dir));
+    //  nobody answers at the origin, so no access question is asked either (zf_fetch_access.h)
     char *child_ini = zf_asprintf ("[storage]\ndir = %s/child\n[fetcher]\nschedulers = scheduler\n"
-                                   "piece_length_min = 64K\npiece_length_max = 64K\n",
+                                   "piece_length_min = 64K\npiece_length_max = 64K\n"
+                                   "access_check = false\n",
                                    dir);
     char *parent_ini = zf_asprintf ("[storage]\ndir = %s/parent\n", dir);
     zf_config_t *child_config = s_config (child_ini);
@@ -326,9 +328,9 @@ int main (void)
         zf_node_add_local (node, locals[index]);
 
     zf_actor_args_t storage_args = {node, "storage",
-                                    zf_config_section_or_defaults (child_config, "storage")};
+                                    zf_config_section_or_defaults (child_config, "storage"), NULL};
     zf_actor_args_t parent_args = {node, "pstore@n",
-                                   zf_config_section_or_defaults (parent_config, "storage")};
+                                   zf_config_section_or_defaults (parent_config, "storage"), NULL};
     zactor_t *storage = s_start (zf_storage_actor, &storage_args);
     zactor_t *parent = s_start (zf_storage_actor, &parent_args);
 
@@ -353,7 +355,7 @@ int main (void)
     s_fill_parent (&self, 0, PIECE_COUNT / 2);
 
     zf_actor_args_t fetcher_args = {node, "fetcher",
-                                    zf_config_section_or_defaults (child_config, "fetcher")};
+                                    zf_config_section_or_defaults (child_config, "fetcher"), NULL};
     zactor_t *fetcher = s_start (zf_fetcher_actor, &fetcher_args);
     zf_msg_task_fetch_t fetch = {.url = URL, .digest = self.digest};
     CHECK (zf_bus_request (self.bus, "fetcher", &zf_msg_task_fetch, &fetch, NULL,

@@ -85,6 +85,36 @@ class Bus:
         return None
 
 
+def testbed_up(tag, peers, file_size, link, seed_link=None, rates=None):
+    """Builds a testbed of `peers` peers, a seed, an origin and the sched namespace (for
+    schedulers, and a manager), under a prefix of `tag` and this process's id; returns the
+    testbed module, its arguments and its state. Torn down on failure."""
+    tb = load_testbed()
+    argv = ["up", "--prefix", f"{tag}{os.getpid() % 10000}-", "--peers", str(peers), "--seeds",
+            "1", "--file-size", file_size, "--link", link]
+    if seed_link:
+        argv += ["--seed-link", seed_link]
+    if rates:
+        argv += ["--rates", rates]
+    args = tb.build_parser().parse_args(argv)
+    args.file_size = tb.parse_size(file_size)
+    args.origin_link = args.link
+    args.seed_link = args.seed_link or args.link
+    args.scheduler = True
+    tb.check_up_allowed(args)
+    try:
+        state = tb.cmd_up(args)
+    except BaseException:
+        tb.cmd_down(args)
+        raise
+    return tb, args, state
+
+
+def testbed_down(tb, args):
+    args.keep = bool(os.environ.get("ZF_SWARM_KEEP"))  # keep logs and copies for a look
+    tb.cmd_down(args)
+
+
 @unittest.skipIf(skip_reason(), skip_reason())
 class SwarmCase(unittest.TestCase):
     """A testbed for the class: PEERS peers and a seed, FILE_SIZE, every link LINK unless
@@ -97,32 +127,14 @@ class SwarmCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tb = load_testbed()
-        cls.prefix = f"zs{os.getpid() % 10000}-"
-        argv = ["up", "--prefix", cls.prefix, "--peers", str(cls.PEERS), "--seeds", "1",
-                "--file-size", cls.FILE_SIZE, "--link", cls.LINK]
-        if cls.SEED_LINK:
-            argv += ["--seed-link", cls.SEED_LINK]
-        if cls.RATES:
-            argv += ["--rates", cls.RATES]
-        args = cls.tb.build_parser().parse_args(argv)
-        args.file_size = cls.tb.parse_size(cls.FILE_SIZE)
-        args.origin_link = args.link
-        args.seed_link = args.seed_link or args.link
-        args.scheduler = True
-        cls.args = args
-        cls.tb.check_up_allowed(args)
-        try:
-            cls.state = cls.tb.cmd_up(args)
-        except BaseException:
-            cls.tb.cmd_down(args)
-            raise
+        cls.tb, cls.args, cls.state = testbed_up("zs", cls.PEERS, cls.FILE_SIZE, cls.LINK,
+                                                 cls.SEED_LINK, cls.RATES)
+        cls.prefix = cls.args.prefix
         cls.file_size = cls.state["file_size"]
 
     @classmethod
     def tearDownClass(cls):
-        cls.args.keep = bool(os.environ.get("ZF_SWARM_KEEP"))
-        cls.tb.cmd_down(cls.args)
+        testbed_down(cls.tb, cls.args)
 
     def setUp(self):
         self.bus = Bus()
@@ -264,6 +276,19 @@ class SwarmCase(unittest.TestCase):
             for parent in peer.get("parents") or []:
                 children.setdefault(parent, []).append(peer["host_id"])
         return children
+
+    def download_everywhere(self, **options):
+        """Starts the swarm (options for ZflySwarm), downloads on every peer at one instant and
+        checks what every scenario relies on: exact copies, the origin sending at most
+        ORIGIN_LIMIT copies, no peer starting over. Returns the task id and each peer's
+        task.status."""
+        self.start(**options)
+        task_id = self.launch()
+        statuses, body_bytes = self.finish(task_id, self.peers())
+        self.assertLessEqual(body_bytes, ORIGIN_LIMIT * self.file_size,
+                             f"origin sent {body_bytes / self.file_size:.2f} F")
+        self.assert_no_restart(statuses)
+        return task_id, statuses
 
     def assert_daemons_clean(self):
         """Every daemon of the swarm is still running (none died of a crash), and no log shows

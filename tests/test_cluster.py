@@ -24,7 +24,7 @@ import time
 import unittest
 
 import mariadb
-from swarmtest import Bus, load_testbed, skip_reason
+from swarmtest import Bus, skip_reason, testbed_down, testbed_up
 from zflytest import BUILD_DIR, ZFLY
 
 ZFLY_GET = os.path.join(BUILD_DIR, "zfly-get")
@@ -46,27 +46,13 @@ ORIGIN_LIMIT = 1.05
 class ClusterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tb = load_testbed()
-        cls.prefix = f"zc{os.getpid() % 10000}-"
-        args = cls.tb.build_parser().parse_args(
-            ["up", "--prefix", cls.prefix, "--peers", str(PEERS), "--seeds", "1",
-             "--file-size", FILE_SIZE, "--link", LINK])
-        args.file_size = cls.tb.parse_size(FILE_SIZE)
-        args.origin_link = args.seed_link = args.link
-        args.scheduler = True  # the sched namespace: manager and schedulers
-        cls.args = args
-        cls.tb.check_up_allowed(args)
-        try:
-            cls.state = cls.tb.cmd_up(args)
-        except BaseException:
-            cls.tb.cmd_down(args)
-            raise
+        cls.tb, cls.args, cls.state = testbed_up("zc", PEERS, FILE_SIZE, LINK)
+        cls.prefix = cls.args.prefix
         cls.file_size = cls.state["file_size"]
 
     @classmethod
     def tearDownClass(cls):
-        cls.args.keep = bool(os.environ.get("ZF_SWARM_KEEP"))
-        cls.tb.cmd_down(cls.args)
+        testbed_down(cls.tb, cls.args)
 
     def setUp(self):
         self.bus = Bus()

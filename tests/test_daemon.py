@@ -37,7 +37,26 @@ class DaemonTest(ZflyTestCase):
         self.check_bad_config("[echo]\n", "missing required section [node]")
 
     def test_line_too_long(self):
-        self.check_bad_config("[node]\nname = " + "x" * 300 + "\n", "FILE:2: line longer than")
+        self.check_bad_config("[node]\nname = a\n# " + "x" * 70000 + "\n",
+                              "FILE:3: line longer than 65536 bytes")
+
+    def test_long_values_and_checked_lists(self):
+        """Values longer than inih's 200-byte line pass whole; a list key repeats; a rule that
+        does not compile stops `zfly check` with its file and line; deprecated names warn."""
+        path = self.path("long.ini")
+        long_rule = "^http://" + "a" * 300 + "/ direct"
+        with open(path, "w") as handle:
+            handle.write(f"[node]\nname = a\n[proxy]\nrule = {long_rule}\nrule = .* direct\n"
+                         "hosts = x.test=127.0.0.1:1\n")
+        result = subprocess.run([zflytest.ZFLY, "check", "-c", path], capture_output=True,
+                                text=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(f"{path}:6: [proxy] hosts is deprecated: set [upstream] hosts instead",
+                      result.stderr)
+        self.check_bad_config("[node]\nname = a\n[proxy]\nrule = .* direct\nrule = [ p2p\n",
+                              'FILE:5: [proxy] rule: "[ p2p": bad regular expression')
+        self.check_bad_config("[node]\nname = a\n[upstream]\nhosts = a=1 b\n",
+                              'FILE:4: [upstream] hosts: "b": expected NAME=VALUE pairs')
 
     def test_unknown_section(self):
         self.check_bad_config("[node]\nname = a\n[nosuch]\n", "FILE:3: unknown section [nosuch]")

@@ -46,6 +46,8 @@ http = 127.0.0.1:0
 [storage]
 dir = {self.path("cache")}
 bind = {self.storage_endpoint}
+[upstream]
+public = 127.0.0.1
 [fetcher]
 bind = {self.fetcher_endpoint}
 piece_length_min = 64K

@@ -29,7 +29,9 @@ GATED_PATH = f"/gate-from/{GATED_BYTES}/go/gated"
 FILES = ("blob", "gated", "other")
 
 
-FETCHER = """[fetcher]
+FETCHER = """[upstream]
+public = 127.0.0.1
+[fetcher]
 bind = ipc://{workdir}/{name}-fetcher.sock
 piece_length_min = 64K
 piece_length_max = 64K

@@ -55,10 +55,10 @@ class Dockerd:
         zflytest.stop_process(self.process, self.log, timeout=20)
 
 
-def start_node(test, port, fetcher="", proxy=""):
+def start_node(test, port, fetcher="", proxy="", upstream=""):
     """A zfly node with storage, fetcher and proxy (on port); the sections' extra lines."""
     node = test.start("edge", zflytest.proxy_node_ini("edge", port, f"{test.workdir}/cache",
-                                                      fetcher, proxy))
+                                                      fetcher, proxy, upstream))
     node.wait_ready()
     return node
 
@@ -138,10 +138,10 @@ class ProxyDockerInterceptTest(zflytest.ZflyTestCase):
         port = zflytest.free_port()
         # the fetcher reaches the intercepted host as the proxy does, so its layers go P2P
         upstream = (f"hosts = {self.HOST}={self.registry.address}\n"
-                    f"upstream_ca = {self.upstream_ca[0]}\n")
-        node = start_node(self, port, fetcher=upstream,
+                    f"ca = {self.upstream_ca[0]}\n")
+        node = start_node(self, port, upstream=upstream,
                           proxy=f"hijack = ^registry[.]zfly[.]test$\nca_cert = {self.zfly_ca[0]}\n"
-                                f"ca_key = {self.zfly_ca[1]}\n{upstream}")
+                                f"ca_key = {self.zfly_ca[1]}\n")
         self.dockerd = Dockerd(self.workdir, {}, HTTPS_PROXY=f"http://127.0.0.1:{port}",
                                NO_PROXY="localhost,127.0.0.0/8")
         result = self.dockerd.docker("pull", f"{self.HOST}/test/app:v1", check=False)

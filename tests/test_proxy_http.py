@@ -68,10 +68,12 @@ name = edge
 log_level = info
 http = 127.0.0.1:0
 
+[upstream]
+hosts = origin.zfly.test=127.0.0.1:{self.origin_port}
+
 [proxy]
 listen = 127.0.0.1:{self.port}
 fetcher =
-hosts = origin.zfly.test=127.0.0.1:{self.origin_port}
 header_max = 4K
 header_timeout = 1s
 max_connections = 600

@@ -4,7 +4,7 @@ skopeo pulls from an HTTPS docker-registry (token auth) by a host name only the 
 resolves, with HTTPS_PROXY pointing at zfly. With the interception CA trusted, the pull
 succeeds and the digests match the registry's; with another CA, skopeo refuses the
 certificate and the proxy log says why. Intercepted blobs go P2P: the fetcher
-has the same `hosts` and `upstream_ca` as the proxy ([fetcher] hosts, upstream_ca), so it
+reaches the registry as the proxy does ([upstream] hosts and ca, shared by both), so it
 reaches the registry by that host name and trusts its private CA. A host not listed for
 interception gets a blind tunnel (the client sees the registry's own certificate).
 """
@@ -46,10 +46,9 @@ class ProxyInterceptTest(zflytest.ZflyTestCase):
                  f"tunnel.zfly.test={self.registry.address}")
         node = self.start("edge", zflytest.proxy_node_ini(
             "edge", port, f"{self.workdir}/cache",
-            fetcher=f"hosts = {hosts}\nupstream_ca = {self.upstream_ca[0]}\n",
+            upstream=f"hosts = {hosts}\nca = {self.upstream_ca[0]}\n",
             proxy=f"hijack = ^registry[.]zfly[.]test$\nca_cert = {self.zfly_ca[0]}\n"
-                  f"ca_key = {self.zfly_ca[1]}\nupstream_ca = {self.upstream_ca[0]}\n"
-                  f"hosts = {hosts}\n"))
+                  f"ca_key = {self.zfly_ca[1]}\n"))
         node.wait_ready()
         return node, port
 

@@ -159,7 +159,8 @@ class ProxyMirrorTest(zflytest.ZflyTestCase):
         self.assertEqual(got[0], 401)
         self.assertEqual(got[0], want[0])
         self.assertEqual(got[1]["WWW-Authenticate"], want[1]["WWW-Authenticate"])
-        # a blob that 404s (P2P route: the task fails, the proxy falls back, 404 passes back)
+        # a blob that 404s (P2P route: the fetcher's access question is answered 404, so the
+        # proxy asks the registry directly and its own 404 passes back)
         missing = "/v2/test/app/blobs/sha256:" + "0" * 64
         auth = {"Authorization": "Bearer " + token_for(self.token, "test/app")}
         want = fetch(direct + missing, auth)
@@ -167,7 +168,7 @@ class ProxyMirrorTest(zflytest.ZflyTestCase):
         self.assertEqual(want[0], 404)
         self.assertEqual(got[0], 404, got[2])
         self.assertEqual(json.loads(got[2])["errors"][0]["code"], "BLOB_UNKNOWN")
-        node.log.wait_for(r"p2p: falling back to direct")
+        node.log.wait_for(r"p2p: access refused id=\d+ url=\S+/blobs/sha256:0{64} .*404")
         # skopeo without credentials on a private repository fails the same way
         result = self.pull(port, "private/app", "v1", self.path("denied"))
         self.assertNotEqual(result.returncode, 0)

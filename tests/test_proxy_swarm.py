@@ -6,8 +6,10 @@ bound on tcp:// with CURVE, keys from `zfly keygen`, one allow directory). skope
 image through A's mirror, then through B's. Checked:
 
 - both copies are exact (skopeo's layout digests match the registry's);
-- the registry sent each blob once in total: B's pull sent no blob request at all, and the
-  body bytes the registry served per blob add up to one copy (plus the 1-byte size probe);
+- the registry sent each blob once in total: B's pull sent no blob GET at all, only one access
+  question per blob (a HEAD with the client's token, zfly_fetch_access.h: the registry says
+  whether this client may read it; no body), and the body bytes the registry served per blob
+  add up to one copy (plus the 1-byte size probe);
 - B computed the same task ids (the blob digest keys them) and took every byte from A: its
   fetcher's final task status ("task complete … from_source=0 from_parents=LENGTH") and its
   zfly_fetcher_parent_bytes_total / _source_bytes_total metrics say so.
@@ -150,10 +152,19 @@ storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][
         for digest in expected[1]:
             node_b.log.wait_for(rf"GET \S+/blobs/{digest} route=p2p status=200 ", timeout=5)
 
-        # the registry: nothing for B's pull, one copy of each blob for A's
-        self.assertEqual(self.registry.blob_requests(start=middle), [])
+        # the registry: for B's pull only the access questions (one HEAD per blob, no body),
+        # one copy of each blob for A's
+        asked = set()
+        for method, digest, status, size, agent in self.registry.blob_requests(start=middle):
+            self.assertEqual((method, status, size), ("HEAD", 200, 0), (digest, agent))
+            self.assertTrue(agent.startswith("zfly-fetcher/"), agent)
+            asked.add(digest)
+        self.assertEqual(asked, set(blobs))
         served = {}
         for method, digest, status, size, agent in self.registry.blob_requests(start=start):
+            if method == "HEAD":  # A's access questions
+                self.assertEqual((status, size), (200, 0), digest)
+                continue
             self.assertEqual(method, "GET")
             self.assertIn(status, (200, 206), (digest, status, agent))
             self.assertTrue(agent.startswith("zfly-fetcher/"), agent)

@@ -131,8 +131,10 @@ class StorageTest(ZflyTestCase):
         node.log.wait_for(r"storage: clock shifted offset_ms=86400000 by=zfly-get@n1")
         self.assertEqual(len(re.findall("clock shifted", node.log.text())), 1)
 
-    def test_kill_9_keeps_acknowledged_pieces(self):
-        node = self.start_node()
+    def kill_9_mid_writes(self, **storage):
+        """Writes 4 pieces (acknowledged) and sends a 5th, kills the node with SIGKILL and
+        starts it again: (the pieces it claims, the pieces' bytes)."""
+        node = self.start_node(**storage)
         client = self.client()
         piece_length, count = 16384, 6
         data = content(piece_length * count - 100, 1)
@@ -149,14 +151,15 @@ class StorageTest(ZflyTestCase):
         node.process.send_signal(signal.SIGKILL)
         node.process.wait(timeout=10)
 
-        self.start_node("n1-again")
+        self.start_node("n1-again", **storage)
         client = self.client()
         reply, raw = client.stat(TASK)
         self.assertEqual(reply["type"], "storage.task", reply)
         finished = finished_pieces(raw[0], count)
-        self.assertTrue({0, 1, 2, 3} <= finished <= {0, 1, 2, 3, 4}, finished)
         self.assertEqual(reply["body"]["finished_count"], len(finished))
         self.assertEqual(reply["body"]["state"], "running")
+        # Never a claim of bytes it does not have: every claimed piece reads back exactly.
+        self.assertLessEqual(finished, {0, 1, 2, 3, 4})
         for index in sorted(finished):
             reply, raw = client.call("piece.read", {"task_id": TASK, "piece": index})
             self.assertEqual(reply["type"], "piece.data", reply)
@@ -167,6 +170,16 @@ class StorageTest(ZflyTestCase):
             self.assertEqual(reply["type"], "piece.written", reply)
         reply, _ = client.call("storage.complete", {"task_id": TASK})
         self.assertEqual(reply["body"]["state"], "complete", reply)
+        return finished
+
+    def test_kill_9_claims_only_written_pieces(self):
+        # By default piece.written goes out once the bytes are written, and the metadata
+        # that claims them follows at once: after kill -9 nothing unwritten is claimed.
+        self.kill_9_mid_writes()
+
+    def test_durable_mode_keeps_acknowledged_pieces_across_kill_9(self):
+        # With fsync = true piece.written waits for the (synced) record that claims it.
+        self.assertLessEqual({0, 1, 2, 3}, self.kill_9_mid_writes(fsync="true"))
 
     def test_upload_limit_answers_busy_and_spares_local_readers(self):
         node = self.start_node(upload_rate="1K", upload_concurrency=1)
@@ -259,6 +272,57 @@ class StorageTest(ZflyTestCase):
         reply, _ = client.call("piece.locate", {"task_id": TASK, "piece": 1})
         self.assertEqual(reply["body"]["code"], "not_finished", reply)
         reply, _ = client.call("piece.locate", {"task_id": "cd" * 32, "piece": 0})
+        self.assertEqual(reply["body"]["code"], "not_found", reply)
+
+    def test_a_torn_metadata_slot_falls_back_to_the_older_record(self):
+        node = self.start_node()
+        client = self.client()
+        piece_length, count = 16384, 5
+        data = content(piece_length * count, 5)
+        pieces = [data[i:i + piece_length] for i in range(0, len(data), piece_length)]
+        client.open(TASK, len(data), piece_length)
+        for index in range(3):
+            reply, _ = client.write(TASK, index, pieces[index])
+            self.assertEqual(reply["type"], "piece.written", reply)
+        node.stop()  # SIGTERM: every write is committed
+        task_dir = self.path("cache", "tasks", TASK[:2], TASK)
+        self.assertFalse(os.path.exists(os.path.join(task_dir, "meta")))
+        (newest, sequence, record), (older, older_sequence, older_record) = \
+            zflytest.metadata_slots(task_dir)
+        self.assertEqual(older_sequence, sequence - 1)
+        self.assertEqual(zflytest.bitmap_set(record["finished"], count), {0, 1, 2})
+        expected = zflytest.bitmap_set(older_record["finished"], count)
+        self.assertLessEqual(expected, {0, 1, 2})
+
+        # A crash while the newest record was written in place: its tail never made it.
+        zflytest.flip_byte(os.path.join(task_dir, newest), 100)
+        node = self.start_node("n1-again")
+        node.log.wait_for(rf"storage: task={TASK} {newest} not usable \(checksum mismatch")
+        client = self.client()
+        reply, raw = client.stat(TASK)
+        self.assertEqual(finished_pieces(raw[0], count), expected, reply)
+        for index in sorted(expected):
+            reply, raw = client.call("piece.read", {"task_id": TASK, "piece": index})
+            self.assertEqual(raw[0], pieces[index], reply)
+        for index in set(range(count)) - expected:
+            reply, _ = client.write(TASK, index, pieces[index])
+            self.assertEqual(reply["type"], "piece.written", reply)
+        reply, _ = client.call("storage.complete", {"task_id": TASK})
+        self.assertEqual(reply["body"]["state"], "complete", reply)
+        node.stop()
+        # Records went on from the older one's sequence, the first into the torn slot (not
+        # over the only good record), and both slots hold whole records again.
+        slots = zflytest.metadata_slots(task_dir)
+        self.assertEqual([slot[1] for slot in slots], [slots[0][1], slots[0][1] - 1])
+        self.assertGreaterEqual(slots[1][1], older_sequence + 1)
+        self.assertEqual(slots[0][2]["state"], "complete")
+
+        # Both slots damaged: nothing can be trusted, the task is quarantined.
+        for name in ("meta.0", "meta.1"):
+            zflytest.flip_byte(os.path.join(task_dir, name), 30)
+        node = self.start_node("n1-third")
+        node.log.wait_for(rf"storage: quarantined task={TASK} bad metadata: meta")
+        reply, _ = self.client().stat(TASK)
         self.assertEqual(reply["body"]["code"], "not_found", reply)
 
     def test_bad_metadata_is_quarantined_and_the_daemon_starts(self):

@@ -257,11 +257,12 @@ def recv_http_response(sock, timeout=30):
     return int(lines[0].split()[1]), headers, body, len(body) == length
 
 
-def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy=""):
+def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy="", upstream="", storage=""):
     """The INI of a node running storage, fetcher and proxy, as most proxy tests want one;
-    fetcher and proxy are extra lines for those sections."""
+    fetcher, proxy, upstream and storage are extra lines for those sections."""
     return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n\n"
-            f"[storage]\ndir = {cache_dir}\n\n[fetcher]\n{fetcher}\n"
+            f"[upstream]\n{upstream}\n"
+            f"[storage]\ndir = {cache_dir}\n{storage}\n[fetcher]\n{fetcher}\n"
             f"[proxy]\nlisten = 127.0.0.1:{proxy_port}\n{proxy}")
 
 
@@ -272,6 +273,48 @@ def flip_byte(path, offset, mask=0xFF):
         byte = handle.read(1)
         handle.seek(offset)
         handle.write(bytes([byte[0] ^ mask]))
+
+
+def wait_until_true(predicate, what, timeout=DEFAULT_TIMEOUT, interval=0.05):
+    """Polls predicate until it returns something true (returned); fails on the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(interval)
+
+
+SLOT_MAGIC = b"zfmeta\x00\x01"
+
+
+def metadata_slots(task_dir):
+    """The records in a task's two metadata slots (actors/storage/zf_meta_slot.h), newest
+    first: [(file name, sequence, decoded storage_meta record)]. Slots that are empty or
+    whose header does not add up are left out (the checksum is storage's to check)."""
+    import msgpack
+    import struct
+    found = []
+    for name in ("meta.0", "meta.1"):
+        try:
+            with open(os.path.join(task_dir, name), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            continue
+        if len(data) < 32 or data[:8] != SLOT_MAGIC:
+            continue
+        sequence, length = struct.unpack_from("<QI", data, 8)
+        if 24 + length + 8 > len(data):
+            continue
+        found.append((name, sequence, msgpack.unpackb(data[24:24 + length], raw=False)))
+    return sorted(found, key=lambda slot: -slot[1])
+
+
+def bitmap_set(bitmap, count):
+    """The indexes of the bits set in a bitmap of count bits (bit i: byte i/8, LSB first)."""
+    return {index for index in range(count) if bitmap[index // 8] >> (index % 8) & 1}
 
 
 class Origin:
@@ -340,6 +383,63 @@ class Origin:
 
     def stop(self):
         stop_process(self.process, self.output)
+
+
+class Nginx:
+    """nginx (Debian package) serving root on a loopback port, with an access log of body
+    bytes: a real, fast origin for large files (tests/origin.py streams through Python)."""
+
+    def __init__(self, workdir, root):
+        self.port = free_port()
+        self.dir = os.path.join(workdir, "nginx")
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(self.dir, "access.log")
+        conf = os.path.join(self.dir, "nginx.conf")
+        temp = self.dir
+        with open(conf, "w") as handle:
+            handle.write(f"""daemon off; master_process off; worker_processes 1;
+pid {self.dir}/nginx.pid; error_log {self.dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  log_format bytes '$status $body_bytes_sent "$request"';
+  access_log {self.log_path} bytes;
+  sendfile on; tcp_nopush on; default_type application/octet-stream;
+  client_body_temp_path {temp}; proxy_temp_path {temp}; fastcgi_temp_path {temp};
+  uwsgi_temp_path {temp}; scgi_temp_path {temp};
+  server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+}}
+""")
+        self.process = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        deadline = time.monotonic() + DEFAULT_TIMEOUT
+        while True:  # the listening socket, not a fixed wait
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("nginx did not start: "
+                                         + self.process.stderr.read().decode(errors="replace"))
+                time.sleep(0.02)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def body_bytes(self):
+        """(body bytes sent, requests) so far, from the access log."""
+        total = requests = 0
+        with open(self.log_path) as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    total += int(parts[1])
+                    requests += 1
+        return total, requests
+
+    def stop(self):
+        stop_process(self.process)
+        self.process.stderr.close()
 
 
 class ZflyTestCase(unittest.TestCase):

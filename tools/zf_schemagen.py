@@ -75,6 +75,7 @@ class Field:
         self.max = None
         self.items = None
         self.default = None
+        self.secret = None  # None; "" always; "FIELD:value|value" when a sibling says so
         self.enum = None  # enum name for a str field that carries only its members
         self.where = where  # (path, line) for later checks
 
@@ -93,6 +94,8 @@ class Field:
             words.append("items=%d" % self.items)
         if self.default is not None:
             words.append("default=%s" % self.default)
+        if self.secret is not None:
+            words.append("secret" + ("=" + self.secret if self.secret else ""))
         if self.enum is not None:
             words.append("enum=%s" % self.enum)
         return " ".join(words)
@@ -196,6 +199,14 @@ def _parse_field(tokens, path, line, fail):
             field.items = _parse_count(option[6:], "items=", fail)
         elif option.startswith("default="):
             field.default = option[8:]
+        elif option == "secret":
+            field.secret = ""
+        elif option.startswith("secret="):
+            field.secret = option[7:]
+            if not re.match(r"^[a-z][a-z0-9_]*:[A-Za-z0-9_-]+(\|[A-Za-z0-9_-]+)*$", field.secret):
+                fail("field '%s': secret= wants FIELD:value|value…, got '%s'"
+                     % (name, field.secret))
+            field.secret = field.secret.split(":", 1)[0] + ":" + field.secret.split(":", 1)[1].lower()
         elif option.startswith("enum="):
             field.enum = option[5:]
             if not NAME_RE.match(field.enum):
@@ -223,6 +234,8 @@ def _check_field_options(field, fail):
                                                             MSGPACK_LENGTH_MAX))
     if field.max is not None and (kind == "bool" or field.is_record):
         fail("field '%s': max= is only for numbers, str and bin" % name)
+    if field.secret is not None and (kind not in ("str", "bin") or field.is_list):
+        fail("field '%s': secret is only for str and bin fields" % name)
     if field.enum is not None and (kind != "str" or field.is_list):
         fail("field '%s': enum= is only for str fields" % name)
     if field.default is not None:
@@ -358,6 +371,15 @@ def parse_file(path, text=None):
         if any(other.name == field.name for other in current.fields):
             fail("duplicate field '%s' in %s" % (field.name, current.name))
         current.fields.append(field)
+    for decl in decls:
+        for field in getattr(decl, "fields", []):  # enums have members, not fields
+            if not field.secret:
+                continue
+            other = field.secret.split(":", 1)[0]
+            sibling = [f for f in decl.fields if f.name == other]
+            if not sibling or sibling[0].kind != "str" or sibling[0].is_list:
+                raise SchemaError(*field.where, "field '%s': secret= names '%s', which is not a "
+                                  "str field of %s" % (field.name, other, decl.name))
     return decls
 
 
@@ -591,6 +613,8 @@ def _emit_fields(decl, records, out):
         out.append("     .max_items = UINT64_C (%d)," % (field.items or 0))
         out.append("     .record = %s," % record)
         out.append("     .default_text = %s," % default)
+        secret = _c_string(field.secret) if field.secret is not None else "NULL"
+        out.append("     .secret = %s," % secret)
         out.append("     .enumeration = %s}," % enumeration)
     out.append("};")
     return table

@@ -2,50 +2,44 @@
 
     zfly-get URL -O PATH [--digest sha256:HEX] [--header 'Name: value']… [-c FILE]
 
-    It reads the daemon's INI file to find where its fetcher and storage actors listen
-    ([fetcher] bind and [storage] bind: ipc://, or tcp:// with CURVE under the node's own
-    certificate) and asks the fetcher to bring the task into the cache (task.fetch). While the
-    task runs it streams: it follows the task with task.query (state, progress), asks storage
-    which pieces are finished (storage.stat while the next piece is missing, held by storage
-    until a piece lands: a long poll; every TICK_MS from a daemon that answers at once),
-    and appends finished pieces to PATH.part in order, so the file grows with the download
-    instead of being copied after it. With storage on this host (ipc://) it asks where each
-    piece is (piece.locate, up to READ_SLOTS in flight) and copies it from the cache file
-    itself, the bytes never crossing the bus: a reflink (FICLONERANGE) where the filesystem
-    shares blocks, else copy_file_range (an in-kernel copy), else pread/pwrite. With storage
-    elsewhere (tcp://), or when the cache file cannot be opened (another user's daemon) or
-    the daemon does not know piece.locate, it reads the bytes (piece.read, up to reads_max in
-    flight). PATH.part
-    is renamed to PATH only once the fetcher reports the task complete (it verified the whole
-    content against the task digest, when there is one), every byte is written and synced
-    and, with --digest, the SHA-256 computed as the pieces were appended matched. Nothing
-    half-written ever carries the final name. Pieces read over the bus that arrive out of
-    order wait in memory for their turn, so at most reads_max pieces (READ_BYTES_IN_FLIGHT, at
-    least 2) are held; located pieces hold only their place.
+    zfly-get finds the daemon's fetcher and storage through its INI file ([fetcher] bind and
+    [storage] bind; [fetcher] events_bind for task.ended) and reads the task with the task
+    reader the proxy uses too (bus/zf_task_reader.h): the fetcher brings the task into the
+    cache, and each piece is written to PATH.part as storage finishes it, in order. This file
+    is the command line, the progress display and the output.
 
-    Trust: over ipc:// (this host) storage checks every piece against its checksum before it
-    serves or locates it, so zfly-get does not hash pieces again; over tcp:// it checks each
-    piece's SHA-256 against the digest storage sends along. --digest always hashes the bytes
-    written (those copies go through a buffer: the hash needs the bytes anyway).
+    Output. With storage on this host (ipc://) the reader locates each piece (its cache file
+    and offset) and zfly-get copies it itself, cheapest first: a reflink (FICLONERANGE, where
+    the filesystem shares blocks), else the piece's mapped pages written with O_DIRECT, else
+    copy_file_range, else pread/pwrite; a cache file it cannot use sends the reader over the
+    bus for the rest. From storage elsewhere (tcp://) the reader brings the bytes, checked
+    against each piece's SHA-256. --digest hashes the bytes written, in order. Where the cache
+    file is on PATH's filesystem and ours, nothing is copied: PATH becomes a hard link of it
+    once the task is complete (s_link_*; --copy: never).
 
-    The layout (content and piece length) is fixed by the first task.status that states it; if
-    a later one states another (the origin's content changed length under a stale copy in the
-    cache), PATH.part is started over.
+    PATH.part is renamed to PATH only once the fetcher reports the task complete (it checked
+    the content digest, when there is one), every byte is written and synced, and the --digest
+    check passed: nothing half-written ever carries the final name. A layout that changes
+    while the task runs (the origin's content changed under a stale copy) starts PATH.part
+    over.
+
+    Requests to the daemon are patient: a daemon that is connected but slow (starved of CPU)
+    is waited for; --timeout bounds only how long it may be unreachable.
 
     zfly-get is a client of the node it reads the file of: its bus address is get-PID@NODE, so
     storage serves it as a local reader, never limited by the upload rate meant for other
-    nodes. A piece storage finds damaged ("corrupt"), or that went missing, makes zfly-get ask
-    the fetcher to complete the task again (after asking how the task is, while it runs) and
-    read on from there.
+    nodes.
 
     Exit status: 0 done, 1 other error, 2 usage or configuration, 3 daemon unreachable,
-    4 source error (origin status or network), 5 digest mismatch. */
+    4 source error (origin status or network, or the origin refused these credentials),
+    5 digest mismatch. */
 #include "zf_bus.h"
 #include "zf_clock.h"
 #include "zf_config.h"
 #include "zf_log.h"
 #include "zf_msgs.h"
 #include "zf_sections.h"
+#include "zf_task_reader.h"
 #include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -68,14 +62,11 @@
 #define DEFAULT_TIMEOUT_MS   3000
 #define LATER_TIMEOUT_MIN_MS 10000 //  once the daemon answered, it may be busy for a while
 #define READ_TIMEOUT_MS      30000 //  one piece.read: up to a piece of 64 MiB over the bus
-#define QUERY_INTERVAL_MS    200   //  task.query while the task runs; progress redraws
-#define TICK_MS              50    //  storage.stat interval for a daemon that does not hold it
+#define TICK_MS              200   //  progress redraws, the idle timeout
+#define POLL_MS              50    //  storage.stat interval for a daemon that does not hold it
 #define STAT_WAIT_MS         1000  //  how long storage may hold a storage.stat without news
-#define READ_SLOTS           8     //  piece.read requests in flight at most
-#define READ_BYTES_IN_FLIGHT (16u << 20) //  …and bytes of pieces at most (but 2 pieces at least)
-#define BUSY_RETRY_MS        100
-#define BUSY_RETRIES_MAX     300 //  "busy" answers for one piece before giving up (~30 s)
-#define REFETCH_MAX          3   //  times a task may lose pieces while we read it
+#define READ_SLOTS           ZF_TASK_READER_WINDOW_MAX //  pieces located ahead at most
+#define READ_BYTES_IN_FLIGHT (16u << 20) //  bytes of pieces read over the bus held at most
 #define HEADERS_MAX          64
 #define PARENTS_MAX          16
 #define LINE_INTERVAL_MS     5000 //  plain progress lines when stderr is not a terminal
@@ -99,100 +90,65 @@ typedef struct {
     int64_t idle_timeout_ms; //  0: none
     progress_mode_t progress;
     bool verbose;
+    bool copy; //  never a hard link of the cache file
 } options_t;
 
-//  FETCH: a task.fetch is outstanding; FOLLOW: the fetcher knows the task, we query it and
-//  read its pieces as storage finishes them; DONE: the loop is ending.
-typedef enum { PHASE_FETCH, PHASE_FOLLOW, PHASE_DONE } phase_t;
-
-typedef struct self_s self_t;
-
-//  One read slot: piece p uses slot p % READ_SLOTS, from its request until it is written.
 typedef struct {
-    self_t *self;
-    uint64_t piece;
-    bool requested; //  a piece.read is outstanding
-    bool retry;     //  storage was busy: ask again on the next retry tick
-    int busy_count;
-    zframe_t *data; //  received out of order, waiting for its turn
-    char *located;  //  or: the cache file that holds it (piece.located), waiting likewise
-    uint64_t located_offset;
-} slot_t;
-
-struct self_s {
     const options_t *options;
     const char *config_path;
     char *fetcher_endpoint;
     char *storage_endpoint;
-    bool verify_pieces;   //  storage is not on this host (tcp://): check each piece's SHA-256
-    bool locate;          //  storage is on this host: ask where pieces are, copy them ourselves
     bool clone_ok;        //  FICLONERANGE has not failed yet (it needs a reflink filesystem)
     bool copy_range_ok;   //  copy_file_range has not failed yet
     uint8_t *copy_buffer; //  COPY_BUFFER bytes, DIRECT_ALIGN-aligned, once a copy needs it
     int direct_fd;        //  PATH.part opened O_DIRECT, -1 when the filesystem cannot
+    bool locate;          //  storage is on this host: pieces are copied from its files
+    int link_fd;          //  the cache file PATH is to be a hard link of, or -1 (s_link_*)
+    bool link_decided;    //  the first located piece decided whether to link
+    char *link_path;      //  …the cache file's path, and its identity
+    dev_t link_dev;
+    ino_t link_ino;
     zf_bus_t *bus;
     zloop_t *loop;
-    phase_t phase;
-    bool answered; //  the daemon answered at least once
+    zf_task_readers_t *readers;
+    zf_task_reader_t *reader;
+    bool done;
     int exit_code;
 
     //  the task, as the fetcher reports it
     char task_id[72];
-    uint64_t content_length, piece_length, piece_count, finished_count;
+    uint64_t content_length, piece_count, finished_count;
     uint64_t bytes_from_source, bytes_from_parents;
-    bool task_complete; //  the last task.status said "complete": every piece can be read
-    bool recheck;       //  a piece went missing while the task ran: ask how it is first
-    bool query_pending;
-    int64_t last_query_ms;
-    int tick_timer;
 
     //  progress
     progress_mode_t progress;
-    int64_t started_ms, last_line_ms, last_change_ms, last_progress_ms;
-    uint64_t last_finished;
+    int64_t started_ms, last_line_ms, last_change_ms;
     int64_t sample_ms[RATE_WINDOW];
     uint64_t sample_bytes[RATE_WINDOW];
     size_t sample_count;
     bool bar_drawn;
     bool announced;
 
-    //  the layout PATH.part is written with, fixed by the first task.status that states it
-    bool layout_known;
-    uint64_t file_length, file_piece_length, file_piece_count;
-    uint64_t reads_max; //  pieces requested and not yet written, at most
-
-    //  which pieces storage holds finished, from storage.stat while the task runs
-    uint8_t *bitmap;
-    size_t bitmap_size;
-    uint64_t stored_count;
-    bool stat_pending;
-    int64_t last_stat_ms;
-    bool stat_not_held; //  the last storage.stat came back at once without news
-
-    //  reading pieces into the output
+    //  the output
     char *part_path;
     int fd;
     EVP_MD_CTX *sha;
-    uint64_t next_request; //  next piece to ask storage for
-    uint64_t next_write;   //  next piece to append to the file
-    slot_t slots[READ_SLOTS];
-    bool refetch_wanted; //  a piece went missing: fetch again once the reads in flight end
-    bool restart_wanted; //  the layout changed: start the file over once the reads end
-    int refetches;
-    int retry_timer;
     uint64_t written;
-};
+} self_t;
 
 static void s_usage (FILE *out)
 {
     fprintf (
         out,
         "usage: zfly-get URL -O PATH [--digest sha256:HEX] [--header 'Name: value']...\n"
-        "                [-c FILE] [--parent NAME]... [--timeout DURATION] [--quiet]\n"
+        "                [-c FILE] [--parent NAME]... [--timeout DURATION] [--copy] [--quiet]\n"
         "\n"
         "Downloads URL through the local zfly daemon (peer to peer, or from the origin) into\n"
         "its cache and writes it to PATH. The bytes go to PATH.part first, which is renamed to\n"
         "PATH only when complete (and verified, with --digest); PATH never holds a partial file.\n"
+        "Where the daemon's cache file is on PATH's filesystem and is yours (the daemon runs as\n"
+        "you do), PATH is a hard link of it, so no byte is written twice; changing PATH later\n"
+        "makes the daemon drop its copy, never the other way round.\n"
         "\n"
         "  -O, --output PATH        where to write the file (required)\n"
         "  -d, --digest sha256:HEX  expected SHA-256 of the content: the daemon verifies it and\n"
@@ -210,6 +166,8 @@ static void s_usage (FILE *out)
         "                           (default: never; the daemon has its own origin timeouts)\n"
         "      --progress MODE      bar (one line redrawn), lines (a line every 5s), none, or\n"
         "                           auto (default: bar on a terminal, else lines)\n"
+        "      --copy               make PATH a copy of its own, never a hard link of the\n"
+        "                           daemon's cache file\n"
         "  -q, --quiet              same as --progress none; errors are still printed\n"
         "  -v, --verbose            log bus activity to stderr\n"
         "  -h, --help               this text\n"
@@ -307,6 +265,7 @@ static int s_parse_args (int argc, char *argv[], options_t *options)
         {"timeout", required_argument, NULL, 't'},
         {"idle-timeout", required_argument, NULL, 'I'},
         {"progress", required_argument, NULL, 'P'},
+        {"copy", no_argument, NULL, 'C'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -379,6 +338,7 @@ static int s_parse_args (int argc, char *argv[], options_t *options)
                 return EXIT_USAGE;
             }
             break;
+        case 'C': options->copy = true; break;
         case 'q': options->progress = PROGRESS_NONE; break;
         case 'v': options->verbose = true; break;
         case 'h': s_usage (stdout); return EXIT_OK;
@@ -533,6 +493,11 @@ static int s_route (zf_config_t *config, zf_node_t *node, const char *actor, boo
     }
     char *endpoint = s_connectable (chosen);
     zf_free (chosen);
+    //  where the actor publishes events (the fetcher's task.ended), when it does for us
+    const char *events_bind = s_config_string (config, actor, "events_bind");
+    char *events_chosen = s_client_endpoint (events_bind);
+    char *events = events_chosen ? s_connectable (events_chosen) : NULL;
+    zf_free (events_chosen);
     char *spec = NULL;
     if (strncmp (endpoint, "tcp://", 6) == 0 && !insecure) {
         //  The daemon's CURVE server accepts its own key: we use the node's certificate.
@@ -543,11 +508,14 @@ static int s_route (zf_config_t *config, zf_node_t *node, const char *actor, boo
                      "connects with the node's certificate\n",
                      path, actor);
             zf_free (endpoint);
+            zf_free (events);
             return EXIT_USAGE;
         }
-        spec = zf_asprintf ("%s key=%s", endpoint, key);
+        spec = zf_asprintf ("%s%s%s key=%s", endpoint, events ? " events=" : "",
+                            events ? events : "", key);
     } else
-        spec = zf_strdup (endpoint);
+        spec = zf_asprintf ("%s%s%s", endpoint, events ? " events=" : "", events ? events : "");
+    zf_free (events);
     char *where = zf_asprintf ("%s: [%s] bind", path, actor);
     zf_status_t status = zf_node_add_route (node, actor, spec, where, &err);
     zf_free (where);
@@ -632,7 +600,7 @@ static double s_rate (self_t *self, int64_t now, uint64_t done)
 static void s_progress (self_t *self, bool final)
 {
     //  Nothing to show before the fetcher knows the length (the origin's first answer).
-    if (self->progress == PROGRESS_NONE || !self->task_id[0] || (self->piece_length == 0 && !final))
+    if (self->progress == PROGRESS_NONE || !self->task_id[0] || (!self->announced && !final))
         return;
     int64_t now = zf_clock_mono_ms ();
     uint64_t done = s_bytes_done (self);
@@ -688,7 +656,7 @@ static void s_progress_break (self_t *self)
 
 // --- the end --------------------------------------------------------------------------------
 
-//  A one-shot timer that ends the loop: the bus calls our callbacks from its own handlers,
+//  A one-shot timer that ends the loop: the reader calls our callback from its own handlers,
 //  which cannot return -1 on our behalf.
 static int s_stop_loop (zloop_t *loop, int timer_id, void *arg)
 {
@@ -700,19 +668,11 @@ static int s_stop_loop (zloop_t *loop, int timer_id, void *arg)
 
 static void s_finish (self_t *self, int exit_code)
 {
-    if (self->phase == PHASE_DONE)
+    if (self->done)
         return;
-    self->phase = PHASE_DONE;
+    self->done = true;
     self->exit_code = exit_code;
     zloop_timer (self->loop, 1, 1, s_stop_loop, NULL);
-    if (self->tick_timer >= 0) {
-        zloop_timer_end (self->loop, self->tick_timer);
-        self->tick_timer = -1;
-    }
-    if (self->retry_timer >= 0) {
-        zloop_timer_end (self->loop, self->retry_timer);
-        self->retry_timer = -1;
-    }
 }
 
 static void s_fail (self_t *self, int exit_code, const char *fmt, ...)
@@ -730,252 +690,60 @@ static void s_fail (self_t *self, int exit_code, const char *fmt, ...)
     s_finish (self, exit_code);
 }
 
-//  A bus failure of a request to the daemon: unreachable, or gone after it answered.
-static void s_bus_failure (self_t *self, zf_status_t status, const zf_error_t *err,
-                           const char *endpoint, const char *what)
+//  Exit status for how a task failed, and for the fetcher's refusals.
+static int s_exit_for_task (zf_task_error_t error)
 {
-    if (status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE) {
+    return error == ZF_TASK_ERROR_SOURCE   ? EXIT_SOURCE
+           : error == ZF_TASK_ERROR_DIGEST ? EXIT_DIGEST
+                                           : EXIT_OTHER;
+}
+
+static int s_exit_for_refusal (zf_code_t code)
+{
+    //  the origin refused these credentials, or could not be asked: the origin's business
+    return code == ZF_CODE_DENIED || code == ZF_CODE_UNVERIFIED ? EXIT_SOURCE : EXIT_OTHER;
+}
+
+//  What the reader's FAILED event means for the user: a message and an exit status.
+static void s_on_failed (self_t *self, const zf_task_reader_event_t *event)
+{
+    const char *url = self->options->url;
+    switch (event->failure) {
+    case ZF_TASK_READER_TASK: {
+        int exit_code = s_exit_for_task (event->task_error);
+        const char *kind = exit_code == EXIT_SOURCE   ? "source error"
+                           : exit_code == EXIT_DIGEST ? "digest mismatch"
+                                                      : "failed";
+        s_fail (self, exit_code, "%s: %s: %s (%s)", url, kind, event->message, event->code);
+        return;
+    }
+    case ZF_TASK_READER_REFUSED:
+        s_fail (self, s_exit_for_refusal (event->reply_code), "%s: the fetcher refused: %s", url,
+                event->message);
+        return;
+    case ZF_TASK_READER_UNREACHABLE: {
+        const char *endpoint = event->actor && streq (event->actor, "storage")
+                                   ? self->storage_endpoint
+                                   : self->fetcher_endpoint;
+        bool gone = event->bus_status == ZF_E_TIMEOUT || event->bus_status == ZF_E_UNREACHABLE;
+        if (!gone) {
+            s_fail (self, EXIT_OTHER, "%s failed: %s", event->request, event->message);
+            return;
+        }
         s_progress_break (self);
-        if (!self->answered)
+        if (!event->answered)
             s_no_daemon (self, endpoint, "no answer in time");
         else
             fprintf (stderr,
                      "zfly-get: the zfly daemon stopped answering at %s (%s timed out); the "
                      "download goes on in the daemon: run zfly-get again to resume it\n",
-                     endpoint, what);
+                     endpoint, event->request);
         s_finish (self, EXIT_UNREACHABLE);
-    } else
-        s_fail (self, EXIT_OTHER, "%s failed: %s", what, err ? err->message : "unknown error");
-}
-
-// --- following the task ---------------------------------------------------------------------
-
-static void s_send_fetch (self_t *self);
-static void s_pump (self_t *self);
-static void s_stat (self_t *self);
-
-//  Pieces in flight at most: located pieces hold nothing but their place; pieces read over
-//  the bus are held in memory until their turn, READ_BYTES_IN_FLIGHT of them (2 at least).
-static void s_set_reads_max (self_t *self)
-{
-    uint64_t fit = self->file_piece_length ? READ_BYTES_IN_FLIGHT / self->file_piece_length : 0;
-    if (self->locate)
-        fit = READ_SLOTS;
-    self->reads_max = fit < 2 ? 2 : fit > READ_SLOTS ? READ_SLOTS : fit;
-}
-
-//  From here on pieces come over the bus (piece.read): the cache file cannot be used.
-static void s_stop_locating (self_t *self)
-{
-    self->locate = false;
-    s_set_reads_max (self);
-}
-
-//  Fixes the layout PATH.part is written with once the fetcher states it: while the task runs,
-//  when the origin told the length (a running task with content_length 0 may not know it
-//  yet); always once it is complete. A different layout later makes us start over.
-static void s_check_layout (self_t *self)
-{
-    if (!self->task_complete && (self->piece_length == 0 || self->content_length == 0))
-        return;
-    uint64_t count = 0;
-    if (self->content_length > 0) {
-        if (self->piece_length == 0 || self->piece_count == 0
-            || self->piece_count
-                   != (self->content_length + self->piece_length - 1) / self->piece_length) {
-            s_fail (self, EXIT_OTHER,
-                    "the fetcher reported an inconsistent task: %" PRIu64 " bytes in %" PRIu64
-                    " pieces of %" PRIu64,
-                    self->content_length, self->piece_count, self->piece_length);
-            return;
-        }
-        count = self->piece_count;
-    }
-    if (!self->layout_known) {
-        self->layout_known = true;
-        self->file_length = self->content_length;
-        self->file_piece_length = self->piece_length;
-        self->file_piece_count = count;
-        s_set_reads_max (self);
         return;
     }
-    if (self->file_length != self->content_length
-        || (count > 0 && self->file_piece_length != self->piece_length)) {
-        if (!self->restart_wanted && self->options->verbose)
-            fprintf (stderr,
-                     "zfly-get: the task is now %" PRIu64 " bytes in pieces of %" PRIu64
-                     " (was %" PRIu64 " in %" PRIu64 "); starting %s over\n",
-                     self->content_length, self->piece_length, self->file_length,
-                     self->file_piece_length, self->part_path);
-        self->restart_wanted = true;
+    case ZF_TASK_READER_STORAGE:
+    case ZF_TASK_READER_PROTOCOL: s_fail (self, EXIT_OTHER, "%s: %s", url, event->message); return;
     }
-}
-
-static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
-{
-    if (!self->task_id[0] || !streq (self->task_id, status->task_id))
-        zf_strlcpy (self->task_id, status->task_id, sizeof self->task_id);
-    self->content_length = status->content_length;
-    self->piece_length = status->piece_length;
-    self->piece_count = status->piece_count;
-    self->bytes_from_source = status->bytes_from_source;
-    self->bytes_from_parents = status->bytes_from_parents;
-    if (status->finished_count != self->finished_count || self->last_change_ms == 0) {
-        self->finished_count = status->finished_count;
-        self->last_change_ms = zf_clock_mono_ms ();
-    }
-    if (!self->announced && self->progress != PROGRESS_NONE && self->piece_length) {
-        char total[32];
-        s_human_bytes (self->content_length, total, sizeof total);
-        s_progress_break (self);
-        fprintf (stderr, "zfly-get: task %s: %s in %" PRIu64 " pieces\n", self->task_id, total,
-                 self->piece_count);
-        self->announced = true;
-    }
-    if (streq (status->state, "failed")) {
-        const char *code = *status->error_code ? status->error_code : "failed";
-        int exit_code = streq (code, "source")   ? EXIT_SOURCE
-                        : streq (code, "digest") ? EXIT_DIGEST
-                                                 : EXIT_OTHER;
-        const char *kind = exit_code == EXIT_SOURCE   ? "source error"
-                           : exit_code == EXIT_DIGEST ? "digest mismatch"
-                                                      : "failed";
-        s_fail (self, exit_code, "%s: %s: %s (%s)", self->options->url, kind,
-                *status->error_message ? status->error_message : "no details", code);
-        return;
-    }
-    bool complete = streq (status->state, "complete");
-    if (complete && self->recheck) {
-        //  A piece went missing after the task completed: have the fetcher complete it again.
-        self->recheck = false;
-        s_send_fetch (self);
-        return;
-    }
-    self->recheck = false;
-    self->task_complete = complete;
-    s_check_layout (self);
-    if (self->phase == PHASE_DONE)
-        return;
-    //  running (or a state newer than this tool): keep following it
-    if (!complete && self->options->idle_timeout_ms > 0
-        && zf_clock_mono_ms () - self->last_change_ms > self->options->idle_timeout_ms) {
-        char idle[32];
-        s_human_duration ((double) self->options->idle_timeout_ms / 1000, idle, sizeof idle);
-        s_fail (self, EXIT_OTHER,
-                "%s: no progress for %s (%" PRIu64 " of %" PRIu64 " pieces); giving up, the "
-                "daemon keeps the pieces it has",
-                self->options->url, idle, self->finished_count, self->piece_count);
-        return;
-    }
-    s_pump (self);
-}
-
-static void s_on_task_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
-                             const zf_error_t *err, void *arg)
-{
-    (void) bus;
-    self_t *self = arg;
-    self->query_pending = false;
-    if (self->phase == PHASE_DONE)
-        return;
-    bool fetching = self->phase == PHASE_FETCH;
-    if (status == ZF_OK) {
-        self->answered = true;
-        self->phase = PHASE_FOLLOW;
-        s_on_status (self, reply->env.body);
-        return;
-    }
-    if (status == ZF_E_REMOTE) {
-        self->answered = true;
-        const zf_msg_error_t *body = reply->env.body;
-        if (streq (body->code, "not_found") && !fetching) {
-            //  The fetcher forgot the task (restarted?): ask for it again.
-            s_send_fetch (self);
-            return;
-        }
-        int exit_code = streq (body->code, "source")   ? EXIT_SOURCE
-                        : streq (body->code, "digest") ? EXIT_DIGEST
-                                                       : EXIT_OTHER;
-        s_fail (self, exit_code, "%s: the fetcher refused: %s", self->options->url, err->message);
-        return;
-    }
-    s_bus_failure (self, status, err, self->fetcher_endpoint,
-                   fetching ? "task.fetch" : "task.query");
-}
-
-static zf_bus_call_t s_call (self_t *self)
-{
-    int64_t timeout = self->options->timeout_ms;
-    if (self->answered && timeout < LATER_TIMEOUT_MIN_MS)
-        timeout = LATER_TIMEOUT_MIN_MS;
-    return (zf_bus_call_t){.timeout_ms = timeout, .retries = 2};
-}
-
-static void s_send_fetch (self_t *self)
-{
-    const options_t *options = self->options;
-    zf_msg_task_fetch_t fetch = {
-        .url = (char *) options->url,
-        .digest = (char *) options->digest,
-        .headers = {.items = (void *) options->headers, .count = options->header_count},
-        .parents = {.items = (void *) options->parents, .count = options->parent_count},
-    };
-    self->phase = PHASE_FETCH;
-    self->task_complete = false;
-    self->recheck = false;
-    self->query_pending = true;
-    self->last_query_ms = zf_clock_mono_ms ();
-    zf_error_t err;
-    zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_fetch, &fetch, NULL,
-                                         s_call (self), s_on_task_reply, self, &err);
-    if (status != ZF_OK) {
-        self->query_pending = false;
-        s_bus_failure (self, status, &err, self->fetcher_endpoint, "task.fetch");
-    }
-}
-
-static void s_send_query (self_t *self)
-{
-    zf_msg_task_query_t query = {.task_id = self->task_id};
-    self->query_pending = true;
-    self->last_query_ms = zf_clock_mono_ms ();
-    zf_error_t err;
-    zf_status_t status = zf_bus_request (self->bus, "fetcher", &zf_msg_task_query, &query, NULL,
-                                         s_call (self), s_on_task_reply, self, &err);
-    if (status != ZF_OK) {
-        self->query_pending = false;
-        s_bus_failure (self, status, &err, self->fetcher_endpoint, "task.query");
-    }
-}
-
-//  Every piece is in storage or in the file, and only the fetcher's "complete" is missing.
-static bool s_awaiting_complete (const self_t *self)
-{
-    return self->layout_known
-           && (self->next_write == self->file_piece_count
-               || self->stored_count == self->file_piece_count);
-}
-
-static int s_tick (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    self_t *self = arg;
-    if (self->phase != PHASE_FOLLOW)
-        return 0;
-    int64_t now = zf_clock_mono_ms ();
-    //  Until the layout is known nothing can be copied: ask at every tick, not every 200 ms.
-    int64_t query_interval = self->layout_known ? QUERY_INTERVAL_MS : TICK_MS;
-    if (!self->task_complete && !self->query_pending
-        && (now - self->last_query_ms >= query_interval || self->recheck
-            || s_awaiting_complete (self)))
-        s_send_query (self);
-    s_stat (self);
-    if (now - self->last_progress_ms >= QUERY_INTERVAL_MS) {
-        self->last_progress_ms = now;
-        s_progress (self, false);
-    }
-    return 0;
 }
 
 // --- reading pieces into the file -----------------------------------------------------------
@@ -1006,9 +774,16 @@ static bool s_write_all (self_t *self, const uint8_t *data, size_t size, uint64_
     return true;
 }
 
+static bool s_link_output (self_t *self);
+static void s_link_abandon (self_t *self, const char *why);
+
 static void s_complete (self_t *self)
 {
-    if (fdatasync (self->fd) != 0 && errno != EINVAL) {
+    if (self->link_fd >= 0 && !s_link_output (self))
+        return; //  copying it all from the start, or failed
+    //  A copy is synced before it takes PATH's name; a link is the cache's file, as durable
+    //  as the cache makes it (s_link_*).
+    if (self->link_fd < 0 && fdatasync (self->fd) != 0 && errno != EINVAL) {
         s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
         return;
     }
@@ -1033,6 +808,10 @@ static void s_complete (self_t *self)
         s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->options->output, strerror (errno));
         return;
     }
+    //  A rename onto another name of the same file (PATH linked by an earlier run) does
+    //  nothing and leaves PATH.part: PATH is already what it should be.
+    if (self->link_fd >= 0)
+        (void) unlink (self->part_path);
     s_progress (self, true);
     if (self->progress != PROGRESS_NONE) {
         double seconds = (double) (zf_clock_mono_ms () - self->started_ms) / 1000.0;
@@ -1049,28 +828,6 @@ static void s_complete (self_t *self)
                  self->options->output, size_text, seconds, rate_text, source_text, parents_text);
     }
     s_finish (self, EXIT_OK);
-}
-
-//  Storage holds the piece finished, as far as we know.
-static bool s_stored (const self_t *self, uint64_t piece)
-{
-    if (self->task_complete)
-        return true;
-    return piece / 8 < self->bitmap_size && (self->bitmap[piece / 8] >> (piece % 8)) & 1;
-}
-
-static uint64_t s_piece_size (const self_t *self, uint64_t piece)
-{
-    if (piece == self->file_piece_count - 1)
-        return self->file_length - piece * self->file_piece_length;
-    return self->file_piece_length;
-}
-
-static void s_slot_clear (slot_t *slot)
-{
-    zframe_destroy (&slot->data);
-    zf_free (slot->located);
-    slot->located = NULL;
 }
 
 //  Errors that say "this copy method does not apply here" (another filesystem, no support,
@@ -1211,15 +968,15 @@ static bool s_copy_mapped (self_t *self, int source, uint64_t offset, uint64_t s
 //  the same bytes either way. With --digest the bytes must be hashed, so they always go
 //  through the buffer. Returns false when not done: *retry says the cache file let us down
 //  (gone, unreadable, cut short) and the piece should come over the bus; else s_fail ran.
-static bool s_copy_located (self_t *self, slot_t *slot, bool *retry)
+static bool s_copy_located (self_t *self, const char *path, uint64_t offset, uint64_t size,
+                            bool *retry)
 {
-    uint64_t offset = slot->located_offset, size = s_piece_size (self, slot->piece);
     *retry = false;
-    int source = open (slot->located, O_RDONLY | O_CLOEXEC);
+    int source = open (path, O_RDONLY | O_CLOEXEC);
     if (source < 0) {
         if (self->options->verbose)
             fprintf (stderr, "zfly-get: cannot open the cache file %s (%s); reading over the bus\n",
-                     slot->located, strerror (errno));
+                     path, strerror (errno));
         *retry = true;
         return false;
     }
@@ -1247,373 +1004,348 @@ static bool s_copy_located (self_t *self, slot_t *slot, bool *retry)
     return done;
 }
 
-static void s_request_piece (self_t *self, slot_t *slot);
+// --- the reader's events --------------------------------------------------------------------
 
-//  Writes every piece that is next in order: from its frame (hashed on the way when --digest
-//  asks for the whole-file check), or copied from the cache file it was located in.
-static void s_flush (self_t *self)
-{
-    while (self->phase != PHASE_DONE && self->next_write < self->next_request) {
-        slot_t *slot = &self->slots[self->next_write % READ_SLOTS];
-        uint64_t size = s_piece_size (self, slot->piece);
-        if (slot->located) {
-            bool retry = false;
-            if (!s_copy_located (self, slot, &retry)) {
-                if (retry) { //  the cache file let us down: read this piece and the rest
-                    s_stop_locating (self);
-                    s_slot_clear (slot);
-                    s_request_piece (self, slot);
-                }
-                return;
-            }
-        } else if (slot->data) {
-            const uint8_t *data = zframe_data (slot->data);
-            if (*self->options->digest)
-                EVP_DigestUpdate (self->sha, data, size);
-            if (!s_write_all (self, data, size, self->written, NULL))
-                return;
-        } else
-            return;
-        //  Start writing these pages to disk now, so that the fdatasync before the rename
-        //  finds little left to do (it would otherwise write the whole file at the end).
-        //  Advisory: a file system that cannot do it is synced in full at the end.
-        (void) sync_file_range (self->fd, (off64_t) self->written, (off64_t) size,
-                                SYNC_FILE_RANGE_WRITE);
-        self->written += size;
-        s_slot_clear (slot);
-        self->next_write++;
-    }
-}
-
-//  Empties PATH.part for a new layout.
+//  Empties PATH.part: a new layout (the content changed under a stale copy).
 static bool s_start_over (self_t *self)
 {
-    if (ftruncate (self->fd, 0) != 0 || lseek (self->fd, 0, SEEK_SET) != 0) {
+    if (ftruncate (self->fd, 0) != 0) {
         s_fail (self, EXIT_OTHER, "cannot write %s: %s", self->part_path, strerror (errno));
         return false;
     }
     EVP_DigestInit_ex (self->sha, EVP_sha256 (), NULL);
     self->written = 0;
-    self->next_write = 0;
-    self->layout_known = false;
-    s_check_layout (self);
-    return self->phase != PHASE_DONE;
-}
-
-//  A piece went missing, or the layout changed: once every read has ended, drop the pieces
-//  that arrived after the last one written, and go on from there (from the start, for a new
-//  layout). Missing pieces of a complete task make us ask the fetcher to complete it again;
-//  while it runs, we first ask how it is (it may have failed, its pieces removed).
-static void s_settle (self_t *self)
-{
-    for (size_t index = 0; index < READ_SLOTS; index++)
-        if (self->slots[index].requested)
-            return;
-    for (size_t index = 0; index < READ_SLOTS; index++) {
-        s_slot_clear (&self->slots[index]);
-        self->slots[index].retry = false;
-    }
-    zf_free (self->bitmap);
-    self->bitmap = NULL;
-    self->bitmap_size = 0;
-    self->stored_count = 0;
     self->sample_count = 0;
-    if (self->restart_wanted) {
-        self->restart_wanted = false;
-        if (!s_start_over (self))
-            return;
-    }
-    self->next_request = self->next_write;
-    if (self->refetch_wanted) {
-        self->refetch_wanted = false;
-        if (self->task_complete)
-            s_send_fetch (self);
-        else
-            self->recheck = true; //  the next tick queries the task
-    }
+    return true;
 }
 
-//  Asks for every piece storage holds that fits in the window, writes what is next in order,
-//  and completes the file once the task is complete and every byte is written.
-static void s_pump (self_t *self)
+// --- PATH as a second name of the cache file (a hard link) -----------------------------------
+
+//  A copy writes every byte a second time, after storage wrote it into the cache, and on a
+//  machine where filling page-cache pages costs more than the disk's bandwidth (docs/
+//  benchmarks.md "Data plane"), the second write is what zfly-get's time is made of. So where
+//  it can, zfly-get makes PATH a hard link of the cache file, as dfget does: where the cache
+//  file is on PATH's filesystem and is ours (the daemon runs as we do, e.g. both as root),
+//  so that PATH is owned as a copy would be. The link is made when the task is complete,
+//  never before, so PATH.part is never the cache file while storage writes pieces into it;
+//  until then each located piece is only taken as it is (storage checked it, answering
+//  piece.locate) and hashed for --digest. PATH is given the mode a copy would have. It is
+//  not synced: it is the cache's file, as durable as the cache makes it (with [storage]
+//  fsync = true, synced before the task completes; by default, as curl -o leaves its file).
+//  Syncing it would mean waiting for the whole file to reach the disk, where a download
+//  into the page cache waits only for what the kernel's dirty limits hold back
+//  (docs/benchmarks.md "Large files").
+//  What a later write to PATH does to the cache: the next read of a changed piece fails its
+//  checksum, and storage, seeing the file has another name, drops the task instead of
+//  writing into it (zf_store.h): PATH keeps its bytes, the next download makes a new cache
+//  file. Whenever linking goes wrong (the task's file replaced under us, no link possible
+//  after all), PATH.part is started over as a copy, with a new reader.
+
+static bool s_begin (self_t *self, zf_error_t *err);
+
+//  At the first located piece: link, or copy?
+static void s_link_decide (self_t *self, const char *cache_path)
 {
-    if (self->phase == PHASE_DONE)
+    self->link_decided = true;
+    if (self->options->copy)
         return;
-    if (!self->layout_known) {
-        s_stat (self); //  storage tells when the task is opened, and so laid out
-        return;
-    }
-    s_flush (self);
-    if (self->phase == PHASE_DONE)
-        return;
-    if (self->refetch_wanted || self->restart_wanted) {
-        s_settle (self);
-        if (self->phase == PHASE_DONE || self->refetch_wanted || self->restart_wanted
-            || !self->layout_known)
-            return;
-    }
-    while (self->next_request < self->file_piece_count
-           && self->next_request - self->next_write < self->reads_max
-           && s_stored (self, self->next_request)) {
-        slot_t *slot = &self->slots[self->next_request % READ_SLOTS];
-        ZF_ASSERT (!slot->requested && !slot->data && !slot->located);
-        slot->piece = self->next_request++;
-        slot->busy_count = 0;
-        s_request_piece (self, slot);
-        if (self->phase == PHASE_DONE)
-            return;
-    }
-    if (self->task_complete && self->next_write == self->file_piece_count)
-        s_complete (self);
-    else
-        s_stat (self);
+    int fd = open (cache_path, O_RDONLY | O_CLOEXEC);
+    struct stat cache, part;
+    if (fd >= 0 && fstat (fd, &cache) == 0 && fstat (self->fd, &part) == 0
+        && cache.st_dev == part.st_dev && cache.st_uid == geteuid () && S_ISREG (cache.st_mode)) {
+        self->link_fd = fd;
+        self->link_path = zf_strdup (cache_path);
+        self->link_dev = cache.st_dev;
+        self->link_ino = cache.st_ino;
+        if (self->options->verbose)
+            fprintf (stderr, "zfly-get: %s will be a hard link of the cache file %s\n",
+                     self->options->output, cache_path);
+    } else if (fd >= 0)
+        close (fd);
 }
 
-static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
-                       const zf_error_t *err, void *arg)
+//  Gives up linking: PATH.part is emptied and read again from the first piece, as a copy,
+//  by a new reader (the old one may be the caller: a reader may be destroyed from inside its
+//  own callback).
+static void s_link_abandon (self_t *self, const char *why)
 {
-    (void) bus;
-    self_t *self = arg;
-    self->stat_pending = false;
-    if (self->phase == PHASE_DONE)
+    if (self->options->verbose)
+        fprintf (stderr, "zfly-get: no hard link of the cache file (%s); copying from the start\n",
+                 why);
+    close (self->link_fd);
+    self->link_fd = -1;
+    zf_free (self->link_path);
+    self->link_path = NULL;
+    zf_task_reader_destroy (&self->reader);
+    if (!s_start_over (self))
         return;
-    //  Back at once without news: this daemon does not hold the question; ask at TICK_MS.
-    self->stat_not_held = zf_clock_mono_ms () - self->last_stat_ms < STAT_WAIT_MS / 2;
-    if (status == ZF_OK) {
-        //  Only a bitmap of the layout we write is of use: another one is a stale copy that
-        //  the fetcher is about to replace.
-        const zf_msg_storage_task_t *body = reply->env.body;
-        zframe_t *bits = zmsg_first (reply->raw);
-        if (bits && self->layout_known && streq (body->task_id, self->task_id)
-            && body->content_length == self->file_length
-            && body->piece_length == self->file_piece_length) {
-            size_t size = zframe_size (bits);
-            if (size > self->bitmap_size)
-                self->bitmap = zf_realloc (self->bitmap, size);
-            memcpy (self->bitmap, zframe_data (bits), size);
-            self->bitmap_size = size;
-            self->stat_not_held &= body->finished_count == self->stored_count;
-            self->stored_count = body->finished_count;
-            if (streq (body->state, "complete") && !self->query_pending)
-                s_send_query (self); //  the fetcher says "complete" with its totals
-        } else if (!self->layout_known && !self->query_pending)
-            s_send_query (self); //  opened in storage: the fetcher knows the layout
-    } else if (status == ZF_E_REMOTE) {
-        const zf_msg_error_t *body = reply->env.body;
-        if (!streq (body->code, "not_found")) { //  not_found: not opened yet, or just removed
-            s_fail (self, EXIT_OTHER, "storage.stat failed: %s", err->message);
-            return;
-        }
-    } else {
-        s_bus_failure (self, status, err, self->storage_endpoint, "storage.stat");
-        return;
-    }
-    s_pump (self);
-}
-
-//  Asks storage which pieces are finished, when the next piece to read is not known to be and
-//  the window has room for it. Also when the fetcher's next word is what matters: the layout
-//  (storage holds the question until the task is opened there) or "complete" (until the task
-//  completes); s_on_stat then asks the fetcher at once instead of at the next tick. At most
-//  every TICK_MS from a daemon that does not hold the question.
-static void s_stat (self_t *self)
-{
-    if (self->phase != PHASE_FOLLOW || !self->task_id[0] || self->task_complete
-        || self->stat_pending || self->refetch_wanted || self->restart_wanted)
-        return;
-    bool piece_wanted = self->layout_known && self->next_request < self->file_piece_count
-                        && self->next_request - self->next_write < self->reads_max
-                        && !s_stored (self, self->next_request);
-    if (!piece_wanted && self->layout_known && !s_awaiting_complete (self))
-        return;
-    int64_t now = zf_clock_mono_ms ();
-    if (self->stat_not_held && now - self->last_stat_ms < TICK_MS)
-        return; //  the tick comes back for it
-    zf_bus_call_t call = s_call (self);
-    int64_t wait_ms = call.timeout_ms / 2 < STAT_WAIT_MS ? call.timeout_ms / 2 : STAT_WAIT_MS;
-    zf_msg_storage_stat_t stat = {.task_id = self->task_id,
-                                  .wait_ms = (uint64_t) wait_ms,
-                                  .known_finished = self->stored_count,
-                                  .bitmap_only = true};
-    self->stat_pending = true;
-    self->last_stat_ms = now;
+    if (self->locate && self->direct_fd < 0)
+        self->direct_fd = open (self->part_path, O_WRONLY | O_DIRECT | O_CLOEXEC);
     zf_error_t err;
-    zf_status_t status = zf_bus_request (self->bus, "storage", &zf_msg_storage_stat, &stat, NULL,
-                                         call, s_on_stat, self, &err);
-    if (status != ZF_OK) {
-        self->stat_pending = false;
-        s_bus_failure (self, status, &err, self->storage_endpoint, "storage.stat");
+    if (!s_begin (self, &err)) {
+        s_progress_break (self);
+        s_no_daemon (self, self->fetcher_endpoint, err.message);
+        s_finish (self, EXIT_UNREACHABLE);
     }
 }
 
-//  The part of a piece.read or piece.locate answer both share: whether to go on with it.
-//  Errors are handled here (busy: retried later; a missing piece: the task is fetched again;
-//  the daemon gone: we stop) and answer false.
-static bool s_piece_answer_usable (self_t *self, slot_t *slot, zf_status_t status,
-                                   zf_bus_msg_t *reply, const zf_error_t *err, const char *what)
+//  A located piece while linking: hashed for --digest. False when linking was abandoned (a
+//  new reader starts over), or after s_fail.
+static bool s_link_piece (self_t *self, const char *path, uint64_t offset, uint64_t size)
 {
-    slot->requested = false;
-    if (self->phase == PHASE_DONE)
-        return false;
-    if (self->refetch_wanted || self->restart_wanted) {
-        s_pump (self); //  whatever this answer is, it is dropped: we read on from next_write
-        return false;
-    }
-    if (status == ZF_E_REMOTE) {
-        const zf_msg_error_t *body = reply->env.body;
-        if (streq (body->code, "busy") && slot->busy_count < BUSY_RETRIES_MAX) {
-            slot->busy_count++;
-            slot->retry = true;
-            return false;
-        }
-        if ((streq (body->code, "corrupt") || streq (body->code, "not_finished")
-             || streq (body->code, "not_found"))
-            && self->refetches < REFETCH_MAX) {
-            if (self->options->verbose)
-                fprintf (stderr, "zfly-get: piece %" PRIu64 ": %s; fetching it again\n",
-                         slot->piece, err->message);
-            self->refetch_wanted = true;
-            self->refetches++;
-            s_pump (self);
-            return false;
-        }
-        s_fail (self, EXIT_OTHER, "%s: storage could not serve piece %" PRIu64 ": %s",
-                self->options->url, slot->piece, err->message);
+    struct stat now;
+    if (!streq (path, self->link_path) || stat (path, &now) != 0 || now.st_dev != self->link_dev
+        || now.st_ino != self->link_ino) {
+        s_link_abandon (self, "the cache file changed");
         return false;
     }
-    if (status != ZF_OK) {
-        s_bus_failure (self, status, err, self->storage_endpoint, what);
-        return false;
+    if (!*self->options->digest)
+        return true;
+    if (!self->copy_buffer
+        && posix_memalign ((void **) &self->copy_buffer, DIRECT_ALIGN, COPY_BUFFER) != 0)
+        ZF_ASSERT (!"out of memory");
+    for (uint64_t done = 0; done < size;) {
+        size_t chunk = size - done < COPY_BUFFER ? (size_t) (size - done) : COPY_BUFFER;
+        ssize_t got = pread (self->link_fd, self->copy_buffer, chunk, (off_t) (offset + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            s_link_abandon (self, "the cache file was cut short");
+            return false;
+        }
+        EVP_DigestUpdate (self->sha, self->copy_buffer, (size_t) got);
+        done += (uint64_t) got;
     }
     return true;
 }
 
-//  An answer about another piece, task or layout than asked is a daemon bug: we stop.
-static bool s_piece_answer_matches (self_t *self, const slot_t *slot, const char *task_id,
-                                    uint64_t piece, uint64_t offset, uint64_t size, size_t attached)
+//  PATH.part becomes a name of the very file the pieces were located in (not of whatever its
+//  path names now: through /proc/self/fd, else by path and then compared), with a copy's
+//  mode. False when it cannot (linking is abandoned: a new reader copies it all), or after
+//  s_fail.
+static bool s_link_output (self_t *self)
 {
-    uint64_t expected_size = s_piece_size (self, slot->piece);
-    if (piece == slot->piece && streq (task_id, self->task_id)
-        && offset == slot->piece * self->file_piece_length && size == expected_size
-        && attached == expected_size)
-        return true;
-    s_fail (self, EXIT_OTHER,
-            "storage answered piece %" PRIu64 " with piece %" PRIu64 " offset %" PRIu64
-            " size %" PRIu64 " (%zu bytes attached); expected offset %" PRIu64 " size %" PRIu64,
-            slot->piece, piece, offset, size, attached, slot->piece * self->file_piece_length,
-            expected_size);
-    return false;
-}
-
-static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
-                        const zf_error_t *err, void *arg)
-{
-    (void) bus;
-    slot_t *slot = arg;
-    self_t *self = slot->self;
-    if (!s_piece_answer_usable (self, slot, status, reply, err, "piece.read"))
-        return;
-    const zf_msg_piece_data_t *body = reply->env.body;
-    zframe_t *data = zmsg_pop (reply->raw);
-    if (!s_piece_answer_matches (self, slot, body->task_id, body->piece, body->offset, body->size,
-                                 data ? zframe_size (data) : 0)) {
-        zframe_destroy (&data);
-        return;
+    close (self->fd);
+    self->fd = -1;
+    if (self->direct_fd >= 0)
+        close (self->direct_fd);
+    self->direct_fd = -1;
+    unlink (self->part_path);
+    char proc[48];
+    snprintf (proc, sizeof proc, "/proc/self/fd/%d", self->link_fd);
+    bool linked = linkat (AT_FDCWD, proc, AT_FDCWD, self->part_path, AT_SYMLINK_FOLLOW) == 0;
+    struct stat made;
+    if (!linked && link (self->link_path, self->part_path) == 0) {
+        linked = stat (self->part_path, &made) == 0 && made.st_dev == self->link_dev
+                 && made.st_ino == self->link_ino;
+        if (!linked)
+            unlink (self->part_path);
     }
-    //  Storage on this host checked the piece against its digest before serving it; from
-    //  another host we check it ourselves.
-    if (self->verify_pieces && body->digest.size == SHA256_SIZE) {
-        uint8_t hash[SHA256_SIZE];
-        unsigned int hash_size = 0;
-        EVP_Digest (zframe_data (data), zframe_size (data), hash, &hash_size, EVP_sha256 (), NULL);
-        if (memcmp (hash, body->digest.data, SHA256_SIZE) != 0) {
-            s_fail (self, EXIT_OTHER,
-                    "piece %" PRIu64 " from storage does not match its digest; not written",
-                    slot->piece);
-            zframe_destroy (&data);
-            return;
-        }
-    }
-    slot->busy_count = 0;
-    slot->data = data;
-    s_pump (self);
-}
-
-//  A daemon that does not know piece.locate (older), or will not answer it, is read from.
-static bool s_locate_refused (zf_status_t status, zf_bus_msg_t *reply)
-{
-    if (status != ZF_E_REMOTE)
+    int error = errno;
+    self->fd =
+        open (self->part_path,
+              linked ? O_RDONLY | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (self->fd < 0) {
+        s_fail (self, EXIT_OTHER, "cannot create %s: %s", self->part_path, strerror (errno));
         return false;
-    const char *code = ((const zf_msg_error_t *) reply->env.body)->code;
-    return !streq (code, "busy") && !streq (code, "corrupt") && !streq (code, "not_finished")
-           && !streq (code, "not_found");
+    }
+    if (!linked) {
+        s_link_abandon (self, strerror (error));
+        return false;
+    }
+    mode_t mask = umask (0);
+    umask (mask);
+    (void) fchmod (self->fd, 0666 & ~mask);
+    return true;
 }
 
-static void s_on_located (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
-                          const zf_error_t *err, void *arg)
+static void s_on_layout (self_t *self, zf_task_reader_t *reader,
+                         const zf_task_reader_event_t *event)
 {
-    (void) bus;
-    slot_t *slot = arg;
-    self_t *self = slot->self;
-    if (self->phase != PHASE_DONE && !self->refetch_wanted && !self->restart_wanted
-        && s_locate_refused (status, reply)) {
+    if (event->restart) {
         if (self->options->verbose)
-            fprintf (stderr, "zfly-get: piece.locate refused (%s); reading over the bus\n",
-                     err->message);
-        s_stop_locating (self);
-        s_request_piece (self, slot);
-        return;
+            fprintf (stderr,
+                     "zfly-get: the task is now %" PRIu64 " bytes in pieces of %" PRIu64
+                     "; starting %s over\n",
+                     event->content_length, event->piece_length, self->part_path);
+        if (!s_start_over (self))
+            return;
     }
-    if (!s_piece_answer_usable (self, slot, status, reply, err, "piece.locate"))
-        return;
-    const zf_msg_piece_located_t *body = reply->env.body;
-    if (!s_piece_answer_matches (self, slot, body->task_id, body->piece, body->offset, body->size,
-                                 (size_t) body->size))
-        return;
-    slot->busy_count = 0;
-    slot->located = zf_strdup (body->path);
-    slot->located_offset = body->offset;
-    s_pump (self);
+    self->content_length = event->content_length;
+    self->piece_count = event->piece_count;
+    if (!self->announced && self->progress != PROGRESS_NONE) {
+        char total[32];
+        s_human_bytes (self->content_length, total, sizeof total);
+        s_progress_break (self);
+        fprintf (stderr, "zfly-get: task %s: %s in %" PRIu64 " pieces\n",
+                 zf_task_reader_task_id (reader), total, self->piece_count);
+        self->announced = true;
+    }
+    zf_task_reader_read (reader, 0, event->piece_count);
 }
 
-static void s_request_piece (self_t *self, slot_t *slot)
+//  Writes a piece at its offset of PATH.part: from its frame (hashed for --digest), or copied
+//  from the cache file it was located in. False when the cache file let us down (the reader
+//  brings the piece over the bus), or after s_fail.
+static bool s_on_piece (self_t *self, const zf_task_reader_event_t *event)
 {
-    zf_error_t err;
-    slot->requested = true;
-    slot->retry = false;
-    zf_bus_call_t call = {.timeout_ms = READ_TIMEOUT_MS > self->options->timeout_ms
-                                            ? READ_TIMEOUT_MS
-                                            : self->options->timeout_ms,
-                          .retries = 0};
-    zf_status_t status;
-    if (self->locate) {
-        zf_msg_piece_locate_t locate = {.task_id = self->task_id, .piece = slot->piece};
-        status = zf_bus_request (self->bus, "storage", &zf_msg_piece_locate, &locate, NULL, call,
-                                 s_on_located, slot, &err);
-    } else {
-        zf_msg_piece_read_t read = {.task_id = self->task_id, .piece = slot->piece};
-        status = zf_bus_request (self->bus, "storage", &zf_msg_piece_read, &read, NULL, call,
-                                 s_on_piece, slot, &err);
+    if (event->path && !self->link_decided)
+        s_link_decide (self, event->path);
+    if (event->path && self->link_fd >= 0) {
+        if (!s_link_piece (self, event->path, event->file_offset, event->size))
+            return true; //  a new reader starts over (or s_fail ran): nothing more from this one
+        self->written += event->size;
+        self->last_change_ms = zf_clock_mono_ms ();
+        return true;
     }
-    if (status != ZF_OK) {
-        slot->requested = false;
-        s_bus_failure (self, status, &err, self->storage_endpoint,
-                       self->locate ? "piece.locate" : "piece.read");
+    if (event->path) {
+        bool retry = false;
+        if (!s_copy_located (self, event->path, event->file_offset, event->size, &retry)) {
+            if (retry && self->options->verbose)
+                fprintf (stderr, "zfly-get: reading piece %" PRIu64 " and the rest over the bus\n",
+                         event->piece);
+            return !retry;
+        }
+    } else {
+        const uint8_t *data = zframe_data (*event->frame);
+        if (*self->options->digest)
+            EVP_DigestUpdate (self->sha, data, event->size);
+        if (!s_write_all (self, data, event->size, event->offset, NULL))
+            return true;
+    }
+    //  Start writing these pages to disk now, so that the fdatasync before the rename finds
+    //  little left to do (it would otherwise write the whole file at the end). Advisory: a
+    //  file system that cannot do it is synced in full at the end.
+    (void) sync_file_range (self->fd, (off64_t) event->offset, (off64_t) event->size,
+                            SYNC_FILE_RANGE_WRITE);
+    self->written += event->size;
+    self->last_change_ms = zf_clock_mono_ms ();
+    return true;
+}
+
+static void s_on_status (self_t *self, const zf_msg_task_status_t *status)
+{
+    zf_strlcpy (self->task_id, status->task_id, sizeof self->task_id);
+    self->bytes_from_source = status->bytes_from_source;
+    self->bytes_from_parents = status->bytes_from_parents;
+    if (status->finished_count != self->finished_count) {
+        self->finished_count = status->finished_count;
+        self->last_change_ms = zf_clock_mono_ms ();
     }
 }
 
-static int s_retry_timer (zloop_t *loop, int timer_id, void *arg)
+static bool s_on_event (zf_task_reader_t *reader, const zf_task_reader_event_t *event, void *arg)
+{
+    self_t *self = arg;
+    if (self->done)
+        return true;
+    switch (event->type) {
+    case ZF_TASK_READER_STATUS: s_on_status (self, event->status); return true;
+    case ZF_TASK_READER_LAYOUT: s_on_layout (self, reader, event); return true;
+    case ZF_TASK_READER_PIECE: return s_on_piece (self, event);
+    case ZF_TASK_READER_DONE:
+        if (event->status)
+            s_on_status (self, event->status);
+        s_complete (self);
+        return true;
+    case ZF_TASK_READER_FAILED: s_on_failed (self, event); return true;
+    }
+    return true;
+}
+
+//  Progress, and the idle timeout: no new bytes for that long ends the wait.
+static int s_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
     self_t *self = arg;
-    for (size_t index = 0; index < READ_SLOTS && self->phase != PHASE_DONE; index++)
-        if (self->slots[index].retry && !self->refetch_wanted && !self->restart_wanted)
-            s_request_piece (self, &self->slots[index]);
+    if (self->done)
+        return 0;
+    int64_t now = zf_clock_mono_ms ();
+    if (self->options->idle_timeout_ms > 0
+        && now - self->last_change_ms > self->options->idle_timeout_ms) {
+        char idle[32];
+        s_human_duration ((double) self->options->idle_timeout_ms / 1000, idle, sizeof idle);
+        s_fail (self, EXIT_OTHER,
+                "%s: no progress for %s (%" PRIu64 " of %" PRIu64 " pieces); giving up, the "
+                "daemon keeps the pieces it has",
+                self->options->url, idle, self->finished_count, self->piece_count);
+        return 0;
+    }
+    s_progress (self, false);
     return 0;
 }
 
 // --- main -----------------------------------------------------------------------------------
+
+//  A reader for the whole task, started: task.fetch sent. False when it could not be sent.
+static bool s_begin (self_t *self, zf_error_t *err)
+{
+    const options_t *options = self->options;
+    self->reader = zf_task_reader_new (self->readers, self->locate, true, s_on_event, self);
+    zf_msg_task_fetch_t fetch = {
+        .url = (char *) options->url,
+        .digest = (char *) options->digest,
+        .headers = {.items = (void *) options->headers, .count = options->header_count},
+        .parents = {.items = (void *) options->parents, .count = options->parent_count},
+    };
+    return zf_task_reader_start (self->reader, &fetch, err);
+}
+
+//  Reads the task into PATH.part (open) with the task reader; returns the exit status.
+static int s_download (self_t *self, zf_node_t *node, const char *actor_name)
+{
+    const options_t *options = self->options;
+    //  Storage on this host (ipc://) names cache files we can copy from ourselves.
+    bool locate = self->locate = strncmp (self->storage_endpoint, "ipc://", 6) == 0;
+    self->clone_ok = self->copy_range_ok = locate;
+    //  A second descriptor that writes around the page cache (see s_copy_located); not every
+    //  filesystem allows it (tmpfs does not), and then we do without.
+    if (locate)
+        self->direct_fd = open (self->part_path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    zf_node_add_local (node, actor_name);
+    zf_error_t err;
+    self->bus = zf_bus_new (node, actor_name, NULL, NULL, &err);
+    ZF_ASSERT (self->bus); //  an inproc bind of a fresh name cannot fail
+    self->sha = EVP_MD_CTX_new ();
+    ZF_ASSERT (self->sha);
+    EVP_DigestInit_ex (self->sha, EVP_sha256 (), NULL);
+    self->loop = zloop_new ();
+    zf_bus_attach (self->bus, self->loop);
+    zf_task_readers_options_t reader_options = {
+        .fetcher = "fetcher",
+        .storage = "storage",
+        .timeout_ms = options->timeout_ms,
+        .later_timeout_ms = LATER_TIMEOUT_MIN_MS,
+        .read_timeout_ms =
+            READ_TIMEOUT_MS > options->timeout_ms ? READ_TIMEOUT_MS : options->timeout_ms,
+        .poll_ms = POLL_MS,
+        .stat_wait_ms = STAT_WAIT_MS,
+        .read_window_bytes = READ_BYTES_IN_FLIGHT,
+        .read_window_min = 2,
+        .locate_window = READ_SLOTS};
+    self->readers = zf_task_readers_new (self->bus, self->loop, "zfly-get", &reader_options);
+    self->started_ms = self->last_change_ms = zf_clock_mono_ms ();
+    zloop_timer (self->loop, TICK_MS, 0, s_tick, self);
+    if (!s_begin (self, &err)) {
+        s_progress_break (self);
+        s_no_daemon (self, self->fetcher_endpoint, err.message);
+        s_finish (self, EXIT_UNREACHABLE);
+    } else
+        zloop_start (self->loop); //  until s_finish stops it, or an interrupt
+    if (!self->done) {
+        s_progress_break (self);
+        fprintf (stderr, "zfly-get: interrupted; the daemon keeps the pieces it has\n");
+        self->exit_code = 130;
+    }
+    zf_task_reader_destroy (&self->reader);
+    free (self->copy_buffer); //  from posix_memalign
+    zf_bus_destroy (&self->bus);
+    zf_task_readers_destroy (&self->readers); //  after the bus, before the loop
+    zloop_destroy (&self->loop);
+    EVP_MD_CTX_free (self->sha);
+    return self->exit_code;
+}
 
 static int s_run (const options_t *options, zf_config_t *config)
 {
@@ -1656,13 +1388,10 @@ static int s_run (const options_t *options, zf_config_t *config)
                    .config_path = zf_config_path (config),
                    .fd = -1,
                    .direct_fd = -1,
-                   .tick_timer = -1,
-                   .retry_timer = -1,
+                   .link_fd = -1,
                    .progress = options->progress};
     if (self.progress == PROGRESS_AUTO)
         self.progress = isatty (STDERR_FILENO) ? PROGRESS_BAR : PROGRESS_LINES;
-    for (size_t index = 0; index < READ_SLOTS; index++)
-        self.slots[index].self = &self;
     int exit_code = s_route (config, node, "fetcher", bus_config->insecure, &self.fetcher_endpoint);
     if (exit_code < 0)
         exit_code = s_route (config, node, "storage", bus_config->insecure, &self.storage_endpoint);
@@ -1683,47 +1412,15 @@ static int s_run (const options_t *options, zf_config_t *config)
             exit_code = EXIT_OTHER;
         }
     }
-    if (exit_code < 0) {
-        //  Storage on this host (ipc://) checks each piece's digest before serving it.
-        self.verify_pieces = strncmp (self.storage_endpoint, "ipc://", 6) != 0;
-        //  …and the cache file it names is on this host: we copy from it ourselves.
-        self.locate = self.clone_ok = self.copy_range_ok = !self.verify_pieces;
-        //  A second descriptor that writes around the page cache (see s_copy_located); not
-        //  every filesystem allows it (tmpfs does not), and then we do without.
-        if (self.locate)
-            self.direct_fd = open (self.part_path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-        zf_node_add_local (node, actor_name);
-        self.bus = zf_bus_new (node, actor_name, NULL, NULL, &err);
-        ZF_ASSERT (self.bus); //  an inproc bind of a fresh name cannot fail
-        self.sha = EVP_MD_CTX_new ();
-        ZF_ASSERT (self.sha);
-        EVP_DigestInit_ex (self.sha, EVP_sha256 (), NULL);
-        self.loop = zloop_new ();
-        zf_bus_attach (self.bus, self.loop);
-        self.started_ms = zf_clock_mono_ms ();
-        self.tick_timer = zloop_timer (self.loop, TICK_MS, 0, s_tick, &self);
-        self.retry_timer = zloop_timer (self.loop, BUSY_RETRY_MS, 0, s_retry_timer, &self);
-        s_send_fetch (&self);
-        if (self.phase != PHASE_DONE)
-            zloop_start (self.loop); //  until s_finish stops it, or an interrupt
-        if (self.phase != PHASE_DONE) {
-            s_progress_break (&self);
-            fprintf (stderr, "zfly-get: interrupted; the daemon keeps the pieces it has\n");
-            self.exit_code = 130;
-        }
-        exit_code = self.exit_code;
-        for (size_t index = 0; index < READ_SLOTS; index++)
-            s_slot_clear (&self.slots[index]);
-        free (self.copy_buffer); //  from posix_memalign
-        zf_free (self.bitmap);
-        zf_bus_destroy (&self.bus);
-        zloop_destroy (&self.loop);
-        EVP_MD_CTX_free (self.sha);
-    }
+    if (exit_code < 0)
+        exit_code = s_download (&self, node, actor_name);
     if (self.fd >= 0)
         close (self.fd);
     if (self.direct_fd >= 0)
         close (self.direct_fd);
+    if (self.link_fd >= 0)
+        close (self.link_fd);
+    zf_free (self.link_path);
     if (exit_code != EXIT_OK && self.part_path)
         unlink (self.part_path);
     zf_free (self.part_path);

@@ -30,6 +30,11 @@ typedef struct {
     void (*task_ended) (void *arg, zf_fetch_task_t *task);
 } zf_fetch_observer_t;
 
+//  A task ended: complete (found complete in storage, or completed now) or failed. Called
+//  once per run of a task, scheduled or not, before its requester is answered (the fetcher
+//  publishes task.ended: readers of the task are told instead of asking).
+typedef void (zf_fetch_end_fn) (zf_fetch_task_t *task, void *arg);
+
 typedef struct {
     const char *name;
     const zf_fetcher_config_t *config;
@@ -40,7 +45,9 @@ typedef struct {
     uint64_t next_generation;
     const zf_fetch_observer_t *observer; //  NULL: no scheduler client
     void *observer_arg;
-    bool scheduled; //  new tasks ask the observer for parents
+    bool scheduled;          //  new tasks ask the observer for parents
+    zf_fetch_end_fn *on_end; //  may be NULL
+    void *on_end_arg;
     zf_counter_t *source_bytes;
     zf_counter_t *parent_bytes;
     zf_counter_t *piece_retries;

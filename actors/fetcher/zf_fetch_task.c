@@ -292,11 +292,19 @@ static void s_answer (zf_fetch_task_t *self)
     zf_bus_reply (self->env->bus, &self->answer, &zf_msg_task_status, &status, NULL);
 }
 
+//  Whoever watches every task's end is told (the fetcher publishes task.ended).
+static void s_told_ended (zf_fetch_task_t *self)
+{
+    if (self->env->on_end)
+        self->env->on_end (self, self->env->on_end_arg);
+}
+
 static void s_ended (zf_fetch_task_t *self)
 {
     const zf_fetch_observer_t *observer = self->env->observer;
     if (observer && self->scheduled)
         observer->task_ended (self->env->observer_arg, self);
+    s_told_ended (self);
     s_answer (self);
 }
 
@@ -544,6 +552,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             self->phase = PHASE_COMPLETE;
             zf_counter_add (self->env->tasks_complete, 1);
             zf_info (self->env->name, "task complete in storage task=%.16s", self->task_id);
+            s_told_ended (self);
             s_answer (self);
             return;
         }

@@ -1,5 +1,6 @@
 /*  zf_fetcher.c — the actor: configuration, the task table, task.fetch and task.query. */
 #include "zf_fetcher.h"
+#include "zf_fetch_access.h"
 #include "zf_fetch_origin.h"
 #include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
@@ -15,6 +16,12 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "",
      .help = "endpoints, blank-separated: ipc:// for zfly-get on this host, tcp:// (CURVE) "
              "for other nodes"},
+    {.key = "events_bind",
+     .kind = ZF_CONFIG_STR,
+     .offset = offsetof (zf_fetcher_config_t, events_bind),
+     .default_text = "",
+     .help = "endpoints where task.ended events are published to other processes (zfly-get: "
+             "ipc://); empty: inproc only, and such readers ask when storage goes quiet"},
     {.key = "storage",
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_fetcher_config_t, storage),
@@ -48,13 +55,7 @@ static const zf_config_key_t s_keys[] = {
      .min = 1,
      .max = 1000000,
      .help = "piece length = next power of two of length / this, clamped to min..max"},
-    {.key = "connect_timeout",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_fetcher_config_t, connect_timeout_ms),
-     .default_text = "10s",
-     .min = 1,
-     .max = 600000,
-     .help = "deadline of each connection to an origin"},
+    {.key = "connect_timeout", .alias_of = "upstream.connect_timeout"},
     {.key = "stall_timeout",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, stall_timeout_ms),
@@ -154,16 +155,29 @@ static const zf_config_key_t s_keys[] = {
      .max = 600000,
      .help = "a scheduled task left without any parent (or without a layout from one) this "
              "long takes what it lacks from the origin itself"},
-    {.key = "hosts",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_fetcher_config_t, hosts),
-     .default_text = "",
-     .help = "NAME=ADDR:PORT pairs: connect to origin NAME at ADDR:PORT (split DNS, tests)"},
-    {.key = "upstream_ca",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_fetcher_config_t, upstream_ca),
-     .default_text = "",
-     .help = "CA bundle trusted for origin HTTPS (a private CA); empty: the system's"},
+    {.key = "access_check",
+     .kind = ZF_CONFIG_BOOL,
+     .offset = offsetof (zf_fetcher_config_t, access_check),
+     .default_text = "true",
+     .help = "serve a task to a caller only once the origin accepted the caller's own request "
+             "for the URL (a HEAD with its headers); [upstream] public origins are not asked"},
+    {.key = "access_ttl",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, access_ttl_ms),
+     .default_text = "30s",
+     .min = 0,
+     .max = 86400000,
+     .help = "how long an origin's answer for one URL and set of credentials is kept (only a "
+             "hash of the credentials); 0: ask every time"},
+    {.key = "access_timeout",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_fetcher_config_t, access_timeout_ms),
+     .default_text = "10s",
+     .min = 100,
+     .max = 600000,
+     .help = "deadline of one access question to an origin; no answer refuses the caller"},
+    {.key = "hosts", .alias_of = "upstream.hosts"},
+    {.key = "upstream_ca", .alias_of = "upstream.ca"},
 };
 
 const zf_config_section_t zf_fetcher_section = {
@@ -206,59 +220,128 @@ static void s_forget_finished (zf_fetch_env_t *env)
     zlist_destroy (&finished);
 }
 
-//  Starts the task a request names, or joins it when it runs; answers task.status (as_status)
-//  or nothing here (the caller answers). Returns false having answered an error.
-static bool s_ensure_task (zf_fetch_env_t *env, zf_bus_msg_t *request,
-                           const zf_msg_task_fetch_t *body, const char *expected_id, bool as_status)
+//  The actor: the env every task shares, and what only task.fetch needs.
+typedef struct {
+    zf_fetch_env_t env; //  first: handlers of the task files get &env
+    zf_fetch_access_t *access;
+} fetcher_t;
+
+//  Checks a request's headers and computes its task id (and digest); false having answered
+//  an error.
+static bool s_request_valid (zf_fetch_env_t *env, const zf_bus_return_t *ret,
+                             const zf_msg_task_fetch_t *body, const char *expected_id,
+                             char task_id[ZF_TASK_ID_SIZE + 1],
+                             char digest[ZF_DIGEST_TEXT_SIZE + 1])
 {
     zf_bus_t *bus = env->bus;
     const zf_rec_http_header_t *headers = body->headers.items;
     for (size_t index = 0; index < body->headers.count; index++)
         if (!s_header_is_safe (&headers[index])) {
-            zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "headers",
+            zf_bus_reply_error (bus, ret, ZF_E_INVALID, "headers",
                                 "header %zu has an empty name, a colon in it or a line break",
                                 index);
             return false;
         }
-    char task_id[ZF_TASK_ID_SIZE + 1], digest[ZF_DIGEST_TEXT_SIZE + 1];
     zf_error_t err;
     if (zf_task_id_compute (body->url, body->digest, body->tag, body->application,
                             env->config->volatile_params, task_id, digest, &err)
         != ZF_OK) {
-        zf_bus_reply_error (bus, &request->return_to, err.code, err.where, "%s", err.message);
+        zf_bus_reply_error (bus, ret, err.code, err.where, "%s", err.message);
         return false;
     }
     if (expected_id && !streq (expected_id, task_id)) {
-        zf_bus_reply_error (bus, &request->return_to, ZF_E_INVALID, "body.task_id",
+        zf_bus_reply_error (bus, ret, ZF_E_INVALID, "body.task_id",
                             "task id %.64s does not match the URL and digest (%.64s)", expected_id,
                             task_id);
         return false;
     }
+    return true;
+}
+
+//  Starts the task a request names, or joins it when it runs; answers task.status to ret
+//  (NULL: nobody; the caller answers).
+static void s_ensure_task (zf_fetch_env_t *env, const zf_bus_return_t *ret, const char *from,
+                           const zf_msg_task_fetch_t *body, const char *task_id, const char *digest)
+{
     zf_fetch_task_t *task = zhashx_lookup (env->tasks, task_id);
     if (task && zf_fetch_task_running (task)) { //  one download per task: join it
-        zf_debug (env->name, "task joined task=%.16s from=%s", task_id, request->env.from);
+        zf_debug (env->name, "task joined task=%.16s from=%s", task_id, from);
         for (size_t index = 0; index < body->parents.count; index++)
             zf_fetch_task_add_parent (task, ((char **) body->parents.items)[index]);
-        if (as_status)
-            s_reply_status (env, &request->return_to, task);
-        return true;
+        if (ret)
+            s_reply_status (env, ret, task);
+        return;
     }
     s_forget_finished (env);
     //  A finished task is fetched anew: storage.stat decides whether it is still complete.
     task = zf_fetch_task_new (env, task_id, digest, body);
     zhashx_update (env->tasks, task_id, task);
-    zf_fetch_task_start (task, as_status ? &request->return_to : NULL);
-    return true;
+    zf_fetch_task_start (task, ret);
 }
 
+//  A task.fetch waiting for the origin's word on the caller's access.
+typedef struct {
+    fetcher_t *fetcher;
+    zf_bus_return_t ret;
+    zf_msg_task_fetch_t body; //  a copy
+    char task_id[ZF_TASK_ID_SIZE + 1];
+    char digest[ZF_DIGEST_TEXT_SIZE + 1];
+} pending_t;
+
+static void s_pending_free (void *arg)
+{
+    pending_t *pending = arg;
+    zf_schema_clear (zf_msg_task_fetch.body, &pending->body);
+    zf_free (pending);
+}
+
+static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, void *arg)
+{
+    pending_t *pending = arg;
+    zf_fetch_env_t *env = &pending->fetcher->env;
+    if (verdict == ZF_FETCH_ACCESS_ALLOWED)
+        s_ensure_task (env, &pending->ret, pending->ret.from, &pending->body, pending->task_id,
+                       pending->digest);
+    else
+        //  "denied": the caller asks the origin itself and gets the origin's own answer
+        zf_bus_reply_code (env->bus, &pending->ret,
+                           verdict == ZF_FETCH_ACCESS_REFUSED ? ZF_CODE_DENIED : ZF_CODE_UNVERIFIED,
+                           "headers", "%s", why);
+    s_pending_free (pending);
+}
+
+//  A task's bytes go to a caller only once the origin accepted the caller's own request for
+//  the URL (zf_fetch_access.h): the task id is the content's digest, shared by every client,
+//  and a private registry decides per client.
 static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     (void) bus;
-    s_ensure_task (arg, request, request->env.body, NULL, true);
+    fetcher_t *fetcher = arg;
+    zf_fetch_env_t *env = &fetcher->env;
+    const zf_msg_task_fetch_t *body = request->env.body;
+    char task_id[ZF_TASK_ID_SIZE + 1], digest[ZF_DIGEST_TEXT_SIZE + 1];
+    if (!s_request_valid (env, &request->return_to, body, NULL, task_id, digest))
+        return;
+    if (!fetcher->access) {
+        s_ensure_task (env, &request->return_to, request->env.from, body, task_id, digest);
+        return;
+    }
+    pending_t *pending = zf_calloc (1, sizeof *pending);
+    pending->fetcher = fetcher;
+    pending->ret = request->return_to;
+    zf_strlcpy (pending->task_id, task_id, sizeof pending->task_id);
+    zf_strlcpy (pending->digest, digest, sizeof pending->digest);
+    zf_error_t err;
+    ZF_ASSERT (zf_schema_copy (zf_msg_task_fetch.body, body, &pending->body, &err) == ZF_OK);
+    //  The task starts only once the answer is yes: a caller the origin refuses sets nothing
+    //  in motion (no download from the swarm on its behalf), at the price of one round trip
+    //  to the origin before a cold task starts (docs/benchmarks.md "Pull").
+    zf_fetch_access_check (fetcher->access, body->url, body->headers.items, body->headers.count,
+                           s_on_access, s_pending_free, pending);
 }
 
 //  The scheduler made this seed a task's origin fetcher: start it like task.fetch. The task
-//  then registers and is told "source".
+//  then registers and is told "source". No client reads it here: no access question.
 static void s_handle_trigger (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     zf_fetch_env_t *env = arg;
@@ -273,8 +356,10 @@ static void s_handle_trigger (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                                  .tag = body->tag,
                                  .application = body->application};
     zf_notice (env->name, "seed triggered task=%.16s from=%s", body->task_id, request->env.from);
-    if (!s_ensure_task (env, request, &fetch, body->task_id, false))
+    char task_id[ZF_TASK_ID_SIZE + 1], digest[ZF_DIGEST_TEXT_SIZE + 1];
+    if (!s_request_valid (env, &request->return_to, &fetch, body->task_id, task_id, digest))
         return;
+    s_ensure_task (env, NULL, request->env.from, &fetch, task_id, digest);
     zf_msg_seed_accepted_t accepted = {.task_id = body->task_id};
     zf_bus_reply (bus, &request->return_to, &zf_msg_seed_accepted, &accepted, NULL);
 }
@@ -289,6 +374,25 @@ static void s_handle_query (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                             "no task %.64s on this fetcher", body->task_id);
     else
         s_reply_status (env, &request->return_to, task);
+}
+
+//  Readers of a task (bus/zf_task_reader.h) wait for this instead of asking task.query.
+static void s_publish_ended (zf_fetch_task_t *task, void *arg)
+{
+    zf_fetch_env_t *env = arg;
+    zf_msg_task_status_t status;
+    zf_fetch_task_status (task, &status);
+    zf_msg_task_ended_t ended = {.task_id = status.task_id,
+                                 .state = status.state,
+                                 .content_length = status.content_length,
+                                 .piece_length = status.piece_length,
+                                 .piece_count = status.piece_count,
+                                 .finished_count = status.finished_count,
+                                 .bytes_from_source = status.bytes_from_source,
+                                 .bytes_from_parents = status.bytes_from_parents,
+                                 .error_code = status.error_code,
+                                 .error_message = status.error_message};
+    zf_bus_publish (env->bus, &zf_msg_task_ended, &ended);
 }
 
 static void s_destroy_task (void **item)
@@ -327,43 +431,66 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
 {
     prctl (PR_SET_NAME, "zf-fetcher", 0, 0, 0); //  as ps, top and perf show this thread
     const zf_actor_args_t *actor = args;
-    zf_fetch_env_t env = {.name = actor->name, .config = actor->config};
+    //  How origins are reached is [upstream]'s, shared with the proxy; the transfers read it
+    //  from the fetcher's own struct.
+    const zf_upstream_config_t *upstream =
+        actor->upstream ? actor->upstream : zf_upstream_defaults ();
+    zf_fetcher_config_t config = *(const zf_fetcher_config_t *) actor->config;
+    char *hosts = zf_upstream_hosts_text (upstream);
+    config.hosts = hosts;
+    config.upstream_ca = upstream->ca;
+    config.connect_timeout_ms = upstream->connect_timeout_ms;
+    fetcher_t fetcher = {.env = {.name = actor->name, .config = &config}};
+    zf_fetch_env_t *env = &fetcher.env;
     zf_fetch_sched_t *sched = NULL;
     zf_error_t err;
-    const char *config_error = s_check_config (env.config);
-    env.bus =
-        config_error ? NULL : zf_bus_new (actor->node, actor->name, env.config->bind, NULL, &err);
+    const char *config_error = s_check_config (env->config);
+    env->bus = config_error ? NULL
+                            : zf_bus_new (actor->node, actor->name, env->config->bind,
+                                          env->config->events_bind, &err);
     zsock_signal (pipe, 0);
-    if (!env.bus) {
-        zf_actor_fatal (pipe, env.name, "%s", config_error ? config_error : err.message);
+    if (!env->bus) {
+        zf_actor_fatal (pipe, env->name, "%s", config_error ? config_error : err.message);
+        zf_free (hosts);
         return;
     }
-    if (env.config->seed) //  the join actor tells the manager this node is a seed peer
+    if (env->config->seed) //  the join actor tells the manager this node is a seed peer
         zf_node_advertise (actor->node, "seed", "true");
     curl_global_init (CURL_GLOBAL_DEFAULT);
-    s_metrics_init (&env);
-    env.tasks = zhashx_new ();
-    zhashx_set_destructor (env.tasks, s_destroy_task);
-    env.loop = zloop_new ();
-    zloop_set_nonstop (env.loop, true); //  the daemon handles signals and sends $TERM
-    zloop_reader (env.loop, pipe, zf_actor_pipe_term, NULL);
-    zf_bus_attach (env.bus, env.loop);
-    env.curl = zf_curl_loop_new (env.loop, zf_fetch_origin_curl_done, &env);
-    sched = zf_fetch_sched_new (&env, actor->node);
-    zf_bus_handle (env.bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &env);
-    zf_bus_handle (env.bus, ZF_MSG_TASK_QUERY, s_handle_query, &env);
-    zf_bus_handle (env.bus, ZF_MSG_SEED_TRIGGER, s_handle_trigger, &env);
-    zf_notice (env.name, "started bind=%s storage=%s source_concurrency=%" PRId64,
-               *env.config->bind ? env.config->bind : "-", env.config->storage,
-               env.config->source_concurrency);
+    s_metrics_init (env);
+    env->tasks = zhashx_new ();
+    zhashx_set_destructor (env->tasks, s_destroy_task);
+    env->loop = zloop_new ();
+    zloop_set_nonstop (env->loop, true); //  the daemon handles signals and sends $TERM
+    zloop_reader (env->loop, pipe, zf_actor_pipe_term, NULL);
+    zf_bus_attach (env->bus, env->loop);
+    env->curl = zf_curl_loop_new (env->loop, zf_fetch_origin_curl_done, env);
+    sched = zf_fetch_sched_new (env, actor->node);
+    env->on_end = s_publish_ended;
+    env->on_end_arg = env;
+    if (config.access_check) {
+        zf_fetch_access_options_t access = {.name = env->name,
+                                            .ttl_ms = config.access_ttl_ms,
+                                            .timeout_ms = config.access_timeout_ms,
+                                            .upstream = upstream};
+        fetcher.access = zf_fetch_access_new (env->loop, &access);
+    }
+    zf_bus_handle (env->bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &fetcher);
+    zf_bus_handle (env->bus, ZF_MSG_TASK_QUERY, s_handle_query, env);
+    zf_bus_handle (env->bus, ZF_MSG_SEED_TRIGGER, s_handle_trigger, env);
+    zf_notice (env->name, "started bind=%s storage=%s source_concurrency=%" PRId64,
+               *env->config->bind ? env->config->bind : "-", env->config->storage,
+               env->config->source_concurrency);
     zstr_send (pipe, "READY");
-    zloop_start (env.loop);
+    zloop_start (env->loop);
 
-    zf_info (env.name, "stopped tasks=%zu", zhashx_size (env.tasks));
-    zhashx_destroy (&env.tasks); //  tasks stop their transfers and forget their requests first
-    zf_curl_loop_destroy (&env.curl);
-    zf_bus_destroy (&env.bus);       //  before its loop: it unregisters its sockets
-    zf_fetch_sched_destroy (&sched); //  after the bus: it frees calls the bus dropped
-    zloop_destroy (&env.loop);
+    zf_info (env->name, "stopped tasks=%zu", zhashx_size (env->tasks));
+    zhashx_destroy (&env->tasks); //  tasks stop their transfers and forget their requests first
+    zf_curl_loop_destroy (&env->curl);
+    zf_bus_destroy (&env->bus);                //  before its loop: it unregisters its sockets
+    zf_fetch_sched_destroy (&sched);           //  after the bus: it frees calls the bus dropped
+    zf_fetch_access_destroy (&fetcher.access); //  questions unanswered free their callers
+    zloop_destroy (&env->loop);
     curl_global_cleanup ();
+    zf_free (hosts);
 }

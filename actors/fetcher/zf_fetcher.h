@@ -2,6 +2,8 @@
 
     Serves task.fetch, task.query (answers task.status) on its inbox and, with [fetcher] bind,
     to clients of other processes (zfly-get over ipc://, remote nodes over tcp:// with CURVE).
+    Publishes task.ended when a task completes or fails (to other processes with events_bind),
+    so readers of a task (bus/zf_task_reader.h) are told instead of asking.
     A task is fetched back to source with libcurl: a `Range: bytes=0-0` probe learns the
     length and whether the origin honours Range; then up to source_concurrency range requests
     run at once, each required to come back 206 with exactly the Content-Range asked. An origin
@@ -24,6 +26,11 @@
     source or wait; progress and failed parents are reported; no scheduler reachable means the
     origin. A seed (seed = true) also takes seed.trigger and starts the task it names.
 
+    Access (zf_fetch_access.h): a task.fetch is answered only once the origin accepted the
+    caller's own request for the URL (its headers: the credentials), asked with a HEAD and
+    kept for access_ttl; refused, the answer is the error "denied", and the caller asks the
+    origin itself. Origins in [upstream] public are not asked.
+
     Not yet: origins that send no length. */
 #ifndef ZF_FETCHER_H_INCLUDED
 #define ZF_FETCHER_H_INCLUDED
@@ -32,6 +39,7 @@
 
 typedef struct {
     char *bind;                 //  external endpoint for clients, "" for none
+    char *events_bind;          //  external endpoint for task.ended events, "" for none
     char *storage;              //  name of the storage actor
     int64_t source_concurrency; //  range requests in flight per task
     uint64_t piece_length_min;  //  bytes, power of two
@@ -53,6 +61,11 @@ typedef struct {
     uint64_t upload_bandwidth;  //  bytes/s of this host's links, announced; 0: unknown
     uint64_t download_bandwidth;
     int64_t sched_fallback_ms; //  no piece from parents this long: the origin, scheduler or not
+    bool access_check;         //  ask the origin whether each caller may read the URL
+    int64_t access_ttl_ms;     //  how long an origin's answer is kept
+    int64_t access_timeout_ms; //  one question
+    //  From [upstream] (zf_upstream.h), filled in by the actor: not keys of [fetcher] any more
+    //  (its old hosts, upstream_ca and connect_timeout are deprecated names of [upstream]'s).
     char *hosts;       //  "NAME=ADDR:PORT …": connect NAME to ADDR:PORT (split DNS, tests)
     char *upstream_ca; //  CA bundle for origin HTTPS; "" for the system's
 } zf_fetcher_config_t;

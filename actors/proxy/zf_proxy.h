@@ -9,52 +9,48 @@
       - CONNECT: hosts matching `hijack` get TLS interception (leaf certificates signed by
         ca_cert/ca_key) and their requests are routed like the others; other hosts get a blind
         tunnel.
-    Rules (rule1..rule16, first match wins, on the upstream URL): `REGEX p2p|direct
-    [use_https]`. Without rules: blobs by sha256 digest go to P2P, everything else direct. A
-    request header `X-Zfly-Route: p2p|direct` overrides the rules.
+    Rules (`rule = REGEX p2p|direct [use_https]`, repeatable, first match wins, on the upstream
+    URL; zf_proxy_rules.h): without rules, blobs by sha256 digest go to P2P, everything else
+    direct. A request header `X-Zfly-Route: p2p|direct` overrides the rules.
 
-    Direct: Accept, Authorization, Range and every other end-to-end header go upstream; the
-    answer (401 and WWW-Authenticate included) comes back as it is, streamed with
-    backpressure. Redirects are followed by the node; libcurl drops Authorization on a hop to
-    another host. P2P (GET of a blob): task.fetch to the local fetcher, then the pieces are
-    sent in order from local storage as they finish (a Range is served from the pieces that
-    cover it, 206 with Content-Range): to plain-HTTP clients with sendfile from storage's data
-    file (piece.locate, zf_proxy_out.h), to TLS clients from the piece.read frame. A P2P
-    failure before the first byte falls back to direct; after it, the client connection is
-    closed so the client retries. */
+    The parts, each a class the actor calls (one way; they answer through callbacks):
+      zf_proxy_conn     a client connection's bytes: socket, TLS, input, output queue
+      zf_proxy_rules    the upstream URL and the route of a request
+      zf_proxy_direct   a request answered straight from upstream (libcurl)
+      zf_proxy_p2p      a blob answered from the local cache as the task arrives
+                        (bus/zf_task_reader.h), falling back to direct before the first byte
+      zf_proxy_tunnel   a blind CONNECT tunnel
+    This file is the actor: configuration, the listener, each connection's requests in turn
+    (one exchange at a time, pipelined requests wait), timeouts. How upstream is reached
+    (hosts, CA, connect timeout) is [upstream]'s (zf_upstream.h), shared with the fetcher. */
 #ifndef ZF_PROXY_H_INCLUDED
 #define ZF_PROXY_H_INCLUDED
 
 #include "zf_actor.h"
 
-#define ZF_PROXY_RULES_MAX 16
-
 typedef struct {
-    char *listen;                    //  HOST:PORT for clients
-    char *fetcher;                   //  name of the local fetcher actor, "" for no P2P
-    char *storage;                   //  name of the local storage actor
-    char *rules[ZF_PROXY_RULES_MAX]; //  rule1..rule16
-    char *default_registry;          //  upstream of mirror requests without header or ns
-    char *registry_map;              //  "NAME=HOST …": registry names to the hosts serving them
-    char *hosts;             //  "NAME=ADDR:PORT …": connect NAME to ADDR:PORT (tests, split DNS)
-    char *hijack;            //  extended regex on CONNECT host names to intercept; "" none
-    char *ca_cert;           //  PEM CA certificate signing leaf certificates
-    char *ca_key;            //  its PEM private key
-    char *upstream_ca;       //  CA bundle for upstream TLS; "" for the system's
-    int64_t max_connections; //  clients at once; more are answered 503 and closed
-    uint64_t header_max;     //  request line + headers, bytes
-    uint64_t body_max;       //  request body kept in memory, bytes
-    int64_t header_timeout_ms;  //  a request head must arrive within this
-    int64_t client_timeout_ms;  //  idle keep-alive or stalled client, then close
-    int64_t connect_timeout_ms; //  upstream connect
-    int64_t p2p_poll_ms;        //  how often a streaming P2P request looks at new pieces
+    char *listen;                  //  HOST:PORT for clients
+    char *fetcher;                 //  name of the local fetcher actor, "" for no P2P
+    char *storage;                 //  name of the local storage actor
+    zf_config_list_t rules;        //  "REGEX p2p|direct [use_https]", in order
+    char *default_registry;        //  upstream of mirror requests without header or ns
+    zf_config_list_t registry_map; //  "NAME=HOST …": registry names to the hosts serving them
+    char *hijack;                  //  extended regex on CONNECT host names to intercept; "" none
+    char *ca_cert;                 //  PEM CA certificate signing leaf certificates
+    char *ca_key;                  //  its PEM private key
+    int64_t max_connections;       //  clients at once; more are answered 503 and closed
+    uint64_t header_max;           //  request line + headers, bytes
+    uint64_t body_max;             //  request body kept in memory, bytes
+    int64_t header_timeout_ms;     //  a request head must arrive within this
+    int64_t client_timeout_ms;     //  idle keep-alive or stalled client, then close
+    int64_t p2p_poll_ms;           //  how often a P2P response asks a storage that does not hold
 } zf_proxy_config_t;
 
 extern const zf_config_section_t zf_proxy_section;
 
 void zf_proxy_actor (zsock_t *pipe, void *args);
 
-//  Rule parsing and matching, exposed for the selftest.
+//  The selftests of the parts that can be tested without sockets.
 void zf_proxy_test (bool verbose);
 
 #endif

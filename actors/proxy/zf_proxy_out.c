@@ -330,6 +330,64 @@ void zf_proxy_out_consume (zf_proxy_out_t *self, size_t size)
 }
 
 //  ---------------------------------------------------------------------------------------------
+//  Responses made by the proxy itself
+
+const char *zf_proxy_reason (int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+void zf_proxy_out_error (zf_proxy_out_t *self, int status, bool registry, const char *code,
+                         const char *message, bool close_after)
+{
+    char body[1024];
+    int size;
+    if (registry)
+        size = snprintf (body, sizeof body,
+                         "{\"errors\":[{\"code\":\"%s\",\"message\":\"zfly proxy: %s\","
+                         "\"detail\":null}]}\n",
+                         code, message);
+    else
+        size = snprintf (body, sizeof body, "zfly proxy: %s\n", message);
+    if (size < 0 || (size_t) size >= sizeof body)
+        size = (int) strlen (body);
+    zf_proxy_out_printf (self,
+                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                         "Connection: %s\r\n\r\n",
+                         status, zf_proxy_reason (status),
+                         registry ? "application/json" : "text/plain", size,
+                         close_after ? "close" : "keep-alive");
+    zf_proxy_out_append (self, body, (size_t) size);
+}
+
+//  ---------------------------------------------------------------------------------------------
 
 //  A connected loopback TCP pair, non-blocking, the sender with a small buffer so sends are
 //  partial.

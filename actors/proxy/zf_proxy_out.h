@@ -22,6 +22,10 @@
 
 typedef struct zf_proxy_out_s zf_proxy_out_t;
 
+//  Response bytes held in memory for one client before the source (an upstream transfer,
+//  pieces read over the bus) waits for the client to take them.
+#define ZF_PROXY_OUT_HIGH 262144
+
 typedef enum {
     ZF_PROXY_OUT_DONE,        //  everything queued was sent
     ZF_PROXY_OUT_AGAIN,       //  the socket is full: call again when it is writable
@@ -53,6 +57,13 @@ zf_proxy_out_status_t zf_proxy_out_send (zf_proxy_out_t *self, int fd, zf_error_
 //  not be a file segment.
 const void *zf_proxy_out_peek (zf_proxy_out_t *self, size_t max_size, size_t *size);
 void zf_proxy_out_consume (zf_proxy_out_t *self, size_t size);
+
+//  Reason phrases, and an error response made by the proxy itself: JSON errors for registry
+//  paths (OCI distribution's format), text otherwise. message must hold no quotes or
+//  backslashes.
+const char *zf_proxy_reason (int status);
+void zf_proxy_out_error (zf_proxy_out_t *self, int status, bool registry, const char *code,
+                         const char *message, bool close_after);
 
 //  Blocks SIGPIPE in the calling thread (see above).
 void zf_proxy_out_block_sigpipe (void);

@@ -8,6 +8,7 @@
 #include "storage/zf_spread.h"
 #include "storage/zf_stat_watch.h"
 #include "storage/zf_store.h"
+#include "storage/zf_store_io.h"
 #include <sys/prctl.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -82,14 +83,14 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "1ms",
      .min = 1,
      .max = 1000,
-     .help = "piece writes within this time of the last commit share the next metadata write "
-             "(and fsync); longer while those writes are slow"},
+     .help = "no longer used (kept so that older files still load): metadata commits now run "
+             "off the actor's loop, each as soon as the one before ended"},
     {.key = "fsync",
      .kind = ZF_CONFIG_BOOL,
      .offset = offsetof (zf_storage_config_t, fsync),
      .default_text = "false",
-     .help = "fsync pieces and metadata before acknowledging (claims survive power cuts; "
-             "slower: every piece is verified on read anyway)"},
+     .help = "fdatasync pieces and metadata before acknowledging writes (claims survive power "
+             "cuts; slower: every piece is verified on read anyway)"},
 };
 
 const zf_config_section_t zf_storage_section = {
@@ -100,16 +101,22 @@ const zf_config_section_t zf_storage_section = {
     .struct_size = sizeof (zf_storage_config_t),
 };
 
-//  A commit may take at most this share of storage's time (s_schedule_commit).
-#define COMMIT_COST_SHARE 8
+//  A piece.write on its way through the writer thread (zf_store_io).
+typedef struct {
+    zf_store_write_t write; //  first: the job the writer runs
+    zf_bus_return_t ret;
+    bool give_back;    //  the frame goes back with piece.written
+    bool digest_known; //  digest is the bytes' SHA-256 (given, checked)
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+} write_job_t;
 
-//  A piece.write waiting for its commit.
+//  Durable mode: an answer waiting for the commit that claims what it says.
 typedef struct {
     zf_bus_return_t ret;
     char task_id[ZF_STORE_ID_LEN + 1];
-    uint64_t piece;
+    uint64_t piece;   //  piece.written; UINT64_MAX: storage.complete
     zframe_t *buffer; //  the written bytes' frame, to give back to a writer in this process
-} ack_t;
+} claim_wait_t;
 
 //  A piece.read from another node waiting for upload tokens.
 typedef struct {
@@ -135,10 +142,8 @@ typedef struct {
     zf_bus_t *bus;
     zloop_t *loop;
     zf_store_t *store;
-    zlistx_t *acks;         //  ack_t *, in arrival order
+    zf_store_io_t *io;      //  piece writes and commits, off this loop
     zlistx_t *uploads;      //  upload_t *, FIFO
-    int commit_timer;       //  -1 when none is armed
-    int64_t commit_next_us; //  a write before this joins the next group commit
     int upload_timer;       //  -1 when none is armed
     zf_stat_watch_t *watch; //  storage.stat requests waiting for a task's next piece
     zf_spread_t *spread;    //  pieces from the origin: one other node first
@@ -315,11 +320,12 @@ static void s_update_gauges (self_t *self)
 
 // ---- GC ----------------------------------------------------------------------------------------
 
-//  In use: touched within busy_grace, or with a write waiting for its commit or a read
-//  waiting for upload tokens. GC never takes such a task from under its user.
+//  In use: touched within busy_grace, with a write or commit under way or pieces not yet
+//  claimed, or a read waiting for upload tokens. GC never takes such a task from its user.
 static bool s_in_use (self_t *self, zf_store_task_t *task, int64_t now_ms)
 {
-    if (now_ms - task->accessed_ms < self->config->busy_grace_ms || task->pending_count > 0)
+    if (now_ms - task->accessed_ms < self->config->busy_grace_ms || task->pending_count > 0
+        || task->writes_queued > 0 || task->commit_running)
         return true;
     for (upload_t *upload = zlistx_first (self->uploads); upload;
          upload = zlistx_next (self->uploads))
@@ -336,6 +342,14 @@ static void s_remove_task (self_t *self, zf_store_task_t **task_p)
     zf_store_remove (self->store, task_p);
     zf_stat_watch_notify (self->watch, task_id, UINT64_MAX);
     zf_spread_forget (self->spread, task_id);
+}
+
+//  Removes a task whose data file storage may not write any more (zf_store_read_piece): the
+//  next download of it starts over with a new file. Other names of the file keep its bytes.
+static void s_drop_task (self_t *self, zf_store_task_t *task, const char *why)
+{
+    zf_warning (self->name, "dropped task=%s: %s", task->id, why);
+    s_remove_task (self, &task);
 }
 
 static void s_evict (self_t *self, zf_store_task_t *task, const char *reason)
@@ -417,14 +431,11 @@ static void s_save_access_times (self_t *self)
 {
     size_t count;
     zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
-    for (size_t index = 0; index < count; index++) {
-        zf_error_t err;
-        if (tasks[index]->access_dirty && tasks[index]->pending_count == 0
-            && zf_store_save (self->store, tasks[index], &err) != ZF_OK)
-            zf_warning (self->name, "task=%s cannot save metadata: %s", tasks[index]->id,
-                        err.message);
-    }
+    for (size_t index = 0; index < count; index++)
+        if (tasks[index]->access_dirty)
+            tasks[index]->meta_dirty = true;
     zf_free (tasks);
+    zf_store_io_commit (self->io);
 }
 
 static int s_gc_timer (zloop_t *loop, int timer_id, void *arg)
@@ -439,87 +450,112 @@ static int s_gc_timer (zloop_t *loop, int timer_id, void *arg)
 
 // ---- writes and commits ------------------------------------------------------------------------
 
-static void s_ack_destroy (ack_t **ack_p)
+//  piece.written; buffer (may be NULL) goes back to a writer in this process, which fills its
+//  next piece into it (inproc:// moves frames, nothing is copied) instead of into fresh
+//  memory that costs a page fault per 4 KiB.
+static void s_reply_written (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task,
+                             uint64_t piece, zframe_t **buffer_p)
 {
-    zframe_destroy (&(*ack_p)->buffer);
-    zf_free (*ack_p);
-    *ack_p = NULL;
-}
-
-static void s_ack_destructor (void **item)
-{
-    s_ack_destroy ((ack_t **) item);
-}
-
-//  Commits every task with pending pieces, then answers each waiting write: piece.written
-//  when its bit is now durable, an error otherwise.
-static void s_commit_all (self_t *self)
-{
-    int64_t start_us = zf_clock_mono_us ();
-    size_t count;
-    zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
-    for (size_t index = 0; index < count; index++) {
-        zf_error_t err;
-        if (tasks[index]->pending_count == 0)
-            continue;
-        if (zf_store_commit (self->store, tasks[index], &err) != ZF_OK)
-            zf_error_log (self->name, "task=%s commit failed: %s", tasks[index]->id, err.message);
-        zf_stat_watch_notify (self->watch, tasks[index]->id, tasks[index]->finished_count);
+    zf_msg_piece_written_t body = {
+        .task_id = task->id, .piece = piece, .finished_count = task->finished_count};
+    zmsg_t *raw = NULL;
+    if (buffer_p && *buffer_p) {
+        raw = zmsg_new ();
+        zmsg_append (raw, buffer_p);
     }
-    zf_free (tasks);
-    ack_t *ack;
-    while ((ack = zlistx_detach (self->acks, NULL))) {
-        zf_store_task_t *task = zf_store_find (self->store, ack->task_id);
-        if (!task)
-            s_reply_not_found (self, &ack->ret, ack->task_id);
-        else if (!zf_store_is_finished (task, ack->piece))
-            zf_bus_reply_error (self->bus, &ack->ret, ZF_E_IO, "piece",
-                                "piece %" PRIu64 " could not be stored", ack->piece);
-        else {
-            zf_msg_piece_written_t body = {
-                .task_id = task->id, .piece = ack->piece, .finished_count = task->finished_count};
-            zmsg_t *raw = NULL;
-            if (ack->buffer) {
-                raw = zmsg_new ();
-                zmsg_append (raw, &ack->buffer);
-            }
-            zf_bus_reply (self->bus, &ack->ret, &zf_msg_piece_written, &body, raw ? &raw : NULL);
-        }
-        s_ack_destroy (&ack);
-    }
-    s_gc (self); //  a write may have pushed use over the high watermark
-    int64_t end_us = zf_clock_mono_us ();
-    int64_t gap_us = self->config->commit_interval_ms * 1000;
-    if (gap_us < COMMIT_COST_SHARE * (end_us - start_us))
-        gap_us = COMMIT_COST_SHARE * (end_us - start_us);
-    self->commit_next_us = end_us + gap_us;
+    zf_bus_reply (self->bus, ret, &zf_msg_piece_written, &body, raw ? &raw : NULL);
 }
 
-static int s_commit_timer (zloop_t *loop, int timer_id, void *arg)
+//  Durable mode: the commit an answer waited for has ended.
+static void s_on_claimed (void *arg, void *waiter, zf_store_task_t *task, zf_status_t status)
 {
-    (void) loop;
-    (void) timer_id;
     self_t *self = arg;
-    self->commit_timer = -1;
-    s_commit_all (self);
-    return 0;
+    claim_wait_t *wait = waiter;
+    bool complete = wait->piece == UINT64_MAX;
+    if (!task)
+        s_reply_not_found (self, &wait->ret, wait->task_id);
+    else if (status == ZF_OK && complete && task->complete)
+        s_reply_task (self, &wait->ret, task);
+    else if (status == ZF_OK && !complete && zf_store_is_claimed (task, wait->piece))
+        s_reply_written (self, &wait->ret, task, wait->piece, &wait->buffer);
+    else if (complete)
+        zf_bus_reply_error (self->bus, &wait->ret, ZF_E_IO, NULL, "cannot save task");
+    else
+        zf_bus_reply_error (self->bus, &wait->ret, ZF_E_IO, "piece",
+                            "piece %" PRIu64 " could not be stored", wait->piece);
+    zframe_destroy (&wait->buffer);
+    zf_free (wait);
 }
 
-//  Group commit. A write long enough after the last commit is claimed at once: the writer's
-//  window of pieces moves on without waiting (at 1 GiB/s, a piece every few ms). Writes
-//  sooner than that share the next commit. The gap is commit_interval, or COMMIT_COST_SHARE
-//  times what the last commit took if longer, because metadata grows with the piece count
-//  (and fsync can be slow): commits then take at most about 1/COMMIT_COST_SHARE of the time.
-static void s_schedule_commit (self_t *self)
+//  Durable mode: answers once the task's next commit has ended (s_on_claimed).
+static void s_answer_when_claimed (self_t *self, const zf_bus_return_t *ret, zf_store_task_t *task,
+                                   uint64_t piece, zframe_t **buffer_p)
 {
-    if (self->commit_timer >= 0)
-        return;
-    int64_t wait_us = self->commit_next_us - zf_clock_mono_us ();
-    if (wait_us <= 0)
-        s_commit_all (self);
+    claim_wait_t *wait = zf_calloc (1, sizeof *wait);
+    wait->ret = *ret;
+    zf_strlcpy (wait->task_id, task->id, sizeof wait->task_id);
+    wait->piece = piece;
+    if (buffer_p) {
+        wait->buffer = *buffer_p;
+        *buffer_p = NULL;
+    }
+    zf_store_io_when_committed (self->io, task, s_on_claimed, self, wait);
+}
+
+//  A write the writer thread has done: the piece is finished (served from now on) and is
+//  answered now, or in durable mode once a commit claimed it.
+static void s_on_written (void *arg, zf_store_write_t *write, zf_store_task_t *task)
+{
+    self_t *self = arg;
+    write_job_t *job = (write_job_t *) write;
+    zf_error_t err;
+    zf_status_t status = ZF_OK;
+    if (!task) //  removed (or removed and created again) while the piece was written
+        zf_bus_reply_code (self->bus, &job->ret, ZF_CODE_NOT_FOUND, "task_id",
+                           "task %s was removed while piece %" PRIu64 " was written",
+                           write->task_id, write->piece);
     else
-        self->commit_timer =
-            zloop_timer (self->loop, (size_t) ((wait_us + 999) / 1000), 1, s_commit_timer, self);
+        status = zf_store_write_finish (self->store, task, write,
+                                        job->digest_known ? job->digest : NULL, &err);
+    if (!task)
+        ;
+    else if (status == ZF_E_INVALID) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (10, 10000);
+        zf_warning_limited (&limit, self->name,
+                            "refused piece task=%s piece=%" PRIu64 " from=%s: digest mismatch",
+                            task->id, write->piece, job->ret.from);
+        zf_bus_reply_error (self->bus, &job->ret, ZF_E_INVALID, "digest", "%s", err.message);
+    } else if (status != ZF_OK) {
+        zf_error_log (self->name, "task=%s piece=%" PRIu64 " write failed: %s", task->id,
+                      write->piece, err.message);
+        zf_bus_reply_error (self->bus, &job->ret, ZF_E_IO, "piece", "cannot store piece: %s",
+                            err.message);
+        if (status == ZF_E_REFUSED)
+            s_drop_task (self, task, "its data file is not storage's to write");
+    } else {
+        zf_counter_add (self->metrics.written, 1);
+        zf_stat_watch_notify (self->watch, task->id, task->finished_count);
+        zframe_t **buffer_p = job->give_back ? &write->bytes : NULL;
+        if (zf_store_durable (self->store))
+            s_answer_when_claimed (self, &job->ret, task, write->piece, buffer_p);
+        else
+            s_reply_written (self, &job->ret, task, write->piece, buffer_p);
+    }
+    zframe_destroy (&write->bytes);
+    zf_store_write_clear (write);
+    zf_free (job);
+}
+
+//  A batch of commits ended: a write may have pushed use over the high watermark.
+static void s_on_committed (void *arg)
+{
+    self_t *self = arg;
+    uint64_t used, capacity;
+    if (s_usage (self, &used, &capacity)
+        && (double) used > self->config->high_watermark / 100.0 * (double) capacity)
+        s_gc (self);
+    else
+        s_update_gauges (self);
 }
 
 //  A reader on this host (the fetcher, zfly-get, the proxy) is never rate-limited. The
@@ -552,22 +588,17 @@ static bool s_may_change (self_t *self, const zf_bus_msg_t *request)
                          "only this host may change the cache", "is accepted from this host only");
 }
 
-//  A piece.write's bytes against its digest. An empty digest claims nothing: storage computes
-//  it when a peer first asks for the piece. The fetcher of this process computed a digest it
-//  sends from these very bytes (and checked it against the parents'), and the frame came over
-//  inproc://, so hashing it again would only double the work; from any other writer the
-//  digest is a claim, checked here.
-static bool s_digest_matches (const zf_bus_msg_t *request, const uint8_t *data, size_t size)
+//  The digest a piece.write's bytes must be checked against, or NULL. An empty digest claims
+//  nothing: storage computes it when a peer first asks for the piece. The fetcher of this
+//  process computed a digest it sends from these very bytes (and checked it against the
+//  parents'), and the frame came over inproc://, so hashing it again would only double the
+//  work; from any other writer the digest is a claim, checked (by the writer thread).
+static const uint8_t *s_digest_to_check (const zf_bus_msg_t *request)
 {
     const zf_msg_piece_write_t *body = request->env.body;
-    if (body->digest.size == 0
-        || (body->digest.size == ZF_STORE_DIGEST_LEN && request->origin == ZF_BUS_FROM_PROCESS))
-        return true;
-    if (body->digest.size != ZF_STORE_DIGEST_LEN)
-        return false;
-    uint8_t digest[ZF_STORE_DIGEST_LEN];
-    zf_store_sha256 (data, size, digest);
-    return memcmp (digest, body->digest.data, ZF_STORE_DIGEST_LEN) == 0;
+    if (body->digest.size == 0 || request->origin == ZF_BUS_FROM_PROCESS)
+        return NULL;
+    return body->digest.data;
 }
 
 static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -589,11 +620,7 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
                             body->piece, expected, bytes ? zframe_size (bytes) : 0);
         return;
     }
-    if (!s_digest_matches (request, zframe_data (bytes), zframe_size (bytes))) {
-        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (10, 10000);
-        zf_warning_limited (&limit, self->name,
-                            "refused piece task=%s piece=%" PRIu64 " from=%s: digest mismatch",
-                            task->id, body->piece, request->env.from);
+    if (body->digest.size != 0 && body->digest.size != ZF_STORE_DIGEST_LEN) {
         zf_bus_reply_error (self->bus, ret, ZF_E_INVALID, "digest",
                             "piece %" PRIu64 " does not match its SHA-256 digest", body->piece);
         return;
@@ -601,36 +628,26 @@ static void s_handle_piece_write (zf_bus_t *bus, zf_bus_msg_t *request, void *ar
     task->accessed_ms = s_now_ms (self);
     task->access_dirty = true;
     if (zf_store_is_finished (task, body->piece)) { //  a resend, or a second parent's copy
-        zf_msg_piece_written_t written = {
-            .task_id = task->id, .piece = body->piece, .finished_count = task->finished_count};
-        zf_bus_reply (self->bus, ret, &zf_msg_piece_written, &written, NULL);
+        if (zf_store_durable (self->store) && !zf_store_is_claimed (task, body->piece))
+            s_answer_when_claimed (self, ret, task, body->piece, NULL);
+        else
+            s_reply_written (self, ret, task, body->piece, NULL);
         return;
     }
     if (body->origin)
         zf_spread_from_origin (self->spread, task->id, task->piece_count, body->piece);
-    zf_error_t err;
-    if (zf_store_write_piece (self->store, task, body->piece, zframe_data (bytes),
-                              zframe_size (bytes), body->digest.size ? body->digest.data : NULL,
-                              &err)
-        != ZF_OK) {
-        zf_error_log (self->name, "task=%s piece=%" PRIu64 " write failed: %s", task->id,
-                      body->piece, err.message);
-        zf_bus_reply_error (self->bus, ret, ZF_E_IO, "piece", "cannot store piece: %s",
-                            err.message);
-        return;
-    }
-    zf_counter_add (self->metrics.written, 1);
-    ack_t *ack = zf_calloc (1, sizeof *ack);
-    ack->ret = *ret;
-    zf_strlcpy (ack->task_id, task->id, sizeof ack->task_id);
-    ack->piece = body->piece;
-    //  The fetcher of this process fills its next piece into this buffer when it comes back
-    //  with piece.written (inproc:// moves frames, nothing is copied), instead of into fresh
-    //  memory that costs a page fault per 4 KiB. Other writers get no bytes back.
-    if (request->origin == ZF_BUS_FROM_PROCESS)
-        ack->buffer = zmsg_pop (request->raw);
-    zlistx_add_end (self->acks, ack);
-    s_schedule_commit (self);
+    write_job_t *job = zf_calloc (1, sizeof *job);
+    job->ret = *ret;
+    //  The fetcher of this process gets its buffer back with piece.written (s_reply_written).
+    //  Other writers get no bytes back.
+    job->give_back = request->origin == ZF_BUS_FROM_PROCESS;
+    job->digest_known = body->digest.size == ZF_STORE_DIGEST_LEN;
+    if (job->digest_known)
+        memcpy (job->digest, body->digest.data, ZF_STORE_DIGEST_LEN);
+    bytes = zmsg_pop (request->raw); //  moved to the writer thread, never copied
+    zf_store_write_prepare (self->store, task, body->piece, &bytes, s_digest_to_check (request),
+                            &job->write);
+    zf_store_io_write (self->io, &job->write);
 }
 
 // ---- reads and uploads -------------------------------------------------------------------------
@@ -649,6 +666,10 @@ static void s_reply_unreadable (self_t *self, const zf_bus_return_t *ret, zf_sto
         zf_warning (self->name, "corrupt piece task=%s piece=%" PRIu64 ": marked missing", task->id,
                     piece);
         zf_bus_reply_code (self->bus, ret, ZF_CODE_CORRUPT, "piece", "%s", err->message);
+        if (task->data_unusable)
+            s_drop_task (self, task, "its data file was cut short or changed under another name");
+        else
+            zf_store_io_commit (self->io); //  the next record says it is missing
         s_update_gauges (self);
         break;
     case ZF_STORE_READ_IO:
@@ -909,18 +930,16 @@ static void s_handle_complete (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_store_task_t *task = s_task_or_reply (self, ret, body->task_id);
     if (!task)
         return;
-    if (task->complete) {
-        s_reply_task (self, ret, task);
+    bool durable = zf_store_durable (self->store);
+    if (task->complete) { //  durable: it may still be on its way to disk
+        if (durable && (task->meta_dirty || task->commit_running))
+            s_answer_when_claimed (self, ret, task, UINT64_MAX, NULL);
+        else
+            s_reply_task (self, ret, task);
         return;
     }
-    zf_error_t err;
-    if (task->pending_count > 0)
-        s_commit_all (self); //  answers the waiting writes first, in order
-    task = zf_store_find (self->store, body->task_id);
-    if (!task) { //  evicted or removed meanwhile
-        s_reply_not_found (self, ret, body->task_id);
-        return;
-    }
+    //  Writes answered are finished: the writer of the last piece was answered before it
+    //  asked for completion.
     if (task->finished_count != task->piece_count) {
         zf_bus_reply_code (self->bus, ret, ZF_CODE_NOT_FINISHED, "task_id",
                            "%" PRIu64 " of %" PRIu64 " pieces finished", task->finished_count,
@@ -931,17 +950,17 @@ static void s_handle_complete (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     //  arrived; hashing the file again here would stall this actor for ~0.5 s per GB. Only
     //  this host may complete a task (s_may_change), and every piece is checked on each read.
     task->complete = true;
+    task->meta_dirty = true;
     task->accessed_ms = s_now_ms (self);
-    if (zf_store_save (self->store, task, &err) != ZF_OK) {
-        task->complete = false;
-        zf_error_log (self->name, "task=%s cannot save: %s", task->id, err.message);
-        zf_bus_reply_error (self->bus, ret, ZF_E_IO, NULL, "cannot save task");
-        return;
-    }
     zf_info (self->name, "complete task=%s bytes=%" PRIu64, task->id, task->content_length);
     zf_stat_watch_notify (self->watch, task->id, UINT64_MAX); //  "complete" is news too
     s_update_gauges (self);
-    s_reply_task (self, ret, task);
+    if (durable) //  answered once the record that says so is on disk
+        s_answer_when_claimed (self, ret, task, UINT64_MAX, NULL);
+    else {
+        s_reply_task (self, ret, task);
+        zf_store_io_commit (self->io);
+    }
 }
 
 static void s_handle_remove (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -1030,7 +1049,6 @@ void zf_storage_actor (zsock_t *pipe, void *args)
                    .config = actor->config,
                    .node = actor->node,
                    .pipe = pipe,
-                   .commit_timer = -1,
                    .upload_timer = -1,
                    .watch_timer = -1};
     zf_error_t err;
@@ -1056,8 +1074,9 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     }
     s_metrics_init (&self.metrics);
     zf_counter_add (self.metrics.quarantined, zf_store_quarantined (self.store));
-    self.acks = zlistx_new ();
-    zlistx_set_destructor (self.acks, s_ack_destructor);
+    zf_store_io_handlers_t handlers = {
+        .written = s_on_written, .committed = s_on_committed, .arg = &self};
+    self.io = zf_store_io_new (self.store, self.name, &handlers);
     self.uploads = zlistx_new ();
     zlistx_set_destructor (self.uploads, s_free_item);
     self.tokens = (double) self.config->upload_rate;
@@ -1077,6 +1096,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zloop_set_nonstop (self.loop, true); //  the daemon handles signals and sends $TERM
     zloop_reader (self.loop, pipe, s_pipe_command, &self);
     zf_bus_attach (self.bus, self.loop);
+    zf_store_io_attach (self.io, self.loop);
     zloop_timer (self.loop, (size_t) self.config->gc_interval_ms, 0, s_gc_timer, &self);
     s_gc (&self);
     zf_notice (self.name, "started dir=%s tasks=%zu bytes=%" PRIu64 " bind=%s", self.config->dir,
@@ -1085,15 +1105,13 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     zstr_send (pipe, "READY");
     zloop_start (self.loop);
 
-    //  Writes received but not committed were never acknowledged: commit them anyway, it is
-    //  cheap and their writers may be waiting for a reply that can still go out.
-    if (zlistx_size (self.acks) > 0)
-        s_commit_all (&self);
+    //  Writes under way are finished and committed, with the access times: their writers
+    //  may be waiting for a reply that can still go out.
     s_save_access_times (&self);
+    zf_store_io_destroy (&self.io);
     zf_info (self.name, "stopped tasks=%zu", zf_store_task_count (self.store));
     zf_bus_destroy (&self.bus); //  before its loop: it unregisters its sockets
     zloop_destroy (&self.loop);
-    zlistx_destroy (&self.acks);
     zlistx_destroy (&self.uploads);
     zf_stat_watch_destroy (&self.watch);
     zf_spread_destroy (&self.spread);
@@ -1580,6 +1598,90 @@ static void s_test_core (const char *dir, bool verbose)
     zf_free (bind);
 }
 
+//  Answers to requests sent without waiting (s_test_send).
+typedef struct {
+    size_t sent, answered, written, not_found;
+} test_tally_t;
+
+static void s_test_on_tally (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                             const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    (void) err;
+    test_tally_t *tally = arg;
+    tally->answered++;
+    if (status == ZF_OK && streq (reply->env.type, ZF_MSG_PIECE_WRITTEN))
+        tally->written++;
+    else if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FOUND)
+        tally->not_found++;
+}
+
+static int s_test_tally_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    test_tally_t *tally = arg;
+    return tally->answered == tally->sent ? -1 : 0;
+}
+
+//  Writes queued for the writer thread while their task is removed and created again under
+//  the same id, with other pieces: each is answered (written, or not_found when it was still
+//  queued), none is claimed by the new task, whose own pieces read back exactly.
+static void s_test_recreate (const char *dir, bool verbose)
+{
+    test_client_t client;
+    s_test_client_new (&client, "selftest-recreate", dir);
+    s_test_start_storage (&client);
+    enum { PIECE = 1 << 20, PIECES = 16, LENGTH = PIECE * PIECES };
+    char id[65];
+    s_test_id (id, 'e');
+    uint8_t *old_content = zf_malloc (LENGTH), *new_content = zf_malloc (LENGTH);
+    s_test_content (old_content, LENGTH, 5);
+    s_test_content (new_content, LENGTH, 6);
+    s_test_open (&client, id, LENGTH, PIECE, NULL);
+    ZF_ASSERT (client.result.status == ZF_OK);
+    test_tally_t tally = {0};
+    for (size_t piece = 0; piece < PIECES; piece++) {
+        uint8_t digest[ZF_STORE_DIGEST_LEN];
+        zf_store_sha256 (old_content + piece * PIECE, PIECE, digest);
+        zf_msg_piece_write_t body = {.task_id = id, .piece = piece, .digest = {digest, 32}};
+        zmsg_t *raw = zmsg_new ();
+        zmsg_addmem (raw, old_content + piece * PIECE, PIECE);
+        zf_error_t err;
+        ZF_ASSERT (zf_bus_request (client.bus, "storage", &zf_msg_piece_write, &body, &raw,
+                                   (zf_bus_call_t){.timeout_ms = 30000, .retries = 0},
+                                   s_test_on_tally, &tally, &err)
+                   == ZF_OK);
+        tally.sent++;
+    }
+    //  Sent behind the writes, handled by the actor while the writer thread still works.
+    s_test_remove (&client, id);
+    ZF_ASSERT (client.result.status == ZF_OK);
+    s_test_open (&client, id, LENGTH, 2 * PIECE, NULL);
+    ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 0);
+    int timer = zloop_timer (client.loop, 1, 0, s_test_tally_tick, &tally);
+    client.result.done = false; //  else the client's own tick ends the loop at once
+    zloop_start (client.loop);
+    zloop_timer_end (client.loop, timer);
+    ZF_ASSERT (tally.answered == PIECES && tally.written + tally.not_found == PIECES);
+    s_test_stat (&client, id);
+    ZF_ASSERT (client.result.status == ZF_OK && client.result.finished_count == 0);
+    for (uint64_t piece = 0; piece < PIECES / 2; piece++) {
+        s_test_write (&client, id, piece, new_content + piece * 2 * PIECE, 2 * PIECE, DIGEST_GOOD);
+        ZF_ASSERT (client.result.status == ZF_OK);
+        s_test_read (&client, id, piece);
+        ZF_ASSERT (client.result.status == ZF_OK);
+        ZF_ASSERT (memcmp (zframe_data (zmsg_first (client.result.raw)),
+                           new_content + piece * 2 * PIECE, 2 * PIECE)
+                   == 0);
+    }
+    if (verbose)
+        printf ("storage recreate: %zu written, %zu dropped: ok\n", tally.written, tally.not_found);
+    zf_free (old_content);
+    zf_free (new_content);
+    s_test_client_destroy (&client);
+}
+
 static void s_test_gc (const char *dir, bool verbose)
 {
     test_client_t client;
@@ -1631,6 +1733,7 @@ void zf_storage_test (bool verbose)
     char template_gc[] = "/tmp/zf-storage-gc-XXXXXX";
     ZF_ASSERT (mkdtemp (template_core) && mkdtemp (template_gc));
     s_test_core (template_core, verbose);
+    s_test_recreate (template_core, verbose);
     s_test_gc (template_gc, verbose);
     char *command = zf_asprintf ("rm -rf '%s' '%s'", template_core, template_gc);
     ZF_ASSERT (system (command) == 0);

@@ -3,15 +3,22 @@
     Serves storage.open/stat/complete/remove, piece.write and piece.read
     (schemas/dataplane.schema) from the cache directory laid out by zf_store.h.
 
-    - piece.write is checked (size, SHA-256 against the given digest) before a byte is written,
-      and acknowledged (piece.written) only once the bytes and the metadata claiming them are
-      on disk: writes arriving within commit_interval share one fdatasync and one metadata
-      write. So an acknowledged piece survives kill -9, and nothing unacknowledged is claimed.
+    - piece.write is checked (size; SHA-256 against the given digest, on the writer thread)
+      before a byte is written. The bytes are written on the writer thread (zf_store_io.h),
+      so this loop keeps answering while the kernel holds a write back. A written piece is
+      finished and served at once (its checksum is of the bytes written), and claimed in the
+      task's metadata by the next commit, which runs on a thread of its own as soon as the
+      one before has ended. piece.written goes out once the bytes are written; with
+      `fsync = true` only once a synced record claims them, so an acknowledged piece then
+      survives a power cut. Either way, after kill -9 a task claims no piece that was not
+      written (zf_store.h), and nothing is ever served unchecked.
     - piece.write from this process (the fetcher, over inproc://) carries the digest the
       fetcher computed from these bytes and is not hashed again; from anyone else the digest
-      is checked. Either way the XXH3 checksum of the bytes written is recorded.
+      is checked. Either way the XXH3 checksum of the bytes written is recorded. The frame
+      of an in-process write goes back with piece.written for the writer's next piece.
     - piece.read reads the piece back and checks its digest every time; a damaged piece is
-      answered "corrupt", marked missing (persisted) and counted, so it is fetched again.
+      answered "corrupt", marked missing (the next record says so) and counted, so it is
+      fetched again; a damaged data file with another name (a hard link) drops the task.
     - piece.locate answers where a finished piece is (data file, offset, size) for readers on
       this host that copy it themselves; the piece is checked in place (mapped, not copied)
       as for piece.read. Network origins get "forbidden".
@@ -21,8 +28,9 @@
       "busy". Readers on this host (inproc://, ipc://) are never limited.
     - Only this host may change the cache (storage.open, piece.write, storage.complete,
       storage.remove); other nodes may stat and read. Anything else is answered "refused".
-    - storage.complete checks every piece is there. The whole-content digest is the
-      fetcher's to check, in order as pieces arrive, before it asks for completion.
+    - storage.complete checks every piece is there (with fsync, it answers once the record
+      that says so is synced). The whole-content digest is the fetcher's to check, in order
+      as pieces arrive, before it asks for completion.
     - GC every gc_interval and after writes: above high_watermark (of the filesystem, or of
       quota when set) it evicts least recently used tasks down to low_watermark; tasks idle
       longer than task_ttl expire. A task read or written within busy_grace, or with reads or
@@ -48,7 +56,7 @@ typedef struct {
     int64_t task_ttl_ms;        //  idle time after which a task expires
     int64_t gc_interval_ms;     //  how often GC runs
     int64_t busy_grace_ms;      //  a task used this recently is never evicted
-    int64_t commit_interval_ms; //  how long piece writes are gathered into one commit
+    int64_t commit_interval_ms; //  no longer used: commits follow each other off the loop
     bool fsync;                 //  sync data and metadata before acknowledging writes
 } zf_storage_config_t;
 

@@ -90,7 +90,8 @@ def _b64(data):
 class TokenServer:
     """The registry's token realm: RS256 JWTs with an x5c chain the registry trusts.
 
-    Basic USER:PASSWORD gets every action asked for; anonymous callers get pull, except on
+    GET with Basic USER:PASSWORD, or POST with the OAuth2 password grant (username and
+    password in a form, as containerd does), gets every action asked for; anonymous callers get pull, except on
     repositories under private/, where they get nothing (so the registry answers 401)."""
 
     def __init__(self, directory):
@@ -125,7 +126,23 @@ class TokenServer:
                         return
                     user = USER
                 server.requests.append((self.path, user))
-                body = json.dumps(server.issue(query.get("scope", []), user)).encode()
+                self.answer(server.issue(query.get("scope", []), user))
+
+            def do_POST(self):
+                # OAuth2 password grant (containerd sends its --user credentials this way):
+                # a form with username, password and scope
+                length = int(self.headers.get("Content-Length", "0"))
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                user = form.get("username", [None])[0]
+                if user is not None and (user, form.get("password", [""])[0]) != (USER, PASSWORD):
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                server.requests.append((self.path, user))
+                self.answer(server.issue(form.get("scope", []), user))
+
+            def answer(self, token):
+                body = json.dumps(token).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

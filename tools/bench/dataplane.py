@@ -5,7 +5,8 @@ curl and cp in the same run, the daemon's peak memory, and a piece-length sweep.
     tools/bench/dataplane.py [--size 1G] [--reps 3] [--piece-lengths 1M,4M,16M,64M] [--build build]
 
 Everything runs on loopback: nginx (Debian package) serves a random file from a temporary
-directory, a zfly daemon with [storage] and [fetcher] caches it, zfly-get asks for it. Prints a
+directory, a zfly daemon with [storage] and [fetcher] caches it, zfly-get asks for it: once
+as it comes (its output a hard link of the cache file), once with --copy (a file of its own). Prints a
 Markdown report (paste it into docs/benchmarks.md with the command line). Times are wall-clock
 medians; the page cache is warm for every contender alike (the file was just written). Next to
 them, the CPU seconds (user + system) the contender used, the daemon's included for zfly-get:
@@ -112,7 +113,7 @@ class Daemon:
         if piece_length:
             fetcher += f"piece_length_min = {piece_length}\npiece_length_max = {piece_length}\n"
         with open(self.ini, "w") as handle:
-            handle.write(f"[node]\nname = bench\nhttp =\n"
+            handle.write(f"[node]\nname = bench\nhttp =\n[upstream]\npublic = 127.0.0.1\n"
                          f"[storage]\ndir = {cache}\nbind = ipc://{workdir}/storage.sock\n"
                          f"{storage}[fetcher]\nbind = ipc://{workdir}/fetcher.sock\n{fetcher}")
         self.process = subprocess.Popen([os.path.join(build, "zfly"), "-c", self.ini],
@@ -166,22 +167,27 @@ def main():
         out = os.path.join(workdir, "out.bin")
         size_mib = args.size / (1 << 20)
 
-        runs = {"curl": [], "get": [], "cached": [], "cp": []}  # (wall, cpu) each
+        # zfly-get's output: a hard link of the cache file where it can (the default), and a
+        # copy of its own (--copy), each against a fresh daemon and cache.
+        runs = {"curl": [], "get": [], "cached": [], "get_copy": [], "cached_copy": [],
+                "cp": []}  # (wall, cpu) each
         peaks = []
         for _ in range(args.reps):
             runs["curl"].append(timed_cpu(["curl", "-sf", "-o", out, url]))
             os.unlink(out)
-            daemon = Daemon(args.build, workdir)
-            try:
-                runs["get"].append(timed_cpu([zfly_get, "-c", daemon.ini, url, "-O", out],
-                                             daemon, stderr=subprocess.DEVNULL))
-                peaks.append(daemon.peak_rss_kib())
-                os.unlink(out)
-                runs["cached"].append(timed_cpu([zfly_get, "-c", daemon.ini, url, "-O", out],
-                                                daemon, stderr=subprocess.DEVNULL))
-                os.unlink(out)
-            finally:
-                daemon.stop()
+            for suffix, extra in (("", []), ("_copy", ["--copy"])):
+                daemon = Daemon(args.build, workdir)
+                try:
+                    command = [zfly_get, "-c", daemon.ini, url, "-O", out, *extra]
+                    runs["get" + suffix].append(timed_cpu(command, daemon,
+                                                          stderr=subprocess.DEVNULL))
+                    peaks.append(daemon.peak_rss_kib())
+                    os.unlink(out)
+                    runs["cached" + suffix].append(timed_cpu(command, daemon,
+                                                             stderr=subprocess.DEVNULL))
+                    os.unlink(out)
+                finally:
+                    daemon.stop()
             runs["cp"].append(timed_cpu(["cp", source, out]))
             os.unlink(out)
 
@@ -214,8 +220,10 @@ def main():
 
         row("curl -o (origin, loopback)", "curl", "curl", "curl")
         row("zfly-get back to source (+ daemon CPU)", "get", "curl", "curl")
+        row("zfly-get --copy back to source (+ daemon CPU)", "get_copy", "curl", "curl")
         row("cp (same file)", "cp", "cp", "cp")
         row("zfly-get from cache (+ daemon CPU)", "cached", "cp", "cp")
+        row("zfly-get --copy from cache (+ daemon CPU)", "cached_copy", "cp", "cp")
         print(f"\nPeak daemon memory (VmHWM) while downloading: {max(peaks) / 1024:.1f} MiB\n")
         print("| piece length | back to source | from cache | peak memory |")
         print("|---|---|---|---|")

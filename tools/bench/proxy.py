@@ -123,6 +123,9 @@ name = bench
 log_level = notice
 http = 127.0.0.1:{self.http_port}
 
+[upstream]
+public = 127.0.0.1
+
 [storage]
 dir = {workdir}/cache
 
@@ -187,6 +190,9 @@ bind = tcp://127.0.0.1:{ports['sched']}
 """, ports["sched"])
         for name, other in (("a", "b"), ("b", "a")):
             self._start(zfly, name, f"""[node]\nname = {name}\nhttp =\n{common.format(cert=keys[name][0])}
+[upstream]
+public = 127.0.0.1
+
 [storage]
 dir = {self.dir}/{name}-cache
 bind = tcp://127.0.0.1:{ports[name + '.storage']}

@@ -1,0 +1,333 @@
+#!/usr/bin/python3
+"""Pull benchmark: a multi-layer image pulled with skopeo and with ctr, directly from a
+token-auth registry and through zfly, cold through one node and through a second node that
+takes the blobs from the first; and the time to the first byte of a cold blob.
+
+    tools/bench/pull.py [--layers 4] [--layer-size 12M] [--reps 5] [--build build]
+
+Everything runs on loopback: docker-registry (distribution 2.8) with token auth and its token
+server (tests/registry/), one image pushed to it; a zfly scheduler and nodes A and B, each with
+storage (tcp:// with CURVE), fetcher and proxy (a registry mirror with the registry as its
+default). The access check is on, as by default: every blob costs one HEAD per client.
+
+Each rep, for each client:
+  - direct: the client pulls from the registry itself (skopeo with --src-creds; ctr with
+    --plain-http and --user);
+  - via A, cold: nodes A and B start with empty caches; the client pulls through A's mirror
+    (skopeo: registries.conf with the mirror, credentials stored under the mirror's address;
+    ctr: hosts.toml);
+  - via B: then the same through B, whose fetcher takes every blob from A.
+ctr runs against its own containerd instance (fresh content store per pull; needs root). Times
+are wall clock of the client command; medians. The cold time to first byte is curl's
+time_starttransfer for one layer GET (with a token): directly, and through A with a fresh
+cache. With --timeline, A logs at debug level and the report shows the proxy's timeline of
+each cold blob (ms after the request: the fetcher's first answer, the layout known, the first
+piece, the end) from its "p2p timeline" lines.
+
+Prints a Markdown report (docs/benchmarks.md "Pull" has one, with its command line).
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "registry"))
+import registry as reg  # noqa: E402
+import zflytest  # noqa: E402
+
+UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirrors serve it
+
+
+def parse_size(text):
+    match = re.fullmatch(r"(\d+)([KMG]?)", text.upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 12M)")
+    return int(match.group(1)) * UNITS.get(match.group(2), 1)
+
+
+def wait_listening(port, process, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:  # the listening socket, not a fixed time
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.05)
+
+
+class Nodes:
+    """A scheduler and nodes a and b (storage on tcp:// with CURVE), fresh caches each time."""
+
+    def __init__(self, workdir, build, registry, log_level):
+        zfly = os.path.join(build, "zfly")
+        self.dir = tempfile.mkdtemp(dir=workdir, prefix="nodes-")
+        allow = os.path.join(self.dir, "allow")
+        os.makedirs(allow)
+        keys = {}
+        for name in ("sched", "a", "b"):
+            base = os.path.join(self.dir, name)
+            subprocess.run([zfly, "keygen", base], check=True, capture_output=True)
+            keys[name] = (base + ".key", base + ".pub")
+            shutil.copyfile(base + ".pub", os.path.join(allow, name + ".pub"))
+        ports = {name: zflytest.free_port() for name in ("sched", "a.storage", "b.storage", "a",
+                                                         "b")}
+        self.ports = ports
+        self.processes = {}
+        common = f"[bus]\ncert = {{cert}}\nallow = {allow}\n"
+        self._start(zfly, "sched", f"[node]\nname = sched\nhttp =\n"
+                    f"{common.format(cert=keys['sched'][0])}[scheduler]\n"
+                    f"bind = tcp://127.0.0.1:{ports['sched']}\n", ports["sched"])
+        for name, other in (("a", "b"), ("b", "a")):
+            self._start(zfly, name, f"""[node]
+name = {name}
+http =
+log_level = {log_level}
+{common.format(cert=keys[name][0])}
+[storage]
+dir = {self.dir}/{name}-cache
+bind = tcp://127.0.0.1:{ports[name + '.storage']}
+
+[fetcher]
+schedulers = scheduler@sched
+
+[proxy]
+listen = 127.0.0.1:{ports[name]}
+default_registry = http://{registry.address}
+registry_map = {REGISTRY_NAME}=http://{registry.address}
+
+[endpoints]
+scheduler@sched = tcp://127.0.0.1:{ports['sched']} cert={keys['sched'][1]}
+storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][1]}
+""", ports[name])
+
+    def _start(self, zfly, name, ini_text, port):
+        ini = os.path.join(self.dir, name + ".ini")
+        with open(ini, "w") as handle:
+            handle.write(ini_text)
+        log = open(os.path.join(self.dir, name + ".log"), "w")
+        process = subprocess.Popen([zfly, "-c", ini], stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = (process, log)
+        wait_listening(port, process, "zfly " + name)
+
+    def log_text(self, name):
+        with open(os.path.join(self.dir, name + ".log")) as handle:
+            return handle.read()
+
+    def stop(self):
+        for process, _ in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process, log in self.processes.values():
+            process.wait(timeout=15)
+            log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Skopeo:
+    def __init__(self, workdir, registry):
+        self.workdir = workdir
+        self.registry = registry
+        self.creds = f"{reg.USER}:{reg.PASSWORD}"
+
+    def pull(self, mirror_port=None):
+        out = tempfile.mkdtemp(dir=self.workdir, prefix="skopeo-")
+        if mirror_port is None:
+            command = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--src-creds",
+                       self.creds, f"docker://{self.registry.address}/test/app:v1",
+                       f"oci:{out}:v1"]
+        else:
+            conf = os.path.join(out, "registries.conf")
+            with open(os.path.join(ROOT, "deploy", "podman", "registries.conf")) as handle:
+                text = handle.read()
+            text = text.replace('"docker.io"', f'"{REGISTRY_NAME}"')
+            text = text.replace("127.0.0.1:65001", f"127.0.0.1:{mirror_port}")
+            with open(conf, "w") as handle:
+                handle.write(text)
+            auth = os.path.join(out, "auth.json")  # credentials under the mirror's address
+            with open(auth, "w") as handle:
+                json.dump({"auths": {f"127.0.0.1:{mirror_port}": {
+                    "auth": base64.b64encode(self.creds.encode()).decode()}}}, handle)
+            command = ["skopeo", "--registries-conf", conf, "copy", "--quiet", "--authfile",
+                       auth, f"docker://{REGISTRY_NAME}/test/app:v1", f"oci:{out}/layout:v1"]
+        start = time.monotonic()
+        run(command, env=reg.skopeo_env(), timeout=300)
+        elapsed = time.monotonic() - start
+        shutil.rmtree(out, ignore_errors=True)
+        return elapsed
+
+
+class Ctr:
+    """ctr against a fresh containerd per pull (an empty content store)."""
+
+    def __init__(self, workdir, registry):
+        self.workdir = workdir
+        self.registry = registry
+
+    def pull(self, mirror_port=None):
+        work = tempfile.mkdtemp(dir=self.workdir, prefix="ctr-")
+        sock = os.path.join(work, "c.sock")
+        config = os.path.join(work, "config.toml")
+        with open(config, "w") as handle:
+            handle.write(f'version = 2\nroot = "{work}/root"\nstate = "{work}/state"\n'
+                         'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+                         f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n')
+        containerd = subprocess.Popen(["containerd", "--config", config],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, env=reg.skopeo_env())
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(sock):
+                if time.monotonic() > deadline or containerd.poll() is not None:
+                    raise RuntimeError("containerd did not start")
+                time.sleep(0.05)
+            user = f"{reg.USER}:{reg.PASSWORD}"
+            if mirror_port is None:
+                command = ["ctr", "-a", sock, "images", "pull", "--plain-http", "--user", user,
+                           "--snapshotter", "native", f"{self.registry.address}/test/app:v1"]
+            else:
+                hosts = os.path.join(work, "certs.d", REGISTRY_NAME)
+                os.makedirs(hosts)
+                with open(os.path.join(ROOT, "deploy", "containerd", "hosts.toml")) as handle:
+                    text = handle.read()
+                text = text.replace("https://registry-1.docker.io", f"https://{REGISTRY_NAME}")
+                text = text.replace("127.0.0.1:65001", f"127.0.0.1:{mirror_port}")
+                with open(os.path.join(hosts, "hosts.toml"), "w") as handle:
+                    handle.write(text)
+                command = ["ctr", "-a", sock, "images", "pull", "--user", user, "--hosts-dir",
+                           os.path.join(work, "certs.d"), "--snapshotter", "native",
+                           f"{REGISTRY_NAME}/test/app:v1"]
+            start = time.monotonic()
+            run(command, env=reg.skopeo_env(), timeout=300)
+            return time.monotonic() - start
+        finally:
+            containerd.send_signal(signal.SIGTERM)
+            containerd.wait(timeout=30)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def token_for(token_server, repo):
+    import urllib.request
+    url = f"{token_server.realm}?service={reg.SERVICE}&scope=repository:{repo}:pull"
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(
+        f"{reg.USER}:{reg.PASSWORD}".encode()).decode())
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        return json.load(response)["token"]
+
+
+def run(command, **kwargs):
+    """subprocess.run that says what the command printed when it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:6])}… failed ({result.returncode}):\n"
+                           f"{result.stdout}{result.stderr}")
+    return result
+
+
+def first_byte_ms(url, token):
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--noproxy", "*", "-H",
+                          f"Authorization: Bearer {token}", "-w", "%{time_starttransfer}", url],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    return float(out) * 1000
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--layer-size", type=parse_size, default=parse_size("12M"))
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--clients", default="skopeo,ctr")
+    parser.add_argument("--timeline", action="store_true")
+    args = parser.parse_args()
+    build = os.path.abspath(args.build)
+    workdir = tempfile.mkdtemp(prefix="zfly-pull-")
+    token = reg.TokenServer(workdir)
+    registry = reg.Registry(workdir, token)
+    results, timelines = {}, []
+    try:
+        layout = reg.build_image(workdir, "v1", layers=args.layers, layer_bytes=args.layer_size)
+        reg.push(layout, "v1", registry, "test/app")
+        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds",
+                              f"{reg.USER}:{reg.PASSWORD}",
+                              f"docker://{registry.address}/test/app:v1"], check=True,
+                             capture_output=True, env=reg.skopeo_env(), timeout=60).stdout
+        manifest = json.loads(raw)
+        total = sum(layer["size"] for layer in manifest["layers"]) + manifest["config"]["size"]
+        first_layer = manifest["layers"][0]["digest"]
+        clients = {"skopeo": Skopeo(workdir, registry), "ctr": Ctr(workdir, registry)}
+        log_level = "debug" if args.timeline else "info"
+        for rep in range(args.reps):
+            for name in args.clients.split(","):
+                client = clients[name]
+                results.setdefault((name, "direct"), []).append(client.pull())
+                nodes = Nodes(workdir, build, registry, log_level)
+                try:
+                    results.setdefault((name, "via A"), []).append(
+                        client.pull(nodes.ports["a"]))
+                    results.setdefault((name, "via B"), []).append(
+                        client.pull(nodes.ports["b"]))
+                    if args.timeline:
+                        timelines += re.findall(r"p2p timeline .*", nodes.log_text("a"))
+                finally:
+                    nodes.stop()
+            pull_token = token_for(token, "test/app")
+            results.setdefault(("first byte", "direct"), []).append(first_byte_ms(
+                f"http://{registry.address}/v2/test/app/blobs/{first_layer}", pull_token))
+            nodes = Nodes(workdir, build, registry, log_level)
+            try:
+                results.setdefault(("first byte", "via A"), []).append(first_byte_ms(
+                    f"http://127.0.0.1:{nodes.ports['a']}/v2/test/app/blobs/{first_layer}",
+                    pull_token))
+            finally:
+                nodes.stop()
+    finally:
+        registry.stop()
+        token.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    load = os.getloadavg()[0]
+    print(f"Image {args.layers} layers of {args.layer_size >> 20} MiB ({total / (1 << 20):.1f} "
+          f"MiB with the config), {args.reps} reps, loopback, access check on; load average "
+          f"{load:.1f} at the end.\n")
+    print("| client | direct | via A (cold) | via B (from A) | A / direct | B / direct | all "
+          "times (direct; A; B) |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name in args.clients.split(","):
+        direct = median(results[(name, "direct")])
+        via_a = median(results[(name, "via A")])
+        via_b = median(results[(name, "via B")])
+        spread = "; ".join(", ".join(f"{value:.2f}" for value in results[(name, where)])
+                           for where in ("direct", "via A", "via B"))
+        print(f"| {name} | {direct:.2f} s | {via_a:.2f} s | {via_b:.2f} s | "
+              f"{via_a / direct:.2f} | {via_b / direct:.2f} | {spread} |")
+    direct = median(results[("first byte", "direct")])
+    via_a = median(results[("first byte", "via A")])
+    print(f"\nTime to first byte of a cold layer (median of {args.reps}): direct {direct:.2f} ms, "
+          f"through A {via_a:.2f} ms (+{via_a - direct:.2f} ms).")
+    if timelines:
+        print("\nA's timelines of cold blobs (ms after the request):\n")
+        for line in timelines:
+            print("    " + line)
+
+
+if __name__ == "__main__":
+    main()
