@@ -123,6 +123,7 @@ typedef struct {
     zf_bus_return_t ret;
     char task_id[ZF_STORE_ID_LEN + 1];
     uint64_t piece;
+    uint64_t frame_max; //  piece.read's: the bytes in frames of at most this size (0: one)
 } upload_t;
 
 #define WATCH_TICK_MS 100
@@ -680,9 +681,29 @@ static void s_reply_unreadable (self_t *self, const zf_bus_return_t *ret, zf_sto
     }
 }
 
+//  The piece's bytes as the reader asked for them: one frame, or frames of at most frame_max
+//  bytes in order (piece.read frame_max: libzmq's CURVE handles each frame whole, with buffers
+//  of its size, so a piece of megabytes in one frame costs megabytes more on both sides).
+static zmsg_t *s_piece_frames (zframe_t **bytes_p, uint64_t frame_max)
+{
+    zmsg_t *raw = zmsg_new ();
+    zframe_t *bytes = *bytes_p;
+    size_t size = zframe_size (bytes);
+    if (frame_max == 0 || size <= frame_max) {
+        zmsg_append (raw, bytes_p);
+        return raw;
+    }
+    for (size_t offset = 0; offset < size; offset += (size_t) frame_max) {
+        size_t part = size - offset < frame_max ? size - offset : (size_t) frame_max;
+        zmsg_addmem (raw, zframe_data (bytes) + offset, part);
+    }
+    zframe_destroy (bytes_p);
+    return raw;
+}
+
 //  Answers a read now: piece.data, or the reason there is none. Returns bytes sent.
 static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *task_id,
-                         uint64_t piece, bool remote)
+                         uint64_t piece, uint64_t frame_max, bool remote)
 {
     zf_store_task_t *task = zf_store_find (self->store, task_id);
     if (!task) {
@@ -707,8 +728,7 @@ static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *t
         .digest = {(uint8_t *) zf_store_piece_digest (task, piece, zframe_data (bytes), size),
                    ZF_STORE_DIGEST_LEN},
     };
-    zmsg_t *raw = zmsg_new ();
-    zmsg_append (raw, &bytes);
+    zmsg_t *raw = s_piece_frames (&bytes, frame_max);
     zf_bus_reply (self->bus, ret, &zf_msg_piece_data, &body, &raw);
     zf_counter_add (remote ? self->metrics.served_remote : self->metrics.served_local, 1);
     if (remote)
@@ -735,7 +755,8 @@ static void s_pump_uploads (self_t *self)
     s_refill (self);
     upload_t *upload;
     while (self->tokens > 0 && (upload = zlistx_detach (self->uploads, NULL))) {
-        self->tokens -= (double) s_serve (self, &upload->ret, upload->task_id, upload->piece, true);
+        self->tokens -= (double) s_serve (self, &upload->ret, upload->task_id, upload->piece,
+                                          upload->frame_max, true);
         zf_free (upload);
     }
     if (zlistx_size (self->uploads) > 0 && self->upload_timer < 0) {
@@ -780,7 +801,7 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
         return;
     }
     if (s_from_this_host (request) || self->config->upload_rate == 0) {
-        s_serve (self, ret, task->id, body->piece, !s_from_this_host (request));
+        s_serve (self, ret, task->id, body->piece, body->frame_max, !s_from_this_host (request));
         return;
     }
     if (zlistx_size (self->uploads) >= (size_t) self->config->upload_concurrency) {
@@ -793,6 +814,7 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
     upload->ret = *ret;
     zf_strlcpy (upload->task_id, task->id, sizeof upload->task_id);
     upload->piece = body->piece;
+    upload->frame_max = body->frame_max;
     zlistx_add_end (self->uploads, upload);
     s_pump_uploads (self);
 }

@@ -92,9 +92,21 @@ static uint64_t s_parse_size (const char *text)
     char *end;
     uint64_t value = strtoull (text, &end, 10);
     switch (*end) {
-    case 'K': case 'k': value <<= 10; end++; break;
-    case 'M': case 'm': value <<= 20; end++; break;
-    case 'G': case 'g': value <<= 30; end++; break;
+    case 'K':
+    case 'k':
+        value <<= 10;
+        end++;
+        break;
+    case 'M':
+    case 'm':
+        value <<= 20;
+        end++;
+        break;
+    case 'G':
+    case 'g':
+        value <<= 30;
+        end++;
+        break;
     default: break;
     }
     if (*end || value == 0) {
@@ -185,8 +197,7 @@ static sample_t s_step (const options_t *options, step_t step, const char *sourc
         case STEP_READ: {
             size_t done = 0;
             while (done < piece) {
-                ssize_t got = pread (fd, data + done, piece - done,
-                                     (off_t) (index * piece + done));
+                ssize_t got = pread (fd, data + done, piece - done, (off_t) (index * piece + done));
                 ZF_ASSERT (got > 0);
                 done += (size_t) got;
             }
@@ -265,8 +276,8 @@ static void s_sender (const options_t *options, const char *endpoint, const char
     for (uint64_t index = 0; index < pieces; index++)
         for (uint64_t offset = 0; offset < options->piece; offset += chunk) {
             zmq_msg_t msg;
-            size_t size = (size_t) (options->piece - offset < chunk ? options->piece - offset
-                                                                     : chunk);
+            size_t size =
+                (size_t) (options->piece - offset < chunk ? options->piece - offset : chunk);
             //  The daemon sends the frames it read into, moved, not copied: zero copy here.
             zmq_msg_init_data (&msg, s_piece_at (index) + offset, size, s_free_nothing, NULL);
             bool more = offset + size < options->piece;
@@ -401,7 +412,8 @@ static void s_parse_chunks (options_t *options, const char *text)
 {
     options->chunk_count = 0;
     char *copy = zf_strdup (text), *rest = copy, *item;
-    while ((item = strsep (&rest, ",")) && options->chunk_count < (int) ZF_ARRAY_LEN (options->chunks))
+    while ((item = strsep (&rest, ","))
+           && options->chunk_count < (int) ZF_ARRAY_LEN (options->chunks))
         options->chunks[options->chunk_count++] = streq (item, "0") ? 0 : s_parse_size (item);
     zf_free (copy);
 }
@@ -419,15 +431,24 @@ static const char *s_chunk_text (uint64_t chunk, char *buffer, size_t size)
 
 int main (int argc, char *argv[])
 {
-    options_t options = {.size = 1u << 30, .piece = 8u << 20, .dir = "/var/tmp", .reps = 3,
-                         .streams = 2, .chunk_count = 1};
+    options_t options = {.size = 1u << 30,
+                         .piece = 8u << 20,
+                         .dir = "/var/tmp",
+                         .reps = 3,
+                         .streams = 2,
+                         .chunk_count = 1};
     options.cores = (int) sysconf (_SC_NPROCESSORS_ONLN);
     static const struct option longs[] = {
-        {"size", required_argument, NULL, 's'},   {"piece", required_argument, NULL, 'p'},
-        {"dir", required_argument, NULL, 'd'},    {"reps", required_argument, NULL, 'r'},
-        {"cores", required_argument, NULL, 'c'},  {"streams", required_argument, NULL, 'n'},
-        {"digest", no_argument, NULL, 'D'},       {"json", required_argument, NULL, 'j'},
-        {"chunks", required_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'},
+        {"size", required_argument, NULL, 's'},
+        {"piece", required_argument, NULL, 'p'},
+        {"dir", required_argument, NULL, 'd'},
+        {"reps", required_argument, NULL, 'r'},
+        {"cores", required_argument, NULL, 'c'},
+        {"streams", required_argument, NULL, 'n'},
+        {"digest", no_argument, NULL, 'D'},
+        {"json", required_argument, NULL, 'j'},
+        {"chunks", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int option;
@@ -454,8 +475,9 @@ int main (int argc, char *argv[])
         chunks_ok = chunks_ok && options.chunks[index] <= options.piece;
     if (options.reps < 1 || options.reps > REPS_MAX || options.cores < 1 || options.streams < 1
         || options.piece > POOL_SIZE / 4 || options.size < options.piece || !chunks_ok) {
-        fprintf (stderr, "zfly-piecebench: reps 1..%d, cores and streams >= 1, piece <= %u MiB, "
-                         "size >= piece, chunks <= piece\n",
+        fprintf (stderr,
+                 "zfly-piecebench: reps 1..%d, cores and streams >= 1, piece <= %u MiB, "
+                 "size >= piece, chunks <= piece\n",
                  REPS_MAX, POOL_SIZE / 4 >> 20);
         return 2;
     }
@@ -486,8 +508,8 @@ int main (int argc, char *argv[])
             settings[setting_count++] =
                 (setting_t){.curve = curve, .chunk = options.chunks[index], .streams = 1};
         if (options.streams > 1)
-            settings[setting_count++] = (setting_t){
-                .curve = curve, .chunk = options.chunks[0], .streams = options.streams};
+            settings[setting_count++] =
+                (setting_t){.curve = curve, .chunk = options.chunks[0], .streams = options.streams};
     }
     for (size_t index = 0; index < setting_count; index++)
         s_measure (&options, &settings[index]);
@@ -497,7 +519,9 @@ int main (int argc, char *argv[])
             (double) options.size / (double) (1u << 30), options.piece >> 10, options.cores,
             options.reps);
     printf ("| step | CPU s per GiB | rate |\n|---|---|---|\n");
-    const char *labels[] = {"read from the page cache (pread)", "XXH3-64", "SHA-256",
+    const char *labels[] = {"read from the page cache (pread)",
+                            "XXH3-64",
+                            "SHA-256",
                             "write into fresh page cache (32 KiB pwrites)",
                             "XSalsa20-Poly1305 seal (libsodium alone)",
                             "XSalsa20-Poly1305 open (libsodium alone)"};
@@ -511,8 +535,8 @@ int main (int argc, char *argv[])
         printf ("| ZeroMQ %s, %s, %d connection%s: send / receive | %.3f / %.3f | %.2f Gbit/s "
                 "measured |\n",
                 modes[setting->curve], s_chunk_text (setting->chunk, text, sizeof text),
-                setting->streams, setting->streams > 1 ? "s" : "", setting->send_s,
-                setting->recv_s, setting->gbit);
+                setting->streams, setting->streams > 1 ? "s" : "", setting->send_s, setting->recv_s,
+                setting->gbit);
     }
     printf ("\nCURVE's own cost (curve - plain, %s, one connection): send %.3f, receive %.3f CPU "
             "s per GiB\n\n",
@@ -540,8 +564,9 @@ int main (int argc, char *argv[])
                      strerror (errno));
             return 1;
         }
-        fprintf (file, "{\"size\": %" PRIu64 ", \"piece\": %" PRIu64 ", \"chunk\": %" PRIu64
-                       ", \"cores\": %d, \"digest\": %s,\n \"cpu_s_per_gib\": {",
+        fprintf (file,
+                 "{\"size\": %" PRIu64 ", \"piece\": %" PRIu64 ", \"chunk\": %" PRIu64
+                 ", \"cores\": %d, \"digest\": %s,\n \"cpu_s_per_gib\": {",
                  options.size, options.piece, options.chunks[0], options.cores,
                  options.digest ? "true" : "false");
         for (step_t step = STEP_READ; step <= STEP_OPEN; step++)
@@ -551,8 +576,9 @@ int main (int argc, char *argv[])
                      base[curve]->send_s, modes[curve], base[curve]->recv_s, curve ? "" : ", ");
         fprintf (file, "},\n \"transfers\": [");
         for (size_t index = 0; index < setting_count; index++)
-            fprintf (file, "%s{\"mode\": \"%s\", \"chunk\": %" PRIu64 ", \"streams\": %d, "
-                           "\"send_s\": %.4f, \"recv_s\": %.4f, \"gbit\": %.3f}",
+            fprintf (file,
+                     "%s{\"mode\": \"%s\", \"chunk\": %" PRIu64 ", \"streams\": %d, "
+                     "\"send_s\": %.4f, \"recv_s\": %.4f, \"gbit\": %.3f}",
                      index ? ",\n   " : "", modes[settings[index].curve], settings[index].chunk,
                      settings[index].streams, settings[index].send_s, settings[index].recv_s,
                      settings[index].gbit);
