@@ -523,7 +523,8 @@ static void s_forget_duplicates (zf_fetch_parents_t *self, uint64_t piece, reque
 //  The piece's bytes in reply->raw as one frame (joined when they came in several, each part
 //  hashed just after it was copied, while it is in the cache); their SHA-256 into digest.
 //  NULL when they do not add up to size.
-static zframe_t *s_join_piece (zmsg_t *raw, uint64_t size, uint8_t *digest)
+static zframe_t *s_join_piece (zf_fetch_parents_t *self, zmsg_t *raw, uint64_t size,
+                               uint8_t *digest)
 {
     uint64_t total = 0;
     for (zframe_t *part = zmsg_first (raw); part; part = zmsg_next (raw))
@@ -537,7 +538,8 @@ static zframe_t *s_join_piece (zmsg_t *raw, uint64_t size, uint8_t *digest)
         bytes = zmsg_pop (raw);
         ZF_ASSERT (EVP_DigestUpdate (hash, zframe_data (bytes), zframe_size (bytes)) == 1);
     } else {
-        bytes = zframe_new (NULL, (size_t) size);
+        bytes = self->sink.buffer (self->arg, (size_t) size);
+        ZF_ASSERT (zframe_size (bytes) == size);
         size_t offset = 0;
         zframe_t *part;
         while ((part = zmsg_pop (raw))) {
@@ -563,7 +565,7 @@ static const char *s_check_piece (zf_fetch_parents_t *self, uint64_t piece, zf_b
     uint64_t start = piece * self->piece_length;
     uint64_t size = start + self->piece_length > self->content_length ? self->content_length - start
                                                                       : self->piece_length;
-    if (data->piece != piece || !(*bytes_p = s_join_piece (reply->raw, size, digest)))
+    if (data->piece != piece || !(*bytes_p = s_join_piece (self, reply->raw, size, digest)))
         return "wrong piece or size";
     const uint8_t *expected = zf_fetch_parents_digest (self, piece);
     if (!expected && data->digest.size == DIGEST_SIZE)

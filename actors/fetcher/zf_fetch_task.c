@@ -142,6 +142,18 @@ static uint8_t *s_hold (zf_fetch_task_t *self, uint64_t piece)
     return zframe_data (slot->frame);
 }
 
+//  A piece that came from a parent in several frames is joined into one of the buffers
+//  storage gave back (else they would only pile up on a child that takes nothing from the
+//  origin: a window of them, 32 MiB).
+static zframe_t *s_parents_buffer (void *arg, size_t size)
+{
+    zf_fetch_task_t *self = arg;
+    zframe_t *frame = size == self->piece_length && self->spare_frames
+                          ? zlist_pop (self->spare_frames)
+                          : NULL;
+    return frame ? frame : zframe_new (NULL, size);
+}
+
 static void s_release (slot_t *slot)
 {
     zframe_destroy (&slot->frame);
@@ -1412,4 +1424,5 @@ static const zf_fetch_parents_sink_t s_parents_sink = {
     .on_piece = s_parents_piece,
     .on_dropped = s_parents_dropped,
     .wake = s_parents_wake,
+    .buffer = s_parents_buffer,
 };
