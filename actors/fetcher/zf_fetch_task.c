@@ -148,9 +148,8 @@ static uint8_t *s_hold (zf_fetch_task_t *self, uint64_t piece)
 static zframe_t *s_parents_buffer (void *arg, size_t size)
 {
     zf_fetch_task_t *self = arg;
-    zframe_t *frame = size == self->piece_length && self->spare_frames
-                          ? zlist_pop (self->spare_frames)
-                          : NULL;
+    zframe_t *frame =
+        size == self->piece_length && self->spare_frames ? zlist_pop (self->spare_frames) : NULL;
     return frame ? frame : zframe_new (NULL, size);
 }
 
