@@ -90,6 +90,11 @@ int main (int argc, char *argv[])
     //  reads then faulted every page in again: half of a parent's CPU on loopback
     //  (docs/benchmarks.md "Datacenter speed"). The supervisor's trim when idle still applies.
     mallopt (M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+    //  One arena for every thread, so that the supervisor's malloc_trim gives all of it back:
+    //  glibc trims the top of a thread's own arena only in free(), by the threshold above,
+    //  never in malloc_trim (a parent kept 34 MiB of its last download's buffers when idle).
+    //  The threads allocate a few times per piece frame, so they do not wait on each other.
+    mallopt (M_ARENA_MAX, 1);
     const char *config_path = NULL;
     const char *overrides[MAX_OVERRIDES];
     size_t override_count = 0;

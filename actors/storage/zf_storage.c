@@ -681,26 +681,6 @@ static void s_reply_unreadable (self_t *self, const zf_bus_return_t *ret, zf_sto
     }
 }
 
-//  The piece's bytes as the reader asked for them: one frame, or frames of at most frame_max
-//  bytes in order (piece.read frame_max: libzmq's CURVE handles each frame whole, with buffers
-//  of its size, so a piece of megabytes in one frame costs megabytes more on both sides).
-static zmsg_t *s_piece_frames (zframe_t **bytes_p, uint64_t frame_max)
-{
-    zmsg_t *raw = zmsg_new ();
-    zframe_t *bytes = *bytes_p;
-    size_t size = zframe_size (bytes);
-    if (frame_max == 0 || size <= frame_max) {
-        zmsg_append (raw, bytes_p);
-        return raw;
-    }
-    for (size_t offset = 0; offset < size; offset += (size_t) frame_max) {
-        size_t part = size - offset < frame_max ? size - offset : (size_t) frame_max;
-        zmsg_addmem (raw, zframe_data (bytes) + offset, part);
-    }
-    zframe_destroy (bytes_p);
-    return raw;
-}
-
 //  Answers a read now: piece.data, or the reason there is none. Returns bytes sent.
 static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *task_id,
                          uint64_t piece, uint64_t frame_max, bool remote)
@@ -710,25 +690,26 @@ static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *t
         s_reply_not_found (self, ret, task_id);
         return 0;
     }
-    zframe_t *bytes = NULL;
+    //  In the frames the reader asked for (piece.read frame_max: libzmq's CURVE handles each
+    //  frame whole, with buffers of its size, so a piece of megabytes in one frame costs
+    //  megabytes more on both sides), read straight into them.
+    zmsg_t *raw = NULL;
     zf_error_t err;
-    zf_store_read_t outcome = zf_store_read_piece (self->store, task, piece, &bytes, &err);
+    zf_store_read_t outcome = zf_store_read_piece (self->store, task, piece, frame_max, &raw, &err);
     if (outcome != ZF_STORE_READ_OK) {
         s_reply_unreadable (self, ret, task, piece, outcome, &err);
         return 0;
     }
     task->accessed_ms = s_now_ms (self);
     task->access_dirty = true;
-    uint64_t size = zframe_size (bytes);
+    uint64_t size = zmsg_content_size (raw);
     zf_msg_piece_data_t body = {
         .task_id = task->id,
         .piece = piece,
         .offset = piece * task->piece_length,
         .size = size,
-        .digest = {(uint8_t *) zf_store_piece_digest (task, piece, zframe_data (bytes), size),
-                   ZF_STORE_DIGEST_LEN},
+        .digest = {(uint8_t *) zf_store_piece_digest (task, piece, raw), ZF_STORE_DIGEST_LEN},
     };
-    zmsg_t *raw = s_piece_frames (&bytes, frame_max);
     zf_bus_reply (self->bus, ret, &zf_msg_piece_data, &body, &raw);
     zf_counter_add (remote ? self->metrics.served_remote : self->metrics.served_local, 1);
     if (remote)
