@@ -168,9 +168,9 @@ class ParentChildTest(ZflyTestCase):
                          status["piece_count"])
 
     def test_a_piece_damaged_at_a_parent_is_refused_and_taken_from_another_parent(self):
-        """A holds two pieces whose bytes changed after they were checked, with checksums
-        that match the changed bytes (a parent whose own check cannot see the damage): the
-        child's SHA-256 check refuses what A sends, drops A, and takes every piece from A2."""
+        """A's pieces changed after they were checked, and their checksums were made to match
+        the changed bytes (a parent whose own check cannot see the damage): the child's
+        SHA-256 check refuses what A sends, drops A, and takes every piece from A2."""
         size = 48 * MiB
         piece = MiB
         pieces = "piece_length_min = 1M\npiece_length_max = 1M\n"
@@ -188,7 +188,7 @@ class ParentChildTest(ZflyTestCase):
         self.assertEqual(len(task_dirs), 1, task_dirs)
         with open(os.path.join(task_dirs[0], "data"), "r+b") as handle:
             damaged = {}
-            for index in (0, 1):  # the child asks A for one of the first two pieces
+            for index in range(size // piece):  # whichever piece the child asks A for
                 handle.seek(index * piece)
                 data = bytearray(handle.read(piece))
                 data[4321] ^= 0xFF
