@@ -20,6 +20,12 @@
 //  a piece waiting for storage's piece.written leaves no connection idle (transfers + 1 took
 //  13% longer back to source), as far as WINDOW_MEMORY allows.
 #define WINDOW_MEMORY (32u << 20)
+//  Parents are asked for no more pieces while pieces of this many bytes wait for storage's
+//  piece.written (one piece at least): on a fast link the network outruns the page cache once
+//  the kernel throttles dirty pages, and a child took 351 MiB of 16 MiB pieces waiting to be
+//  written on a 4 GiB transfer (docs/benchmarks.md "Datacenter speed"). A swarm's links are
+//  far slower than any disk, so this never holds one back.
+#define WRITES_MEMORY (16u << 20)
 
 typedef enum {
     PHASE_STAT,
@@ -67,6 +73,7 @@ struct zf_fetch_task_s {
     size_t range_pieces;   //  pieces per origin range request
     uint64_t finished_count;
     uint64_t bytes_from_source, bytes_from_parents;
+    size_t writes_pending; //  piece.write sent, piece.written not yet back
 
     //  With a scheduler: it names the one origin fetcher (sched_source). Others take from
     //  the origin only what parents cannot give after sched_fallback without progress.
@@ -140,6 +147,17 @@ static uint8_t *s_hold (zf_fetch_task_t *self, uint64_t piece)
         slot->filled = 0;
     }
     return zframe_data (slot->frame);
+}
+
+//  A piece that came from a parent in several frames is joined into one of the buffers
+//  storage gave back (else they would only pile up on a child that takes nothing from the
+//  origin: a window of them, 32 MiB).
+static zframe_t *s_parents_buffer (void *arg, size_t size)
+{
+    zf_fetch_task_t *self = arg;
+    zframe_t *frame =
+        size == self->piece_length && self->spare_frames ? zlist_pop (self->spare_frames) : NULL;
+    return frame ? frame : zframe_new (NULL, size);
 }
 
 static void s_release (slot_t *slot)
@@ -724,6 +742,8 @@ static void s_on_written (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     zf_fetch_task_t *self = s_reply_task (arg, &piece);
     if (!self)
         return;
+    ZF_ASSERT (self->writes_pending > 0);
+    self->writes_pending--;
     if (status != ZF_OK) {
         s_fail (self, ZF_TASK_ERROR_STORAGE, "piece.write of piece %" PRIu64 " to %s: %s", piece,
                 self->env->config->storage, s_reply_error (status, err));
@@ -771,7 +791,8 @@ static void s_piece_verified (zf_fetch_task_t *self, uint64_t index, const uint8
                                   .piece = index,
                                   .digest = {.data = (uint8_t *) digest, .size = digest ? 32 : 0},
                                   .origin = from == 0};
-    s_storage (self, &zf_msg_piece_write, &write, &raw, s_on_written, index);
+    if (s_storage (self, &zf_msg_piece_write, &write, &raw, s_on_written, index))
+        self->writes_pending++;
 }
 
 //  An origin piece is complete: checked against the parents' digest when they know it.
@@ -1125,7 +1146,9 @@ static void s_pump_run (zf_fetch_task_t *self)
         s_finish (self);
         return;
     }
-    if (self->parents) {
+    if (self->parents
+        && (self->writes_pending == 0
+            || self->writes_pending * self->piece_length < WRITES_MEMORY)) {
         zf_fetch_parents_pump (self->parents, self->window_start);
         s_route (self, now);
         if (!zf_fetch_task_running (self))
@@ -1412,4 +1435,5 @@ static const zf_fetch_parents_sink_t s_parents_sink = {
     .on_piece = s_parents_piece,
     .on_dropped = s_parents_dropped,
     .wake = s_parents_wake,
+    .buffer = s_parents_buffer,
 };

@@ -5,6 +5,7 @@
 #include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
 #include "zf_log.h"
+#include <sys/prctl.h>
 
 #define FINISHED_TASKS_KEPT 1024 //  complete/failed tasks remembered for task.query
 
@@ -428,6 +429,7 @@ static void s_metrics_init (zf_fetch_env_t *env)
 
 void zf_fetcher_actor (zsock_t *pipe, void *args)
 {
+    prctl (PR_SET_NAME, "zf-fetcher", 0, 0, 0); //  as ps, top and perf show this thread
     const zf_actor_args_t *actor = args;
     //  How origins are reached is [upstream]'s, shared with the proxy; the transfers read it
     //  from the fetcher's own struct.
