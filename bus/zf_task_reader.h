@@ -101,6 +101,10 @@ typedef struct {
     const char *path;
     uint64_t file_offset;
     zframe_t **frame;
+    //  the bytes are the origin's, passed on by the fetcher while it fills the piece (peek):
+    //  not verified yet; the piece's later events start where this one ended (or the whole
+    //  piece again, from storage: the caller skips what it has)
+    bool partial;
     //  FAILED
     zf_task_reader_failure_t failure;
     zf_task_error_t task_error; //  TASK: why the task failed (ZF_TASK_ERROR_SOURCE, …)
@@ -141,6 +145,11 @@ bool zf_task_reader_start (zf_task_reader_t *self, const zf_msg_task_fetch_t *fe
 //  Reads pieces [first, first + count) once the layout is known, in order (call from the
 //  LAYOUT event or later). count 0 reads nothing; DONE follows when wait_complete allows.
 void zf_task_reader_read (zf_task_reader_t *self, uint64_t first, uint64_t count);
+
+//  Streams the origin's bytes: a piece storage does not hold yet is taken from the fetcher
+//  while it fills it (piece.peek, PIECE events with partial set), not once it is stored.
+//  For a fetcher in this process (the proxy's). Call before zf_task_reader_start.
+void zf_task_reader_set_peek (zf_task_reader_t *self, bool peek);
 
 //  A paused reader keeps its window of pieces requested but delivers none until resumed.
 void zf_task_reader_pause (zf_task_reader_t *self, bool paused);
