@@ -574,7 +574,10 @@ static void s_stat (zf_task_reader_t *self)
     zf_msg_storage_stat_t stat = {.task_id = self->task_id,
                                   .wait_ms = (uint64_t) options->stat_wait_ms,
                                   .known_finished = self->stored_count,
-                                  .bitmap_only = true};
+                                  .bitmap_only = true,
+                                  //  without the layout, news is that the task was opened
+                                  //  (it may have been before this question came)
+                                  .wait_open = !self->layout_known};
     self->stat_sent_ms = now;
     s_request (
         self, self->set->storage, &zf_msg_storage_stat, &stat,
@@ -1178,6 +1181,12 @@ void zf_task_reader_read (zf_task_reader_t *self, uint64_t first, uint64_t count
     self->read_end = first + count;
     if (!self->emitting)
         s_pump (self);
+}
+
+void zf_task_reader_wait_complete (zf_task_reader_t *self)
+{
+    ZF_ASSERT (self);
+    self->wait_complete = true;
 }
 
 void zf_task_reader_set_peek (zf_task_reader_t *self, bool peek)

@@ -149,6 +149,10 @@ bool zf_task_reader_start (zf_task_reader_t *self, const zf_msg_task_fetch_t *fe
 //  LAYOUT event or later). count 0 reads nothing; DONE follows when wait_complete allows.
 void zf_task_reader_read (zf_task_reader_t *self, uint64_t first, uint64_t count);
 
+//  From now on DONE waits for the fetcher's word that the task is complete, as if the reader
+//  had been made with wait_complete (safe inside an event callback).
+void zf_task_reader_wait_complete (zf_task_reader_t *self);
+
 //  Streams the origin's bytes: a piece storage does not hold yet is taken from the fetcher
 //  while it fills it (piece.peek, PIECE events with partial set), not once it is stored.
 //  For a fetcher in this process (the proxy's). Call before zf_task_reader_start.

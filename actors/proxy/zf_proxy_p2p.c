@@ -198,6 +198,7 @@ static bool s_hold_last (zf_proxy_p2p_t *self, const zf_task_reader_event_t *eve
     } else
         self->held_byte = zframe_data (*event->frame)[at];
     self->holding = true;
+    zf_task_reader_wait_complete (self->reader); //  DONE then means: the last byte may go
     return true;
 }
 
@@ -208,8 +209,8 @@ static bool s_on_piece (zf_proxy_p2p_t *self, const zf_task_reader_event_t *even
     if (!self->first_piece_ms)
         self->first_piece_ms = s_elapsed (self);
     uint64_t piece_end = event->offset + event->size; //  exclusive
-    if (piece_end <= self->next_offset || self->holding)
-        return true; //  bytes the response has (a piece's first bytes before a Range's start)
+    if (piece_end <= self->next_offset || self->next_offset > self->range_last || self->holding)
+        return true; //  bytes the response has or does not need (before or after its Range)
     ZF_ASSERT (self->next_offset >= event->offset);
     uint64_t stop = self->range_last + 1 < piece_end ? self->range_last + 1 : piece_end;
     //  A response that ends with the content's last byte holds it back until the task is
@@ -303,10 +304,10 @@ zf_proxy_p2p_t *zf_proxy_p2p_new (zf_task_readers_t *readers, zf_proxy_files_t *
     self->arg = arg;
     self->digest = zf_strdup (params->digest);
     self->range = params->range ? zf_strdup (params->range) : NULL;
-    //  DONE waits for the fetcher's word on completion (the content digest checked): the
-    //  response's last byte waits for it; every other byte goes as it arrives, the origin's
-    //  from the fetcher's buffers before the piece is stored (piece.peek)
-    self->reader = zf_task_reader_new (readers, params->sendfile, true, s_on_event, self);
+    //  A client that waits for bytes does not wait for the fetcher's word on completion, but
+    //  for a response's last byte (s_hold_last): bytes go as they arrive, the origin's from
+    //  the fetcher's buffers before the piece is stored (piece.peek)
+    self->reader = zf_task_reader_new (readers, params->sendfile, false, s_on_event, self);
     zf_task_reader_set_peek (self->reader, true);
     zf_rec_http_header_t headers[2];
     size_t header_count = 0;
