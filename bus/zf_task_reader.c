@@ -1061,6 +1061,10 @@ static void s_pump (zf_task_reader_t *self)
             s_emit (self, &event, NULL);
             return;
         }
+        //  Every piece taken, storage has them all, the fetcher's word is still due (a caller
+        //  that started waiting for it late, zf_task_reader_wait_complete): ask it.
+        if (self->next_deliver == self->read_end && self->wait_complete && self->storage_complete)
+            s_send_query (self);
     }
     s_stat (self);
 }

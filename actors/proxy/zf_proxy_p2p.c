@@ -24,6 +24,7 @@ struct zf_proxy_p2p_s {
     //  short one when the task fails.
     bool task_complete; //  the fetcher said so: nothing is held back
     bool holding;       //  held_byte is the response's last byte, sent at DONE
+    bool done;          //  DONE was emitted
     uint8_t held_byte;
     int emitting;   //  callbacks running
     bool destroyed; //  the owner let go during a callback: freed once it returns
@@ -244,6 +245,12 @@ static bool s_on_piece (zf_proxy_p2p_t *self, const zf_task_reader_event_t *even
         self->paused = true;
         zf_task_reader_pause (self->reader, true);
     }
+    if (self->next_offset > self->range_last) { //  every byte of the response is queued
+        self->done = true;
+        s_log_done (self);
+        s_emit (self, ZF_PROXY_P2P_DONE, NULL);
+        return true;
+    }
     s_emit (self, ZF_PROXY_P2P_MORE, NULL);
     return true;
 }
@@ -277,6 +284,9 @@ static bool s_on_event (zf_task_reader_t *reader, const zf_task_reader_event_t *
     case ZF_TASK_READER_LAYOUT: s_on_layout (self, event); return true;
     case ZF_TASK_READER_PIECE: return s_on_piece (self, event);
     case ZF_TASK_READER_DONE: //  the task is complete: the last byte may go
+        if (self->done)
+            return true; //  the response ended with its range, before the reader's pieces
+        self->done = true;
         if (self->holding) {
             self->holding = false;
             zf_proxy_out_append (self->out, &self->held_byte, 1);
