@@ -1063,8 +1063,9 @@ static void s_pump (zf_task_reader_t *self)
         }
         //  Every piece taken, storage has them all, the fetcher's word is still due (a caller
         //  that started waiting for it late, zf_task_reader_wait_complete): ask it.
-        if (self->next_deliver == self->read_end && self->wait_complete && self->storage_complete)
-            s_send_query (self);
+        if (self->next_deliver == self->read_end && self->wait_complete && self->storage_complete
+            && self->timer_id < 0)
+            s_send_query (self); //  (with a wake due, the wake asks)
     }
     s_stat (self);
 }
