@@ -8,6 +8,7 @@ keys only), against aria2c (BitTorrent) on the same network, in the scenarios is
              peer against its own bound max(F/d_i, F/u_origin, N*F/(u_origin + sum_u))
     kill     N = 8, 100 Mbit/s, 256 MiB: peer3 (a parent of others: in a mesh every peer is) is
              killed at 30% of the undisturbed median; the others against that median
+    pieces   the equal run with 512 KiB and 4 MiB pieces set by hand (the default is 1 MiB)
 
     sudo tools/bench/swarm.py [--scenario equal,scaling,mixed,kill] [--repeat 3]
                               [--qdisc htb|tbf] [--build build] [--json out.json]
@@ -66,6 +67,7 @@ def equal(args, report):
     for mode in ("zfly", "bittorrent"):
         report.append(row(mode if mode == "zfly" else "aria2c (bittorrent)",
                           [r for r in runs if r["mode"] == mode]))
+    args.undisturbed_runs = [r for r in runs if r["mode"] == "zfly"]  # kill's baseline
     return runs
 
 
@@ -98,8 +100,10 @@ def mixed(args, report):
 
 
 def kill(args, report):
-    base = bench(args, ["--peers", "8", "--seeds", "1", "--file-size", "256M", "--link",
-                        "100mbit", "--mode", "zfly", "--repeat", str(args.repeat)])
+    # The undisturbed runs: those of "equal" when it ran in this invocation, else new ones.
+    base = getattr(args, "undisturbed_runs", None) or bench(
+        args, ["--peers", "8", "--seeds", "1", "--file-size", "256M", "--link", "100mbit",
+               "--mode", "zfly", "--repeat", str(args.repeat)])
     undisturbed = median([r["t_last_s"] for r in base])
     at = round(0.3 * undisturbed, 1)
     runs = bench(args, ["--peers", "8", "--seeds", "1", "--file-size", "256M", "--link",
@@ -111,10 +115,26 @@ def kill(args, report):
                   f"256 MiB\n\nThe survivors against the undisturbed median ({undisturbed:.1f} s, "
                   f"{len(base)} runs).\n\n" + HEADER.replace("× bound", "× undisturbed"))
     report.append(row("zfly, peer3 killed", runs, key="vs_undisturbed"))
-    return base + runs
+    return runs
 
 
-SCENARIOS = {"equal": equal, "scaling": scaling, "mixed": mixed, "kill": kill}
+def pieces(args, report):
+    """The default piece length against others, on the equal-links run: the evidence for
+    piece_length_min (1 MiB: what a 256 MiB file gets by default)."""
+    report.append("### Piece length, N = 8, 100 Mbit/s, 256 MiB (fixed by --zfly-ini; the "
+                  "default row is zfly in \"equal\")\n\n" + HEADER)
+    every = []
+    for length in ("512K", "4M"):
+        runs = bench(args, ["--peers", "8", "--seeds", "1", "--file-size", "256M", "--link",
+                            "100mbit", "--mode", "zfly", "--repeat", str(args.repeat),
+                            "--zfly-ini", f"fetcher.piece_length_min={length}",
+                            "--zfly-ini", f"fetcher.piece_length_max={length}"])
+        report.append(row(f"zfly, {length} pieces (hand-set)", runs))
+        every += runs
+    return every
+
+
+SCENARIOS = {"equal": equal, "scaling": scaling, "mixed": mixed, "kill": kill, "pieces": pieces}
 
 
 def main():
