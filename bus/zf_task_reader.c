@@ -93,9 +93,8 @@ struct zf_task_reader_s {
     uint64_t part_piece, part_from;
     zframe_t *part_frame;
     uint64_t part_frame_from;
-    bool part_frame_complete;
-    bool no_peek;           //  the fetcher does not fill piece no_peek_piece: storage gives it
-    uint64_t no_peek_piece; //
+    bool no_peek; //  the fetcher does not fill piece no_peek_piece: storage gives it
+    uint64_t no_peek_piece;
     int refetches;
     int timer_id;
 };
