@@ -18,9 +18,10 @@ Each rep, for each client:
     ctr: hosts.toml);
   - via B: then the same through B, whose fetcher takes every blob from A.
 ctr runs against its own containerd instance (fresh content store per pull; needs root). Times
-are wall clock of the client command; medians. The cold time to first byte is curl's
-time_starttransfer for a layer GET (with a token), every layer once per rep: directly, and
-through A with a fresh cache (`--clients ""` measures only that). With --timeline, A logs at debug level and the report shows the proxy's timeline of
+are wall clock of the client command; medians. The cold time to first byte is from sending a
+layer GET (with a token) to the first byte of its body (not of its head, which a proxy sends
+earlier), every layer once per rep: directly, and through A with a fresh cache
+(`--clients ""` measures only that). With --timeline, A logs at debug level and the report shows the proxy's timeline of
 each cold blob (ms after the request: the fetcher's first answer, the layout known, the first
 piece, the end) from its "p2p timeline" lines, and the fetcher's "task timeline" (ms after
 the task was made: storage's STAT answer, the scheduler's "source", the layout, storage
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -241,10 +243,28 @@ def run(command, **kwargs):
 
 
 def first_byte_ms(url, token):
-    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--noproxy", "*", "-H",
-                          f"Authorization: Bearer {token}", "-w", "%{time_starttransfer}", url],
-                         check=True, capture_output=True, text=True, timeout=60).stdout
-    return float(out) * 1000
+    """ms from sending the GET to the first byte of the body (not of the head: a proxy sends
+    its head before the body's first byte exists), the whole body read."""
+    parts = urllib.parse.urlsplit(url)
+    start = time.monotonic()
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: "
+                     f"Bearer {token}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise RuntimeError(f"{url}: connection closed before the body")
+            data += chunk
+            head, found, body = data.partition(b"\r\n\r\n")
+            if found and body:
+                elapsed = (time.monotonic() - start) * 1000
+                break
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"{url}: {head[:200]!r}")
+        while sock.recv(1 << 20):  # the rest, as a client would
+            pass
+    return elapsed
 
 
 def median(values):
