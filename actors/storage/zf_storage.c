@@ -916,7 +916,8 @@ static void s_handle_stat (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_store_task_t *task = s_task_or_reply (self, &request->return_to, body->task_id);
     if (!task)
         return;
-    if (body->wait_ms > 0 && !task->complete && task->finished_count <= body->known_finished)
+    if (body->wait_ms > 0 && !body->wait_open && !task->complete
+        && task->finished_count <= body->known_finished)
         s_hold_stat (self, request, body->known_finished);
     else
         s_reply_task_frames (self, &request->return_to, task, body->bitmap_only);
