@@ -142,24 +142,3 @@ void zf_curl_loop_unpause (zf_curl_loop_t *self, CURL *easy)
     //  Unpausing may have finished the transfer (data buffered before the pause).
     s_report_done (self);
 }
-
-struct curl_slist *zf_curl_connect_to (const char *hosts)
-{
-    struct curl_slist *list = NULL;
-    for (const char *cursor = hosts ? hosts : ""; *cursor;) {
-        cursor += strspn (cursor, " \t");
-        size_t length = strcspn (cursor, " \t");
-        if (length == 0)
-            break;
-        const char *equal = memchr (cursor, '=', length);
-        if (equal && equal != cursor && equal + 1 < cursor + length) {
-            char *line = zf_asprintf ("%.*s::%.*s", (int) (equal - cursor), cursor,
-                                      (int) (cursor + length - equal - 1), equal + 1);
-            list = curl_slist_append (list, line);
-            ZF_ASSERT (list);
-            zf_free (line);
-        }
-        cursor += length;
-    }
-    return list;
-}

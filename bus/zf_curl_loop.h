@@ -29,9 +29,4 @@ void zf_curl_loop_remove (zf_curl_loop_t *self, CURL *easy);
 //  Lets curl deliver data again to a transfer its write callback paused.
 void zf_curl_loop_unpause (zf_curl_loop_t *self, CURL *easy);
 
-//  "NAME=ADDR:PORT …" (an INI key's blank-separated pairs) as CURLOPT_CONNECT_TO entries
-//  "NAME::ADDR:PORT" (any port of NAME goes to ADDR:PORT): origins that only this site
-//  resolves. NULL for none; free with curl_slist_free_all.
-struct curl_slist *zf_curl_connect_to (const char *hosts);
-
 #endif

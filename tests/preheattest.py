@@ -210,8 +210,10 @@ class Cluster:
     a proxy mirroring the registry)."""
 
     def __init__(self, case, registry=None, queue="", in_process_worker=True, lease="2s",
-                 preheat_extra="", manager_extra="", fetcher_extra="stall_timeout = 60s\n"):
+                 preheat_extra="", manager_extra="", fetcher_extra="stall_timeout = 60s\n",
+                 seed_extra=""):
         self.case = case
+        self.seed_extra = seed_extra
         self.fetcher_extra = fetcher_extra
         self.registry = registry
         self.queue = queue
@@ -257,7 +259,7 @@ class Cluster:
             f"[storage]\ndir = {self.case.path(name + '-cache')}\n"
             f"bind = tcp://127.0.0.1:{self.port(name + '.storage')}\n\n"
             f"[fetcher]\nbind = tcp://127.0.0.1:{self.port(name + '.fetcher')}\nseed = true\n"
-            f"{self.fetcher_extra}"))
+            f"{self.fetcher_extra}\n{self.seed_extra}"))
 
     def edge(self, name):
         registry = f"default_registry = http://{self.registry.address}\n" if self.registry else ""
@@ -321,6 +323,12 @@ def registry_blob_bodies(registry, start):
         if method == "GET":
             served[digest] = served.get(digest, 0) + size
     return served
+
+
+def registry_blob_gets(registry, start):
+    """Blob GETs the registry logged from line start. HEADs are left out: they are the
+    fetchers' access questions (may this client read the blob?), which carry no blob byte."""
+    return [request for request in registry.blob_requests(start=start) if request[0] == "GET"]
 
 
 def host_blobs(job):

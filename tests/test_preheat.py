@@ -91,7 +91,7 @@ class PreheatTest(ph.RegistryCase):
                     import hashlib
                     self.assertEqual("sha256:" + hashlib.sha256(handle.read()).hexdigest(),
                                      digest)
-        self.assertEqual(self.registry.blob_requests(start=start), [],
+        self.assertEqual(ph.registry_blob_gets(self.registry, start), [],
                          "the pulls after the preheat asked the registry for blobs")
 
     def preheat(self, cluster, tag, scope, platform="linux/amd64"):
@@ -140,13 +140,14 @@ class PreheatTest(ph.RegistryCase):
                     self.assertEqual([ph.metric(e, "zfly_fetcher_source_bytes_total")
                                       for e in edges], edge_source)
                 self.check_pulls(cluster, tag)
-        self.assertTrue(all(ph.metric(s, "zfly_fetcher_source_bytes_total") > 0 for s in seeds))
+        # the registry's copies went to seeds (a seed may take a blob from the other seed)
+        self.assertGreater(sum(ph.metric(s, "zfly_fetcher_source_bytes_total") for s in seeds), 0)
 
         # The same image again: success, no registry blob request at all.
         start = self.registry.mark()
         job = self.preheat(cluster, "seeds", "all_seed_peers")
         self.assertEqual(job["state"], "success", job)
-        self.assertEqual(self.registry.blob_requests(start=start), [])
+        self.assertEqual(ph.registry_blob_gets(self.registry, start), [])
         manager = cluster.manager.process
         self.assertGreaterEqual(ph.metric(manager, "zfly_preheat_jobs", state="success"), 4)
         self.assertGreater(ph.metric(manager, "zfly_preheat_tasks_total", result="success"), 0)

@@ -54,8 +54,11 @@ class QueueTest(ManagerCase):
     def cluster(self, redis=True, workers=2):
         if redis:
             self.redis = ph.Redis(self.workdir)
+        # The file origin is public: the seed asks it no access question (a HEAD, which the
+        # origin's gate would hold like any answer that reaches the file's end).
         cluster = ph.Cluster(self, queue=self.redis.url if redis else "",
-                             in_process_worker=not redis, lease=LEASE)
+                             in_process_worker=not redis, lease=LEASE,
+                             seed_extra="[upstream]\npublic = 127.0.0.1\n")
         cluster.scheduler()
         seed = cluster.seed("seed-1")
         # stalled on the gate for longer than the default stall timeout: not a failure here

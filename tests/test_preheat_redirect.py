@@ -81,7 +81,7 @@ class PreheatRedirectTest(ph.RegistryCase):
         # ... and without it at the CDN
         self.assertEqual({digest for digest, _, _ in self.cdn.cdn_requests}, set(amd64))
         self.assertEqual([auth for _, auth, _ in self.cdn.cdn_requests if auth], [])
-        self.assertEqual(self.registry.blob_requests(start=start), [])
+        self.assertEqual(ph.registry_blob_gets(self.registry, start), [])
 
         # An edge pulls from the registry's own address: the same tasks (keyed by digest),
         # served by the seed; no blob byte from the registry or the CDN.
@@ -91,7 +91,7 @@ class PreheatRedirectTest(ph.RegistryCase):
         for digest in amd64:
             data = self.edge_get("edge-1", digest)
             self.assertEqual("sha256:" + hashlib.sha256(data).hexdigest(), digest)
-        self.assertEqual(self.registry.blob_requests(start=start), [])
+        self.assertEqual(ph.registry_blob_gets(self.registry, start), [])
         self.assertEqual(len(self.cdn.cdn_requests), cdn_before)
 
     def test_basic_auth_nested_index(self):

@@ -42,6 +42,28 @@ struct transfer_s {
     char curl_error[CURL_ERROR_SIZE];
 };
 
+//  "NAME=ADDR:PORT …" -> CURLOPT_CONNECT_TO entries "NAME::ADDR:PORT" (any port of NAME).
+static struct curl_slist *s_connect_to (const char *hosts)
+{
+    struct curl_slist *list = NULL;
+    for (const char *cursor = hosts ? hosts : ""; *cursor;) {
+        cursor += strspn (cursor, " \t");
+        size_t length = strcspn (cursor, " \t");
+        if (length == 0)
+            break;
+        const char *equal = memchr (cursor, '=', length);
+        if (equal && equal != cursor && equal + 1 < cursor + length) {
+            char *line = zf_asprintf ("%.*s::%.*s", (int) (equal - cursor), cursor,
+                                      (int) (cursor + length - equal - 1), equal + 1);
+            list = curl_slist_append (list, line);
+            ZF_ASSERT (list);
+            zf_free (line);
+        }
+        cursor += length;
+    }
+    return list;
+}
+
 zf_fetch_origin_t *zf_fetch_origin_new (const char *actor, const zf_fetcher_config_t *config,
                                         zf_curl_loop_t *curl, const char *url,
                                         struct curl_slist *headers,
@@ -53,7 +75,7 @@ zf_fetch_origin_t *zf_fetch_origin_new (const char *actor, const zf_fetcher_conf
     self->curl = curl;
     self->url = zf_strdup (url);
     self->headers = headers;
-    self->connect_to = zf_curl_connect_to (config->hosts);
+    self->connect_to = s_connect_to (config->hosts);
     self->sink = *sink;
     self->arg = arg;
     return self;

@@ -89,16 +89,6 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "",
      .help = "registries (HOST[:PORT], blank-separated) that image references reach over "
              "http://, not https://"},
-    {.key = "hosts",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_preheat_config_t, hosts),
-     .default_text = "",
-     .help = "NAME=ADDR:PORT pairs: connect to registry NAME at ADDR:PORT (split DNS, tests)"},
-    {.key = "upstream_ca",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_preheat_config_t, upstream_ca),
-     .default_text = "",
-     .help = "CA bundle trusted for registry HTTPS (a private CA); empty: the system's"},
 };
 
 const zf_config_section_t zf_preheat_section = {
@@ -507,6 +497,8 @@ void zf_preheat_actor (zsock_t *pipe, void *args)
     zloop_reader (self.loop, pipe, zf_actor_pipe_term, NULL);
     zf_bus_attach (self.bus, self.loop);
     self.curl = zf_curl_loop_new (self.loop, s_curl_done, &self);
+    const zf_upstream_config_t *upstream =
+        actor->upstream ? actor->upstream : zf_upstream_defaults ();
     self.settings = (zf_preheat_settings_t){
         .concurrency = self.config->concurrency,
         .timeout_ms = self.config->timeout_ms,
@@ -515,8 +507,10 @@ void zf_preheat_actor (zsock_t *pipe, void *args)
         .poll_ms = self.config->poll_ms,
         .request_timeout_ms = self.config->request_timeout_ms,
         .plain_http = self.config->plain_http,
-        .upstream_ca = *self.config->upstream_ca ? self.config->upstream_ca : NULL,
-        .connect_to = zf_curl_connect_to (self.config->hosts),
+        //  [upstream]: how this node reaches registries (split DNS, a private CA), as the
+        //  fetcher and the proxy do
+        .upstream_ca = *upstream->ca ? upstream->ca : NULL,
+        .connect_to = zf_upstream_connect_to (upstream),
     };
     self.env = (zf_preheat_env_t){
         .name = self.name,

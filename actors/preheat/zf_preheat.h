@@ -35,9 +35,7 @@ typedef struct {
     int64_t timeout_ms; //  a job's deadline, when the job says 0
     int64_t poll_ms;
     int64_t request_timeout_ms;
-    char *plain_http;
-    char *hosts;
-    char *upstream_ca;
+    char *plain_http; //  (split DNS and a private CA come from [upstream])
 } zf_preheat_config_t;
 
 extern const zf_config_section_t zf_preheat_section;
