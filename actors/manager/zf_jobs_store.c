@@ -368,7 +368,8 @@ static zf_status_t s_job_details (zf_db_t *db, json_t *job, const zf_db_result_t
     int64_t id = zf_db_result_int (rows, row, 0, 0);
     json_t *result = json_loads (zf_db_result_text (rows, row, 13), 0, NULL);
     json_t *images = json_object_get (result, "images");
-    json_object_set (job, "images", json_is_array (images) ? images : json_array ());
+    json_object_set_new (job, "images",
+                         json_is_array (images) ? json_incref (images) : json_array ());
     json_decref (result);
     if (json_is_null (json_object_get (job, "error")))
         json_object_set_new (job, "error", json_string (""));
