@@ -131,6 +131,30 @@ class StorageTest(ZflyTestCase):
         node.log.wait_for(r"storage: clock shifted offset_ms=86400000 by=zfly-get@n1")
         self.assertEqual(len(re.findall("clock shifted", node.log.text())), 1)
 
+    def test_measure_tells_how_full_the_cache_is(self):
+        """storage.measure (sent with every join, for the console's hosts page): the bytes of
+        finished pieces, the tasks, and what GC measures against (here the quota)."""
+        self.start_node(quota="64MiB")
+        client = self.client()
+        reply, _ = client.call("storage.measure", {})
+        self.assertEqual(reply["type"], "storage.usage", reply)
+        self.assertEqual(reply["body"], {"bytes": 0, "tasks": 0, "used": 0,
+                                         "capacity": 64 * 1024 * 1024})
+        piece_length = 16384
+        data = content(piece_length * 3 - 10, 4)
+        self.assertEqual(client.open(TASK, len(data), piece_length)[0]["type"], "storage.task")
+        for piece in range(2):  # two of three pieces: only finished bytes count
+            chunk = data[piece * piece_length:(piece + 1) * piece_length]
+            self.assertEqual(client.write(TASK, piece, chunk)[0]["type"], "piece.written")
+        reply, _ = client.call("storage.measure", {})
+        self.assertEqual(reply["body"], {"bytes": 2 * piece_length, "tasks": 1,
+                                         "used": 2 * piece_length,
+                                         "capacity": 64 * 1024 * 1024})
+        # Another node may ask too: measuring changes nothing.
+        remote = self.client(network=True)
+        reply, _ = remote.call("storage.measure", {}, sender=REMOTE)
+        self.assertEqual(reply["body"]["bytes"], 2 * piece_length)
+
     def kill_9_mid_writes(self, **storage):
         """Writes 4 pieces (acknowledged) and sends a 5th, kills the node with SIGKILL and
         starts it again: (the pieces it claims, the pieces' bytes)."""

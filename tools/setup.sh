@@ -18,6 +18,9 @@ packages=(
   redis-server redis-tools
   # proxy tests: a real registry, real clients, an image builder
   docker-registry skopeo containerd docker.io umoci python3-cryptography
+  # the console's browser tests (tests/test_console.py): Debian's Chromium, Node.js for
+  # playwright-core and axe-core (installed below from tests/console/package-lock.json)
+  chromium chromium-driver nodejs
   # benchmarks and testbed (tools/testbed/zfly-testbed)
   curl iputils-ping nginx aria2 mktorrent opentracker gnuplot-nox
 )
@@ -27,8 +30,25 @@ for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
     missing+=("$package")
 done
+# The console's test dependencies from the npm registry, at the versions the lockfile pins
+# (playwright-core drives the Chromium above: it downloads no browser of its own).
+console_tests() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/console"
+  if (cd "$dir" && node -e '
+    const pins = require("./package.json").dependencies;
+    for (const [name, version] of Object.entries(pins))
+      if (require(`./node_modules/${name}/package.json`).version !== version) process.exit(1);
+  ' 2>/dev/null); then
+    return
+  fi
+  echo "setup: npm ci in tests/console"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#packages[@]} packages present"
+  console_tests
   exit 0
 fi
 
@@ -39,4 +59,5 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # Packages such as prometheus and redis-server ship services; we start our own instances.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+console_tests
 echo "setup: done"

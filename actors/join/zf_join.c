@@ -87,6 +87,7 @@ typedef struct {
     bool subscribed;
     zf_gauge_t *member_gauge;
     zf_gauge_t *joined_gauge;
+    char manager_key[ZF_KEY_TEXT]; //  the manager's CURVE key, "" when insecure
 } self_t;
 
 static void s_schedule (self_t *self, int64_t delay_ms);
@@ -148,10 +149,15 @@ static void s_apply (self_t *self, json_t *view, bool from_cache)
             zf_free (storage);
     }
     size_t member_count = json_array_size (members);
-    const char **keys = zf_calloc (member_count + 1, sizeof *keys);
+    const char **keys = zf_calloc (member_count + 2, sizeof *keys);
     for (size_t index = 0; index < member_count; index++)
         keys[index] = json_string_value (json_array_get (members, index));
-    zf_node_set_members (self->node, keys, member_count);
+    //  The manager itself is admitted too: it decides who the members are anyway, and it asks
+    //  schedulers for a task's swarm (GET /api/v1/tasks/{id}/swarm).
+    size_t admitted = member_count;
+    if (*self->manager_key)
+        keys[admitted++] = self->manager_key;
+    zf_node_set_members (self->node, keys, admitted);
     zf_free (keys);
     zf_gauge_set (self->member_gauge, (double) member_count);
     self->cluster_id = (uint64_t) json_integer_value (json_object_get (view, "cluster_id"));
@@ -346,10 +352,9 @@ static char *s_token (self_t *self)
     return token;
 }
 
-static void s_join (self_t *self)
+//  usage: the local storage's answer to storage.measure, NULL when there is none.
+static void s_send_join (self_t *self, const zf_msg_storage_usage_t *usage)
 {
-    if (self->in_flight)
-        return;
     char scheduler[ZF_ENDPOINT_MAX], storage[ZF_ENDPOINT_MAX], fetcher[ZF_ENDPOINT_MAX], seed[8];
     zf_node_advertised (self->node, "scheduler", scheduler, sizeof scheduler);
     zf_node_advertised (self->node, "storage", storage, sizeof storage);
@@ -373,6 +378,9 @@ static void s_join (self_t *self)
         .storage = storage,
         .fetcher = fetcher,
         .seed = streq (seed, "true"),
+        .cache_bytes = usage ? usage->bytes : 0,
+        .cache_tasks = usage ? usage->tasks : 0,
+        .cache_capacity = usage ? usage->capacity : 0,
     };
     zf_error_t err;
     zf_bus_call_t call = {.timeout_ms = self->config->timeout_ms, .retries = -1};
@@ -387,6 +395,41 @@ static void s_join (self_t *self)
     explicit_bzero (token, strlen (token));
     zf_free (token);
     zf_free (labels_text);
+}
+
+static void s_on_measured (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                           const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    self->in_flight = false;
+    if (status != ZF_OK) {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (1, 60000);
+        zf_warning_limited (&limit, self->name, "joining without cache use: %s", err->message);
+    }
+    s_send_join (self, status == ZF_OK ? reply->env.body : NULL);
+}
+
+//  A node with storage in this process tells the manager how full its cache is with every
+//  join (the console's hosts page): storage measures first, then the join goes out.
+static void s_join (self_t *self)
+{
+    if (self->in_flight)
+        return;
+    zf_route_t route;
+    if (zf_node_resolve (self->node, "storage", &route, NULL) != ZF_OK || !route.local) {
+        s_send_join (self, NULL);
+        return;
+    }
+    zf_msg_storage_measure_t measure = {0};
+    zf_error_t err;
+    zf_bus_call_t call = {.timeout_ms = self->config->timeout_ms};
+    if (zf_bus_request (self->bus, "storage", &zf_msg_storage_measure, &measure, NULL, call,
+                        s_on_measured, self, &err)
+        == ZF_OK)
+        self->in_flight = true;
+    else
+        s_send_join (self, NULL);
 }
 
 static int s_on_timer (zloop_t *loop, int timer_id, void *arg)
@@ -465,6 +508,8 @@ void zf_join_actor (zsock_t *pipe, void *args)
                != ZF_OK
         && err.code != ZF_E_INVALID)
         status = err.code;
+    if (status == ZF_OK)
+        zf_strlcpy (self.manager_key, manager.server_key, sizeof self.manager_key);
     self.bus = status == ZF_OK ? zf_bus_new (actor->node, actor->name, NULL, NULL, &err) : NULL;
     if (self.bus)
         zf_node_follow_cluster (actor->node);

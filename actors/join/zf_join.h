@@ -14,8 +14,10 @@
         manager is down starts with its cluster, and retries the manager until it answers.
     It tells the manager what this process serves: the tcp:// binds of its scheduler, storage
     and fetcher actors (a wildcard host is replaced by the address the manager sees) and
-    whether the fetcher is a seed. A refused join (bad token, revoked key, taken name) is
-    logged as an error with what to do, counted, and tried again at the retry interval. */
+    whether the fetcher is a seed, and how full its cache is (storage.measure to the storage
+    actor of this process just before each join; none without one). A refused join (bad
+    token, revoked key, taken name) is logged as an error with what to do, counted, and tried
+    again at the retry interval. */
 #ifndef ZF_JOIN_H_INCLUDED
 #define ZF_JOIN_H_INCLUDED
 

@@ -80,7 +80,8 @@ const zf_config_section_t zf_manager_section = {
 
 //  Route modules, registered in order at start.
 static zf_manager_module_fn *const s_modules[] = {
-    zf_manager_api_register, zf_manager_api_auth_register, zf_manager_openapi_register,
+    zf_manager_api_register,   zf_manager_api_auth_register, zf_manager_openapi_register,
+    zf_manager_swarm_register, zf_manager_console_register,
     zf_jobs_register, //  preheat: /api/v1/jobs, Harbor's providers, the workers' queue
 };
 
@@ -393,6 +394,9 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         .storage_endpoint = body->storage,
         .fetcher_endpoint = body->fetcher,
         .seed = body->seed,
+        .cache_bytes = body->cache_bytes,
+        .cache_tasks = body->cache_tasks,
+        .cache_capacity = body->cache_capacity,
     };
     zf_join_result_t result;
     zf_error_t err;

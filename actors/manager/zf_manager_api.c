@@ -7,7 +7,8 @@
         GET    /api/v1/clusters/{id}
         PATCH  /api/v1/clusters/{id}         change the fields given
         DELETE /api/v1/clusters/{id}         only without hosts, never the default one
-        GET    /api/v1/hosts                 list (cluster_id, state=active|revoked)
+        GET    /api/v1/hosts                 list (cluster_id, state=active|revoked, name: part
+                                             of the name)
         GET    /api/v1/hosts/{id}
         DELETE /api/v1/hosts/{id}            revoke: its key is refused everywhere
         GET    /api/v1/schedulers            list (cluster_id)
@@ -159,8 +160,13 @@ static void s_hosts_list (zf_rest_request_t *request, void *arg)
         zf_rest_reply_error (request, 400, "invalid", "state must be active or revoked");
         return;
     }
+    const char *name = zf_rest_query (request, "name");
+    if (name && strlen (name) > 128) {
+        zf_rest_reply_error (request, 400, "invalid", "name: at most 128 characters");
+        return;
+    }
     zf_error_t err;
-    json_t *items = zf_members_hosts_list (zf_manager_db (manager), cluster_id, state, page,
+    json_t *items = zf_members_hosts_list (zf_manager_db (manager), cluster_id, state, name, page,
                                            per_page, &total, &err);
     zf_manager_reply_page (request, items, page, per_page, total, &err);
 }

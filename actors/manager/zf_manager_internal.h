@@ -52,5 +52,9 @@ void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager);
 void zf_manager_api_auth_register (zf_rest_t *rest, zf_manager_t *manager);
 //  GET /api/v1/openapi.json: the document describing every route above.
 void zf_manager_openapi_register (zf_rest_t *rest, zf_manager_t *manager);
+//  The web console's static files under /console/ (zf_manager_console.c).
+void zf_manager_console_register (zf_rest_t *rest, zf_manager_t *manager);
+//  GET /api/v1/tasks/{id}/swarm: a task's peers as its scheduler sees them (zf_manager_swarm.c).
+void zf_manager_swarm_register (zf_rest_t *rest, zf_manager_t *manager);
 
 #endif

@@ -21,8 +21,8 @@ static const s_operation_t s_operations[] = {
     {"patch", "/api/v1/clusters/{id}", "Change a cluster", "ClusterInput", "Cluster", true, false},
     {"delete", "/api/v1/clusters/{id}", "Delete an empty, non-default cluster", NULL, NULL, true,
      false},
-    {"get", "/api/v1/hosts", "List hosts (filters: cluster_id, state)", NULL, "page:Host", false,
-     true},
+    {"get", "/api/v1/hosts", "List hosts (filters: cluster_id, state, name)", NULL, "page:Host",
+     false, true},
     {"get", "/api/v1/hosts/{id}", "Get a host", NULL, "Host", false, false},
     {"delete", "/api/v1/hosts/{id}", "Revoke a host: its key is refused everywhere", NULL, "Host",
      true, false},
@@ -44,6 +44,10 @@ static const s_operation_t s_operations[] = {
      "PersonalAccessTokenInput", "PersonalAccessTokenCreated", true, false},
     {"delete", "/api/v1/personal-access-tokens/{id}", "Revoke a personal access token", NULL, NULL,
      true, false},
+    {"get", "/api/v1/tasks/{id}/swarm",
+     "A task's peers, parents and bytes per source, from its scheduler ({id}: task id or "
+     "sha256:digest; filter: cluster_id)",
+     NULL, "Swarm", false, false},
     //  Preheat jobs (zf_jobs_api.c); Harbor's providers are outside /api/v1 and not listed.
     {"get", "/api/v1/jobs", "List preheat jobs, newest first (filters: state, type)", NULL,
      "page:Job", false, true},
@@ -84,7 +88,11 @@ static const struct {
              "\"type\":\"string\"},\"labels\":{\"type\":\"object\"},\"is_scheduler\":{\"type\":"
              "\"boolean\"},\"is_seed\":{\"type\":\"boolean\"},\"first_seen\":{\"type\":\"string\"},"
              "\"last_seen\":{\"type\":\"string\"},\"revoked_at\":{\"type\":\"string\","
-             "\"nullable\":true}}}"},
+             "\"nullable\":true},\"cache_bytes\":{\"type\":\"integer\",\"nullable\":true,"
+             "\"description\":\"bytes in the host's cache at its last join\"},\"cache_tasks\":"
+             "{\"type\":\"integer\",\"nullable\":true},\"cache_capacity\":{\"type\":"
+             "\"integer\",\"nullable\":true,\"description\":\"the quota, or the size of the "
+             "cache's filesystem\"}}}"},
     {"Scheduler", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},"
                   "\"host_id\":{\"type\":\"integer\"},\"cluster_id\":{\"type\":\"integer\"},"
                   "\"name\":{\"type\":\"string\"},\"endpoint\":{\"type\":\"string\"},"
@@ -119,6 +127,17 @@ static const struct {
      "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"user_id\":{\"type\":"
      "\"integer\"},\"name\":{\"type\":\"string\"},\"prefix\":{\"type\":\"string\"},\"scopes\":{"
      "\"type\":\"string\"},\"state\":{\"type\":\"string\"}}}"},
+    {"Swarm",
+     "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":\"string\"},\"cluster_id\":{"
+     "\"type\":\"integer\"},\"scheduler\":{\"type\":\"string\"},\"truncated\":{\"type\":"
+     "\"boolean\"},\"piece_count\":{\"type\":\"integer\"},\"piece_length\":{\"type\":"
+     "\"integer\"},\"content_length\":{\"type\":\"integer\"},\"source\":{\"type\":"
+     "\"string\"},\"peers\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+     "\"properties\":{\"host_id\":{\"type\":\"string\"},\"state\":{\"type\":\"string\"},"
+     "\"finished_count\":{\"type\":\"integer\"},\"seed\":{\"type\":\"boolean\"},"
+     "\"parents\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"received\":{"
+     "\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"from\":{"
+     "\"type\":\"string\"},\"bytes\":{\"type\":\"integer\"}}}}}}}}}"},
     {"JobInput",
      "{\"type\":\"object\",\"required\":[\"args\"],\"properties\":{\"type\":{\"type\":"
      "\"string\",\"enum\":[\"preheat\"]},\"args\":{\"type\":\"object\",\"properties\":{"

@@ -9,7 +9,8 @@
                     config handed to its nodes, and members_version, bumped whenever its
                     member keys change (nodes apply membership changes in that order)
     hosts           every node that joined: its name, the CURVE key that authenticated the
-                    join (the identity; unique), its cluster, labels, state active|revoked
+                    join (the identity; unique), its cluster, labels, state active|revoked,
+                    its cache use as last reported (bytes, tasks, capacity)
     schedulers      hosts that serve the scheduler actor: endpoint, key, state, keep-alive
     seed_peers      hosts with a seed fetcher: storage and fetcher endpoints, key, keep-alive
     join_tokens     hashed; optional expiry, maximum uses, a cluster they pin joins to
@@ -181,9 +182,19 @@ static const char *const s_v2[] = {
     NULL,
 };
 
+//  Each host's cache as its storage measured it before its last join (storage.usage): NULL
+//  until a node with storage joins.
+static const char *const s_v3_cache[] = {
+    "ALTER TABLE hosts ADD COLUMN cache_bytes BIGINT",
+    "ALTER TABLE hosts ADD COLUMN cache_tasks BIGINT",
+    "ALTER TABLE hosts ADD COLUMN cache_capacity BIGINT",
+    NULL,
+};
+
 const zf_db_migration_t zf_manager_migrations[] = {
     {1, "clusters, hosts, schedulers, seed peers, join tokens, users, tokens, jobs", s_v1},
     {2, "preheat: job workers, leases, sealed credentials, task progress; hosts' fetchers", s_v2},
+    {3, "hosts' cache use", s_v3_cache},
 };
 
 const size_t zf_manager_migration_count = ZF_ARRAY_LEN (zf_manager_migrations);

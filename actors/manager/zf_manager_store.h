@@ -150,6 +150,8 @@ typedef struct {
     const char *storage_endpoint;
     const char *fetcher_endpoint;
     bool seed;
+    //  the node's cache as its storage measured it (storage.usage); capacity 0: not reported
+    uint64_t cache_bytes, cache_tasks, cache_capacity;
 } zf_join_request_t;
 
 typedef enum {
@@ -190,9 +192,9 @@ int64_t zf_members_version (zf_db_t *db, int64_t cluster_id);
 //  "members": [keys], "members_version": N}. Active entries only.
 json_t *zf_members_cluster_view (zf_db_t *db, int64_t cluster_id, zf_error_t *err);
 
-//  Lists for the API; filters may be 0 / NULL.
-json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *state, int64_t page,
-                               int64_t per_page, int64_t *total, zf_error_t *err);
+//  Lists for the API; filters may be 0 / NULL (name: hosts whose name contains it).
+json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *state, const char *name,
+                               int64_t page, int64_t per_page, int64_t *total, zf_error_t *err);
 json_t *zf_members_host_get (zf_db_t *db, int64_t id, zf_error_t *err);
 json_t *zf_members_schedulers_list (zf_db_t *db, int64_t cluster_id, int64_t page, int64_t per_page,
                                     int64_t *total, zf_error_t *err);

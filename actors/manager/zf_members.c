@@ -17,18 +17,29 @@
 #include "zf_node.h"
 
 static const zf_col_t s_host_columns[] = {
-    {"id", NULL, ZF_COL_INT},          {"name", NULL, ZF_COL_TEXT},
-    {"public_key", NULL, ZF_COL_TEXT}, {"cluster_id", NULL, ZF_COL_INT},
-    {"state", NULL, ZF_COL_TEXT},      {"address", NULL, ZF_COL_TEXT},
-    {"idc", NULL, ZF_COL_TEXT},        {"location", NULL, ZF_COL_TEXT},
-    {"labels", NULL, ZF_COL_JSON},     {"is_scheduler", NULL, ZF_COL_BOOL},
-    {"is_seed", NULL, ZF_COL_BOOL},    {"first_seen", NULL, ZF_COL_TIME},
-    {"last_seen", NULL, ZF_COL_TIME},  {"revoked_at", NULL, ZF_COL_TIME},
+    {"id", NULL, ZF_COL_INT},
+    {"name", NULL, ZF_COL_TEXT},
+    {"public_key", NULL, ZF_COL_TEXT},
+    {"cluster_id", NULL, ZF_COL_INT},
+    {"state", NULL, ZF_COL_TEXT},
+    {"address", NULL, ZF_COL_TEXT},
+    {"idc", NULL, ZF_COL_TEXT},
+    {"location", NULL, ZF_COL_TEXT},
+    {"labels", NULL, ZF_COL_JSON},
+    {"is_scheduler", NULL, ZF_COL_BOOL},
+    {"is_seed", NULL, ZF_COL_BOOL},
+    {"first_seen", NULL, ZF_COL_TIME},
+    {"last_seen", NULL, ZF_COL_TIME},
+    {"revoked_at", NULL, ZF_COL_TIME},
+    {"cache_bytes", NULL, ZF_COL_INT},
+    {"cache_tasks", NULL, ZF_COL_INT},
+    {"cache_capacity", NULL, ZF_COL_INT},
 };
 
 #define S_HOST_SELECT                                                                              \
     "SELECT h.id, h.name, h.public_key, h.cluster_id, h.state, h.address, h.idc, h.location, "     \
-    "h.labels, h.first_seen, h.last_seen, h.revoked_at, "                                          \
+    "h.labels, h.first_seen, h.last_seen, h.revoked_at, h.cache_bytes, h.cache_tasks, "            \
+    "h.cache_capacity, "                                                                           \
     "(SELECT COUNT(*) FROM schedulers s WHERE s.host_id = h.id AND s.state = 'active') "           \
     "AS is_scheduler, "                                                                            \
     "(SELECT COUNT(*) FROM seed_peers p WHERE p.host_id = h.id AND p.state = 'active') "           \
@@ -276,6 +287,23 @@ static zf_status_t s_join_host (zf_db_t *db, const zf_join_request_t *request, c
     return status;
 }
 
+//  The host's cache as its storage measured it just before this join (a node without storage
+//  reports none, and its columns stay as they were).
+static zf_status_t s_cache_use (zf_db_t *db, const zf_join_request_t *request, int64_t host_id,
+                                zf_error_t *err)
+{
+    if (!request->cache_capacity)
+        return ZF_OK;
+    return zf_db_exec (db,
+                       "UPDATE hosts SET cache_bytes = ?, cache_tasks = ?, cache_capacity = ? "
+                       "WHERE id = ?",
+                       ZF_DB_ARGS (ZF_DB_INT ((int64_t) request->cache_bytes),
+                                   ZF_DB_INT ((int64_t) request->cache_tasks),
+                                   ZF_DB_INT ((int64_t) request->cache_capacity),
+                                   ZF_DB_INT (host_id)),
+                       NULL, NULL, err);
+}
+
 static zf_status_t s_join (zf_db_t *db, const zf_join_request_t *request, int64_t now,
                            zf_join_result_t *result, zf_error_t *err)
 {
@@ -293,6 +321,8 @@ zf_status_t zf_members_join (zf_db_t *db, const zf_join_request_t *request, int6
     if (status != ZF_OK)
         return status;
     status = s_join (db, request, now, result, err);
+    if (status == ZF_OK && result->verdict == ZF_JOIN_ACCEPTED)
+        status = s_cache_use (db, request, result->host_id, err);
     if (status == ZF_OK)
         return zf_db_commit (db, err);
     zf_db_rollback (db);
@@ -459,16 +489,19 @@ json_t *zf_members_cluster_view (zf_db_t *db, int64_t cluster_id, zf_error_t *er
 }
 
 //  Filters as SQL that stays fixed: "(? = 0 OR cluster_id = ?)" binds the value twice.
-json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *state, int64_t page,
-                               int64_t per_page, int64_t *total, zf_error_t *err)
+json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *state, const char *name,
+                               int64_t page, int64_t per_page, int64_t *total, zf_error_t *err)
 {
-    zf_db_arg_t filters[] = {ZF_DB_INT (cluster_id), ZF_DB_INT (cluster_id),
-                             ZF_DB_TEXT (state ? state : ""), ZF_DB_TEXT (state ? state : "")};
+    zf_db_arg_t filters[] = {ZF_DB_INT (cluster_id),          ZF_DB_INT (cluster_id),
+                             ZF_DB_TEXT (state ? state : ""), ZF_DB_TEXT (state ? state : ""),
+                             ZF_DB_TEXT (name ? name : ""),   ZF_DB_TEXT (name ? name : "")};
+    //  INSTR: the same function on SQLite and MariaDB, and no LIKE wildcards to escape.
     return zf_db_page_json (db,
                             "SELECT COUNT(*) FROM hosts h WHERE (? = 0 OR h.cluster_id = ?) AND "
-                            "(? = '' OR h.state = ?)",
+                            "(? = '' OR h.state = ?) AND (? = '' OR INSTR(h.name, ?) > 0)",
                             S_HOST_SELECT
                             "WHERE (? = 0 OR h.cluster_id = ?) AND (? = '' OR h.state = ?) "
+                            "AND (? = '' OR INSTR(h.name, ?) > 0) "
                             "ORDER BY h.id LIMIT ? OFFSET ?",
                             filters, ZF_ARRAY_LEN (filters), s_host_columns,
                             ZF_ARRAY_LEN (s_host_columns), page, per_page, total, err);

@@ -495,9 +495,11 @@ void zf_sched_peer_remove (zf_sched_t *self, zf_sched_peer_t *peer)
     self->peer_total--;
     zf_sched_bytes_add (self,
                         -(ssize_t) (sizeof (zf_sched_peer_t) + peer->child_cap * sizeof (void *)
-                                    + peer->bitmap_bits / 8));
+                                    + peer->bitmap_bits / 8
+                                    + peer->received_count * sizeof (zf_sched_received_t)));
     zf_free (peer->children);
     zf_free (peer->bitmap);
+    zf_free (peer->received);
     zf_free (peer);
     if (task->peer_count == 0 && !task->parked)
         s_task_free (self, task);
@@ -623,6 +625,29 @@ void zf_sched_host_transferred (zf_sched_host_t *from, zf_sched_host_t *to, uint
         s_rate_add (&from->uploaded, bytes, now_ms);
     if (to)
         s_rate_add (&to->downloaded, bytes, now_ms);
+}
+
+void zf_sched_peer_received (zf_sched_t *self, zf_sched_peer_t *peer, const zf_sched_host_t *from,
+                             uint64_t bytes)
+{
+    uint32_t serial = from ? from->serial : ZF_SCHED_FROM_ORIGIN;
+    for (uint8_t index = 0; index < peer->received_count; index++)
+        if (peer->received[index].from_serial == serial) {
+            peer->received[index].bytes += bytes;
+            return;
+        }
+    if (peer->received_count == ZF_SCHED_RECEIVED_MAX) {
+        //  Full: the last entry becomes (or already is) the sum of every further source.
+        peer->received[ZF_SCHED_RECEIVED_MAX - 1].from_serial = ZF_SCHED_FROM_OTHERS;
+        peer->received[ZF_SCHED_RECEIVED_MAX - 1].bytes += bytes;
+        return;
+    }
+    //  One entry at a time: most peers have one to four sources in their life.
+    peer->received =
+        zf_realloc (peer->received, (peer->received_count + 1u) * sizeof (zf_sched_received_t));
+    peer->received[peer->received_count++] =
+        (zf_sched_received_t){.from_serial = serial, .bytes = bytes};
+    zf_sched_bytes_add (self, sizeof (zf_sched_received_t));
 }
 
 double zf_sched_host_upload_capacity (const zf_sched_host_t *host)

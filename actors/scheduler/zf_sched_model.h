@@ -74,6 +74,19 @@ typedef struct {
 typedef struct zf_sched_task_s zf_sched_task_t;
 typedef struct zf_sched_peer_s zf_sched_peer_t;
 
+//  Bytes a peer received from one source, counted from its piece reports (whole pieces): what
+//  the console's swarm picture writes on each edge. from_serial is the source host's serial,
+//  ZF_SCHED_FROM_ORIGIN for the origin, ZF_SCHED_FROM_OTHERS for sources past the first
+//  ZF_SCHED_RECEIVED_MAX - 1 (a peer rarely has more: parents are few and change seldom).
+typedef struct {
+    uint32_t from_serial;
+    uint64_t bytes;
+} zf_sched_received_t;
+
+#define ZF_SCHED_RECEIVED_MAX 8
+#define ZF_SCHED_FROM_ORIGIN  0u
+#define ZF_SCHED_FROM_OTHERS  UINT32_MAX
+
 struct zf_sched_host_s {
     char *id, *node, *storage, *fetcher, *idc, *location;
     char *endpoint, *key; //  its storage's tcp:// endpoint and CURVE key ("" when unknown)
@@ -122,6 +135,8 @@ struct zf_sched_peer_s {
     uint32_t finished_count;
     uint32_t bitmap_bits;
     uint64_t *bitmap;
+    zf_sched_received_t *received; //  by source, grown on demand; NULL until the first report
+    uint8_t received_count;
     void *parked; //  the owner's waiting request of this peer, or NULL
 };
 
@@ -189,6 +204,9 @@ void zf_sched_host_transferred (zf_sched_host_t *from, zf_sched_host_t *to, uint
 double zf_sched_host_upload_capacity (const zf_sched_host_t *host);
 //  What it uploads now (the last full window), bytes/s; 0 after a quiet window.
 double zf_sched_host_upload_rate (const zf_sched_host_t *host, int64_t now_ms);
+//  Counts bytes the peer received from host from (NULL: the origin).
+void zf_sched_peer_received (zf_sched_t *self, zf_sched_peer_t *peer, const zf_sched_host_t *from,
+                             uint64_t bytes);
 //  Drops every edge into the host's peers (a host marked bad); children are flagged.
 void zf_sched_host_drop_children (zf_sched_t *self, zf_sched_host_t *host);
 

@@ -578,10 +578,14 @@ static void s_handle_report (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         zf_counter_add (self->metrics.refused_pieces, refused);
     //  What hosts can upload is measured from what their children report receiving: a report
     //  names where its pieces came from (a parent's host id, or "source").
-    if (added > 0 && peer->task->piece_length > 0 && body->from && *body->from)
-        zf_sched_host_transferred (zf_sched_host_find (self->sched, body->from), peer->host,
-                                   (uint64_t) added * peer->task->piece_length,
-                                   zf_clock_mono_ms ());
+    if (added > 0 && peer->task->piece_length > 0 && body->from && *body->from) {
+        zf_sched_host_t *from = zf_sched_host_find (self->sched, body->from);
+        uint64_t bytes = (uint64_t) added * peer->task->piece_length;
+        zf_sched_host_transferred (from, peer->host, bytes, zf_clock_mono_ms ());
+        //  And per edge, for the swarm's picture (scheduler.dump).
+        if (from || streq (body->from, "source"))
+            zf_sched_peer_received (self->sched, peer, from, bytes);
+    }
     uint32_t piece_count = peer->task->piece_count;
     if (piece_count > 0 && peer->finished_count == piece_count && peer->state != ZF_PEER_FINISHED)
         zf_sched_peer_finish (self->sched, peer);
@@ -673,29 +677,81 @@ static void s_handle_failed (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 
 //  --- state dump ------------------------------------------------------------------------------
 
-//  Returns the block of parent names the dump borrows (free it after the reply).
-static char **s_dump_task (zf_sched_task_t *task, zf_msg_scheduler_dump_t *dump)
+//  What the dump borrows, freed after the reply.
+typedef struct {
+    char **names;
+    zf_rec_sched_received_t *received;
+    zf_sched_host_t **hosts; //  every host, by serial (to name the sources of received bytes)
+} s_dump_memory_t;
+
+static int s_by_serial (const void *left, const void *right)
+{
+    uint32_t a = (*(zf_sched_host_t *const *) left)->serial;
+    uint32_t b = (*(zf_sched_host_t *const *) right)->serial;
+    return a < b ? -1 : a > b;
+}
+
+//  The host id of a source serial; NULL for a host that has left the scheduler.
+static const char *s_source_name (zf_sched_host_t **hosts, size_t count, uint32_t serial)
+{
+    if (serial == ZF_SCHED_FROM_ORIGIN)
+        return "source";
+    if (serial == ZF_SCHED_FROM_OTHERS)
+        return "others";
+    size_t low = 0, high = count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (hosts[middle]->serial < serial)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    return low < count && hosts[low]->serial == serial ? hosts[low]->id : NULL;
+}
+
+static void s_dump_task (self_t *self, zf_sched_task_t *task, zf_msg_scheduler_dump_t *dump,
+                         s_dump_memory_t *memory)
 {
     size_t count = task->peer_count < 2048 ? task->peer_count : 2048;
     zf_rec_sched_peer_t *peers = zf_calloc (count + 1, sizeof (zf_rec_sched_peer_t));
-    char **names = zf_calloc (count * ZF_SCHED_PARENTS_MAX + 1, sizeof (char *));
+    memory->names = zf_calloc (count * ZF_SCHED_PARENTS_MAX + 1, sizeof (char *));
+    memory->received = zf_calloc (count * ZF_SCHED_RECEIVED_MAX + 1, sizeof *memory->received);
+    size_t host_count = zf_sched_host_count (self->sched);
+    memory->hosts = zf_calloc (host_count + 1, sizeof (zf_sched_host_t *));
+    size_t found = 0;
+    for (zf_sched_host_t *host = zf_sched_host_first (self->sched); host && found < host_count;
+         host = zf_sched_host_next (self->sched))
+        memory->hosts[found++] = host;
+    qsort (memory->hosts, found, sizeof (zf_sched_host_t *), s_by_serial);
     for (size_t index = 0; index < count; index++) {
         zf_sched_peer_t *peer = task->peers[index];
-        char **parents = names + index * ZF_SCHED_PARENTS_MAX;
+        char **parents = memory->names + index * ZF_SCHED_PARENTS_MAX;
         for (uint8_t parent = 0; parent < peer->parent_count; parent++)
             parents[parent] = peer->parents[parent]->host->id;
+        zf_rec_sched_received_t *received = memory->received + index * ZF_SCHED_RECEIVED_MAX;
+        size_t sources = 0;
+        for (uint8_t entry = 0; entry < peer->received_count; entry++) {
+            const char *from =
+                s_source_name (memory->hosts, found, peer->received[entry].from_serial);
+            if (from)
+                received[sources++] = (zf_rec_sched_received_t){
+                    .from = (char *) from, .bytes = peer->received[entry].bytes};
+        }
         peers[index] =
             (zf_rec_sched_peer_t){.host_id = peer->host->id,
                                   .state = (char *) zf_sched_peer_state_name (peer),
                                   .finished_count = peer->finished_count,
-                                  .parents = {.items = parents, .count = peer->parent_count}};
+                                  .parents = {.items = parents, .count = peer->parent_count},
+                                  .seed = peer->host->seed,
+                                  .received = {.items = received, .count = sources}};
     }
     dump->found = true;
     dump->truncated = count < task->peer_count;
     dump->piece_count = task->piece_count;
+    dump->piece_length = task->piece_length;
+    dump->content_length = task->content_length;
     dump->source = task->source ? task->source->host->id : "";
     dump->peers = (zf_list_t){.items = peers, .count = count};
-    return names;
 }
 
 static void s_handle_state (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -709,9 +765,13 @@ static void s_handle_state (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                                     .peer_total = zf_sched_peer_count (self->sched),
                                     .model_bytes = zf_sched_bytes (self->sched)};
     zf_sched_task_t *task = *body->task_id ? zf_sched_task_find (self->sched, body->task_id) : NULL;
-    char **names = task ? s_dump_task (task, &dump) : NULL;
+    s_dump_memory_t memory = {0};
+    if (task)
+        s_dump_task (self, task, &dump, &memory);
     zf_bus_reply (bus, &request->return_to, &zf_msg_scheduler_dump, &dump, NULL);
-    zf_free (names);
+    zf_free (memory.names);
+    zf_free (memory.received);
+    zf_free (memory.hosts);
     zf_free (dump.peers.items);
 }
 

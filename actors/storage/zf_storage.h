@@ -1,7 +1,8 @@
 /*  zf_storage.h — the storage actor: the node's cache of tasks, served over the bus.
 
     Serves storage.open/stat/complete/remove, piece.write and piece.read
-    (schemas/dataplane.schema) from the cache directory laid out by zf_store.h.
+    (schemas/dataplane.schema) from the cache directory laid out by zf_store.h, and
+    storage.measure (how full the cache is, sent to the manager with every join).
 
     - piece.write is checked (size; SHA-256 against the given digest, on the writer thread)
       before a byte is written. The bytes are written on the writer thread (zf_store_io.h),

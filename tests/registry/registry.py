@@ -108,6 +108,10 @@ class TokenServer:
         self.cert_path = _write_pem(os.path.join(directory, "token-signer.crt"),
                                     self.cert.public_bytes(serialization.Encoding.PEM))
         self.requests = []
+        # A test clears it to hold every token request (and so the pulls and preheats that
+        # need one) until it sets it again; a held request waits at most 120 s.
+        self.hold = threading.Event()
+        self.hold.set()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -115,6 +119,7 @@ class TokenServer:
                 pass
 
             def do_GET(self):
+                server.hold.wait(120)
                 query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
                 auth = self.headers.get("Authorization", "")
                 user = None
