@@ -85,6 +85,16 @@ struct zf_task_reader_s {
     slot_t slots[ZF_TASK_READER_WINDOW_MAX];
     bool refetch_wanted, restart_wanted;
     bool recheck; //  a piece went missing while the task ran: how is it? (task.query)
+
+    //  Streaming the origin's bytes (piece.peek) of the piece to deliver next while storage
+    //  does not hold it yet: part_from bytes of piece part_piece went to the caller; an
+    //  answer that came while paused waits in part_frame.
+    bool peek, peek_pending;
+    uint64_t part_piece, part_from;
+    zframe_t *part_frame;
+    uint64_t part_frame_from;
+    bool no_peek; //  the fetcher does not fill piece no_peek_piece: storage gives it
+    uint64_t no_peek_piece;
     int refetches;
     int timer_id;
 };
@@ -130,6 +140,7 @@ static void s_free (zf_task_reader_t *self)
     s_stop_timer (self);
     for (size_t index = 0; index < ZF_TASK_READER_WINDOW_MAX; index++)
         s_slot_clear (&self->slots[index]);
+    zframe_destroy (&self->part_frame);
     if (self->has_fetch)
         zf_schema_clear (zf_msg_task_fetch.body, &self->fetch);
     zf_free (self->bitmap);
@@ -562,7 +573,10 @@ static void s_stat (zf_task_reader_t *self)
     zf_msg_storage_stat_t stat = {.task_id = self->task_id,
                                   .wait_ms = (uint64_t) options->stat_wait_ms,
                                   .known_finished = self->stored_count,
-                                  .bitmap_only = true};
+                                  .bitmap_only = true,
+                                  //  without the layout, news is that the task was opened
+                                  //  (it may have been before this question came)
+                                  .wait_open = !self->layout_known};
     self->stat_sent_ms = now;
     s_request (
         self, self->set->storage, &zf_msg_storage_stat, &stat,
@@ -819,6 +833,126 @@ static void s_on_located (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
 }
 
 //  ---------------------------------------------------------------------------------------------
+//  The origin's bytes of a piece storage does not hold yet (piece.peek to the fetcher)
+
+static void s_on_partial (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                          const zf_error_t *err, void *arg);
+
+//  Bytes of the next piece the caller already has from peeks (0 when none).
+static uint64_t s_part_from (const zf_task_reader_t *self)
+{
+    return self->part_piece == self->next_deliver ? self->part_from : 0;
+}
+
+//  Asks the fetcher for the origin's bytes of the piece to deliver next, when storage does
+//  not hold it and nothing else is asked for it.
+static void s_peek (zf_task_reader_t *self)
+{
+    uint64_t piece = self->next_deliver;
+    if (!self->peek || self->peek_pending || self->paused || self->part_frame
+        || self->phase != PHASE_FOLLOW || !self->reading || piece >= self->read_end
+        || self->next_request != piece || s_stored (self, piece)
+        || (self->no_peek && self->no_peek_piece == piece) || self->refetch_wanted
+        || self->restart_wanted)
+        return;
+    const zf_task_readers_options_t *options = &self->set->options;
+    zf_msg_piece_peek_t peek = {.task_id = self->task_id,
+                                .piece = piece,
+                                .from = s_part_from (self),
+                                .wait_ms = (uint64_t) options->stat_wait_ms};
+    zf_bus_call_t call = s_call (self);
+    int64_t base = call.timeout_ms > 0 ? call.timeout_ms : 5000;
+    s_request (
+        self, self->set->fetcher, &zf_msg_piece_peek, &peek,
+        (zf_bus_call_t){.timeout_ms = options->stat_wait_ms + base, .retries = 0, .patient = true},
+        s_on_partial, self, &self->peek_pending);
+}
+
+static void s_on_partial (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                          const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    zf_task_reader_t *self = s_reply (arg);
+    if (!self)
+        return;
+    self->peek_pending = false;
+    if (self->phase != PHASE_FOLLOW)
+        return;
+    if (status != ZF_OK) {
+        //  not_found: the fetcher does not fill that piece from the origin (parents give it
+        //  whole, or the task ended): storage gives it. Anything else: no more peeks at all.
+        if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FOUND) {
+            self->no_peek = true;
+            self->no_peek_piece = self->next_deliver;
+        } else {
+            zf_info (self->set->name, "task reader: piece.peek of task=%.16s: %s; reading storage",
+                     self->task_id, err && *err->message ? err->message : zf_status_name (status));
+            self->peek = false;
+        }
+        s_pump (self);
+        return;
+    }
+    const zf_msg_piece_partial_t *partial = reply->env.body;
+    zframe_t *data = zmsg_pop (reply->raw);
+    uint64_t size = data ? zframe_size (data) : 0;
+    bool current = !self->refetch_wanted && !self->restart_wanted && self->reading
+                   && partial->piece == self->next_deliver && self->next_request == partial->piece
+                   && partial->from == s_part_from (self) && self->piece_count > partial->piece;
+    if (!current) { //  storage took over meanwhile, or the reader starts over
+        zframe_destroy (&data);
+        s_pump (self);
+        return;
+    }
+    if (!streq (partial->task_id, self->task_id) || size != partial->size
+        || partial->from + size > s_piece_size (self, partial->piece)) {
+        zframe_destroy (&data);
+        s_fail (self, ZF_TASK_READER_PROTOCOL, "invalid",
+                "the fetcher answered a peek of piece %" PRIu64 " from %" PRIu64
+                " with piece %" PRIu64 " from %" PRIu64 " size %" PRIu64 " (%" PRIu64
+                " bytes attached)",
+                self->next_deliver, s_part_from (self), partial->piece, partial->from,
+                partial->size, size);
+        return;
+    }
+    if (size > 0) {
+        self->part_frame = data;
+        self->part_frame_from = partial->from;
+    } else
+        zframe_destroy (&data);
+    if (partial->complete && partial->from + size < s_piece_size (self, partial->piece)) {
+        self->no_peek = true; //  filled, but not with the origin's bytes: storage has the rest
+        self->no_peek_piece = partial->piece;
+    }
+    s_pump (self);
+}
+
+//  Hands the caller the bytes a peek brought; the piece is done once all of it went so.
+static bool s_deliver_partial (zf_task_reader_t *self)
+{
+    if (!self->part_frame || self->paused)
+        return true;
+    uint64_t piece = self->next_deliver;
+    uint64_t size = zframe_size (self->part_frame);
+    zf_task_reader_event_t event = {.type = ZF_TASK_READER_PIECE,
+                                    .piece = piece,
+                                    .offset = piece * self->piece_length + self->part_frame_from,
+                                    .size = size,
+                                    .partial = true,
+                                    .frame = &self->part_frame};
+    self->part_piece = piece;
+    self->part_from = self->part_frame_from + size;
+    if (!s_emit (self, &event, NULL))
+        return false;
+    zframe_destroy (&self->part_frame);
+    if (self->part_from == s_piece_size (self, piece)) {
+        self->next_deliver++;
+        if (self->next_request < self->next_deliver)
+            self->next_request = self->next_deliver;
+    }
+    return true;
+}
+
+//  ---------------------------------------------------------------------------------------------
 //  The pump: settle, deliver in order, ask for more, finish
 
 //  A piece went missing, or the layout changed: once every read in flight has ended, drop
@@ -829,10 +963,14 @@ static bool s_settle (zf_task_reader_t *self)
     for (size_t index = 0; index < ZF_TASK_READER_WINDOW_MAX; index++)
         if (self->slots[index].requested)
             return false;
+    if (self->peek_pending)
+        return false;
     for (size_t index = 0; index < ZF_TASK_READER_WINDOW_MAX; index++) {
         s_slot_clear (&self->slots[index]);
         self->slots[index].retry = false;
     }
+    zframe_destroy (&self->part_frame); //  not delivered: asked again
+    self->no_peek = false;
     bool was_complete = self->fetcher_complete || self->storage_complete;
     zf_free (self->bitmap);
     self->bitmap = NULL;
@@ -847,6 +985,7 @@ static bool s_settle (zf_task_reader_t *self)
         self->layout_known = false;
         self->reading = false;
         self->next_request = self->next_deliver = self->read_end = 0;
+        self->part_piece = self->part_from = 0;
         return s_take_layout (self); //  LAYOUT, restart set: the caller reads again
     }
     self->refetch_wanted = false;
@@ -862,6 +1001,8 @@ static bool s_settle (zf_task_reader_t *self)
 //  Hands the caller the pieces that are next in order; false when the reader stopped.
 static bool s_deliver (zf_task_reader_t *self)
 {
+    if (!s_deliver_partial (self))
+        return false;
     while (!self->paused && self->next_deliver < self->next_request
            && self->phase == PHASE_FOLLOW) {
         slot_t *slot = &self->slots[self->next_deliver % ZF_TASK_READER_WINDOW_MAX];
@@ -907,6 +1048,9 @@ static void s_pump (zf_task_reader_t *self)
             if (!s_request_piece (self, slot))
                 return;
         }
+        s_peek (self);
+        if (self->phase != PHASE_FOLLOW)
+            return;
         if (self->next_deliver == self->read_end
             && (!self->wait_complete || self->fetcher_complete)) {
             self->phase = PHASE_OVER;
@@ -916,6 +1060,11 @@ static void s_pump (zf_task_reader_t *self)
             s_emit (self, &event, NULL);
             return;
         }
+        //  Every piece taken, storage has them all, the fetcher's word is still due (a caller
+        //  that started waiting for it late, zf_task_reader_wait_complete): ask it.
+        if (self->next_deliver == self->read_end && self->wait_complete && self->storage_complete
+            && self->timer_id < 0)
+            s_send_query (self); //  (with a wake due, the wake asks)
     }
     s_stat (self);
 }
@@ -1036,6 +1185,18 @@ void zf_task_reader_read (zf_task_reader_t *self, uint64_t first, uint64_t count
     self->read_end = first + count;
     if (!self->emitting)
         s_pump (self);
+}
+
+void zf_task_reader_wait_complete (zf_task_reader_t *self)
+{
+    ZF_ASSERT (self);
+    self->wait_complete = true;
+}
+
+void zf_task_reader_set_peek (zf_task_reader_t *self, bool peek)
+{
+    ZF_ASSERT (self && self->phase == PHASE_FETCH);
+    self->peek = peek;
 }
 
 void zf_task_reader_pause (zf_task_reader_t *self, bool paused)

@@ -9,6 +9,9 @@
       3. piece.locate (the piece's file and offset, for readers on this host that copy or
          sendfile the bytes themselves) or piece.read (the bytes, as a frame), for the pieces
          storage holds, in a window ahead of the one the caller takes next;
+         and, for a streaming reader (zf_task_reader_set_peek), piece.peek to the fetcher for
+         the next piece while storage does not hold it: the origin's bytes as they arrive,
+         before the piece is complete ("not_found": read it from storage when it is there);
       4. the fetcher's word on how the task ended: its task.ended event (published when a
          task completes or fails), else task.query when storage tells of an opened task whose
          layout we lack, of completion, or has been quiet for a whole long poll.
@@ -101,6 +104,10 @@ typedef struct {
     const char *path;
     uint64_t file_offset;
     zframe_t **frame;
+    //  the bytes are the origin's, passed on by the fetcher while it fills the piece (peek):
+    //  not verified yet; the piece's later events start where this one ended (or the whole
+    //  piece again, from storage: the caller skips what it has)
+    bool partial;
     //  FAILED
     zf_task_reader_failure_t failure;
     zf_task_error_t task_error; //  TASK: why the task failed (ZF_TASK_ERROR_SOURCE, …)
@@ -141,6 +148,15 @@ bool zf_task_reader_start (zf_task_reader_t *self, const zf_msg_task_fetch_t *fe
 //  Reads pieces [first, first + count) once the layout is known, in order (call from the
 //  LAYOUT event or later). count 0 reads nothing; DONE follows when wait_complete allows.
 void zf_task_reader_read (zf_task_reader_t *self, uint64_t first, uint64_t count);
+
+//  From now on DONE waits for the fetcher's word that the task is complete, as if the reader
+//  had been made with wait_complete (safe inside an event callback).
+void zf_task_reader_wait_complete (zf_task_reader_t *self);
+
+//  Streams the origin's bytes: a piece storage does not hold yet is taken from the fetcher
+//  while it fills it (piece.peek, PIECE events with partial set), not once it is stored.
+//  For a fetcher in this process (the proxy's). Call before zf_task_reader_start.
+void zf_task_reader_set_peek (zf_task_reader_t *self, bool peek);
 
 //  A paused reader keeps its window of pieces requested but delivers none until resumed.
 void zf_task_reader_pause (zf_task_reader_t *self, bool paused);

@@ -84,6 +84,17 @@ int main (int argc, char *argv[])
     //  seconds (zf_daemon.c), so a daemon that served a burst does not keep what it no longer
     //  uses. glibc's largest fixed threshold: bigger pieces still come from mmap.
     mallopt (M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    //  And free() itself must not give them back: with a fixed mmap threshold glibc trims a
+    //  heap whose free top passes 128 KiB, at every free of a piece on top (madvise in the
+    //  threads' arenas). libzmq's I/O thread (CURVE's buffers, receive buffers) and storage's
+    //  reads then faulted every page in again: half of a parent's CPU on loopback
+    //  (docs/benchmarks.md "Datacenter speed"). The supervisor's trim when idle still applies.
+    mallopt (M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+    //  One arena for every thread, so that the supervisor's malloc_trim gives all of it back:
+    //  glibc trims the top of a thread's own arena only in free(), by the threshold above,
+    //  never in malloc_trim (a parent kept 34 MiB of its last download's buffers when idle).
+    //  The threads allocate a few times per piece frame, so they do not wait on each other.
+    mallopt (M_ARENA_MAX, 1);
     const char *config_path = NULL;
     const char *overrides[MAX_OVERRIDES];
     size_t override_count = 0;

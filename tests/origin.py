@@ -22,6 +22,8 @@ ignored for the lookup (signed-URL style) but logged. Prefixes compose left to r
     /reset-after/N/NAME      sends N body bytes, then resets the connection (RST)
     /stall/N/NAME            sends headers and N body bytes, then sends nothing more
     /rate/BPS/NAME           sends the body at about BPS bytes per second
+    /pause-at/OFFSET/MARKER/NAME  sends the body up to content byte OFFSET, then nothing more
+                             until ROOT/MARKER exists (at most 60 s), then the rest
     /gate/MARKER/NAME        holds an answer that includes the file's last byte until the
                              file ROOT/MARKER exists (the test opens the gate; at most 60 s)
     /gate-from/OFFSET/MARKER/NAME   the same for an answer reaching byte OFFSET or beyond
@@ -187,6 +189,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = [part for part in path.split("/") if part]
         ignore_range = False
         reset_after = stall_after = rate = gate = missing_from = fail_ranges = None
+        pause_at = None
         while parts:
             word = parts[0]
             if word == "status" and len(parts) >= 2:
@@ -213,6 +216,9 @@ class Handler(BaseHTTPRequestHandler):
             elif word == "stall" and len(parts) >= 2:
                 stall_after = int(parts[1])
                 parts = parts[2:]
+            elif word == "pause-at" and len(parts) >= 3:
+                pause_at = (int(parts[1]), parts[2])
+                parts = parts[3:]
             elif word == "rate" and len(parts) >= 2:
                 rate = int(parts[1])
                 parts = parts[2:]
@@ -267,6 +273,12 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if head:
                 return
+            if pause_at and start < pause_at[0] <= end:
+                self.send_body(handle, start, pause_at[0] - start, None, None, rate)
+                self.wait_for_gate(pause_at[1])
+                start, length = pause_at[0], end - pause_at[0] + 1
+            elif pause_at and start >= pause_at[0]:
+                self.wait_for_gate(pause_at[1])
             self.send_body(handle, start, length, reset_after, stall_after, rate)
 
     def wait_for_gate(self, marker):

@@ -3,10 +3,12 @@
 tests/origin.py serves a 4 MiB file slowly (/rate/: about 256 KiB/s per stream, so the
 fetcher's download takes seconds) under a blob-like path (/v2/test/blobs/sha256:DIGEST), so
 the proxy, used as a forward proxy, sends it P2P by its default rule; pieces of 64 KiB. A client asks for a range early in the file: it gets
-206, the exact Content-Range and the right bytes as soon as the pieces covering it are in
-storage, while the origin has not yet sent the whole file (its /_stats, read right after the
+206, the exact Content-Range and the right bytes as soon as the origin sent them (the fetcher
+passes them on while it fills the pieces: piece.peek), while the origin has not yet sent the
+whole file (its /_stats, read right after the
 answer, counts fewer bytes than the file: the task cannot be complete). A second range at the
-end of the file waits for its pieces and is right too; the task then completes once.
+end of the file waits for its pieces, and its last byte for the task's completion (the content
+digest checked), and is right too; the task completes once.
 """
 import json
 import os

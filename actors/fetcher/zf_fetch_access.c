@@ -16,6 +16,7 @@ typedef struct {
 
 typedef struct {
     bool allowed;
+    int64_t content_length; //  -1: not stated (see zf_fetch_access_fn)
     int64_t expires_ms;
     char why[256];
 } answer_t;
@@ -28,6 +29,7 @@ typedef struct {
     CURL *easy;
     struct curl_slist *headers;
     bool as_get; //  asked again as a GET of one byte (the origin refused HEAD)
+    bool ranges; //  the answer said "Accept-Ranges: bytes"
     zlistx_t *waiters;
     char curl_error[CURL_ERROR_SIZE];
 } question_t;
@@ -83,7 +85,8 @@ static bool s_status_allows (long status, bool *known)
 //  ---------------------------------------------------------------------------------------------
 //  Answers
 
-static void s_keep (zf_fetch_access_t *self, const char *key, bool allowed, const char *why)
+static void s_keep (zf_fetch_access_t *self, const char *key, bool allowed, int64_t content_length,
+                    const char *why)
 {
     if (self->options.ttl_ms <= 0)
         return;
@@ -102,6 +105,7 @@ static void s_keep (zf_fetch_access_t *self, const char *key, bool allowed, cons
     }
     answer_t *answer = zf_calloc (1, sizeof *answer);
     answer->allowed = allowed;
+    answer->content_length = content_length;
     answer->expires_ms = now + self->options.ttl_ms;
     zf_strlcpy (answer->why, why, sizeof answer->why);
     zhashx_update (self->answers, key, answer);
@@ -118,7 +122,8 @@ static const answer_t *s_kept (zf_fetch_access_t *self, const char *key)
 }
 
 //  Every caller waiting on the question gets the verdict; the question goes.
-static void s_answer (question_t *question, zf_fetch_access_verdict_t verdict, const char *why)
+static void s_answer (question_t *question, zf_fetch_access_verdict_t verdict, const char *why,
+                      int64_t content_length)
 {
     zf_fetch_access_t *self = question->owner;
     zlistx_t *waiters = question->waiters;
@@ -126,7 +131,7 @@ static void s_answer (question_t *question, zf_fetch_access_verdict_t verdict, c
     zhashx_delete (self->questions, question->key); //  frees the question
     waiter_t *waiter;
     while ((waiter = zlistx_detach (waiters, NULL))) {
-        waiter->callback (verdict, why, waiter->arg);
+        waiter->callback (verdict, why, content_length, waiter->arg);
         zf_free (waiter);
     }
     zlistx_destroy (&waiters);
@@ -144,6 +149,25 @@ static size_t s_discard (char *data, size_t size, size_t count, void *arg)
 
 static void s_ask (question_t *question);
 
+//  Headers of the answer: whether it says "Accept-Ranges: bytes".
+static size_t s_on_header (char *line, size_t size, size_t count, void *arg)
+{
+    question_t *question = arg;
+    size_t length = size * count;
+    if (length >= 5 && strncmp (line, "HTTP/", 5) == 0)
+        question->ranges = false;
+    else if (length > 14 && strncasecmp (line, "Accept-Ranges:", 14) == 0) {
+        const char *value = line + 14;
+        size_t value_length = length - 14;
+        while (value_length && (*value == ' ' || *value == '\t')) {
+            value++;
+            value_length--;
+        }
+        question->ranges = value_length >= 5 && strncasecmp (value, "bytes", 5) == 0;
+    }
+    return length;
+}
+
 static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *arg)
 {
     (void) arg;
@@ -151,19 +175,21 @@ static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *
     zf_fetch_access_t *self = question->owner;
     long status = 0;
     curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup (easy);
-    question->easy = NULL;
     char why[512];
     if (result != CURLE_OK) {
+        curl_easy_cleanup (easy);
+        question->easy = NULL;
         snprintf (why, sizeof why, "cannot ask %s whether this client may read it: %s",
                   question->where,
                   *question->curl_error ? question->curl_error : curl_easy_strerror (result));
         zf_counter_add (self->errors, 1);
         zf_notice (self->options.name, "access: %s", why);
-        s_answer (question, ZF_FETCH_ACCESS_ERROR, why);
+        s_answer (question, ZF_FETCH_ACCESS_ERROR, why, -1);
         return;
     }
     if ((status == 405 || status == 501) && !question->as_get) {
+        curl_easy_cleanup (easy);
+        question->easy = NULL;
         question->as_get = true; //  HEAD not allowed there: the same question as a GET
         s_ask (question);
         return;
@@ -171,13 +197,23 @@ static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *
     bool known;
     bool allowed = s_status_allows (status, &known);
     if (!known) {
+        curl_easy_cleanup (easy);
+        question->easy = NULL;
         snprintf (why, sizeof why, "%s answered %ld when asked whether this client may read it",
                   question->where, status);
         zf_counter_add (self->errors, 1);
         zf_notice (self->options.name, "access: %s", why);
-        s_answer (question, ZF_FETCH_ACCESS_ERROR, why);
+        s_answer (question, ZF_FETCH_ACCESS_ERROR, why, -1);
         return;
     }
+    //  A HEAD's 200 states the length, and Accept-Ranges whether pieces may be asked for: the
+    //  task then skips its own probe (one round trip to the origin less before the first byte).
+    curl_off_t length = -1;
+    if (status == 200 && !question->as_get && question->ranges)
+        curl_easy_getinfo (easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    int64_t content_length = length > 0 ? (int64_t) length : -1;
+    curl_easy_cleanup (easy);
+    question->easy = NULL;
     if (allowed) {
         snprintf (why, sizeof why, "%s answered %ld", question->where, status);
         zf_counter_add (self->allowed, 1);
@@ -187,8 +223,9 @@ static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *
         zf_counter_add (self->refused, 1);
         zf_notice (self->options.name, "access refused url=%s status=%ld", question->where, status);
     }
-    s_keep (self, question->key, allowed, why);
-    s_answer (question, allowed ? ZF_FETCH_ACCESS_ALLOWED : ZF_FETCH_ACCESS_REFUSED, why);
+    s_keep (self, question->key, allowed, allowed ? content_length : -1, why);
+    s_answer (question, allowed ? ZF_FETCH_ACCESS_ALLOWED : ZF_FETCH_ACCESS_REFUSED, why,
+              allowed ? content_length : -1);
 }
 
 static void s_ask (question_t *question)
@@ -210,6 +247,8 @@ static void s_ask (question_t *question)
     curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) self->options.timeout_ms);
     curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, question->curl_error);
     curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_on_header);
+    curl_easy_setopt (easy, CURLOPT_HEADERDATA, question);
     curl_easy_setopt (easy, CURLOPT_HTTPHEADER, question->headers);
     curl_easy_setopt (easy, CURLOPT_USERAGENT, "zfly-fetcher/0.1 (access)");
     if (question->as_get)
@@ -276,7 +315,7 @@ void zf_fetch_access_check (zf_fetch_access_t *self, const char *url,
 {
     if (zf_upstream_is_public (self->options.upstream, url)) {
         zf_counter_add (self->skipped, 1);
-        callback (ZF_FETCH_ACCESS_ALLOWED, "a public origin", arg);
+        callback (ZF_FETCH_ACCESS_ALLOWED, "a public origin", -1, arg);
         return;
     }
     char key[65];
@@ -286,7 +325,8 @@ void zf_fetch_access_check (zf_fetch_access_t *self, const char *url,
         zf_counter_add (kept->allowed ? self->cached_allowed : self->cached_refused, 1);
         char why[sizeof kept->why]; //  the callback may ask again and so change the answers
         zf_strlcpy (why, kept->why, sizeof why);
-        callback (kept->allowed ? ZF_FETCH_ACCESS_ALLOWED : ZF_FETCH_ACCESS_REFUSED, why, arg);
+        callback (kept->allowed ? ZF_FETCH_ACCESS_ALLOWED : ZF_FETCH_ACCESS_REFUSED, why,
+                  kept->content_length, arg);
         return;
     }
     question_t *question = zhashx_lookup (self->questions, key);

@@ -34,7 +34,11 @@ typedef enum {
     ZF_FETCH_ACCESS_ERROR,   //  the origin could not be asked: why says why
 } zf_fetch_access_verdict_t;
 
-typedef void (zf_fetch_access_fn) (zf_fetch_access_verdict_t verdict, const char *why, void *arg);
+//  content_length: the length the origin's yes stated, when it was a 200 with Content-Length
+//  and "Accept-Ranges: bytes" (a task that goes to the origin then needs no probe of its own);
+//  -1 otherwise (a redirect, no ranges, a refusal).
+typedef void (zf_fetch_access_fn) (zf_fetch_access_verdict_t verdict, const char *why,
+                                   int64_t content_length, void *arg);
 //  Frees an arg whose answer never came (the fetcher stopped).
 typedef void (zf_fetch_access_free_fn) (void *arg);
 

@@ -35,6 +35,12 @@
 //  sent it to another node a moment ago: schemas/core.schema) is not asked for it again for
 //  this long; the piece comes from a peer meanwhile.
 #define ELSEWHERE_MS 2000
+//  Pieces come in frames of at most this size (piece.read frame_max): libzmq's CURVE encrypts
+//  and decrypts a frame whole, with three more buffers of its size on each side, so a 16 MiB
+//  piece in one frame held 48 MiB more in each daemon; in 256 KiB frames the buffers stay in
+//  the CPU's caches and the CPU cost per byte is the same (zfly-piecebench, docs/benchmarks.md
+//  "Datacenter speed"). The frames are joined here, as the SHA-256 check goes through them.
+#define PIECE_FRAME_MAX (256 * 1024)
 
 typedef enum { PARENT_STATING, PARENT_ACTIVE, PARENT_GONE } parent_state_t;
 
@@ -514,21 +520,53 @@ void zf_fetch_parents_detach (zf_fetch_parents_t *self)
 
 static void s_forget_duplicates (zf_fetch_parents_t *self, uint64_t piece, request_t *except);
 
-//  Checks what a parent answered for a piece; fills digest. NULL when it is good.
+//  The piece's bytes in reply->raw as one frame (joined when they came in several, each part
+//  hashed just after it was copied, while it is in the cache); their SHA-256 into digest.
+//  NULL when they do not add up to size.
+static zframe_t *s_join_piece (zf_fetch_parents_t *self, zmsg_t *raw, uint64_t size,
+                               uint8_t *digest)
+{
+    uint64_t total = 0;
+    for (zframe_t *part = zmsg_first (raw); part; part = zmsg_next (raw))
+        total += zframe_size (part);
+    if (total != size || zmsg_size (raw) == 0)
+        return NULL;
+    EVP_MD_CTX *hash = EVP_MD_CTX_new ();
+    ZF_ASSERT (hash && EVP_DigestInit_ex (hash, EVP_sha256 (), NULL) == 1);
+    zframe_t *bytes;
+    if (zmsg_size (raw) == 1) {
+        bytes = zmsg_pop (raw);
+        ZF_ASSERT (EVP_DigestUpdate (hash, zframe_data (bytes), zframe_size (bytes)) == 1);
+    } else {
+        bytes = self->sink.buffer (self->arg, (size_t) size);
+        ZF_ASSERT (zframe_size (bytes) == size);
+        size_t offset = 0;
+        zframe_t *part;
+        while ((part = zmsg_pop (raw))) {
+            memcpy (zframe_data (bytes) + offset, zframe_data (part), zframe_size (part));
+            ZF_ASSERT (EVP_DigestUpdate (hash, zframe_data (bytes) + offset, zframe_size (part))
+                       == 1);
+            offset += zframe_size (part);
+            zframe_destroy (&part);
+        }
+    }
+    unsigned int digest_size = 0;
+    ZF_ASSERT (EVP_DigestFinal_ex (hash, digest, &digest_size) == 1);
+    EVP_MD_CTX_free (hash);
+    return bytes;
+}
+
+//  Checks what a parent answered for a piece: its bytes, joined into one frame, go to
+//  *bytes_p and their SHA-256 to digest. NULL when it is good.
 static const char *s_check_piece (zf_fetch_parents_t *self, uint64_t piece, zf_bus_msg_t *reply,
-                                  uint8_t *digest)
+                                  zframe_t **bytes_p, uint8_t *digest)
 {
     const zf_msg_piece_data_t *data = reply->env.body;
-    zframe_t *bytes = zmsg_first (reply->raw);
     uint64_t start = piece * self->piece_length;
     uint64_t size = start + self->piece_length > self->content_length ? self->content_length - start
                                                                       : self->piece_length;
-    if (data->piece != piece || !bytes || zframe_size (bytes) != size)
+    if (data->piece != piece || !(*bytes_p = s_join_piece (self, reply->raw, size, digest)))
         return "wrong piece or size";
-    unsigned int digest_size = 0;
-    ZF_ASSERT (EVP_Digest (zframe_data (bytes), zframe_size (bytes), digest, &digest_size,
-                           EVP_sha256 (), NULL)
-               == 1);
     const uint8_t *expected = zf_fetch_parents_digest (self, piece);
     if (!expected && data->digest.size == DIGEST_SIZE)
         expected = data->digest.data; //  nobody knew it at stat time: the parent's word
@@ -548,9 +586,10 @@ static void s_clear_bit (zf_fetch_parents_t *self, parent_t *parent, uint64_t pi
 }
 
 static void s_delivered (zf_fetch_parents_t *self, parent_t *parent, request_t *request,
-                         zf_bus_msg_t *reply, const uint8_t *digest, int64_t now)
+                         zframe_t **bytes_p, const uint8_t *digest, int64_t now)
 {
-    zframe_t *bytes = zmsg_pop (reply->raw);
+    zframe_t *bytes = *bytes_p;
+    *bytes_p = NULL;
     size_t size = zframe_size (bytes);
     double took = (double) (now - request->sent_ms);
     parent->latency_ms = parent->latency_ms > 0
@@ -586,7 +625,8 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
 
     if (status == ZF_OK) {
         uint8_t digest[DIGEST_SIZE];
-        const char *bad = s_check_piece (self, piece, reply, digest);
+        zframe_t *bytes = NULL;
+        const char *bad = s_check_piece (self, piece, reply, &bytes, digest);
         if (bad) {
             s_count (self, "digest");
             zf_piece_table_request_ended (table, piece, true);
@@ -597,8 +637,9 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             parent->delivered_ms = now;
         } else {
             s_count (self, "ok");
-            s_delivered (self, parent, request, reply, digest, now);
+            s_delivered (self, parent, request, &bytes, digest, now);
         }
+        zframe_destroy (&bytes);
     } else if (code == ZF_CODE_BUSY) {
         s_count (self, "busy");
         zf_piece_table_request_ended (table, piece, false);
@@ -646,7 +687,8 @@ static bool s_request (zf_fetch_parents_t *self, parent_t *parent, uint64_t piec
     request->parent = parent;
     request->piece = piece;
     request->sent_ms = now;
-    zf_msg_piece_read_t read = {.task_id = self->task_id, .piece = piece};
+    zf_msg_piece_read_t read = {
+        .task_id = self->task_id, .piece = piece, .frame_max = PIECE_FRAME_MAX};
     zf_error_t err;
     if (zf_bus_request (self->env->bus, parent->name, &zf_msg_piece_read, &read, NULL, s_patient (),
                         s_on_piece, request, &err)

@@ -37,6 +37,9 @@ typedef struct {
     //  Something changed that may let the task move on (a bitmap grew, requests ended, a
     //  parent left): the task should pump soon.
     void (*wake) (void *arg);
+    //  A frame of size bytes to join a piece that came in several frames into (the caller's;
+    //  its bytes are overwritten): one storage gave back after a write, so no fresh memory.
+    zframe_t *(*buffer) (void *arg, size_t size);
 } zf_fetch_parents_sink_t;
 
 //  scheduled: parents come from a scheduler (a parent may answer "not_found" at first, and

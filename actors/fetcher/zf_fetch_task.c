@@ -7,6 +7,7 @@
 #include "zf_clock.h"
 #include "zf_fetch_origin.h"
 #include "zf_fetch_parents.h"
+#include "zf_fetch_peeks.h"
 #include "zf_log.h"
 #include "zf_piece_table.h"
 #include <openssl/evp.h>
@@ -20,6 +21,12 @@
 //  a piece waiting for storage's piece.written leaves no connection idle (transfers + 1 took
 //  13% longer back to source), as far as WINDOW_MEMORY allows.
 #define WINDOW_MEMORY (32u << 20)
+//  Parents are asked for no more pieces while pieces of this many bytes wait for storage's
+//  piece.written (one piece at least): on a fast link the network outruns the page cache once
+//  the kernel throttles dirty pages, and a child took 351 MiB of 16 MiB pieces waiting to be
+//  written on a 4 GiB transfer (docs/benchmarks.md "Datacenter speed"). A swarm's links are
+//  far slower than any disk, so this never holds one back.
+#define WRITES_MEMORY (16u << 20)
 
 typedef enum {
     PHASE_STAT,
@@ -57,6 +64,7 @@ struct zf_fetch_task_s {
     slot_t *slots;                               //  piece_count, with the table
     zf_fetch_origin_t *origin;                   //  NULL without a URL
     zf_fetch_parents_t *parents;                 //  NULL when neither given nor scheduled
+    zf_fetch_peeks_t *peeks;                     //  piece.peek held, NULL until the first
     bool stream_mode; //  the origin ignores Range: one transfer, pieces cut in order
     //  Piece buffers storage gave back after writing them (piece_length bytes): a new piece
     //  fills one of them instead of fresh memory, which would cost a page fault and a zeroed
@@ -67,6 +75,7 @@ struct zf_fetch_task_s {
     size_t range_pieces;   //  pieces per origin range request
     uint64_t finished_count;
     uint64_t bytes_from_source, bytes_from_parents;
+    size_t writes_pending; //  piece.write sent, piece.written not yet back
 
     //  With a scheduler: it names the one origin fetcher (sched_source). Others take from
     //  the origin only what parents cannot give after sched_fallback without progress.
@@ -80,6 +89,10 @@ struct zf_fetch_task_s {
     uint32_t probe_attempts, stream_attempts, reopens;
     int64_t retry_at_ms; //  probe or stream backoff
     uint64_t stream_furthest;
+    uint64_t length_hint; //  the origin's length from the access question, 0: probe
+    //  When the first bytes came, for the debug timeline (ms after the task was made): the
+    //  steps before a cold task's first byte (docs/architecture.md, Proxy).
+    int64_t born_ms, stat_ms, source_ms, layout_ms, open_ms, first_byte_ms, first_written_ms;
     int wake_timer;  //  the pump's next turn, -1: none
     int check_timer; //  a backoff or deadline to look at again, -1: none
 
@@ -140,6 +153,17 @@ static uint8_t *s_hold (zf_fetch_task_t *self, uint64_t piece)
         slot->filled = 0;
     }
     return zframe_data (slot->frame);
+}
+
+//  A piece that came from a parent in several frames is joined into one of the buffers
+//  storage gave back (else they would only pile up on a child that takes nothing from the
+//  origin: a window of them, 32 MiB).
+static zframe_t *s_parents_buffer (void *arg, size_t size)
+{
+    zf_fetch_task_t *self = arg;
+    zframe_t *frame =
+        size == self->piece_length && self->spare_frames ? zlist_pop (self->spare_frames) : NULL;
+    return frame ? frame : zframe_new (NULL, size);
 }
 
 static void s_release (slot_t *slot)
@@ -323,6 +347,7 @@ static void s_fail (zf_fetch_task_t *self, zf_task_error_t code, const char *fmt
     if (self->parents)
         zf_fetch_parents_remove_all (self->parents);
     s_end_timer (self, &self->check_timer);
+    zf_fetch_peeks_drop (self->peeks, "the task failed");
     s_free_buffers (self);
     zf_counter_add (self->env->tasks_failed, 1);
     zf_warning (self->env->name, "task failed task=%.16s code=%s: %s", self->task_id,
@@ -331,6 +356,8 @@ static void s_fail (zf_fetch_task_t *self, zf_task_error_t code, const char *fmt
 }
 
 //  --- the two sources' sinks (defined at the end) --------------------------------------------
+
+static void s_origin_length (void *arg, uint64_t content_length, bool ranges);
 
 static const zf_fetch_origin_sink_t s_origin_sink;
 static const zf_fetch_parents_sink_t s_parents_sink;
@@ -360,6 +387,7 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
         zf_free (line);
     }
     self->wake_timer = self->check_timer = -1;
+    self->born_ms = zf_clock_mono_ms ();
     self->phase = PHASE_STAT;
     self->scheduled = env->scheduled;
     if (*self->url)
@@ -374,6 +402,12 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
     return self;
 }
 
+void zf_fetch_task_hint_length (zf_fetch_task_t *self, uint64_t content_length)
+{
+    ZF_ASSERT (self->phase == PHASE_STAT);
+    self->length_hint = content_length;
+}
+
 void zf_fetch_task_destroy (zf_fetch_task_t **self_p)
 {
     zf_fetch_task_t *self = *self_p;
@@ -381,6 +415,7 @@ void zf_fetch_task_destroy (zf_fetch_task_t **self_p)
         return;
     zf_fetch_origin_destroy (&self->origin);
     zf_fetch_parents_destroy (&self->parents);
+    zf_fetch_peeks_destroy (&self->peeks);
     s_end_timer (self, &self->wake_timer);
     s_end_timer (self, &self->check_timer);
     s_free_buffers (self);
@@ -485,6 +520,50 @@ bool zf_fetch_task_remove_parent (zf_fetch_task_t *self, const char *parent)
            && zf_fetch_parents_remove (self->parents, parent);
 }
 
+//  --- readers streaming the origin's bytes (piece.peek) ----------------------------------------
+
+void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint64_t piece,
+                         uint64_t from, uint64_t wait_ms)
+{
+    zf_bus_t *bus = self->env->bus;
+    if (!zf_fetch_task_running (self) || !self->origin) {
+        zf_bus_reply_code (bus, ret, ZF_CODE_NOT_FOUND, "task_id",
+                           "task %.64s is not downloading here", self->task_id);
+        return;
+    }
+    if (self->table) {
+        if (piece >= self->piece_count || from > s_piece_size (self, piece)) {
+            zf_bus_reply_error (bus, ret, ZF_E_INVALID, "piece",
+                                "piece %" PRIu64 " byte %" PRIu64 " is not in the task", piece,
+                                from);
+            return;
+        }
+        zf_piece_state_t state = zf_piece_table_state (self->table, piece);
+        slot_t *slot = &self->slots[piece];
+        if (state == ZF_PIECE_WRITING || state == ZF_PIECE_STORED) { //  storage has it (soon)
+            zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, NULL, 0, true);
+            return;
+        }
+        if (state == ZF_PIECE_FETCHING && zf_piece_table_requests (self->table, piece) > 0) {
+            zf_bus_reply_code (bus, ret, ZF_CODE_NOT_FOUND, "piece",
+                               "piece %" PRIu64 " comes from parents, whole", piece);
+            return;
+        }
+        if (state == ZF_PIECE_FETCHING && slot->frame && slot->filled > from) {
+            zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, zframe_data (slot->frame),
+                                   slot->filled, false);
+            return;
+        }
+    }
+    if (wait_ms == 0) {
+        zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, NULL, 0, false);
+        return;
+    }
+    if (!self->peeks)
+        self->peeks = zf_fetch_peeks_new (bus, self->env->loop, self->task_id);
+    zf_fetch_peeks_hold (self->peeks, ret, piece, from, wait_ms);
+}
+
 //  --- going to the origin --------------------------------------------------------------------
 
 //  Nothing came from parents before the layout was known: the origin alone, as if none had
@@ -508,6 +587,7 @@ void zf_fetch_task_to_source (zf_fetch_task_t *self)
     if (!zf_fetch_task_running (self) || self->sched_source)
         return;
     self->sched_source = true;
+    self->source_ms = zf_clock_mono_ms () - self->born_ms;
     if (self->phase == PHASE_PARENTS)
         s_parents_to_origin (self, "it is the task's origin fetcher");
     else
@@ -563,6 +643,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                 s_reply_error (status, err));
         return;
     }
+    self->stat_ms = zf_clock_mono_ms () - self->born_ms;
     if (!self->parents) {
         self->phase = PHASE_PROBE;
         s_answer (self);
@@ -640,6 +721,7 @@ static void s_on_open (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         zf_fetch_parents_attach (self->parents, self->table, self->content_length,
                                  self->piece_length);
     self->phase = PHASE_RUN;
+    self->open_ms = zf_clock_mono_ms () - self->born_ms;
     s_wake (self);
 }
 
@@ -687,6 +769,7 @@ static void s_layout (zf_fetch_task_t *self, uint64_t content_length, uint64_t p
     size_t least = transfers * self->range_pieces + 1;
     self->window = window > least ? window : least;
     self->phase = PHASE_OPEN;
+    self->layout_ms = zf_clock_mono_ms () - self->born_ms;
     zf_info (self->env->name,
              "task length task=%.16s content_length=%" PRIu64 " piece_length=%" PRIu64
              " pieces=%" PRIu64 " mode=%s",
@@ -724,12 +807,23 @@ static void s_on_written (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     zf_fetch_task_t *self = s_reply_task (arg, &piece);
     if (!self)
         return;
+    ZF_ASSERT (self->writes_pending > 0);
+    self->writes_pending--;
     if (status != ZF_OK) {
         s_fail (self, ZF_TASK_ERROR_STORAGE, "piece.write of piece %" PRIu64 " to %s: %s", piece,
                 self->env->config->storage, s_reply_error (status, err));
         return;
     }
     const zf_msg_piece_written_t *written = reply->env.body;
+    if (!self->first_written_ms) {
+        self->first_written_ms = zf_clock_mono_ms () - self->born_ms;
+        zf_debug (self->env->name,
+                  "task timeline task=%.16s stat_ms=%" PRId64 " source_ms=%" PRId64
+                  " layout_ms=%" PRId64 " open_ms=%" PRId64 " first_byte_ms=%" PRId64
+                  " first_written_ms=%" PRId64 " probe=%s",
+                  self->task_id, self->stat_ms, self->source_ms, self->layout_ms, self->open_ms,
+                  self->first_byte_ms, self->first_written_ms, self->length_hint ? "no" : "yes");
+    }
     zframe_t *spare = zmsg_pop (reply->raw);
     s_keep_spare (self, &spare);
     if (zf_piece_table_state (self->table, piece) == ZF_PIECE_WRITING) {
@@ -755,6 +849,11 @@ static void s_piece_verified (zf_fetch_task_t *self, uint64_t index, const uint8
 {
     slot_t *slot = &self->slots[index];
     ZF_ASSERT (slot->frame && slot->filled == s_piece_size (self, index));
+    //  Readers streaming this piece get its last bytes from here, before it goes to storage.
+    if (from == 0)
+        zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled, true);
+    else
+        zf_fetch_peeks_elsewhere (self->peeks, index);
     zf_piece_table_filled (self->table, index, from);
     s_feed_hash (self); //  in order, this piece is usually next: then its bytes can go
     if (!zf_fetch_task_running (self))
@@ -771,7 +870,8 @@ static void s_piece_verified (zf_fetch_task_t *self, uint64_t index, const uint8
                                   .piece = index,
                                   .digest = {.data = (uint8_t *) digest, .size = digest ? 32 : 0},
                                   .origin = from == 0};
-    s_storage (self, &zf_msg_piece_write, &write, &raw, s_on_written, index);
+    if (s_storage (self, &zf_msg_piece_write, &write, &raw, s_on_written, index))
+        self->writes_pending++;
 }
 
 //  An origin piece is complete: checked against the parents' digest when they know it.
@@ -939,6 +1039,7 @@ static void s_on_completed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *rep
     const zf_msg_storage_task_t *task = reply->env.body;
     self->finished_count = task->finished_count;
     self->phase = PHASE_COMPLETE;
+    zf_fetch_peeks_drop (self->peeks, "the task is complete");
     s_free_buffers (self);
     if (self->parents)
         zf_fetch_parents_remove_all (self->parents);
@@ -1125,7 +1226,9 @@ static void s_pump_run (zf_fetch_task_t *self)
         s_finish (self);
         return;
     }
-    if (self->parents) {
+    if (self->parents
+        && (self->writes_pending == 0
+            || self->writes_pending * self->piece_length < WRITES_MEMORY)) {
         zf_fetch_parents_pump (self->parents, self->window_start);
         s_route (self, now);
         if (!zf_fetch_task_running (self))
@@ -1154,6 +1257,10 @@ static void s_pump (zf_fetch_task_t *self)
             s_parents_to_origin (self, "no parent to use");
         break;
     case PHASE_PROBE:
+        if (self->length_hint) { //  the access question's answer stated it
+            s_origin_length (self, self->length_hint, true);
+            break;
+        }
         if (zf_fetch_origin_busy (self->origin))
             break;
         if (self->retry_at_ms > zf_clock_mono_ms ())
@@ -1254,6 +1361,9 @@ static bool s_stream_bytes (zf_fetch_task_t *self, uint64_t offset, const uint8_
             slot->filled += slice;
             if (slot->filled == s_piece_size (self, index))
                 s_origin_piece_done (self, index);
+            else
+                zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled,
+                                     false);
         }
         used += slice;
     }
@@ -1271,7 +1381,11 @@ static bool s_origin_bytes (void *arg, zf_origin_kind_t kind, uint64_t offset, c
     self->bytes_from_source += size;
     zf_counter_add (self->env->source_bytes, size);
     if (kind == ZF_ORIGIN_PROBE || self->phase != PHASE_RUN)
-        return true; //  the probe's byte proves the range works; else cancelled meanwhile
+        return true;
+    if (!self->first_byte_ms)
+        self->first_byte_ms =
+            zf_clock_mono_ms ()
+            - self->born_ms; //  the probe's byte proves the range works; else cancelled meanwhile
     if (kind == ZF_ORIGIN_STREAM)
         return s_stream_bytes (self, offset, data, size);
     for (size_t used = 0; used < size && zf_fetch_task_running (self);) {
@@ -1285,6 +1399,9 @@ static bool s_origin_bytes (void *arg, zf_origin_kind_t kind, uint64_t offset, c
         slot->filled += slice;
         if (slot->filled == s_piece_size (self, index))
             s_origin_piece_done (self, index);
+        else
+            zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled,
+                                 false);
         used += slice;
     }
     return true;
@@ -1412,4 +1529,5 @@ static const zf_fetch_parents_sink_t s_parents_sink = {
     .on_piece = s_parents_piece,
     .on_dropped = s_parents_dropped,
     .wake = s_parents_wake,
+    .buffer = s_parents_buffer,
 };

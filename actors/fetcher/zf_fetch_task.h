@@ -36,6 +36,10 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
                                     const zf_msg_task_fetch_t *request);
 void zf_fetch_task_destroy (zf_fetch_task_t **self_p);
 
+//  The origin stated the content's length, and that it honours Range, when it answered the
+//  caller's access question (zf_fetch_access.h): a task that goes to the origin takes its
+//  layout from that and sends no probe of its own. Call before zf_fetch_task_start.
+void zf_fetch_task_hint_length (zf_fetch_task_t *self, uint64_t content_length);
 //  Starts the task; `answer` (may be NULL) gets task.status once storage said whether the
 //  task is already complete.
 void zf_fetch_task_start (zf_fetch_task_t *self, const zf_bus_return_t *answer);
@@ -71,6 +75,11 @@ bool zf_fetch_task_is_source (zf_fetch_task_t *self);
 bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *parent);
 bool zf_fetch_task_remove_parent (zf_fetch_task_t *self, const char *parent);
 
+//  piece.peek (schemas/dataplane.schema): the bytes of a piece the origin is filling, past
+//  `from`, answered to ret now or once there are some (zf_fetch_peeks.h); "not_found" when
+//  the task does not fill that piece from the origin.
+void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint64_t piece,
+                         uint64_t from, uint64_t wait_ms);
 //  The scheduler says: this task fetches from the origin whatever its parents cannot give,
 //  now (it is the single flight). Pieces parents hold still come from them.
 void zf_fetch_task_to_source (zf_fetch_task_t *self);

@@ -5,6 +5,7 @@
 #include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
 #include "zf_log.h"
+#include <sys/prctl.h>
 
 #define FINISHED_TASKS_KEPT 1024 //  complete/failed tasks remembered for task.query
 
@@ -260,7 +261,8 @@ static bool s_request_valid (zf_fetch_env_t *env, const zf_bus_return_t *ret,
 //  Starts the task a request names, or joins it when it runs; answers task.status to ret
 //  (NULL: nobody; the caller answers).
 static void s_ensure_task (zf_fetch_env_t *env, const zf_bus_return_t *ret, const char *from,
-                           const zf_msg_task_fetch_t *body, const char *task_id, const char *digest)
+                           const zf_msg_task_fetch_t *body, const char *task_id, const char *digest,
+                           int64_t length_hint)
 {
     zf_fetch_task_t *task = zhashx_lookup (env->tasks, task_id);
     if (task && zf_fetch_task_running (task)) { //  one download per task: join it
@@ -274,6 +276,8 @@ static void s_ensure_task (zf_fetch_env_t *env, const zf_bus_return_t *ret, cons
     s_forget_finished (env);
     //  A finished task is fetched anew: storage.stat decides whether it is still complete.
     task = zf_fetch_task_new (env, task_id, digest, body);
+    if (length_hint > 0)
+        zf_fetch_task_hint_length (task, (uint64_t) length_hint);
     zhashx_update (env->tasks, task_id, task);
     zf_fetch_task_start (task, ret);
 }
@@ -285,6 +289,7 @@ typedef struct {
     zf_msg_task_fetch_t body; //  a copy
     char task_id[ZF_TASK_ID_SIZE + 1];
     char digest[ZF_DIGEST_TEXT_SIZE + 1];
+    int64_t asked_ms;
 } pending_t;
 
 static void s_pending_free (void *arg)
@@ -294,13 +299,16 @@ static void s_pending_free (void *arg)
     zf_free (pending);
 }
 
-static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, void *arg)
+static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, int64_t content_length,
+                         void *arg)
 {
     pending_t *pending = arg;
     zf_fetch_env_t *env = &pending->fetcher->env;
+    zf_debug (env->name, "access answered task=%.16s ms=%" PRId64 " length=%" PRId64,
+              pending->task_id, zclock_mono () - pending->asked_ms, content_length);
     if (verdict == ZF_FETCH_ACCESS_ALLOWED)
         s_ensure_task (env, &pending->ret, pending->ret.from, &pending->body, pending->task_id,
-                       pending->digest);
+                       pending->digest, content_length);
     else
         //  "denied": the caller asks the origin itself and gets the origin's own answer
         zf_bus_reply_code (env->bus, &pending->ret,
@@ -322,12 +330,13 @@ static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     if (!s_request_valid (env, &request->return_to, body, NULL, task_id, digest))
         return;
     if (!fetcher->access) {
-        s_ensure_task (env, &request->return_to, request->env.from, body, task_id, digest);
+        s_ensure_task (env, &request->return_to, request->env.from, body, task_id, digest, -1);
         return;
     }
     pending_t *pending = zf_calloc (1, sizeof *pending);
     pending->fetcher = fetcher;
     pending->ret = request->return_to;
+    pending->asked_ms = zclock_mono ();
     zf_strlcpy (pending->task_id, task_id, sizeof pending->task_id);
     zf_strlcpy (pending->digest, digest, sizeof pending->digest);
     zf_error_t err;
@@ -358,7 +367,7 @@ static void s_handle_trigger (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     char task_id[ZF_TASK_ID_SIZE + 1], digest[ZF_DIGEST_TEXT_SIZE + 1];
     if (!s_request_valid (env, &request->return_to, &fetch, body->task_id, task_id, digest))
         return;
-    s_ensure_task (env, NULL, request->env.from, &fetch, task_id, digest);
+    s_ensure_task (env, NULL, request->env.from, &fetch, task_id, digest, -1);
     zf_msg_seed_accepted_t accepted = {.task_id = body->task_id};
     zf_bus_reply (bus, &request->return_to, &zf_msg_seed_accepted, &accepted, NULL);
 }
@@ -373,6 +382,27 @@ static void s_handle_query (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                             "no task %.64s on this fetcher", body->task_id);
     else
         s_reply_status (env, &request->return_to, task);
+}
+
+//  piece.peek: bytes of a piece the origin is filling, for a reader on this host that streams
+//  the task to its client (zf_fetch_peeks.h). Not for other nodes: they take whole, checked
+//  pieces from storage.
+static void s_handle_peek (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    zf_fetch_env_t *env = arg;
+    const zf_msg_piece_peek_t *body = request->env.body;
+    if (request->origin == ZF_BUS_FROM_NETWORK) {
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_FORBIDDEN, "type",
+                           "piece.peek is for readers on this host");
+        return;
+    }
+    zf_fetch_task_t *task = zhashx_lookup (env->tasks, body->task_id);
+    if (!task) {
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_NOT_FOUND, "task_id",
+                           "no task %.64s on this fetcher", body->task_id);
+        return;
+    }
+    zf_fetch_task_peek (task, &request->return_to, body->piece, body->from, body->wait_ms);
 }
 
 //  Readers of a task (bus/zf_task_reader.h) wait for this instead of asking task.query.
@@ -428,6 +458,7 @@ static void s_metrics_init (zf_fetch_env_t *env)
 
 void zf_fetcher_actor (zsock_t *pipe, void *args)
 {
+    prctl (PR_SET_NAME, "zf-fetcher", 0, 0, 0); //  as ps, top and perf show this thread
     const zf_actor_args_t *actor = args;
     //  How origins are reached is [upstream]'s, shared with the proxy; the transfers read it
     //  from the fetcher's own struct.
@@ -476,6 +507,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_bus_handle (env->bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &fetcher);
     zf_bus_handle (env->bus, ZF_MSG_TASK_QUERY, s_handle_query, env);
     zf_bus_handle (env->bus, ZF_MSG_SEED_TRIGGER, s_handle_trigger, env);
+    zf_bus_handle (env->bus, ZF_MSG_PIECE_PEEK, s_handle_peek, env);
     zf_notice (env->name, "started bind=%s storage=%s source_concurrency=%" PRId64,
                *env->config->bind ? env->config->bind : "-", env->config->storage,
                env->config->source_concurrency);

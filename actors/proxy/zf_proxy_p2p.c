@@ -1,5 +1,6 @@
 /*  zf_proxy_p2p.c — a blob request answered peer to peer (see zf_proxy_p2p.h). */
 #include "zf_proxy_p2p.h"
+#include <unistd.h>
 #include "zf_log.h"
 #include "zf_metrics.h"
 
@@ -18,6 +19,13 @@ struct zf_proxy_p2p_s {
     uint64_t range_first, range_last; //  inclusive, once the length is known
     uint64_t next_offset;             //  the next content byte the response needs
     bool paused;
+    //  The response's last byte waits for the fetcher's word that the task is complete (it
+    //  checked the content digest): a client never gets a whole body of wrong bytes, only a
+    //  short one when the task fails.
+    bool task_complete; //  the fetcher said so: nothing is held back
+    bool holding;       //  held_byte is the response's last byte, sent at DONE
+    bool done;          //  DONE was emitted
+    uint8_t held_byte;
     int emitting;   //  callbacks running
     bool destroyed; //  the owner let go during a callback: freed once it returns
     //  the timeline of the first byte (ms after the request arrived), for the log
@@ -174,6 +182,27 @@ static bool s_room (zf_proxy_p2p_t *self)
     return in_memory <= ZF_PROXY_OUT_HIGH && in_files <= LOCATE_AHEAD * self->piece_length;
 }
 
+//  Keeps the response's last byte (at `at` in the piece's event) until the task is complete.
+//  False when the located file cannot be read (the reader then brings the piece by bus).
+static bool s_hold_last (zf_proxy_p2p_t *self, const zf_task_reader_event_t *event, uint64_t at)
+{
+    if (event->path) {
+        zf_error_t err;
+        zf_proxy_file_t *file =
+            zf_proxy_files_open (self->files, event->path, zclock_mono (), &err);
+        ssize_t got = file ? pread (zf_proxy_file_fd (file), &self->held_byte, 1,
+                                    (off_t) (event->file_offset + at))
+                           : -1;
+        zf_proxy_file_release (&file);
+        if (got != 1)
+            return false;
+    } else
+        self->held_byte = zframe_data (*event->frame)[at];
+    self->holding = true;
+    zf_task_reader_wait_complete (self->reader); //  DONE then means: the last byte may go
+    return true;
+}
+
 //  Queues the part of the piece the response needs; false when the located file could not be
 //  opened (the reader then brings this piece over the bus).
 static bool s_on_piece (zf_proxy_p2p_t *self, const zf_task_reader_event_t *event)
@@ -181,11 +210,20 @@ static bool s_on_piece (zf_proxy_p2p_t *self, const zf_task_reader_event_t *even
     if (!self->first_piece_ms)
         self->first_piece_ms = s_elapsed (self);
     uint64_t piece_end = event->offset + event->size; //  exclusive
-    ZF_ASSERT (self->next_offset >= event->offset && self->next_offset < piece_end);
+    if (piece_end <= self->next_offset || self->next_offset > self->range_last || self->holding)
+        return true; //  bytes the response has or does not need (before or after its Range)
+    ZF_ASSERT (self->next_offset >= event->offset);
     uint64_t stop = self->range_last + 1 < piece_end ? self->range_last + 1 : piece_end;
+    //  A response that ends with the content's last byte holds it back until the task is
+    //  complete. (A Range that ends earlier goes out as its bytes arrive, as lazy-pulling
+    //  clients want, from bytes the content digest has not covered yet.)
+    bool hold =
+        stop == self->range_last + 1 && stop == self->content_length && !self->task_complete;
     uint64_t from = self->next_offset - event->offset;
-    uint64_t count = stop - self->next_offset;
-    if (event->path) {
+    uint64_t count = stop - self->next_offset - (hold ? 1 : 0);
+    if (hold && !s_hold_last (self, event, from + count))
+        return false;
+    if (count > 0 && event->path) {
         zf_error_t err;
         zf_proxy_file_t *file =
             zf_proxy_files_open (self->files, event->path, zclock_mono (), &err);
@@ -194,17 +232,24 @@ static bool s_on_piece (zf_proxy_p2p_t *self, const zf_task_reader_event_t *even
                        "p2p: cannot open cached piece id=%" PRIu64 ": %s; reading it "
                        "over the bus",
                        self->request->id, err.message);
+            self->holding = false;
             return false;
         }
         zf_proxy_out_file (self->out, file, event->file_offset + from, count);
         zf_proxy_file_release (&file);
-    } else //  the frame itself is queued: the piece is not copied again on its way out
+    } else if (count > 0) //  the frame itself is queued: the piece is not copied again
         zf_proxy_out_frame (self->out, event->frame, (size_t) from, (size_t) count);
     self->next_offset += count;
     self->request->body_sent += count;
     if (!s_room (self)) {
         self->paused = true;
         zf_task_reader_pause (self->reader, true);
+    }
+    if (self->next_offset > self->range_last) { //  every byte of the response is queued
+        self->done = true;
+        s_log_done (self);
+        s_emit (self, ZF_PROXY_P2P_DONE, NULL);
+        return true;
     }
     s_emit (self, ZF_PROXY_P2P_MORE, NULL);
     return true;
@@ -233,10 +278,21 @@ static bool s_on_event (zf_task_reader_t *reader, const zf_task_reader_event_t *
     case ZF_TASK_READER_STATUS:
         if (!self->status_ms)
             self->status_ms = s_elapsed (self);
+        if (streq (event->status->state, "complete"))
+            self->task_complete = true;
         return true;
     case ZF_TASK_READER_LAYOUT: s_on_layout (self, event); return true;
     case ZF_TASK_READER_PIECE: return s_on_piece (self, event);
-    case ZF_TASK_READER_DONE:
+    case ZF_TASK_READER_DONE: //  the task is complete: the last byte may go
+        if (self->done)
+            return true; //  the response ended with its range, before the reader's pieces
+        self->done = true;
+        if (self->holding) {
+            self->holding = false;
+            zf_proxy_out_append (self->out, &self->held_byte, 1);
+            self->next_offset++;
+            self->request->body_sent++;
+        }
         s_log_done (self);
         s_emit (self, ZF_PROXY_P2P_DONE, NULL);
         return true;
@@ -258,9 +314,11 @@ zf_proxy_p2p_t *zf_proxy_p2p_new (zf_task_readers_t *readers, zf_proxy_files_t *
     self->arg = arg;
     self->digest = zf_strdup (params->digest);
     self->range = params->range ? zf_strdup (params->range) : NULL;
-    //  a client that waits for bytes does not wait for the fetcher's word on completion: the
-    //  pieces of its range are all it needs
+    //  A client that waits for bytes does not wait for the fetcher's word on completion, but
+    //  for a response's last byte (s_hold_last): bytes go as they arrive, the origin's from
+    //  the fetcher's buffers before the piece is stored (piece.peek)
     self->reader = zf_task_reader_new (readers, params->sendfile, false, s_on_event, self);
+    zf_task_reader_set_peek (self->reader, true);
     zf_rec_http_header_t headers[2];
     size_t header_count = 0;
     if (params->authorization)

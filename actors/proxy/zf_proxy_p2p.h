@@ -9,6 +9,11 @@
     Plain-HTTP clients get pieces from storage's data file with sendfile (piece.locate, file
     ranges in the output queue, up to LOCATE_AHEAD pieces beyond the one being sent); TLS
     clients need the bytes in memory to encrypt them and read pieces over the bus.
+    A piece the fetcher is still filling from the origin is not waited for: its bytes come
+    from the fetcher's buffer as they arrive (piece.peek) and go out at once. Those bytes are
+    checked against the blob digest only when the task completes, so a response that ends with
+    the blob's last byte holds that byte until the fetcher said "complete": a digest mismatch
+    closes the connection one byte short, and a client never has a whole body of wrong bytes.
 
     A failure before the head (the fetcher refused, the task failed, the fetcher's access
     check found the client may not read the blob) tells the owner to answer directly: a pull

@@ -123,6 +123,7 @@ typedef struct {
     zf_bus_return_t ret;
     char task_id[ZF_STORE_ID_LEN + 1];
     uint64_t piece;
+    uint64_t frame_max; //  piece.read's: the bytes in frames of at most this size (0: one)
 } upload_t;
 
 #define WATCH_TICK_MS 100
@@ -682,33 +683,33 @@ static void s_reply_unreadable (self_t *self, const zf_bus_return_t *ret, zf_sto
 
 //  Answers a read now: piece.data, or the reason there is none. Returns bytes sent.
 static uint64_t s_serve (self_t *self, const zf_bus_return_t *ret, const char *task_id,
-                         uint64_t piece, bool remote)
+                         uint64_t piece, uint64_t frame_max, bool remote)
 {
     zf_store_task_t *task = zf_store_find (self->store, task_id);
     if (!task) {
         s_reply_not_found (self, ret, task_id);
         return 0;
     }
-    zframe_t *bytes = NULL;
+    //  In the frames the reader asked for (piece.read frame_max: libzmq's CURVE handles each
+    //  frame whole, with buffers of its size, so a piece of megabytes in one frame costs
+    //  megabytes more on both sides), read straight into them.
+    zmsg_t *raw = NULL;
     zf_error_t err;
-    zf_store_read_t outcome = zf_store_read_piece (self->store, task, piece, &bytes, &err);
+    zf_store_read_t outcome = zf_store_read_piece (self->store, task, piece, frame_max, &raw, &err);
     if (outcome != ZF_STORE_READ_OK) {
         s_reply_unreadable (self, ret, task, piece, outcome, &err);
         return 0;
     }
     task->accessed_ms = s_now_ms (self);
     task->access_dirty = true;
-    uint64_t size = zframe_size (bytes);
+    uint64_t size = zmsg_content_size (raw);
     zf_msg_piece_data_t body = {
         .task_id = task->id,
         .piece = piece,
         .offset = piece * task->piece_length,
         .size = size,
-        .digest = {(uint8_t *) zf_store_piece_digest (task, piece, zframe_data (bytes), size),
-                   ZF_STORE_DIGEST_LEN},
+        .digest = {(uint8_t *) zf_store_piece_digest (task, piece, raw), ZF_STORE_DIGEST_LEN},
     };
-    zmsg_t *raw = zmsg_new ();
-    zmsg_append (raw, &bytes);
     zf_bus_reply (self->bus, ret, &zf_msg_piece_data, &body, &raw);
     zf_counter_add (remote ? self->metrics.served_remote : self->metrics.served_local, 1);
     if (remote)
@@ -735,7 +736,8 @@ static void s_pump_uploads (self_t *self)
     s_refill (self);
     upload_t *upload;
     while (self->tokens > 0 && (upload = zlistx_detach (self->uploads, NULL))) {
-        self->tokens -= (double) s_serve (self, &upload->ret, upload->task_id, upload->piece, true);
+        self->tokens -= (double) s_serve (self, &upload->ret, upload->task_id, upload->piece,
+                                          upload->frame_max, true);
         zf_free (upload);
     }
     if (zlistx_size (self->uploads) > 0 && self->upload_timer < 0) {
@@ -780,7 +782,7 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
         return;
     }
     if (s_from_this_host (request) || self->config->upload_rate == 0) {
-        s_serve (self, ret, task->id, body->piece, !s_from_this_host (request));
+        s_serve (self, ret, task->id, body->piece, body->frame_max, !s_from_this_host (request));
         return;
     }
     if (zlistx_size (self->uploads) >= (size_t) self->config->upload_concurrency) {
@@ -793,6 +795,7 @@ static void s_handle_piece_read (zf_bus_t *bus, zf_bus_msg_t *request, void *arg
     upload->ret = *ret;
     zf_strlcpy (upload->task_id, task->id, sizeof upload->task_id);
     upload->piece = body->piece;
+    upload->frame_max = body->frame_max;
     zlistx_add_end (self->uploads, upload);
     s_pump_uploads (self);
 }
@@ -913,7 +916,8 @@ static void s_handle_stat (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_store_task_t *task = s_task_or_reply (self, &request->return_to, body->task_id);
     if (!task)
         return;
-    if (body->wait_ms > 0 && !task->complete && task->finished_count <= body->known_finished)
+    if (body->wait_ms > 0 && !body->wait_open && !task->complete
+        && task->finished_count <= body->known_finished)
         s_hold_stat (self, request, body->known_finished);
     else
         s_reply_task_frames (self, &request->return_to, task, body->bitmap_only);

@@ -715,14 +715,43 @@ static bool s_check_finished (const zf_store_task_t *task, uint64_t piece, zf_er
     return false;
 }
 
-zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
-                                     zframe_t **frame, zf_error_t *err)
+//  Frames for size bytes, of at most frame_max bytes each (0: one frame).
+static zmsg_t *s_frames_new (uint64_t size, uint64_t frame_max)
 {
-    *frame = NULL;
+    if (frame_max != 0 && frame_max < ZF_STORE_FRAME_MIN)
+        frame_max = ZF_STORE_FRAME_MIN;
+    if (frame_max == 0 || frame_max > size)
+        frame_max = size;
+    zmsg_t *frames = zmsg_new ();
+    uint64_t offset = 0;
+    do {
+        uint64_t part = size - offset < frame_max ? size - offset : frame_max;
+        zframe_t *frame = zframe_new (NULL, (size_t) part);
+        zmsg_append (frames, &frame);
+        offset += part;
+    } while (offset < size);
+    return frames;
+}
+
+static zf_status_t s_pread_frames (int fd, const char *path, zmsg_t *frames, uint64_t offset,
+                                   zf_error_t *err)
+{
+    for (zframe_t *frame = zmsg_first (frames); frame; frame = zmsg_next (frames)) {
+        if (s_pread_all (fd, path, zframe_data (frame), zframe_size (frame), offset, err) != ZF_OK)
+            return err->code;
+        offset += zframe_size (frame);
+    }
+    return ZF_OK;
+}
+
+zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
+                                     uint64_t frame_max, zmsg_t **frames, zf_error_t *err)
+{
+    *frames = NULL;
     if (!s_check_finished (task, piece, err))
         return ZF_STORE_READ_NOT_FINISHED;
     uint64_t size = zf_store_piece_size (task, piece);
-    zframe_t *bytes = zframe_new (NULL, (size_t) size);
+    zmsg_t *bytes = s_frames_new (size, frame_max);
     char *data_path = s_task_file (self, task->id, "data");
     int fd = open (data_path, O_RDONLY | O_CLOEXEC);
     struct stat info;
@@ -731,20 +760,19 @@ zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, ui
     zf_status_t status =
         fd < 0 ? zf_error_set (err, ZF_E_IO, data_path, "cannot open: %s", strerror (errno))
         : cut  ? ZF_OK //  damage, below
-               : s_pread_all (fd, data_path, zframe_data (bytes), (size_t) size,
-                              piece * task->piece_length, err);
+               : s_pread_frames (fd, data_path, bytes, piece * task->piece_length, err);
     if (fd >= 0)
         close (fd);
     zf_free (data_path);
     if (status != ZF_OK) {
-        zframe_destroy (&bytes);
+        zmsg_destroy (&bytes);
         return ZF_STORE_READ_IO;
     }
-    if (cut || !zf_store_task_intact (task, piece, zframe_data (bytes), (size_t) size)) {
-        zframe_destroy (&bytes);
+    if (cut || !zf_store_task_intact_frames (task, piece, bytes)) {
+        zmsg_destroy (&bytes);
         return s_piece_damaged (task, piece, known ? &info : NULL, err);
     }
-    *frame = bytes;
+    *frames = bytes;
     return ZF_STORE_READ_OK;
 }
 
@@ -930,12 +958,22 @@ static void s_test_flip (zf_store_t *self, const char *id, const char *file, off
 static void s_test_check_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
                                 uint8_t fill)
 {
-    zframe_t *frame = NULL;
+    zmsg_t *frames = NULL;
     zf_error_t err;
-    ZF_ASSERT (zf_store_read_piece (self, task, piece, &frame, &err) == ZF_STORE_READ_OK);
-    for (size_t index = 0; index < zframe_size (frame); index++)
-        ZF_ASSERT (zframe_data (frame)[index] == fill);
-    zframe_destroy (&frame);
+    //  In one frame and in the smallest parts a reader may ask for: the same bytes.
+    for (uint64_t frame_max = 0; frame_max <= 1; frame_max++) {
+        ZF_ASSERT (zf_store_read_piece (self, task, piece, frame_max, &frames, &err)
+                   == ZF_STORE_READ_OK);
+        uint64_t size = 0;
+        for (zframe_t *frame = zmsg_first (frames); frame; frame = zmsg_next (frames)) {
+            ZF_ASSERT (frame_max == 0 || zframe_size (frame) <= ZF_STORE_FRAME_MIN);
+            for (size_t index = 0; index < zframe_size (frame); index++)
+                ZF_ASSERT (zframe_data (frame)[index] == fill);
+            size += zframe_size (frame);
+        }
+        ZF_ASSERT (size == zf_store_piece_size (task, piece));
+        zmsg_destroy (&frames);
+    }
 }
 
 void zf_store_test (bool verbose)

@@ -200,11 +200,11 @@ void zf_store_write_run (zf_io_job_t *job);
 //  The piece's SHA-256 digest when a writer gave it or a reader computed it, else NULL.
 const uint8_t *zf_store_known_digest (const zf_store_task_t *task, uint64_t piece);
 
-//  The piece's SHA-256 digest, computed from data (its bytes, just read and checked against
-//  the checksum) and kept when nobody knew it yet. Only nodes that serve a piece to others
-//  need its digest, so a node nobody downloads from never hashes its pieces with SHA-256.
-const uint8_t *zf_store_piece_digest (zf_store_task_t *task, uint64_t piece, const uint8_t *data,
-                                      size_t size);
+//  The piece's SHA-256 digest, computed from frames (its bytes in order, just read and
+//  checked against the checksum) and kept when nobody knew it yet. Only nodes that serve a
+//  piece to others need its digest, so a node nobody downloads from never hashes its pieces
+//  with SHA-256.
+const uint8_t *zf_store_piece_digest (zf_store_task_t *task, uint64_t piece, zmsg_t *frames);
 
 //  Durable (off by default): a commit fdatasyncs the data before its record claims it, and
 //  fdatasyncs the record, so claims survive a power cut. Without it a claim survives kill -9
@@ -253,14 +253,17 @@ zf_store_task_t *zf_store_commit_task (zf_store_t *self, const zf_store_commit_t
 //  The three steps at once, on this thread: at start, and at stop.
 zf_status_t zf_store_save (zf_store_t *self, zf_store_task_t *task, zf_error_t *err);
 
-//  Reads a finished piece and checks its digest. On ZF_STORE_READ_OK *frame holds the bytes.
+//  Reads a finished piece and checks its digest. On ZF_STORE_READ_OK *frames holds the bytes,
+//  in frames of at most frame_max bytes (0: one frame; at least ZF_STORE_FRAME_MIN), read
+//  straight into them: a reader over CURVE takes a piece in parts (piece.read frame_max).
 //  On ZF_STORE_READ_CORRUPT the bit is cleared (the next commit persists it); a data file cut
 //  short is damage too. If the damaged file has another name (a hard link, as zfly-get makes
 //  its output), task->data_unusable is set: storage never writes into a file that someone
 //  else may have changed on purpose, the caller removes the task (the other name keeps its
 //  bytes) and the next download makes a new data file.
 zf_store_read_t zf_store_read_piece (zf_store_t *self, zf_store_task_t *task, uint64_t piece,
-                                     zframe_t **frame, zf_error_t *err);
+                                     uint64_t frame_max, zmsg_t **frames, zf_error_t *err);
+#define ZF_STORE_FRAME_MIN (64u << 10) //  a reader's smaller frame_max counts as this
 
 //  Checks a finished piece on disk as zf_store_read_piece does, without copying it out (the
 //  file is mapped), for readers on this host that copy the bytes themselves. On

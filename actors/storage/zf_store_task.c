@@ -111,6 +111,41 @@ uint64_t zf_store_checksum (const uint8_t *data, size_t size)
     return checksum ? checksum : 1;
 }
 
+//  A piece's bytes as they lie in memory: one buffer, or the frames of a piece read in parts.
+typedef struct {
+    const uint8_t *data; //  one buffer of size bytes, when frames is NULL
+    size_t size;
+    zmsg_t *frames;
+} bytes_t;
+
+static uint64_t s_bytes_checksum (const bytes_t *bytes)
+{
+    if (!bytes->frames)
+        return zf_store_checksum (bytes->data, bytes->size);
+    XXH3_state_t *state = XXH3_createState ();
+    ZF_ASSERT (state && XXH3_64bits_reset (state) == XXH_OK);
+    for (zframe_t *frame = zmsg_first (bytes->frames); frame; frame = zmsg_next (bytes->frames))
+        ZF_ASSERT (XXH3_64bits_update (state, zframe_data (frame), zframe_size (frame)) == XXH_OK);
+    uint64_t checksum = XXH3_64bits_digest (state);
+    XXH3_freeState (state);
+    return checksum ? checksum : 1;
+}
+
+static void s_bytes_sha256 (const bytes_t *bytes, uint8_t digest[ZF_STORE_DIGEST_LEN])
+{
+    if (!bytes->frames) {
+        zf_store_sha256 (bytes->data, bytes->size, digest);
+        return;
+    }
+    EVP_MD_CTX *hash = EVP_MD_CTX_new ();
+    ZF_ASSERT (hash && EVP_DigestInit_ex (hash, EVP_sha256 (), NULL) == 1);
+    for (zframe_t *frame = zmsg_first (bytes->frames); frame; frame = zmsg_next (bytes->frames))
+        ZF_ASSERT (EVP_DigestUpdate (hash, zframe_data (frame), zframe_size (frame)) == 1);
+    unsigned int length = 0;
+    ZF_ASSERT (EVP_DigestFinal_ex (hash, digest, &length) == 1 && length == ZF_STORE_DIGEST_LEN);
+    EVP_MD_CTX_free (hash);
+}
+
 static void s_checksum_put (zf_store_task_t *task, uint64_t piece, uint64_t checksum)
 {
     uint8_t *slot = task->checksums + piece * ZF_STORE_CHECKSUM_LEN;
@@ -141,27 +176,36 @@ const uint8_t *zf_store_known_digest (const zf_store_task_t *task, uint64_t piec
     return memcmp (digest, unknown, ZF_STORE_DIGEST_LEN) == 0 ? NULL : digest;
 }
 
-const uint8_t *zf_store_piece_digest (zf_store_task_t *task, uint64_t piece, const uint8_t *data,
-                                      size_t size)
+const uint8_t *zf_store_piece_digest (zf_store_task_t *task, uint64_t piece, zmsg_t *frames)
 {
     uint8_t *digest = task->digests + piece * ZF_STORE_DIGEST_LEN;
-    if (!zf_store_known_digest (task, piece))
-        zf_store_sha256 (data, size, digest); //  saved with the task's next record
+    if (!zf_store_known_digest (task, piece)) //  saved with the task's next record
+        s_bytes_sha256 (&(bytes_t){.frames = frames}, digest);
     return digest;
+}
+
+static bool s_intact (const zf_store_task_t *task, uint64_t piece, const bytes_t *bytes)
+{
+    uint64_t checksum = s_checksum_get (task, piece);
+    if (checksum)
+        return s_bytes_checksum (bytes) == checksum;
+    const uint8_t *known = zf_store_known_digest (task, piece);
+    if (!known)
+        return false;
+    uint8_t digest[ZF_STORE_DIGEST_LEN];
+    s_bytes_sha256 (bytes, digest);
+    return memcmp (digest, known, ZF_STORE_DIGEST_LEN) == 0;
 }
 
 bool zf_store_task_intact (const zf_store_task_t *task, uint64_t piece, const uint8_t *data,
                            size_t size)
 {
-    uint64_t checksum = s_checksum_get (task, piece);
-    if (checksum)
-        return zf_store_checksum (data, size) == checksum;
-    const uint8_t *known = zf_store_known_digest (task, piece);
-    if (!known)
-        return false;
-    uint8_t digest[ZF_STORE_DIGEST_LEN];
-    zf_store_sha256 (data, size, digest);
-    return memcmp (digest, known, ZF_STORE_DIGEST_LEN) == 0;
+    return s_intact (task, piece, &(bytes_t){.data = data, .size = size});
+}
+
+bool zf_store_task_intact_frames (const zf_store_task_t *task, uint64_t piece, zmsg_t *frames)
+{
+    return s_intact (task, piece, &(bytes_t){.frames = frames});
 }
 
 // ---- the data file as storage last left it (zf_store.h: located pieces) ------------------------

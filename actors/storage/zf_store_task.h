@@ -25,6 +25,8 @@ uint64_t zf_store_checksum (const uint8_t *data, size_t size);
 //  digest. A piece with neither cannot be vouched for and counts as damaged.
 bool zf_store_task_intact (const zf_store_task_t *task, uint64_t piece, const uint8_t *data,
                            size_t size);
+//  The same for bytes in several frames, in order.
+bool zf_store_task_intact_frames (const zf_store_task_t *task, uint64_t piece, zmsg_t *frames);
 
 //  A write finished: the piece is finished and pending, with the checksum of the bytes
 //  written and their digest (NULL: unknown until a reader computes it). before/after: the

@@ -18,11 +18,14 @@ Each rep, for each client:
     ctr: hosts.toml);
   - via B: then the same through B, whose fetcher takes every blob from A.
 ctr runs against its own containerd instance (fresh content store per pull; needs root). Times
-are wall clock of the client command; medians. The cold time to first byte is curl's
-time_starttransfer for one layer GET (with a token): directly, and through A with a fresh
-cache. With --timeline, A logs at debug level and the report shows the proxy's timeline of
+are wall clock of the client command; medians. The cold time to first byte is from sending a
+layer GET (with a token) to the first byte of its body (not of its head, which a proxy sends
+earlier), every layer once per rep: directly, and through A with a fresh cache
+(`--clients ""` measures only that). With --timeline, A logs at debug level and the report shows the proxy's timeline of
 each cold blob (ms after the request: the fetcher's first answer, the layout known, the first
-piece, the end) from its "p2p timeline" lines.
+piece, the end) from its "p2p timeline" lines, and the fetcher's "task timeline" (ms after
+the task was made: storage's STAT answer, the scheduler's "source", the layout, storage
+open, the origin's first byte, the first piece written).
 
 Prints a Markdown report (docs/benchmarks.md "Pull" has one, with its command line).
 """
@@ -39,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -239,10 +243,28 @@ def run(command, **kwargs):
 
 
 def first_byte_ms(url, token):
-    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--noproxy", "*", "-H",
-                          f"Authorization: Bearer {token}", "-w", "%{time_starttransfer}", url],
-                         check=True, capture_output=True, text=True, timeout=60).stdout
-    return float(out) * 1000
+    """ms from sending the GET to the first byte of the body (not of the head: a proxy sends
+    its head before the body's first byte exists), the whole body read."""
+    parts = urllib.parse.urlsplit(url)
+    start = time.monotonic()
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: "
+                     f"Bearer {token}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise RuntimeError(f"{url}: connection closed before the body")
+            data += chunk
+            head, found, body = data.partition(b"\r\n\r\n")
+            if found and body:
+                elapsed = (time.monotonic() - start) * 1000
+                break
+        if head.split(b" ", 2)[1:2] != [b"200"]:
+            raise RuntimeError(f"{url}: {head[:200]!r}")
+        while sock.recv(1 << 20):  # the rest, as a client would
+            pass
+    return elapsed
 
 
 def median(values):
@@ -262,7 +284,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="zfly-pull-")
     token = reg.TokenServer(workdir)
     registry = reg.Registry(workdir, token)
-    results, timelines = {}, []
+    results, timelines, first_byte_timelines = {}, [], []
     try:
         layout = reg.build_image(workdir, "v1", layers=args.layers, layer_bytes=args.layer_size)
         reg.push(layout, "v1", registry, "test/app")
@@ -272,11 +294,12 @@ def main():
                              capture_output=True, env=reg.skopeo_env(), timeout=60).stdout
         manifest = json.loads(raw)
         total = sum(layer["size"] for layer in manifest["layers"]) + manifest["config"]["size"]
-        first_layer = manifest["layers"][0]["digest"]
+        layers = [layer["digest"] for layer in manifest["layers"]]
         clients = {"skopeo": Skopeo(workdir, registry), "ctr": Ctr(workdir, registry)}
         log_level = "debug" if args.timeline else "info"
+        client_names = [name for name in args.clients.split(",") if name]
         for rep in range(args.reps):
-            for name in args.clients.split(","):
+            for name in client_names:
                 client = clients[name]
                 results.setdefault((name, "direct"), []).append(client.pull())
                 nodes = Nodes(workdir, build, registry, log_level)
@@ -286,17 +309,24 @@ def main():
                     results.setdefault((name, "via B"), []).append(
                         client.pull(nodes.ports["b"]))
                     if args.timeline:
-                        timelines += re.findall(r"p2p timeline .*", nodes.log_text("a"))
+                        timelines += re.findall(r"(?:p2p|task) timeline .*",
+                                                nodes.log_text("a"))
                 finally:
                     nodes.stop()
+            # every layer once, cold through fresh nodes: one sample per layer and rep
             pull_token = token_for(token, "test/app")
-            results.setdefault(("first byte", "direct"), []).append(first_byte_ms(
-                f"http://{registry.address}/v2/test/app/blobs/{first_layer}", pull_token))
+            for layer in layers:
+                results.setdefault(("first byte", "direct"), []).append(first_byte_ms(
+                    f"http://{registry.address}/v2/test/app/blobs/{layer}", pull_token))
             nodes = Nodes(workdir, build, registry, log_level)
             try:
-                results.setdefault(("first byte", "via A"), []).append(first_byte_ms(
-                    f"http://127.0.0.1:{nodes.ports['a']}/v2/test/app/blobs/{first_layer}",
-                    pull_token))
+                for layer in layers:
+                    results.setdefault(("first byte", "via A"), []).append(first_byte_ms(
+                        f"http://127.0.0.1:{nodes.ports['a']}/v2/test/app/blobs/{layer}",
+                        pull_token))
+                if args.timeline:
+                    first_byte_timelines += re.findall(r"(?:p2p|task) timeline .*",
+                                                       nodes.log_text("a"))
             finally:
                 nodes.stop()
     finally:
@@ -311,7 +341,7 @@ def main():
     print("| client | direct | via A (cold) | via B (from A) | A / direct | B / direct | all "
           "times (direct; A; B) |")
     print("|---|---:|---:|---:|---:|---:|---|")
-    for name in args.clients.split(","):
+    for name in client_names:
         direct = median(results[(name, "direct")])
         via_a = median(results[(name, "via A")])
         via_b = median(results[(name, "via B")])
@@ -321,8 +351,15 @@ def main():
               f"{via_a / direct:.2f} | {via_b / direct:.2f} | {spread} |")
     direct = median(results[("first byte", "direct")])
     via_a = median(results[("first byte", "via A")])
-    print(f"\nTime to first byte of a cold layer (median of {args.reps}): direct {direct:.2f} ms, "
-          f"through A {via_a:.2f} ms (+{via_a - direct:.2f} ms).")
+    samples = len(results[("first byte", "via A")])
+    print(f"\nTime to first byte of a cold layer (median of {samples}: each layer, each rep): "
+          f"direct {direct:.2f} ms, through A {via_a:.2f} ms (+{via_a - direct:.2f} ms); all: "
+          "direct " + ", ".join(f"{v:.1f}" for v in results[("first byte", "direct")])
+          + "; A " + ", ".join(f"{v:.1f}" for v in results[("first byte", "via A")]) + ".")
+    if first_byte_timelines:
+        print("\nA's timelines of the first-byte requests (ms after the request or the task):\n")
+        for line in first_byte_timelines:
+            print("    " + line)
     if timelines:
         print("\nA's timelines of cold blobs (ms after the request):\n")
         for line in timelines:

@@ -1,0 +1,144 @@
+"""A cold blob streams to the client as the origin sends it, and a wrong one never arrives whole.
+
+tests/origin.py serves a blob of four pieces (256 KiB each, the last one short) under a
+registry-like path, with /pause-at/: it sends the first 100,000 bytes of the content and then
+nothing more until the test opens a gate. The proxy, used as a forward proxy, sends the blob
+P2P by its default rule; its fetcher is the blob's only downloader (no scheduler), so the
+first piece is still being filled from the origin when the client must already have bytes:
+the fetcher passes the origin's bytes to the proxy before the piece is complete (piece.peek),
+not after it was stored.
+
+- A cold blob: the client holds at least 64 KiB of the body while the origin is paused and
+  has sent less than the first piece; once the gate opens, the whole body arrives, byte-exact.
+  The origin saw one HEAD (the access question, whose answer gave the length) and one range
+  GET per piece: no probe.
+- A blob whose content does not match its digest: the client gets the head and bytes as they
+  arrive, but the connection closes before the end of the body (the response's last byte
+  waits for the fetcher's word that the content digest matched), the bytes it got are the
+  origin's, and the fetcher logs the digest failure. A client never gets a complete body of
+  wrong bytes.
+"""
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+import zflytest  # noqa: E402
+
+PIECE = 256 << 10
+SIZE = 3 * PIECE + 54321
+PAUSE_AT = 100000
+EARLY_BYTES = 64 << 10
+
+
+class ProxyStreamTest(zflytest.ZflyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.root = self.path("files")
+        os.makedirs(self.root)
+        self.origin = zflytest.Origin(self.root, self.path("origin.log"))
+        self.port = zflytest.free_port()
+        self.node = self.start("edge", zflytest.proxy_node_ini(
+            "edge", self.port, self.path("cache"),
+            fetcher="piece_length_min = 256K\npiece_length_max = 256K\n"))
+        self.node.wait_ready()
+        self.node.log.wait_for(r"proxy: started listen=")
+
+    def tearDown(self):
+        self.origin.stop()
+        super().tearDown()
+
+    def origin_bytes_sent(self):
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.origin.port}/_stats", timeout=10) as response:
+            return json.load(response)["bytes_sent"]
+
+    def request(self, digest, gate):
+        """Sends the GET through the proxy; returns the socket."""
+        url = (f"http://127.0.0.1:{self.origin.port}/pause-at/{PAUSE_AT}/{gate}/v2/test/blobs/"
+               f"{digest}")
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{self.origin.port}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        return sock
+
+    @staticmethod
+    def read_head(sock):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"connection closed before the head: {data!r}")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {line.partition(":")[0].strip().lower(): line.partition(":")[2].strip()
+                   for line in lines[1:]}
+        return int(lines[0].split()[1]), headers, body
+
+    @staticmethod
+    def read_until(sock, body, count, deadline_s=30):
+        """Reads until body has count bytes or the connection ends; returns the body."""
+        deadline = time.monotonic() + deadline_s
+        while len(body) < count and time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            body += chunk
+        return body
+
+    def test_cold_blob_streams_before_its_first_piece_is_complete(self):
+        payload = os.urandom(SIZE)
+        digest = zflytest.write_blob(self.root, payload)
+        with self.request(digest, "go") as sock:
+            status, headers, body = self.read_head(sock)
+            self.assertEqual(status, 200)
+            self.assertEqual(int(headers["content-length"]), SIZE)
+            self.assertEqual(headers["docker-content-digest"], digest)
+            body = self.read_until(sock, body, EARLY_BYTES)
+            # The origin is paused inside the first piece: these bytes came before it was
+            # complete, let alone stored.
+            self.assertGreaterEqual(len(body), EARLY_BYTES)
+            self.assertLess(self.origin_bytes_sent(), PIECE)
+            self.assertEqual(body, payload[:len(body)])
+            self.origin.open_gate("go")
+            body = self.read_until(sock, body, SIZE)
+        self.assertEqual(len(body), SIZE)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), digest[7:])
+        self.node.log.wait_for(rf"task complete task=\S+ content_length={SIZE} ")
+        # The access question (a HEAD with the client's headers) stated the length and Range
+        # support: the fetcher sent no probe of its own, only the pieces' ranges, each once.
+        records = self.origin.records()
+        self.assertEqual([r["method"] for r in records if r["method"] == "HEAD"], ["HEAD"])
+        ranges = sorted(r["range"] for r in records if r["method"] == "GET")
+        self.assertEqual(ranges, sorted(
+            f"bytes={first}-{min(first + PIECE, SIZE) - 1}" for first in range(0, SIZE, PIECE)))
+
+    def test_digest_mismatch_ends_the_body_early(self):
+        payload = os.urandom(SIZE)
+        wrong = "sha256:" + hashlib.sha256(b"other content").hexdigest()
+        blobs = os.path.join(self.root, "v2", "test", "blobs")
+        os.makedirs(blobs, exist_ok=True)
+        with open(os.path.join(blobs, wrong), "wb") as handle:
+            handle.write(payload)
+        with self.request(wrong, "open") as sock:
+            status, headers, body = self.read_head(sock)
+            self.assertEqual(status, 200)
+            self.assertEqual(int(headers["content-length"]), SIZE)
+            body = self.read_until(sock, body, EARLY_BYTES)
+            self.assertGreaterEqual(len(body), EARLY_BYTES)  # streamed while paused
+            self.origin.open_gate("open")
+            body = self.read_until(sock, body, SIZE)  # until the proxy closes it
+        self.assertLess(len(body), SIZE)
+        self.assertEqual(body, payload[:len(body)])
+        self.node.log.wait_for(r"task failed task=\S+ code=digest")
+        self.node.log.wait_for(r"p2p: task failed after \d+ bytes .*closing the client "
+                               r"connection")
+
+
+if __name__ == "__main__":
+    zflytest.main()
