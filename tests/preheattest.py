@@ -14,13 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
 import managertest  # noqa: E402
 import registry as reg  # noqa: E402
 from managertest import node_ini  # noqa: E402
-from zflytest import BUILD_DIR, LineReader, free_port, stop_process  # noqa: E402
+from zflytest import BUILD_DIR, LineReader, free_port, stop_process, wait_until_true  # noqa: E402
 
 ZFLY_PREHEAT = os.path.join(BUILD_DIR, "zfly-preheat")
 PLATFORMS = (("amd64", ""), ("arm64", "v8"))
@@ -28,14 +27,7 @@ PLATFORMS = (("amd64", ""), ("arm64", "v8"))
 
 def wait_until(predicate, timeout, what, interval=0.05):
     """Polls predicate (a state that another process changes) with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(interval)
+    return wait_until_true(predicate, what, timeout=timeout, interval=interval)
 
 
 # --- images --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import zmq
 
 import managertest
 from managertest import node_ini
-from zflytest import free_port, keygen, main
+from zflytest import free_port, keygen, main, wait_until_true
 
 EXPIRY_DEADLINE = 5.0  # seconds a revocation may take to reach every member
 
@@ -206,9 +206,12 @@ class JoinTests:
         self.assertEqual(listed[0]["endpoint"], f"tcp://127.0.0.1:{port}")
         self.assertEqual(listed[0]["state"], "active")
         self.assertTrue(manager.ok("GET", "/api/v1/hosts")["items"][1]["is_scheduler"])
-        with open(self.path("edge-cluster.json")) as handle:
-            cache = json.load(handle)
-        self.assertEqual(cache["schedulers"][0]["name"], "sched-1")
+        # The view is logged as it is applied, then saved: wait for the file to follow.
+        def cached_schedulers():
+            with open(self.path("edge-cluster.json")) as handle:
+                return [entry["name"] for entry in json.load(handle)["schedulers"]] or None
+        self.assertEqual(wait_until_true(cached_schedulers, "the edge's cache to list sched-1",
+                                         timeout=5), ["sched-1"])
         # Killed: no more keep-alives; inactive after the timeout, and the edge drops it.
         scheduler.process.kill()
         scheduler.process.wait()

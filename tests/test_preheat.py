@@ -149,7 +149,7 @@ class PreheatTest(ph.RegistryCase):
         self.assertEqual(job["state"], "success", job)
         self.assertEqual(ph.registry_blob_gets(self.registry, start), [])
         manager = cluster.manager.process
-        # the gauge follows the database on the manager's timer
+        # the gauges follow the database on the manager's timer
         ph.wait_until(lambda: ph.metric(manager, "zfly_preheat_jobs", state="success") >= 4, 10,
                       "the metrics count four successes")
         self.assertGreater(ph.metric(manager, "zfly_preheat_tasks_total", result="success"), 0)

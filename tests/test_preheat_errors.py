@@ -86,7 +86,9 @@ class PreheatErrorsTest(ph.RegistryCase):
         # Nothing was preheated: not one blob request reached the registry.
         self.assertEqual(self.registry.blob_requests(start=start), [])
         manager = self.cluster.manager.process
-        self.assertEqual(ph.metric(manager, "zfly_preheat_jobs", state="failure"), 2 * len(cases))
+        # the gauges follow the database on the manager's timer
+        ph.wait_until(lambda: ph.metric(manager, "zfly_preheat_jobs", state="failure")
+                      == 2 * len(cases), 10, f"the metrics count {2 * len(cases)} failures")
         manager.log.wait_for(r"manager: job \d+ failure: .*wrong username or password", timeout=5,
                              start=0)
 
