@@ -435,7 +435,11 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
         list[used++] = item;
     for (size_t index = 0; index < used; index++) {
         s_held_t *held = list[index];
-        if (!s_keep_lease (held, now) || held->in_flight || now < held->next_call)
+        if (!s_keep_lease (held, now))
+            continue;
+        if (held->phase == S_RUNNING && held->job)
+            zf_preheat_job_tick (held->job, now);
+        if (held->in_flight || now < held->next_call)
             continue;
         if (held->phase == S_STARTING) {
             s_send_start (held);

@@ -5,7 +5,6 @@
 #include "zf_resolver.h"
 #include <xxhash.h>
 
-#define S_TICK_MS          100
 #define S_RETRY_DELAY_MAX  60000
 #define S_FETCH_TIMEOUT_MS 10000
 #define S_DESCRIPTION_MAX  1024
@@ -74,7 +73,6 @@ struct zf_preheat_job_s {
     bool ended;
     char end_state[16];
     char error[S_ERROR_MAX];
-    int timer_id;
 };
 
 //  ---------------------------------------------------------------------------------------------
@@ -94,10 +92,6 @@ static void s_end (zf_preheat_job_t *self, bool success, const char *fmt, ...)
     va_end (args);
     for (size_t index = 0; index < self->task_count; index++)
         zf_bus_forget (self->env->bus, &self->tasks[index]);
-    if (self->timer_id >= 0) {
-        zloop_timer_end (self->env->loop, self->timer_id);
-        self->timer_id = -1;
-    }
     zf_info (self->env->name, "job %" PRId64 " ended %s%s%s", self->id, self->end_state,
              *self->error ? ": " : "", self->error);
 }
@@ -525,13 +519,11 @@ static void s_resolved (zf_resolver_t *resolver, void *arg)
 //  ---------------------------------------------------------------------------------------------
 //  The job
 
-static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
+void zf_preheat_job_tick (zf_preheat_job_t *self, int64_t now)
 {
-    (void) loop;
-    (void) timer_id;
-    zf_preheat_job_t *self = arg;
-    int64_t now = zf_clock_mono_ms ();
-    if (now >= self->deadline && !self->ended) {
+    if (self->ended)
+        return;
+    if (now >= self->deadline) {
         for (size_t index = 0; index < self->task_count; index++) {
             s_task_t *task = &self->tasks[index];
             if (task->state == S_PENDING || task->state == S_RUNNING) {
@@ -540,14 +532,13 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
             }
         }
         s_end (self, false, "the job did not finish within its timeout");
-        return 0;
+        return;
     }
     for (size_t index = 0; index < self->url_count && !self->ended; index++)
         if (self->resolutions[index].retry_at && now >= self->resolutions[index].retry_at)
             s_resolve (self, index);
     if (self->running)
         s_run_tasks (self, now);
-    return 0;
 }
 
 zf_preheat_job_t *zf_preheat_job_new (zf_preheat_env_t *env, const zf_msg_job_started_t *started)
@@ -555,7 +546,6 @@ zf_preheat_job_t *zf_preheat_job_new (zf_preheat_env_t *env, const zf_msg_job_st
     const zf_preheat_settings_t *settings = env->settings;
     zf_preheat_job_t *self = zf_calloc (1, sizeof *self);
     self->env = env;
-    self->timer_id = -1;
     self->id = (int64_t) started->job_id;
     self->attempt = (int64_t) started->attempt;
     self->image = !streq (started->type, "file");
@@ -590,7 +580,6 @@ zf_preheat_job_t *zf_preheat_job_new (zf_preheat_env_t *env, const zf_msg_job_st
         self->targets[index].key = zf_strdup (targets[index].key);
     }
     self->resolutions = zf_calloc (self->url_count + 1, sizeof *self->resolutions);
-    self->timer_id = zloop_timer (env->loop, S_TICK_MS, 0, s_on_tick, self);
     zf_info (env->name,
              "job %" PRId64 " attempt=%" PRId64 " type=%s urls=%zu platform=%s scope=%s "
              "targets=%zu",
@@ -630,8 +619,6 @@ void zf_preheat_job_destroy (zf_preheat_job_t **self_p)
         return;
     for (size_t index = 0; index < self->task_count; index++)
         zf_bus_forget (self->env->bus, &self->tasks[index]);
-    if (self->timer_id >= 0)
-        zloop_timer_end (self->env->loop, self->timer_id);
     for (size_t index = 0; index < self->url_count; index++) {
         zf_resolver_destroy (&self->resolutions[index].resolver);
         zf_free (self->urls[index]);

@@ -65,6 +65,10 @@ void zf_preheat_job_destroy (zf_preheat_job_t **self_p);
 int64_t zf_preheat_job_id (zf_preheat_job_t *self);
 int64_t zf_preheat_job_attempt (zf_preheat_job_t *self);
 //  True once the job ended; *state "success" or "failure", *error why (borrowed).
+//  Time passes: retries of resolutions and tasks that are due, polls of running tasks, the
+//  job's deadline. The worker calls it from its own timer (a job owns no timer: a job its
+//  worker released in the same loop pass would otherwise still get its tick).
+void zf_preheat_job_tick (zf_preheat_job_t *self, int64_t now);
 bool zf_preheat_job_ended (zf_preheat_job_t *self, const char **state, const char **error);
 //  True while tasks changed since they were last taken by zf_preheat_job_changes.
 bool zf_preheat_job_dirty (zf_preheat_job_t *self);
