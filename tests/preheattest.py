@@ -309,10 +309,12 @@ def run_preheat(args, stdin=None, timeout=120):
 
 
 def registry_blob_bodies(registry, start):
-    """{digest: body bytes the registry sent} for blob GETs from log line start."""
+    """{digest: blob bytes the registry sent} for blob GETs from log line start. Error answers
+    (a 401 whose token had to be fetched again: its body is the registry's error JSON) carry
+    no blob byte."""
     served = {}
     for method, digest, status, size, agent in registry.blob_requests(start=start):
-        if method == "GET":
+        if method == "GET" and status in (200, 206):
             served[digest] = served.get(digest, 0) + size
     return served
 
