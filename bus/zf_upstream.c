@@ -86,17 +86,6 @@ struct curl_slist *zf_upstream_connect_to (const zf_upstream_config_t *config)
     return list;
 }
 
-char *zf_upstream_hosts_text (const zf_upstream_config_t *config)
-{
-    char *text = zf_strdup ("");
-    for (size_t item = 0; item < config->hosts.count; item++) {
-        char *longer = zf_asprintf ("%s%s%s", text, *text ? " " : "", config->hosts.items[item]);
-        zf_free (text);
-        text = longer;
-    }
-    return text;
-}
-
 typedef struct {
     const char *name;
     char *found;
@@ -155,9 +144,6 @@ void zf_upstream_test (bool verbose)
     ZF_ASSERT (streq (list->next->data, "b.test::127.0.0.1:2"));
     ZF_ASSERT (streq (list->next->next->data, "a.test::127.0.0.1:3") && !list->next->next->next);
     curl_slist_free_all (list);
-    char *text = zf_upstream_hosts_text (&config);
-    ZF_ASSERT (streq (text, "a.test=127.0.0.1:1 b.test=127.0.0.1:2 a.test=127.0.0.1:3"));
-    zf_free (text);
     char *found = zf_upstream_host_lookup (&config, "a.test");
     ZF_ASSERT (found && streq (found, "127.0.0.1:3"));
     zf_free (found);

@@ -26,9 +26,6 @@ const zf_upstream_config_t *zf_upstream_defaults (void);
 //  it with curl_slist_free_all.
 struct curl_slist *zf_upstream_connect_to (const zf_upstream_config_t *config);
 
-//  hosts as one "NAME=ADDR:PORT …" text (readers that take the older form); caller frees.
-char *zf_upstream_hosts_text (const zf_upstream_config_t *config);
-
 //  Where NAME should be reached ("ADDR:PORT", a copy the caller frees), or NULL: not mapped.
 char *zf_upstream_host_lookup (const zf_upstream_config_t *config, const char *name);
 

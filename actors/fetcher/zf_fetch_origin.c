@@ -16,8 +16,7 @@ struct zf_fetch_origin_s {
     const zf_fetcher_config_t *config;
     zf_curl_loop_t *curl;
     char *url;
-    struct curl_slist *headers;    //  borrowed
-    struct curl_slist *connect_to; //  [fetcher] hosts as CURLOPT_CONNECT_TO
+    struct curl_slist *headers; //  borrowed
     zf_fetch_origin_sink_t sink;
     void *arg;
     transfer_t *transfers;
@@ -42,28 +41,6 @@ struct transfer_s {
     char curl_error[CURL_ERROR_SIZE];
 };
 
-//  "NAME=ADDR:PORT …" -> CURLOPT_CONNECT_TO entries "NAME::ADDR:PORT" (any port of NAME).
-static struct curl_slist *s_connect_to (const char *hosts)
-{
-    struct curl_slist *list = NULL;
-    for (const char *cursor = hosts ? hosts : ""; *cursor;) {
-        cursor += strspn (cursor, " \t");
-        size_t length = strcspn (cursor, " \t");
-        if (length == 0)
-            break;
-        const char *equal = memchr (cursor, '=', length);
-        if (equal && equal != cursor && equal + 1 < cursor + length) {
-            char *line = zf_asprintf ("%.*s::%.*s", (int) (equal - cursor), cursor,
-                                      (int) (cursor + length - equal - 1), equal + 1);
-            list = curl_slist_append (list, line);
-            ZF_ASSERT (list);
-            zf_free (line);
-        }
-        cursor += length;
-    }
-    return list;
-}
-
 zf_fetch_origin_t *zf_fetch_origin_new (const char *actor, const zf_fetcher_config_t *config,
                                         zf_curl_loop_t *curl, const char *url,
                                         struct curl_slist *headers,
@@ -75,7 +52,6 @@ zf_fetch_origin_t *zf_fetch_origin_new (const char *actor, const zf_fetcher_conf
     self->curl = curl;
     self->url = zf_strdup (url);
     self->headers = headers;
-    self->connect_to = s_connect_to (config->hosts);
     self->sink = *sink;
     self->arg = arg;
     return self;
@@ -119,7 +95,6 @@ void zf_fetch_origin_destroy (zf_fetch_origin_t **self_p)
     if (!self)
         return;
     zf_fetch_origin_cancel_all (self);
-    curl_slist_free_all (self->connect_to);
     zf_free (self->url);
     zf_free (self);
     *self_p = NULL;
@@ -284,10 +259,10 @@ static transfer_t *s_transfer_new (zf_fetch_origin_t *self, zf_origin_kind_t kin
     curl_easy_setopt (easy, CURLOPT_HEADERDATA, transfer);
     curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body);
     curl_easy_setopt (easy, CURLOPT_WRITEDATA, transfer);
-    //  [fetcher] hosts and upstream_ca, as the proxy's: origins named by split DNS (or by a
-    //  test) and private CAs.
-    if (self->connect_to)
-        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, self->connect_to);
+    //  [upstream] hosts and ca, as the proxy's: origins named by split DNS (or by a test) and
+    //  private CAs.
+    if (config->connect_to)
+        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, config->connect_to);
     if (config->upstream_ca && *config->upstream_ca)
         curl_easy_setopt (easy, CURLOPT_CAINFO, config->upstream_ca);
     return transfer;

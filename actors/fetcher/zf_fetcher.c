@@ -465,8 +465,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     const zf_upstream_config_t *upstream =
         actor->upstream ? actor->upstream : zf_upstream_defaults ();
     zf_fetcher_config_t config = *(const zf_fetcher_config_t *) actor->config;
-    char *hosts = zf_upstream_hosts_text (upstream);
-    config.hosts = hosts;
+    config.connect_to = zf_upstream_connect_to (upstream); //  built once, for every transfer
     config.upstream_ca = upstream->ca;
     config.connect_timeout_ms = upstream->connect_timeout_ms;
     fetcher_t fetcher = {.env = {.name = actor->name, .config = &config}};
@@ -480,7 +479,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     if (!env->bus) {
         zf_actor_fatal (pipe, env->name, "%s", config_error ? config_error : err.message);
-        zf_free (hosts);
+        curl_slist_free_all (config.connect_to);
         return;
     }
     if (env->config->seed) //  the join actor tells the manager this node is a seed peer
@@ -522,5 +521,5 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_fetch_access_destroy (&fetcher.access); //  questions unanswered free their callers
     zloop_destroy (&env->loop);
     curl_global_cleanup ();
-    zf_free (hosts);
+    curl_slist_free_all (config.connect_to);
 }

@@ -66,8 +66,8 @@ typedef struct {
     int64_t access_timeout_ms; //  one question
     //  From [upstream] (zf_upstream.h), filled in by the actor: not keys of [fetcher] any more
     //  (its old hosts, upstream_ca and connect_timeout are deprecated names of [upstream]'s).
-    char *hosts;       //  "NAME=ADDR:PORT …": connect NAME to ADDR:PORT (split DNS, tests)
-    char *upstream_ca; //  CA bundle for origin HTTPS; "" for the system's
+    struct curl_slist *connect_to; //  hosts as CURLOPT_CONNECT_TO entries (split DNS, tests)
+    char *upstream_ca;             //  CA bundle for origin HTTPS; "" for the system's
 } zf_fetcher_config_t;
 
 extern const zf_config_section_t zf_fetcher_section;
