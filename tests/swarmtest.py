@@ -116,18 +116,18 @@ def testbed_down(tb, args):
 
 
 @unittest.skipIf(skip_reason(), skip_reason())
-class SwarmCase(unittest.TestCase):
-    """A testbed for the class: PEERS peers and a seed, FILE_SIZE, every link LINK unless
-    SEED_LINK (the seed's) or RATES (peer1, peer2, … in order) say otherwise."""
-    PEERS = 5
-    FILE_SIZE = "100M"
-    LINK = "250mbit"  # fast enough for a short test, slow enough to catch a transfer midway
+class SwarmTestbed:
+    """What SwarmCase and test_cluster's ClusterTest share: a testbed for the class (TAG
+    names its namespaces; PEERS peers and a seed, FILE_SIZE, every link LINK unless SEED_LINK
+    or RATES say otherwise), and the questions a test asks the daemons over the bus
+    (self.bus and self.swarm are the test's)."""
+    TAG = "zs"
     SEED_LINK = None
     RATES = None
 
     @classmethod
     def setUpClass(cls):
-        cls.tb, cls.args, cls.state = testbed_up("zs", cls.PEERS, cls.FILE_SIZE, cls.LINK,
+        cls.tb, cls.args, cls.state = testbed_up(cls.TAG, cls.PEERS, cls.FILE_SIZE, cls.LINK,
                                                  cls.SEED_LINK, cls.RATES)
         cls.prefix = cls.args.prefix
         cls.file_size = cls.state["file_size"]
@@ -135,6 +135,49 @@ class SwarmCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         testbed_down(cls.tb, cls.args)
+
+    def fetch(self, host):
+        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.fetch",
+                                 {"url": self.state["url"],
+                                  "digest": "sha256:" + self.state["sha256"]})
+        self.assertIsNotNone(reply, f"{host}: fetcher does not answer")
+        self.assertEqual(reply["type"], "task.status", reply)
+        return reply["body"]
+
+    def query(self, host, task_id):
+        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.query",
+                                 {"task_id": task_id}, timeout_ms=2000)
+        return reply["body"] if reply and reply["type"] == "task.status" else None
+
+    def dump(self, scheduler, task_id):
+        reply = self.bus.request(self.swarm.socket(scheduler, "scheduler"), "scheduler.state",
+                                 {"task_id": task_id}, timeout_ms=2000)
+        if reply and reply["type"] != "scheduler.dump":
+            print(f"scheduler.state at {scheduler}: {reply}", file=sys.stderr)
+        return reply["body"] if reply and reply["type"] == "scheduler.dump" else None
+
+    def progress(self, host, task_id):
+        status = self.query(host, task_id)
+        if not status or not status.get("piece_count"):
+            return 0.0
+        return status["finished_count"] / status["piece_count"]
+
+    def wait_for(self, predicate, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.02)  # polling a status, not synchronising on time
+        self.fail(f"not {what} after {timeout}s")
+
+
+class SwarmCase(SwarmTestbed, unittest.TestCase):
+    """A testbed for the class (SwarmTestbed; RATES: peer1, peer2, … in order) and the swarm
+    tests' common steps and checks."""
+    PEERS = 5
+    FILE_SIZE = "100M"
+    LINK = "250mbit"  # fast enough for a short test, slow enough to catch a transfer midway
 
     def setUp(self):
         self.bus = Bus()
@@ -181,19 +224,6 @@ class SwarmCase(unittest.TestCase):
         status = self.fetch("peer1")  # joins the task zfly-get started (or starts it)
         return status["task_id"]
 
-    def fetch(self, host):
-        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.fetch",
-                                 {"url": self.state["url"],
-                                  "digest": "sha256:" + self.state["sha256"]})
-        self.assertIsNotNone(reply, f"{host}: fetcher does not answer")
-        self.assertEqual(reply["type"], "task.status", reply)
-        return reply["body"]
-
-    def query(self, host, task_id):
-        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.query",
-                                 {"task_id": task_id}, timeout_ms=2000)
-        return reply["body"] if reply and reply["type"] == "task.status" else None
-
     def scheduler_metrics(self, name):
         """A scheduler's /metrics as {family: value summed over labels}."""
         port = self.tb.ZFLY_HTTP_PORT + self.swarm.scheduler_port(name) - self.tb.ZFLY_SCHED_PORT
@@ -211,28 +241,6 @@ class SwarmCase(unittest.TestCase):
             family = series.split("{", 1)[0]
             families[family] = families.get(family, 0) + float(value)
         return families
-
-    def dump(self, scheduler, task_id):
-        reply = self.bus.request(self.swarm.socket(scheduler, "scheduler"), "scheduler.state",
-                                 {"task_id": task_id}, timeout_ms=2000)
-        if reply and reply["type"] != "scheduler.dump":
-            print(f"scheduler.state at {scheduler}: {reply}", file=sys.stderr)
-        return reply["body"] if reply and reply["type"] == "scheduler.dump" else None
-
-    def progress(self, host, task_id):
-        status = self.query(host, task_id)
-        if not status or not status.get("piece_count"):
-            return 0.0
-        return status["finished_count"] / status["piece_count"]
-
-    def wait_for(self, predicate, what, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)  # polling a status, not synchronising on time
-        self.fail(f"not {what} after {timeout}s")
 
     def finish(self, task_id, expect):
         """Waits for zfly-get on every peer; checks exit status and sha256 for those in

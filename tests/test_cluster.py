@@ -24,7 +24,7 @@ import time
 import unittest
 
 import mariadb
-from swarmtest import Bus, skip_reason, testbed_down, testbed_up
+from swarmtest import Bus, SwarmTestbed, skip_reason
 from zflytest import BUILD_DIR, ZFLY
 
 ZFLY_GET = os.path.join(BUILD_DIR, "zfly-get")
@@ -43,16 +43,8 @@ ORIGIN_LIMIT = 1.05
 
 
 @unittest.skipIf(skip_reason(), skip_reason())
-class ClusterTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tb, cls.args, cls.state = testbed_up("zc", PEERS, FILE_SIZE, LINK)
-        cls.prefix = cls.args.prefix
-        cls.file_size = cls.state["file_size"]
-
-    @classmethod
-    def tearDownClass(cls):
-        testbed_down(cls.tb, cls.args)
+class ClusterTest(SwarmTestbed, unittest.TestCase):
+    TAG, PEERS, FILE_SIZE, LINK = "zc", PEERS, FILE_SIZE, LINK
 
     def setUp(self):
         self.bus = Bus()
@@ -119,38 +111,6 @@ class ClusterTest(unittest.TestCase):
         barrier.go()
         return barrier
 
-    def fetch(self, host):
-        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.fetch",
-                                 {"url": self.state["url"],
-                                  "digest": "sha256:" + self.state["sha256"]})
-        self.assertIsNotNone(reply, f"{host}: fetcher does not answer")
-        return reply["body"]["task_id"]
-
-    def query(self, host, task_id):
-        reply = self.bus.request(self.swarm.socket(host, "fetcher"), "task.query",
-                                 {"task_id": task_id}, timeout_ms=2000)
-        return reply["body"] if reply and reply["type"] == "task.status" else None
-
-    def dump(self, scheduler, task_id):
-        reply = self.bus.request(self.swarm.socket(scheduler, "scheduler"), "scheduler.state",
-                                 {"task_id": task_id}, timeout_ms=2000)
-        return reply["body"] if reply and reply["type"] == "scheduler.dump" else None
-
-    def progress(self, host, task_id):
-        status = self.query(host, task_id)
-        if not status or not status.get("piece_count"):
-            return 0.0
-        return status["finished_count"] / status["piece_count"]
-
-    def wait_for(self, predicate, what, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)  # polling a status, not synchronising on time
-        self.fail(f"not {what} after {timeout}s")
-
     def finish(self, task_id, names):
         """Waits for every launched zfly-get; checks exit status and content; returns the
         peers' task.status."""
@@ -185,7 +145,7 @@ class ClusterTest(unittest.TestCase):
         self.start(["seed1"] + self.peers(FIRST))
         log0 = self.tb.nginx_log_size(self.state)
         self.launch(self.peers(FIRST))
-        task_id = self.fetch("peer1")
+        task_id = self.fetch("peer1")["task_id"]
         self.wait_for(lambda: 0.05 <= self.progress("peer1", task_id) < 0.6,
                       "peer1 mid-transfer", timeout=60)
         first_logs = {name: self.swarm.log_size(name) for name in ["seed1"] + self.peers(FIRST)}
@@ -225,7 +185,7 @@ class ClusterTest(unittest.TestCase):
         for name in ["seed1"] + names:
             self.swarm.wait_log(name, r"join: (view|joined) cluster=default .*schedulers=2 ")
         self.launch(names)
-        task_id = self.fetch("peer1")
+        task_id = self.fetch("peer1")["task_id"]
 
         def owner():
             dumps = {name: self.dump(name, task_id) for name in ("s1", "s2")}
@@ -263,7 +223,7 @@ class ClusterTest(unittest.TestCase):
                    manager_extra="refresh = 1s\n")
         log0 = self.tb.nginx_log_size(self.state)
         self.launch(names)
-        task_id = self.fetch("peer1")
+        task_id = self.fetch("peer1")["task_id"]
         self.wait_for(lambda: 0.05 <= self.progress("peer1", task_id) < 0.7,
                       "peer1 mid-transfer", timeout=60)
         self.swarm.kill("manager")
