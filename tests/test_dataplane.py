@@ -199,14 +199,7 @@ class DataplaneTest(ZflyTestCase):
 
     def wait_until(self, what, predicate, timeout=30.0, interval=0.05):
         """Polls predicate until it returns something true; fails on the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                self.fail(f"not within {timeout}s: {what}")
-            time.sleep(interval)
+        return zflytest.wait_until_true(predicate, what, timeout=timeout, interval=interval)
 
     # --- scenarios ----------------------------------------------------------------------------
 

@@ -19,12 +19,10 @@ not after it was stored.
   wrong bytes.
 """
 import hashlib
-import json
 import os
 import socket
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import zflytest  # noqa: E402
@@ -52,11 +50,6 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         self.origin.stop()
         super().tearDown()
 
-    def origin_bytes_sent(self):
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{self.origin.port}/_stats", timeout=10) as response:
-            return json.load(response)["bytes_sent"]
-
     def request(self, digest, gate):
         """Sends the GET through the proxy; returns the socket."""
         url = (f"http://127.0.0.1:{self.origin.port}/pause-at/{PAUSE_AT}/{gate}/v2/test/blobs/"
@@ -65,20 +58,6 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{self.origin.port}\r\n"
                      "Connection: close\r\n\r\n".encode())
         return sock
-
-    @staticmethod
-    def read_head(sock):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"connection closed before the head: {data!r}")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {line.partition(":")[0].strip().lower(): line.partition(":")[2].strip()
-                   for line in lines[1:]}
-        return int(lines[0].split()[1]), headers, body
 
     @staticmethod
     def read_until(sock, body, count, deadline_s=30):
@@ -95,7 +74,7 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         payload = os.urandom(SIZE)
         digest = zflytest.write_blob(self.root, payload)
         with self.request(digest, "go") as sock:
-            status, headers, body = self.read_head(sock)
+            status, headers, body = zflytest.recv_http_head(sock)
             self.assertEqual(status, 200)
             self.assertEqual(int(headers["content-length"]), SIZE)
             self.assertEqual(headers["docker-content-digest"], digest)
@@ -103,7 +82,7 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
             # The origin is paused inside the first piece: these bytes came before it was
             # complete, let alone stored.
             self.assertGreaterEqual(len(body), EARLY_BYTES)
-            self.assertLess(self.origin_bytes_sent(), PIECE)
+            self.assertLess(self.origin.stats()["bytes_sent"], PIECE)
             self.assertEqual(body, payload[:len(body)])
             self.origin.open_gate("go")
             body = self.read_until(sock, body, SIZE)
@@ -126,7 +105,7 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         with open(os.path.join(blobs, wrong), "wb") as handle:
             handle.write(payload)
         with self.request(wrong, "open") as sock:
-            status, headers, body = self.read_head(sock)
+            status, headers, body = zflytest.recv_http_head(sock)
             self.assertEqual(status, 200)
             self.assertEqual(int(headers["content-length"]), SIZE)
             body = self.read_until(sock, body, EARLY_BYTES)

@@ -231,11 +231,9 @@ def stop_process(process, reader=None, timeout=10):
         process.stdout.close()
 
 
-def recv_http_response(sock, timeout=30):
-    """One HTTP/1.1 response with a Content-Length body: (status, headers with lowercased
-    names, body, complete); complete is False when the connection closed before
-    Content-Length bytes arrived."""
-    sock.settimeout(timeout)
+def recv_http_head(sock):
+    """The head of an HTTP/1.1 response: (status, headers with lowercased names, the body
+    bytes that came with it)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -248,13 +246,22 @@ def recv_http_response(sock, timeout=30):
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def recv_http_response(sock, timeout=30):
+    """One HTTP/1.1 response with a Content-Length body: (status, headers with lowercased
+    names, body, complete); complete is False when the connection closed before
+    Content-Length bytes arrived."""
+    sock.settimeout(timeout)
+    status, headers, body = recv_http_head(sock)
     length = int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = sock.recv(1 << 20)
         if not chunk:
             break
         body += chunk
-    return int(lines[0].split()[1]), headers, body, len(body) == length
+    return status, headers, body, len(body) == length
 
 
 def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy="", upstream="", storage=""):
@@ -349,7 +356,9 @@ class Origin:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
     def stats(self):
-        with urllib.request.urlopen(self.url("/_stats"), timeout=10) as response:
+        # Straight to the origin, whatever proxy the environment names.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(self.url("/_stats"), timeout=10) as response:
             return json.load(response)
 
     def records(self, timeout=DEFAULT_TIMEOUT):
