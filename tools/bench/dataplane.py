@@ -47,6 +47,22 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu(pid):
+    """{thread name: CPU seconds} of a process."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as handle:
+                text = handle.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        result[name] = result.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return result
+
+
 def timed(command, **kwargs):
     start = time.monotonic()
     subprocess.run(command, check=True, timeout=600, **kwargs)

@@ -55,22 +55,6 @@ def settle():
     subprocess.run(["sync"], check=True)
 
 
-def thread_cpu(pid):
-    """{thread name: CPU seconds} of a process."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    result = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as handle:
-                text = handle.read()
-        except FileNotFoundError:
-            continue
-        name = text[text.index("(") + 1:text.rindex(")")]
-        fields = text.rsplit(")", 1)[1].split()
-        result[name] = result.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
-    return result
-
-
 def run_curl(url, out):
     start = time.monotonic()
     result = subprocess.run(["curl", "-sf", "-o", out, url], timeout=1800)
@@ -88,7 +72,7 @@ def run_zfly_get(args, url, out, workdir, copy):
                                 stderr=subprocess.PIPE, text=True)
         wall = time.monotonic() - start
         get_cpu = dataplane.children_cpu() - cpu_before
-        threads = thread_cpu(daemon.process.pid)
+        threads = dataplane.thread_cpu(daemon.process.pid)
         peak = daemon.peak_rss_kib()
         error = result.stderr.strip().splitlines()[-1:] if result.returncode else []
     finally:

@@ -42,7 +42,7 @@ import zmq  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
-from dataplane import Nginx, free_port, make_file, parse_size  # noqa: E402
+from dataplane import Nginx, free_port, make_file, parse_size, thread_cpu  # noqa: E402
 
 SENDER = "bench@parentchild"
 
@@ -104,18 +104,7 @@ class Node:
 
     def thread_cpu(self):
         """{thread name: CPU seconds} summed over threads of the same name."""
-        result = {}
-        for tid in os.listdir(f"/proc/{self.process.pid}/task"):
-            try:
-                with open(f"/proc/{self.process.pid}/task/{tid}/stat") as handle:
-                    text = handle.read()
-            except OSError:
-                continue
-            name = text[text.index("(") + 1:text.rindex(")")]
-            fields = text.rsplit(")", 1)[1].split()
-            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            result[name] = result.get(name, 0.0) + seconds
-        return result
+        return thread_cpu(self.process.pid)
 
     def reset_peak(self):
         with open(f"/proc/{self.process.pid}/clear_refs", "w") as handle:

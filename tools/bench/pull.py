@@ -50,27 +50,11 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "registry"))
 import registry as reg  # noqa: E402
 import zflytest  # noqa: E402
 
-UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dataplane import parse_size  # noqa: E402
+from proxy import wait_listening  # noqa: E402
+
 REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirrors serve it
-
-
-def parse_size(text):
-    match = re.fullmatch(r"(\d+)([KMG]?)", text.upper())
-    if not match:
-        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 12M)")
-    return int(match.group(1)) * UNITS.get(match.group(2), 1)
-
-
-def wait_listening(port, process, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:  # the listening socket, not a fixed time
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start")
-            time.sleep(0.05)
 
 
 class Nodes:
@@ -125,7 +109,7 @@ storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][
         log = open(os.path.join(self.dir, name + ".log"), "w")
         process = subprocess.Popen([zfly, "-c", ini], stdout=log, stderr=subprocess.STDOUT)
         self.processes[name] = (process, log)
-        wait_listening(port, process, "zfly " + name)
+        wait_listening(port, process, "zfly " + name, timeout=20)
 
     def log_text(self, name):
         with open(os.path.join(self.dir, name + ".log")) as handle:
