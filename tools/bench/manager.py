@@ -51,7 +51,7 @@ def bench_backend(build, backend, nodes, hosts, requests):
         ini = f"{work}/manager.ini"
         with open(ini, "w") as f:
             f.write(f"[node]\nname = manager\nlog_level = notice\nhttp = 127.0.0.1:0\n"
-                    f"[bus]\ncert = {work}/manager.key\nhwm = 100000\n"
+                    f"[bus]\ncert = {work}/manager.key\n"
                     f"[manager]\nbind = tcp://127.0.0.1:{bind}\n"
                     f"events_bind = tcp://127.0.0.1:{events}\napi = 127.0.0.1:{api}\n"
                     f"database = {database}\n")
