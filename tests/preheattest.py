@@ -253,14 +253,14 @@ class Cluster:
             f"[fetcher]\nbind = tcp://127.0.0.1:{self.port(name + '.fetcher')}\nseed = true\n"
             f"{self.fetcher_extra}\n{self.seed_extra}"))
 
-    def edge(self, name):
+    def edge(self, name, proxy_extra=""):
         registry = f"default_registry = http://{self.registry.address}\n" if self.registry else ""
         return self.start_node(name, (
             f"[storage]\ndir = {self.case.path(name + '-cache')}\n"
             f"bind = tcp://127.0.0.1:{self.port(name + '.storage')}\n\n"
             f"[fetcher]\nbind = tcp://127.0.0.1:{self.port(name + '.fetcher')}\n"
             f"{self.fetcher_extra}\n"
-            f"[proxy]\nlisten = 127.0.0.1:{self.port(name + '.proxy')}\n{registry}"))
+            f"[proxy]\nlisten = 127.0.0.1:{self.port(name + '.proxy')}\n{registry}{proxy_extra}"))
 
     def worker(self, name):
         """A preheat worker process of its own, with the manager's keypair."""
