@@ -18,8 +18,8 @@ from zflytest import BUILD_DIR, ZFLY, ZflyTestCase, free_port, keygen
 ZFLY_ADMIN = os.path.join(BUILD_DIR, "zfly-admin")
 
 
-def manager_ini(cert, database, bind_port, events_port, extra=""):
-    return (f"[node]\nname = manager\nlog_level = info\nhttp = 127.0.0.1:0\n\n"
+def manager_ini(cert, database, bind_port, events_port, extra="", log_level="info"):
+    return (f"[node]\nname = manager\nlog_level = {log_level}\nhttp = 127.0.0.1:0\n\n"
             f"[bus]\ncert = {cert}\n\n"
             f"[manager]\nbind = tcp://127.0.0.1:{bind_port}\n"
             f"events_bind = tcp://127.0.0.1:{events_port}\napi = 127.0.0.1:0\n"
@@ -29,11 +29,12 @@ def manager_ini(cert, database, bind_port, events_port, extra=""):
 class Manager:
     """A running manager: its process, API port, admin token, bus endpoints and key."""
 
-    def __init__(self, case, name="manager", extra=""):
+    def __init__(self, case, name="manager", extra="", log_level="info"):
         self.case = case
         self.cert, self.pub, self.key = keygen(case.workdir, name)
         self.bind_port, self.events_port = free_port(), free_port()
-        self.ini = manager_ini(self.cert, case.database, self.bind_port, self.events_port, extra)
+        self.ini = manager_ini(self.cert, case.database, self.bind_port, self.events_port, extra,
+                               log_level)
         self.name = name
         self.config_path = case.path(f"{name}.ini")
         with open(self.config_path, "w") as handle:

@@ -199,11 +199,15 @@ def redis_skip_reason():
 class Cluster:
     """A manager and the nodes that join it, all on loopback. Nodes: "sched" (a scheduler),
     seeds (storage and fetcher on tcp://, seed = true) and edges (storage, fetcher on tcp://,
-    a proxy mirroring the registry)."""
+    a proxy mirroring the registry).
+
+    The tests' timers are short (a lease of seconds, fast refreshes, polls and retries), so
+    what takes a lease happens within a test; shipped=True leaves every timer at its shipped
+    default instead (benchmarks), and log_level sets the manager's and the nodes' level."""
 
     def __init__(self, case, registry=None, queue="", in_process_worker=True, lease="2s",
                  preheat_extra="", manager_extra="", fetcher_extra="stall_timeout = 60s\n",
-                 seed_extra=""):
+                 seed_extra="", shipped=False, log_level="info"):
         self.case = case
         self.seed_extra = seed_extra
         self.fetcher_extra = fetcher_extra
@@ -211,22 +215,29 @@ class Cluster:
         self.queue = queue
         self.lease = lease
         self.preheat_extra = preheat_extra
+        self.shipped = shipped
+        self.log_level = log_level
         self.nodes = {}
         self.ports = {}
-        extra = f"refresh = 1s\nkeepalive = 500ms\njob_lease = {lease}\n"
+        extra = "" if shipped else f"refresh = 1s\nkeepalive = 500ms\njob_lease = {lease}\n"
         if queue:
             extra += f"queue = {queue}\n"
         extra += manager_extra
         if in_process_worker:
             extra += "\n" + self.preheat_section()
-        self.manager = managertest.Manager(case, extra=extra)
+        self.manager = managertest.Manager(case, extra=extra, log_level=log_level)
         self.token_file = case.write("join-token", self.manager.join_token())
 
     def preheat_section(self):
         plain = f"plain_http = {self.registry.address}\n" if self.registry else ""
         queue = f"queue = {self.queue}\n" if self.queue else ""
-        return (f"[preheat]\n{queue}lease = {self.lease}\nretries = 1\nretry_delay = 200ms\n"
-                f"poll = 100ms\nrequest_timeout = 5s\n{plain}{self.preheat_extra}")
+        timers = {} if self.shipped else {"lease": self.lease, "retries": "1",
+                                          "retry_delay": "200ms", "poll": "100ms",
+                                          "request_timeout": "5s"}
+        given = {line.split("=")[0].strip() for line in self.preheat_extra.splitlines()}
+        timers = "".join(f"{key} = {value}\n" for key, value in timers.items()
+                         if key not in given)  # preheat_extra sets these itself
+        return f"[preheat]\n{queue}{timers}{plain}{self.preheat_extra}"
 
     def port(self, key):
         if key not in self.ports:
@@ -235,7 +246,7 @@ class Cluster:
 
     def start_node(self, name, sections, wait_joined=True):
         process = self.case.start(name, node_ini(self.case, name, self.manager, self.token_file,
-                                                 sections))
+                                                 sections, log_level=self.log_level))
         process.wait_ready()
         if wait_joined:
             process.log.wait_for(r"join: joined cluster=default")
@@ -243,8 +254,9 @@ class Cluster:
         return process
 
     def scheduler(self, name="sched"):
+        timers = "" if self.shipped else "heartbeat = 1s\nhost_timeout = 5s\n"
         return self.start_node(name, f"[scheduler]\nbind = tcp://127.0.0.1:{self.port(name)}\n"
-                                     "heartbeat = 1s\nhost_timeout = 5s\n")
+                                     + timers)
 
     def seed(self, name):
         return self.start_node(name, (
@@ -262,14 +274,15 @@ class Cluster:
             f"{self.fetcher_extra}\n"
             f"[proxy]\nlisten = 127.0.0.1:{self.port(name + '.proxy')}\n{registry}{proxy_extra}"))
 
-    def worker(self, name):
-        """A preheat worker process of its own, with the manager's keypair."""
+    def worker(self, name, extra=""):
+        """A preheat worker process of its own, with the manager's keypair; extra: more
+        [preheat] lines."""
         route = (f"tcp://127.0.0.1:{self.manager.bind_port} "
                  f"events=tcp://127.0.0.1:{self.manager.events_port} key={self.manager.key}")
         process = self.case.start(name, (
-            f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n\n"
+            f"[node]\nname = {name}\nlog_level = {self.log_level}\nhttp = 127.0.0.1:0\n\n"
             f"[bus]\ncert = {self.manager.cert}\n\n[endpoints]\nmanager = {route}\n\n"
-            + self.preheat_section()))
+            + self.preheat_section() + extra))
         process.wait_ready()
         self.nodes[name] = process
         return process

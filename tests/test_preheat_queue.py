@@ -17,7 +17,12 @@ mid-way when something dies:
   frozen one learns the job is not its own any more and stops, so the job never ran on two
   workers at once;
 - without Redis (the manager's own queue, the worker in the manager's process): the manager
-  killed and restarted mid-job finds the job in its database, runs it again and completes it.
+  killed and restarted mid-job finds the job in its database, runs it again and completes it;
+- the manager's own queue, more jobs waiting than it reads from its database at once (100)
+  when it is killed: restarted, it queues every one of them again, and a worker runs them all;
+- with `[preheat] poll = 60s`, jobs of a small file end long before a poll: a task just sent
+  is asked after 100 ms, then twice as long each time, up to the poll (small jobs used to
+  wait a whole poll for the question that found them done).
 """
 import os
 import re
@@ -51,13 +56,14 @@ class QueueTest(ManagerCase):
         if self.redis:
             self.redis.stop()
 
-    def cluster(self, redis=True, workers=2):
+    def cluster(self, redis=True, workers=2, in_process_worker=None, preheat_extra=""):
         if redis:
             self.redis = ph.Redis(self.workdir)
         # The file origin is public: the seed asks it no access question (a HEAD, which the
         # origin's gate would hold like any answer that reaches the file's end).
         cluster = ph.Cluster(self, queue=self.redis.url if redis else "",
-                             in_process_worker=not redis, lease=LEASE,
+                             in_process_worker=not redis if in_process_worker is None
+                             else in_process_worker, lease=LEASE, preheat_extra=preheat_extra,
                              seed_extra="[upstream]\npublic = 127.0.0.1\n")
         cluster.scheduler()
         seed = cluster.seed("seed-1")
@@ -208,6 +214,30 @@ class QueueTest(ManagerCase):
         self.origin.open_gate("gate-own")
         job = cluster.wait_job(job_id)
         self.assertEqual((job["state"], job["attempt"]), ("success", 2))
+
+    def test_own_queue_restart_keeps_every_job(self):
+        """More jobs wait than the manager reads from its database in one go (100): killed
+        and restarted, it queues every one again, and a worker process (the manager's own
+        queue, over the bus) runs each once."""
+        cluster = self.cluster(redis=False, workers=0, in_process_worker=False)
+        ids = [cluster.submit({"type": "file", "url": self.origin.url(f"/file-0?job={index}")})[
+            "id"] for index in range(120)]
+        cluster.manager.kill()
+        cluster.manager.start()
+        cluster.manager.process.log.wait_for(r"preheat: 120 pending jobs queued again")
+        cluster.worker("worker-1", extra="jobs = 8\n")
+        for job_id in ids:
+            job = cluster.wait_job(job_id)
+            self.assertEqual((job["state"], job["attempt"]), ("success", 1), job)
+
+    def test_small_jobs_wait_for_no_poll(self):
+        cluster = self.cluster(redis=False, preheat_extra="poll = 60s\n")
+        for index in (1, 2, 3):
+            job = cluster.submit({"type": "file", "url": self.origin.url(f"/file-{index}")})
+            # a deadline well under the poll: a job that waited for one would miss it
+            job = cluster.wait_job(job["id"], timeout=30)
+            self.assertEqual(job["state"], "success", job)
+            self.assertEqual(job["progress"]["bytes_done"], SIZE)
 
 
 if __name__ == "__main__":

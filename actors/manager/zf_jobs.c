@@ -524,24 +524,47 @@ static void s_expire_takers (zf_jobs_t *self, int64_t now)
     }
 }
 
-//  Jobs whose worker went silent for a lease go back to the queue (own queue: the manager
-//  decides; with Redis, Redis gives the entry to another worker, see s_sweep_stream).
-static void s_expire_leases (zf_jobs_t *self, int64_t now)
+//  Calls visit for every job in state, oldest first, a page of S_SWEEP_BATCH at a time (a job
+//  beyond the first page must not wait for the ones before it to leave the state).
+typedef void (s_visit_fn) (zf_jobs_t *self, const zf_job_row_t *row, int64_t now);
+static zf_status_t s_each_in_state (zf_jobs_t *self, zf_job_status_t state, s_visit_fn *visit,
+                                    int64_t now, size_t *visited, zf_error_t *err)
 {
     zf_job_row_t rows[S_SWEEP_BATCH];
     size_t count = 0;
+    int64_t after_id = 0;
+    *visited = 0;
+    do {
+        zf_status_t status =
+            zf_jobs_in_state (self->db, state, after_id, rows, S_SWEEP_BATCH, &count, err);
+        if (status != ZF_OK)
+            return status;
+        for (size_t index = 0; index < count; index++)
+            visit (self, &rows[index], now);
+        *visited += count;
+        if (count)
+            after_id = rows[count - 1].id;
+    } while (count == S_SWEEP_BATCH);
+    return ZF_OK;
+}
+
+//  A job whose worker went silent for a lease goes back to the queue (own queue: the manager
+//  decides; with Redis, Redis gives the entry to another worker, see s_sweep_stream).
+static void s_expire_lease (zf_jobs_t *self, const zf_job_row_t *row, int64_t now)
+{
     zf_error_t err;
-    if (zf_jobs_in_state (self->db, ZF_JOB_RUNNING, rows, S_SWEEP_BATCH, &count, &err) != ZF_OK)
+    if (now - row->heartbeat_at < self->lease_ms
+        || zf_jobs_set_pending (self->db, row->id, now, &err) != ZF_OK)
         return;
-    for (size_t index = 0; index < count; index++) {
-        if (now - rows[index].heartbeat_at < self->lease_ms)
-            continue;
-        if (zf_jobs_set_pending (self->db, rows[index].id, now, &err) != ZF_OK)
-            continue;
-        zf_notice (s_name, "job %" PRId64 " pending: worker=%s silent for %" PRId64 " ms",
-                   rows[index].id, rows[index].worker, now - rows[index].heartbeat_at);
-        s_enqueue (self, rows[index].id);
-    }
+    zf_notice (s_name, "job %" PRId64 " pending: worker=%s silent for %" PRId64 " ms", row->id,
+               row->worker, now - row->heartbeat_at);
+    s_enqueue (self, row->id);
+}
+
+static void s_enqueue_row (zf_jobs_t *self, const zf_job_row_t *row, int64_t now)
+{
+    (void) now;
+    s_enqueue (self, row->id);
 }
 
 //  Redis: jobs not yet in the stream are added; a job whose entry Redis lost (restarted
@@ -556,7 +579,7 @@ static void s_sweep_stream (zf_jobs_t *self, int64_t now)
         self->next_stream_check = now + self->lease_ms;
     for (int pass = 0; pass < 2; pass++) {
         zf_job_status_t state = pass == 0 ? ZF_JOB_PENDING : ZF_JOB_RUNNING;
-        if (zf_jobs_in_state (self->db, state, rows, S_SWEEP_BATCH, &count, &err) != ZF_OK)
+        if (zf_jobs_in_state (self->db, state, 0, rows, S_SWEEP_BATCH, &count, &err) != ZF_OK)
             return;
         for (size_t index = 0; index < count; index++) {
             zf_job_row_t *row = &rows[index];
@@ -603,8 +626,10 @@ static int s_on_timer (zloop_t *loop, int timer_id, void *arg)
     if (self->stream)
         s_sweep_stream (self, now);
     else {
+        size_t running;
+        zf_error_t err;
         s_expire_takers (self, now);
-        s_expire_leases (self, now);
+        s_each_in_state (self, ZF_JOB_RUNNING, s_expire_lease, now, &running, &err);
         s_serve_takers (self); //  offers that were not taken up are made again
     }
     s_census (self, now);
@@ -689,16 +714,15 @@ void zf_jobs_register (zf_rest_t *rest, zf_manager_t *manager)
     zf_jobs_api_register (rest, self);
     zf_jobs_harbor_register (rest, self);
 
-    //  The own queue is rebuilt from the database: pending jobs wait again, running ones go
-    //  back to it when their worker stays silent for a lease (the timer).
+    //  The own queue is rebuilt from the database: every pending job waits again (all of
+    //  them: one left out would wait for ever), running ones go back to it when their worker
+    //  stays silent for a lease (the timer).
     if (!self->stream) {
-        zf_job_row_t rows[S_SWEEP_BATCH];
-        size_t count = 0;
-        if (zf_jobs_in_state (self->db, ZF_JOB_PENDING, rows, S_SWEEP_BATCH, &count, &err) == ZF_OK)
-            for (size_t index = 0; index < count; index++)
-                s_enqueue (self, rows[index].id);
-        if (count)
-            zf_notice (s_name, "preheat: %zu pending jobs queued again", count);
+        size_t queued = 0;
+        if (s_each_in_state (self, ZF_JOB_PENDING, s_enqueue_row, 0, &queued, &err) != ZF_OK)
+            zf_warning (s_name, "preheat: pending jobs not queued again: %s", err.message);
+        if (queued)
+            zf_notice (s_name, "preheat: %zu pending jobs queued again", queued);
     }
     int64_t tick = self->lease_ms / 4 < 1000 ? self->lease_ms / 4 : 1000;
     self->timer_id =

@@ -56,9 +56,10 @@ zf_status_t zf_jobs_insert (zf_db_t *db, const zf_job_input_t *input, const char
                             const char *created_by, int64_t now, int64_t *id, zf_error_t *err);
 //  ZF_E_MISSING (where "id") when there is no such job.
 zf_status_t zf_jobs_row (zf_db_t *db, int64_t id, zf_job_row_t *row, zf_error_t *err);
-//  Jobs in a state, oldest first (at most max), for the queue at start and its sweeps.
-zf_status_t zf_jobs_in_state (zf_db_t *db, zf_job_status_t state, zf_job_row_t *rows, size_t max,
-                              size_t *count, zf_error_t *err);
+//  Jobs in a state with ids above after_id, oldest first (at most max), for the queue at
+//  start (page by page: after_id the last id of the page before) and its sweeps.
+zf_status_t zf_jobs_in_state (zf_db_t *db, zf_job_status_t state, int64_t after_id,
+                              zf_job_row_t *rows, size_t max, size_t *count, zf_error_t *err);
 //  Counts by state, and the creation time of the oldest pending job (0: none).
 zf_status_t zf_jobs_census (zf_db_t *db, int64_t counts[ZF_JOB_STATUS_COUNT],
                             int64_t *oldest_pending, zf_error_t *err);

@@ -88,13 +88,14 @@ zf_status_t zf_jobs_row (zf_db_t *db, int64_t id, zf_job_row_t *row, zf_error_t 
     return found ? ZF_OK : zf_error_set (err, ZF_E_MISSING, "id", "no job %" PRId64, id);
 }
 
-zf_status_t zf_jobs_in_state (zf_db_t *db, zf_job_status_t state, zf_job_row_t *list, size_t max,
-                              size_t *count, zf_error_t *err)
+zf_status_t zf_jobs_in_state (zf_db_t *db, zf_job_status_t state, int64_t after_id,
+                              zf_job_row_t *list, size_t max, size_t *count, zf_error_t *err)
 {
     *count = 0;
-    zf_db_result_t *rows =
-        zf_db_query (db, S_ROW_SELECT "WHERE state = ? ORDER BY id LIMIT ?",
-                     ZF_DB_ARGS (ZF_DB_TEXT (zf_job_status_name (state)), ZF_DB_INT (max)), err);
+    zf_db_result_t *rows = zf_db_query (
+        db, S_ROW_SELECT "WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
+        ZF_DB_ARGS (ZF_DB_TEXT (zf_job_status_name (state)), ZF_DB_INT (after_id), ZF_DB_INT (max)),
+        err);
     if (!rows)
         return s_failed (err);
     for (size_t index = 0; index < zf_db_result_rows (rows) && index < max; index++)

@@ -11,7 +11,7 @@
 #define S_TICK_MS         100
 #define S_TAKE_WAIT_MS    5000 //  a job.take the manager may hold
 #define S_CALL_TIMEOUT_MS 5000
-#define S_REPORT_MS       1000 //  changed tasks are reported at most this often
+#define S_REPORT_MS       1000 //  progress is reported at most this often; a job's end at once
 #define S_RETRY_MS        1000 //  a manager that did not answer is asked again after this
 #define S_BATCH_MAX       64   //  tasks per job.update (schemas/preheat.schema)
 
@@ -75,7 +75,8 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "500ms",
      .min = 10,
      .max = 60000,
-     .help = "how often a running task is asked for its progress (task.query)"},
+     .help = "how often a running task is asked for its progress (task.query), at most: "
+             "first after 100 ms, then twice as long each time up to this"},
     {.key = "request_timeout",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_preheat_config_t, request_timeout_ms),
@@ -118,7 +119,8 @@ typedef struct {
     bool in_flight; //  a job.start or job.update is out
     bool final_out; //  the update in flight carries the job's end
     zf_preheat_batch_t batch;
-    int64_t next_call;   //  monotonic ms
+    int64_t next_call;   //  monotonic ms: no call before (a retry's delay)
+    int64_t next_report; //  no progress report before (S_REPORT_MS after the last)
     int64_t last_report; //  the last update the manager took
     int64_t next_renew;  //  Redis: touch the entry
     int64_t last_renew;  //  Redis: the last touch Redis confirmed
@@ -139,7 +141,10 @@ struct self_s {
     zf_preheat_settings_t settings;
     zf_preheat_env_t env;
     zf_gauge_t *jobs_gauge;
+    int soon_timer; //  the pass of the tick s_tick_soon asked for (-1: none)
 };
+
+static void s_tick_soon (self_t *self);
 
 //  ---------------------------------------------------------------------------------------------
 //  Letting go of a job
@@ -167,7 +172,8 @@ static void s_release (s_held_t *held, bool ack, const char *why)
             break;
         }
     zf_gauge_set (self->jobs_gauge, (double) zlistx_size (self->held));
-    self->next_take = 0; //  room for another
+    self->next_take = 0; //  room for another: taken now, not at the next tick
+    s_tick_soon (self);
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -191,8 +197,9 @@ static void s_on_started (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     if (streq (started->verdict, "run")) {
         held->phase = S_RUNNING;
         held->last_report = zf_clock_mono_ms ();
-        held->next_call = held->last_report + S_REPORT_MS;
+        held->next_report = held->last_report + S_REPORT_MS;
         held->job = zf_preheat_job_new (&self->env, started);
+        s_tick_soon (self); //  its tasks go out now
         return;
     }
     bool ack = streq (started->verdict, "done") || streq (started->verdict, "cancelled")
@@ -250,7 +257,7 @@ static void s_on_updated (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
             s_release (held, true, "its end is recorded");
             return;
         }
-        held->next_call = now + (held->phase == S_FINISHING ? 0 : S_REPORT_MS);
+        held->next_report = now + S_REPORT_MS;
         return;
     }
     zf_preheat_job_reported (held->job, &held->batch, false);
@@ -448,13 +455,40 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
         const char *state, *error;
         if (held->phase == S_RUNNING && zf_preheat_job_ended (held->job, &state, &error))
             held->phase = S_FINISHING;
-        if (held->phase == S_FINISHING || zf_preheat_job_dirty (held->job)
-            || now - held->last_report >= self->config->lease_ms / 3)
+        //  The end goes at once (it frees the worker for the next job: small jobs waited up to
+        //  a report interval for it); progress no more often than S_REPORT_MS.
+        if (held->phase == S_FINISHING
+            || (now >= held->next_report
+                && (zf_preheat_job_dirty (held->job)
+                    || now - held->last_report >= self->config->lease_ms / 3)))
             s_send_update (held);
     }
     zf_free (list);
     s_take (self, now);
     return 0;
+}
+
+//  The tick's work at the next turn of the loop, for what should not wait up to a tick (each
+//  wait held a small job up to 100 ms, and the queue bench's jobs are a few ticks long): a job
+//  the manager just handed over (its tasks go out), a job that ended (its end is reported),
+//  room for another job (it is taken). A timer, not a call, so that nothing runs inside the
+//  callback that asked for it.
+static int s_on_soon (zloop_t *loop, int timer_id, void *arg)
+{
+    self_t *self = arg;
+    self->soon_timer = -1;
+    return s_on_tick (loop, timer_id, arg);
+}
+
+static void s_tick_soon (self_t *self)
+{
+    if (self->soon_timer < 0)
+        self->soon_timer = zloop_timer (self->loop, 1, 1, s_on_soon, self);
+}
+
+static void s_job_ended (void *arg)
+{
+    s_tick_soon (arg);
 }
 
 static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *arg)
@@ -478,7 +512,8 @@ static void s_held_destroy (void **item)
 void zf_preheat_actor (zsock_t *pipe, void *args)
 {
     const zf_actor_args_t *actor = args;
-    self_t self = {.name = actor->name, .config = actor->config, .node = actor->node};
+    self_t self = {
+        .name = actor->name, .config = actor->config, .node = actor->node, .soon_timer = -1};
     zf_error_t err;
     bool valid = !*self.config->queue || zf_job_stream_url_valid (self.config->queue, &err);
     if (!valid)
@@ -535,6 +570,8 @@ void zf_preheat_actor (zsock_t *pipe, void *args)
                                             "Preheat tasks tried again after a failure", NULL),
         .bytes = zf_metrics_counter ("zfly_preheat_bytes_total",
                                      "Bytes of the blobs preheat tasks put on hosts", NULL),
+        .ended = s_job_ended,
+        .ended_arg = &self,
     };
     self.jobs_gauge =
         zf_metrics_gauge ("zfly_preheat_worker_jobs", "Preheat jobs this worker holds", NULL);

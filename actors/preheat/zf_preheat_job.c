@@ -10,6 +10,10 @@
 #define S_DESCRIPTION_MAX  1024
 #define S_ERROR_MAX        2048
 #define S_TASKS_MAX        100000 //  blobs x hosts of one job
+//  A running task is asked again after this, then after twice as long each time up to the poll
+//  setting: a small blob is done within a tick or two (and its job's worker free for the
+//  next), where asking only every poll (500 ms) held each small job for that long.
+#define S_POLL_FIRST_MS 100
 
 typedef enum { S_PENDING, S_RUNNING, S_SUCCESS, S_FAILURE } s_state_t;
 
@@ -37,6 +41,7 @@ typedef struct {
     char task_id[ZF_TASK_ID_SIZE + 1]; //  as the fetcher computed it
     bool in_flight;                    //  a request is out
     int64_t next_at;
+    int64_t poll_ms; //  the wait before the next task.query (0: none yet)
     uint64_t version, reported;
 } s_task_t;
 
@@ -94,6 +99,8 @@ static void s_end (zf_preheat_job_t *self, bool success, const char *fmt, ...)
         zf_bus_forget (self->env->bus, &self->tasks[index]);
     zf_info (self->env->name, "job %" PRId64 " ended %s%s%s", self->id, self->end_state,
              *self->error ? ": " : "", self->error);
+    if (self->env->ended)
+        self->env->ended (self->env->ended_arg);
 }
 
 static void s_task_touch (s_task_t *task)
@@ -168,6 +175,7 @@ static void s_task_attempt_failed (s_task_t *task, const char *fmt, ...)
     va_end (args);
     task->in_flight = false;
     task->fetched = false;
+    task->poll_ms = 0;
     if ((int64_t) task->attempts > self->retries) {
         s_task_final (task, S_FAILURE);
         return;
@@ -201,8 +209,13 @@ static void s_task_status (s_task_t *task, const zf_msg_task_status_t *status)
                                *status->error_message ? status->error_message
                                                       : "the fetcher gave no reason");
         s_check_end (self);
-    } else
-        task->next_at = zf_clock_mono_ms () + self->env->settings->poll_ms;
+    } else {
+        int64_t most = self->env->settings->poll_ms;
+        task->poll_ms = task->poll_ms ? task->poll_ms * 2 : S_POLL_FIRST_MS;
+        if (task->poll_ms > most)
+            task->poll_ms = most;
+        task->next_at = zf_clock_mono_ms () + task->poll_ms;
+    }
 }
 
 static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,

@@ -53,6 +53,10 @@ typedef struct {
     zf_curl_loop_t *curl;
     const zf_preheat_settings_t *settings;
     zf_counter_t *tasks_succeeded, *tasks_failed, *task_retries, *bytes;
+    //  Called (when set) as a job ends, so that its worker reports the end without waiting for
+    //  its timer; it must not destroy the job.
+    void (*ended) (void *arg);
+    void *ended_arg;
 } zf_preheat_env_t;
 
 typedef struct zf_preheat_job_s zf_preheat_job_t;
