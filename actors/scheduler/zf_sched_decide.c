@@ -141,7 +141,7 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
         return ZF_DECISION_WAIT; //  someone feeds the task: wait for pieces or a free slot
     //  Nobody fetches and nobody holds: this peer's request starts the one origin fetch.
     bool seed_enabled = zf_sched_params (sched)->seeds_enabled;
-    if (!(peer->host->seed && seed_enabled)
+    if (!(peer->host->seed && seed_enabled) && !task->seed_failed
         && s_claim_with_seed (sched, peer, now_ms, trigger, arg)) {
         s_top_up (sched, peer, now_ms);
         return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
@@ -164,6 +164,13 @@ void zf_sched_seed_refused (zf_sched_t *sched, zf_sched_peer_t *seed_peer)
         seed_peer->state = ZF_PEER_RUNNING; //  keeps serving what it has
         zf_sched_wake (sched, task);
     }
+}
+
+void zf_sched_seed_failed (zf_sched_t *sched, zf_sched_peer_t *peer)
+{
+    (void) sched;
+    if (peer->task->source == peer && peer->host->seed)
+        peer->task->seed_failed = true;
 }
 
 bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched_peer_t *parent,

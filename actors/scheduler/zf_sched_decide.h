@@ -39,6 +39,15 @@ zf_sched_host_t *zf_sched_pick_seed (zf_sched_t *sched, const zf_sched_task_t *t
 //  takes over) and not chosen for this task again.
 void zf_sched_seed_refused (zf_sched_t *sched, zf_sched_peer_t *seed_peer);
 
+//  A peer leaves the task after a failure of its own (peer.failed, other than "evicted"). When
+//  it is a seed fetching the task from the origin, the origin refused it or could not be
+//  reached from it: no seed is triggered for the task again, and the task's peers fetch from
+//  the origin themselves (one at a time, as ever). The origin may refuse a seed what it gives
+//  the clients: a private registry's blob, whose credentials stay with the clients; triggering
+//  a seed again asked the registry in a loop (about 30 times a second) until the clients gave
+//  up waiting (sched_fallback, 10 s a blob). Call it before the peer is removed.
+void zf_sched_seed_failed (zf_sched_t *sched, zf_sched_peer_t *peer);
+
 //  A parent did not serve the child: drop the edge, keep it away from the child, count the
 //  failure against its host. Returns true when the host became bad.
 bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched_peer_t *parent,

@@ -377,6 +377,34 @@ static void s_test_seed_refused (void)
     zf_sched_destroy (&sched);
 }
 
+//  A triggered seed fails at the origin (a private blob: the origin refuses the seed): the child
+//  goes to the origin itself, and no seed is triggered for the task again.
+static void s_test_seed_failed (void)
+{
+    zf_sched_t *sched = s_sched (8);
+    s_host (sched, "seed-1", true, "", "", 0);
+    s_host (sched, "seed-2", true, "", "", 0);
+    zf_sched_host_t *node = s_host (sched, "n1", false, "", "", 0);
+    zf_sched_host_t *other = s_host (sched, "n2", false, "", "", 0);
+    s_triggers = 0;
+    zf_sched_peer_t *peer = s_peer (sched, TASK_A, node);
+    ZF_ASSERT (zf_sched_decide (sched, peer, 0, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
+    ZF_ASSERT (s_triggers == 1 && s_triggered->task->source == s_triggered);
+    zf_sched_seed_failed (sched, s_triggered);
+    zf_sched_peer_remove (sched, s_triggered);
+    ZF_ASSERT (peer->parent_count == 0 && !peer->task->source);
+    ZF_ASSERT (zf_sched_decide (sched, peer, 0, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    zf_sched_peer_t *second = s_peer (sched, TASK_A, other);
+    ZF_ASSERT (zf_sched_decide (sched, second, 0, s_on_trigger, NULL) == ZF_DECISION_WAIT);
+    //  The first child fails as well: the second takes over, still without a seed.
+    zf_sched_seed_failed (sched, peer);
+    zf_sched_peer_remove (sched, peer);
+    ZF_ASSERT (zf_sched_decide (sched, second, 0, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (s_triggers == 1);
+    s_check (sched);
+    zf_sched_destroy (&sched);
+}
+
 //  --- health ----------------------------------------------------------------------------------
 
 static void s_test_bad_host (void)
@@ -581,6 +609,7 @@ void zf_scheduler_test (bool verbose)
     s_test_single_flight (false);
     s_test_single_flight (true);
     s_test_seed_refused ();
+    s_test_seed_failed ();
     s_test_rates ();
     s_test_bad_host ();
     s_test_expiry ();

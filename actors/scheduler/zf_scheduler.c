@@ -670,6 +670,8 @@ static void s_handle_failed (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     s_drop_waiter (self, peer, "peer failed");
     zf_info (self->name, "peer left task=%s host=%s reason=%s", body->task_id, body->host_id,
              body->reason);
+    if (!streq (body->reason, "evicted"))
+        zf_sched_seed_failed (self->sched, peer);
     zf_sched_peer_remove (self->sched, peer);
     s_reply_ack (self, &request->return_to, body->task_id, body->host_id, NULL);
     s_serve_wakes (self);
