@@ -85,13 +85,13 @@ class Bus:
         return None
 
 
-def testbed_up(tag, peers, file_size, link, seed_link=None, rates=None):
-    """Builds a testbed of `peers` peers, a seed, an origin and the sched namespace (for
+def testbed_up(tag, peers, file_size, link, seed_link=None, rates=None, seeds=1):
+    """Builds a testbed of `peers` peers, `seeds` seeds, an origin and the sched namespace (for
     schedulers, and a manager), under a prefix of `tag` and this process's id; returns the
     testbed module, its arguments and its state. Torn down on failure."""
     tb = load_testbed()
     argv = ["up", "--prefix", f"{tag}{os.getpid() % 10000}-", "--peers", str(peers), "--seeds",
-            "1", "--file-size", file_size, "--link", link]
+            str(seeds), "--file-size", file_size, "--link", link]
     if seed_link:
         argv += ["--seed-link", seed_link]
     if rates:

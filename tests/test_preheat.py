@@ -52,20 +52,8 @@ class PreheatTest(ph.RegistryCase):
         return cluster
 
     def pull(self, cluster, edge, tag, out):
-        conf = self.path(f"registries-{edge}.conf")
-        with open(os.path.join(zflytest.SOURCE_DIR, "deploy", "podman", "registries.conf")) as f:
-            text = f.read()
-        text = text.replace('"docker.io"', f'"{REGISTRY_NAME}"')
-        text = text.replace("127.0.0.1:65001", f"127.0.0.1:{cluster.port(edge + '.proxy')}")
-        with open(conf, "w") as handle:
-            handle.write(text)
-        # skopeo looks up credentials by the host it talks to: the mirror's, for a mirror.
-        import base64
-        auth = base64.b64encode(f"{reg.USER}:{reg.PASSWORD}".encode()).decode()
-        authfile = self.path(f"auth-{edge}.json")
-        with open(authfile, "w") as handle:
-            json.dump({"auths": {f"127.0.0.1:{cluster.port(edge + '.proxy')}": {"auth": auth},
-                                 REGISTRY_NAME: {"auth": auth}}}, handle)
+        conf, authfile = reg.skopeo_mirror_files(
+            self.workdir, REGISTRY_NAME, f"127.0.0.1:{cluster.port(edge + '.proxy')}")
         result = subprocess.run(["skopeo", "--registries-conf", conf, "copy", "--quiet",
                                  "--authfile", authfile,
                                  f"docker://{REGISTRY_NAME}/{REPO}:{tag}", f"oci:{out}:{tag}"],

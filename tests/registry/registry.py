@@ -2,7 +2,9 @@
 and OCI images built with umoci and pushed with skopeo.
 
 Everything runs on loopback with ports picked at run time; every process is stopped by the
-test that started it (Registry.stop, TokenServer.stop).
+test that started it (Registry.stop, TokenServer.stop). Benchmarks on the testbed run both in a
+network namespace instead: Registry(host=…, port=…, wrap=["ip", "netns", "exec", NS]), and the
+token server as a process of its own there (`registry.py token-server DIR HOST PORT`).
 """
 import base64
 import datetime
@@ -94,7 +96,7 @@ class TokenServer:
     password in a form, as containerd does), gets every action asked for; anonymous callers get pull, except on
     repositories under private/, where they get nothing (so the registry answers 401)."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, listen=("127.0.0.1", 0)):
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = datetime.datetime.utcnow()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zfly test token signer")])
@@ -154,9 +156,9 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(listen, Handler)
         self.port = self.httpd.server_address[1]
-        self.realm = f"http://127.0.0.1:{self.port}/token"
+        self.realm = f"http://{listen[0]}:{self.port}/token"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -193,8 +195,12 @@ class Registry:
     """docker-registry (distribution 2.8) with filesystem storage and token auth; TLS when
     cert/key are given. Its access log is kept to count requests."""
 
-    def __init__(self, directory, token, tls=None, name="registry"):
-        self.port = zflytest.free_port()
+    def __init__(self, directory, token, tls=None, name="registry", host="127.0.0.1", port=None,
+                 wrap=()):
+        """token: what the registry trusts (a TokenServer, or any object with its realm and
+        cert_path); wrap: a command prefix to run docker-registry under."""
+        self.host = host
+        self.port = port or zflytest.free_port()
         self.root = os.path.join(directory, f"{name}-data")
         os.makedirs(self.root, exist_ok=True)
         config = os.path.join(directory, f"{name}.yml")
@@ -202,7 +208,7 @@ class Registry:
             handle.write("version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
                          f"storage:\n  filesystem:\n    rootdirectory: {self.root}\n"
                          "  delete:\n    enabled: true\n"
-                         f"http:\n  addr: 127.0.0.1:{self.port}\n")
+                         f"http:\n  addr: {host}:{self.port}\n")
             if tls:
                 handle.write(f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n")
             handle.write(f"auth:\n  token:\n    realm: {token.realm}\n    service: {SERVICE}\n"
@@ -211,7 +217,7 @@ class Registry:
         env = dict(os.environ)
         env.pop("HTTPS_PROXY", None)
         env.pop("HTTP_PROXY", None)
-        self.process = subprocess.Popen(["docker-registry", "serve", config],
+        self.process = subprocess.Popen([*wrap, "docker-registry", "serve", config],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, env=env)
         self.log = zflytest.LineReader(self.process.stdout, echo_prefix=f"[{name}] ")
@@ -219,7 +225,7 @@ class Registry:
 
     @property
     def address(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def mark(self):
         """Index of the next log line: collects what the registry logged so far."""
@@ -292,6 +298,25 @@ def skopeo_env(**extra):
     return env
 
 
+def skopeo_mirror_files(directory, registry_name, mirror):
+    """registries.conf (deploy/podman/'s, for registry_name with the mirror at mirror,
+    HOST:PORT) and an auth file with the registry's credentials under both names (skopeo
+    looks them up by the address it talks to: the mirror's); returns their paths, for
+    `skopeo --registries-conf CONF copy --authfile AUTH docker://REGISTRY_NAME/…`."""
+    with open(os.path.join(zflytest.SOURCE_DIR, "deploy", "podman", "registries.conf")) as f:
+        text = f.read()
+    text = text.replace('"docker.io"', f'"{registry_name}"')
+    text = text.replace("127.0.0.1:65001", mirror)
+    conf = os.path.join(directory, f"registries-{mirror.replace(':', '-')}.conf")
+    with open(conf, "w") as handle:
+        handle.write(text)
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    authfile = os.path.join(directory, f"auth-{mirror.replace(':', '-')}.json")
+    with open(authfile, "w") as handle:
+        json.dump({"auths": {mirror: {"auth": auth}, registry_name: {"auth": auth}}}, handle)
+    return conf, authfile
+
+
 def push(layout, tag, registry, repo, tls_verify=False):
     subprocess.run(["skopeo", "copy", "--quiet", f"--dest-tls-verify={str(tls_verify).lower()}",
                     "--dest-creds", f"{USER}:{PASSWORD}", f"oci:{layout}:{tag}",
@@ -327,3 +352,20 @@ def layout_digests(layout, tag):
     for layer in manifest["layers"]:
         blob(layer["digest"])
     return entry["digest"], [layer["digest"] for layer in manifest["layers"]]
+
+
+def serve_tokens(argv):
+    """`registry.py token-server DIR HOST PORT`: a TokenServer on HOST:PORT until SIGTERM; its
+    first line of output is `realm=URL cert=PATH` (what a Registry needs)."""
+    import signal
+    directory, host, port = argv
+    server = TokenServer(directory, listen=(host, int(port)))
+    print(f"realm={server.realm} cert={server.cert_path}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))
+    signal.pause()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["token-server"] or len(sys.argv) != 5:
+        sys.exit("usage: registry.py token-server DIR HOST PORT")
+    serve_tokens(sys.argv[2:])

@@ -5,7 +5,10 @@ Real processes on loopback, as tests/test_preheat_queue.py starts them: redis-se
 (append-only, fsync always, as the tests run it), a manager queueing in Redis (SQLite), a
 scheduler and a seed peer that join it, WORKERS preheat worker processes, and tests/origin.py
 serving a 4 KiB file. Each job preheats that file under its own URL (?job=N, so each is its own
-task) to the seed peer. All jobs are submitted through the API at once from one client.
+task) to the seed peer. The jobs are submitted through the API from one client, all at once
+(a burst: the last waits for the 999 before it, so p99 submit-to-start is the time the queue
+takes to drain), or with --rate R, R a second (below the workers' throughput, the wait is the
+queue's own latency).
 
 Settings are the shipped ones: the manager, scheduler and seed at their defaults (INI: names,
 addresses, keys, the database and the queue), log level notice; each worker is
@@ -18,6 +21,7 @@ max, nearest rank), whether every job succeeded and ran exactly once, and a Mark
 docs/benchmarks.md. Run it alone:
 
     /work/quiet.sh tools/bench/preheat_queue.py [--jobs 1000] [--workers 2] [--reps 3]
+                                                [--rate R]
 """
 import argparse
 import configparser
@@ -67,7 +71,7 @@ def shipped_worker_keys():
                    if key not in ("queue", "manager"))
 
 
-def run(jobs, workers, log_level="notice", keep=False):
+def run(jobs, workers, rate=0, log_level="notice", keep=False):
     case = Bench()
     case.setUp()
     redis = origin = None
@@ -84,8 +88,12 @@ def run(jobs, workers, log_level="notice", keep=False):
         for index in range(1, workers + 1):
             cluster.worker(f"worker-{index}", extra=worker_keys)
         start = time.time()
-        ids = [cluster.submit({"type": "file", "url": origin.url(f"/small?job={index}")})["id"]
-               for index in range(jobs)]
+        ids = []
+        for index in range(jobs):
+            if rate:  # the index-th job is due index / rate seconds after the first
+                time.sleep(max(0.0, start + index / rate - time.time()))
+            ids.append(cluster.submit({"type": "file",
+                                       "url": origin.url(f"/small?job={index}")})["id"])
         submitted = time.time()
         while any(cluster.manager.ok("GET", f"/api/v1/jobs?per_page=1&state={state}")["total"]
                   for state in ("pending", "running")):  # until the last job ended
@@ -113,7 +121,7 @@ def run(jobs, workers, log_level="notice", keep=False):
                 ended[job] = stamp(line)
         waits = [started[job] - created[job] for job in ids if job in started and job in created]
         span = max(ended.values()) - min(created.values())
-        return {"jobs": jobs, "workers": workers, "states": states,
+        return {"jobs": jobs, "workers": workers, "rate_asked": rate, "states": states,
                 "rate": jobs / span, "span": span, "submit_rate": jobs / (submitted - start),
                 "p50": percentile(waits, 0.5), "p99": percentile(waits, 0.99),
                 "max": max(waits), "measured": len(waits),
@@ -138,13 +146,16 @@ def main():
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="jobs submitted a second (default 0: all at once)")
     parser.add_argument("--log-level", default="notice", help="of every process (shipped: "
                         "notice; info or debug to see a job's steps)")
     parser.add_argument("--keep", action="store_true", help="keep the logs and the directory")
     options = parser.parse_args()
     results = []
     for rep in range(options.reps):
-        result = run(options.jobs, options.workers, options.log_level, options.keep)
+        result = run(options.jobs, options.workers, options.rate, options.log_level,
+                     options.keep)
         results.append(result)
         print(f"run {rep + 1}: jobs={result['jobs']} workers={result['workers']} "
               f"({result['worker_keys']}) states={result['states']} ran once: "
@@ -160,9 +171,11 @@ def main():
 
     def med(key, scale=1):
         return statistics.median(r[key] * scale for r in results)
-    print(f"\n| jobs | workers | jobs/s (median) | submit→start p50 | p99 | max | every job "
-          f"succeeded, ran once | runs (jobs/s) |\n|---|---|---|---|---|---|---|---|\n"
-          f"| {options.jobs} | {options.workers} | {med('rate'):.1f} | {med('p50', 1000):.0f} ms "
+    submitted = f"{options.rate:g}/s" if options.rate else "at once"
+    print(f"\n| jobs | submitted | workers | jobs/s (median) | submit→start p50 | p99 | max | "
+          f"every job succeeded, ran once | runs (jobs/s) |\n|---|---|---|---|---|---|---|---|---|\n"
+          f"| {options.jobs} | {submitted} | {options.workers} | {med('rate'):.1f} | "
+          f"{med('p50', 1000):.0f} ms "
           f"| {med('p99', 1000):.0f} ms | {med('max', 1000):.0f} ms | "
           f"{'yes' if every_ok else 'NO'} | {rates} |")
 
