@@ -43,15 +43,6 @@ class PreheatContainerdTest(ph.RegistryCase):
         ph.push_multiarch(cls.layout, TAG, cls.registry, REPO)
         cls.blobs = ph.image_blobs(cls.layout, TAG)
 
-    def setUp(self):
-        super().setUp()
-        self.containerd = None
-
-    def tearDown(self):
-        if self.containerd:
-            self.containerd.stop()
-        super().tearDown()
-
     def test_ctr_pull_after_preheat(self):
         amd64 = self.blobs["linux/amd64"]
         edge = self.cluster.edge(
@@ -68,13 +59,16 @@ class PreheatContainerdTest(ph.RegistryCase):
                                          self.cluster.port("edge-1.proxy"))
         image = f"{REGISTRY_NAME}/{REPO}:{TAG}"
         start = self.registry.mark()
-        self.containerd = containerdtest.Containerd(self.workdir, "containerd")
-        result = self.containerd.pull(hosts, image, "--platform", "linux/amd64", "--user",
-                                      f"{reg.USER}:{reg.PASSWORD}")
-        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertEqual(self.containerd.image_digest(image), ph.index_digest(self.layout, TAG))
-        content = self.containerd.ctr("content", "ls", "-q").stdout.split()
-        self.assertTrue(set(amd64) <= set(content), content)
+        containerd = containerdtest.Containerd(self.workdir, "containerd")
+        try:  # stopped before the test's directory goes
+            result = containerd.pull(hosts, image, "--platform", "linux/amd64", "--user",
+                                     f"{reg.USER}:{reg.PASSWORD}")
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            self.assertEqual(containerd.image_digest(image), ph.index_digest(self.layout, TAG))
+            content = containerd.ctr("content", "ls", "-q").stdout.split()
+            self.assertTrue(set(amd64) <= set(content), content)
+        finally:
+            containerd.stop()
 
         self.assertEqual(ph.registry_blob_bodies(self.registry, start), {},
                          "the pull after the preheat took blob bytes from the registry")

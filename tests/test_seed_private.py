@@ -33,12 +33,9 @@ REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the edge's mirr
 class SeedPrivateTest(ph.RegistryCase):
     seeds = 1
 
-    @classmethod
-    def push_images(cls):
-        cls.layout = reg.build_image(cls.shared, "v1", layers=2, layer_bytes=3 << 20)
-        reg.push(cls.layout, "v1", cls.registry, REPO)
-
     def test_cold_private_pull(self):
+        layout = reg.build_image(self.workdir, "v1", layers=2, layer_bytes=3 << 20)
+        reg.push(layout, "v1", self.registry, REPO)
         edge = self.cluster.edge("edge-1")
         seed = self.cluster.nodes["seed-1"]
         conf, authfile = reg.skopeo_mirror_files(
@@ -51,7 +48,7 @@ class SeedPrivateTest(ph.RegistryCase):
                                 env=reg.skopeo_env(), timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
         manifest, layers = reg.layout_digests(out, "v1")  # every blob checked
-        self.assertEqual((manifest, layers), reg.layout_digests(self.layout, "v1"))
+        self.assertEqual((manifest, layers), reg.layout_digests(layout, "v1"))
 
         refused = {}
         for method, digest, status, _, _ in self.registry.blob_requests(start=start):
@@ -61,7 +58,7 @@ class SeedPrivateTest(ph.RegistryCase):
         for digest in layers:  # the log read up to each layer's answer
             edge.log.wait_for(rf"GET \S+/blobs/{digest} route=p2p status=200")
         self.assertNotRegex(edge.log.text(), r"no parent to use")
-        blob_bytes = sum(ph.layout_blob_size(self.layout, digest) for digest in layers)
+        blob_bytes = sum(ph.layout_blob_size(layout, digest) for digest in layers)
         self.assertGreaterEqual(ph.metric(edge, "zfly_fetcher_source_bytes_total"), blob_bytes)
         self.assertEqual(ph.metric(seed, "zfly_fetcher_source_bytes_total"), 0)
 

@@ -357,15 +357,28 @@ static void s_test_rates (void)
     zf_sched_destroy (&sched);
 }
 
-static void s_test_seed_refused (void)
+//  A scheduler with `seeds` seed hosts, nodes n1 and n2 (*other), and n1's peer of TASK_A
+//  (*peer), whose first decision triggered a seed (s_triggered) and made it n1's parent.
+static zf_sched_t *s_sched_seeded (size_t seeds, zf_sched_peer_t **peer, zf_sched_host_t **other)
 {
     zf_sched_t *sched = s_sched (8);
-    s_host (sched, "seed-1", true, "", "", 0);
+    const char *names[] = {"seed-1", "seed-2"};
+    for (size_t index = 0; index < seeds && index < ZF_ARRAY_LEN (names); index++)
+        s_host (sched, names[index], true, "", "", 0);
     zf_sched_host_t *node = s_host (sched, "n1", false, "", "", 0);
-    zf_sched_host_t *other = s_host (sched, "n2", false, "", "", 0);
+    *other = s_host (sched, "n2", false, "", "", 0);
     s_triggers = 0;
-    zf_sched_peer_t *peer = s_peer (sched, TASK_A, node);
-    ZF_ASSERT (zf_sched_decide (sched, peer, 0, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
+    *peer = s_peer (sched, TASK_A, node);
+    ZF_ASSERT (zf_sched_decide (sched, *peer, 0, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
+    ZF_ASSERT (s_triggers == 1 && s_triggered->task->source == s_triggered);
+    return sched;
+}
+
+static void s_test_seed_refused (void)
+{
+    zf_sched_peer_t *peer;
+    zf_sched_host_t *other;
+    zf_sched_t *sched = s_sched_seeded (1, &peer, &other);
     zf_sched_seed_refused (sched, s_triggered);
     ZF_ASSERT (peer->parent_count == 0 && peer->reschedule && !peer->task->source);
     //  Without a usable seed, the next to ask goes to the origin itself, once.
@@ -378,18 +391,12 @@ static void s_test_seed_refused (void)
 }
 
 //  A triggered seed fails at the origin (a private blob: the origin refuses the seed): the child
-//  goes to the origin itself, and no seed is triggered for the task again.
+//  goes to the origin itself, and no seed (there are two) is triggered for the task again.
 static void s_test_seed_failed (void)
 {
-    zf_sched_t *sched = s_sched (8);
-    s_host (sched, "seed-1", true, "", "", 0);
-    s_host (sched, "seed-2", true, "", "", 0);
-    zf_sched_host_t *node = s_host (sched, "n1", false, "", "", 0);
-    zf_sched_host_t *other = s_host (sched, "n2", false, "", "", 0);
-    s_triggers = 0;
-    zf_sched_peer_t *peer = s_peer (sched, TASK_A, node);
-    ZF_ASSERT (zf_sched_decide (sched, peer, 0, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
-    ZF_ASSERT (s_triggers == 1 && s_triggered->task->source == s_triggered);
+    zf_sched_peer_t *peer;
+    zf_sched_host_t *other;
+    zf_sched_t *sched = s_sched_seeded (2, &peer, &other);
     zf_sched_seed_failed (sched, s_triggered);
     zf_sched_peer_remove (sched, s_triggered);
     ZF_ASSERT (peer->parent_count == 0 && !peer->task->source);
