@@ -426,6 +426,7 @@ zf_task_reader_t *zf_task_reader_new (zf_task_readers_t *set, bool locate, bool 
     self->wait_complete = wait_complete;
     self->timer_id = -1;
     self->phase = ZF_TASK_READER_PHASE_FETCH;
+    self->stat_held = true; //  no storage.stat yet: the first goes at once
     for (size_t index = 0; index < ZF_TASK_READER_WINDOW_MAX; index++)
         self->slots[index].reader = self;
     self->handle = zlistx_add_end (set->all, self);

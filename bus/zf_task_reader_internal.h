@@ -78,7 +78,9 @@ struct zf_task_reader_s {
     size_t bitmap_size;
     uint64_t stored_count;
     bool storage_complete;
-    bool stat_not_held; //  the last storage.stat came back at once without news
+    //  storage held the last storage.stat until there was news, or it brought news (or none
+    //  was sent yet): the next may go at once; else it waits for poll_ms after the last
+    bool stat_held;
     int64_t stat_sent_ms;
 
     //  the range being read

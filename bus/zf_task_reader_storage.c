@@ -35,7 +35,7 @@ void zf_task_reader_stat (zf_task_reader_t *self)
         return;
     const zf_task_readers_options_t *options = &self->set->options;
     int64_t now = zf_clock_mono_ms ();
-    if (self->stat_not_held && now - self->stat_sent_ms < options->poll_ms) {
+    if (!self->stat_held && now - self->stat_sent_ms < options->poll_ms) {
         zf_task_reader_wake_after (self, options->poll_ms - (now - self->stat_sent_ms));
         return;
     }
@@ -92,7 +92,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         uint64_t known = self->stored_count;
         bool took = s_take_bitmap (self, task, zmsg_first (reply->raw));
         bool news = took && self->stored_count != known;
-        self->stat_not_held = !held && !news && !self->storage_complete;
+        self->stat_held = held || news || self->storage_complete;
         if (!took && !self->layout_known)
             zf_task_reader_send_query (self); //  opened: the fetcher knows the layout now
         else if (self->storage_complete && self->wait_complete && !self->fetcher_complete)
@@ -110,7 +110,7 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         }
         //  not opened yet (a storage that holds the question answers this only after
         //  wait_ms), or just removed: the fetcher says which
-        self->stat_not_held = !held;
+        self->stat_held = held;
         if (held)
             zf_task_reader_send_query (self);
     } else {
