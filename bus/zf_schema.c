@@ -378,6 +378,23 @@ zf_status_t zf_schema_encode (const zf_record_desc_t *desc, const void *value, m
     return ZF_OK;
 }
 
+uint8_t *zf_schema_encode_alloc (const zf_record_desc_t *desc, const void *value, size_t *size)
+{
+    ZF_ASSERT (size);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    zf_error_t err;
+    zf_status_t rc = zf_schema_encode (desc, value, &packer, &err);
+    if (rc != ZF_OK)
+        fprintf (stderr, "zf_schema_encode_alloc: %s: %s: %s\n", desc->name, err.where,
+                 err.message);
+    ZF_ASSERT (rc == ZF_OK);
+    *size = buffer.size;
+    return (uint8_t *) msgpack_sbuffer_release (&buffer); //  from malloc: zf_free frees it
+}
+
 //  --------------------------------------------------------------------------------------------
 //  Decode from a msgpack object. The value was initialised (defaults) before any of these run,
 //  so a failure part way leaves it in a state zf_schema_clear can free.

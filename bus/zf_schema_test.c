@@ -125,27 +125,12 @@ static void s_test_fill (zf_msg_selftest_sample_t *sample)
     sample->groups.count = 1;
 }
 
-static uint8_t *s_test_encode (const zf_record_desc_t *desc, const void *value, size_t *size)
-{
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-    zf_error_t err;
-    zf_status_t rc = zf_schema_encode (desc, value, &pk, &err);
-    if (rc != ZF_OK)
-        fprintf (stderr, "zf_schema_test: encode: %s: %s\n", err.where, err.message);
-    ZF_ASSERT (rc == ZF_OK);
-    *size = buffer.size;
-    return (uint8_t *) msgpack_sbuffer_release (&buffer);
-}
-
 static void s_test_round_trip (bool verbose)
 {
     zf_msg_selftest_sample_t sample;
     s_test_fill (&sample);
     size_t size;
-    uint8_t *data = s_test_encode (S_SAMPLE, &sample, &size);
+    uint8_t *data = zf_schema_encode_alloc (S_SAMPLE, &sample, &size);
 
     zf_msg_selftest_sample_t copy;
     zf_error_t err;
@@ -172,7 +157,7 @@ static void s_test_round_trip (bool verbose)
 
     //  One value, one encoding: the decoded copy encodes to the same bytes.
     size_t again_size;
-    uint8_t *again = s_test_encode (S_SAMPLE, &copy, &again_size);
+    uint8_t *again = zf_schema_encode_alloc (S_SAMPLE, &copy, &again_size);
     ZF_ASSERT (again_size == size && memcmp (again, data, size) == 0);
     if (verbose)
         printf ("zf_schema_test: selftest.sample round trip in %zu bytes\n", size);
@@ -540,7 +525,7 @@ void zf_schema_test (bool verbose)
     zf_free (request.text);
     request.text = zf_strdup ("hello");
     size_t size;
-    uint8_t *data = s_test_encode (zf_msg_echo_request.body, &request, &size);
+    uint8_t *data = zf_schema_encode_alloc (zf_msg_echo_request.body, &request, &size);
     zf_msg_echo_request_t decoded;
     zf_error_t err;
     if (zf_schema_decode_buffer (zf_msg_echo_request.body, data, size, &decoded, &err) != ZF_OK)
