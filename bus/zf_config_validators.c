@@ -7,20 +7,27 @@
 
 #include <regex.h>
 
+//  The next blank-separated word at *cursor (its start and length), *cursor moved past it;
+//  false at the end of the text.
+static bool s_next_word (const char **cursor, const char **word, size_t *length)
+{
+    *cursor += strspn (*cursor, " \t");
+    *word = *cursor;
+    *length = strcspn (*cursor, " \t");
+    *cursor += *length;
+    return *length > 0;
+}
+
 bool zf_config_check_pairs (const char *text, char *why, size_t why_size)
 {
-    const char *cursor = text;
-    while (*cursor) {
-        cursor += strspn (cursor, " \t");
-        size_t length = strcspn (cursor, " \t");
-        if (length == 0)
-            break;
-        const char *equal = memchr (cursor, '=', length);
-        if (!equal || equal == cursor || equal + 1 == cursor + length) {
-            snprintf (why, why_size, "\"%.*s\": expected NAME=VALUE pairs", (int) length, cursor);
+    const char *cursor = text, *word;
+    size_t length;
+    while (s_next_word (&cursor, &word, &length)) {
+        const char *equal = memchr (word, '=', length);
+        if (!equal || equal == word || equal + 1 == word + length) {
+            snprintf (why, why_size, "\"%.*s\": expected NAME=VALUE pairs", (int) length, word);
             return false;
         }
-        cursor += length;
     }
     return true;
 }
@@ -47,18 +54,14 @@ bool zf_config_pairs_into (const zf_config_list_t *list, zhashx_t *table, zf_err
             zf_error_set (err, ZF_E_CONFIG, "", "%s", why);
             return false;
         }
-        const char *cursor = list->items[item];
-        while (*cursor) {
-            cursor += strspn (cursor, " \t");
-            size_t length = strcspn (cursor, " \t");
-            if (length == 0)
-                break;
-            const char *equal = memchr (cursor, '=', length);
-            char *name = zf_strndup (cursor, (size_t) (equal - cursor));
+        const char *cursor = list->items[item], *word;
+        size_t length;
+        while (s_next_word (&cursor, &word, &length)) {
+            const char *equal = memchr (word, '=', length);
+            char *name = zf_strndup (word, (size_t) (equal - word));
             zhashx_update (table, name,
-                           zf_strndup (equal + 1, length - (size_t) (equal - cursor) - 1));
+                           zf_strndup (equal + 1, length - (size_t) (equal - word) - 1));
             zf_free (name);
-            cursor += length;
         }
     }
     return true;
