@@ -468,18 +468,7 @@ static void s_completed (void *cls, struct MHD_Connection *connection, void **re
     }
 }
 
-static void s_mhd_log (void *cls, const char *fmt, va_list args)
-    __attribute__ ((format (printf, 2, 0)));
-
-static void s_mhd_log (void *cls, const char *fmt, va_list args)
-{
-    (void) cls;
-    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (10, 60000);
-    char line[512];
-    vsnprintf (line, sizeof line, fmt, args);
-    line[strcspn (line, "\r\n")] = '\0';
-    zf_warning_limited (&limit, "api", "libmicrohttpd: %s", line);
-}
+static zf_http_log_t s_log = ZF_HTTP_LOG_INIT ("api");
 
 //  ---------------------------------------------------------------------------------------------
 //  Lifecycle
@@ -500,7 +489,7 @@ zf_rest_t *zf_rest_new (const char *listen, zf_error_t *err)
     self->daemon = MHD_start_daemon (
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME
             | MHD_USE_ERROR_LOG,
-        0, NULL, NULL, s_access, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL,
+        0, NULL, NULL, s_access, self, MHD_OPTION_EXTERNAL_LOGGER, zf_http_mhd_log, &s_log,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, s_completed, self,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) S_CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) S_CONNECTION_LIMIT, MHD_OPTION_END);
