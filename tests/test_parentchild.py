@@ -47,15 +47,17 @@ def sha256_file(path):
             digest.update(data)
 
 
-# xxh3_64 and rewrite_newest_slot forge a parent's checksums for the damaged-piece test, which is
-# out of the suite until its key set-up is fixed (the child's handshake to A is refused; issue 15).
-def xxh3_64(data):
-    """XXH3-64 as storage records a piece's checksum (libxxhash, the library storage uses)."""
+def xxh3(data):
+    """XXH3-64 of data with libxxhash, the library storage uses."""
     library = ctypes.CDLL("libxxhash.so.0")
     library.XXH3_64bits.restype = ctypes.c_uint64
     library.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-    checksum = library.XXH3_64bits(data, len(data))
-    return checksum or 1  # zf_store_checksum: 0 means "none recorded"
+    return library.XXH3_64bits(data, len(data))
+
+
+def xxh3_64(data):
+    """A piece's checksum as storage records it."""
+    return xxh3(data) or 1  # zf_store_checksum: 0 means "none recorded"
 
 
 def rewrite_newest_slot(task_dir, change):
@@ -65,10 +67,7 @@ def rewrite_newest_slot(task_dir, change):
     change(record)
     payload = msgpack.packb(record, use_bin_type=True)
     header = zflytest.SLOT_MAGIC + struct.pack("<QII", sequence, len(payload), 0)
-    library = ctypes.CDLL("libxxhash.so.0")
-    library.XXH3_64bits.restype = ctypes.c_uint64
-    library.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-    trailer = struct.pack("<Q", library.XXH3_64bits(header + payload, len(header + payload)))
+    trailer = struct.pack("<Q", xxh3(header + payload))
     with open(os.path.join(task_dir, name), "r+b") as handle:
         handle.write(header + payload + trailer)
 
@@ -106,9 +105,9 @@ class ParentChildTest(ZflyTestCase):
 
     def start_node(self, name, parents=(), serves=(), piece_length=""):
         """serves: the nodes this one lets in over tcp:// (its children)."""
-        self.keys.setdefault(name, keygen(self.workdir, name))
-        for child in serves:
-            self.keys.setdefault(child, keygen(self.workdir, child))
+        for node in (name, *serves):  # once each: a node restarted keeps its keys, and the
+            if node not in self.keys:  # keys already in allow-lists stay the ones in use
+                self.keys[node] = keygen(self.workdir, node)
         if serves:
             self.ports.setdefault(name, free_port())
             os.makedirs(self.path("allow-" + name), exist_ok=True)
@@ -168,6 +167,55 @@ class ParentChildTest(ZflyTestCase):
         self.assertEqual(status["bytes_from_source"], 0, status)
         self.assertEqual(parent.metric("zfly_storage_pieces_served_total", peer="remote"),
                          status["piece_count"])
+
+    def test_a_piece_damaged_at_a_parent_is_refused_and_taken_from_another_parent(self):
+        """A's pieces changed after they were checked, and their checksums were made to match
+        the changed bytes (a parent whose own check cannot see the damage): the child's
+        SHA-256 check refuses what A sends, drops A, and takes every piece from A2."""
+        size = 48 * MiB
+        piece = MiB
+        pieces = "piece_length_min = 1M\npiece_length_max = 1M\n"
+        sha = make_file(os.path.join(self.www, "blob.bin"), size)
+        url = self.nginx.url("blob.bin")
+        self.start_node("a2", serves=["a", "b"], piece_length=pieces)
+        self.get_ok("a2", url, self.path("out-a2"), sha)
+        # A takes the file from A2: its fetcher checks every piece's SHA-256 and storage
+        # records the digests, so A answers with the true digest of each piece.
+        parent = self.start_node("a", parents=["a2"], serves=["b"], piece_length=pieces)
+        self.get_ok("a", url, self.path("out-a"), sha, "--parent", "storage@a2", "--copy")
+        origin_before = self.nginx.body_bytes()
+        parent.stop()
+        task_dirs = glob.glob(self.path("cache-a", "tasks", "*", "*"))
+        self.assertEqual(len(task_dirs), 1, task_dirs)
+        with open(os.path.join(task_dirs[0], "data"), "r+b") as handle:
+            damaged = {}
+            for index in range(size // piece):  # whichever piece the child asks A for
+                handle.seek(index * piece)
+                data = bytearray(handle.read(piece))
+                data[4321] ^= 0xFF
+                handle.seek(index * piece)
+                handle.write(data)
+                damaged[index] = xxh3_64(bytes(data))
+
+        def forge(record):
+            checksums = bytearray(record["piece_checksums"])
+            for index, checksum in damaged.items():
+                struct.pack_into("<Q", checksums, index * 8, checksum)
+            record["piece_checksums"] = bytes(checksums)
+
+        rewrite_newest_slot(task_dirs[0], forge)
+        parent = self.start_node("a", parents=["a2"], serves=["b"], piece_length=pieces)
+        child = self.start_node("b", parents=["a", "a2"], piece_length=pieces)
+        text = self.get_ok("b", url, self.path("out-b"), sha, "--parent", "storage@a",
+                           "--parent", "storage@a2")
+        status = self.task_status("b", text)
+        self.assertEqual(status["bytes_from_source"], 0, status)
+        self.assertEqual(status["bytes_from_parents"], size, status)
+        self.assertEqual(self.nginx.body_bytes(), origin_before, "B went to the origin")
+        # Every piece was taken once and good; A's first answer was refused and A dropped.
+        self.assertEqual(child.metric("zfly_fetcher_parent_requests_total", actor="fetcher",
+                                      result="ok"), status["piece_count"])
+        child.log.wait_for(r"parent failed task=\S+ parent=storage@a\b.*digest mismatch")
 
 
 if __name__ == "__main__":
