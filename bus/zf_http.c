@@ -243,18 +243,16 @@ static enum MHD_Result s_answer (void *cls, struct MHD_Connection *connection, c
     return s_send (connection, path_label, s_metrics_reply ());
 }
 
-static void s_mhd_log (void *cls, const char *fmt, va_list args)
-    __attribute__ ((format (printf, 2, 0)));
-
-static void s_mhd_log (void *cls, const char *fmt, va_list args)
+void zf_http_mhd_log (void *cls, const char *fmt, va_list args)
 {
-    (void) cls;
-    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (10, 60000);
+    zf_http_log_t *log = cls;
     char line[512];
     vsnprintf (line, sizeof line, fmt, args);
     line[strcspn (line, "\r\n")] = '\0'; //  libmicrohttpd ends its messages with a newline
-    zf_warning_limited (&limit, "http", "libmicrohttpd: %s", line);
+    zf_warning_limited (&log->limit, log->subsystem, "libmicrohttpd: %s", line);
 }
+
+static zf_http_log_t s_log = ZF_HTTP_LOG_INIT ("http");
 
 //  --------------------------------------------------------------------------------------------
 //  Lifecycle
@@ -274,7 +272,7 @@ zf_http_t *zf_http_new (const char *endpoint, zf_error_t *err)
     }
     self->daemon = MHD_start_daemon (
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, s_answer, self,
-        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_EXTERNAL_LOGGER, zf_http_mhd_log, &s_log, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) S_CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) S_CONNECTION_LIMIT, MHD_OPTION_END);
     if (!self->daemon) {

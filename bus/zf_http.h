@@ -14,6 +14,7 @@
 #define ZF_HTTP_H_INCLUDED
 
 #include "zf_error.h"
+#include "zf_log.h"
 
 typedef struct zf_http_s zf_http_t;
 
@@ -27,6 +28,21 @@ void zf_http_destroy (zf_http_t **self_p);
 //  A listening TCP socket (non-blocking, close-on-exec) for "HOST:PORT" as above, for other
 //  libmicrohttpd servers (zf_rest); *port gets the bound port. Returns -1 with err filled.
 int zf_http_listen_socket (const char *listen, int *port, zf_error_t *err);
+
+//  libmicrohttpd's error log (MHD_OPTION_EXTERNAL_LOGGER) as rate-limited warnings of the
+//  subsystem named by its zf_http_log_t (the logger's cls), one per server kind:
+//      static zf_http_log_t s_log = ZF_HTTP_LOG_INIT ("api");
+//      ... MHD_OPTION_EXTERNAL_LOGGER, zf_http_mhd_log, &s_log, ...
+typedef struct {
+    const char *subsystem;
+    zf_ratelimit_t limit;
+} zf_http_log_t;
+#define ZF_HTTP_LOG_INIT(subsystem_)                                                               \
+    {                                                                                              \
+        (subsystem_), ZF_RATELIMIT_INIT (10, 60000)                                                \
+    }
+void zf_http_mhd_log (void *cls, const char *fmt, va_list args)
+    __attribute__ ((format (printf, 2, 0)));
 
 //  The bound port (useful when listen asked for port 0).
 int zf_http_port (zf_http_t *self);

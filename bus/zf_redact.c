@@ -121,22 +121,6 @@ bool zf_redact_has_secrets (const zf_record_desc_t *desc)
 
 //  ---------------------------------------------------------------------------------------------
 
-//  Encodes a body into a fresh buffer (the caller frees it).
-static uint8_t *s_test_encode (const zf_record_desc_t *desc, const void *value, size_t *size)
-{
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-    zf_error_t err;
-    ZF_ASSERT (zf_schema_encode (desc, value, &pk, &err) == ZF_OK);
-    uint8_t *data = zf_malloc (buffer.size);
-    memcpy (data, buffer.data, buffer.size);
-    *size = buffer.size;
-    msgpack_sbuffer_destroy (&buffer);
-    return data;
-}
-
 void zf_redact_test (bool verbose)
 {
     if (verbose)
@@ -150,7 +134,7 @@ void zf_redact_test (bool verbose)
     ZF_ASSERT (!zf_redact_has_secrets (zf_msg_task_query.body));
 
     size_t size;
-    uint8_t *data = s_test_encode (zf_msg_task_fetch.body, &fetch, &size);
+    uint8_t *data = zf_schema_encode_alloc (zf_msg_task_fetch.body, &fetch, &size);
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     ZF_ASSERT (zf_schema_unpack (data, size, &unpacked, "test", &err) == ZF_OK);

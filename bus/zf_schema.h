@@ -124,6 +124,11 @@ zf_status_t zf_schema_validate (const zf_record_desc_t *desc, const void *value,
 zf_status_t zf_schema_encode (const zf_record_desc_t *desc, const void *value, msgpack_packer *pk,
                               zf_error_t *err);
 
+//  Encodes a value that is valid by construction into a heap buffer of *size bytes (free it
+//  with zf_free): an invalid value is a programming error, which asserts after naming the
+//  field and why. For values from outside, use zf_schema_encode and handle its error.
+uint8_t *zf_schema_encode_alloc (const zf_record_desc_t *desc, const void *value, size_t *size);
+
 //  Decodes a msgpack map into value (which must be uninitialised or cleared). path prefixes
 //  field names in errors ("body"). On failure value is cleared and err names the field.
 zf_status_t zf_schema_decode (const zf_record_desc_t *desc, const msgpack_object *object,

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
 import managertest  # noqa: E402
@@ -116,31 +115,13 @@ def pull_token(token_server, repo):
         return json.load(response)["token"]
 
 
-class RegistryCase(managertest.ManagerCase):
+class RegistryCase(reg.RegistryMixin, managertest.ManagerCase):
     """A test class with a token-auth docker-registry of its own (cls.token, cls.registry, in
-    cls.shared), its images pushed once by the class's push_images(), and a seed-peer cluster
-    per test when setUp is given seeds: self.cluster (a scheduler and seed-1..seed-N)."""
+    cls.shared: reg.RegistryMixin), its images pushed once by the class's push_images(), and a
+    seed-peer cluster per test when setUp is given seeds: self.cluster (a scheduler and
+    seed-1..seed-N)."""
     backend = "sqlite"
     seeds = 0
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.shared = tempfile.mkdtemp(prefix=f"zfly-{cls.__name__.lower()}-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
-        cls.push_images()
-
-    @classmethod
-    def push_images(cls):
-        pass
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        shutil.rmtree(cls.shared, ignore_errors=True)
-        super().tearDownClass()
 
     def setUp(self):
         super().setUp()

@@ -64,13 +64,9 @@ def get(port, path, authorization=None):
         return zflytest.recv_http_response(sock)
 
 
-class ProxyAccessTest(zflytest.ZflyTestCase):
+class ProxyAccessTest(reg.RegistryMixin, zflytest.ZflyTestCase):
     @classmethod
-    def setUpClass(cls):
-        import tempfile
-        cls.shared = tempfile.mkdtemp(prefix="zfly-proxy-access-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
+    def push_images(cls):
         app = reg.build_image(os.path.join(cls.shared, "app"), "v1", layers=2,
                               layer_bytes=3 << 20)
         reg.push(app, "v1", cls.registry, "private/app")
@@ -83,13 +79,6 @@ class ProxyAccessTest(zflytest.ZflyTestCase):
                              capture_output=True, env=reg.skopeo_env(), timeout=60).stdout
         cls.manifest = "sha256:" + hashlib.sha256(raw).hexdigest()
         cls.layers = [layer["digest"] for layer in json.loads(raw)["layers"]]
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        import shutil
-        shutil.rmtree(cls.shared, ignore_errors=True)
 
     # --- helpers ------------------------------------------------------------------------------
 

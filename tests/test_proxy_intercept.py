@@ -18,27 +18,20 @@ import registry as reg  # noqa: E402
 import zflytest  # noqa: E402
 
 
-class ProxyInterceptTest(zflytest.ZflyTestCase):
+class ProxyInterceptTest(reg.RegistryMixin, zflytest.ZflyTestCase):
     @classmethod
-    def setUpClass(cls):
-        import tempfile
-        cls.shared = tempfile.mkdtemp(prefix="zfly-proxy-intercept-")
+    def registry_tls(cls):
         cls.upstream_ca = reg.make_ca(cls.shared, "upstream-ca")
         cls.tls = reg.make_server_cert(cls.shared, "registry", cls.upstream_ca[2],
                                        cls.upstream_ca[3],
                                        ["registry.zfly.test", "tunnel.zfly.test"], ["127.0.0.1"])
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token, tls=cls.tls)
+        return cls.tls
+
+    @classmethod
+    def push_images(cls):
         cls.layout = reg.build_image(cls.shared, "v1", layers=3, layer_bytes=5 << 20)
         reg.push(cls.layout, "v1", cls.registry, "test/app")
         cls.zfly_ca = reg.make_ca(cls.shared, "zfly-ca")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        import shutil
-        shutil.rmtree(cls.shared, ignore_errors=True)
 
     def start_node(self):
         port = zflytest.free_port()

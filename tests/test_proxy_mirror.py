@@ -43,23 +43,12 @@ def fetch(url, headers=None, method="GET"):
         return error.code, error.headers, error.read()
 
 
-class ProxyMirrorTest(zflytest.ZflyTestCase):
+class ProxyMirrorTest(reg.RegistryMixin, zflytest.ZflyTestCase):
     @classmethod
-    def setUpClass(cls):
-        import tempfile
-        cls.shared = tempfile.mkdtemp(prefix="zfly-proxy-mirror-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
+    def push_images(cls):
         cls.layout = reg.build_image(cls.shared, "v1", layers=3, layer_bytes=7 << 20)
         reg.build_image(cls.shared, "v2", layers=2, layer_bytes=1 << 20, seed=b"other")
         reg.push(cls.layout, "v1", cls.registry, "test/app")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        import shutil
-        shutil.rmtree(cls.shared, ignore_errors=True)
 
     def start_node(self, name="edge", extra="", default_registry=None):
         port = zflytest.free_port()

@@ -28,22 +28,11 @@ import zflytest  # noqa: E402
 REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirrors serve it
 
 
-class ProxySwarmTest(zflytest.ZflyTestCase):
+class ProxySwarmTest(reg.RegistryMixin, zflytest.ZflyTestCase):
     @classmethod
-    def setUpClass(cls):
-        import tempfile
-        cls.shared = tempfile.mkdtemp(prefix="zfly-proxy-swarm-")
-        cls.token = reg.TokenServer(cls.shared)
-        cls.registry = reg.Registry(cls.shared, cls.token)
+    def push_images(cls):
         cls.layout = reg.build_image(cls.shared, "v1", layers=3, layer_bytes=9 << 20)
         reg.push(cls.layout, "v1", cls.registry, "test/app")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.registry.stop()
-        cls.token.stop()
-        import shutil
-        shutil.rmtree(cls.shared, ignore_errors=True)
 
     def keys(self, *names):
         kdir, allow = self.path("keys"), self.path("allow")

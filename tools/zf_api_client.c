@@ -129,3 +129,11 @@ long zf_api_call (const zf_api_client_t *client, const char *method, const char 
     curl_easy_cleanup (curl);
     return status;
 }
+
+int zf_api_exit_status (long status)
+{
+    return status == 0                      ? ZF_API_EXIT_UNREACHABLE
+           : status == 401 || status == 403 ? ZF_API_EXIT_UNAUTHORISED
+           : status >= 400                  ? ZF_API_EXIT_OTHER
+                                            : ZF_API_EXIT_OK;
+}

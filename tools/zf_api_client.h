@@ -17,6 +17,21 @@ typedef struct {
     char *token; //  NULL when none could be read
 } zf_api_client_t;
 
+//  Exit status of the API clients: a number means the same in each (their --help says what);
+//  a client numbers its own from ZF_API_EXIT_OWN on.
+enum {
+    ZF_API_EXIT_OK = 0,
+    ZF_API_EXIT_OTHER = 1,
+    ZF_API_EXIT_USAGE = 2,
+    ZF_API_EXIT_UNREACHABLE = 3,
+    ZF_API_EXIT_UNAUTHORISED = 4,
+    ZF_API_EXIT_OWN = 5,
+};
+
+//  The exit status for zf_api_call's result: 0 (unreachable), 401 and 403 (not authorised),
+//  any other error status (other), else ok. A client maps the statuses it treats apart first.
+int zf_api_exit_status (long status);
+
 //  Fills client from the flags (NULL when not given) and the environment; says on stderr when
 //  no token could be read (the manager will then answer 401).
 void zf_api_client_init (zf_api_client_t *client, const char *program, const char *server_flag,

@@ -14,13 +14,8 @@
 #include <jansson.h>
 
 enum {
-    EXIT_OK = 0,
-    EXIT_OTHER = 1,
-    EXIT_USAGE = 2,
-    EXIT_UNREACHABLE = 3,
-    EXIT_UNAUTHORISED = 4,
-    EXIT_NOT_FOUND = 5,
-    EXIT_REFUSED = 6,
+    EXIT_NOT_FOUND = ZF_API_EXIT_OWN, //  5
+    EXIT_REFUSED,                     //  6
 };
 
 typedef struct {
@@ -81,12 +76,9 @@ static int s_call (const s_options_t *options, const char *method, const char *p
                    json_t **answer)
 {
     long status = zf_api_call (&options->client, method, path, body, answer);
-    return status == 0                      ? EXIT_UNREACHABLE
-           : status == 401 || status == 403 ? EXIT_UNAUTHORISED
-           : status == 404                  ? EXIT_NOT_FOUND
+    return status == 404                    ? EXIT_NOT_FOUND
            : status == 400 || status == 409 ? EXIT_REFUSED
-           : status >= 400                  ? EXIT_OTHER
-                                            : EXIT_OK;
+                                            : zf_api_exit_status (status);
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -229,7 +221,7 @@ static int s_list (const s_options_t *options, const char *path, const char *fil
     json_t *all = json_array ();
     int64_t total = 0;
     long page = options->page;
-    int exit_code = EXIT_OK;
+    int exit_code = ZF_API_EXIT_OK;
     while (true) {
         char *query =
             zf_asprintf ("%s?page=%ld&per_page=%ld%s%s%s%s%s%s", path, page, options->per_page,
@@ -242,7 +234,7 @@ static int s_list (const s_options_t *options, const char *path, const char *fil
         exit_code = s_call (options, "GET", full, NULL, &answer);
         zf_free (query);
         zf_free (full);
-        if (exit_code != EXIT_OK)
+        if (exit_code != ZF_API_EXIT_OK)
             break;
         json_t *items = json_object_get (answer, "items");
         total = json_integer_value (json_object_get (answer, "total"));
@@ -253,7 +245,7 @@ static int s_list (const s_options_t *options, const char *path, const char *fil
             break;
         page++;
     }
-    if (exit_code == EXIT_OK) {
+    if (exit_code == ZF_API_EXIT_OK) {
         if (options->json) {
             json_t *out = json_pack ("{s:O, s:I}", "items", all, "total", (json_int_t) total);
             json_dumpf (out, stdout, JSON_INDENT (2));
@@ -275,13 +267,13 @@ static int s_show (const s_options_t *options, const char *method, const char *p
     json_t *answer;
     int exit_code = s_call (options, method, path, body, &answer);
     json_decref (body);
-    if (exit_code == EXIT_OK && answer) {
+    if (exit_code == ZF_API_EXIT_OK && answer) {
         if (options->json) {
             json_dumpf (answer, stdout, JSON_INDENT (2));
             printf ("\n");
         } else
             s_print_object (answer);
-    } else if (exit_code == EXIT_OK && !options->json)
+    } else if (exit_code == ZF_API_EXIT_OK && !options->json)
         printf ("done\n");
     json_decref (answer);
     return exit_code;
@@ -330,7 +322,7 @@ static json_t *s_cluster_body (const s_options_t *options, const char *name, int
                      config ? "not an object" : error.text);
             json_decref (config);
             json_decref (body);
-            *exit_code = EXIT_USAGE;
+            *exit_code = ZF_API_EXIT_USAGE;
             return NULL;
         }
         json_object_set_new (body, "client_config", config);
@@ -363,7 +355,7 @@ static int s_run (const s_options_t *options, const char *resource, const char *
                 json_t *answer;
                 int exit_code = s_call (options, "POST", "/api/v1/join-tokens", body, &answer);
                 json_decref (body);
-                if (exit_code == EXIT_OK) //  the token alone on stdout: `> token-file` works
+                if (exit_code == ZF_API_EXIT_OK) //  the token alone on stdout: `> token-file` works
                     printf ("%s\n", json_string_value (json_object_get (answer, "token")));
                 json_decref (answer);
                 return exit_code;
@@ -391,12 +383,12 @@ static int s_run (const s_options_t *options, const char *resource, const char *
             return s_show (options, streq (verb, "get") ? "GET" : "DELETE", path, NULL);
         }
         if (streq (verb, "create") && argument) {
-            int exit_code = EXIT_OK;
+            int exit_code = ZF_API_EXIT_OK;
             json_t *body = s_cluster_body (options, argument, &exit_code);
             return body ? s_show (options, "POST", "/api/v1/clusters", body) : exit_code;
         }
         if (streq (verb, "update") && id_ok) {
-            int exit_code = EXIT_OK;
+            int exit_code = ZF_API_EXIT_OK;
             json_t *body = s_cluster_body (options, options->name, &exit_code);
             snprintf (path, sizeof path, "/api/v1/clusters/%s", argument);
             return body ? s_show (options, "PATCH", path, body) : exit_code;
@@ -440,7 +432,7 @@ static int s_run (const s_options_t *options, const char *resource, const char *
     }
     fprintf (stderr, "zfly-admin: unknown command '%s %s%s%s' (try zfly-admin --help)\n", resource,
              verb, argument ? " " : "", argument ? argument : "");
-    return EXIT_USAGE;
+    return ZF_API_EXIT_USAGE;
 }
 
 int main (int argc, char *argv[])
@@ -506,7 +498,7 @@ int main (int argc, char *argv[])
         case O_PER_PAGE:
             if (!s_number (optarg) || strtol (optarg, NULL, 10) < 1) {
                 fprintf (stderr, "zfly-admin: --page and --per-page take a number from 1\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             *(option == O_PAGE ? &options.page : &options.per_page) = strtol (optarg, NULL, 10);
             break;
@@ -516,7 +508,7 @@ int main (int argc, char *argv[])
         case O_USER:
             if (!s_number (optarg)) {
                 fprintf (stderr, "zfly-admin: '%s' is not a number\n", optarg);
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             *(option == O_CLUSTER ? &options.cluster
               : option == O_USER  ? &options.user
@@ -532,7 +524,7 @@ int main (int argc, char *argv[])
             if (*count == ZF_ARRAY_LEN (options.cidrs)) {
                 fprintf (stderr, "zfly-admin: at most %zu --cidr / --hostname\n",
                          ZF_ARRAY_LEN (options.cidrs));
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             (cidr ? options.cidrs : options.hostnames)[(*count)++] = optarg;
             break;
@@ -543,13 +535,13 @@ int main (int argc, char *argv[])
         case O_WRITE: options.write = true; break;
         case O_STATE: options.state = optarg; break;
         case O_DESCRIPTION: options.description = optarg; break;
-        case 'h': s_usage (stdout); return EXIT_OK;
-        default: s_usage (stderr); return EXIT_USAGE;
+        case 'h': s_usage (stdout); return ZF_API_EXIT_OK;
+        default: s_usage (stderr); return ZF_API_EXIT_USAGE;
         }
     }
     if (argc - optind < 2 || argc - optind > 3) {
         s_usage (stderr);
-        return EXIT_USAGE;
+        return ZF_API_EXIT_USAGE;
     }
     zf_api_client_init (&options.client, "zfly-admin", server, token_file);
     curl_global_init (CURL_GLOBAL_DEFAULT);

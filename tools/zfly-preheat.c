@@ -28,12 +28,7 @@
 #include <unistd.h>
 
 enum {
-    EXIT_OK = 0,
-    EXIT_OTHER = 1,
-    EXIT_USAGE = 2,
-    EXIT_UNREACHABLE = 3,
-    EXIT_UNAUTHORISED = 4,
-    EXIT_JOB_FAILED = 5,
+    EXIT_JOB_FAILED = ZF_API_EXIT_OWN, //  5
 };
 
 #define S_POLL_MS          500
@@ -89,11 +84,7 @@ static void s_usage (FILE *out)
 
 static int s_exit_for (long status)
 {
-    return status == 0                      ? EXIT_UNREACHABLE
-           : status == 401 || status == 403 ? EXIT_UNAUTHORISED
-           : status == 400                  ? EXIT_USAGE
-           : status >= 400                  ? EXIT_OTHER
-                                            : EXIT_OK;
+    return status == 400 ? ZF_API_EXIT_USAGE : zf_api_exit_status (status);
 }
 
 //  "30m", "90s", "2h" -> nanoseconds (the API's timeout is Go's time.Duration); -1 if bad.
@@ -302,7 +293,7 @@ static int s_follow (const zf_api_client_t *client, long id, bool json)
                 free (text);
             } else
                 s_print_end (job);
-            int code = streq (state, "success") ? EXIT_OK : EXIT_JOB_FAILED;
+            int code = streq (state, "success") ? ZF_API_EXIT_OK : EXIT_JOB_FAILED;
             json_decref (job); //  state points into job
             return code;
         }
@@ -317,12 +308,12 @@ static int s_follow (const zf_api_client_t *client, long id, bool json)
 static json_t *s_job_body (const s_options_t *options, char **urls, size_t url_count,
                            const char *password, int *exit_code)
 {
-    *exit_code = EXIT_OK;
+    *exit_code = ZF_API_EXIT_OK;
     bool file = s_is_file (urls[0]);
     for (size_t index = 1; index < url_count; index++)
         if (s_is_file (urls[index]) != file && !options->type) {
             fprintf (stderr, "zfly-preheat: give images or files, not both (or --type)\n");
-            *exit_code = EXIT_USAGE;
+            *exit_code = ZF_API_EXIT_USAGE;
             return NULL;
         }
     const char *type = options->type ? options->type : file ? "file" : "image";
@@ -418,21 +409,21 @@ int main (int argc, char *argv[])
                 && !streq (optarg, "all_peers")) {
                 fprintf (stderr, "zfly-preheat: --scope: single_seed_peer, all_seed_peers or "
                                  "all_peers\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             options.scope = optarg;
             break;
         case O_CLUSTER:
             if (!s_positive (optarg, &number) || options.cluster_count == S_CLUSTERS_MAX) {
                 fprintf (stderr, "zfly-preheat: --cluster: a cluster id (a positive number)\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             options.clusters[options.cluster_count++] = number;
             break;
         case O_HEADER:
             if (!strchr (optarg, ':') || *optarg == ':' || options.header_count == S_HEADERS_MAX) {
                 fprintf (stderr, "zfly-preheat: --header: 'Name: value'\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             options.headers[options.header_count++] = optarg;
             break;
@@ -441,20 +432,20 @@ int main (int argc, char *argv[])
         case O_TYPE:
             if (!streq (optarg, "image") && !streq (optarg, "file")) {
                 fprintf (stderr, "zfly-preheat: --type: image or file\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             options.type = optarg;
             break;
         case O_CONCURRENCY:
             if (!s_positive (optarg, &options.concurrency) || options.concurrency > 1000) {
                 fprintf (stderr, "zfly-preheat: --concurrency: 1..1000\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             break;
         case O_TIMEOUT:
             if (s_duration_ns (optarg) <= 0) {
                 fprintf (stderr, "zfly-preheat: --timeout: a duration such as 90s, 30m, 2h\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             options.timeout = optarg;
             break;
@@ -462,47 +453,47 @@ int main (int argc, char *argv[])
         case O_FOLLOW:
             if (!s_positive (optarg, &options.follow)) {
                 fprintf (stderr, "zfly-preheat: --follow: a job id\n");
-                return EXIT_USAGE;
+                return ZF_API_EXIT_USAGE;
             }
             break;
         case O_JSON: options.json = true; break;
         case O_MANAGER: server = optarg; break;
         case O_TOKEN_FILE: token_file = optarg; break;
-        case 'h': s_usage (stdout); return EXIT_OK;
-        default: s_usage (stderr); return EXIT_USAGE;
+        case 'h': s_usage (stdout); return ZF_API_EXIT_OK;
+        default: s_usage (stderr); return ZF_API_EXIT_USAGE;
         }
     }
     size_t url_count = (size_t) (argc - optind);
     if ((options.follow && url_count) || (!options.follow && url_count == 0)) {
         s_usage (stderr);
-        return EXIT_USAGE;
+        return ZF_API_EXIT_USAGE;
     }
     if (url_count > S_URLS_MAX) {
         fprintf (stderr, "zfly-preheat: at most %d images or files in one job\n", S_URLS_MAX);
-        return EXIT_USAGE;
+        return ZF_API_EXIT_USAGE;
     }
     if (options.password_stdin != (options.username != NULL)) {
         fprintf (stderr, "zfly-preheat: --username and --password-stdin go together\n");
-        return EXIT_USAGE;
+        return ZF_API_EXIT_USAGE;
     }
     char *password = NULL;
     if (options.password_stdin && !(password = s_read_password ())) {
         fprintf (stderr, "zfly-preheat: --password-stdin: nothing on standard input\n");
-        return EXIT_USAGE;
+        return ZF_API_EXIT_USAGE;
     }
     zf_api_client_t client;
     zf_api_client_init (&client, "zfly-preheat", server, token_file);
     curl_global_init (CURL_GLOBAL_DEFAULT);
-    int exit_code = EXIT_OK;
+    int exit_code = ZF_API_EXIT_OK;
     long id = options.follow;
     if (!id) {
         json_t *body = s_job_body (&options, argv + optind, url_count, password, &exit_code);
         json_t *job = NULL;
         long status = body ? zf_api_call (&client, "POST", "/api/v1/jobs", body, &job) : 201;
         json_decref (body);
-        if (exit_code == EXIT_OK && status != 201)
-            exit_code = s_exit_for (status) ? s_exit_for (status) : EXIT_OTHER;
-        if (exit_code == EXIT_OK) {
+        if (exit_code == ZF_API_EXIT_OK && status != 201)
+            exit_code = s_exit_for (status) ? s_exit_for (status) : ZF_API_EXIT_OTHER;
+        if (exit_code == ZF_API_EXIT_OK) {
             id = (long) json_integer_value (json_object_get (job, "id"));
             if (!options.wait && options.json) {
                 char *text = json_dumps (job, JSON_INDENT (2) | JSON_SORT_KEYS);
@@ -519,7 +510,7 @@ int main (int argc, char *argv[])
         explicit_bzero (password, strlen (password));
         zf_free (password);
     }
-    if (exit_code == EXIT_OK && (options.wait || options.follow))
+    if (exit_code == ZF_API_EXIT_OK && (options.wait || options.follow))
         exit_code = s_follow (&client, id, options.json);
     curl_global_cleanup ();
     zf_api_client_clear (&client);

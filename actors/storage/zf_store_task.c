@@ -365,15 +365,7 @@ uint8_t *zf_store_task_encode (const zf_store_task_t *task, size_t *size)
         .piece_digests = {task->digests, (size_t) task->piece_count * ZF_STORE_DIGEST_LEN},
         .piece_checksums = {task->checksums, (size_t) task->piece_count * ZF_STORE_CHECKSUM_LEN},
     };
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    zf_error_t err;
-    //  Every field is bounded by construction.
-    ZF_ASSERT (zf_schema_encode (&zf_rec_storage_meta, &meta, &packer, &err) == ZF_OK);
-    *size = buffer.size;
-    return (uint8_t *) msgpack_sbuffer_release (&buffer); //  from malloc: zf_free frees it
+    return zf_schema_encode_alloc (&zf_rec_storage_meta, &meta, size); //  bounded by construction
 }
 
 static char *s_take_string (char **field)

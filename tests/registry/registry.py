@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -265,6 +266,37 @@ class Registry:
 
     def stop(self):
         zflytest.stop_process(self.process)
+
+
+class RegistryMixin:
+    """For a test class with a token-auth docker-registry of its own, started once for the
+    class: cls.shared (its directory), cls.token, cls.registry (over TLS with the (cert, key)
+    the class's registry_tls() returns, if any) holding what its push_images() pushes; all
+    stopped and removed after the class. Put it before the TestCase base:
+        class ProxyMirrorTest(reg.RegistryMixin, zflytest.ZflyTestCase)"""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.shared = tempfile.mkdtemp(prefix=f"zfly-{cls.__name__.lower()}-")
+        cls.token = TokenServer(cls.shared)
+        cls.registry = Registry(cls.shared, cls.token, tls=cls.registry_tls())
+        cls.push_images()
+
+    @classmethod
+    def registry_tls(cls):
+        return None
+
+    @classmethod
+    def push_images(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.registry.stop()
+        cls.token.stop()
+        shutil.rmtree(cls.shared, ignore_errors=True)
+        super().tearDownClass()
 
 
 def build_image(directory, tag="v1", layers=3, layer_bytes=6 << 20, seed=b"zfly"):

@@ -164,14 +164,18 @@ max_connections = 4096
 
 class SwarmPair:
     """A scheduler and two nodes, a and b, each with storage (tcp:// with CURVE, keys from
-    `zfly keygen`, one allow directory), fetcher and proxy, nginx as their default_registry:
-    a blob pulled through a's proxy lands in a's cache, and b's fetcher then takes it from a
-    (the scheduler gives a as b's parent). For the time to first byte of a blob that is not in
-    the pulling node's cache but coming down the swarm."""
+    `zfly keygen`, one allow directory), fetcher and proxy, default_registry their origin: a
+    blob pulled through a's proxy lands in a's cache, and b's fetcher then takes it from a
+    (the scheduler gives a as b's parent). Here for the time to first byte of a blob that is
+    not in the pulling node's cache but coming down the swarm; pull.py pulls images through
+    it. node_lines go into [node], sections after [bus], proxy_lines into [proxy]; a fresh
+    directory under workdir each time, removed by stop()."""
 
-    def __init__(self, workdir, build, origin_port):
+    def __init__(self, workdir, build, default_registry, node_lines="", sections="",
+                 proxy_lines="", timeout=15):
         zfly = os.path.join(build, "zfly")
-        self.dir = os.path.join(workdir, "swarm")
+        self.dir = tempfile.mkdtemp(dir=workdir, prefix="swarm-")
+        self.timeout = timeout
         allow = os.path.join(self.dir, "allow")
         os.makedirs(allow)
         keys = {}
@@ -183,16 +187,14 @@ class SwarmPair:
         ports = {name: free_port() for name in ("sched", "a.storage", "b.storage", "a", "b")}
         self.ports = ports
         common = f"[bus]\ncert = {{cert}}\nallow = {allow}\n"
-        self.processes, self.logs = [], []
+        self.processes = {}
         self._start(zfly, "sched", f"""[node]\nname = sched\nhttp =\n{common.format(cert=keys['sched'][0])}
 [scheduler]
 bind = tcp://127.0.0.1:{ports['sched']}
 """, ports["sched"])
         for name, other in (("a", "b"), ("b", "a")):
-            self._start(zfly, name, f"""[node]\nname = {name}\nhttp =\n{common.format(cert=keys[name][0])}
-[upstream]
-public = 127.0.0.1
-
+            self._start(zfly, name, f"""[node]\nname = {name}\nhttp =\n{node_lines}{common.format(cert=keys[name][0])}
+{sections}
 [storage]
 dir = {self.dir}/{name}-cache
 bind = tcp://127.0.0.1:{ports[name + '.storage']}
@@ -202,8 +204,8 @@ schedulers = scheduler@sched
 
 [proxy]
 listen = 127.0.0.1:{ports[name]}
-default_registry = http://127.0.0.1:{origin_port}
-
+default_registry = {default_registry}
+{proxy_lines}
 [endpoints]
 scheduler@sched = tcp://127.0.0.1:{ports['sched']} cert={keys['sched'][1]}
 storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][1]}
@@ -215,16 +217,20 @@ storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][
             handle.write(ini_text)
         log = open(os.path.join(self.dir, name + ".log"), "w")
         process = subprocess.Popen([zfly, "-c", ini], stdout=log, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-        self.logs.append(log)
-        wait_listening(port, process, "zfly " + name)
+        self.processes[name] = (process, log)
+        wait_listening(port, process, "zfly " + name, timeout=self.timeout)
+
+    def log_text(self, name):
+        with open(os.path.join(self.dir, name + ".log")) as handle:
+            return handle.read()
 
     def stop(self):
-        for process in self.processes:
+        for process, _ in self.processes.values():
             process.send_signal(signal.SIGTERM)
-        for process, log in zip(self.processes, self.logs):
+        for process, log in self.processes.values():
             process.wait(timeout=15)
             log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def wrk(port, path, connections, duration):
@@ -329,7 +335,8 @@ def main():
         ttfb(zfly.port, path)  # into the cache
         cached = [ttfb(zfly.port, path) for _ in range(args.reps)]
         nginx_ttfb = [ttfb(nginx.port, path) for _ in range(args.reps)]
-        swarm = SwarmPair(workdir, args.build, nginx.port)
+        swarm = SwarmPair(workdir, args.build, f"http://127.0.0.1:{nginx.port}",
+                          sections="[upstream]\npublic = 127.0.0.1\n")
         try:
             from_peer = []
             for index in range(args.reps):

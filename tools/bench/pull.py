@@ -48,80 +48,22 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "registry"))
 import registry as reg  # noqa: E402
-import zflytest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dataplane import parse_size  # noqa: E402
-from proxy import wait_listening  # noqa: E402
+from proxy import SwarmPair  # noqa: E402
 
 REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirrors serve it
 
 
-class Nodes:
-    """A scheduler and nodes a and b (storage on tcp:// with CURVE), fresh caches each time."""
-
-    def __init__(self, workdir, build, registry, log_level):
-        zfly = os.path.join(build, "zfly")
-        self.dir = tempfile.mkdtemp(dir=workdir, prefix="nodes-")
-        allow = os.path.join(self.dir, "allow")
-        os.makedirs(allow)
-        keys = {}
-        for name in ("sched", "a", "b"):
-            base = os.path.join(self.dir, name)
-            subprocess.run([zfly, "keygen", base], check=True, capture_output=True)
-            keys[name] = (base + ".key", base + ".pub")
-            shutil.copyfile(base + ".pub", os.path.join(allow, name + ".pub"))
-        ports = {name: zflytest.free_port() for name in ("sched", "a.storage", "b.storage", "a",
-                                                         "b")}
-        self.ports = ports
-        self.processes = {}
-        common = f"[bus]\ncert = {{cert}}\nallow = {allow}\n"
-        self._start(zfly, "sched", f"[node]\nname = sched\nhttp =\n"
-                    f"{common.format(cert=keys['sched'][0])}[scheduler]\n"
-                    f"bind = tcp://127.0.0.1:{ports['sched']}\n", ports["sched"])
-        for name, other in (("a", "b"), ("b", "a")):
-            self._start(zfly, name, f"""[node]
-name = {name}
-http =
-log_level = {log_level}
-{common.format(cert=keys[name][0])}
-[storage]
-dir = {self.dir}/{name}-cache
-bind = tcp://127.0.0.1:{ports[name + '.storage']}
-
-[fetcher]
-schedulers = scheduler@sched
-
-[proxy]
-listen = 127.0.0.1:{ports[name]}
-default_registry = http://{registry.address}
-registry_map = {REGISTRY_NAME}=http://{registry.address}
-
-[endpoints]
-scheduler@sched = tcp://127.0.0.1:{ports['sched']} cert={keys['sched'][1]}
-storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][1]}
-""", ports[name])
-
-    def _start(self, zfly, name, ini_text, port):
-        ini = os.path.join(self.dir, name + ".ini")
-        with open(ini, "w") as handle:
-            handle.write(ini_text)
-        log = open(os.path.join(self.dir, name + ".log"), "w")
-        process = subprocess.Popen([zfly, "-c", ini], stdout=log, stderr=subprocess.STDOUT)
-        self.processes[name] = (process, log)
-        wait_listening(port, process, "zfly " + name, timeout=20)
-
-    def log_text(self, name):
-        with open(os.path.join(self.dir, name + ".log")) as handle:
-            return handle.read()
-
-    def stop(self):
-        for process, _ in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process, log in self.processes.values():
-            process.wait(timeout=15)
-            log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+def start_nodes(workdir, build, registry, log_level):
+    """A scheduler and nodes a and b (storage on tcp:// with CURVE), fresh caches each time,
+    the registry their default and mapped to REGISTRY_NAME; the access check on, as by
+    default (no [upstream] public)."""
+    return SwarmPair(workdir, build, f"http://{registry.address}",
+                     node_lines=f"log_level = {log_level}\n",
+                     proxy_lines=f"registry_map = {REGISTRY_NAME}=http://{registry.address}\n",
+                     timeout=20)
 
 
 class Skopeo:
@@ -286,7 +228,7 @@ def main():
             for name in client_names:
                 client = clients[name]
                 results.setdefault((name, "direct"), []).append(client.pull())
-                nodes = Nodes(workdir, build, registry, log_level)
+                nodes = start_nodes(workdir, build, registry, log_level)
                 try:
                     results.setdefault((name, "via A"), []).append(
                         client.pull(nodes.ports["a"]))
@@ -302,7 +244,7 @@ def main():
             for layer in layers:
                 results.setdefault(("first byte", "direct"), []).append(first_byte_ms(
                     f"http://{registry.address}/v2/test/app/blobs/{layer}", pull_token))
-            nodes = Nodes(workdir, build, registry, log_level)
+            nodes = start_nodes(workdir, build, registry, log_level)
             try:
                 for layer in layers:
                     results.setdefault(("first byte", "via A"), []).append(first_byte_ms(
