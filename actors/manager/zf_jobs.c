@@ -525,23 +525,28 @@ static void s_expire_takers (zf_jobs_t *self, int64_t now)
 }
 
 //  Calls visit for every job in state, oldest first, a page of S_SWEEP_BATCH at a time (a job
-//  beyond the first page must not wait for the ones before it to leave the state).
-typedef void (s_visit_fn) (zf_jobs_t *self, const zf_job_row_t *row, int64_t now);
+//  beyond the first page must not wait for the ones before it to leave the state), until visit
+//  returns false. *visited (when not NULL) counts the jobs visit took.
+typedef bool (s_visit_fn) (zf_jobs_t *self, const zf_job_row_t *row, void *arg);
 static zf_status_t s_each_in_state (zf_jobs_t *self, zf_job_status_t state, s_visit_fn *visit,
-                                    int64_t now, size_t *visited, zf_error_t *err)
+                                    void *arg, size_t *visited, zf_error_t *err)
 {
     zf_job_row_t rows[S_SWEEP_BATCH];
     size_t count = 0;
     int64_t after_id = 0;
-    *visited = 0;
+    if (visited)
+        *visited = 0;
     do {
         zf_status_t status =
             zf_jobs_in_state (self->db, state, after_id, rows, S_SWEEP_BATCH, &count, err);
         if (status != ZF_OK)
             return status;
-        for (size_t index = 0; index < count; index++)
-            visit (self, &rows[index], now);
-        *visited += count;
+        for (size_t index = 0; index < count; index++) {
+            if (!visit (self, &rows[index], arg))
+                return ZF_OK;
+            if (visited)
+                (*visited)++;
+        }
         if (count)
             after_id = rows[count - 1].id;
     } while (count == S_SWEEP_BATCH);
@@ -550,58 +555,73 @@ static zf_status_t s_each_in_state (zf_jobs_t *self, zf_job_status_t state, s_vi
 
 //  A job whose worker went silent for a lease goes back to the queue (own queue: the manager
 //  decides; with Redis, Redis gives the entry to another worker, see s_sweep_stream).
-static void s_expire_lease (zf_jobs_t *self, const zf_job_row_t *row, int64_t now)
+static bool s_expire_lease (zf_jobs_t *self, const zf_job_row_t *row, void *arg)
 {
+    int64_t now = *(const int64_t *) arg;
     zf_error_t err;
     if (now - row->heartbeat_at < self->lease_ms
         || zf_jobs_set_pending (self->db, row->id, now, &err) != ZF_OK)
-        return;
+        return true;
     zf_notice (s_name, "job %" PRId64 " pending: worker=%s silent for %" PRId64 " ms", row->id,
                row->worker, now - row->heartbeat_at);
     s_enqueue (self, row->id);
+    return true;
 }
 
-static void s_enqueue_row (zf_jobs_t *self, const zf_job_row_t *row, int64_t now)
+static bool s_enqueue_row (zf_jobs_t *self, const zf_job_row_t *row, void *arg)
 {
-    (void) now;
+    (void) arg;
     s_enqueue (self, row->id);
+    return true;
+}
+
+typedef struct {
+    int64_t now;
+    zf_job_status_t state;
+    bool check_entries; //  this sweep asks Redis whether quiet jobs' entries still exist
+    bool redis_away;    //  Redis did not answer: the sweep stops, next time again
+} s_stream_sweep_t;
+
+//  One job of the Redis sweep (s_sweep_stream).
+static bool s_sweep_row (zf_jobs_t *self, const zf_job_row_t *row, void *arg)
+{
+    s_stream_sweep_t *sweep = arg;
+    zf_error_t err;
+    if (!*row->queue_ref) {
+        if (sweep->state == ZF_JOB_PENDING)
+            s_enqueue (self, row->id);
+        return true;
+    }
+    int64_t quiet_since = sweep->state == ZF_JOB_RUNNING ? row->heartbeat_at : row->created_at;
+    if (!sweep->check_entries || sweep->now - quiet_since < S_LOST_LEASES * self->lease_ms)
+        return true;
+    bool exists = true;
+    if (zf_job_stream_exists (self->stream, row->queue_ref, &exists, &err) != ZF_OK) {
+        sweep->redis_away = true;
+        return false;
+    }
+    if (exists)
+        return true;
+    zf_notice (s_name, "job %" PRId64 ": its queue entry %s is gone from Redis: queued again",
+               row->id, row->queue_ref);
+    if (zf_jobs_set_queued (self->db, row->id, "", &err) == ZF_OK)
+        s_enqueue (self, row->id);
+    return true;
 }
 
 //  Redis: jobs not yet in the stream are added; a job whose entry Redis lost (restarted
-//  without persistence) is added again once it was quiet for a few leases.
+//  without persistence) is added again once it was quiet for a few leases. Every page, as the
+//  own queue's sweeps: a job past the first must not wait for the ones before it.
 static void s_sweep_stream (zf_jobs_t *self, int64_t now)
 {
-    zf_job_row_t rows[S_SWEEP_BATCH];
-    size_t count = 0;
-    zf_error_t err;
-    bool check_entries = now >= self->next_stream_check;
-    if (check_entries)
+    s_stream_sweep_t sweep = {.now = now, .check_entries = now >= self->next_stream_check};
+    if (sweep.check_entries)
         self->next_stream_check = now + self->lease_ms;
-    for (int pass = 0; pass < 2; pass++) {
-        zf_job_status_t state = pass == 0 ? ZF_JOB_PENDING : ZF_JOB_RUNNING;
-        if (zf_jobs_in_state (self->db, state, 0, rows, S_SWEEP_BATCH, &count, &err) != ZF_OK)
+    zf_error_t err;
+    for (int pass = 0; pass < 2 && !sweep.redis_away; pass++) {
+        sweep.state = pass == 0 ? ZF_JOB_PENDING : ZF_JOB_RUNNING;
+        if (s_each_in_state (self, sweep.state, s_sweep_row, &sweep, NULL, &err) != ZF_OK)
             return;
-        for (size_t index = 0; index < count; index++) {
-            zf_job_row_t *row = &rows[index];
-            if (!*row->queue_ref) {
-                if (state == ZF_JOB_PENDING)
-                    s_enqueue (self, row->id);
-                continue;
-            }
-            int64_t quiet_since = state == ZF_JOB_RUNNING ? row->heartbeat_at : row->created_at;
-            if (!check_entries || now - quiet_since < S_LOST_LEASES * self->lease_ms)
-                continue;
-            bool exists = true;
-            if (zf_job_stream_exists (self->stream, row->queue_ref, &exists, &err) != ZF_OK)
-                return; //  Redis is away: next time
-            if (exists)
-                continue;
-            zf_notice (s_name,
-                       "job %" PRId64 ": its queue entry %s is gone from Redis: queued again",
-                       row->id, row->queue_ref);
-            if (zf_jobs_set_queued (self->db, row->id, "", &err) == ZF_OK)
-                s_enqueue (self, row->id);
-        }
     }
 }
 
@@ -626,10 +646,9 @@ static int s_on_timer (zloop_t *loop, int timer_id, void *arg)
     if (self->stream)
         s_sweep_stream (self, now);
     else {
-        size_t running;
         zf_error_t err;
         s_expire_takers (self, now);
-        s_each_in_state (self, ZF_JOB_RUNNING, s_expire_lease, now, &running, &err);
+        s_each_in_state (self, ZF_JOB_RUNNING, s_expire_lease, &now, NULL, &err);
         s_serve_takers (self); //  offers that were not taken up are made again
     }
     s_census (self, now);
@@ -719,7 +738,7 @@ void zf_jobs_register (zf_rest_t *rest, zf_manager_t *manager)
     //  stays silent for a lease (the timer).
     if (!self->stream) {
         size_t queued = 0;
-        if (s_each_in_state (self, ZF_JOB_PENDING, s_enqueue_row, 0, &queued, &err) != ZF_OK)
+        if (s_each_in_state (self, ZF_JOB_PENDING, s_enqueue_row, NULL, &queued, &err) != ZF_OK)
             zf_warning (s_name, "preheat: pending jobs not queued again: %s", err.message);
         if (queued)
             zf_notice (s_name, "preheat: %zu pending jobs queued again", queued);
