@@ -1730,6 +1730,11 @@ static void s_test_gc (const char *dir, bool verbose)
     ZF_ASSERT (client.result.status == ZF_OK);
     s_test_id (ids[3], '4');
     contents[3] = s_test_fill (&client, ids[3], 24000, 8000, 3); //  96000 > 80000: GC
+    //  The eviction follows the end of the commit batch that holds the last write
+    //  (s_on_committed), which may come after that write's piece.written: wait for it.
+    int64_t deadline = zclock_mono () + 10000;
+    while (zf_counter_value (watermark) < watermark_before + 2 && zclock_mono () < deadline)
+        zclock_sleep (5);
     ZF_ASSERT (zf_counter_value (watermark) == watermark_before + 2);
     bool expect_present[4] = {true, false, false, true};
     for (int index = 0; index < 4; index++) {
