@@ -215,6 +215,8 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
             return 0;
         }
     }
+    if (zf_curl_loop_yield (self->curl, transfer->easy, length))
+        return CURL_WRITEFUNC_PAUSE; //  delivered again at the loop's next turn
     transfer->in_callback = true;
     bool taken =
         self->sink.on_bytes (self->arg, transfer->kind, offset, (const uint8_t *) data, length);
