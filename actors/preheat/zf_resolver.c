@@ -1,5 +1,6 @@
 /*  zf_resolver.c — a registry conversation: manifest, token, index, child manifests. */
 #include "zf_resolver.h"
+#include "zf_curl_origin.h"
 #include <openssl/evp.h>
 
 #define S_HEADER_VALUE_MAX 2048
@@ -152,31 +153,25 @@ static void s_get (zf_resolver_t *self, s_purpose_t purpose, const char *url,
         explicit_bzero (line, strlen (line));
         zf_free (line);
     }
-    CURL *easy = curl_easy_init ();
-    ZF_ASSERT (easy);
-    curl_easy_setopt (easy, CURLOPT_URL, url);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, self);
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    //  curl drops our Authorization header on a redirect to another host, port or scheme (a
-    //  CDN's signed URL must not see the registry's credentials): CURLOPT_UNRESTRICTED_AUTH off.
-    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt (easy, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, self->request_headers);
-    curl_easy_setopt (easy, CURLOPT_USERAGENT, S_USER_AGENT);
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) self->timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) self->timeout_ms);
+    //  Redirects are followed (a registry's blobs and tokens live elsewhere), but the
+    //  Authorization header stays behind on another host, port or scheme (zf_curl_origin): a
+    //  CDN's signed URL must not see the registry's credentials.
+    zf_curl_origin_t setup = {.url = url,
+                              .owner = self,
+                              .error_buffer = self->curl_error,
+                              .header_fn = s_on_header,
+                              .header_arg = self,
+                              .body_fn = s_on_body,
+                              .body_arg = self,
+                              .headers = self->request_headers,
+                              .user_agent = S_USER_AGENT,
+                              .connect_to = self->connect_to,
+                              .ca = self->ca_file,
+                              .connect_timeout_ms = self->timeout_ms,
+                              .timeout_ms = self->timeout_ms,
+                              .max_redirects = 5};
+    CURL *easy = zf_curl_origin_new (&setup);
     curl_easy_setopt (easy, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, self->curl_error);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body);
-    curl_easy_setopt (easy, CURLOPT_WRITEDATA, self);
-    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_on_header);
-    curl_easy_setopt (easy, CURLOPT_HEADERDATA, self);
-    if (self->connect_to)
-        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, self->connect_to);
-    if (self->ca_file)
-        curl_easy_setopt (easy, CURLOPT_CAINFO, self->ca_file);
     self->easy = easy;
     zf_curl_loop_add (self->curl, easy);
 }
