@@ -22,6 +22,7 @@
 #include "zf_api_client.h"
 #include "zf_clock.h"
 #include "zf_human.h"
+#include "zf_secret.h"
 #include <curl/curl.h>
 #include <getopt.h>
 #include <sys/ioctl.h>
@@ -506,10 +507,7 @@ int main (int argc, char *argv[])
         }
         json_decref (job);
     }
-    if (password) {
-        explicit_bzero (password, strlen (password));
-        zf_free (password);
-    }
+    zf_secret_free (password);
     if (exit_code == ZF_API_EXIT_OK && (options.wait || options.follow))
         exit_code = s_follow (&client, id, options.json);
     curl_global_cleanup ();

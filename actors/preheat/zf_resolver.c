@@ -1,6 +1,7 @@
 /*  zf_resolver.c — a registry conversation: manifest, token, index, child manifests. */
 #include "zf_resolver.h"
 #include "zf_curl_origin.h"
+#include "zf_secret.h"
 #include <openssl/evp.h>
 
 #define S_HEADER_VALUE_MAX 2048
@@ -150,8 +151,7 @@ static void s_get (zf_resolver_t *self, s_purpose_t purpose, const char *url,
     if (authorization) {
         char *line = zf_asprintf ("Authorization: %s", authorization);
         self->request_headers = curl_slist_append (self->request_headers, line);
-        explicit_bzero (line, strlen (line));
-        zf_free (line);
+        zf_secret_free (line);
     }
     //  Redirects are followed (a registry's blobs and tokens live elsewhere), but the
     //  Authorization header stays behind on another host, port or scheme (zf_curl_origin): a
@@ -211,17 +211,13 @@ static char *s_basic (const char *username, const char *password)
     explicit_bzero (pair, length);
     zf_free (pair);
     char *value = zf_asprintf ("Basic %s", encoded);
-    explicit_bzero (encoded, strlen (encoded));
-    zf_free (encoded);
+    zf_secret_free (encoded);
     return value;
 }
 
 static void s_set_authorization (zf_resolver_t *self, char *value)
 {
-    if (self->authorization) {
-        explicit_bzero (self->authorization, strlen (self->authorization));
-        zf_free (self->authorization);
-    }
+    zf_secret_free (self->authorization);
     self->authorization = value;
 }
 
@@ -269,10 +265,7 @@ static bool s_answer_challenge (zf_resolver_t *self)
     //  The realm gets Basic credentials when the job has them, else nothing (anonymous pull).
     char *basic = self->username ? s_basic (self->username, self->password) : NULL;
     s_get (self, S_GET_TOKEN, url, basic);
-    if (basic) {
-        explicit_bzero (basic, strlen (basic));
-        zf_free (basic);
-    }
+    zf_secret_free (basic);
     zf_free (url);
     return true;
 }
@@ -297,8 +290,7 @@ static void s_token_done (zf_resolver_t *self, long status)
         return;
     }
     s_set_authorization (self, zf_asprintf ("Bearer %s", token));
-    explicit_bzero (token, strlen (token));
-    zf_free (token);
+    zf_secret_free (token);
     s_fetch_current (self); //  the same manifest again, with the token
 }
 
@@ -550,10 +542,7 @@ void zf_resolver_destroy (zf_resolver_t **self_p)
         zf_free (self->headers[index]);
     zf_free (self->headers);
     s_set_authorization (self, NULL);
-    if (self->password) {
-        explicit_bzero (self->password, strlen (self->password));
-        zf_free (self->password);
-    }
+    zf_secret_free (self->password);
     zf_free (self->username);
     zf_free (self->ca_file);
     zf_free (self->pending);
