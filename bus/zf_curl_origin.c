@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 CURL *zf_curl_origin_new (const zf_curl_origin_t *setup)
@@ -47,6 +48,30 @@ CURL *zf_curl_origin_new (const zf_curl_origin_t *setup)
     curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, setup->body_fn);
     curl_easy_setopt (easy, CURLOPT_WRITEDATA, setup->body_arg);
     return easy;
+}
+
+bool zf_curl_origin_status_line (const char *line, size_t length)
+{
+    return length >= 5 && strncmp (line, "HTTP/", 5) == 0;
+}
+
+bool zf_curl_origin_header (const char *line, size_t length, const char *name, char *value,
+                            size_t size)
+{
+    size_t name_length = strlen (name);
+    if (length <= name_length || line[name_length] != ':'
+        || strncasecmp (line, name, name_length) != 0)
+        return false;
+    const char *start = line + name_length + 1;
+    const char *end = line + length;
+    while (start < end && (*start == ' ' || *start == '\t'))
+        start++;
+    while (end > start && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t used = (size_t) (end - start) < size - 1 ? (size_t) (end - start) : size - 1;
+    memcpy (value, start, used);
+    value[used] = '\0';
+    return true;
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -148,6 +173,15 @@ void zf_curl_origin_test (bool verbose)
 {
     if (verbose)
         printf (" * zf_curl_origin: ");
+    char value[8];
+    static const char range[] = "content-range: \tbytes 0-9/20 \r\n";
+    ZF_ASSERT (zf_curl_origin_header (range, strlen (range), "Content-Range", value, sizeof value));
+    ZF_ASSERT (streq (value, "bytes 0")); //  cut to fit
+    ZF_ASSERT (!zf_curl_origin_header (range, strlen (range), "Content-Type", value, sizeof value));
+    ZF_ASSERT (
+        !zf_curl_origin_header ("Content-Rangex: 1\r\n", 19, "Content-Range", value, sizeof value));
+    ZF_ASSERT (zf_curl_origin_status_line ("HTTP/1.1 302 Found\r\n", 20));
+    ZF_ASSERT (!zf_curl_origin_status_line ("Location: /\r\n", 13));
     int registry_port, cdn_port;
     int registry = s_listener (&registry_port);
     int cdn = s_listener (&cdn_port);

@@ -42,6 +42,14 @@ typedef struct {
 //  (curl_easy_cleanup).
 CURL *zf_curl_origin_new (const zf_curl_origin_t *setup);
 
+//  For header callbacks, which see every answer of a redirect chain (and a 100 Continue):
+//  whether line is a status line, where an answer's headers start again.
+bool zf_curl_origin_status_line (const char *line, size_t length);
+//  Whether line is header name's ("Name: value", name in any case); if so copies its value,
+//  blanks before and line end after trimmed, into value (size bytes, cut to fit).
+bool zf_curl_origin_header (const char *line, size_t length, const char *name, char *value,
+                            size_t size);
+
 void zf_curl_origin_test (bool verbose);
 
 #endif

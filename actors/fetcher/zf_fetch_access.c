@@ -155,17 +155,11 @@ static size_t s_on_header (char *line, size_t size, size_t count, void *arg)
 {
     question_t *question = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (line, "HTTP/", 5) == 0)
+    char value[16];
+    if (zf_curl_origin_status_line (line, length))
         question->ranges = false;
-    else if (length > 14 && strncasecmp (line, "Accept-Ranges:", 14) == 0) {
-        const char *value = line + 14;
-        size_t value_length = length - 14;
-        while (value_length && (*value == ' ' || *value == '\t')) {
-            value++;
-            value_length--;
-        }
-        question->ranges = value_length >= 5 && strncasecmp (value, "bytes", 5) == 0;
-    }
+    else if (zf_curl_origin_header (line, length, "Accept-Ranges", value, sizeof value))
+        question->ranges = strncasecmp (value, "bytes", 5) == 0;
     return length;
 }
 

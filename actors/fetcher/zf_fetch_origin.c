@@ -138,22 +138,11 @@ static size_t s_on_header (char *line, size_t size, size_t count, void *arg)
 {
     transfer_t *transfer = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (line, "HTTP/", 5) == 0)
+    if (zf_curl_origin_status_line (line, length))
         transfer->content_range[0] = '\0';
-    else if (length > 14 && strncasecmp (line, "Content-Range:", 14) == 0) {
-        const char *value = line + 14;
-        size_t value_length = length - 14;
-        while (value_length && (*value == ' ' || *value == '\t')) {
-            value++;
-            value_length--;
-        }
-        while (value_length && strchr ("\r\n ", value[value_length - 1]))
-            value_length--;
-        if (value_length >= sizeof transfer->content_range)
-            value_length = sizeof transfer->content_range - 1;
-        memcpy (transfer->content_range, value, value_length);
-        transfer->content_range[value_length] = '\0';
-    }
+    else
+        zf_curl_origin_header (line, length, "Content-Range", transfer->content_range,
+                               sizeof transfer->content_range);
     return length;
 }
 

@@ -81,39 +81,19 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
     return length;
 }
 
-//  Copies a header's value (trimmed) when the line is "name: value".
-static bool s_header_value (const char *line, size_t length, const char *name, char *value,
-                            size_t size)
-{
-    size_t name_length = strlen (name);
-    if (length <= name_length || line[name_length] != ':'
-        || strncasecmp (line, name, name_length) != 0)
-        return false;
-    const char *start = line + name_length + 1;
-    const char *end = line + length;
-    while (start < end && (*start == ' ' || *start == '\t'))
-        start++;
-    while (end > start && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    size_t used = (size_t) (end - start) < size - 1 ? (size_t) (end - start) : size - 1;
-    memcpy (value, start, used);
-    value[used] = '\0';
-    return true;
-}
-
 static size_t s_on_header (char *data, size_t size, size_t count, void *arg)
 {
     zf_resolver_t *self = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (data, "HTTP/", 5) == 0) {
+    if (zf_curl_origin_status_line (data, length)) {
         //  a new response (after a redirect or a 100): only the last one counts
         self->content_type[0] = self->challenge[0] = '\0';
         return length;
     }
     char value[S_HEADER_VALUE_MAX];
-    if (s_header_value (data, length, "Content-Type", value, sizeof value))
+    if (zf_curl_origin_header (data, length, "Content-Type", value, sizeof value))
         zf_strlcpy (self->content_type, value, sizeof self->content_type);
-    else if (s_header_value (data, length, "WWW-Authenticate", value, sizeof value)
+    else if (zf_curl_origin_header (data, length, "WWW-Authenticate", value, sizeof value)
              && !*self->challenge) //  the first challenge: registries list Bearer first
         zf_strlcpy (self->challenge, value, sizeof self->challenge);
     return length;

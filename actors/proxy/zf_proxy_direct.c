@@ -61,7 +61,7 @@ static size_t s_curl_header (char *data, size_t size, size_t count, void *arg)
 {
     zf_proxy_direct_t *self = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (data, "HTTP/", 5) == 0) {
+    if (zf_curl_origin_status_line (data, length)) {
         self->resp_head_len = 0; //  a new response (after a redirect or a 100)
         self->resp_has_length = false;
         const char *space = memchr (data, ' ', length);
