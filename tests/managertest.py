@@ -108,15 +108,15 @@ class Manager:
 
 
 def node_ini(case, name, manager, token_file, sections="", join_extra="", log_level="info",
-             key_name=None):
+             key_name=None, route=None):
     """A node that joins: its own keypair (node-KEY_NAME.key, KEY_NAME defaulting to the
-    name, kept across restarts), the manager's route, a token file, a cache."""
+    name, kept across restarts), the manager's route (or route), a token file, a cache."""
     cert = case.path(f"node-{key_name or name}.key")
     if not os.path.exists(cert):
         cert, _, _ = keygen(case.workdir, f"node-{key_name or name}")
     return (f"[node]\nname = {name}\nlog_level = {log_level}\nhttp = 127.0.0.1:0\n\n"
             f"[bus]\ncert = {cert}\n\n"
-            f"[join]\nmanager = {manager.route()}\ntoken_file = {token_file}\n"
+            f"[join]\nmanager = {route or manager.route()}\ntoken_file = {token_file}\n"
             f"cache = {case.path(name + '-cluster.json')}\nretry = 100ms\nretry_max = 500ms\n"
             f"timeout = 2s\n{join_extra}\n{sections}")
 

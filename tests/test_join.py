@@ -11,6 +11,8 @@
 - Schedulers register and keep alive: a node's view follows a scheduler that appears and one
   that dies (marked inactive after keepalive_timeout), without restarts; a wildcard bind is
   announced with the address the manager saw.
+- A missed change: a node whose events connection was down while another node joined learns
+  the newcomer from the manager's announced members version, not at its refresh.
 - Manager outage: a node restarted while the manager is down works from its cached view; a
   node started while it is down joins when it comes back."""
 import calendar
@@ -20,7 +22,7 @@ import time
 
 import managertest
 from managertest import node_ini
-from zflytest import BusClient, NoReply, free_port, keygen, main, wait_until_true
+from zflytest import BusClient, NoReply, TcpRelay, free_port, keygen, main, wait_until_true
 
 EXPIRY_DEADLINE = 5.0  # seconds a revocation may take to reach every member
 
@@ -62,10 +64,11 @@ def wait_until(condition, timeout, what):
 
 
 class JoinTests:
-    def node(self, manager, name, token_file, sections="", join_extra="", key_name=None):
+    def node(self, manager, name, token_file, sections="", join_extra="", key_name=None,
+             route=None):
         process = self.start(key_name or name,
                              node_ini(self, name, manager, token_file, sections, join_extra,
-                                      key_name=key_name))
+                                      key_name=key_name, route=route))
         process.wait_ready()
         return process
 
@@ -173,6 +176,39 @@ class JoinTests:
         finally:
             for client in clients:
                 client.close()
+
+    def test_missed_change_caught_up(self):
+        # A refresh of an hour: only the announced version can tell A about B in this test.
+        manager = managertest.Manager(self, extra="refresh = 1h")
+        token = self.write("token", manager.join_token())
+        relay = TcpRelay(manager.events_port)
+        self.addCleanup(relay.close)
+        route = manager.route().replace(f"events=tcp://127.0.0.1:{manager.events_port}",
+                                        f"events=tcp://127.0.0.1:{relay.port}")
+        echo_port = free_port()
+        a = self.node(manager, "a", token, f"[echo]\nbind = tcp://127.0.0.1:{echo_port}\n",
+                      route=route)
+        a.log.wait_for(r"join: joined")
+        self.assertEqual(a.metric("zfly_join_members"), 2)  # itself and the manager
+        # A's events connection goes down; B joins meanwhile: its manager.changed reaches
+        # every subscriber but A.
+        relay.cut()
+        b = self.node(manager, "b", token)
+        b.log.wait_for(r"join: joined")
+        b_key = read_cert(self.path("node-b.key"))[0].decode()
+        manager.process.log.wait_for(rf"manager: changed cluster=1 .*added={re.escape(b_key)}")
+        self.assertEqual(a.metric("zfly_join_members"), 2)
+        relay.restore()
+        wait_until(lambda: a.metric("zfly_join_members") == 3, 10,
+                   "a admits b once its events connection is back")
+        self.assertGreaterEqual(a.metric("zfly_join_resyncs_total"), 1)
+        a.log.wait_for(r"join: members version \d+ announced, \d+ held: asking again")
+        as_b = CurveClient(self.path("node-b.key"), read_cert(self.path("node-a.key"))[0].decode(),
+                           echo_port)
+        try:
+            self.assertEqual(as_b.echo(timeout_ms=5000)[0], "echo.reply")
+        finally:
+            as_b.close()
 
     def test_schedulers_register_and_expire(self):
         manager = managertest.Manager(

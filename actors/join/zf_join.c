@@ -86,6 +86,7 @@ typedef struct {
     bool reachable;                     //  the last join got an answer
     size_t scheduler_count, seed_count; //  in the last view applied (SIZE_MAX before any)
     bool subscribed;
+    uint64_t resync_version; //  the announced version that last made this node ask again
     zf_gauge_t *member_gauge;
     zf_gauge_t *joined_gauge;
     char manager_key[ZF_KEY_TEXT]; //  the manager's CURVE key, "" when insecure
@@ -266,6 +267,7 @@ static json_t *s_view_json (const zf_msg_manager_joined_t *joined, zmsg_t *raw)
 //  Joining
 
 static void s_on_changed (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
+static void s_on_versions (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 
 static void s_subscribe (self_t *self)
 {
@@ -280,7 +282,9 @@ static void s_subscribe (self_t *self)
     }
     zf_error_t err;
     if (zf_bus_subscribe (self->bus, "manager", "manager.changed", s_on_changed, self, &err)
-        == ZF_OK)
+            == ZF_OK
+        && zf_bus_subscribe (self->bus, "manager", "manager.versions", s_on_versions, self, &err)
+               == ZF_OK)
         self->subscribed = true;
     else
         zf_warning (self->name, "cannot subscribe to the manager's events: %s", err.message);
@@ -481,6 +485,38 @@ static void s_on_changed (zf_bus_t *bus, zf_bus_msg_t *event, void *arg)
     s_schedule (self, 0); //  the rest comes with a fresh view
 }
 
+//  manager.versions: a version other than this node's means a manager.changed was missed (the
+//  subscription was not up yet when this node joined, or the events connection dropped):
+//  ask again now. Once per announced version, so a view that lags the announcements (a join
+//  answered just before a change) cannot make the node join every second.
+static void s_on_versions (zf_bus_t *bus, zf_bus_msg_t *event, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    const zf_msg_manager_versions_t *versions = event->env.body;
+    const zf_rec_manager_version_t *items = versions->clusters.items;
+    if (!self->view || self->in_flight)
+        return;
+    for (size_t index = 0; index < versions->clusters.count; index++) {
+        if (items[index].cluster_id != self->cluster_id)
+            continue;
+        if (items[index].version != self->members_version
+            && items[index].version != self->resync_version) {
+            zf_info (self->name,
+                     "members version %" PRIu64 " announced, %" PRIu64 " held: asking again",
+                     items[index].version, self->members_version);
+            self->resync_version = items[index].version;
+            zf_counter_add (zf_metrics_counter ("zfly_join_resyncs_total",
+                                                "Joins made because the manager announced a "
+                                                "members version this node did not hold",
+                                                NULL),
+                            1);
+            s_schedule (self, 0);
+        }
+        return;
+    }
+}
+
 //  ---------------------------------------------------------------------------------------------
 //  The actor
 
@@ -524,8 +560,10 @@ void zf_join_actor (zsock_t *pipe, void *args)
     if (cached) {
         s_apply (&self, cached, true);
         self.view = cached;
-        s_subscribe (&self);
     }
+    //  Subscribed before the first join, so that changes after its answer are not missed
+    //  while the subscription comes up (manager.versions covers what still is).
+    s_subscribe (&self);
     zf_notice (self.name, "started manager=%s cache=%s%s", manager.endpoint, self.config->cache,
                cached ? " (loaded)" : "");
     s_join (&self);

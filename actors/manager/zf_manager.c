@@ -48,6 +48,14 @@ static const zf_config_key_t s_keys[] = {
      .min = 100,
      .max = 3600000,
      .help = "how often schedulers and seed peers refresh, as their keep-alive"},
+    {.key = "announce",
+     .kind = ZF_CONFIG_DURATION,
+     .offset = offsetof (zf_manager_config_t, announce_ms),
+     .default_text = "1s",
+     .min = 100,
+     .max = 3600000,
+     .help = "how often the manager publishes each cluster's members version: a node that "
+             "missed a change (its events connection was not up) asks again within this time"},
     {.key = "keepalive_timeout",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_manager_config_t, keepalive_timeout_ms),
@@ -88,6 +96,9 @@ static zf_manager_module_fn *const s_modules[] = {
 #define S_STOP_HOOKS_MAX 4
 
 #define S_CHANGED_KEYS_MAX 1
+//  The most clusters one manager.versions names (the schema's items limit); more are rare
+//  enough that their nodes keep to their refresh.
+#define S_ANNOUNCE_CLUSTERS_MAX 4096
 
 struct zf_manager_s {
     const char *name;
@@ -461,6 +472,35 @@ static int s_expire (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  Every cluster's members_version, for nodes to find the manager.changed they missed.
+static int s_announce (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    zf_manager_t *self = arg;
+    int64_t *ids = zf_calloc (S_ANNOUNCE_CLUSTERS_MAX, sizeof *ids);
+    int64_t *numbers = zf_calloc (S_ANNOUNCE_CLUSTERS_MAX, sizeof *numbers);
+    size_t count = 0;
+    zf_error_t err;
+    if (zf_members_versions (self->db, ids, numbers, S_ANNOUNCE_CLUSTERS_MAX, &count, &err)
+        == ZF_OK) {
+        zf_rec_manager_version_t *versions = zf_calloc (count + 1, sizeof *versions);
+        for (size_t index = 0; index < count; index++)
+            versions[index] = (zf_rec_manager_version_t){.cluster_id = (uint64_t) ids[index],
+                                                         .version = (uint64_t) numbers[index]};
+        zf_msg_manager_versions_t event = {.clusters = {.items = versions, .count = count}};
+        zf_bus_publish (self->bus, &zf_msg_manager_versions, &event);
+        zf_free (versions);
+    } else {
+        static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 60000);
+        zf_warning_limited (&limit, self->name, "cannot read the clusters' versions: %s",
+                            err.message);
+    }
+    zf_free (ids);
+    zf_free (numbers);
+    return 0;
+}
+
 //  ---------------------------------------------------------------------------------------------
 //  The API's bearer tokens
 
@@ -536,6 +576,7 @@ void zf_manager_actor (zsock_t *pipe, void *args)
         zf_rest_attach (self.rest, loop);
     int64_t expire_ms = self.config->keepalive_timeout_ms / 4;
     zloop_timer (loop, (size_t) (expire_ms > 50 ? expire_ms : 50), 0, s_expire, &self);
+    zloop_timer (loop, (size_t) self.config->announce_ms, 0, s_announce, &self);
     zf_notice (self.name, "started bind=%s events_bind=%s api=%s api_port=%d database=%s",
                *self.config->bind ? self.config->bind : "-",
                *self.config->events_bind ? self.config->events_bind : "-",

@@ -19,13 +19,14 @@
 
 typedef struct {
     char *bind;        //  bus endpoint for joins (tcp:// open to any CURVE key)
-    char *events_bind; //  PUB endpoint for manager.changed
+    char *events_bind; //  PUB endpoint for manager.changed and manager.versions
     char *api;         //  HOST:PORT of the REST API, "" for none
     char *database;    //  sqlite:PATH or mariadb://USER@HOST[:PORT]/DB
     char *database_password_file;
     int64_t refresh_ms;           //  how often ordinary nodes refresh their view
     int64_t keepalive_ms;         //  how often schedulers and seed peers refresh (keep-alive)
     int64_t keepalive_timeout_ms; //  silence after which they are marked inactive
+    int64_t announce_ms;          //  how often every cluster's members_version is published
     char *queue;                  //  preheat jobs: "" the manager's own queue, or redis://…
     int64_t job_lease_ms;         //  a preheat worker silent this long loses its job
 } zf_manager_config_t;
