@@ -1,6 +1,7 @@
 /*  zf_fetch_access.c — may this client read this URL? (see zf_fetch_access.h) */
 #include "zf_fetch_access.h"
 #include "zf_curl_origin.h"
+#include "zf_fetch_origin.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include <ctype.h>
@@ -283,14 +284,7 @@ static question_t *s_question_new (zf_fetch_access_t *self, const char *key, con
     question->url = zf_strdup (url);
     question->where = zf_strndup (url, strcspn (url, "?#"));
     question->waiters = zlistx_new ();
-    for (size_t index = 0; index < count; index++) {
-        if (strcasecmp (headers[index].name, "Range") == 0)
-            continue;
-        char *line = zf_asprintf ("%s: %s", headers[index].name, headers[index].value);
-        question->headers = curl_slist_append (question->headers, line);
-        ZF_ASSERT (question->headers);
-        zf_free (line);
-    }
+    question->headers = zf_fetch_origin_headers (headers, count);
     zhashx_insert (self->questions, key, question);
     return question;
 }

@@ -3,6 +3,7 @@
 #include "zf_curl_origin.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
+#include <strings.h>
 
 #define MAX_REDIRECTS 10
 //  libcurl's receive buffer: large enough for few callbacks per piece, below the daemon's mmap
@@ -220,6 +221,20 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
     }
     transfer->received += length;
     return length;
+}
+
+struct curl_slist *zf_fetch_origin_headers (const zf_rec_http_header_t *headers, size_t count)
+{
+    struct curl_slist *list = NULL;
+    for (size_t index = 0; index < count; index++) {
+        if (strcasecmp (headers[index].name, "Range") == 0)
+            continue;
+        char *line = zf_asprintf ("%s: %s", headers[index].name, headers[index].value);
+        list = curl_slist_append (list, line);
+        ZF_ASSERT (list);
+        zf_free (line);
+    }
+    return list;
 }
 
 static transfer_t *s_transfer_new (zf_fetch_origin_t *self, zf_origin_kind_t kind)

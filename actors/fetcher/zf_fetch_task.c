@@ -65,16 +65,7 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
     self->url = zf_strdup (request->url);
     self->tag = zf_strdup (request->tag);
     self->application = zf_strdup (request->application);
-    const zf_rec_http_header_t *headers = request->headers.items;
-    for (size_t index = 0; index < request->headers.count; index++) {
-        //  Ranges are the fetcher's business: a client's Range would cut every piece wrong.
-        if (strcasecmp (headers[index].name, "Range") == 0)
-            continue;
-        char *line = zf_asprintf ("%s: %s", headers[index].name, headers[index].value);
-        self->headers = curl_slist_append (self->headers, line);
-        ZF_ASSERT (self->headers);
-        zf_free (line);
-    }
+    self->headers = zf_fetch_origin_headers (request->headers.items, request->headers.count);
     self->wake_timer = self->check_timer = -1;
     self->born_ms = zf_clock_mono_ms ();
     self->phase = ZF_FETCH_TASK_PHASE_STAT;

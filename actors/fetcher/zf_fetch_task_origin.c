@@ -150,6 +150,19 @@ static void s_origin_length (void *arg, uint64_t content_length, bool ranges)
     zf_fetch_task_layout (self, content_length, piece_length, ranges, stale);
 }
 
+//  Appends slice bytes of the origin's body to the piece index is filling: the piece is done
+//  when full, else its readers may peek at what it has so far.
+static void s_fill (zf_fetch_task_t *self, uint64_t index, const uint8_t *data, size_t slice)
+{
+    zf_fetch_task_slot_t *slot = &self->slots[index];
+    memcpy (zframe_data (slot->frame) + slot->filled, data, slice);
+    slot->filled += slice;
+    if (slot->filled == zf_fetch_task_piece_size (self, index))
+        s_origin_piece_done (self, index);
+    else
+        zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled, false);
+}
+
 //  Stream bytes: the content hash takes them as they come, pieces are cut in order; returns
 //  false to pause the stream until a write was acknowledged (memory bound).
 static bool s_stream_bytes (zf_fetch_task_t *self, uint64_t offset, const uint8_t *data,
@@ -173,16 +186,9 @@ static bool s_stream_bytes (zf_fetch_task_t *self, uint64_t offset, const uint8_
             zf_piece_table_fetch (self->table, index, ZF_PIECE_BY_ORIGIN, zf_clock_mono_ms ());
             zf_fetch_task_hold (self, index);
         }
-        zf_fetch_task_slot_t *slot = &self->slots[index];
-        if (zf_piece_table_state (self->table, index) == ZF_PIECE_FETCHING && slot->frame) {
-            memcpy (zframe_data (slot->frame) + slot->filled, data + used, slice);
-            slot->filled += slice;
-            if (slot->filled == zf_fetch_task_piece_size (self, index))
-                s_origin_piece_done (self, index);
-            else
-                zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled,
-                                     false);
-        }
+        if (zf_piece_table_state (self->table, index) == ZF_PIECE_FETCHING
+            && self->slots[index].frame)
+            s_fill (self, index, data + used, slice);
         used += slice;
     }
     if (offset + size > self->stream_furthest) {
@@ -213,13 +219,7 @@ static bool s_origin_bytes (void *arg, zf_origin_kind_t kind, uint64_t offset, c
         if (slice > size - used)
             slice = size - used;
         ZF_ASSERT (slot->frame && slot->filled == offset + used - index * self->piece_length);
-        memcpy (zframe_data (slot->frame) + slot->filled, data + used, slice);
-        slot->filled += slice;
-        if (slot->filled == zf_fetch_task_piece_size (self, index))
-            s_origin_piece_done (self, index);
-        else
-            zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled,
-                                 false);
+        s_fill (self, index, data + used, slice);
         used += slice;
     }
     return true;
