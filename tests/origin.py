@@ -295,6 +295,7 @@ class Handler(BaseHTTPRequestHandler):
         if stall_after is not None:
             limit = min(limit, stall_after)
         sent = 0
+        already = self.record["bytes"]  # a paused answer sends its body in two calls
         began = time.monotonic()
         out_fd = self.connection.fileno()
         while sent < limit:
@@ -308,7 +309,7 @@ class Handler(BaseHTTPRequestHandler):
             if count == 0:
                 break
             sent += count
-            self.record["bytes"] = sent
+            self.record["bytes"] = already + sent
             self.state.count_bytes(self.record["path"], count)
         if reset_after is not None and sent < length:
             # SO_LINGER 0: close() sends RST, the client sees "connection reset" mid-body.

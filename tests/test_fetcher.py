@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """The piece fetcher back to source: a real zfly with [storage] and [fetcher], and
-tests/origin.py serving one random content under several names. Checks the bytes storage ends up with and their digest, the origin's request
-count, and the error a user sees: ranges, an origin ignoring Range, 404, a digest mismatch, a
-second fetch of a complete task, and two concurrent fetches sharing one download."""
+tests/origin.py serving one random content under several names. Checks the bytes storage ends
+up with and their digest, what the origin sent (its ranges cover the content once, however
+many pieces each asks for; faults cost only what they force), and the error a user sees:
+ranges, an origin ignoring Range, 404, a digest mismatch, a second fetch of a complete task,
+two concurrent fetches sharing one download, and a resume that fetches only what is
+missing."""
 import hashlib
 import os
 import time
@@ -16,11 +19,15 @@ PIECE_MIN = 64 * 1024
 
 
 HALF = len(CONTENT) // 2
+PIECE_LENGTH = 256 * 1024  # what [fetcher] below makes of CONTENT's length
 # Request paths on tests/origin.py: one content under several names, each with its faults.
 BLOB_PATH = f"/v2/lib/blobs/{CONTENT_DIGEST}"
 FLAKY_PATH = "/fail-ranges/2/flaky"  # two piece requests answered 503, the probe served
-HALF_PATH = f"/missing-from/{HALF}/healed/half"  # 404 past HALF until ROOT/healed exists
-FILES = ("file", "file2", "file3", "flaky", "half", "target", BLOB_PATH.lstrip("/"))
+HALF_PATH = f"/pause-at/{HALF}/later/half"  # sends bytes up to HALF, then holds the rest
+STALL_AFTER = 5 * PIECE_LENGTH + 12345  # an answer longer than this stalls in its 6th piece
+STALL_PATH = f"/stall/{STALL_AFTER}/stalling"
+FILES = ("file", "file2", "file3", "flaky", "half", "stalling", "target",
+         BLOB_PATH.lstrip("/"))
 
 
 class FetcherTest(ZflyTestCase):
@@ -33,7 +40,7 @@ class FetcherTest(ZflyTestCase):
         self.node = self.start_node()
         self.connect()
 
-    def start_node(self, name="a"):
+    def start_node(self, name="a", fetcher=""):
         node = self.start(name, f"""[node]
 name = a
 http = 127.0.0.1:0
@@ -49,7 +56,7 @@ piece_length_max = 1M
 piece_count_target = 16
 retry_backoff = 50ms
 retries = 2
-""")
+{fetcher}""")
         node.wait_ready()
         return node
 
@@ -102,13 +109,20 @@ retries = 2
         self.assertEqual(data, CONTENT)
         return status
 
+    def assert_one_copy(self, path):
+        """The origin sent path's content once: its ranges cover it exactly once, on piece
+        boundaries, and its only other byte was the probe's."""
+        zflytest.assert_sent_once(self.origin.ranges(path), 0, len(CONTENT), PIECE_LENGTH)
+        self.assertEqual(self.origin.path_stats(path)[1], len(CONTENT) + 1)
+
     def test_ranges_give_exact_bytes(self):
         status = self.assert_fetched(self.origin.url("/file"), "/file")
-        self.assertEqual(status["piece_length"], 256 * 1024)
-        # one probe plus one request per piece, nothing more
-        self.assertEqual(self.origin.count("/file"), 1 + status["piece_count"])
+        self.assertEqual(status["piece_length"], PIECE_LENGTH)
+        self.assertEqual(status["bytes_from_source"], len(CONTENT) + 1)  # the probe's byte
+        self.assert_one_copy("/file")
+        # every request was answered 206, and the fetcher counted each one
         self.assertEqual(self.node.metric("zfly_fetcher_source_requests_total", actor="fetcher",
-                                          status="206"), 1 + status["piece_count"])
+                                          status="206"), self.origin.count("/file"))
 
     def test_digest_verified_and_second_fetch_needs_no_origin(self):
         path = BLOB_PATH
@@ -154,7 +168,7 @@ retries = 2
         self.assertEqual(first["task_id"], second["task_id"])
         status = self.wait_finished(first["task_id"])
         self.assertEqual(status["state"], "complete", status)
-        self.assertEqual(self.origin.count("/file3"), 1 + status["piece_count"])
+        self.assert_one_copy("/file3")
 
     def test_bad_requests_are_refused(self):
         reply, _ = self.fetcher.request("task.fetch", {"url": "ftp://example/x"})
@@ -166,10 +180,38 @@ retries = 2
         self.assertEqual(reply["body"]["field"], "headers")
 
     def test_server_errors_are_retried(self):
-        status = self.assert_fetched(self.origin.url(FLAKY_PATH), FLAKY_PATH)
+        self.assert_fetched(self.origin.url(FLAKY_PATH), FLAKY_PATH)
         self.assertEqual(self.node.metric("zfly_fetcher_piece_retries_total", actor="fetcher"), 2)
-        # the probe, every piece, and the two answered 503
-        self.assertEqual(self.origin.count(FLAKY_PATH), 1 + status["piece_count"] + 2)
+        # the two ranges answered 503 were asked again, and the content still came once
+        ranges = self.origin.ranges(FLAKY_PATH)
+        self.assertEqual([r[2] for r in ranges].count(503), 2, ranges)
+        zflytest.assert_sent_once(ranges, 0, len(CONTENT), PIECE_LENGTH)
+        self.assertEqual(self.node.metric("zfly_fetcher_source_requests_total", actor="fetcher",
+                                          status="503"), 2)
+
+    def test_a_cut_range_keeps_the_pieces_it_delivered(self):
+        # An answer longer than STALL_AFTER stalls inside its sixth piece and is given up
+        # after stall_timeout (curl averages the rate over a few seconds: this takes about
+        # 7 s). What it delivered whole stays; only the rest is asked again, from the piece
+        # it was cut in.
+        self.node.stop()
+        self.disconnect()
+        self.connect()
+        self.node = self.start_node("a2", fetcher="stall_timeout = 1s\n")
+        self.assert_fetched(self.origin.url(STALL_PATH), STALL_PATH)
+        delivered, forced = [], 0
+        for first, last, status, sent in self.origin.ranges(STALL_PATH):
+            self.assertEqual(status, 206)
+            end = first + sent
+            if end <= last:  # cut: the bytes of its last piece were sent in vain
+                forced += end % PIECE_LENGTH
+                end -= end % PIECE_LENGTH
+            delivered.append((first, last, status, end - first))
+        self.assertGreater(forced, 0, "no range was cut")
+        zflytest.assert_sent_once(delivered, 0, len(CONTENT), PIECE_LENGTH)
+        self.assertEqual(self.origin.path_stats(STALL_PATH)[1], len(CONTENT) + 1 + forced)
+        self.assertGreater(self.node.metric("zfly_fetcher_piece_retries_total", actor="fetcher"),
+                           0)
 
     def test_redirect_across_hosts_drops_authorization(self):
         # origin.py's /redirect/ goes to its second listener under another host name.
@@ -188,23 +230,30 @@ retries = 2
         self.assertEqual(self.stored_content(status["task_id"]), CONTENT)
 
     def test_resume_after_restart_fetches_only_missing_pieces(self):
-        url = self.origin.url(HALF_PATH)
-        status = self.wait_finished(self.fetch(url, digest=CONTENT_DIGEST)["task_id"])
-        self.assertEqual(status["state"], "failed", status)
-        self.assertIn("HTTP 404", status["error_message"])
+        # The origin sends the pieces before HALF and holds the rest: the node stops with
+        # those stored. Restarted, it fetches the task (named by its digest) from another
+        # URL of the same content, and the origin sends only the pieces it did not store.
+        stored = HALF // PIECE_LENGTH
+        task_id = self.fetch(self.origin.url(HALF_PATH), digest=CONTENT_DIGEST)["task_id"]
+        deadline = time.monotonic() + 30
+        while self.fetcher.request("task.query", {"task_id": task_id})[0]["body"][
+                "finished_count"] < stored:
+            self.assertLess(time.monotonic(), deadline, "the pieces before HALF never came")
+            time.sleep(0.05)  # polling a status, not synchronising on time
         self.node.stop()
+        self.origin.open_gate("later")  # the held answer ends (its client is gone)
         self.disconnect()  # requests queued for the old process go with the sockets
         self.connect()
-        self.origin.open_gate("healed")
         self.node = self.start_node("a2")
-        before = self.origin.count(HALF_PATH)
-        status = self.wait_finished(self.fetch(url, digest=CONTENT_DIGEST)["task_id"])
+        status = self.wait_finished(self.fetch(self.origin.url("/half"),
+                                               digest=CONTENT_DIGEST)["task_id"])
         self.assertEqual(status["state"], "complete", status)
-        # pieces finished before the restart are not downloaded again (how many finished
-        # depends on which transfers were in flight when the 404 failed the first run)
-        self.assertLess(self.origin.count(HALF_PATH) - before, 1 + status["piece_count"])
-        self.assertLess(status["bytes_from_source"], len(CONTENT))
-        self.assertEqual(self.stored_content(status["task_id"]), CONTENT)
+        self.assertEqual(status["task_id"], task_id)
+        self.assertEqual(self.stored_content(task_id), CONTENT)
+        # only what was not stored came again, once, and the probe's byte
+        zflytest.assert_sent_once(self.origin.ranges("/half"), stored * PIECE_LENGTH,
+                                  len(CONTENT), PIECE_LENGTH)
+        self.assertEqual(status["bytes_from_source"], len(CONTENT) - stored * PIECE_LENGTH + 1)
 
 
 if __name__ == "__main__":

@@ -466,12 +466,59 @@ class Origin:
         """Requests the origin counted for one request path (query string not included)."""
         return self.path_stats(path)[0]
 
+    def ranges(self, path, start=0):
+        """(first, last, status, body bytes sent) of every GET of path that asked for a byte
+        range, in the order the origin ended them, from its start-th request on
+        (len(records()) before a step: that step's ranges); a fetcher's one-byte probe
+        (bytes=0-0) is left out."""
+        found = []
+        for record in self.records()[start:]:
+            match = re.fullmatch(r"bytes=(\d+)-(\d+)", record["range"] or "")
+            if record["path"] != path or record["method"] != "GET" or not match:
+                continue
+            first, last = int(match.group(1)), int(match.group(2))
+            if (first, last) != (0, 0):
+                found.append((first, last, record["status"], record["bytes"]))
+        return found
+
     def open_gate(self, marker):
         """Creates ROOT/MARKER: lets /gate/, /gate-from/ and /missing-from/ answers through."""
         open(os.path.join(self.root, marker), "w").close()
 
     def stop(self):
         stop_process(self.process, self.output)
+
+
+def sent_spans(ranges):
+    """The content bytes an origin sent, as sorted [first, end) spans, one per 206 answer of
+    Origin.ranges (an answer cut short by a fault counts for what it sent); an error answer's
+    body is not content. Fails when two answers sent one byte twice: a range that overlaps
+    another, or a piece fetched again."""
+    spans = sorted((first, first + sent) for first, _, status, sent in ranges
+                   if status == 206 and sent > 0)
+    for (_, end), (first, _) in zip(spans, spans[1:]):
+        if first < end:
+            raise AssertionError(f"the origin sent bytes {first}-{end - 1} twice: {spans}")
+    return spans
+
+
+def assert_sent_once(ranges, begin, end, piece_length=None):
+    """The origin's 206 answers (Origin.ranges) sent bytes [begin, end) of the content exactly
+    once: none twice, none missing, none outside. With piece_length, every range starts on a
+    piece boundary (a piece is checked whole)."""
+    spans = sent_spans(ranges)
+    covered = begin
+    for first, span_end in spans:
+        if first != covered:
+            raise AssertionError(f"bytes {min(first, covered)}-{max(first, covered) - 1} not "
+                                 f"sent, or sent outside [{begin}, {end}): {spans}")
+        covered = span_end
+    if covered != end:
+        raise AssertionError(f"bytes {covered}-{end - 1} never sent: {spans}")
+    if piece_length:
+        unaligned = [r for r in ranges if r[0] % piece_length]
+        if unaligned:
+            raise AssertionError(f"ranges not on a piece boundary ({piece_length}): {unaligned}")
 
 
 class Nginx:

@@ -6,13 +6,21 @@
 #include "zf_log.h"
 
 #define REOPENS_MAX 3 //  storage losing pieces again and again is a failure
-//  Pieces one origin range request asks for. The origin's part can ask for a run of
-//  consecutive pieces in one request; one per request measured as fast (docs/benchmarks.md
-//  "Data plane").
-#define RANGE_PIECES 1
-//  Pieces held in memory for the origin at most: twice the range transfers in flight, so that
-//  a piece waiting for storage's piece.written leaves no connection idle (transfers + 1 took
-//  13% longer back to source), as far as WINDOW_MEMORY allows.
+//  Bytes one origin range request asks for: a run of whole pieces, one at least. Every
+//  request waits for the origin's first byte (a registry checks the token and looks the blob
+//  up: 3-25 ms each on loopback, against 1 ms for a 1 MiB body), so a 12 MiB layer of 1 MiB
+//  pieces fetched one piece a request waited 7 times in a row with two in flight, and took
+//  137-171 ms through a node against 13-20 ms direct; in runs of 4 MiB, 100-110 ms
+//  (docs/benchmarks.md "Where a cold blob waits on loopback"). Large files have 4 MiB pieces
+//  and so one piece a request, as before. Pieces of a run still complete, are written and
+//  can be served one by one as their bytes arrive; a failed run loses only what it had not
+//  delivered.
+#define RANGE_BYTES (4u << 20)
+//  The span of pieces the origin may work on ahead of the first one not yet stored: twice
+//  the pieces the range transfers in flight ask for, so that a piece waiting for storage's
+//  piece.written leaves no connection idle (transfers + 1 took 13% longer back to source),
+//  as far as WINDOW_MEMORY allows. A piece holds a buffer only from its first byte to its
+//  write, so the memory held is the pieces being filled (one per transfer) and written.
 #define WINDOW_MEMORY (32u << 20)
 
 //  --- phases -------------------------------------------------------------------------------------
@@ -308,8 +316,14 @@ void zf_fetch_task_layout (zf_fetch_task_t *self, uint64_t content_length, uint6
     self->piece_length = piece_length;
     self->piece_count = (content_length + piece_length - 1) / piece_length;
     size_t transfers = (size_t) config->source_concurrency;
-    self->range_pieces = RANGE_PIECES;
     size_t window = (size_t) (WINDOW_MEMORY / piece_length);
+    //  Every transfer's run and one piece more fit in the window: with many transfers, runs
+    //  are shorter (one piece each at 16 transfers of 1 MiB pieces, as before runs).
+    self->range_pieces = piece_length < RANGE_BYTES ? (size_t) (RANGE_BYTES / piece_length) : 1;
+    if (self->range_pieces > 1 && transfers * self->range_pieces + 1 > window)
+        self->range_pieces = window > transfers ? (window - 1) / transfers : 1;
+    if (self->range_pieces == 0)
+        self->range_pieces = 1;
     if (window > 2 * transfers * self->range_pieces)
         window = 2 * transfers * self->range_pieces;
     size_t least = transfers * self->range_pieces + 1;
@@ -318,9 +332,9 @@ void zf_fetch_task_layout (zf_fetch_task_t *self, uint64_t content_length, uint6
     self->layout_ms = zf_clock_mono_ms () - self->born_ms;
     zf_info (self->env->name,
              "task length task=%.16s content_length=%" PRIu64 " piece_length=%" PRIu64
-             " pieces=%" PRIu64 " mode=%s",
+             " pieces=%" PRIu64 " mode=%s range_pieces=%zu",
              self->task_id, content_length, piece_length, self->piece_count,
-             ranges ? "ranges" : "stream");
+             ranges ? "ranges" : "stream", self->range_pieces);
     if (stale) { //  the content changed: what storage holds is not it
         zf_warning (self->env->name,
                     "task changed at the origin task=%.16s stored=%" PRIu64 " now=%" PRIu64,

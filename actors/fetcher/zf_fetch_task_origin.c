@@ -81,8 +81,23 @@ static bool s_origin_may_take (zf_fetch_task_t *self, uint64_t index, int64_t no
     return !self->parents || zf_piece_table_routed_to_origin (self->table, index);
 }
 
+//  Pieces the run starting at index should have: range_pieces, but no more than an even share
+//  of what the origin has left to take among the transfers free now, so that a small blob
+//  still uses them all (4 pieces, 2 transfers: two runs of 2 at once, not one of 4).
+static uint64_t s_run_wanted (zf_fetch_task_t *self, uint64_t index, size_t free_transfers,
+                              int64_t now)
+{
+    uint64_t enough = (uint64_t) free_transfers * self->range_pieces;
+    uint64_t left = 0;
+    for (uint64_t piece = index; piece < self->piece_count && left < enough; piece++)
+        left += s_origin_may_take (self, piece, now);
+    uint64_t share = (left + free_transfers - 1) / free_transfers;
+    return share < self->range_pieces ? share : self->range_pieces;
+}
+
 //  Starts range transfers for runs of pieces the origin may take, inside the window; returns
-//  the earliest time a piece waiting for its backoff may start (0: none waits).
+//  the earliest time a piece waiting for its backoff may start (0: none waits). A piece holds
+//  no buffer until its first byte arrives (s_origin_bytes).
 static int64_t s_start_ranges (zf_fetch_task_t *self, int64_t now)
 {
     int64_t wake = 0;
@@ -91,7 +106,8 @@ static int64_t s_start_ranges (zf_fetch_task_t *self, int64_t now)
         end = self->piece_count;
     size_t transfers = (size_t) self->env->config->source_concurrency;
     for (uint64_t index = self->window_start; index < end; index++) {
-        if (zf_fetch_origin_ranges (self->origin) >= transfers)
+        size_t running = zf_fetch_origin_ranges (self->origin);
+        if (running >= transfers)
             break;
         int64_t not_before = zf_piece_table_not_before (self->table, index);
         if (not_before > now && zf_piece_table_state (self->table, index) == ZF_PIECE_MISSING
@@ -99,17 +115,20 @@ static int64_t s_start_ranges (zf_fetch_task_t *self, int64_t now)
             wake = wake == 0 || not_before < wake ? not_before : wake;
         if (!s_origin_may_take (self, index, now))
             continue;
+        uint64_t wanted = s_run_wanted (self, index, transfers - running, now);
+        uint64_t last = index;
+        while (last + 1 < end && last + 1 - index < wanted
+               && s_origin_may_take (self, last + 1, now))
+            last++;
+        //  Cut short by the window alone, while another range runs: wait until the window
+        //  moves on (it does as pieces are stored) rather than ask for a short run.
+        if (last + 1 == end && end < self->piece_count && last + 1 - index < wanted && running > 0)
+            break;
         if (self->scheduled && !self->sched_source)
             zf_fetch_task_count_fallback (self,
                                           "piece failed at parents"); //  zf_piece_table routed it
-        uint64_t last = index;
-        while (last + 1 < end && last + 1 - index < self->range_pieces
-               && s_origin_may_take (self, last + 1, now))
-            last++;
-        for (uint64_t piece = index; piece <= last; piece++) {
+        for (uint64_t piece = index; piece <= last; piece++)
             zf_piece_table_fetch (self->table, piece, ZF_PIECE_BY_ORIGIN, now);
-            zf_fetch_task_hold (self, piece);
-        }
         zf_fetch_origin_range (self->origin, index * self->piece_length,
                                zf_fetch_task_piece_end (self, last) - 1, self->content_length);
         index = last;
@@ -218,7 +237,10 @@ static bool s_origin_bytes (void *arg, zf_origin_kind_t kind, uint64_t offset, c
         size_t slice = (size_t) (zf_fetch_task_piece_end (self, index) - (offset + used));
         if (slice > size - used)
             slice = size - used;
-        ZF_ASSERT (slot->frame && slot->filled == offset + used - index * self->piece_length);
+        ZF_ASSERT (zf_piece_table_state (self->table, index) == ZF_PIECE_FETCHING);
+        if (!slot->frame)
+            zf_fetch_task_hold (self, index); //  the piece's first byte
+        ZF_ASSERT (slot->filled == offset + used - index * self->piece_length);
         s_fill (self, index, data + used, slice);
         used += slice;
     }
@@ -276,9 +298,14 @@ static void s_origin_end (void *arg, const zf_origin_end_t *end)
             zf_fetch_task_wake (self);
         return;
     }
-    //  A range: the attempt counts for its first piece, and every piece it covered waits out
-    //  the same backoff.
-    uint64_t first = end->first / self->piece_length, last = end->last / self->piece_length;
+    //  A range: the pieces it delivered whole stay. The attempt counts for the first piece it
+    //  did not deliver, and the pieces from there to its end wait out the same backoff.
+    uint64_t first = (end->first + end->received) / self->piece_length;
+    uint64_t last = end->last / self->piece_length;
+    if (first > last) { //  every byte came, and then the transfer failed: nothing lost
+        zf_fetch_task_wake (self);
+        return;
+    }
     char what[64];
     if (first == last)
         snprintf (what, sizeof what, "piece %" PRIu64, first);
