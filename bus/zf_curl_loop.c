@@ -1,5 +1,9 @@
 /*  zf_curl_loop.c — libcurl's multi_socket API on a czmq zloop. */
 #include "zf_curl_loop.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 
 struct zf_curl_loop_s {
     zloop_t *loop;
@@ -7,7 +11,10 @@ struct zf_curl_loop_s {
     int timer_id; //  -1: none
     zf_curl_done_fn *done;
     void *done_arg;
-    bool reporting; //  inside s_report_done: no nested report loop
+    bool reporting;      //  inside s_report_done: no nested report loop
+    size_t turn_bytes;   //  body bytes delivered in this turn (one socket action)
+    zlist_t *yielded;    //  easy handles paused by zf_curl_loop_yield, unpaused next turn
+    int resume_timer_id; //  -1: none
 };
 
 static void s_report_done (zf_curl_loop_t *self)
@@ -22,6 +29,7 @@ static void s_report_done (zf_curl_loop_t *self)
             continue;
         CURL *easy = message->easy_handle;
         CURLcode result = message->data.result; //  message is invalid after the remove
+        zlist_remove (self->yielded, easy);
         void *easy_private = NULL;
         curl_easy_getinfo (easy, CURLINFO_PRIVATE, &easy_private);
         curl_multi_remove_handle (self->multi, easy);
@@ -33,6 +41,7 @@ static void s_report_done (zf_curl_loop_t *self)
 static void s_socket_action (zf_curl_loop_t *self, curl_socket_t fd, int flags)
 {
     int still_running = 0;
+    self->turn_bytes = 0;
     curl_multi_socket_action (self->multi, fd, flags, &still_running);
     s_report_done (self);
 }
@@ -98,6 +107,38 @@ static int s_curl_timer (CURLM *multi, long timeout_ms, void *arg)
     return 0;
 }
 
+//  The next turn: transfers that yielded go on (each may deliver its held chunk at once).
+static int s_on_resume (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    zf_curl_loop_t *self = arg;
+    self->resume_timer_id = -1;
+    //  Those that yield again meanwhile wait for the turn after this one: the count bounds it.
+    //  A callback may remove a handle still waiting here (zf_curl_loop_remove takes it out).
+    size_t count = zlist_size (self->yielded);
+    CURL *easy;
+    while (count-- > 0 && (easy = zlist_pop (self->yielded))) {
+        self->turn_bytes = 0;
+        curl_easy_pause (easy, CURLPAUSE_CONT);
+    }
+    //  Unpausing may have finished transfers (data buffered before the pause).
+    s_report_done (self);
+    return 0;
+}
+
+bool zf_curl_loop_yield (zf_curl_loop_t *self, CURL *easy, size_t size)
+{
+    if (self->turn_bytes == 0 || self->turn_bytes + size <= ZF_CURL_LOOP_TURN_BYTES) {
+        self->turn_bytes += size;
+        return false;
+    }
+    zlist_append (self->yielded, easy);
+    if (self->resume_timer_id < 0)
+        self->resume_timer_id = zloop_timer (self->loop, 0, 1, s_on_resume, self);
+    return true;
+}
+
 zf_curl_loop_t *zf_curl_loop_new (zloop_t *loop, zf_curl_done_fn *done, void *arg)
 {
     zf_curl_loop_t *self = zf_calloc (1, sizeof *self);
@@ -105,6 +146,8 @@ zf_curl_loop_t *zf_curl_loop_new (zloop_t *loop, zf_curl_done_fn *done, void *ar
     self->done = done;
     self->done_arg = arg;
     self->timer_id = -1;
+    self->resume_timer_id = -1;
+    self->yielded = zlist_new ();
     self->multi = curl_multi_init ();
     ZF_ASSERT (self->multi);
     curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_curl_socket);
@@ -121,6 +164,9 @@ void zf_curl_loop_destroy (zf_curl_loop_t **self_p)
         return;
     if (self->timer_id >= 0)
         zloop_timer_end (self->loop, self->timer_id);
+    if (self->resume_timer_id >= 0)
+        zloop_timer_end (self->loop, self->resume_timer_id);
+    zlist_destroy (&self->yielded);
     curl_multi_cleanup (self->multi);
     zf_free (self);
     *self_p = NULL;
@@ -133,6 +179,7 @@ void zf_curl_loop_add (zf_curl_loop_t *self, CURL *easy)
 
 void zf_curl_loop_remove (zf_curl_loop_t *self, CURL *easy)
 {
+    zlist_remove (self->yielded, easy);
     curl_multi_remove_handle (self->multi, easy);
 }
 
@@ -141,4 +188,122 @@ void zf_curl_loop_unpause (zf_curl_loop_t *self, CURL *easy)
     curl_easy_pause (easy, CURLPAUSE_CONT);
     //  Unpausing may have finished the transfer (data buffered before the pause).
     s_report_done (self);
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  Selftest: a transfer that yields at every chunk still delivers every byte once, in order.
+
+#define S_TEST_BODY (4u << 20)
+
+static void *s_test_server (void *arg)
+{
+    int listener = *(int *) arg;
+    int client = accept (listener, NULL, NULL);
+    ZF_ASSERT (client >= 0);
+    char request[4096];
+    size_t have = 0;
+    while (have < sizeof request - 1) {
+        ssize_t got = recv (client, request + have, sizeof request - 1 - have, 0);
+        ZF_ASSERT (got > 0);
+        have += (size_t) got;
+        request[have] = '\0';
+        if (strstr (request, "\r\n\r\n"))
+            break;
+    }
+    char head[128];
+    int head_size = snprintf (head, sizeof head,
+                              "HTTP/1.1 200 OK\r\nContent-Length: %u\r\nConnection: close\r\n\r\n",
+                              S_TEST_BODY);
+    ZF_ASSERT (send (client, head, (size_t) head_size, MSG_NOSIGNAL) == head_size);
+    uint8_t *body = zf_malloc (S_TEST_BODY);
+    for (size_t index = 0; index < S_TEST_BODY; index++)
+        body[index] = (uint8_t) (index % 251);
+    for (size_t sent = 0; sent < S_TEST_BODY;) {
+        ssize_t done = send (client, body + sent, S_TEST_BODY - sent, MSG_NOSIGNAL);
+        ZF_ASSERT (done > 0);
+        sent += (size_t) done;
+    }
+    zf_free (body);
+    close (client);
+    return NULL;
+}
+
+typedef struct {
+    zf_curl_loop_t *curl;
+    CURL *easy;
+    size_t received;
+    size_t yields;
+    bool in_order;
+    bool done;
+    CURLcode result;
+} s_test_t;
+
+static size_t s_test_body (char *data, size_t size, size_t count, void *arg)
+{
+    s_test_t *test = arg;
+    size_t length = size * count;
+    if (zf_curl_loop_yield (test->curl, test->easy, length)) {
+        test->yields++;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    for (size_t index = 0; index < length; index++)
+        if ((uint8_t) data[index] != (uint8_t) ((test->received + index) % 251))
+            test->in_order = false;
+    test->received += length;
+    return length;
+}
+
+static void s_test_done (CURL *easy, CURLcode result, void *easy_private, void *arg)
+{
+    (void) easy;
+    (void) arg;
+    s_test_t *test = easy_private;
+    test->done = true;
+    test->result = result;
+}
+
+static int s_test_check_done (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    return ((s_test_t *) arg)->done ? -1 : 0;
+}
+
+void zf_curl_loop_test (bool verbose)
+{
+    int listener = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+    socklen_t address_size = sizeof address;
+    ZF_ASSERT (bind (listener, (struct sockaddr *) &address, sizeof address) == 0);
+    ZF_ASSERT (listen (listener, 1) == 0);
+    ZF_ASSERT (getsockname (listener, (struct sockaddr *) &address, &address_size) == 0);
+    pthread_t server;
+    ZF_ASSERT (pthread_create (&server, NULL, s_test_server, &listener) == 0);
+
+    zloop_t *loop = zloop_new ();
+    s_test_t test = {.in_order = true};
+    test.curl = zf_curl_loop_new (loop, s_test_done, NULL);
+    test.easy = curl_easy_init ();
+    char url[64];
+    snprintf (url, sizeof url, "http://127.0.0.1:%u/", ntohs (address.sin_port));
+    curl_easy_setopt (test.easy, CURLOPT_URL, url);
+    curl_easy_setopt (test.easy, CURLOPT_PRIVATE, &test);
+    curl_easy_setopt (test.easy, CURLOPT_WRITEFUNCTION, s_test_body);
+    curl_easy_setopt (test.easy, CURLOPT_WRITEDATA, &test);
+    curl_easy_setopt (test.easy, CURLOPT_BUFFERSIZE, 128L * 1024);
+    zf_curl_loop_add (test.curl, test.easy);
+    zloop_timer (loop, 5, 0, s_test_check_done, &test);
+    zloop_start (loop);
+
+    ZF_ASSERT (test.done && test.result == CURLE_OK);
+    ZF_ASSERT (test.received == S_TEST_BODY);
+    ZF_ASSERT (test.in_order);
+    if (verbose)
+        printf (" (%zu yields)", test.yields);
+    curl_easy_cleanup (test.easy);
+    zf_curl_loop_destroy (&test.curl);
+    zloop_destroy (&loop);
+    pthread_join (server, NULL);
+    close (listener);
 }

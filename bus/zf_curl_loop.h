@@ -29,4 +29,16 @@ void zf_curl_loop_remove (zf_curl_loop_t *self, CURL *easy);
 //  Lets curl deliver data again to a transfer its write callback paused.
 void zf_curl_loop_unpause (zf_curl_loop_t *self, CURL *easy);
 
+//  A fast origin must not hold the actor's thread: libcurl reads a readable socket again and
+//  again within one call (up to 100 buffers), so an origin on a fast link kept the fetcher
+//  from its bus for a whole 8 MiB range (58 ms), and every reply it owed (storage's writes,
+//  readers' peeks) waited. A write callback calls this with the size of the chunk it was
+//  given: true when this turn of the loop has had its share (ZF_CURL_LOOP_TURN_BYTES); the
+//  callback then returns CURL_WRITEFUNC_PAUSE without taking the chunk, and the loop lets the
+//  transfer go on at its next turn, after the actor's other sockets had theirs.
+#define ZF_CURL_LOOP_TURN_BYTES (512 * 1024)
+bool zf_curl_loop_yield (zf_curl_loop_t *self, CURL *easy, size_t size);
+
+void zf_curl_loop_test (bool verbose);
+
 #endif

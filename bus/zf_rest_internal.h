@@ -3,7 +3,10 @@
     zf_rest.h is one class in three files: zf_rest.c runs the server (libmicrohttpd's thread,
     the hand-over to the owner's loop, routing, auth, answers), zf_rest_request.c is what a
     handler reads from a request, and zf_rest_test.c its selftest. This header holds the request
-    (and the route it matched), which both of the first two touch. */
+    (and the route it matched), which both of the first two touch. Every field is zf_rest.c's:
+    it fills the request from libmicrohttpd, routes and authorizes it, hands it to the owner
+    and sets the answer (zf_rest_reply_*, zf_rest_add_header); zf_rest_request.c only reads
+    it, on the owner's thread inside a handler. */
 #ifndef ZF_REST_INTERNAL_H_INCLUDED
 #define ZF_REST_INTERNAL_H_INCLUDED
 

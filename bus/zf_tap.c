@@ -53,11 +53,13 @@ static void s_pack_str (msgpack_packer *pk, const char *text)
     msgpack_pack_str_body (pk, text, len);
 }
 
+//  Sends a record (topic, meta, envelope if any) and releases meta.
 static void s_send (zf_tap_t *self, const char *topic, msgpack_sbuffer *meta, zframe_t *envelope)
 {
     zmsg_t *record = zmsg_new ();
     zmsg_addstr (record, topic);
     zmsg_addmem (record, meta->data, meta->size);
+    msgpack_sbuffer_destroy (meta);
     if (envelope)
         zmsg_append (record, &envelope);
     //  Never block an actor for the tap: drop and count instead.
@@ -65,9 +67,13 @@ static void s_send (zf_tap_t *self, const char *topic, msgpack_sbuffer *meta, zf
         zf_counter_add (self->dropped, 1);
 }
 
-//  Starts a metadata map with the fields every record has; `extra` more pairs must follow.
-static void s_pack_header (zf_tap_t *self, msgpack_packer *pk, const char *socket, size_t extra)
+//  Starts a record's metadata in meta (for s_send): a map with the fields every record has;
+//  `extra` more pairs must follow.
+static void s_pack_header (zf_tap_t *self, msgpack_sbuffer *meta, msgpack_packer *pk,
+                           const char *socket, size_t extra)
 {
+    msgpack_sbuffer_init (meta);
+    msgpack_packer_init (pk, meta, msgpack_sbuffer_write);
     msgpack_pack_map (pk, 4 + extra);
     s_pack_str (pk, "time_ms");
     msgpack_pack_uint64 (pk, (uint64_t) zf_clock_wall_ms ());
@@ -85,10 +91,8 @@ void zf_tap_message (zf_tap_t *self, const char *dir, const char *socket, const 
     if (!self)
         return;
     msgpack_sbuffer meta;
-    msgpack_sbuffer_init (&meta);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
-    s_pack_header (self, &pk, socket, refused ? 3 : 2);
+    s_pack_header (self, &meta, &pk, socket, refused ? 3 : 2);
     s_pack_str (&pk, "dir");
     s_pack_str (&pk, dir);
     s_pack_str (&pk, "raw");
@@ -103,7 +107,6 @@ void zf_tap_message (zf_tap_t *self, const char *dir, const char *socket, const 
     char topic[ZF_TYPE_MAX + 3];
     snprintf (topic, sizeof topic, "m:%s", type && *type ? type : "?");
     s_send (self, topic, &meta, envelope ? zframe_dup (envelope) : zframe_new_empty ());
-    msgpack_sbuffer_destroy (&meta);
 }
 
 void zf_tap_socket_event (zf_tap_t *self, const char *socket, const char *event,
@@ -112,10 +115,8 @@ void zf_tap_socket_event (zf_tap_t *self, const char *socket, const char *event,
     if (!self)
         return;
     msgpack_sbuffer meta;
-    msgpack_sbuffer_init (&meta);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
-    s_pack_header (self, &pk, socket, 3);
+    s_pack_header (self, &meta, &pk, socket, 3);
     s_pack_str (&pk, "event");
     s_pack_str (&pk, event);
     s_pack_str (&pk, "endpoint");
@@ -125,7 +126,6 @@ void zf_tap_socket_event (zf_tap_t *self, const char *socket, const char *event,
     char topic[96];
     snprintf (topic, sizeof topic, "s:%s", event);
     s_send (self, topic, &meta, NULL);
-    msgpack_sbuffer_destroy (&meta);
 }
 
 //  ---------------------------------------------------------------------------------------------

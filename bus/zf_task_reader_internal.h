@@ -7,7 +7,10 @@
     (task.fetch, task.query, task.ended: the task's status and layout; piece.peek: the
     origin's bytes of a piece not stored yet); zf_task_reader_storage.c is storage's side
     (storage.stat, held until a piece lands; piece.read and piece.locate, and their error
-    rules). The state below is the one reader all three work on. */
+    rules). The state below is the one reader all three work on. Each group of fields says
+    which part owns it: sets it and decides what it means. zf_task_reader.c also clears the
+    other parts' fields when a reader starts over (a new layout, pieces asked again), and any
+    part sets `answered` when a reply brings word from the daemon. */
 #ifndef ZF_TASK_READER_INTERNAL_H_INCLUDED
 #define ZF_TASK_READER_INTERNAL_H_INCLUDED
 
@@ -33,18 +36,24 @@ typedef struct {
     uint64_t file_offset;
 } zf_task_reader_slot_t;
 
+//  The set: made by zf_task_readers_new (zf_task_reader.c); zf_task_reader_fetcher.c files
+//  readers in by_task once the fetcher names their task, and looks them up there when the
+//  fetcher's task.ended comes.
 struct zf_task_readers_s {
     zf_bus_t *bus;
     zloop_t *loop;
     char *name;
     char *fetcher, *storage;
     zf_task_readers_options_t options;
-    zhashx_t *by_task;   //  task id -> zlistx_t of readers (not owned)
-    zlistx_t *all;       //  every reader, let go or not (owned)
-    bool locate_refused; //  storage does not locate pieces for us: everyone reads over the bus
+    zhashx_t *by_task; //  task id -> zlistx_t of readers (not owned)
+    zlistx_t *all;     //  every reader, let go or not (owned)
+    //  zf_task_reader_storage.c: storage does not locate pieces for us: everyone reads over
+    //  the bus
+    bool locate_refused;
 };
 
 struct zf_task_reader_s {
+    //  zf_task_reader.c: the reader's life, its caller, its requests and its timer
     zf_task_readers_t *set;
     void *handle;                //  in set->all
     zf_task_reader_fn *callback; //  NULL once let go
@@ -56,24 +65,27 @@ struct zf_task_reader_s {
     zf_msg_task_fetch_t fetch; //  the request (a copy), kept to ask again
     bool has_fetch;
 
-    zf_task_reader_phase_t phase;
-    bool answered;
-    bool fetch_pending, query_pending, stat_pending;
+    zf_task_reader_phase_t phase; //  FETCH to FOLLOW: zf_task_reader_fetcher.c; OVER: here
+    bool answered;                //  the daemon has answered something (any part)
+    bool fetch_pending, query_pending, stat_pending; //  each set by the part that sends it
+    int timer_id;
+
+    //  zf_task_reader_fetcher.c: the task as the fetcher names it, and its last word
     bool registered; //  in set->by_task under task_id
     char task_id[ZF_TASK_ID_SIZE + 1];
-
-    //  the fetcher's last word
     zf_msg_task_status_t status;
     bool has_status;
     char state[17], error_code[33], error_message[1025];
     bool fetcher_complete;
 
-    //  the layout pieces are read with, fixed by the first status that states it
+    //  zf_task_reader_fetcher.c: the layout pieces are read with, fixed by the first status
+    //  that states it
     bool layout_known;
     int layouts_given; //  LAYOUT events so far: a second one restarts
     uint64_t content_length, piece_length, piece_count;
 
-    //  storage's word: which pieces are finished
+    //  zf_task_reader_storage.c: storage's word, which pieces are finished
+    //  (storage_complete is also set when the fetcher says the task is complete)
     uint8_t *bitmap;
     size_t bitmap_size;
     uint64_t stored_count;
@@ -83,7 +95,11 @@ struct zf_task_reader_s {
     bool stat_held;
     int64_t stat_sent_ms;
 
-    //  the range being read
+    //  zf_task_reader.c: the range being read, the window of pieces asked for (each slot's
+    //  request and answer are zf_task_reader_storage.c's), and starting over, which the
+    //  others ask for: refetch_wanted (a piece went missing: zf_task_reader_storage.c),
+    //  restart_wanted (a new layout: zf_task_reader_fetcher.c); recheck is cleared by
+    //  zf_task_reader_fetcher.c when its task.query goes out
     bool reading, paused;
     uint64_t next_request, next_deliver, read_end;
     size_t window;
@@ -91,17 +107,17 @@ struct zf_task_reader_s {
     bool refetch_wanted, restart_wanted;
     bool recheck; //  a piece went missing while the task ran: how is it? (task.query)
 
-    //  Streaming the origin's bytes (piece.peek) of the piece to deliver next while storage
-    //  does not hold it yet: part_from bytes of piece part_piece went to the caller; an
-    //  answer that came while paused waits in part_frame.
-    bool peek, peek_pending;
+    //  zf_task_reader_fetcher.c: streaming the origin's bytes (piece.peek) of the piece to
+    //  deliver next while storage does not hold it yet: part_from bytes of piece part_piece
+    //  went to the caller; an answer that came while paused waits in part_frame.
+    bool peek; //  the caller asked for it (zf_task_reader.c); off when the fetcher cannot
+    bool peek_pending;
     uint64_t part_piece, part_from;
     zframe_t *part_frame;
     uint64_t part_frame_from;
     bool no_peek; //  the fetcher does not fill piece no_peek_piece: storage gives it
     uint64_t no_peek_piece;
-    int refetches;
-    int timer_id;
+    int refetches; //  zf_task_reader_storage.c: pieces asked again after they went missing
 };
 
 //  ---------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 // scopes and client config or delete it (GET/POST/PATCH/DELETE /api/v1/clusters).
 
 import { api, query } from "./api.js";
-import { readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
-import { badge, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
+import { confirmedButton, readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
+import { badge, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
 function scopesText(scopes = {}) {
   const parts = [];
@@ -112,19 +112,15 @@ export async function edit(root, { params, navigate }) {
   const cluster = await api("GET", `/api/v1/clusters/${encodeURIComponent(params.id)}`);
   const hosts = await api("GET", "/api/v1/hosts" + query({ cluster_id: cluster.id, per_page: 1 }));
   const status = el("div", { "aria-live": "polite" });
-  const remove = writeButton("Delete cluster", async () => {
-    const ok = await confirmAction(`Delete cluster ${cluster.name}?`,
-      "Its scopes and client config are lost. Only a cluster without hosts that is not the default can be deleted.",
-      "Delete");
-    if (!ok) return;
-    try {
-      await api("DELETE", `/api/v1/clusters/${cluster.id}`);
-      notice(`Cluster ${cluster.name} deleted`);
-      navigate("clusters");
-    } catch (error) {
-      fill(status, errorBox(error, "Not deleted"));
-    }
-  }, { class: "danger", id: "delete-cluster" });
+  const remove = confirmedButton("Delete cluster", {
+    title: `Delete cluster ${cluster.name}?`,
+    text: "Its scopes and client config are lost. Only a cluster without hosts that is not the default can be deleted.",
+    action: "Delete",
+  }, async () => {
+    await api("DELETE", `/api/v1/clusters/${cluster.id}`);
+    notice(`Cluster ${cluster.name} deleted`);
+    navigate("clusters");
+  }, status, "Not deleted", { class: "danger", id: "delete-cluster" });
   fill(root,
     heading(`Cluster ${cluster.name}`, remove),
     readOnlyNote(),

@@ -3,8 +3,8 @@
 // (GET /api/v1/hosts?page=&per_page=), so 10,000 hosts cost one page of rows in the DOM.
 
 import { all, api, query } from "./api.js";
-import { readOnlyNote, writeButton } from "./session.js";
-import { badge, bytes, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
+import { confirmedButton, readOnlyNote } from "./session.js";
+import { badge, bytes, el, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
 const PER_PAGE = 50;
 
@@ -64,19 +64,15 @@ export async function list(root, { query: params, navigate }) {
   el("button", { type: "submit" }, "Filter"));
 
   const status = el("div", { "aria-live": "polite" });
-  const revoke = (host) => writeButton("Revoke", async () => {
-    const ok = await confirmAction(`Revoke host ${host.name}?`,
-      "Its key is refused by every node of the cluster within seconds, and it stops being a parent. To come back it needs a new keypair and a join token.",
-      "Revoke");
-    if (!ok) return;
-    try {
-      await api("DELETE", `/api/v1/hosts/${host.id}`);
-      notice(`Host ${host.name} revoked`);
-      go({});
-    } catch (error) {
-      fill(status, errorBox(error, `Host ${host.name} not revoked`));
-    }
-  }, { class: "danger small", "aria-label": `Revoke ${host.name}` });
+  const revoke = (host) => confirmedButton("Revoke", {
+    title: `Revoke host ${host.name}?`,
+    text: "Its key is refused by every node of the cluster within seconds, and it stops being a parent. To come back it needs a new keypair and a join token.",
+    action: "Revoke",
+  }, async () => {
+    await api("DELETE", `/api/v1/hosts/${host.id}`);
+    notice(`Host ${host.name} revoked`);
+    go({});
+  }, status, `Host ${host.name} not revoked`, { class: "danger small", "aria-label": `Revoke ${host.name}` });
 
   fill(root,
     heading("Hosts"),

@@ -7,8 +7,8 @@
 // them (a job shows only that it has credentials, and the names of its extra headers).
 
 import { all, api, query } from "./api.js";
-import { readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
-import { badge, bytes, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
+import { confirmedButton, readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
+import { badge, bytes, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
 const JOBS = "/api/v1/jobs";
 const ENDED = new Set(["success", "failure", "cancelled"]);
@@ -177,19 +177,16 @@ export async function show(root, { params, scope }) {
   const status = el("div", { "aria-live": "polite" });
   const body = el("div", { id: "job-progress" });
   let timer = null;
-  const cancel = writeButton("Cancel job", async () => {
-    const ok = await confirmAction(`Cancel preheat job #${params.id}?`,
-      "What is preheated already stays in the caches; the rest is not fetched.", "Cancel job");
-    if (!ok) return;
-    try {
-      await api("POST", `${JOBS}/${id}/cancel`);
-      notice(`Job #${params.id} cancelled`);
-      clearTimeout(timer);
-      await load();
-    } catch (error) {
-      fill(status, errorBox(error, "Not cancelled"));
-    }
-  }, { class: "danger", id: "cancel-job" });
+  const cancel = confirmedButton("Cancel job", {
+    title: `Cancel preheat job #${params.id}?`,
+    text: "What is preheated already stays in the caches; the rest is not fetched.",
+    action: "Cancel job",
+  }, async () => {
+    await api("POST", `${JOBS}/${id}/cancel`);
+    notice(`Job #${params.id} cancelled`);
+    clearTimeout(timer);
+    await load();
+  }, status, "Not cancelled", { class: "danger", id: "cancel-job" });
 
   const draw = (job) => {
     const s = summary(job);

@@ -3,7 +3,7 @@
 // disabled for a read-only token; the API refuses such writes with 403 anyway.
 
 import { all, api, setToken, token } from "./api.js";
-import { el } from "./ui.js";
+import { confirmAction, el, errorBox, fill } from "./ui.js";
 
 export const session = { loggedIn: false, user: null, record: null, canWrite: false };
 
@@ -49,6 +49,20 @@ export function writeButton(label, onclick, attrs = {}) {
     title: disabled ? READ_ONLY : attrs.title,
     "aria-disabled": disabled ? "true" : undefined,
   }, label);
+}
+
+// A write button for something that cannot be undone: asks first (title, text and the
+// confirming action's label in ask), then runs act; act's error shows in status, headed by
+// failure.
+export function confirmedButton(label, ask, act, status, failure, attrs = {}) {
+  return writeButton(label, async () => {
+    if (!(await confirmAction(ask.title, ask.text, ask.action))) return;
+    try {
+      await act();
+    } catch (error) {
+      fill(status, errorBox(error, failure));
+    }
+  }, attrs);
 }
 
 // A form's submit button, the same way.

@@ -2,8 +2,8 @@
 // create (the secret is shown once, here, and never again), list, revoke.
 
 import { all, api, query } from "./api.js";
-import { readOnlyNote, session, writeButton, writeSubmit } from "./session.js";
-import { badge, confirmAction, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
+import { confirmedButton, readOnlyNote, session, writeSubmit } from "./session.js";
+import { badge, el, errorBox, field, heading, notice, pager, table, timeAgo, fill } from "./ui.js";
 
 // The secret of a token just made: shown in this box only. Nothing keeps it: leaving the page
 // loses it, as the API's list never returns it again.
@@ -27,17 +27,15 @@ function secretBox(kind, secret) {
 }
 
 function revokeButton(what, path, name, status, after) {
-  return writeButton("Revoke", async () => {
-    const ok = await confirmAction(`Revoke ${what} ${name}?`, `Anything using this ${what} is refused from now on.`, "Revoke");
-    if (!ok) return;
-    try {
-      await api("DELETE", path);
-      notice(`${what[0].toUpperCase() + what.slice(1)} ${name} revoked`);
-      after();
-    } catch (error) {
-      fill(status, errorBox(error, `${name} not revoked`));
-    }
-  }, { class: "danger small", "aria-label": `Revoke ${what} ${name}` });
+  return confirmedButton("Revoke", {
+    title: `Revoke ${what} ${name}?`,
+    text: `Anything using this ${what} is refused from now on.`,
+    action: "Revoke",
+  }, async () => {
+    await api("DELETE", path);
+    notice(`${what[0].toUpperCase() + what.slice(1)} ${name} revoked`);
+    after();
+  }, status, `${name} not revoked`, { class: "danger small", "aria-label": `Revoke ${what} ${name}` });
 }
 
 export async function list(root, { query: params, navigate }) {
@@ -62,20 +60,27 @@ export async function list(root, { query: params, navigate }) {
   const patExpires = el("select", { name: "expires_in" },
     [["", "Never"], ["1h", "1 hour"], ["24h", "1 day"], ["720h", "30 days"], ["2160h", "90 days"]]
       .map(([value, text]) => el("option", { value, selected: value === "2160h" }, text)));
-  const patForm = el("form", { class: "card compact", id: "pat-form", onsubmit: async (event) => {
+  // Creates a token (POST path with what body() returns): its secret shown once, then the
+  // lists again.
+  async function create(event, what, path, body, nameInput, failure) {
     event.preventDefault();
     fill(status);
     try {
-      const body = { name: patName.value.trim(), user_id: Number(patUser.value), write: patWrite.checked };
-      if (patExpires.value) body.expires_in = patExpires.value;
-      const made = await api("POST", "/api/v1/personal-access-tokens", body);
-      fill(fresh, secretBox("personal access token", made.token));
-      patName.value = "";
+      const made = await api("POST", path, body());
+      fill(fresh, secretBox(what, made.token));
+      nameInput.value = "";
       await refreshLists();
     } catch (error) {
-      fill(status, errorBox(error, "Token not created"));
+      fill(status, errorBox(error, failure));
     }
-  } },
+  }
+
+  const patForm = el("form", { class: "card compact", id: "pat-form", onsubmit: (event) =>
+    create(event, "personal access token", "/api/v1/personal-access-tokens", () => {
+      const body = { name: patName.value.trim(), user_id: Number(patUser.value), write: patWrite.checked };
+      if (patExpires.value) body.expires_in = patExpires.value;
+      return body;
+    }, patName, "Token not created") },
   el("fieldset", { disabled: !session.canWrite },
     el("legend", {}, "New personal access token"),
     field("Name", patName), field("User", patUser), field("Expires", patExpires),
@@ -90,22 +95,14 @@ export async function list(root, { query: params, navigate }) {
     [["1h", "1 hour"], ["24h", "1 day"], ["168h", "7 days"], ["", "Never"]]
       .map(([value, text]) => el("option", { value, selected: value === "24h" }, text)));
   const joinUses = el("input", { type: "number", min: 0, name: "max_uses", placeholder: "unlimited" });
-  const joinForm = el("form", { class: "card compact", id: "join-form", onsubmit: async (event) => {
-    event.preventDefault();
-    fill(status);
-    try {
+  const joinForm = el("form", { class: "card compact", id: "join-form", onsubmit: (event) =>
+    create(event, "join token", "/api/v1/join-tokens", () => {
       const body = { name: joinName.value.trim() };
       if (joinCluster.value) body.cluster_id = Number(joinCluster.value);
       if (joinExpires.value) body.expires_in = joinExpires.value;
       if (joinUses.value) body.max_uses = Number(joinUses.value);
-      const made = await api("POST", "/api/v1/join-tokens", body);
-      fill(fresh, secretBox("join token", made.token));
-      joinName.value = "";
-      await refreshLists();
-    } catch (error) {
-      fill(status, errorBox(error, "Join token not created"));
-    }
-  } },
+      return body;
+    }, joinName, "Join token not created") },
   el("fieldset", { disabled: !session.canWrite },
     el("legend", {}, "New join token"),
     field("Name", joinName), field("Cluster", joinCluster), field("Expires", joinExpires),

@@ -27,7 +27,10 @@ def skip_reason():
 
 
 class Containerd:
-    def __init__(self, directory, name):
+    def __init__(self, directory, name, wrap=()):
+        """wrap: a command prefix that containerd and ctr run under (such as `ip netns exec
+        NS`, where ctr's pulls then go out of namespace NS)."""
+        self.wrap = list(wrap)
         self.dir = os.path.join(directory, name)
         os.makedirs(self.dir)
         self.socket = os.path.join(self.dir, "c.sock")
@@ -38,15 +41,15 @@ class Containerd:
                          f'[grpc]\n  address = "{self.socket}"\n'
                          f'[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
                          '[debug]\n  level = "info"\n')
-        self.process = subprocess.Popen(["containerd", "--config", config],
+        self.process = subprocess.Popen([*self.wrap, "containerd", "--config", config],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, env=reg.skopeo_env())
         self.log = zflytest.LineReader(self.process.stdout, echo_prefix=f"[{name}] ")
         self.log.wait_for(r"containerd successfully booted", timeout=60)
 
-    def ctr(self, *args, check=True):
-        return subprocess.run(["ctr", "-a", self.socket, *args], capture_output=True, text=True,
-                              env=reg.skopeo_env(), timeout=180, check=check)
+    def ctr(self, *args, check=True, timeout=180):
+        return subprocess.run([*self.wrap, "ctr", "-a", self.socket, *args], capture_output=True,
+                              text=True, env=reg.skopeo_env(), timeout=timeout, check=check)
 
     def pull(self, hosts, image, *options):
         """ctr images pull through the mirrors of hosts (a --hosts-dir), native snapshotter."""

@@ -16,10 +16,7 @@ import tempfile
 import time
 import unittest
 
-import msgpack
-import zmq
-
-from zflytest import BUILD_DIR, ZFLY
+from zflytest import BUILD_DIR, ZFLY, BusClient, NoReply
 
 TESTBED_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "testbed",
                             "zfly-testbed")
@@ -54,35 +51,24 @@ class Bus:
     reaches them from the root namespace)."""
 
     def __init__(self):
-        self.context = zmq.Context()
-        self.sockets = {}
-        self.next_id = 1
+        self.clients = {}
 
     def close(self):
-        for socket in self.sockets.values():
-            socket.close()
-        self.context.term()
+        for client in self.clients.values():
+            client.close()
 
     def request(self, endpoint, type_, body, timeout_ms=5000):
-        socket = self.sockets.get(endpoint)
-        if socket is None:
-            socket = self.context.socket(zmq.DEALER)
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.connect(endpoint)
-            self.sockets[endpoint] = socket
-        self.next_id += 1
-        socket.send(msgpack.packb({"type": type_, "v": 1, "id": self.next_id, "from": SENDER,
-                                   "body": body}))
-        deadline = time.monotonic() + timeout_ms / 1000
-        while time.monotonic() < deadline:
-            if socket.poll(max(1, int((deadline - time.monotonic()) * 1000))):
-                reply = msgpack.unpackb(socket.recv_multipart()[0], raw=False)
-                if reply.get("re") == self.next_id:
-                    return reply
-        # a dead actor: forget the socket, its queue would hold stale requests
-        socket.close()
-        del self.sockets[endpoint]
-        return None
+        """The reply envelope, or None when the actor did not answer in time."""
+        client = self.clients.get(endpoint)
+        if client is None:
+            client = self.clients[endpoint] = BusClient(endpoint, sender=SENDER)
+        try:
+            return client.request(type_, body, timeout=timeout_ms / 1000)[0]
+        except NoReply:
+            # a dead actor: forget the socket, its queue would hold stale requests
+            client.close()
+            del self.clients[endpoint]
+            return None
 
 
 def testbed_up(tag, peers, file_size, link, seed_link=None, rates=None, seeds=1):

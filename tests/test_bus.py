@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import zflytest
-from zflytest import ZflyTestCase, free_port, keygen
+from zflytest import BusClient, ZflyTestCase, free_port, keygen
 
 PROBE_COUNT = 200
 
@@ -199,26 +199,17 @@ class BusTest(ZflyTestCase):
     def test_ipc_next_to_curve_tcp_needs_no_keys(self):
         """One actor bound on tcp:// (CURVE) and ipc:// (this host): a client on the host uses
         the ipc:// endpoint without keys, whatever the order of the binds."""
-        import msgpack
-        import zmq
         key_a, _, _ = keygen(self.workdir, "a")
         ipc = "ipc://" + self.path("echo.sock")
         node = self.start("a", node_section("a") + f"[bus]\ncert = {key_a}\n"
                                f"[echo]\nbind = tcp://127.0.0.1:{free_port()} {ipc}\n")
         node.wait_ready()
-        context = zmq.Context()
-        dealer = context.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.setsockopt(zmq.RCVTIMEO, 10000)
-        dealer.connect(ipc)
+        client = BusClient(ipc, sender="t@host")
         try:
-            dealer.send(msgpack.packb({"type": "echo.request", "v": 1, "id": 1, "from": "t@host",
-                                       "body": {"seq": 1, "text": "over ipc"}}))
-            reply = msgpack.unpackb(dealer.recv(), raw=False)
+            reply, _ = client.request("echo.request", {"seq": 1, "text": "over ipc"})
             self.assertEqual((reply["type"], reply["body"]["text"]), ("echo.reply", "over ipc"))
         finally:
-            dealer.close()
-            context.term()
+            client.close()
 
     def test_metrics_pass_promtool_and_health_reports_ready(self):
         node_a, *_ = self.make_echo_node()

@@ -12,7 +12,6 @@ nothing in the cache; GC evicts least-recently-used tasks but not one being read
 a task entirely from node A's storage over CURVE; origin errors and an origin ignoring Range;
 zfly-get's own errors (no daemon, bad arguments)."""
 import hashlib
-import itertools
 import os
 import re
 import shutil
@@ -21,11 +20,8 @@ import threading
 import time
 import unittest
 
-import msgpack
-import zmq
-
 import zflytest
-from zflytest import ZflyTestCase, free_port, keygen
+from zflytest import BusClient, ZflyTestCase, free_port, keygen, sha256_file
 
 ZFLY_GET = os.path.join(zflytest.BUILD_DIR, "zfly-get")
 MiB = 1 << 20
@@ -45,56 +41,12 @@ def make_file(path, size, chunk=4 * MiB):
     return digest.hexdigest()
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 * MiB), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dir_bytes(path):
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
             total += os.stat(os.path.join(root, name)).st_blocks * 512
     return total
-
-
-class BusClient:
-    """A bare DEALER speaking the zfly envelope, for what zfly-get does not show: task.query
-    on the fetcher, piece.read on storage."""
-    _ids = itertools.count(1000)
-
-    def __init__(self, endpoint, sender="tester@outside", curve=None):
-        self.context = zmq.Context.instance()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        if curve:
-            public, secret, server = curve
-            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
-            self.socket.curve_serverkey = server
-        self.socket.connect(endpoint)
-        self.sender = sender
-
-    def request(self, type_, to, body, timeout=10.0):
-        """(reply envelope, raw frames); fails the test on the deadline."""
-        msg_id = next(self._ids)
-        envelope = {"type": type_, "v": 1, "id": msg_id, "from": self.sender, "to": to,
-                    "body": body}
-        self.socket.send(msgpack.packb(envelope))
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.socket.poll(int(remaining * 1000)):
-                raise AssertionError(f"no reply to {type_} from {to} within {timeout}s")
-            frames = self.socket.recv_multipart()
-            reply = msgpack.unpackb(frames[0], raw=False)
-            if reply.get("re") == msg_id:
-                return reply, frames[1:]
-
-    def close(self):
-        self.socket.close()
 
 
 class DataplaneTest(ZflyTestCase):
@@ -134,13 +86,13 @@ class DataplaneTest(ZflyTestCase):
         return node
 
     def fetcher_client(self, name="a"):
-        client = BusClient("ipc://" + self.path(f"{name}-fetcher.sock"))
+        client = BusClient("ipc://" + self.path(f"{name}-fetcher.sock"), to="fetcher")
         self.clients.append(client)
         return client
 
     def storage_client(self, name="a", sender=None):
         client = BusClient("ipc://" + self.path(f"{name}-storage.sock"),
-                           sender=sender or f"reader@{name}")
+                           sender=sender or f"reader@{name}", to="storage")
         self.clients.append(client)
         return client
 
@@ -265,7 +217,7 @@ class DataplaneTest(ZflyTestCase):
         fetcher = self.fetcher_client()
 
         def halfway():
-            reply, _ = fetcher.request("task.query", "fetcher", {"task_id": task_id})
+            reply, _ = fetcher.request("task.query", {"task_id": task_id})
             body = reply["body"]
             self.assertEqual(reply["type"], "task.status", reply)
             self.assertEqual(body["state"], "running", body)
@@ -324,7 +276,7 @@ class DataplaneTest(ZflyTestCase):
             grown = part_size()
             if grown < PIECE:
                 return None
-            reply, _ = fetcher.request("task.query", "fetcher", {"task_id": task_id})
+            reply, _ = fetcher.request("task.query", {"task_id": task_id})
             self.assertEqual(reply["type"], "task.status", reply)
             return (grown, reply["body"])
 
@@ -399,11 +351,11 @@ class DataplaneTest(ZflyTestCase):
 
         # Storage checks the piece before serving it: nobody gets the damaged bytes.
         storage = self.storage_client()
-        reply, frames = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 3})
+        reply, frames = storage.request("piece.read", {"task_id": task_id, "piece": 3})
         self.assertEqual(reply["type"], "error", reply)
         self.assertEqual(reply["body"]["code"], "corrupt", reply)
         self.assertEqual(frames, [])
-        reply, frames = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 2})
+        reply, frames = storage.request("piece.read", {"task_id": task_id, "piece": 2})
         self.assertEqual(reply["type"], "piece.data", reply)
 
         # zfly-get has the task completed again: piece 3 (known missing) before reading, and
@@ -444,10 +396,10 @@ class DataplaneTest(ZflyTestCase):
         with open(first, "rb") as handle:
             changed = handle.read()
         storage = self.storage_client()
-        reply, _ = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 2})
+        reply, _ = storage.request("piece.read", {"task_id": task_id, "piece": 2})
         self.assertEqual(reply["body"].get("code"), "corrupt", reply)
         node.log.wait_for(rf"storage: dropped task={task_id}")
-        reply, _ = storage.request("storage.stat", "storage", {"task_id": task_id})
+        reply, _ = storage.request("storage.stat", {"task_id": task_id})
         self.assertEqual(reply["body"].get("code"), "not_found", reply)
         self.assertFalse(os.path.exists(self.task_dir(task_id)))
 
@@ -476,12 +428,12 @@ class DataplaneTest(ZflyTestCase):
         storage = self.storage_client()
 
         def three_stored():
-            reply, _ = storage.request("storage.stat", "storage", {"task_id": task_id})
+            reply, _ = storage.request("storage.stat", {"task_id": task_id})
             return reply["type"] == "storage.task" and reply["body"]["finished_count"] == 3
 
         self.wait_until("the first three pieces are stored", three_stored)
         zflytest.flip_byte(os.path.join(self.task_dir(task_id), "data"), PIECE + 7)
-        reply, _ = storage.request("piece.read", "storage", {"task_id": task_id, "piece": 1})
+        reply, _ = storage.request("piece.read", {"task_id": task_id, "piece": 1})
         # found damaged by this read, or (on a busy machine) by zfly-get's, which locates the
         # pieces as they land and may come to piece 1 only now: either way it is dropped
         self.assertIn(reply["body"].get("code"), ("corrupt", "not_finished"), reply)
@@ -528,7 +480,7 @@ class DataplaneTest(ZflyTestCase):
         self.wait_until("the task is gone from the cache",
                         lambda: not os.path.exists(self.task_dir(task_id)), timeout=10)
         storage = self.storage_client()
-        reply, _ = storage.request("storage.stat", "storage", {"task_id": task_id})
+        reply, _ = storage.request("storage.stat", {"task_id": task_id})
         self.assertEqual((reply["type"], reply["body"].get("code")), ("error", "not_found"),
                          reply)
 
@@ -547,7 +499,7 @@ class DataplaneTest(ZflyTestCase):
         reads = {"ok": 0, "failed": [], "running": False}
 
         def shift_clock():
-            reply, _ = clock["client"].request("storage.shift_clock", "storage",
+            reply, _ = clock["client"].request("storage.shift_clock",
                                                {"offset_ms": clock["offset_ms"]})
             self.assertEqual(reply["type"], "storage.clock", reply)
             self.assertEqual(reply["body"]["offset_ms"], clock["offset_ms"])
@@ -605,8 +557,7 @@ class DataplaneTest(ZflyTestCase):
 
         def read_loop():
             while not stop.is_set():
-                reply, frames = reader.request("piece.read", "storage",
-                                               {"task_id": ids["t1"], "piece": 0})
+                reply, frames = reader.request("piece.read", {"task_id": ids["t1"], "piece": 0})
                 if reply["type"] == "piece.data" and len(frames) == 1:
                     reads["ok"] += 1
                 else:
@@ -652,8 +603,7 @@ class DataplaneTest(ZflyTestCase):
                          "node B went to the origin")
         self.assertRegex(text, r"from source 0 B, from parents 12\.0 MiB")
         task_id = self.task_id(text)
-        reply, _ = self.fetcher_client("b").request("task.query", "fetcher",
-                                                    {"task_id": task_id})
+        reply, _ = self.fetcher_client("b").request("task.query", {"task_id": task_id})
         self.assertEqual(reply["body"]["bytes_from_source"], 0, reply)
         self.assertEqual(reply["body"]["bytes_from_parents"], size, reply)
 

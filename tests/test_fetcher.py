@@ -7,13 +7,9 @@ import hashlib
 import os
 import time
 
-import msgpack
-import zmq
-
 import zflytest
 from zflytest import ZflyTestCase
 
-SENDER = "tester@outside"
 CONTENT = os.urandom(3 * 1024 * 1024 + 12345)  # not a multiple of any piece length
 CONTENT_DIGEST = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
 PIECE_MIN = 64 * 1024
@@ -35,9 +31,7 @@ class FetcherTest(ZflyTestCase):
         self.fetcher_endpoint = "ipc://" + self.path("fetcher.sock")
         self.storage_endpoint = "ipc://" + self.path("storage.sock")
         self.node = self.start_node()
-        self.context = zmq.Context()
-        self.sockets = {}
-        self.next_id = 1
+        self.connect()
 
     def start_node(self, name="a"):
         node = self.start(name, f"""[node]
@@ -60,45 +54,28 @@ retries = 2
         return node
 
     def tearDown(self):
-        for socket in self.sockets.values():
-            socket.close()
-        self.context.term()
+        self.disconnect()
         self.origin.stop()
         super().tearDown()
 
-    def socket(self, endpoint):
-        if endpoint not in self.sockets:
-            socket = self.context.socket(zmq.DEALER)
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.RCVTIMEO, 10000)
-            socket.connect(endpoint)
-            self.sockets[endpoint] = socket
-        return self.sockets[endpoint]
+    def connect(self):
+        """Bus clients to the node's fetcher and storage."""
+        self.fetcher = zflytest.BusClient(self.fetcher_endpoint, to="fetcher")
+        self.storage = zflytest.BusClient(self.storage_endpoint, to="storage")
 
-    def request(self, endpoint, to, type_, body):
-        """(reply envelope, raw frames) of one request."""
-        self.next_id += 1
-        envelope = {"type": type_, "v": 1, "id": self.next_id, "from": SENDER, "to": to,
-                    "body": body}
-        socket = self.socket(endpoint)
-        socket.send(msgpack.packb(envelope))
-        while True:
-            frames = socket.recv_multipart()
-            reply = msgpack.unpackb(frames[0], raw=False)
-            if reply.get("re") == self.next_id:
-                return reply, frames[1:]
+    def disconnect(self):
+        self.fetcher.close()
+        self.storage.close()
 
     def fetch(self, url, **fields):
-        reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.fetch",
-                                {"url": url, **fields})
+        reply, _ = self.fetcher.request("task.fetch", {"url": url, **fields})
         self.assertEqual(reply["type"], "task.status", reply)
         return reply["body"]
 
     def wait_finished(self, task_id, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.query",
-                                    {"task_id": task_id})
+            reply, _ = self.fetcher.request("task.query", {"task_id": task_id})
             self.assertEqual(reply["type"], "task.status", reply)
             if reply["body"]["state"] != "running":
                 return reply["body"]
@@ -106,14 +83,12 @@ retries = 2
         self.fail(f"task {task_id} still running after {timeout}s")
 
     def stored_content(self, task_id):
-        reply, _ = self.request(self.storage_endpoint, "storage", "storage.stat",
-                                {"task_id": task_id})
+        reply, _ = self.storage.request("storage.stat", {"task_id": task_id})
         self.assertEqual(reply["type"], "storage.task", reply)
         self.assertEqual(reply["body"]["state"], "complete")
         data = b""
         for piece in range(reply["body"]["piece_count"]):
-            answer, raw = self.request(self.storage_endpoint, "storage", "piece.read",
-                                       {"task_id": task_id, "piece": piece})
+            answer, raw = self.storage.request("piece.read", {"task_id": task_id, "piece": piece})
             self.assertEqual(answer["type"], "piece.data", answer)
             data += raw[0]
         return data
@@ -168,8 +143,7 @@ retries = 2
         self.assertEqual(status["error_code"], "digest")
         self.assertIn(wrong, status["error_message"])
         self.assertIn(CONTENT_DIGEST, status["error_message"])
-        reply, _ = self.request(self.storage_endpoint, "storage", "storage.stat",
-                                {"task_id": status["task_id"]})
+        reply, _ = self.storage.request("storage.stat", {"task_id": status["task_id"]})
         self.assertEqual(reply["type"], "error", reply)
         self.assertEqual(reply["body"]["code"], "not_found")
 
@@ -183,12 +157,11 @@ retries = 2
         self.assertEqual(self.origin.count("/file3"), 1 + status["piece_count"])
 
     def test_bad_requests_are_refused(self):
-        reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.fetch",
-                                {"url": "ftp://example/x"})
+        reply, _ = self.fetcher.request("task.fetch", {"url": "ftp://example/x"})
         self.assertEqual(reply["type"], "error")
-        reply, _ = self.request(self.fetcher_endpoint, "fetcher", "task.fetch",
-                                {"url": self.origin.url("/file"),
-                                 "headers": [{"name": "X-A", "value": "1\r\nHost: evil"}]})
+        reply, _ = self.fetcher.request("task.fetch", {
+            "url": self.origin.url("/file"),
+            "headers": [{"name": "X-A", "value": "1\r\nHost: evil"}]})
         self.assertEqual(reply["type"], "error")
         self.assertEqual(reply["body"]["field"], "headers")
 
@@ -220,9 +193,8 @@ retries = 2
         self.assertEqual(status["state"], "failed", status)
         self.assertIn("HTTP 404", status["error_message"])
         self.node.stop()
-        for socket in self.sockets.values():
-            socket.close()
-        self.sockets = {}
+        self.disconnect()  # requests queued for the old process go with the sockets
+        self.connect()
         self.origin.open_gate("healed")
         self.node = self.start_node("a2")
         before = self.origin.count(HALF_PATH)

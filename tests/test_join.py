@@ -20,12 +20,9 @@ import json
 import re
 import time
 
-import msgpack
-import zmq
-
 import managertest
 from managertest import node_ini
-from zflytest import TcpRelay, free_port, keygen, main, wait_until_true
+from zflytest import BusClient, NoReply, TcpRelay, free_port, keygen, main, wait_until_true
 
 EXPIRY_DEADLINE = 5.0  # seconds a revocation may take to reach every member
 
@@ -39,35 +36,21 @@ def read_cert(path):
     return public.encode(), secret.group(1).encode() if secret else None
 
 
-class CurveClient:
-    """The test speaking as a node: a DEALER with a node's keypair, to an echo actor."""
+class CurveClient(BusClient):
+    """The test speaking as a node: a bus client with a node's keypair, to an echo actor."""
 
-    def __init__(self, context, cert, server_key, port):
+    def __init__(self, cert, server_key, port):
         public, secret = read_cert(cert)
-        self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.curve_publickey = public
-        self.socket.curve_secretkey = secret
-        self.socket.curve_serverkey = server_key.encode()
-        self.socket.connect(f"tcp://127.0.0.1:{port}")
-        self.next_id = 0
+        super().__init__(f"tcp://127.0.0.1:{port}", curve=(public, secret, server_key.encode()))
 
     def echo(self, timeout_ms=1000):
         """The reply's type ("echo.reply" or "error") and body, or None without one."""
-        self.next_id += 1
-        self.socket.send(msgpack.packb({"type": "echo.request", "v": 1, "id": self.next_id,
-                                        "from": "tester@outside",
-                                        "body": {"seq": self.next_id, "text": "hi"}}))
-        deadline = time.monotonic() + timeout_ms / 1000
-        while time.monotonic() < deadline:
-            if self.socket.poll(max(1, int((deadline - time.monotonic()) * 1000))):
-                reply = msgpack.unpackb(self.socket.recv_multipart()[0], raw=False)
-                if reply.get("re") == self.next_id:
-                    return reply["type"], reply["body"]
-        return None
-
-    def close(self):
-        self.socket.close()
+        try:
+            reply, _ = self.request("echo.request", {"seq": 1, "text": "hi"},
+                                    timeout=timeout_ms / 1000)
+        except NoReply:
+            return None
+        return reply["type"], reply["body"]
 
 
 def wait_until(condition, timeout, what):
@@ -157,12 +140,14 @@ class JoinTests:
         wait_until(lambda: a.metric("zfly_join_members") == 3, 10, "a sees two members and the "
                    "manager")
         a_key = read_cert(self.path("node-a.key"))[0].decode()
-        context = zmq.Context()
+        clients = []
         try:
-            as_b = CurveClient(context, self.path("node-b.key"), a_key, echo_port)
+            as_b = CurveClient(self.path("node-b.key"), a_key, echo_port)
+            clients.append(as_b)
             self.assertEqual(as_b.echo(timeout_ms=5000)[0], "echo.reply")
             stranger_cert, _, stranger_key = keygen(self.workdir, "stranger")
-            stranger = CurveClient(context, stranger_cert, a_key, echo_port)
+            stranger = CurveClient(stranger_cert, a_key, echo_port)
+            clients.append(stranger)
             self.assertIsNone(stranger.echo(timeout_ms=500))
             a.log.wait_for(rf"auth: refused CURVE client key={re.escape(stranger_key)}")
 
@@ -178,7 +163,8 @@ class JoinTests:
             self.assertEqual(answer[1]["code"], "refused")
             self.assertIn("revoked by the manager", answer[1]["message"])
             # A new connection: refused at the handshake.
-            again = CurveClient(context, self.path("node-b.key"), a_key, echo_port)
+            again = CurveClient(self.path("node-b.key"), a_key, echo_port)
+            clients.append(again)
             self.assertIsNone(again.echo(timeout_ms=500))
             a.log.wait_for(rf"auth: refused CURVE client key={re.escape(b_key)} .*revoked")
             self.assertLess(time.monotonic() - revoked_at, EXPIRY_DEADLINE)
@@ -187,10 +173,9 @@ class JoinTests:
                            timeout=10)
             host = manager.ok("GET", f"/api/v1/hosts/{b_id}")
             self.assertEqual(host["state"], "revoked")
-            for client in (as_b, stranger, again):
-                client.close()
         finally:
-            context.term()
+            for client in clients:
+                client.close()
 
     def test_missed_change_caught_up(self):
         # A refresh of an hour: only the announced version can tell A about B in this test.
@@ -218,14 +203,12 @@ class JoinTests:
                    "a admits b once its events connection is back")
         self.assertGreaterEqual(a.metric("zfly_join_resyncs_total"), 1)
         a.log.wait_for(r"join: members version \d+ announced, \d+ held: asking again")
-        context = zmq.Context()
+        as_b = CurveClient(self.path("node-b.key"), read_cert(self.path("node-a.key"))[0].decode(),
+                           echo_port)
         try:
-            as_b = CurveClient(context, self.path("node-b.key"),
-                               read_cert(self.path("node-a.key"))[0].decode(), echo_port)
             self.assertEqual(as_b.echo(timeout_ms=5000)[0], "echo.reply")
-            as_b.close()
         finally:
-            context.term()
+            as_b.close()
 
     def test_schedulers_register_and_expire(self):
         manager = managertest.Manager(

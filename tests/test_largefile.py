@@ -21,21 +21,13 @@ import subprocess
 import unittest
 
 import zflytest
-from zflytest import ZflyTestCase
+from zflytest import ZflyTestCase, sha256_file
 
 ZFLY_GET = os.path.join(zflytest.BUILD_DIR, "zfly-get")
 MiB = 1 << 20
 GiB = 1 << 30
 LARGE = 4 * GiB + 3 * MiB + 4321  # over 4 GiB, not a whole number of pieces
 BLOCK = 64 * 1024
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(16 * MiB), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def make_sparse_file(path, size, seed):

@@ -3,7 +3,6 @@
 unknown types, newer versions — is refused with the right error, counted per reason, answered
 with an error reply when the sender could be identified, and the actor keeps serving."""
 import msgpack
-import zmq
 
 import zflytest
 from zflytest import ZflyTestCase
@@ -26,22 +25,17 @@ class MalformedTest(ZflyTestCase):
         self.node = self.start("a", f"[node]\nname = a\nhttp = 127.0.0.1:0\n"
                                     f"[echo]\nbind = {endpoint}\n")
         self.node.wait_ready()
-        self.context = zmq.Context()
-        self.dealer = self.context.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.setsockopt(zmq.RCVTIMEO, 10000)
-        self.dealer.connect(endpoint)
+        self.bus = zflytest.BusClient(endpoint)
 
     def tearDown(self):
-        self.dealer.close()
-        self.context.term()
+        self.bus.close()
         super().tearDown()
 
     def send_raw(self, *frames):
-        self.dealer.send_multipart(list(frames))
+        self.bus.send_raw(*frames)
 
     def receive(self):
-        return msgpack.unpackb(self.dealer.recv_multipart()[0], raw=False)
+        return self.bus.receive()[0]
 
     def assert_still_serving(self, seq):
         """A valid request after the bad one gets its reply: the actor kept serving, and any

@@ -16,13 +16,13 @@ import subprocess
 import msgpack
 
 import zflytest
-from zflytest import Nginx, ZflyTestCase, free_port, keygen, main, metadata_slots
+from zflytest import (Nginx, ZflyTestCase, free_port, keygen, main, metadata_slots,
+                      sha256_file)
 
 BUILD = os.environ.get("ZF_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
 ZFLY_GET = os.path.join(BUILD, "zfly-get")
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-SENDER = "tester@outside"
 
 
 def make_file(path, size):
@@ -35,16 +35,6 @@ def make_file(path, size):
             digest.update(data)
             handle.write(data)
     return digest.hexdigest()
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            data = handle.read(16 * MiB)
-            if not data:
-                return digest.hexdigest()
-            digest.update(data)
 
 
 def xxh3(data):
@@ -136,18 +126,11 @@ class ParentChildTest(ZflyTestCase):
 
     def task_status(self, node, text):
         task_id = re.search(r"zfly-get: task ([0-9a-f]{64})", text).group(1)
-        import zmq
-        context = zmq.Context.instance()
-        socket = context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.RCVTIMEO, 10000)
-        socket.connect(f"ipc://{self.path(node + '-fetcher.sock')}")
+        client = zflytest.BusClient(f"ipc://{self.path(node + '-fetcher.sock')}", to="fetcher")
         try:
-            socket.send(msgpack.packb({"type": "task.query", "v": 1, "id": 7, "from": SENDER,
-                                       "to": "fetcher", "body": {"task_id": task_id}}))
-            reply = msgpack.unpackb(socket.recv_multipart()[0], raw=False)
+            reply, _ = client.request("task.query", {"task_id": task_id})
         finally:
-            socket.close()
+            client.close()
         self.assertEqual(reply["type"], "task.status", reply)
         return reply["body"]
 

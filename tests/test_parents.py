@@ -10,12 +10,8 @@ import hashlib
 import os
 import time
 
-import msgpack
-import zmq
+from zflytest import BusClient, Origin, ZflyTestCase, flip_byte, free_port, keygen, main
 
-from zflytest import Origin, ZflyTestCase, flip_byte, free_port, keygen, main
-
-SENDER = "tester@outside"
 CONTENT = os.urandom(4 * 1024 * 1024 + 777)  # 65 pieces of 64K, the last one short
 CONTENT_DIGEST = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
 PIECE_LENGTH = 64 * 1024
@@ -47,9 +43,7 @@ class ParentsTest(ZflyTestCase):
         super().setUp()
         self.origin = Origin(self.path("origin"), self.path("origin.log"),
                              files={name: CONTENT for name in FILES})
-        self.context = zmq.Context()
-        self.sockets = {}
-        self.next_id = 1
+        self.clients = {}
         self.keys = {}
         for name in ("a", "a2", "b"):
             os.makedirs(self.path("allow-" + name))
@@ -59,9 +53,8 @@ class ParentsTest(ZflyTestCase):
         self.ports = {}
 
     def tearDown(self):
-        for socket in self.sockets.values():
-            socket.close()
-        self.context.term()
+        for client in self.clients.values():
+            client.close()
         self.origin.stop()
         super().tearDown()
 
@@ -96,21 +89,9 @@ class ParentsTest(ZflyTestCase):
     def request(self, node, actor, type_, body):
         """(reply envelope, raw frames) of one request to node's actor over ipc://."""
         endpoint = f"ipc://{self.path(node + '-' + actor + '.sock')}"
-        if endpoint not in self.sockets:
-            socket = self.context.socket(zmq.DEALER)
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.RCVTIMEO, 10000)
-            socket.connect(endpoint)
-            self.sockets[endpoint] = socket
-        socket = self.sockets[endpoint]
-        self.next_id += 1
-        socket.send(msgpack.packb({"type": type_, "v": 1, "id": self.next_id, "from": SENDER,
-                                   "to": actor, "body": body}))
-        while True:
-            frames = socket.recv_multipart()
-            reply = msgpack.unpackb(frames[0], raw=False)
-            if reply.get("re") == self.next_id:
-                return reply, frames[1:]
+        if endpoint not in self.clients:
+            self.clients[endpoint] = BusClient(endpoint, to=actor)
+        return self.clients[endpoint].request(type_, body)
 
     def fetch(self, node, url, **fields):
         reply, _ = self.request(node, "fetcher", "task.fetch",

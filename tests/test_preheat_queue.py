@@ -96,15 +96,27 @@ class QueueTest(ManagerCase):
                       "the task runs on the seed")
         cluster.nodes["seed-1"].log.wait_for(r"fetcher: task started ", timeout=20)
 
+    def held_job(self, cluster, gate):
+        """A job gated at the origin that a worker holds and the seed runs: (job id, worker)."""
+        job_id = self.gated_job(cluster, gate)
+        worker = self.holder(cluster, job_id)
+        self.wait_running_on_seed(cluster, job_id)
+        return job_id, worker
+
+    def finished(self, cluster, job_id, gate):
+        """Opens the origin's gate; the job once it ended, which must be a success."""
+        self.origin.open_gate(gate)
+        job = cluster.wait_job(job_id)
+        self.assertEqual(job["state"], "success", job)
+        return job
+
     def origin_bodies(self, name):
         return sum(record["bytes"] for record in self.origin.records()
                    if record["path"].endswith("/" + name) and record["method"] == "GET")
 
     def test_worker_killed_mid_job(self):
         cluster = self.cluster()
-        job_id = self.gated_job(cluster, "gate-kill")
-        first = self.holder(cluster, job_id)
-        self.wait_running_on_seed(cluster, job_id)
+        job_id, first = self.held_job(cluster, "gate-kill")
         victim = self.worker_process(cluster, first)
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
@@ -112,9 +124,7 @@ class QueueTest(ManagerCase):
         self.assertNotEqual(second, first)
         survivor = self.worker_process(cluster, second)
         survivor.log.wait_for(rf"job {job_id} reclaimed from a silent worker", timeout=5)
-        self.origin.open_gate("gate-kill")
-        job = cluster.wait_job(job_id)
-        self.assertEqual(job["state"], "success", job)
+        job = self.finished(cluster, job_id, "gate-kill")
         self.assertEqual(job["attempt"], 2)
         self.assertEqual(job["worker"], second)
         # the seed's download went on under the new worker: one copy from the origin
@@ -125,14 +135,10 @@ class QueueTest(ManagerCase):
 
     def test_redis_restarted_mid_job(self):
         cluster = self.cluster(workers=1)
-        job_id = self.gated_job(cluster, "gate-redis")
-        self.holder(cluster, job_id)
-        self.wait_running_on_seed(cluster, job_id)
+        job_id, _ = self.held_job(cluster, "gate-redis")
         self.redis.stop()
         self.redis.start()
-        self.origin.open_gate("gate-redis")
-        job = cluster.wait_job(job_id, timeout=60)
-        self.assertEqual(job["state"], "success", job)
+        self.finished(cluster, job_id, "gate-redis")
         ph.wait_until(lambda: self.redis.cli("XLEN", "zfly:preheat:jobs") == "0", 10,
                       "the stream entry goes")
         # A job queued after the restart runs too: the group survived it.
@@ -141,21 +147,15 @@ class QueueTest(ManagerCase):
 
     def test_manager_restarted_mid_job(self):
         cluster = self.cluster(workers=1)
-        job_id = self.gated_job(cluster, "gate-manager")
-        worker = self.holder(cluster, job_id)
-        self.wait_running_on_seed(cluster, job_id)
+        job_id, worker = self.held_job(cluster, "gate-manager")
         cluster.manager.kill()
         cluster.manager.start()
-        self.origin.open_gate("gate-manager")
-        job = cluster.wait_job(job_id, timeout=60)
-        self.assertEqual(job["state"], "success", job)
+        job = self.finished(cluster, job_id, "gate-manager")
         self.assertEqual((job["worker"], job["attempt"]), (worker, 1))
 
     def test_frozen_worker_loses_the_job(self):
         cluster = self.cluster()
-        job_id = self.gated_job(cluster, "gate-freeze")
-        first = self.holder(cluster, job_id)
-        self.wait_running_on_seed(cluster, job_id)
+        job_id, first = self.held_job(cluster, "gate-freeze")
         frozen = self.worker_process(cluster, first)
         frozen.process.send_signal(signal.SIGSTOP)
         try:
@@ -167,9 +167,8 @@ class QueueTest(ManagerCase):
         frozen.log.wait_for(rf"job {job_id} released: (its queue entry belongs to another "
                             r"worker now|lost: the manager gave it to another worker|Redis out)",
                             timeout=10)
-        self.origin.open_gate("gate-freeze")
-        job = cluster.wait_job(job_id)
-        self.assertEqual((job["state"], job["worker"], job["attempt"]), ("success", second, 2))
+        job = self.finished(cluster, job_id, "gate-freeze")
+        self.assertEqual((job["worker"], job["attempt"]), (second, 2))
         # the manager refused every report of the first worker after the hand-over
         log = cluster.manager.process.log.text()
         handed = log.index(f"job {job_id} running worker={second} attempt=2")
@@ -203,17 +202,14 @@ class QueueTest(ManagerCase):
 
     def test_own_queue_manager_restarted(self):
         cluster = self.cluster(redis=False)
-        job_id = self.gated_job(cluster, "gate-own")
-        self.holder(cluster, job_id)
-        self.wait_running_on_seed(cluster, job_id)
+        job_id, _ = self.held_job(cluster, "gate-own")
         cluster.manager.kill()
         cluster.manager.start()
         # Its worker died with it: the job goes back to the queue after a lease, and the new
         # worker runs it again.
         self.holder(cluster, job_id, attempt=2, timeout=30)
-        self.origin.open_gate("gate-own")
-        job = cluster.wait_job(job_id)
-        self.assertEqual((job["state"], job["attempt"]), ("success", 2))
+        job = self.finished(cluster, job_id, "gate-own")
+        self.assertEqual(job["attempt"], 2)
 
     def test_own_queue_restart_keeps_every_job(self):
         """More jobs wait than the manager reads from its database in one go (100): killed

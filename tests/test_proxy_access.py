@@ -83,16 +83,11 @@ class ProxyAccessTest(reg.RegistryMixin, zflytest.ZflyTestCase):
     # --- helpers ------------------------------------------------------------------------------
 
     def start_edge(self, name="edge", extra_fetcher=""):
-        port = zflytest.free_port()
-        node = self.start(name, zflytest.proxy_node_ini(
-            name, port, self.path(name + "-cache"),
-            storage=f"bind = ipc://{self.path(name + '-storage.sock')}\n",
+        return self.start_proxy_node(
+            name, storage=f"bind = ipc://{self.path(name + '-storage.sock')}\n",
             fetcher=f"bind = ipc://{self.path(name + '-fetcher.sock')}\n"
                     f"access_ttl = {TTL}\n{extra_fetcher}",
-            proxy=f"default_registry = http://{self.registry.address}\n"))
-        node.wait_ready()
-        node.log.wait_for(r"proxy: started listen=")
-        return node, port
+            proxy=f"default_registry = http://{self.registry.address}\n")
 
     def blob_path(self, digest, repo="private/app"):
         return f"/v2/{repo}/blobs/{digest}"
@@ -248,13 +243,7 @@ storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][
 
     def test_skopeo_with_credentials_stored_under_the_mirrors_address(self):
         node, port = self.start_edge()
-        conf = self.path("registries.conf")
-        with open(os.path.join(zflytest.SOURCE_DIR, "deploy", "podman", "registries.conf")) as f:
-            text = f.read()
-        text = text.replace('"docker.io"', f'"{REGISTRY_NAME}"')
-        text = text.replace("127.0.0.1:65001", f"127.0.0.1:{port}")
-        with open(conf, "w") as handle:
-            handle.write(text)
+        conf = reg.registries_conf(self.workdir, REGISTRY_NAME, f"127.0.0.1:{port}")
 
         def pull(authfile, out):
             return subprocess.run(
@@ -265,17 +254,12 @@ storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][
         # credentials stored for the registry's name only: skopeo does not send them to the
         # mirror, the mirror passes the registry's 401 on, and the mirror is then skipped for
         # a registry nobody resolves: the pull fails
-        auth = base64.b64encode(f"{reg.USER}:{reg.PASSWORD}".encode()).decode()
-        wrong = self.path("auth-registry.json")
-        with open(wrong, "w") as handle:
-            json.dump({"auths": {REGISTRY_NAME: {"auth": auth}}}, handle)
+        wrong = reg.auth_file(self.path("auth-registry.json"), REGISTRY_NAME)
         result = pull(wrong, self.path("denied"))
         self.assertNotEqual(result.returncode, 0)
 
         # stored under the mirror's own address (what `podman login 127.0.0.1:PORT` writes)
-        right = self.path("auth-mirror.json")
-        with open(right, "w") as handle:
-            json.dump({"auths": {f"127.0.0.1:{port}": {"auth": auth}}}, handle)
+        right = reg.auth_file(self.path("auth-mirror.json"), f"127.0.0.1:{port}")
         out = self.path("pulled")
         result = pull(right, out)
         self.assertEqual(result.returncode, 0, result.stderr + node.log.text())

@@ -34,16 +34,12 @@ class ProxyInterceptTest(reg.RegistryMixin, zflytest.ZflyTestCase):
         cls.zfly_ca = reg.make_ca(cls.shared, "zfly-ca")
 
     def start_node(self):
-        port = zflytest.free_port()
         hosts = (f"registry.zfly.test={self.registry.address} "
                  f"tunnel.zfly.test={self.registry.address}")
-        node = self.start("edge", zflytest.proxy_node_ini(
-            "edge", port, f"{self.workdir}/cache",
+        return self.start_proxy_node(
             upstream=f"hosts = {hosts}\nca = {self.upstream_ca[0]}\n",
             proxy=f"hijack = ^registry[.]zfly[.]test$\nca_cert = {self.zfly_ca[0]}\n"
-                  f"ca_key = {self.zfly_ca[1]}\n"))
-        node.wait_ready()
-        return node, port
+                  f"ca_key = {self.zfly_ca[1]}\n")
 
     def cert_dir(self, name, ca_path):
         directory = self.path(name)

@@ -21,11 +21,6 @@ import zflytest  # noqa: E402
 REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirror can serve it
 
 
-def node_ini(name, proxy_port, default_registry, workdir, extra=""):
-    return zflytest.proxy_node_ini(name, proxy_port, f"{workdir}/{name}-cache",
-                                   proxy=f"default_registry = {default_registry}\n{extra}\n")
-
-
 def token_for(token_server, repo, actions="pull"):
     url = f"{token_server.realm}?service={reg.SERVICE}&scope=repository:{repo}:{actions}"
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -51,26 +46,11 @@ class ProxyMirrorTest(reg.RegistryMixin, zflytest.ZflyTestCase):
         reg.push(cls.layout, "v1", cls.registry, "test/app")
 
     def start_node(self, name="edge", extra="", default_registry=None):
-        port = zflytest.free_port()
         base = default_registry or f"http://{self.registry.address}"
-        node = self.start(name, node_ini(name, port, base, self.workdir, extra))
-        node.wait_ready()
-        node.log.wait_for(r"proxy: started listen=")
-        return node, port
-
-    def registries_conf(self, proxy_port):
-        path = self.path("registries.conf")
-        # deploy/podman/registries.conf, pointed at this test's registry name and proxy port
-        with open(os.path.join(zflytest.SOURCE_DIR, "deploy", "podman", "registries.conf")) as f:
-            text = f.read()
-        text = text.replace('"docker.io"', f'"{REGISTRY_NAME}"')
-        text = text.replace("127.0.0.1:65001", f"127.0.0.1:{proxy_port}")
-        with open(path, "w") as handle:
-            handle.write(text)
-        return path
+        return self.start_proxy_node(name, proxy=f"default_registry = {base}\n{extra}\n")
 
     def pull(self, proxy_port, repo, tag, out):
-        conf = self.registries_conf(proxy_port)
+        conf = reg.registries_conf(self.workdir, REGISTRY_NAME, f"127.0.0.1:{proxy_port}")
         return subprocess.run(["skopeo", "--registries-conf", conf, "copy", "--quiet",
                                f"docker://{REGISTRY_NAME}/{repo}:{tag}", f"oci:{out}:{tag}"],
                               capture_output=True, text=True, env=reg.skopeo_env(), timeout=180)
@@ -118,19 +98,21 @@ class ProxyMirrorTest(reg.RegistryMixin, zflytest.ZflyTestCase):
         accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
         token = {"Authorization": "Bearer " + token_for(self.token, "test/moving")}
         url = f"http://127.0.0.1:{port}/v2/test/moving/manifests/latest-moving"
-        subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                        "--dest-tls-verify=false", "--dest-creds", f"{reg.USER}:{reg.PASSWORD}",
-                        f"docker://{self.registry.address}/test/moving:v1",
-                        f"docker://{self.registry.address}/test/moving:latest-moving"],
-                       check=True, env=reg.skopeo_env(), timeout=120)
+
+        def move_tag_to(tag):
+            """latest-moving: the manifest of tag, copied in the registry."""
+            subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                            "--dest-tls-verify=false", "--dest-creds",
+                            f"{reg.USER}:{reg.PASSWORD}",
+                            f"docker://{self.registry.address}/test/moving:{tag}",
+                            f"docker://{self.registry.address}/test/moving:latest-moving"],
+                           check=True, env=reg.skopeo_env(), timeout=120)
+
+        move_tag_to("v1")
         status, headers, first = fetch(url, dict(header, **accept, **token))
         self.assertEqual(status, 200, first)
         reg.push(os.path.join(self.shared, "layout"), "v2", self.registry, "test/moving")
-        subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                        "--dest-tls-verify=false", "--dest-creds", f"{reg.USER}:{reg.PASSWORD}",
-                        f"docker://{self.registry.address}/test/moving:v2",
-                        f"docker://{self.registry.address}/test/moving:latest-moving"],
-                       check=True, env=reg.skopeo_env(), timeout=120)
+        move_tag_to("v2")
         status, headers, second = fetch(url, dict(header, **accept, **token))
         self.assertEqual(status, 200)
         self.assertNotEqual(first, second)

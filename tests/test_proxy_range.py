@@ -36,12 +36,8 @@ class ProxyRangeTest(zflytest.ZflyTestCase):
         self.digest = zflytest.write_blob(self.root, self.payload)
         self.origin = zflytest.Origin(self.root, self.path("origin.log"))
         self.origin_port = self.origin.port
-        self.port = zflytest.free_port()
-        self.node = self.start("edge", zflytest.proxy_node_ini(
-            "edge", self.port, self.path("cache"),
-            fetcher="piece_length_min = 64K\npiece_length_max = 64K\nsource_concurrency = 2\n"))
-        self.node.wait_ready()
-        self.node.log.wait_for(r"proxy: started listen=")
+        self.node, self.port = self.start_proxy_node(
+            fetcher="piece_length_min = 64K\npiece_length_max = 64K\nsource_concurrency = 2\n")
 
     def tearDown(self):
         self.origin.stop()

@@ -45,12 +45,8 @@ class ProxySendfileTest(zflytest.ZflyTestCase):
         self.digest = zflytest.write_blob(root, self.payload)
         self.origin = zflytest.Origin(root, self.path("origin.log"))
         self.origin_port = self.origin.port
-        self.port = zflytest.free_port()
-        self.node = self.start("edge", zflytest.proxy_node_ini(
-            "edge", self.port, self.path("cache"),
-            fetcher="piece_length_min = 64K\npiece_length_max = 64K\n"))
-        self.node.wait_ready()
-        self.node.log.wait_for(r"proxy: started listen=")
+        self.node, self.port = self.start_proxy_node(
+            fetcher="piece_length_min = 64K\npiece_length_max = 64K\n")
         self.url = f"http://127.0.0.1:{self.origin_port}/v2/test/blobs/{self.digest}"
         self.host = f"127.0.0.1:{self.origin_port}"
 
@@ -149,7 +145,7 @@ storage@store = tcp://127.0.0.1:{store_port} cert={keys['store'][1]}
 
     def test_damaged_piece_is_fetched_again(self):
         self.cache_blob()
-        (data_file,) = glob.glob(self.path("cache", "tasks", "*", "*", "data"))
+        (data_file,) = glob.glob(self.path("edge-cache", "tasks", "*", "*", "data"))
         with open(data_file, "r+b") as handle:
             handle.seek(DAMAGED_PIECE * PIECE + 100)
             handle.write(b"\xff" * 16)

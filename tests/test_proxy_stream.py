@@ -39,12 +39,8 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         self.root = self.path("files")
         os.makedirs(self.root)
         self.origin = zflytest.Origin(self.root, self.path("origin.log"))
-        self.port = zflytest.free_port()
-        self.node = self.start("edge", zflytest.proxy_node_ini(
-            "edge", self.port, self.path("cache"),
-            fetcher="piece_length_min = 256K\npiece_length_max = 256K\n"))
-        self.node.wait_ready()
-        self.node.log.wait_for(r"proxy: started listen=")
+        self.node, self.port = self.start_proxy_node(
+            fetcher="piece_length_min = 256K\npiece_length_max = 256K\n")
 
     def tearDown(self):
         self.origin.stop()

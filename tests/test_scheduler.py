@@ -4,55 +4,28 @@ a register storm for a new task costs the origin exactly one fetch (or one seed 
 peers get parents once the source has pieces (long poll), a failed parent is replaced, hosts that
 stop announcing expire with their peers, malformed requests are refused while the actor keeps
 serving, and the parent graph in the state dump is acyclic at the end of every test."""
-import itertools
 import time
 
 import msgpack
 import zmq
 
 import zflytest
-from zflytest import ZflyTestCase
+from zflytest import BusClient, ZflyTestCase
 
 TASK = "5ca1ab1e" * 8
 URL = "http://origin.invalid/blobs/sha256:" + TASK
 SENDER = "fetcher@tester"
 
 
-class SchedulerClient:
-    """One DEALER towards the scheduler's inbox; requests carry ids, replies come back by re."""
+class SchedulerClient(BusClient):
+    """The scheduler's inbox as fetchers speak to it, with room for a storm of requests in
+    flight."""
 
-    def __init__(self, context, endpoint):
-        self.sock = context.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 100000)
-        self.sock.setsockopt(zmq.SNDHWM, 100000)
-        self.sock.connect(endpoint)
-        self.ids = itertools.count(1000)
-        self.early = {}
-
-    def send(self, type_, body):
-        msg_id = next(self.ids)
-        self.sock.send(msgpack.packb({"type": type_, "v": 1, "id": msg_id, "from": SENDER,
-                                      "to": "scheduler", "body": body}))
-        return msg_id
-
-    def receive(self, msg_id, timeout=10.0):
-        if msg_id in self.early:
-            return self.early.pop(msg_id)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no reply to request {msg_id} within {timeout}s")
-            if not self.sock.poll(int(remaining * 1000)):
-                continue
-            reply = msgpack.unpackb(self.sock.recv_multipart()[0], raw=False)
-            if reply.get("re") == msg_id:
-                return reply
-            self.early[reply.get("re")] = reply
+    def __init__(self, endpoint):
+        super().__init__(endpoint, sender=SENDER, to="scheduler", hwm=100000)
 
     def call(self, type_, body, timeout=10.0):
-        return self.receive(self.send(type_, body), timeout)
+        return self.request(type_, body, timeout=timeout)[0]
 
     def ok(self, type_, body, reply_type):
         reply = self.call(type_, body)
@@ -80,9 +53,6 @@ class SchedulerClient:
 
     def dump(self, task=TASK):
         return self.ok("scheduler.state", {"task_id": task}, "scheduler.dump")
-
-    def close(self):
-        self.sock.close()
 
 
 def assert_acyclic(test, dump):
@@ -112,15 +82,13 @@ class SchedulerTest(ZflyTestCase):
             ini += f"[endpoints]\n{endpoints}"
         self.node = self.start("sched", ini)
         self.node.wait_ready()
-        self.context = zmq.Context()
-        self.client = SchedulerClient(self.context, self.endpoint)
+        self.client = SchedulerClient(self.endpoint)
 
     def tearDown(self):
         if getattr(self, "client", None):
             if getattr(self, "check_dag", True):
                 assert_acyclic(self, self.client.dump())
             self.client.close()
-            self.context.term()
         super().tearDown()
 
     def test_register_storm_single_flight(self):
@@ -131,7 +99,7 @@ class SchedulerTest(ZflyTestCase):
         ids = [(host, self.client.send("peer.register", {
             "task_id": TASK, "host_id": host, "url": URL, "content_length": 8 << 20,
             "piece_length": 1 << 20, "piece_count": 8})) for host in hosts]
-        decisions = {host: self.client.receive(msg_id)["body"]["decision"]
+        decisions = {host: self.client.receive(msg_id)[0]["body"]["decision"]
                      for host, msg_id in ids}
         sources = [host for host, decision in decisions.items() if decision == "source"]
         self.assertEqual(len(sources), 1, decisions)
@@ -185,7 +153,7 @@ class SchedulerTest(ZflyTestCase):
         held = self.client.send("peer.register", {"task_id": TASK, "host_id": "b", "url": URL,
                                                   "piece_count": 8, "wait_ms": 5000})
         self.client.report("a", [0])  # answered only after the held register was served
-        reply = self.client.receive(held)["body"]
+        reply = self.client.receive(held)[0]["body"]
         self.assertEqual(reply["decision"], "parents")
         self.assertEqual([p["host_id"] for p in reply["parents"]], ["a"])
 
@@ -302,7 +270,7 @@ class SchedulerTest(ZflyTestCase):
             reply = self.client.call(type_, body)
             self.assertEqual(reply["type"], "error", (type_, body))
             self.assertEqual((reply["body"]["code"], reply["body"]["field"]), (code, field))
-        self.client.sock.send(b"\x93\x01\x02")  # not an envelope at all
+        self.client.send_raw(b"\x93\x01\x02")  # not an envelope at all
         # Still serving, and a register after the refusals works.
         self.client.announce("x")
         self.assertEqual(self.client.register("x")["decision"], "source")

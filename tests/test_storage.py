@@ -4,17 +4,15 @@ acknowledged pieces), the upload limit (a remote read beyond upload_concurrency 
 "busy", local reads are never limited), piece.locate (this host only, checked on disk), and
 metadata that cannot be trusted is quarantined while the daemon starts anyway."""
 import hashlib
-import itertools
 import os
 import re
 import signal
 import time
 
 import msgpack
-import zmq
 
 import zflytest
-from zflytest import ZflyTestCase
+from zflytest import BusClient, ZflyTestCase
 
 NODE = "n1"
 LOCAL = f"zfly-get@{NODE}"
@@ -26,39 +24,14 @@ def content(length, seed):
     return bytes((index * 31 + seed * 7 + index // 251) & 0xFF for index in range(length))
 
 
-class StorageClient:
-    """A DEALER speaking the bus envelope to the storage actor's ipc:// bind."""
+class StorageClient(BusClient):
+    """The storage actor's inbox, as local readers (zfly-get) and other nodes speak to it."""
 
-    def __init__(self, endpoint, first_id=1):
-        self.context = zmq.Context()
-        self.dealer = self.context.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.setsockopt(zmq.RCVTIMEO, 10000)
-        self.dealer.connect(endpoint)
-        self.ids = itertools.count(first_id)
-
-    def close(self):
-        self.dealer.close()
-        self.context.term()
-
-    def send(self, type_, body, frames=(), sender=LOCAL):
-        msg_id = next(self.ids)
-        envelope = {"type": type_, "v": 1, "id": msg_id, "from": sender, "to": "storage",
-                    "body": body}
-        self.dealer.send_multipart([msgpack.packb(envelope), *frames])
-        return msg_id
-
-    def receive(self):
-        """(envelope, raw frames) of the next reply; fails the test after the socket timeout."""
-        frames = self.dealer.recv_multipart()
-        return msgpack.unpackb(frames[0], raw=False), frames[1:]
+    def __init__(self, endpoint):
+        super().__init__(endpoint, sender=LOCAL, to="storage")
 
     def call(self, type_, body, frames=(), sender=LOCAL):
-        msg_id = self.send(type_, body, frames, sender)
-        while True:
-            reply, raw = self.receive()
-            if reply.get("re") == msg_id:
-                return reply, raw
+        return self.request(type_, body, frames=frames, sender=sender)
 
     def open(self, task, length, piece_length):
         return self.call("storage.open", {"task_id": task, "content_length": length,
@@ -92,9 +65,7 @@ class StorageTest(ZflyTestCase):
         return node
 
     def client(self, network=False):
-        # Separate id ranges, so replies to two clients are never confused in one test.
-        client = StorageClient(self.network_endpoint if network else self.endpoint,
-                               first_id=1_000_000 if network else 1)
+        client = StorageClient(self.network_endpoint if network else self.endpoint)
         self.addCleanup(client.close)
         return client
 

@@ -6,6 +6,7 @@ the test instead of hanging. Everything a test starts is stopped when it ends.
 """
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -214,6 +215,85 @@ def write_blob(root, payload, repo="test"):
     with open(os.path.join(blobs, digest), "wb") as handle:
         handle.write(payload)
     return digest
+
+
+def sha256_file(path, block=4 << 20):
+    """The hex SHA-256 of a file, read in blocks (files of gigabytes stay out of memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class NoReply(AssertionError):
+    """A bus request got no reply before its deadline."""
+
+
+class BusClient:
+    """A DEALER speaking the zfly envelope to one actor's endpoint, as other nodes and zfly-get
+    do: ipc:// on this host, or tcp:// with a node's CURVE keys (curve=(public, secret, server
+    public), Z85 bytes). Every request of the test process gets its own id; a reply that is not
+    the one awaited is kept until it is asked for."""
+
+    _ids = itertools.count(1000)
+
+    def __init__(self, endpoint, sender="tester@outside", to=None, curve=None, hwm=None):
+        import zmq
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if hwm:  # many requests in flight (a storm) without blocking or dropping
+            self.socket.setsockopt(zmq.RCVHWM, hwm)
+            self.socket.setsockopt(zmq.SNDHWM, hwm)
+        if curve:
+            public, secret, server = curve
+            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+            self.socket.curve_serverkey = server
+        self.socket.connect(endpoint)
+        self.sender, self.to = sender, to
+        self.early = {}
+
+    def send(self, type_, body, frames=(), to=None, sender=None):
+        """Sends one request (body frames after the envelope); returns its id."""
+        import msgpack
+        msg_id = next(self._ids)
+        envelope = {"type": type_, "v": 1, "id": msg_id, "from": sender or self.sender,
+                    "body": body}
+        if to or self.to:
+            envelope["to"] = to or self.to
+        self.socket.send_multipart([msgpack.packb(envelope), *frames])
+        return msg_id
+
+    def send_raw(self, *frames):
+        """Sends frames as they are (malformed input)."""
+        self.socket.send_multipart(list(frames))
+
+    def receive(self, msg_id=None, timeout=10.0):
+        """(reply envelope, the raw frames after it): the reply to msg_id, or with None the next
+        message whatever it answers. Raises NoReply after timeout seconds."""
+        import msgpack
+        if msg_id in self.early or (msg_id is None and self.early):
+            return self.early.pop(msg_id if msg_id is not None else next(iter(self.early)))
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.socket.poll(max(1, int(remaining * 1000))):
+                raise NoReply(f"no reply{'' if msg_id is None else f' to request {msg_id}'} "
+                              f"within {timeout}s")
+            frames = self.socket.recv_multipart()
+            reply = msgpack.unpackb(frames[0], raw=False)
+            if msg_id is None or reply.get("re") == msg_id:
+                return reply, frames[1:]
+            self.early[reply.get("re")] = (reply, frames[1:])
+
+    def request(self, type_, body, timeout=10.0, **fields):
+        """(reply envelope, raw frames) of one request (fields: to, frames, sender)."""
+        return self.receive(self.send(type_, body, **fields), timeout)
+
+    def close(self):
+        self.socket.close()
+        self.context.term()
 
 
 def stop_process(process, reader=None, timeout=10):
@@ -544,6 +624,15 @@ class ZflyTestCase(unittest.TestCase):
 
     def path(self, *parts):
         return os.path.join(self.workdir, *parts)
+
+    def start_proxy_node(self, name="edge", **sections):
+        """A node of proxy_node_ini (sections: its extra lines) on a free port, with its cache
+        in NAME-cache, started and listening; returns (node, proxy port)."""
+        port = free_port()
+        node = self.start(name, proxy_node_ini(name, port, self.path(name + "-cache"), **sections))
+        node.wait_ready()
+        node.log.wait_for(r"proxy: started listen=")
+        return node, port
 
 
 #  The exit status of a test script whose every test was skipped (CTest's SKIP_RETURN_CODE in

@@ -1,5 +1,6 @@
 /*  zf_api_client.c — one REST request to the manager, from a command-line tool. */
 #include "zf_api_client.h"
+#include "zf_secret.h"
 #include <curl/curl.h>
 
 #define S_RESPONSE_MAX (64 * 1024 * 1024)
@@ -7,16 +8,11 @@
 //  The token file's first line; NULL when it cannot be read.
 static char *s_read_token (const char *path)
 {
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return NULL;
-    char line[256] = "";
-    if (!fgets (line, sizeof line, file))
-        line[0] = '\0';
-    fclose (file);
-    line[strcspn (line, "\r\n \t")] = '\0';
-    char *token = *line ? zf_strdup (line) : NULL;
-    explicit_bzero (line, sizeof line);
+    char *token = zf_secret_read_line (path, "\r\n \t");
+    if (token && !*token) {
+        zf_secret_free (token);
+        token = NULL;
+    }
     return token;
 }
 
@@ -43,10 +39,7 @@ void zf_api_client_init (zf_api_client_t *client, const char *program, const cha
 
 void zf_api_client_clear (zf_api_client_t *client)
 {
-    if (client->token) {
-        explicit_bzero (client->token, strlen (client->token));
-        zf_free (client->token);
-    }
+    zf_secret_free (client->token);
     client->token = NULL;
 }
 
@@ -123,8 +116,7 @@ long zf_api_call (const zf_api_client_t *client, const char *method, const char 
     }
     zf_free (response.data);
     curl_slist_free_all (headers);
-    explicit_bzero (authorization, strlen (authorization));
-    zf_free (authorization);
+    zf_secret_free (authorization);
     zf_free (url);
     curl_easy_cleanup (curl);
     return status;

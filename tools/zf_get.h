@@ -78,43 +78,49 @@ typedef struct {
     bool copy; //  never a hard link of the cache file
 } zf_get_options_t;
 
+//  One download. Each group of fields says which file owns it: sets it and decides what it
+//  means; the others read.
 typedef struct {
+    //  zfly-get.c: the run (the endpoints are found by zf_get_daemon.c's zf_get_route)
     const zf_get_options_t *options;
     const char *config_path;
     char *fetcher_endpoint;
     char *storage_endpoint;
-    bool clone_ok;        //  FICLONERANGE has not failed yet (it needs a reflink filesystem)
-    bool copy_range_ok;   //  copy_file_range has not failed yet
-    uint8_t *copy_buffer; //  ZF_GET_COPY_BUFFER bytes, aligned, once a copy needs it
-    int direct_fd;        //  PATH.part opened O_DIRECT, -1 when the filesystem cannot
-    bool locate;          //  storage is on this host: pieces are copied from its files
-    int link_fd;          //  the cache file PATH is to be a hard link of, or -1 (zf_get_link.c)
-    bool link_decided;    //  the first located piece decided whether to link
-    char *link_path;      //  …the cache file's path, and its identity
-    dev_t link_dev;
-    ino_t link_ino;
+    char *part_path; //  PATH.part
+
+    //  zf_get_download.c: the reader, the loop, how the run ends, the task as the fetcher
+    //  reports it, the progress shown
     zf_bus_t *bus;
     zloop_t *loop;
     zf_task_readers_t *readers;
     zf_task_reader_t *reader;
     bool done;
     int exit_code;
-
-    //  the task, as the fetcher reports it
+    bool locate; //  storage is on this host: pieces are copied from its files
     char task_id[72];
     uint64_t content_length, piece_count, finished_count;
     uint64_t bytes_from_source, bytes_from_parents;
-
-    //  progress
     zf_get_progress_t progress;
     int64_t last_change_ms;
     bool announced;
+    EVP_MD_CTX *sha;  //  over the content in order, for --digest (zf_get_link.c feeds it too)
+    uint64_t written; //  bytes in PATH.part
 
-    //  the output
-    char *part_path;
+    //  zf_get_output.c: PATH.part and how pieces are copied into it. fd is opened by
+    //  zfly-get.c and reopened by zf_get_link.c when a link is abandoned; direct_fd, clone_ok
+    //  and copy_range_ok are set up by zf_get_download.c when the run starts.
     int fd;
-    EVP_MD_CTX *sha;
-    uint64_t written;
+    int direct_fd;        //  PATH.part opened O_DIRECT, -1 when the filesystem cannot
+    bool clone_ok;        //  FICLONERANGE has not failed yet (it needs a reflink filesystem)
+    bool copy_range_ok;   //  copy_file_range has not failed yet
+    uint8_t *copy_buffer; //  ZF_GET_COPY_BUFFER bytes, aligned, once a copy needs it
+
+    //  zf_get_link.c: PATH as a hard link of the cache file
+    int link_fd;       //  the cache file PATH is to be a hard link of, or -1
+    bool link_decided; //  the first located piece decided whether to link
+    char *link_path;   //  …the cache file's path, and its identity
+    dev_t link_dev;
+    ino_t link_ino;
 } zf_get_t;
 
 //  ---------------------------------------------------------------------------------------------

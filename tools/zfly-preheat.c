@@ -22,6 +22,7 @@
 #include "zf_api_client.h"
 #include "zf_clock.h"
 #include "zf_human.h"
+#include "zf_secret.h"
 #include <curl/curl.h>
 #include <getopt.h>
 #include <sys/ioctl.h>
@@ -141,21 +142,35 @@ typedef struct {
     double rate;
 } s_follow_t;
 
-//  "seed-2 (2), edge-1 (1)": hosts with failed tasks and how many.
-static void s_failed_hosts (json_t *job, char *text, size_t size)
+//  Calls each (blob, host) of the job's tasks that failed (a host of a blob in "failure").
+typedef void (s_failure_fn) (json_t *blob, json_t *host, void *arg);
+
+static void s_each_failure (json_t *job, s_failure_fn *each, void *arg)
 {
-    json_t *counts = json_object ();
     size_t index, position;
     json_t *blob, *host;
     json_array_foreach (json_object_get (job, "blobs"), index, blob)
         json_array_foreach (json_object_get (blob, "hosts"), position, host)
     {
-        if (!streq (s_text (json_object_get (host, "state"), ""), "failure"))
-            continue;
-        const char *name = json_string_value (json_object_get (host, "host"));
-        json_int_t count = json_integer_value (json_object_get (counts, name ? name : "?"));
-        json_object_set_new (counts, name ? name : "?", json_integer (count + 1));
+        if (streq (s_text (json_object_get (host, "state"), ""), "failure"))
+            each (blob, host, arg);
     }
+}
+
+static void s_count_failure (json_t *blob, json_t *host, void *arg)
+{
+    (void) blob;
+    json_t *counts = arg;
+    const char *name = json_string_value (json_object_get (host, "host"));
+    json_int_t count = json_integer_value (json_object_get (counts, name ? name : "?"));
+    json_object_set_new (counts, name ? name : "?", json_integer (count + 1));
+}
+
+//  "seed-2 (2), edge-1 (1)": hosts with failed tasks and how many.
+static void s_failed_hosts (json_t *job, char *text, size_t size)
+{
+    json_t *counts = json_object ();
+    s_each_failure (job, s_count_failure, counts);
     text[0] = '\0';
     size_t used = 0;
     const char *name;
@@ -230,6 +245,16 @@ static void s_progress (s_follow_t *follow, json_t *job, bool final)
     }
 }
 
+//  "  HOST DIGEST: WHY" (the URL for a blob without a digest).
+static void s_print_failure (json_t *blob, json_t *host, void *arg)
+{
+    (void) arg;
+    const char *digest = json_string_value (json_object_get (blob, "digest"));
+    printf ("  %s %s: %s\n", s_text (json_object_get (host, "host"), "?"),
+            digest && *digest ? digest : s_text (json_object_get (blob, "url"), ""),
+            s_text (json_object_get (host, "description"), ""));
+}
+
 //  The job's end, for people: why it failed and which hosts failed which blobs.
 static void s_print_end (json_t *job)
 {
@@ -248,18 +273,7 @@ static void s_print_end (json_t *job)
     }
     printf ("job %" JSON_INTEGER_FORMAT " %s: %s\n", id, state,
             s_text (json_object_get (job, "error"), ""));
-    size_t index, position;
-    json_t *blob, *host;
-    json_array_foreach (json_object_get (job, "blobs"), index, blob)
-        json_array_foreach (json_object_get (blob, "hosts"), position, host)
-    {
-        if (!streq (s_text (json_object_get (host, "state"), ""), "failure"))
-            continue;
-        const char *digest = json_string_value (json_object_get (blob, "digest"));
-        printf ("  %s %s: %s\n", s_text (json_object_get (host, "host"), "?"),
-                digest && *digest ? digest : s_text (json_object_get (blob, "url"), ""),
-                s_text (json_object_get (host, "description"), ""));
-    }
+    s_each_failure (job, s_print_failure, NULL);
 }
 
 static int s_follow (const zf_api_client_t *client, long id, bool json)
@@ -506,10 +520,7 @@ int main (int argc, char *argv[])
         }
         json_decref (job);
     }
-    if (password) {
-        explicit_bzero (password, strlen (password));
-        zf_free (password);
-    }
+    zf_secret_free (password);
     if (exit_code == ZF_API_EXIT_OK && (options.wait || options.follow))
         exit_code = s_follow (&client, id, options.json);
     curl_global_cleanup ();

@@ -1,5 +1,7 @@
 /*  zf_fetch_access.c — may this client read this URL? (see zf_fetch_access.h) */
 #include "zf_fetch_access.h"
+#include "zf_curl_origin.h"
+#include "zf_fetch_origin.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include <ctype.h>
@@ -154,17 +156,11 @@ static size_t s_on_header (char *line, size_t size, size_t count, void *arg)
 {
     question_t *question = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (line, "HTTP/", 5) == 0)
+    char value[16];
+    if (zf_curl_origin_status_line (line, length))
         question->ranges = false;
-    else if (length > 14 && strncasecmp (line, "Accept-Ranges:", 14) == 0) {
-        const char *value = line + 14;
-        size_t value_length = length - 14;
-        while (value_length && (*value == ' ' || *value == '\t')) {
-            value++;
-            value_length--;
-        }
-        question->ranges = value_length >= 5 && strncasecmp (value, "bytes", 5) == 0;
-    }
+    else if (zf_curl_origin_header (line, length, "Accept-Ranges", value, sizeof value))
+        question->ranges = strncasecmp (value, "bytes", 5) == 0;
     return length;
 }
 
@@ -232,33 +228,27 @@ static void s_ask (question_t *question)
 {
     zf_fetch_access_t *self = question->owner;
     const zf_upstream_config_t *upstream = self->options.upstream;
-    CURL *easy = curl_easy_init ();
-    ZF_ASSERT (easy);
-    question->easy = easy;
     question->curl_error[0] = '\0';
-    curl_easy_setopt (easy, CURLOPT_URL, question->url);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, question);
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_PROXY, "");
-    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L); //  a redirect is the answer
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt (easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) upstream->connect_timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) self->options.timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, question->curl_error);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
-    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_on_header);
-    curl_easy_setopt (easy, CURLOPT_HEADERDATA, question);
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, question->headers);
-    curl_easy_setopt (easy, CURLOPT_USERAGENT, "zfly-fetcher/0.1 (access)");
+    //  A redirect is the answer (max_redirects 0): the question is about this URL.
+    zf_curl_origin_t setup = {.url = question->url,
+                              .owner = question,
+                              .error_buffer = question->curl_error,
+                              .header_fn = s_on_header,
+                              .header_arg = question,
+                              .body_fn = s_discard,
+                              .headers = question->headers,
+                              .user_agent = "zfly-fetcher/0.1 (access)",
+                              .connect_to = self->connect_to,
+                              .ca = upstream->ca,
+                              .connect_timeout_ms = upstream->connect_timeout_ms,
+                              .timeout_ms = self->options.timeout_ms,
+                              .http1 = true,
+                              .ignore_env_proxy = true};
+    CURL *easy = question->easy = zf_curl_origin_new (&setup);
     if (question->as_get)
         curl_easy_setopt (easy, CURLOPT_RANGE, "0-0");
     else
         curl_easy_setopt (easy, CURLOPT_NOBODY, 1L);
-    if (self->connect_to)
-        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, self->connect_to);
-    if (upstream->ca && *upstream->ca)
-        curl_easy_setopt (easy, CURLOPT_CAINFO, upstream->ca);
     zf_curl_loop_add (self->curl, easy);
 }
 
@@ -294,14 +284,7 @@ static question_t *s_question_new (zf_fetch_access_t *self, const char *key, con
     question->url = zf_strdup (url);
     question->where = zf_strndup (url, strcspn (url, "?#"));
     question->waiters = zlistx_new ();
-    for (size_t index = 0; index < count; index++) {
-        if (strcasecmp (headers[index].name, "Range") == 0)
-            continue;
-        char *line = zf_asprintf ("%s: %s", headers[index].name, headers[index].value);
-        question->headers = curl_slist_append (question->headers, line);
-        ZF_ASSERT (question->headers);
-        zf_free (line);
-    }
+    question->headers = zf_fetch_origin_headers (headers, count);
     zhashx_insert (self->questions, key, question);
     return question;
 }

@@ -1,7 +1,7 @@
 /*  zf_fetch_env.h — what every task of the fetcher actor shares: the actor's handles, its task
     table, and who watches tasks (the scheduler client).
 
-    Calls go one way: the actor (zf_fetcher.c) owns tasks; a task (zf_fetch_task.c) owns its
+    Calls go one way: the actor (zf_fetcher.c) owns tasks; a task (zf_fetch_task*.c) owns its
     piece table and its sources (zf_fetch_origin.c, zf_fetch_parents.c), which report to it
     through callbacks; the scheduler client (zf_fetch_sched.c) watches tasks through the
     observer below and changes them only through the task's public calls. */

@@ -1,7 +1,9 @@
 /*  zf_fetch_origin.c — a task's origin (see zf_fetch_origin.h). */
 #include "zf_fetch_origin.h"
+#include "zf_curl_origin.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
+#include <strings.h>
 
 #define MAX_REDIRECTS 10
 //  libcurl's receive buffer: large enough for few callbacks per piece, below the daemon's mmap
@@ -137,22 +139,11 @@ static size_t s_on_header (char *line, size_t size, size_t count, void *arg)
 {
     transfer_t *transfer = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (line, "HTTP/", 5) == 0)
+    if (zf_curl_origin_status_line (line, length))
         transfer->content_range[0] = '\0';
-    else if (length > 14 && strncasecmp (line, "Content-Range:", 14) == 0) {
-        const char *value = line + 14;
-        size_t value_length = length - 14;
-        while (value_length && (*value == ' ' || *value == '\t')) {
-            value++;
-            value_length--;
-        }
-        while (value_length && strchr ("\r\n ", value[value_length - 1]))
-            value_length--;
-        if (value_length >= sizeof transfer->content_range)
-            value_length = sizeof transfer->content_range - 1;
-        memcpy (transfer->content_range, value, value_length);
-        transfer->content_range[value_length] = '\0';
-    }
+    else
+        zf_curl_origin_header (line, length, "Content-Range", transfer->content_range,
+                               sizeof transfer->content_range);
     return length;
 }
 
@@ -215,6 +206,8 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
             return 0;
         }
     }
+    if (zf_curl_loop_yield (self->curl, transfer->easy, length))
+        return CURL_WRITEFUNC_PAUSE; //  delivered again at the loop's next turn
     transfer->in_callback = true;
     bool taken =
         self->sink.on_bytes (self->arg, transfer->kind, offset, (const uint8_t *) data, length);
@@ -230,41 +223,46 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
     return length;
 }
 
+struct curl_slist *zf_fetch_origin_headers (const zf_rec_http_header_t *headers, size_t count)
+{
+    struct curl_slist *list = NULL;
+    for (size_t index = 0; index < count; index++) {
+        if (strcasecmp (headers[index].name, "Range") == 0)
+            continue;
+        char *line = zf_asprintf ("%s: %s", headers[index].name, headers[index].value);
+        list = curl_slist_append (list, line);
+        ZF_ASSERT (list);
+        zf_free (line);
+    }
+    return list;
+}
+
 static transfer_t *s_transfer_new (zf_fetch_origin_t *self, zf_origin_kind_t kind)
 {
     const zf_fetcher_config_t *config = self->config;
     transfer_t *transfer = zf_calloc (1, sizeof *transfer);
     transfer->origin = self;
     transfer->kind = kind;
-    CURL *easy = transfer->easy = curl_easy_init ();
-    ZF_ASSERT (easy);
-    curl_easy_setopt (easy, CURLOPT_URL, self->url);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, transfer);
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    //  libcurl drops a custom Authorization (and Cookie) header when a redirect changes host,
-    //  port or scheme, as long as CURLOPT_UNRESTRICTED_AUTH stays off.
-    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt (easy, CURLOPT_MAXREDIRS, (long) MAX_REDIRECTS);
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, self->headers);
-    curl_easy_setopt (easy, CURLOPT_USERAGENT, "zfly-fetcher/0.1");
-    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
     long stall_seconds = (long) ((config->stall_timeout_ms + 999) / 1000);
-    curl_easy_setopt (easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt (easy, CURLOPT_LOW_SPEED_TIME, stall_seconds > 0 ? stall_seconds : 1L);
-    curl_easy_setopt (easy, CURLOPT_BUFFERSIZE, (long) RECV_BUFFER);
-    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, transfer->curl_error);
-    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_on_header);
-    curl_easy_setopt (easy, CURLOPT_HEADERDATA, transfer);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body);
-    curl_easy_setopt (easy, CURLOPT_WRITEDATA, transfer);
     //  [upstream] hosts and ca, as the proxy's: origins named by split DNS (or by a test) and
-    //  private CAs.
-    if (config->connect_to)
-        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, config->connect_to);
-    if (config->upstream_ca && *config->upstream_ca)
-        curl_easy_setopt (easy, CURLOPT_CAINFO, config->upstream_ca);
+    //  private CAs. The task's headers (a registry's Authorization) stay off other hosts that
+    //  a redirect leads to (zf_curl_origin).
+    zf_curl_origin_t setup = {.url = self->url,
+                              .owner = transfer,
+                              .error_buffer = transfer->curl_error,
+                              .header_fn = s_on_header,
+                              .header_arg = transfer,
+                              .body_fn = s_on_body,
+                              .body_arg = transfer,
+                              .headers = self->headers,
+                              .user_agent = "zfly-fetcher/0.1",
+                              .connect_to = config->connect_to,
+                              .ca = config->upstream_ca,
+                              .connect_timeout_ms = config->connect_timeout_ms,
+                              .stall_seconds = stall_seconds > 0 ? stall_seconds : 1L,
+                              .max_redirects = MAX_REDIRECTS};
+    CURL *easy = transfer->easy = zf_curl_origin_new (&setup);
+    curl_easy_setopt (easy, CURLOPT_BUFFERSIZE, (long) RECV_BUFFER);
     return transfer;
 }
 

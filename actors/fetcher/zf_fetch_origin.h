@@ -14,6 +14,7 @@
 
 #include "zf_curl_loop.h"
 #include "zf_fetcher.h"
+#include "zf_msgs.h"
 
 typedef struct zf_fetch_origin_s zf_fetch_origin_t;
 
@@ -46,6 +47,11 @@ typedef struct {
     //  A transfer ended (the probe, a range, the stream); not called for cancelled ones.
     void (*on_end) (void *arg, const zf_origin_end_t *end);
 } zf_fetch_origin_sink_t;
+
+//  A client's request headers as origins see them (for zf_fetch_origin_new and the access
+//  question), every one but Range: ranges are the fetcher's business, a client's Range would
+//  cut every piece wrong. NULL when none is left; the caller frees it (curl_slist_free_all).
+struct curl_slist *zf_fetch_origin_headers (const zf_rec_http_header_t *headers, size_t count);
 
 //  An origin for url with the client's headers (borrowed; the caller keeps them alive);
 //  actor names the fetcher in metrics.

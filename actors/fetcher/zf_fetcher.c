@@ -44,10 +44,11 @@ static const zf_config_key_t s_keys[] = {
     {.key = "piece_length_max",
      .kind = ZF_CONFIG_SIZE,
      .offset = offsetof (zf_fetcher_config_t, piece_length_max),
-     .default_text = "64M",
+     .default_text = "4M",
      .min = 16384,
      .max = 1073741824,
-     .help = "largest piece length, a power of two"},
+     .help = "largest piece length, a power of two: every piece in flight is held whole, so "
+             "this bounds memory (docs/benchmarks.md \"Datacenter speed\")"},
     {.key = "piece_count_target",
      .kind = ZF_CONFIG_INT,
      .offset = offsetof (zf_fetcher_config_t, piece_count_target),

@@ -5,6 +5,7 @@
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "zf_msgs.h"
+#include "zf_secret.h"
 #include <jansson.h>
 #include <unistd.h>
 
@@ -341,19 +342,12 @@ static void s_on_joined (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
 }
 
 //  The join token: read each time, so a token file fixed by the operator is used next time.
+//  No file (or none set): an empty token.
 static char *s_token (self_t *self)
 {
-    FILE *file = *self->config->token_file ? fopen (self->config->token_file, "r") : NULL;
-    char line[128] = "";
-    if (file) {
-        if (!fgets (line, sizeof line, file))
-            line[0] = '\0';
-        fclose (file);
-    }
-    line[strcspn (line, "\r\n \t")] = '\0';
-    char *token = zf_strdup (line);
-    explicit_bzero (line, sizeof line);
-    return token;
+    const char *path = self->config->token_file;
+    char *token = *path ? zf_secret_read_line (path, "\r\n \t") : NULL;
+    return token ? token : zf_strdup ("");
 }
 
 //  usage: the local storage's answer to storage.measure, NULL when there is none.
@@ -396,8 +390,7 @@ static void s_send_join (self_t *self, const zf_msg_storage_usage_t *usage)
         zf_warning (self->name, "cannot send the join: %s", err.message);
         s_schedule (self, self->retry_ms);
     }
-    explicit_bzero (token, strlen (token));
-    zf_free (token);
+    zf_secret_free (token);
     zf_free (labels_text);
 }
 

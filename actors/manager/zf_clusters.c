@@ -130,34 +130,30 @@ zf_status_t zf_clusters_update (zf_db_t *db, int64_t id, const zf_cluster_input_
     if (status != ZF_OK)
         return status;
     //  One statement per present field keeps every query a fixed, prepared text.
-    if (input->has_name)
-        status =
-            zf_db_exec (db, "UPDATE clusters SET name = ? WHERE id = ?",
-                        ZF_DB_ARGS (ZF_DB_TEXT (input->name), ZF_DB_INT (id)), NULL, NULL, err);
-    if (status == ZF_OK && input->has_description)
-        status = zf_db_exec (db, "UPDATE clusters SET description = ? WHERE id = ?",
-                             ZF_DB_ARGS (ZF_DB_TEXT (input->description), ZF_DB_INT (id)), NULL,
-                             NULL, err);
-    if (status == ZF_OK && input->scope_idc)
-        status = zf_db_exec (db, "UPDATE clusters SET scope_idc = ? WHERE id = ?",
-                             ZF_DB_ARGS (ZF_DB_TEXT (input->scope_idc), ZF_DB_INT (id)), NULL, NULL,
-                             err);
-    if (status == ZF_OK && input->scope_location)
-        status = zf_db_exec (db, "UPDATE clusters SET scope_location = ? WHERE id = ?",
-                             ZF_DB_ARGS (ZF_DB_TEXT (input->scope_location), ZF_DB_INT (id)), NULL,
-                             NULL, err);
-    if (status == ZF_OK && input->scope_cidrs)
-        status = zf_db_exec (db, "UPDATE clusters SET scope_cidrs = ? WHERE id = ?",
-                             ZF_DB_ARGS (ZF_DB_TEXT (input->scope_cidrs), ZF_DB_INT (id)), NULL,
-                             NULL, err);
-    if (status == ZF_OK && input->scope_hostnames)
-        status = zf_db_exec (db, "UPDATE clusters SET scope_hostnames = ? WHERE id = ?",
-                             ZF_DB_ARGS (ZF_DB_TEXT (input->scope_hostnames), ZF_DB_INT (id)), NULL,
-                             NULL, err);
-    if (status == ZF_OK && input->has_config)
-        status = zf_db_exec (db, "UPDATE clusters SET client_config = ? WHERE id = ?",
-                             ZF_DB_ARGS (ZF_DB_TEXT (input->client_config), ZF_DB_INT (id)), NULL,
-                             NULL, err);
+    const struct {
+        bool present;
+        const char *sql;
+        const char *value;
+    } fields[] = {
+        {input->has_name, "UPDATE clusters SET name = ? WHERE id = ?", input->name},
+        {input->has_description, "UPDATE clusters SET description = ? WHERE id = ?",
+         input->description},
+        {input->scope_idc != NULL, "UPDATE clusters SET scope_idc = ? WHERE id = ?",
+         input->scope_idc},
+        {input->scope_location != NULL, "UPDATE clusters SET scope_location = ? WHERE id = ?",
+         input->scope_location},
+        {input->scope_cidrs != NULL, "UPDATE clusters SET scope_cidrs = ? WHERE id = ?",
+         input->scope_cidrs},
+        {input->scope_hostnames != NULL, "UPDATE clusters SET scope_hostnames = ? WHERE id = ?",
+         input->scope_hostnames},
+        {input->has_config, "UPDATE clusters SET client_config = ? WHERE id = ?",
+         input->client_config},
+    };
+    for (size_t index = 0; index < ZF_ARRAY_LEN (fields) && status == ZF_OK; index++)
+        if (fields[index].present)
+            status = zf_db_exec (db, fields[index].sql,
+                                 ZF_DB_ARGS (ZF_DB_TEXT (fields[index].value), ZF_DB_INT (id)),
+                                 NULL, NULL, err);
     if (status == ZF_OK && input->has_default && input->is_default) {
         status = zf_db_exec (db, "UPDATE clusters SET is_default = 1 WHERE id = ?",
                              ZF_DB_ARGS (ZF_DB_INT (id)), NULL, NULL, err);
@@ -210,15 +206,8 @@ zf_status_t zf_clusters_delete (zf_db_t *db, int64_t id, zf_error_t *err)
 
 json_t *zf_clusters_get (zf_db_t *db, int64_t id, zf_error_t *err)
 {
-    zf_db_result_t *rows =
-        zf_db_query (db, S_SELECT "WHERE id = ?", ZF_DB_ARGS (ZF_DB_INT (id)), err);
-    if (!rows)
-        return NULL;
-    json_t *cluster = NULL;
-    if (zf_db_result_rows (rows) == 1)
-        cluster = s_cluster_json (rows, 0);
-    else
-        zf_error_set (err, ZF_E_MISSING, "id", "no cluster %" PRId64, id);
+    zf_db_result_t *rows = zf_db_query_id (db, S_SELECT "WHERE id = ?", id, "cluster", err);
+    json_t *cluster = rows ? s_cluster_json (rows, 0) : NULL;
     zf_db_result_destroy (&rows);
     return cluster;
 }

@@ -30,9 +30,12 @@ void zf_token_hash (const char *token, char *hex)
         snprintf (hex + 2 * index, 3, "%02x", digest[index]);
 }
 
-//  The 8 characters after the kind prefix, shown in lists to tell tokens apart.
-static void s_token_prefix (const char *token, char *prefix)
+//  A new token of a kind ("zfp_", "zfj_") with what the database keeps of it: its hash, and
+//  its prefix (the 8 characters after the kind's, shown in lists to tell tokens apart).
+static void s_token_mint (const char *kind, char *token, char hash[65], char prefix[16])
 {
+    zf_token_new (kind, token);
+    zf_token_hash (token, hash);
     zf_strlcpy (prefix, token, 13);
 }
 
@@ -111,6 +114,26 @@ json_t *zf_db_page_json (zf_db_t *db, const char *count_sql, const char *rows_sq
     return items;
 }
 
+zf_db_result_t *zf_db_query_id (zf_db_t *db, const char *sql, int64_t id, const char *what,
+                                zf_error_t *err)
+{
+    zf_db_result_t *rows = zf_db_query (db, sql, ZF_DB_ARGS (ZF_DB_INT (id)), err);
+    if (rows && zf_db_result_rows (rows) != 1) {
+        zf_db_result_destroy (&rows);
+        zf_error_set (err, ZF_E_MISSING, "id", "no %s %" PRId64, what, id);
+    }
+    return rows;
+}
+
+json_t *zf_db_id_json (zf_db_t *db, const char *sql, int64_t id, const char *what,
+                       const zf_col_t *columns, size_t column_count, zf_error_t *err)
+{
+    zf_db_result_t *rows = zf_db_query_id (db, sql, id, what, err);
+    json_t *object = rows ? zf_db_row_json (rows, 0, columns, column_count) : NULL;
+    zf_db_result_destroy (&rows);
+    return object;
+}
+
 //  ---------------------------------------------------------------------------------------------
 //  Users and personal access tokens
 
@@ -129,9 +152,7 @@ zf_status_t zf_pats_create (zf_db_t *db, int64_t user_id, const char *name, bool
                             int64_t expires_at, char *token, int64_t *id, zf_error_t *err)
 {
     char hash[65], prefix[16];
-    zf_token_new ("zfp_", token);
-    zf_token_hash (token, hash);
-    s_token_prefix (token, prefix);
+    s_token_mint ("zfp_", token, hash, prefix);
     return zf_db_exec (db,
                        "INSERT INTO personal_access_tokens (user_id, name, token_hash, "
                        "token_prefix, scopes, state, expires_at, created_at) "
@@ -210,9 +231,7 @@ zf_status_t zf_join_tokens_create (zf_db_t *db, const char *name, int64_t cluste
                                    char *token, int64_t *id, zf_error_t *err)
 {
     char hash[65], prefix[16];
-    zf_token_new ("zfj_", token);
-    zf_token_hash (token, hash);
-    s_token_prefix (token, prefix);
+    s_token_mint ("zfj_", token, hash, prefix);
     return zf_db_exec (db,
                        "INSERT INTO join_tokens (name, token_hash, token_prefix, cluster_id, "
                        "expires_at, max_uses, use_count, state, created_by, created_at) "
@@ -324,19 +343,27 @@ static zf_status_t s_by_id (zf_db_t *db, const char *sql, int64_t id, const char
     return status;
 }
 
-zf_status_t zf_join_tokens_revoke (zf_db_t *db, int64_t id, zf_error_t *err)
+//  Revokes the row id when select (by id) finds it, with update (by id); ZF_E_MISSING when it
+//  does not. MariaDB counts only rows it changed: the UPDATE alone would take a second
+//  revocation for "no such".
+static zf_status_t s_revoke (zf_db_t *db, const char *select, const char *update, int64_t id,
+                             const char *what, zf_error_t *err)
 {
-    //  MariaDB counts only rows it changed: a second revocation would look like "no such".
-    zf_db_result_t *rows = zf_db_query (db, "SELECT state FROM join_tokens WHERE id = ?",
-                                        ZF_DB_ARGS (ZF_DB_INT (id)), err);
+    zf_db_result_t *rows = zf_db_query (db, select, ZF_DB_ARGS (ZF_DB_INT (id)), err);
     if (!rows)
         return err ? err->code : ZF_E_IO;
     size_t found = zf_db_result_rows (rows);
     zf_db_result_destroy (&rows);
     if (!found)
-        return zf_error_set (err, ZF_E_MISSING, "id", "no join token %" PRId64, id);
-    return zf_db_exec (db, "UPDATE join_tokens SET state = 'revoked' WHERE id = ?",
-                       ZF_DB_ARGS (ZF_DB_INT (id)), NULL, NULL, err);
+        return zf_error_set (err, ZF_E_MISSING, "id", "no %s %" PRId64, what, id);
+    return zf_db_exec (db, update, ZF_DB_ARGS (ZF_DB_INT (id)), NULL, NULL, err);
+}
+
+zf_status_t zf_join_tokens_revoke (zf_db_t *db, int64_t id, zf_error_t *err)
+{
+    return s_revoke (db, "SELECT state FROM join_tokens WHERE id = ?",
+                     "UPDATE join_tokens SET state = 'revoked' WHERE id = ?", id, "join token",
+                     err);
 }
 
 static const zf_col_t s_user_columns[] = {
@@ -356,18 +383,9 @@ json_t *zf_users_list (zf_db_t *db, int64_t page, int64_t per_page, int64_t *tot
 
 json_t *zf_users_get (zf_db_t *db, int64_t id, zf_error_t *err)
 {
-    zf_db_result_t *rows =
-        zf_db_query (db, "SELECT id, name, role, created_at, updated_at FROM users WHERE id = ?",
-                     ZF_DB_ARGS (ZF_DB_INT (id)), err);
-    if (!rows)
-        return NULL;
-    json_t *user = NULL;
-    if (zf_db_result_rows (rows) == 1)
-        user = zf_db_row_json (rows, 0, s_user_columns, ZF_ARRAY_LEN (s_user_columns));
-    else
-        zf_error_set (err, ZF_E_MISSING, "id", "no user %" PRId64, id);
-    zf_db_result_destroy (&rows);
-    return user;
+    return zf_db_id_json (db,
+                          "SELECT id, name, role, created_at, updated_at FROM users WHERE id = ?",
+                          id, "user", s_user_columns, ZF_ARRAY_LEN (s_user_columns), err);
 }
 
 int64_t zf_users_id (zf_db_t *db, const char *name)
@@ -431,14 +449,7 @@ json_t *zf_pats_list (zf_db_t *db, int64_t user_id, int64_t page, int64_t per_pa
 
 zf_status_t zf_pats_revoke (zf_db_t *db, int64_t id, zf_error_t *err)
 {
-    zf_db_result_t *rows = zf_db_query (db, "SELECT id FROM personal_access_tokens WHERE id = ?",
-                                        ZF_DB_ARGS (ZF_DB_INT (id)), err);
-    if (!rows)
-        return err ? err->code : ZF_E_IO;
-    size_t found = zf_db_result_rows (rows);
-    zf_db_result_destroy (&rows);
-    if (!found)
-        return zf_error_set (err, ZF_E_MISSING, "id", "no personal access token %" PRId64, id);
-    return zf_db_exec (db, "UPDATE personal_access_tokens SET state = 'revoked' WHERE id = ?",
-                       ZF_DB_ARGS (ZF_DB_INT (id)), NULL, NULL, err);
+    return s_revoke (db, "SELECT id FROM personal_access_tokens WHERE id = ?",
+                     "UPDATE personal_access_tokens SET state = 'revoked' WHERE id = ?", id,
+                     "personal access token", err);
 }

@@ -13,6 +13,7 @@
 
 #include "zf_db.h"
 #include "zf_log.h"
+#include "zf_secret.h"
 
 #define S_TIMEOUT_S 10 //  connect, read and write: a stalled server must not stall the manager
 
@@ -69,10 +70,7 @@ static void s_conn_free (s_conn_t *conn)
         mysql_close (conn->handle);
     zf_free (conn->host);
     zf_free (conn->user);
-    if (conn->password) {
-        explicit_bzero (conn->password, strlen (conn->password));
-        zf_free (conn->password);
-    }
+    zf_secret_free (conn->password);
     zf_free (conn->database);
     zf_free (conn->socket);
     zf_free (conn);
@@ -274,19 +272,10 @@ static const zf_db_backend_t s_backend = {.exec = s_exec, .close = s_close};
 //  The password file's first line, without its newline.
 static char *s_read_password (const char *path, zf_error_t *err)
 {
-    FILE *file = fopen (path, "r");
-    if (!file) {
+    char *password = zf_secret_read_line (path, "\r\n");
+    if (!password)
         zf_error_set (err, ZF_E_IO, "database", "cannot read the password file %s: %s", path,
                       strerror (errno));
-        return NULL;
-    }
-    char line[512] = "";
-    if (!fgets (line, sizeof line, file))
-        line[0] = '\0';
-    fclose (file);
-    line[strcspn (line, "\r\n")] = '\0';
-    char *password = zf_strdup (line);
-    explicit_bzero (line, sizeof line);
     return password;
 }
 

@@ -7,6 +7,7 @@
 #include "zf_log.h"
 #include "zf_metrics.h"
 #include "../preheat/zf_job_stream.h"
+#include "zf_secret.h"
 
 #define S_TAKE_WAIT_MAX_MS 30000 //  how long a job.take may be held
 #define S_SWEEP_BATCH      100   //  jobs looked at per sweep
@@ -290,8 +291,7 @@ static zf_status_t s_definition (zf_jobs_t *self, int64_t id, json_t **args_out,
             return err->code;
         }
         secrets = json_loads (plain, 0, NULL);
-        explicit_bzero (plain, strlen (plain));
-        zf_free (plain);
+        zf_secret_free (plain);
     }
     int64_t cluster_ids[ZF_JOB_CLUSTERS_MAX];
     size_t cluster_count = 0;

@@ -25,29 +25,23 @@ static void s_reply_job (zf_rest_request_t *request, zf_jobs_t *jobs, unsigned i
                          int64_t id, bool blobs)
 {
     zf_error_t err;
-    json_t *job = zf_jobs_get (zf_jobs_db (jobs), id, blobs, &err);
-    if (!job)
-        zf_manager_reply_failure (request, &err);
-    else
-        zf_rest_reply_json (request, status, job);
+    zf_manager_reply_object (request, status, zf_jobs_get (zf_jobs_db (jobs), id, blobs, &err),
+                             &err);
 }
 
 bool zf_jobs_create_from_request (zf_rest_request_t *request, zf_jobs_t *jobs, bool legacy,
                                   int64_t *id)
 {
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return false; //  zf_rest answered
+    json_t *body = zf_rest_json_body (request); //  NULL: zf_rest answered
     zf_job_input_t input;
     zf_error_t err;
-    zf_status_t status = legacy ? zf_job_input_parse_legacy (body, &input, &err)
-                                : zf_job_input_parse (body, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
+    if (!body
+        || !zf_manager_input_checked (request, body,
+                                      legacy ? zf_job_input_parse_legacy (body, &input, &err)
+                                             : zf_job_input_parse (body, &input, &err),
+                                      &err))
         return false;
-    }
-    status = zf_jobs_create (jobs, &input, zf_rest_principal (request), id, &err);
+    zf_status_t status = zf_jobs_create (jobs, &input, zf_rest_principal (request), id, &err);
     zf_job_input_clear (&input);
     if (status != ZF_OK) {
         zf_manager_reply_failure (request, &err);
@@ -105,10 +99,7 @@ static void s_cancel (zf_rest_request_t *request, void *arg)
         return;
     zf_error_t err;
     if (zf_jobs_cancel (jobs, id, zf_rest_principal (request), &err) != ZF_OK) {
-        if (err.code == ZF_E_INVALID)
-            zf_rest_reply_error (request, 409, "conflict", "%s", err.message);
-        else
-            zf_manager_reply_failure (request, &err);
+        zf_manager_reply_refused (request, &err);
         return;
     }
     s_reply_job (request, jobs, 200, id, false);

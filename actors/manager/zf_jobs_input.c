@@ -1,6 +1,7 @@
 /*  zf_jobs_input.c — preheat job bodies: Dragonfly's (the API, Harbor) and Harbor's legacy. */
 #include "zf_jobs_input.h"
 #include "../preheat/zf_manifest.h"
+#include "zf_secret.h"
 
 #define S_STRING_MAX   8192
 #define S_NAME_MAX     256
@@ -280,10 +281,7 @@ void zf_job_input_clear (zf_job_input_t *input)
     zf_free (input->tag);
     json_decref (input->headers);
     zf_free (input->username);
-    if (input->password) {
-        explicit_bzero (input->password, strlen (input->password));
-        zf_free (input->password);
-    }
+    zf_secret_free (input->password);
     memset (input, 0, sizeof *input);
 }
 

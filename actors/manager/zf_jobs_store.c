@@ -464,15 +464,9 @@ static zf_status_t s_job_details (zf_db_t *db, json_t *job, const zf_db_result_t
 
 json_t *zf_jobs_get (zf_db_t *db, int64_t id, bool blobs, zf_error_t *err)
 {
-    zf_db_result_t *rows =
-        zf_db_query (db, S_JOB_SELECT "WHERE id = ?", ZF_DB_ARGS (ZF_DB_INT (id)), err);
+    zf_db_result_t *rows = zf_db_query_id (db, S_JOB_SELECT "WHERE id = ?", id, "job", err);
     if (!rows)
         return NULL;
-    if (zf_db_result_rows (rows) != 1) {
-        zf_db_result_destroy (&rows);
-        zf_error_set (err, ZF_E_MISSING, "id", "no job %" PRId64, id);
-        return NULL;
-    }
     json_t *job = zf_db_row_json (rows, 0, s_job_columns, ZF_ARRAY_LEN (s_job_columns));
     if (s_job_details (db, job, rows, 0, blobs, err) != ZF_OK) {
         json_decref (job);

@@ -264,34 +264,6 @@ void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const ch
              removed_key ? removed_key : "-", view_changed ? "changed" : "same");
 }
 
-void zf_manager_reply_failure (zf_rest_request_t *request, const zf_error_t *err)
-{
-    if (err->code == ZF_E_MISSING && streq (err->where, "id"))
-        zf_rest_reply_error (request, 404, "not_found", "%s", err->message);
-    else if (err->code == ZF_E_INVALID && strstr (err->message, "already exists"))
-        zf_rest_reply_error (request, 409, "conflict", "%s", err->message);
-    else if (err->code == ZF_E_INVALID || err->code == ZF_E_MISSING)
-        zf_rest_reply_error (request, 400, "invalid", "%s", err->message);
-    else {
-        zf_warning ("manager", "api: %s %s: database: %s", zf_rest_method (request),
-                    zf_rest_path (request), err->message);
-        zf_rest_reply_error (request, 503, "unavailable", "the database failed: %s", err->message);
-    }
-}
-
-void zf_manager_reply_page (zf_rest_request_t *request, json_t *items, int64_t page,
-                            int64_t per_page, int64_t total, const zf_error_t *err)
-{
-    if (!items) {
-        zf_manager_reply_failure (request, err);
-        return;
-    }
-    char header[32];
-    snprintf (header, sizeof header, "%" PRId64, total);
-    zf_rest_add_header (request, "X-Total-Count", header);
-    zf_rest_reply_json (request, 200, zf_rest_page_json (items, page, per_page, total));
-}
-
 //  ---------------------------------------------------------------------------------------------
 //  Joins
 

@@ -34,115 +34,69 @@ static bool s_query_id (zf_rest_request_t *request, const char *name, int64_t *i
     return true;
 }
 
-static void s_reply_object (zf_rest_request_t *request, unsigned int status, json_t *object,
-                            const zf_error_t *err)
-{
-    if (!object)
-        zf_manager_reply_failure (request, err);
-    else
-        zf_rest_reply_json (request, status, object);
-}
-
 //  ---------------------------------------------------------------------------------------------
 //  Clusters
 
 static void s_clusters_list (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t page, per_page, total = 0;
-    if (!zf_rest_page (request, &page, &per_page))
-        return;
+    zf_manager_reply_list (request, arg, zf_clusters_list);
+}
+
+//  POST (id 0: a new cluster) or PATCH of a cluster: the body checked, the store changed, the
+//  cluster as it is now answered.
+static void s_clusters_write (zf_rest_request_t *request, zf_manager_t *manager, int64_t id)
+{
+    bool create = id == 0;
+    json_t *body = zf_rest_json_body (request);
+    zf_cluster_input_t input;
     zf_error_t err;
-    json_t *items = zf_clusters_list (zf_manager_db (manager), page, per_page, &total, &err);
-    zf_manager_reply_page (request, items, page, per_page, total, &err);
+    if (!body
+        || !zf_manager_input_checked (request, body,
+                                      zf_cluster_input_parse (body, create, &input, &err), &err))
+        return;
+    zf_db_t *db = zf_manager_db (manager);
+    zf_status_t status = create ? zf_clusters_create (db, &input, &id, &err)
+                                : zf_clusters_update (db, id, &input, &err);
+    zf_cluster_input_clear (&input);
+    if (status != ZF_OK) {
+        zf_manager_reply_failure (request, &err);
+        return;
+    }
+    zf_notice ("manager", "api: cluster %" PRId64 " %s by %s", id, create ? "created" : "changed",
+               zf_rest_principal (request));
+    if (create) {
+        char location[64];
+        snprintf (location, sizeof location, "/api/v1/clusters/%" PRId64, id);
+        zf_rest_add_header (request, "Location", location);
+    } else
+        zf_manager_forget_views (manager, id);
+    zf_manager_reply_object (request, create ? 201 : 200, zf_clusters_get (db, id, &err), &err);
 }
 
 static void s_clusters_create (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return;
-    zf_cluster_input_t input;
-    zf_error_t err;
-    zf_status_t status = zf_cluster_input_parse (body, true, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
-        return;
-    }
-    int64_t id = 0;
-    status = zf_clusters_create (zf_manager_db (manager), &input, &id, &err);
-    zf_cluster_input_clear (&input);
-    if (status != ZF_OK) {
-        zf_manager_reply_failure (request, &err);
-        return;
-    }
-    zf_notice ("manager", "api: cluster %" PRId64 " created by %s", id,
-               zf_rest_principal (request));
-    char location[64];
-    snprintf (location, sizeof location, "/api/v1/clusters/%" PRId64, id);
-    zf_rest_add_header (request, "Location", location);
-    s_reply_object (request, 201, zf_clusters_get (zf_manager_db (manager), id, &err), &err);
+    s_clusters_write (request, arg, 0);
 }
 
 static void s_clusters_get (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    zf_error_t err;
-    s_reply_object (request, 200, zf_clusters_get (zf_manager_db (manager), id, &err), &err);
+    zf_manager_reply_get (request, arg, zf_clusters_get);
 }
 
 static void s_clusters_update (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
     int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return;
-    zf_cluster_input_t input;
-    zf_error_t err;
-    zf_status_t status = zf_cluster_input_parse (body, false, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
-        return;
-    }
-    status = zf_clusters_update (zf_manager_db (manager), id, &input, &err);
-    zf_cluster_input_clear (&input);
-    if (status != ZF_OK) {
-        zf_manager_reply_failure (request, &err);
-        return;
-    }
-    zf_notice ("manager", "api: cluster %" PRId64 " changed by %s", id,
-               zf_rest_principal (request));
-    zf_manager_forget_views (manager, id);
-    s_reply_object (request, 200, zf_clusters_get (zf_manager_db (manager), id, &err), &err);
+    if (zf_rest_param_id (request, "id", &id))
+        s_clusters_write (request, arg, id);
 }
 
 static void s_clusters_delete (zf_rest_request_t *request, void *arg)
 {
     zf_manager_t *manager = arg;
-    int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    zf_error_t err;
-    if (zf_clusters_delete (zf_manager_db (manager), id, &err) != ZF_OK) {
-        if (err.code == ZF_E_INVALID)
-            zf_rest_reply_error (request, 409, "conflict", "%s", err.message);
-        else
-            zf_manager_reply_failure (request, &err);
-        return;
-    }
-    zf_notice ("manager", "api: cluster %" PRId64 " deleted by %s", id,
-               zf_rest_principal (request));
-    zf_manager_forget_views (manager, id);
-    zf_rest_reply_json (request, 204, NULL);
+    int64_t id =
+        zf_manager_reply_removed (request, manager, zf_clusters_delete, "cluster", "deleted");
+    if (id)
+        zf_manager_forget_views (manager, id);
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -173,12 +127,7 @@ static void s_hosts_list (zf_rest_request_t *request, void *arg)
 
 static void s_hosts_get (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    zf_error_t err;
-    s_reply_object (request, 200, zf_members_host_get (zf_manager_db (manager), id, &err), &err);
+    zf_manager_reply_get (request, arg, zf_members_host_get);
 }
 
 static void s_hosts_revoke (zf_rest_request_t *request, void *arg)
@@ -198,33 +147,33 @@ static void s_hosts_revoke (zf_rest_request_t *request, void *arg)
                zf_rest_principal (request));
     //  Its schedulers and seed roles went with it: nodes drop them at once too.
     zf_manager_publish_change (manager, cluster_id, NULL, key, true);
-    s_reply_object (request, 200, zf_members_host_get (zf_manager_db (manager), id, &err), &err);
+    zf_manager_reply_object (request, 200, zf_members_host_get (zf_manager_db (manager), id, &err),
+                             &err);
+}
+
+typedef json_t *(s_roles_list_fn) (zf_db_t *db, int64_t cluster_id, int64_t page, int64_t per_page,
+                                   int64_t *total, zf_error_t *err);
+
+//  GET of the schedulers or seed peers (list), of one cluster when cluster_id is given.
+static void s_reply_roles (zf_rest_request_t *request, zf_manager_t *manager, s_roles_list_fn *list)
+{
+    int64_t page, per_page, cluster_id, total = 0;
+    if (!zf_rest_page (request, &page, &per_page)
+        || !s_query_id (request, "cluster_id", &cluster_id))
+        return;
+    zf_error_t err;
+    json_t *items = list (zf_manager_db (manager), cluster_id, page, per_page, &total, &err);
+    zf_manager_reply_page (request, items, page, per_page, total, &err);
 }
 
 static void s_schedulers_list (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t page, per_page, cluster_id, total = 0;
-    if (!zf_rest_page (request, &page, &per_page)
-        || !s_query_id (request, "cluster_id", &cluster_id))
-        return;
-    zf_error_t err;
-    json_t *items = zf_members_schedulers_list (zf_manager_db (manager), cluster_id, page, per_page,
-                                                &total, &err);
-    zf_manager_reply_page (request, items, page, per_page, total, &err);
+    s_reply_roles (request, arg, zf_members_schedulers_list);
 }
 
 static void s_seed_peers_list (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t page, per_page, cluster_id, total = 0;
-    if (!zf_rest_page (request, &page, &per_page)
-        || !s_query_id (request, "cluster_id", &cluster_id))
-        return;
-    zf_error_t err;
-    json_t *items = zf_members_seed_peers_list (zf_manager_db (manager), cluster_id, page, per_page,
-                                                &total, &err);
-    zf_manager_reply_page (request, items, page, per_page, total, &err);
+    s_reply_roles (request, arg, zf_members_seed_peers_list);
 }
 
 void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager)

@@ -15,34 +15,31 @@
 #include "zf_log.h"
 #include "zf_manager_internal.h"
 
+typedef zf_status_t (s_parse_fn) (json_t *body, zf_token_input_t *input, zf_error_t *err);
+
+//  The request's body as input (parse): false when it was answered (no JSON, or refused).
+static bool s_read_input (zf_rest_request_t *request, s_parse_fn *parse, zf_token_input_t *input)
+{
+    json_t *body = zf_rest_json_body (request);
+    zf_error_t err;
+    return body && zf_manager_input_checked (request, body, parse (body, input, &err), &err);
+}
+
 //  ---------------------------------------------------------------------------------------------
 //  Join tokens
 
 static void s_join_tokens_list (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t page, per_page, total = 0;
-    if (!zf_rest_page (request, &page, &per_page))
-        return;
-    zf_error_t err;
-    json_t *items = zf_join_tokens_list (zf_manager_db (manager), page, per_page, &total, &err);
-    zf_manager_reply_page (request, items, page, per_page, total, &err);
+    zf_manager_reply_list (request, arg, zf_join_tokens_list);
 }
 
 static void s_join_tokens_create (zf_rest_request_t *request, void *arg)
 {
     zf_manager_t *manager = arg;
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return;
     zf_token_input_t input;
-    zf_error_t err;
-    zf_status_t status = zf_join_token_input_parse (body, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
+    if (!s_read_input (request, zf_join_token_input_parse, &input))
         return;
-    }
+    zf_error_t err;
     zf_db_t *db = zf_manager_db (manager);
     if (input.cluster_id) {
         json_t *cluster = zf_clusters_get (db, input.cluster_id, &err);
@@ -60,8 +57,9 @@ static void s_join_tokens_create (zf_rest_request_t *request, void *arg)
     int64_t expires_at = input.expires_in_ms ? now + input.expires_in_ms : 0;
     char token[ZF_TOKEN_SIZE];
     int64_t id = 0;
-    status = zf_join_tokens_create (db, input.name, input.cluster_id, expires_at, input.max_uses,
-                                    zf_rest_principal (request), token, &id, &err);
+    zf_status_t status =
+        zf_join_tokens_create (db, input.name, input.cluster_id, expires_at, input.max_uses,
+                               zf_rest_principal (request), token, &id, &err);
     if (status != ZF_OK) {
         zf_token_input_clear (&input);
         zf_manager_reply_failure (request, &err);
@@ -83,18 +81,7 @@ static void s_join_tokens_create (zf_rest_request_t *request, void *arg)
 
 static void s_join_tokens_revoke (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    zf_error_t err;
-    if (zf_join_tokens_revoke (zf_manager_db (manager), id, &err) != ZF_OK) {
-        zf_manager_reply_failure (request, &err);
-        return;
-    }
-    zf_notice ("manager", "api: join token %" PRId64 " revoked by %s", id,
-               zf_rest_principal (request));
-    zf_rest_reply_json (request, 204, NULL);
+    zf_manager_reply_removed (request, arg, zf_join_tokens_revoke, "join token", "revoked");
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -102,75 +89,37 @@ static void s_join_tokens_revoke (zf_rest_request_t *request, void *arg)
 
 static void s_users_list (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t page, per_page, total = 0;
-    if (!zf_rest_page (request, &page, &per_page))
-        return;
-    zf_error_t err;
-    json_t *items = zf_users_list (zf_manager_db (manager), page, per_page, &total, &err);
-    zf_manager_reply_page (request, items, page, per_page, total, &err);
+    zf_manager_reply_list (request, arg, zf_users_list);
 }
 
 static void s_users_create (zf_rest_request_t *request, void *arg)
 {
     zf_manager_t *manager = arg;
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return;
     zf_token_input_t input;
-    zf_error_t err;
-    zf_status_t status = zf_user_input_parse (body, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
+    if (!s_read_input (request, zf_user_input_parse, &input))
         return;
-    }
+    zf_error_t err;
     int64_t id = 0;
-    status = zf_users_create (zf_manager_db (manager), input.name,
-                              input.admin ? ZF_ROLE_ADMIN : ZF_ROLE_READ_ONLY, &id, &err);
+    zf_status_t status =
+        zf_users_create (zf_manager_db (manager), input.name,
+                         input.admin ? ZF_ROLE_ADMIN : ZF_ROLE_READ_ONLY, &id, &err);
     zf_token_input_clear (&input);
     if (status != ZF_OK) {
         zf_manager_reply_failure (request, &err);
         return;
     }
     zf_notice ("manager", "api: user %" PRId64 " created by %s", id, zf_rest_principal (request));
-    json_t *user = zf_users_get (zf_manager_db (manager), id, &err);
-    if (!user)
-        zf_manager_reply_failure (request, &err);
-    else
-        zf_rest_reply_json (request, 201, user);
+    zf_manager_reply_object (request, 201, zf_users_get (zf_manager_db (manager), id, &err), &err);
 }
 
 static void s_users_get (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    zf_error_t err;
-    json_t *user = zf_users_get (zf_manager_db (manager), id, &err);
-    if (!user)
-        zf_manager_reply_failure (request, &err);
-    else
-        zf_rest_reply_json (request, 200, user);
+    zf_manager_reply_get (request, arg, zf_users_get);
 }
 
 static void s_users_delete (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    zf_error_t err;
-    if (zf_users_delete (zf_manager_db (manager), id, &err) != ZF_OK) {
-        if (err.code == ZF_E_INVALID)
-            zf_rest_reply_error (request, 409, "conflict", "%s", err.message);
-        else
-            zf_manager_reply_failure (request, &err);
-        return;
-    }
-    zf_notice ("manager", "api: user %" PRId64 " deleted by %s", id, zf_rest_principal (request));
-    zf_rest_reply_json (request, 204, NULL);
+    zf_manager_reply_removed (request, arg, zf_users_delete, "user", "deleted");
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -199,17 +148,10 @@ static void s_pats_list (zf_rest_request_t *request, void *arg)
 static void s_pats_create (zf_rest_request_t *request, void *arg)
 {
     zf_manager_t *manager = arg;
-    json_t *body = zf_rest_json_body (request);
-    if (!body)
-        return;
     zf_token_input_t input;
-    zf_error_t err;
-    zf_status_t status = zf_pat_input_parse (body, &input, &err);
-    json_decref (body);
-    if (status != ZF_OK) {
-        zf_rest_reply_error (request, 400, "invalid", "%s", err.message);
+    if (!s_read_input (request, zf_pat_input_parse, &input))
         return;
-    }
+    zf_error_t err;
     zf_db_t *db = zf_manager_db (manager);
     int64_t user_id = input.user_id ? input.user_id : zf_users_id (db, zf_rest_principal (request));
     json_t *user = zf_users_get (db, user_id, &err);
@@ -234,7 +176,8 @@ static void s_pats_create (zf_rest_request_t *request, void *arg)
     int64_t expires_at = input.expires_in_ms ? now + input.expires_in_ms : 0;
     char token[ZF_TOKEN_SIZE];
     int64_t id = 0;
-    status = zf_pats_create (db, user_id, input.name, input.write, expires_at, token, &id, &err);
+    zf_status_t status =
+        zf_pats_create (db, user_id, input.name, input.write, expires_at, token, &id, &err);
     if (status != ZF_OK) {
         zf_token_input_clear (&input);
         zf_manager_reply_failure (request, &err);
@@ -256,18 +199,7 @@ static void s_pats_create (zf_rest_request_t *request, void *arg)
 
 static void s_pats_revoke (zf_rest_request_t *request, void *arg)
 {
-    zf_manager_t *manager = arg;
-    int64_t id;
-    if (!zf_rest_param_id (request, "id", &id))
-        return;
-    zf_error_t err;
-    if (zf_pats_revoke (zf_manager_db (manager), id, &err) != ZF_OK) {
-        zf_manager_reply_failure (request, &err);
-        return;
-    }
-    zf_notice ("manager", "api: personal access token %" PRId64 " revoked by %s", id,
-               zf_rest_principal (request));
-    zf_rest_reply_json (request, 204, NULL);
+    zf_manager_reply_removed (request, arg, zf_pats_revoke, "personal access token", "revoked");
 }
 
 void zf_manager_api_auth_register (zf_rest_t *rest, zf_manager_t *manager)

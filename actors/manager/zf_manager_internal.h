@@ -39,14 +39,39 @@ void zf_manager_publish_change (zf_manager_t *self, int64_t cluster_id, const ch
 //  members version does not count (client config, scopes, a deleted cluster).
 void zf_manager_forget_views (zf_manager_t *self, int64_t cluster_id);
 
-//  Answers a failed store call: 404 for ZF_E_MISSING, 409 for "already exists", 400 for other
-//  invalid input, 503 when the database failed.
+//  How handlers answer (zf_manager_reply.c).
+//  A failed store call: 404 for ZF_E_MISSING, 409 for "already exists", 400 for other invalid
+//  input, 503 when the database failed.
 void zf_manager_reply_failure (zf_rest_request_t *request, const zf_error_t *err);
-
-//  Answers a page of a list (zf_rest_page_json, and X-Total-Count), or the failure when items
-//  is NULL.
+//  A store call that refused what was asked (ZF_E_INVALID: the last admin, a cluster in use, a
+//  finished job) is a 409 conflict; any other failure as zf_manager_reply_failure.
+void zf_manager_reply_refused (zf_rest_request_t *request, const zf_error_t *err);
+//  Ends the reading of a request's JSON body: releases body, and answers 400 with err's message
+//  and returns false when status (what parsing it returned) is not ZF_OK.
+bool zf_manager_input_checked (zf_rest_request_t *request, json_t *body, zf_status_t status,
+                               const zf_error_t *err);
+//  object with status, or the failure when object is NULL.
+void zf_manager_reply_object (zf_rest_request_t *request, unsigned int status, json_t *object,
+                              const zf_error_t *err);
+//  A page of a list (zf_rest_page_json, and X-Total-Count), or the failure when items is NULL.
 void zf_manager_reply_page (zf_rest_request_t *request, json_t *items, int64_t page,
                             int64_t per_page, int64_t total, const zf_error_t *err);
+
+//  Handlers that differ only by their store call, which has one of these signatures.
+typedef json_t *(zf_manager_list_fn) (zf_db_t *db, int64_t page, int64_t per_page, int64_t *total,
+                                      zf_error_t *err);
+typedef json_t *(zf_manager_get_fn) (zf_db_t *db, int64_t id, zf_error_t *err);
+typedef zf_status_t (zf_manager_remove_fn) (zf_db_t *db, int64_t id, zf_error_t *err);
+//  GET of a list: the page asked for (page, per_page), or a 400 for a bad one.
+void zf_manager_reply_list (zf_rest_request_t *request, zf_manager_t *manager,
+                            zf_manager_list_fn *list);
+//  GET of one resource by its {id}.
+void zf_manager_reply_get (zf_rest_request_t *request, zf_manager_t *manager,
+                           zf_manager_get_fn *get);
+//  DELETE of one resource by its {id}: runs remove, logs "api: WHAT ID VERB by PRINCIPAL" and
+//  answers 204, or the refusal (zf_manager_reply_refused). Returns the id, 0 when it failed.
+int64_t zf_manager_reply_removed (zf_rest_request_t *request, zf_manager_t *manager,
+                                  zf_manager_remove_fn *remove, const char *what, const char *verb);
 
 void zf_manager_api_register (zf_rest_t *rest, zf_manager_t *manager);
 void zf_manager_api_auth_register (zf_rest_t *rest, zf_manager_t *manager);

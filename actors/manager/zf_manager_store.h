@@ -52,6 +52,13 @@ json_t *zf_db_page_json (zf_db_t *db, const char *count_sql, const char *rows_sq
                          const zf_db_arg_t *filters, size_t filter_count, const zf_col_t *columns,
                          size_t column_count, int64_t page, int64_t per_page, int64_t *total,
                          zf_error_t *err);
+//  The row sql (one ? for id) selects, or NULL with ZF_E_MISSING "no WHAT ID" when there is
+//  none (or a failure).
+zf_db_result_t *zf_db_query_id (zf_db_t *db, const char *sql, int64_t id, const char *what,
+                                zf_error_t *err);
+//  That row as JSON (zf_db_row_json), or NULL as zf_db_query_id.
+json_t *zf_db_id_json (zf_db_t *db, const char *sql, int64_t id, const char *what,
+                       const zf_col_t *columns, size_t column_count, zf_error_t *err);
 //  "2026-11-27T03:39:12Z" for ms since the epoch; writes "" for 0.
 void zf_time_rfc3339 (int64_t ms, char *text, size_t size);
 

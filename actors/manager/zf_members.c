@@ -329,6 +329,29 @@ zf_status_t zf_members_join (zf_db_t *db, const zf_join_request_t *request, int6
     return status;
 }
 
+//  The statements that end scheduler and seed-peer roles: (updated_at, value) as arguments.
+static const char *const s_host_roles[] = {
+    "UPDATE schedulers SET state = 'inactive', updated_at = ? WHERE host_id = ?",
+    "UPDATE seed_peers SET state = 'inactive', updated_at = ? WHERE host_id = ?",
+};
+static const char *const s_silent_roles[] = {
+    "UPDATE schedulers SET state = 'inactive', updated_at = ? WHERE state = 'active' AND "
+    "last_keepalive < ?",
+    "UPDATE seed_peers SET state = 'inactive', updated_at = ? WHERE state = 'active' AND "
+    "last_keepalive < ?",
+};
+
+//  Marks the roles that one pair of statements selects (a host's, or the silent ones) inactive.
+static zf_status_t s_deactivate_roles (zf_db_t *db, int64_t now, const char *const statements[2],
+                                       int64_t value, zf_error_t *err)
+{
+    zf_status_t status = ZF_OK;
+    for (size_t index = 0; index < 2 && status == ZF_OK; index++)
+        status = zf_db_exec (db, statements[index], ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (value)),
+                             NULL, NULL, err);
+    return status;
+}
+
 zf_status_t zf_members_revoke (zf_db_t *db, int64_t host_id, int64_t now, int64_t *cluster_id,
                                char *public_key, zf_error_t *err)
 {
@@ -351,15 +374,7 @@ zf_status_t zf_members_revoke (zf_db_t *db, int64_t host_id, int64_t now, int64_
         status = zf_db_exec (db, "UPDATE hosts SET state = 'revoked', revoked_at = ? WHERE id = ?",
                              ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (host_id)), NULL, NULL, err);
     if (status == ZF_OK)
-        status = zf_db_exec (db,
-                             "UPDATE schedulers SET state = 'inactive', updated_at = ? WHERE "
-                             "host_id = ?",
-                             ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (host_id)), NULL, NULL, err);
-    if (status == ZF_OK)
-        status = zf_db_exec (db,
-                             "UPDATE seed_peers SET state = 'inactive', updated_at = ? WHERE "
-                             "host_id = ?",
-                             ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (host_id)), NULL, NULL, err);
+        status = s_deactivate_roles (db, now, s_host_roles, host_id, err);
     if (status == ZF_OK)
         status = s_bump_version (db, *cluster_id, NULL, err);
     if (status == ZF_OK)
@@ -387,15 +402,7 @@ zf_status_t zf_members_expire (zf_db_t *db, int64_t now, int64_t timeout_ms, int
     }
     zf_status_t status = zf_db_begin (db, err);
     if (status == ZF_OK)
-        status = zf_db_exec (db,
-                             "UPDATE schedulers SET state = 'inactive', updated_at = ? WHERE "
-                             "state = 'active' AND last_keepalive < ?",
-                             ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (limit)), NULL, NULL, err);
-    if (status == ZF_OK)
-        status = zf_db_exec (db,
-                             "UPDATE seed_peers SET state = 'inactive', updated_at = ? WHERE "
-                             "state = 'active' AND last_keepalive < ?",
-                             ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (limit)), NULL, NULL, err);
+        status = s_deactivate_roles (db, now, s_silent_roles, limit, err);
     for (size_t row = 0; row < zf_db_result_rows (rows) && status == ZF_OK; row++) {
         int64_t cluster_id = zf_db_result_int (rows, row, 0, 0);
         status = s_bump_version (db, cluster_id, NULL, err);
@@ -527,17 +534,8 @@ json_t *zf_members_hosts_list (zf_db_t *db, int64_t cluster_id, const char *stat
 
 json_t *zf_members_host_get (zf_db_t *db, int64_t id, zf_error_t *err)
 {
-    zf_db_result_t *rows =
-        zf_db_query (db, S_HOST_SELECT "WHERE h.id = ?", ZF_DB_ARGS (ZF_DB_INT (id)), err);
-    if (!rows)
-        return NULL;
-    json_t *host = NULL;
-    if (zf_db_result_rows (rows) == 1)
-        host = zf_db_row_json (rows, 0, s_host_columns, ZF_ARRAY_LEN (s_host_columns));
-    else
-        zf_error_set (err, ZF_E_MISSING, "id", "no host %" PRId64, id);
-    zf_db_result_destroy (&rows);
-    return host;
+    return zf_db_id_json (db, S_HOST_SELECT "WHERE h.id = ?", id, "host", s_host_columns,
+                          ZF_ARRAY_LEN (s_host_columns), err);
 }
 
 json_t *zf_members_schedulers_list (zf_db_t *db, int64_t cluster_id, int64_t page, int64_t per_page,

@@ -16,48 +16,61 @@
 #define S_WEIGHT_DEFAULT  0.01
 #define S_LOCATION_DEPTH  5
 
-//  Scores of the JSON-array scope columns.
-static double s_cidr_score (const char *cidrs_json, const char *address)
+//  Scores of the JSON-array scope columns: 1 when a string of the array matches the host.
+typedef bool (s_match_fn) (const char *pattern, const void *host);
+
+static double s_any_match (const char *patterns_json, s_match_fn *match, const void *host)
 {
-    int family;
-    uint8_t bytes[16];
-    if (!address || !zf_search_parse_address (address, &family, bytes))
-        return 0;
-    json_t *cidrs = json_loads (cidrs_json ? cidrs_json : "[]", 0, NULL);
+    json_t *patterns = json_loads (patterns_json ? patterns_json : "[]", 0, NULL);
     double score = 0;
     size_t index;
     json_t *value;
-    json_array_foreach (cidrs, index, value)
+    json_array_foreach (patterns, index, value)
     {
-        zf_network_t network;
-        if (json_is_string (value) && zf_search_parse_cidr (json_string_value (value), &network)
-            && zf_search_in_network (&network, family, bytes))
+        if (json_is_string (value) && match (json_string_value (value), host))
             score = 1;
     }
-    json_decref (cidrs);
+    json_decref (patterns);
     return score;
+}
+
+typedef struct {
+    int family;
+    uint8_t bytes[16];
+} s_address_t;
+
+static bool s_in_cidr (const char *cidr, const void *host)
+{
+    const s_address_t *address = host;
+    zf_network_t network;
+    return zf_search_parse_cidr (cidr, &network)
+           && zf_search_in_network (&network, address->family, address->bytes);
+}
+
+static double s_cidr_score (const char *cidrs_json, const char *address)
+{
+    s_address_t parsed;
+    if (!address || !zf_search_parse_address (address, &parsed.family, parsed.bytes))
+        return 0;
+    return s_any_match (cidrs_json, s_in_cidr, &parsed);
+}
+
+//  A regex that does not compile matches nothing.
+static bool s_name_matches (const char *regex, const void *host)
+{
+    regex_t compiled;
+    if (regcomp (&compiled, regex, REG_EXTENDED | REG_NOSUB) != 0)
+        return false;
+    bool matches = regexec (&compiled, host, 0, NULL, 0) == 0;
+    regfree (&compiled);
+    return matches;
 }
 
 static double s_hostname_score (const char *regexes_json, const char *name)
 {
     if (!name || !*name)
         return 0;
-    json_t *regexes = json_loads (regexes_json ? regexes_json : "[]", 0, NULL);
-    double score = 0;
-    size_t index;
-    json_t *value;
-    json_array_foreach (regexes, index, value)
-    {
-        regex_t compiled;
-        if (!json_is_string (value)
-            || regcomp (&compiled, json_string_value (value), REG_EXTENDED | REG_NOSUB) != 0)
-            continue;
-        if (regexec (&compiled, name, 0, NULL, 0) == 0)
-            score = 1;
-        regfree (&compiled);
-    }
-    json_decref (regexes);
-    return score;
+    return s_any_match (regexes_json, s_name_matches, name);
 }
 
 //  The idc is one of the '|'-separated cluster IDCs.

@@ -3,6 +3,7 @@
 #include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_resolver.h"
+#include "zf_secret.h"
 #include <xxhash.h>
 
 #define S_RETRY_DELAY_MAX  60000
@@ -480,10 +481,8 @@ static void s_resolve (zf_preheat_job_t *self, size_t index)
     resolution->attempts++;
     resolution->retry_at = 0;
     resolution->resolver = zf_resolver_new (self->env->curl, &request, s_resolved, self, &err);
-    for (size_t position = 0; position < count; position++) {
-        explicit_bzero (owned[position], strlen (owned[position]));
-        zf_free (owned[position]);
-    }
+    for (size_t position = 0; position < count; position++)
+        zf_secret_free (owned[position]);
     if (!resolution->resolver)
         s_end (self, false, "%s", err.message);
 }
@@ -616,14 +615,6 @@ zf_preheat_job_t *zf_preheat_job_new (zf_preheat_env_t *env, const zf_msg_job_st
     return self;
 }
 
-static void s_wipe (char *text)
-{
-    if (text) {
-        explicit_bzero (text, strlen (text));
-        zf_free (text);
-    }
-}
-
 void zf_preheat_job_destroy (zf_preheat_job_t **self_p)
 {
     ZF_ASSERT (self_p);
@@ -640,11 +631,11 @@ void zf_preheat_job_destroy (zf_preheat_job_t **self_p)
     zf_free (self->urls);
     for (size_t index = 0; index < self->header_count; index++) {
         zf_free (self->headers[index].name);
-        s_wipe (self->headers[index].value);
+        zf_secret_free (self->headers[index].value);
     }
     zf_free (self->headers);
     zf_free (self->username);
-    s_wipe (self->password);
+    zf_secret_free (self->password);
     for (size_t index = 0; index < self->target_count; index++) {
         zf_free (self->targets[index].host);
         zf_free (self->targets[index].address);
@@ -654,7 +645,7 @@ void zf_preheat_job_destroy (zf_preheat_job_t **self_p)
     zf_free (self->targets);
     for (size_t index = 0; index < self->blob_count; index++) {
         zf_free (self->blobs[index].url);
-        s_wipe (self->blobs[index].authorization);
+        zf_secret_free (self->blobs[index].authorization);
     }
     zf_free (self->blobs);
     zf_free (self->tasks);

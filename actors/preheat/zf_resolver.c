@@ -1,5 +1,7 @@
 /*  zf_resolver.c — a registry conversation: manifest, token, index, child manifests. */
 #include "zf_resolver.h"
+#include "zf_curl_origin.h"
+#include "zf_secret.h"
 #include <openssl/evp.h>
 
 #define S_HEADER_VALUE_MAX 2048
@@ -79,39 +81,19 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
     return length;
 }
 
-//  Copies a header's value (trimmed) when the line is "name: value".
-static bool s_header_value (const char *line, size_t length, const char *name, char *value,
-                            size_t size)
-{
-    size_t name_length = strlen (name);
-    if (length <= name_length || line[name_length] != ':'
-        || strncasecmp (line, name, name_length) != 0)
-        return false;
-    const char *start = line + name_length + 1;
-    const char *end = line + length;
-    while (start < end && (*start == ' ' || *start == '\t'))
-        start++;
-    while (end > start && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    size_t used = (size_t) (end - start) < size - 1 ? (size_t) (end - start) : size - 1;
-    memcpy (value, start, used);
-    value[used] = '\0';
-    return true;
-}
-
 static size_t s_on_header (char *data, size_t size, size_t count, void *arg)
 {
     zf_resolver_t *self = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (data, "HTTP/", 5) == 0) {
+    if (zf_curl_origin_status_line (data, length)) {
         //  a new response (after a redirect or a 100): only the last one counts
         self->content_type[0] = self->challenge[0] = '\0';
         return length;
     }
     char value[S_HEADER_VALUE_MAX];
-    if (s_header_value (data, length, "Content-Type", value, sizeof value))
+    if (zf_curl_origin_header (data, length, "Content-Type", value, sizeof value))
         zf_strlcpy (self->content_type, value, sizeof self->content_type);
-    else if (s_header_value (data, length, "WWW-Authenticate", value, sizeof value)
+    else if (zf_curl_origin_header (data, length, "WWW-Authenticate", value, sizeof value)
              && !*self->challenge) //  the first challenge: registries list Bearer first
         zf_strlcpy (self->challenge, value, sizeof self->challenge);
     return length;
@@ -149,34 +131,27 @@ static void s_get (zf_resolver_t *self, s_purpose_t purpose, const char *url,
     if (authorization) {
         char *line = zf_asprintf ("Authorization: %s", authorization);
         self->request_headers = curl_slist_append (self->request_headers, line);
-        explicit_bzero (line, strlen (line));
-        zf_free (line);
+        zf_secret_free (line);
     }
-    CURL *easy = curl_easy_init ();
-    ZF_ASSERT (easy);
-    curl_easy_setopt (easy, CURLOPT_URL, url);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, self);
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    //  curl drops our Authorization header on a redirect to another host, port or scheme (a
-    //  CDN's signed URL must not see the registry's credentials): CURLOPT_UNRESTRICTED_AUTH off.
-    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt (easy, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, self->request_headers);
-    curl_easy_setopt (easy, CURLOPT_USERAGENT, S_USER_AGENT);
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) self->timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) self->timeout_ms);
+    //  Redirects are followed (a registry's blobs and tokens live elsewhere), but the
+    //  Authorization header stays behind on another host, port or scheme (zf_curl_origin): a
+    //  CDN's signed URL must not see the registry's credentials.
+    zf_curl_origin_t setup = {.url = url,
+                              .owner = self,
+                              .error_buffer = self->curl_error,
+                              .header_fn = s_on_header,
+                              .header_arg = self,
+                              .body_fn = s_on_body,
+                              .body_arg = self,
+                              .headers = self->request_headers,
+                              .user_agent = S_USER_AGENT,
+                              .connect_to = self->connect_to,
+                              .ca = self->ca_file,
+                              .connect_timeout_ms = self->timeout_ms,
+                              .timeout_ms = self->timeout_ms,
+                              .max_redirects = 5};
+    CURL *easy = zf_curl_origin_new (&setup);
     curl_easy_setopt (easy, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, self->curl_error);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body);
-    curl_easy_setopt (easy, CURLOPT_WRITEDATA, self);
-    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_on_header);
-    curl_easy_setopt (easy, CURLOPT_HEADERDATA, self);
-    if (self->connect_to)
-        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, self->connect_to);
-    if (self->ca_file)
-        curl_easy_setopt (easy, CURLOPT_CAINFO, self->ca_file);
     self->easy = easy;
     zf_curl_loop_add (self->curl, easy);
 }
@@ -216,17 +191,13 @@ static char *s_basic (const char *username, const char *password)
     explicit_bzero (pair, length);
     zf_free (pair);
     char *value = zf_asprintf ("Basic %s", encoded);
-    explicit_bzero (encoded, strlen (encoded));
-    zf_free (encoded);
+    zf_secret_free (encoded);
     return value;
 }
 
 static void s_set_authorization (zf_resolver_t *self, char *value)
 {
-    if (self->authorization) {
-        explicit_bzero (self->authorization, strlen (self->authorization));
-        zf_free (self->authorization);
-    }
+    zf_secret_free (self->authorization);
     self->authorization = value;
 }
 
@@ -274,10 +245,7 @@ static bool s_answer_challenge (zf_resolver_t *self)
     //  The realm gets Basic credentials when the job has them, else nothing (anonymous pull).
     char *basic = self->username ? s_basic (self->username, self->password) : NULL;
     s_get (self, S_GET_TOKEN, url, basic);
-    if (basic) {
-        explicit_bzero (basic, strlen (basic));
-        zf_free (basic);
-    }
+    zf_secret_free (basic);
     zf_free (url);
     return true;
 }
@@ -302,8 +270,7 @@ static void s_token_done (zf_resolver_t *self, long status)
         return;
     }
     s_set_authorization (self, zf_asprintf ("Bearer %s", token));
-    explicit_bzero (token, strlen (token));
-    zf_free (token);
+    zf_secret_free (token);
     s_fetch_current (self); //  the same manifest again, with the token
 }
 
@@ -555,10 +522,7 @@ void zf_resolver_destroy (zf_resolver_t **self_p)
         zf_free (self->headers[index]);
     zf_free (self->headers);
     s_set_authorization (self, NULL);
-    if (self->password) {
-        explicit_bzero (self->password, strlen (self->password));
-        zf_free (self->password);
-    }
+    zf_secret_free (self->password);
     zf_free (self->username);
     zf_free (self->ca_file);
     zf_free (self->pending);

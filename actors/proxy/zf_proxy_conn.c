@@ -139,23 +139,32 @@ static zf_proxy_conn_status_t s_tls_read (zf_proxy_conn_t *self, const char **wh
     return ZF_PROXY_CONN_OK;
 }
 
+//  One recv into buffer: the bytes received; 0 when there is nothing more for now (the socket
+//  would block, or the client closed its side: client_eof); -1 when the connection failed (why).
+static ssize_t s_recv (zf_proxy_conn_t *self, void *buffer, size_t size, const char **why)
+{
+    ssize_t got = recv (self->fd, buffer, size, 0);
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        *why = strerror (errno);
+        return -1;
+    }
+    if (got == 0)
+        self->client_eof = true;
+    if (got > 0)
+        self->last_activity_ms = zclock_mono ();
+    return got < 0 ? 0 : got;
+}
+
 zf_proxy_conn_status_t zf_proxy_conn_read_raw (zf_proxy_conn_t *self, const char **why)
 {
     while (self->in_len < ZF_PROXY_CONN_IN_MAX) {
         ssize_t got =
-            recv (self->fd, self->in + self->in_len, ZF_PROXY_CONN_IN_MAX - self->in_len, 0);
-        if (got == 0) {
-            self->client_eof = true;
-            break;
-        }
-        if (got < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            *why = strerror (errno);
+            s_recv (self, self->in + self->in_len, ZF_PROXY_CONN_IN_MAX - self->in_len, why);
+        if (got < 0)
             return ZF_PROXY_CONN_DEAD;
-        }
+        if (got == 0)
+            break;
         self->in_len += (size_t) got;
-        self->last_activity_ms = zclock_mono ();
     }
     return ZF_PROXY_CONN_OK;
 }
@@ -166,19 +175,12 @@ zf_proxy_conn_status_t zf_proxy_conn_read (zf_proxy_conn_t *self, const char **w
         return zf_proxy_conn_read_raw (self, why);
     char buffer[16384];
     while (BIO_pending (self->rbio) < TLS_RBIO_HIGH) {
-        ssize_t got = recv (self->fd, buffer, sizeof buffer, 0);
-        if (got == 0) {
-            self->client_eof = true;
-            break;
-        }
-        if (got < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            *why = strerror (errno);
+        ssize_t got = s_recv (self, buffer, sizeof buffer, why);
+        if (got < 0)
             return ZF_PROXY_CONN_DEAD;
-        }
+        if (got == 0)
+            break;
         BIO_write (self->rbio, buffer, (int) got);
-        self->last_activity_ms = zclock_mono ();
     }
     return s_tls_read (self, why);
 }

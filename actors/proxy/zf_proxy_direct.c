@@ -1,5 +1,6 @@
 /*  zf_proxy_direct.c — a request answered straight from upstream (see zf_proxy_direct.h). */
 #include "zf_proxy_direct.h"
+#include "zf_curl_origin.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
 
@@ -60,7 +61,7 @@ static size_t s_curl_header (char *data, size_t size, size_t count, void *arg)
 {
     zf_proxy_direct_t *self = arg;
     size_t length = size * count;
-    if (length >= 5 && strncmp (data, "HTTP/", 5) == 0) {
+    if (zf_curl_origin_status_line (data, length)) {
         self->resp_head_len = 0; //  a new response (after a redirect or a 100)
         self->resp_has_length = false;
         const char *space = memchr (data, ' ', length);
@@ -210,30 +211,24 @@ zf_proxy_direct_t *zf_proxy_direct_new (const zf_proxy_upstream_t *upstream,
     self->out = out;
     self->callback = callback;
     self->arg = arg;
-    CURL *easy = curl_easy_init ();
-    ZF_ASSERT (easy);
-    self->easy = easy;
-    curl_easy_setopt (easy, CURLOPT_URL, request->url);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, self);
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_PROXY, ""); //  never through the environment's proxy
-    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt (easy, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt (easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) upstream->connect_timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt (easy, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, self->curl_error);
-    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_curl_header);
-    curl_easy_setopt (easy, CURLOPT_HEADERDATA, self);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_curl_write);
-    curl_easy_setopt (easy, CURLOPT_WRITEDATA, self);
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    if (upstream->connect_to)
-        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, upstream->connect_to);
-    if (upstream->ca && *upstream->ca)
-        curl_easy_setopt (easy, CURLOPT_CAINFO, upstream->ca);
+    //  The client's own headers go with it (s_set_headers), its Authorization included: kept
+    //  off other hosts a redirect leads to (zf_curl_origin). Never through the environment's
+    //  proxy.
+    zf_curl_origin_t setup = {.url = request->url,
+                              .owner = self,
+                              .error_buffer = self->curl_error,
+                              .header_fn = s_curl_header,
+                              .header_arg = self,
+                              .body_fn = s_curl_write,
+                              .body_arg = self,
+                              .connect_to = upstream->connect_to,
+                              .ca = upstream->ca,
+                              .connect_timeout_ms = upstream->connect_timeout_ms,
+                              .stall_seconds = 60,
+                              .max_redirects = 10,
+                              .http1 = true,
+                              .ignore_env_proxy = true};
+    CURL *easy = self->easy = zf_curl_origin_new (&setup);
     s_set_headers (self, req);
     s_set_body (self, req);
     zf_counter_add (zf_metrics_counter ("zfly_proxy_requests_total", "Client requests by route",

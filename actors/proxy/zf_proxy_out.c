@@ -67,10 +67,8 @@ void zf_proxy_out_destroy (zf_proxy_out_t **self_p)
     *self_p = NULL;
 }
 
-static segment_t *s_push (zf_proxy_out_t *self, segment_kind_t kind)
+static segment_t *s_link (zf_proxy_out_t *self, segment_t *segment)
 {
-    segment_t *segment = zf_calloc (1, sizeof *segment);
-    segment->kind = kind;
     if (self->tail)
         self->tail->next = segment;
     else
@@ -79,19 +77,21 @@ static segment_t *s_push (zf_proxy_out_t *self, segment_kind_t kind)
     return segment;
 }
 
+static segment_t *s_push (zf_proxy_out_t *self, segment_kind_t kind)
+{
+    segment_t *segment = zf_calloc (1, sizeof *segment);
+    segment->kind = kind;
+    return s_link (self, segment);
+}
+
 //  The tail bytes segment with room for size more bytes, made or grown as needed.
 static segment_t *s_bytes_tail (zf_proxy_out_t *self, size_t size)
 {
     segment_t *segment = self->tail;
     if (!segment || segment->kind != SEG_BYTES) {
         if (self->spare) {
-            segment = self->spare;
+            segment = s_link (self, self->spare);
             self->spare = NULL;
-            if (self->tail)
-                self->tail->next = segment;
-            else
-                self->head = segment;
-            self->tail = segment;
         } else
             segment = s_push (self, SEG_BYTES);
     }

@@ -1,6 +1,7 @@
 /*  zf_store_task.h — one task of the cache in memory: its bitmaps, checksums and digests, what
     its metadata record says, and what storage knows of its data file. No files are touched
-    here (the zf_store*.c files do that); only they and zf_storage.c use these.
+    here (the zf_store*.c files do that); only they and the storage actor (zf_storage*.c) use
+    these.
 
     A piece is, in order: missing; finished (written and checked: served from now on) and
     pending; committing (claimed by the record being written); claimed (by a record written

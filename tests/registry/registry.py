@@ -41,6 +41,16 @@ def _write_pem(path, data):
     return path
 
 
+def _write_cert_and_key(directory, name, cert, key):
+    """NAME.crt and NAME.key (PKCS8, unencrypted) in directory; returns their paths."""
+    cert_path = _write_pem(os.path.join(directory, f"{name}.crt"),
+                           cert.public_bytes(serialization.Encoding.PEM))
+    key_path = _write_pem(os.path.join(directory, f"{name}.key"), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 def make_ca(directory, name):
     """A CA certificate and key; returns (cert_path, key_path, cert, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -56,12 +66,7 @@ def make_ca(directory, name):
                                          data_encipherment=False, key_agreement=False,
                                          encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256()))
-    cert_path = _write_pem(os.path.join(directory, f"{name}.crt"),
-                           cert.public_bytes(serialization.Encoding.PEM))
-    key_path = _write_pem(os.path.join(directory, f"{name}.key"), key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return cert_path, key_path, cert, key
+    return (*_write_cert_and_key(directory, name, cert, key), cert, key)
 
 
 def make_server_cert(directory, name, ca_cert, ca_key, dns_names, ips=()):
@@ -78,12 +83,7 @@ def make_server_cert(directory, name, ca_cert, ca_key, dns_names, ips=()):
             .not_valid_after(now + datetime.timedelta(days=30))
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    cert_path = _write_pem(os.path.join(directory, f"{name}.crt"),
-                           cert.public_bytes(serialization.Encoding.PEM))
-    key_path = _write_pem(os.path.join(directory, f"{name}.key"), key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return cert_path, key_path
+    return _write_cert_and_key(directory, name, cert, key)
 
 
 def _b64(data):
@@ -330,11 +330,9 @@ def skopeo_env(**extra):
     return env
 
 
-def skopeo_mirror_files(directory, registry_name, mirror):
-    """registries.conf (deploy/podman/'s, for registry_name with the mirror at mirror,
-    HOST:PORT) and an auth file with the registry's credentials under both names (skopeo
-    looks them up by the address it talks to: the mirror's); returns their paths, for
-    `skopeo --registries-conf CONF copy --authfile AUTH docker://REGISTRY_NAME/…`."""
+def registries_conf(directory, registry_name, mirror):
+    """deploy/podman/registries.conf, for registry_name with the mirror at mirror (HOST:PORT),
+    written into directory; returns its path, for `skopeo --registries-conf CONF`."""
     with open(os.path.join(zflytest.SOURCE_DIR, "deploy", "podman", "registries.conf")) as f:
         text = f.read()
     text = text.replace('"docker.io"', f'"{registry_name}"')
@@ -342,11 +340,25 @@ def skopeo_mirror_files(directory, registry_name, mirror):
     conf = os.path.join(directory, f"registries-{mirror.replace(':', '-')}.conf")
     with open(conf, "w") as handle:
         handle.write(text)
+    return conf
+
+
+def auth_file(path, *names):
+    """An auth file (podman login's) with the registry's credentials under each of names;
+    returns path."""
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    with open(path, "w") as handle:
+        json.dump({"auths": {name: {"auth": auth} for name in names}}, handle)
+    return path
+
+
+def skopeo_mirror_files(directory, registry_name, mirror):
+    """registries.conf (registries_conf) and an auth file with the registry's credentials under
+    both names (skopeo looks them up by the address it talks to: the mirror's); returns their
+    paths, for `skopeo --registries-conf CONF copy --authfile AUTH docker://REGISTRY_NAME/…`."""
     authfile = os.path.join(directory, f"auth-{mirror.replace(':', '-')}.json")
-    with open(authfile, "w") as handle:
-        json.dump({"auths": {mirror: {"auth": auth}, registry_name: {"auth": auth}}}, handle)
-    return conf, authfile
+    return (registries_conf(directory, registry_name, mirror),
+            auth_file(authfile, mirror, registry_name))
 
 
 def push(layout, tag, registry, repo, tls_verify=False):

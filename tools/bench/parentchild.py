@@ -42,14 +42,14 @@ import tempfile
 import time
 
 sys.path.insert(0, "/usr/lib/python3/dist-packages")  # Debian's pyzmq and msgpack
-import msgpack  # noqa: E402
-import zmq  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 from dataplane import Nginx, free_port, make_file, parse_size, thread_cpu  # noqa: E402
 from hostpair import HostPair  # noqa: E402
+from zflytest import BusClient  # noqa: E402
 
 SENDER = "bench@parentchild"
 
@@ -87,23 +87,13 @@ class Node:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"zfly {name} did not start:\n" + open(self.log_path).read())
             time.sleep(0.02)
-        self.context = zmq.Context.instance()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.RCVTIMEO, 60000)
-        self.socket.connect(self.fetcher_endpoint)
-        self.next_id = 0
+        self.bus = BusClient(self.fetcher_endpoint, sender=SENDER, to="fetcher")
 
     def request(self, type_, body):
-        self.next_id += 1
-        self.socket.send(msgpack.packb({"type": type_, "v": 1, "id": self.next_id,
-                                        "from": SENDER, "to": "fetcher", "body": body}))
-        while True:
-            reply = msgpack.unpackb(self.socket.recv_multipart()[0], raw=False)
-            if reply.get("re") == self.next_id:
-                if reply["type"] != "task.status":
-                    raise RuntimeError(f"{self.name}: {type_}: {reply}")
-                return reply["body"]
+        reply, _ = self.bus.request(type_, body, timeout=60)
+        if reply["type"] != "task.status":
+            raise RuntimeError(f"{self.name}: {type_}: {reply}")
+        return reply["body"]
 
     def cpu_seconds(self):
         with open(f"/proc/{self.process.pid}/stat") as handle:
@@ -127,7 +117,7 @@ class Node:
             return int(re.search(r"VmHWM:\s+(\d+)", handle.read()).group(1)) / 1024
 
     def stop(self, remove_cache=True):
-        self.socket.close()
+        self.bus.close()
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=20)

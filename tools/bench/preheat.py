@@ -115,6 +115,13 @@ def build_image(directory, layers, layer_bytes):
 
 # --- the origin host: docker-registry and its token server ----------------------------------
 
+def registry_blob_bytes(registry, start):
+    """Blob body bytes a reg.Registry sent since its log line start (its mark()), and its
+    blob GETs (HEADs carry no body)."""
+    requests = [r for r in registry.blob_requests(start=start) if r[0] == "GET"]
+    return sum(r[3] for r in requests if r[2] in (200, 206)), len(requests)
+
+
 class Origin:
     def __init__(self, tb, state, directory):
         self.tb, self.ns = tb, state["prefix"] + "origin"
@@ -133,16 +140,14 @@ class Origin:
     def address(self):
         return self.registry.address
 
-    def push(self, layout):
+    def push(self, layout, repo=REPO, tag=TAG):
         self.tb.sh(self.tb.ns_argv(self.ns, [
             "skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
-            f"{reg.USER}:{reg.PASSWORD}", f"oci:{layout}:{TAG}",
-            f"docker://{self.address}/{REPO}:{TAG}"]), timeout=600)
+            f"{reg.USER}:{reg.PASSWORD}", f"oci:{layout}:{tag}",
+            f"docker://{self.address}/{repo}:{tag}"]), timeout=600)
 
     def blob_bytes(self, start):
-        """Blob body bytes the registry sent since log line start, and its blob GETs."""
-        requests = [r for r in self.registry.blob_requests(start=start) if r[0] == "GET"]
-        return sum(r[3] for r in requests if r[2] in (200, 206)), len(requests)
+        return registry_blob_bytes(self.registry, start)
 
     def stop(self):
         self.registry.stop()
@@ -152,10 +157,12 @@ class Origin:
 
 # --- the cluster -----------------------------------------------------------------------------
 
-def start_cluster(tb, state, zfly, zdir, log_level):
-    """The manager (with its preheat worker) and a scheduler on the sched host, every seed,
-    and peer1 as an edge with a proxy; returns it once every node joined, the manager counts
-    every seed as active, and every seed admits every node's key.
+def start_cluster(tb, state, zfly, zdir, log_level, manager_extra="\n[preheat]\n",
+                  proxy_lines=""):
+    """The manager (with its preheat worker unless manager_extra says otherwise) and a
+    scheduler on the sched host, every seed, and every peer as an edge with a proxy (and
+    proxy_lines in its [proxy]); returns it once every node joined, the manager counts every
+    seed as active, and every node admits every node's key.
 
     That last wait: nodes that join within milliseconds of each other may miss each other's
     join event (a node subscribes to the manager's events once it joined; an event published
@@ -163,15 +170,16 @@ def start_cluster(tb, state, zfly, zdir, log_level):
     refresh (seeds: keepalive, 5 s). A cluster's nodes are up long before anyone pulls; here
     they all start at once."""
 
-    class PreheatCluster(tb.ZflyManagedSwarm):
+    class EdgeCluster(tb.ZflyManagedSwarm):
         def node_ini(self, name):
             text = super().node_ini(name)
             if self.hosts[name]["role"] == "peer":  # deploy/edge.ini's proxy, this registry
                 text += (f"\n[proxy]\nlisten = {PROXY}\n"
-                         f"default_registry = http://{tb.ORIGIN_IP}:{REGISTRY_PORT}\n")
+                         f"default_registry = http://{tb.ORIGIN_IP}:{REGISTRY_PORT}\n"
+                         + proxy_lines)
             return text
 
-    swarm = PreheatCluster(state, zfly, zdir, manager_extra="\n[preheat]\n", log_level=log_level)
+    swarm = EdgeCluster(state, zfly, zdir, manager_extra=manager_extra, log_level=log_level)
     swarm.start()
     names = [h["name"] for h in state["hosts"] if h["role"] in ("seed", "peer")]
     for name in names:
@@ -187,7 +195,7 @@ def start_cluster(tb, state, zfly, zdir, log_level):
             raise SystemExit(f"preheat.py: fewer than {seeds} active seed peers after 60 s")
         time.sleep(0.2)
     members = 1 + len(swarm.scheduler_names) + len(names)  # the manager's key is one
-    for host in (h for h in state["hosts"] if h["role"] == "seed"):
+    for host in (h for h in state["hosts"] if h["role"] in ("seed", "peer")):
         while (join_members(tb, host) or 0) < members:
             if time.monotonic() > deadline:
                 raise SystemExit(f"preheat.py: {host['name']} does not know every node's key")

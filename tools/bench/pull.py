@@ -1,33 +1,53 @@
 #!/usr/bin/python3
 """Pull benchmark: a multi-layer image pulled with skopeo and with ctr, directly from a
 token-auth registry and through zfly, cold through one node and through a second node that
-takes the blobs from the first; and the time to the first byte of a cold blob.
+takes the blobs from the first; and, on loopback, the time to the first byte of a cold blob.
 
     tools/bench/pull.py [--layers 4] [--layer-size 12M] [--reps 5] [--build build]
+    sudo tools/bench/pull.py --testbed [--rate 100mbit] [--layers 4] [--layer-size 12M] ...
 
-Everything runs on loopback: docker-registry (distribution 2.8) with token auth and its token
+Loopback (the default): docker-registry (distribution 2.8) with token auth and its token
 server (tests/registry/), one image pushed to it; a zfly scheduler and nodes A and B, each with
 storage (tcp:// with CURVE), fetcher and proxy (a registry mirror with the registry as its
-default). The access check is on, as by default: every blob costs one HEAD per client.
+default) (proxy.py's SwarmPair).
 
-Each rep, for each client:
+Testbed (--testbed, needs root): tools/testbed/zfly-testbed's network of namespaces (a prefix
+of this run's own, removed at the end; no host has a route out), every link shaped to --rate
+both ways. The origin host runs the registry and its token server (preheat.py's Origin); the
+sched host the manager and a scheduler; hosts A and B (the testbed's peer1 and peer2) each a
+node as deploy/edge.ini has it, joined to the manager, its proxy on 127.0.0.1:65001 in the
+host's namespace (preheat.py's start_cluster), at the shipped settings. The clients run on the
+node's host, in its namespace, as with a node-local mirror: direct is the client on A pulling
+from the registry over A's link; via A through A's mirror; via B through B's mirror, B's
+fetcher taking the blobs from A (A's upload, B's download). No first-byte measurement there:
+its target is on loopback.
+
+In both, the access check is on, as by default: every blob costs one HEAD per client. Each
+rep, for each client:
   - direct: the client pulls from the registry itself (skopeo with --src-creds; ctr with
     --plain-http and --user);
   - via A, cold: nodes A and B start with empty caches; the client pulls through A's mirror
     (skopeo: registries.conf with the mirror, credentials stored under the mirror's address;
     ctr: hosts.toml);
   - via B: then the same through B, whose fetcher takes every blob from A.
-ctr runs against its own containerd instance (fresh content store per pull; needs root). Times
-are wall clock of the client command; medians. The cold time to first byte is from sending a
-layer GET (with a token) to the first byte of its body (not of its head, which a proxy sends
-earlier), every layer once per rep: directly, and through A with a fresh cache
-(`--clients ""` measures only that). With --timeline, A logs at debug level and the report shows the proxy's timeline of
-each cold blob (ms after the request: the fetcher's first answer, the layout known, the first
-piece, the end) from its "p2p timeline" lines, and the fetcher's "task timeline" (ms after
-the task was made: storage's STAT answer, the scheduler's "source", the layout, storage
-open, the origin's first byte, the first piece written).
+ctr runs against its own containerd instance (tests/containerdtest.py; a fresh content store
+per pull, in the pulling host's namespace; needs root). Times are wall clock of the client
+command; medians. skopeo's copy is checked blob by blob against the digests afterwards
+(containerd checks its own). The registry's blob bytes are the body bytes of the blob GETs in
+its access log during each pull (HEADs carry none): direct and via A should be one copy of
+the image, via B none.
 
-Prints a Markdown report (docs/benchmarks.md "Pull" has one, with its command line).
+On loopback, the cold time to first byte is from sending a layer GET (with a token) to the
+first byte of its body (not of its head, which a proxy sends earlier), every layer once per
+rep: directly, and through A with a fresh cache (`--clients ""` measures only that). With
+--timeline, A logs at debug level and the report shows the proxy's timeline of each cold blob
+(ms after the request: the fetcher's first answer, the layout known, the first piece, the end)
+from its "p2p timeline" lines, and the fetcher's "task timeline" (ms after the task was made:
+storage's STAT answer, the scheduler's "source", the layout, storage open, the origin's first
+byte, the first piece written).
+
+Prints a Markdown report (docs/benchmarks.md "Pull" has them, with their command lines). Run
+it alone: /work/quiet.sh tools/bench/pull.py ...
 """
 import argparse
 import base64
@@ -35,7 +55,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -47,105 +66,185 @@ import urllib.parse
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "registry"))
+import containerdtest  # noqa: E402
 import registry as reg  # noqa: E402
+import swarmtest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import preheat  # noqa: E402
 from dataplane import parse_size  # noqa: E402
 from proxy import SwarmPair  # noqa: E402
 
 REGISTRY_NAME = "registry.zfly.test"  # resolved by nobody: only the mirrors serve it
+REPO, TAG = "test/app", "v1"
+RUN_TIMEOUT = 600
 
 
-def start_nodes(workdir, build, registry, log_level):
-    """A scheduler and nodes a and b (storage on tcp:// with CURVE), fresh caches each time,
-    the registry their default and mapped to REGISTRY_NAME; the access check on, as by
-    default (no [upstream] public)."""
-    return SwarmPair(workdir, build, f"http://{registry.address}",
-                     node_lines=f"log_level = {log_level}\n",
-                     proxy_lines=f"registry_map = {REGISTRY_NAME}=http://{registry.address}\n",
-                     timeout=20)
+def log(*parts):
+    print("pull.py:", *parts, file=sys.stderr, flush=True)
 
+
+# --- where it runs: the registry, the nodes, the hosts the clients run on -------------------
+
+class Loopback:
+    """Everything on loopback: the registry and its token server here, a scheduler and nodes a
+    and b (storage on tcp:// with CURVE), fresh caches for each start_nodes(), the registry
+    their default and mapped to REGISTRY_NAME; the access check on, as by default (no
+    [upstream] public). The clients run here too."""
+    name = "loopback"
+
+    def __init__(self, build, log_level):
+        self.build, self.log_level = build, log_level
+        self.workdir = tempfile.mkdtemp(prefix="zfly-pull-")
+        self.token = reg.TokenServer(self.workdir)
+        self.registry = reg.Registry(self.workdir, self.token)
+
+    def push(self, layout):
+        reg.push(layout, TAG, self.registry, REPO)
+
+    def wrap(self, node):
+        return []
+
+    def start_nodes(self):
+        return SwarmPair(self.workdir, self.build, f"http://{self.registry.address}",
+                         node_lines=f"log_level = {self.log_level}\n",
+                         proxy_lines=f"registry_map = {REGISTRY_NAME}="
+                                     f"http://{self.registry.address}\n", timeout=20)
+
+    def mirror(self, nodes, node):
+        return f"127.0.0.1:{nodes.ports[node]}"
+
+    def log_text(self, nodes, node):
+        return nodes.log_text(node)
+
+    def stop_nodes(self, nodes):
+        nodes.stop()
+
+    def stop(self):
+        self.registry.stop()
+        self.token.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Testbed:
+    """The testbed's namespaces (see the module's doc): the registry on the origin host, a
+    new cluster (manager, scheduler, nodes on A and B, empty caches) for each start_nodes(),
+    the clients in A's or B's namespace."""
+    name = "testbed"
+
+    def __init__(self, build, rate, log_level):
+        self.zfly, self.log_level = os.path.join(build, "zfly"), log_level
+        self.tb, self.tb_args, self.state = swarmtest.testbed_up("zpl", 2, "1M", rate, seeds=0)
+        self.origin = None
+        try:
+            peers = [h for h in self.state["hosts"] if h["role"] == "peer"]
+            self.hosts = {"a": peers[0], "b": peers[1]}
+            self.workdir = tempfile.mkdtemp(prefix="pull-", dir=self.state["work"])
+            self.origin = preheat.Origin(self.tb, self.state, self.workdir)
+        except BaseException:
+            self.stop()
+            raise
+        self.registry = self.origin.registry
+
+    def push(self, layout):
+        self.origin.push(layout, REPO, TAG)
+
+    def wrap(self, node):
+        return self.tb.ns_argv(self.hosts[node]["ns"], [])
+
+    def start_nodes(self):
+        zdir = tempfile.mkdtemp(prefix="cluster-", dir=self.workdir)
+        return preheat.start_cluster(
+            self.tb, self.state, self.zfly, zdir, self.log_level,
+            proxy_lines=f"registry_map = {REGISTRY_NAME}=http://{self.registry.address}\n")
+
+    def mirror(self, nodes, node):
+        return preheat.PROXY
+
+    def log_text(self, nodes, node):
+        with open(nodes.log_path(self.hosts[node]["name"]), errors="replace") as handle:
+            return handle.read()
+
+    def stop_nodes(self, nodes):
+        nodes.stop()
+        shutil.rmtree(nodes.zdir, ignore_errors=True)
+
+    def stop(self):
+        try:
+            if self.origin:
+                self.origin.stop()
+        finally:
+            swarmtest.testbed_down(self.tb, self.tb_args)
+
+
+# --- the clients ------------------------------------------------------------------------------
 
 class Skopeo:
-    def __init__(self, workdir, registry):
+    def __init__(self, workdir):
         self.workdir = workdir
-        self.registry = registry
-        self.creds = f"{reg.USER}:{reg.PASSWORD}"
 
-    def pull(self, mirror_port=None):
+    def pull(self, wrap, registry=None, mirror=None):
+        """Seconds of `skopeo copy` run under wrap, from registry (HOST:PORT) itself or
+        through mirror (HOST:PORT); then every blob copied is checked against its digest."""
         out = tempfile.mkdtemp(dir=self.workdir, prefix="skopeo-")
-        if mirror_port is None:
+        layout = f"oci:{out}/layout:{TAG}"
+        if mirror is None:
             command = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--src-creds",
-                       self.creds, f"docker://{self.registry.address}/test/app:v1",
-                       f"oci:{out}:v1"]
-        else:
-            conf = os.path.join(out, "registries.conf")
-            with open(os.path.join(ROOT, "deploy", "podman", "registries.conf")) as handle:
-                text = handle.read()
-            text = text.replace('"docker.io"', f'"{REGISTRY_NAME}"')
-            text = text.replace("127.0.0.1:65001", f"127.0.0.1:{mirror_port}")
-            with open(conf, "w") as handle:
-                handle.write(text)
-            auth = os.path.join(out, "auth.json")  # credentials under the mirror's address
-            with open(auth, "w") as handle:
-                json.dump({"auths": {f"127.0.0.1:{mirror_port}": {
-                    "auth": base64.b64encode(self.creds.encode()).decode()}}}, handle)
+                       f"{reg.USER}:{reg.PASSWORD}", f"docker://{registry}/{REPO}:{TAG}", layout]
+        else:  # deploy/podman/registries.conf, credentials under the mirror's address
+            conf, auth = reg.skopeo_mirror_files(out, REGISTRY_NAME, mirror)
             command = ["skopeo", "--registries-conf", conf, "copy", "--quiet", "--authfile",
-                       auth, f"docker://{REGISTRY_NAME}/test/app:v1", f"oci:{out}/layout:v1"]
+                       auth, f"docker://{REGISTRY_NAME}/{REPO}:{TAG}", layout]
         start = time.monotonic()
-        run(command, env=reg.skopeo_env(), timeout=300)
+        run([*wrap, *command], env=reg.skopeo_env(), timeout=RUN_TIMEOUT)
         elapsed = time.monotonic() - start
+        reg.layout_digests(os.path.join(out, "layout"), TAG)
         shutil.rmtree(out, ignore_errors=True)
         return elapsed
 
 
 class Ctr:
-    """ctr against a fresh containerd per pull (an empty content store)."""
+    """ctr against a fresh containerd per pull (an empty content store), both under wrap."""
 
-    def __init__(self, workdir, registry):
+    def __init__(self, workdir):
         self.workdir = workdir
-        self.registry = registry
 
-    def pull(self, mirror_port=None):
+    def pull(self, wrap, registry=None, mirror=None):
+        """Seconds of `ctr images pull` (native snapshotter), from registry (HOST:PORT) itself
+        or through mirror (127.0.0.1:PORT) with deploy/containerd/hosts.toml."""
         work = tempfile.mkdtemp(dir=self.workdir, prefix="ctr-")
-        sock = os.path.join(work, "c.sock")
-        config = os.path.join(work, "config.toml")
-        with open(config, "w") as handle:
-            handle.write(f'version = 2\nroot = "{work}/root"\nstate = "{work}/state"\n'
-                         'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                         f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n')
-        containerd = subprocess.Popen(["containerd", "--config", config],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, env=reg.skopeo_env())
+        containerd = containerdtest.Containerd(work, "containerd", wrap=wrap)
         try:
-            deadline = time.monotonic() + 60
-            while not os.path.exists(sock):
-                if time.monotonic() > deadline or containerd.poll() is not None:
-                    raise RuntimeError("containerd did not start")
-                time.sleep(0.05)
             user = f"{reg.USER}:{reg.PASSWORD}"
-            if mirror_port is None:
-                command = ["ctr", "-a", sock, "images", "pull", "--plain-http", "--user", user,
-                           "--snapshotter", "native", f"{self.registry.address}/test/app:v1"]
-            else:
-                hosts = os.path.join(work, "certs.d", REGISTRY_NAME)
-                os.makedirs(hosts)
-                with open(os.path.join(ROOT, "deploy", "containerd", "hosts.toml")) as handle:
-                    text = handle.read()
-                text = text.replace("https://registry-1.docker.io", f"https://{REGISTRY_NAME}")
-                text = text.replace("127.0.0.1:65001", f"127.0.0.1:{mirror_port}")
-                with open(os.path.join(hosts, "hosts.toml"), "w") as handle:
-                    handle.write(text)
-                command = ["ctr", "-a", sock, "images", "pull", "--user", user, "--hosts-dir",
-                           os.path.join(work, "certs.d"), "--snapshotter", "native",
-                           f"{REGISTRY_NAME}/test/app:v1"]
             start = time.monotonic()
-            run(command, env=reg.skopeo_env(), timeout=300)
-            return time.monotonic() - start
+            if mirror is None:
+                result = containerd.ctr("images", "pull", "--plain-http", "--user", user,
+                                        "--snapshotter", "native", f"{registry}/{REPO}:{TAG}",
+                                        check=False, timeout=RUN_TIMEOUT)
+            else:
+                hosts = containerdtest.hosts_dir(work, REGISTRY_NAME,
+                                                 int(mirror.rpartition(":")[2]))
+                result = containerd.pull(hosts, f"{REGISTRY_NAME}/{REPO}:{TAG}", "--user", user)
+            elapsed = time.monotonic() - start
+            if result.returncode != 0:
+                raise RuntimeError(f"ctr pull failed ({result.returncode}):\n"
+                                   f"{result.stdout}{result.stderr}")
+            return elapsed
         finally:
-            containerd.send_signal(signal.SIGTERM)
-            containerd.wait(timeout=30)
+            containerd.stop()
             shutil.rmtree(work, ignore_errors=True)
+
+
+def image_blobs(layout):
+    """(bytes of the config and the layers, [layer digests]) of image TAG in an OCI layout."""
+    with open(os.path.join(layout, "index.json")) as handle:
+        index = json.load(handle)
+    entry = next(m for m in index["manifests"]
+                 if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == TAG)
+    with open(os.path.join(layout, "blobs", *entry["digest"].split(":"))) as handle:
+        manifest = json.load(handle)
+    total = sum(layer["size"] for layer in manifest["layers"]) + manifest["config"]["size"]
+    return total, [layer["digest"] for layer in manifest["layers"]]
 
 
 def token_for(token_server, repo):
@@ -205,83 +304,100 @@ def main():
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
     parser.add_argument("--clients", default="skopeo,ctr")
     parser.add_argument("--timeline", action="store_true")
+    parser.add_argument("--testbed", action="store_true",
+                        help="the registry and the nodes in namespaces behind shaped links")
+    parser.add_argument("--rate", default="100mbit", help="every testbed link, both ways")
     args = parser.parse_args()
     build = os.path.abspath(args.build)
-    workdir = tempfile.mkdtemp(prefix="zfly-pull-")
-    token = reg.TokenServer(workdir)
-    registry = reg.Registry(workdir, token)
-    results, timelines, first_byte_timelines = {}, [], []
+    # loopback: info, as before; the testbed: the shipped notice
+    log_level = "debug" if args.timeline else "notice" if args.testbed else "info"
+    command = "tools/bench/pull.py " + " ".join(sys.argv[1:])
+    site = Testbed(build, args.rate, log_level) if args.testbed else Loopback(build, log_level)
+    results, sent, timelines, first_byte_timelines = {}, {}, [], []
+    client_names = [name for name in args.clients.split(",") if name]
     try:
-        layout = reg.build_image(workdir, "v1", layers=args.layers, layer_bytes=args.layer_size)
-        reg.push(layout, "v1", registry, "test/app")
-        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds",
-                              f"{reg.USER}:{reg.PASSWORD}",
-                              f"docker://{registry.address}/test/app:v1"], check=True,
-                             capture_output=True, env=reg.skopeo_env(), timeout=60).stdout
-        manifest = json.loads(raw)
-        total = sum(layer["size"] for layer in manifest["layers"]) + manifest["config"]["size"]
-        layers = [layer["digest"] for layer in manifest["layers"]]
-        clients = {"skopeo": Skopeo(workdir, registry), "ctr": Ctr(workdir, registry)}
-        log_level = "debug" if args.timeline else "info"
-        client_names = [name for name in args.clients.split(",") if name]
+        layout = reg.build_image(site.workdir, TAG, layers=args.layers,
+                                 layer_bytes=args.layer_size)
+        site.push(layout)
+        total, layers = image_blobs(layout)
+        clients = {"skopeo": Skopeo(site.workdir), "ctr": Ctr(site.workdir)}
+
+        def measure(name, where, pull):
+            start = site.registry.mark()
+            seconds = pull()
+            blob_bytes, gets = preheat.registry_blob_bytes(site.registry, start)
+            results.setdefault((name, where), []).append(seconds)
+            sent.setdefault((name, where), []).append(blob_bytes)
+            log(f"{name} {where}: {seconds:.2f} s, registry blob bytes {blob_bytes / total:.2f} "
+                f"x the image ({gets} GETs)")
+
         for rep in range(args.reps):
+            log(f"rep {rep + 1} of {args.reps}")
             for name in client_names:
                 client = clients[name]
-                results.setdefault((name, "direct"), []).append(client.pull())
-                nodes = start_nodes(workdir, build, registry, log_level)
+                measure(name, "direct",
+                        lambda: client.pull(site.wrap("a"), registry=site.registry.address))
+                nodes = site.start_nodes()
                 try:
-                    results.setdefault((name, "via A"), []).append(
-                        client.pull(nodes.ports["a"]))
-                    results.setdefault((name, "via B"), []).append(
-                        client.pull(nodes.ports["b"]))
+                    for node, where in (("a", "via A"), ("b", "via B")):
+                        measure(name, where, lambda: client.pull(
+                            site.wrap(node), mirror=site.mirror(nodes, node)))
                     if args.timeline:
                         timelines += re.findall(r"(?:p2p|task) timeline .*",
-                                                nodes.log_text("a"))
+                                                site.log_text(nodes, "a"))
                 finally:
-                    nodes.stop()
+                    site.stop_nodes(nodes)
+            if args.testbed:
+                continue
             # every layer once, cold through fresh nodes: one sample per layer and rep
-            pull_token = token_for(token, "test/app")
+            pull_token = token_for(site.token, REPO)
             for layer in layers:
                 results.setdefault(("first byte", "direct"), []).append(first_byte_ms(
-                    f"http://{registry.address}/v2/test/app/blobs/{layer}", pull_token))
-            nodes = start_nodes(workdir, build, registry, log_level)
+                    f"http://{site.registry.address}/v2/{REPO}/blobs/{layer}", pull_token))
+            nodes = site.start_nodes()
             try:
                 for layer in layers:
                     results.setdefault(("first byte", "via A"), []).append(first_byte_ms(
-                        f"http://127.0.0.1:{nodes.ports['a']}/v2/test/app/blobs/{layer}",
+                        f"http://{site.mirror(nodes, 'a')}/v2/{REPO}/blobs/{layer}",
                         pull_token))
                 if args.timeline:
                     first_byte_timelines += re.findall(r"(?:p2p|task) timeline .*",
-                                                       nodes.log_text("a"))
+                                                       site.log_text(nodes, "a"))
             finally:
-                nodes.stop()
+                site.stop_nodes(nodes)
     finally:
-        registry.stop()
-        token.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        site.stop()
 
     load = os.getloadavg()[0]
+    print(f"Command: `{command}`\n")
+    where = "loopback"
+    if args.testbed:
+        bound = total * 8 / swarmtest.load_testbed().parse_rate(args.rate)
+        where = (f"testbed, every link (registry, scheduler, A, B) {args.rate} both ways; one "
+                 f"copy through one link takes at least {bound:.2f} s")
     print(f"Image {args.layers} layers of {args.layer_size >> 20} MiB ({total / (1 << 20):.1f} "
-          f"MiB with the config), {args.reps} reps, loopback, access check on; load average "
-          f"{load:.1f} at the end.\n")
+          f"MiB with the config), {args.reps} reps, {where}; access check on; zfly log_level "
+          f"{log_level}; load average {load:.1f} at the end.\n")
     print("| client | direct | via A (cold) | via B (from A) | A / direct | B / direct | all "
-          "times (direct; A; B) |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+          "times (direct; A; B) | registry blob bytes / image, max (direct; A; B) |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
+    modes = ("direct", "via A", "via B")
     for name in client_names:
-        direct = median(results[(name, "direct")])
-        via_a = median(results[(name, "via A")])
-        via_b = median(results[(name, "via B")])
-        spread = "; ".join(", ".join(f"{value:.2f}" for value in results[(name, where)])
-                           for where in ("direct", "via A", "via B"))
+        direct, via_a, via_b = (median(results[(name, mode)]) for mode in modes)
+        spread = "; ".join(", ".join(f"{value:.2f}" for value in results[(name, mode)])
+                           for mode in modes)
+        copies = "; ".join(f"{max(sent[(name, mode)]) / total:.2f}" for mode in modes)
         print(f"| {name} | {direct:.2f} s | {via_a:.2f} s | {via_b:.2f} s | "
-              f"{via_a / direct:.2f} | {via_b / direct:.2f} | {spread} |")
-    direct = median(results[("first byte", "direct")])
-    via_a = median(results[("first byte", "via A")])
-    samples = len(results[("first byte", "via A")])
-    print(f"\nTime to first byte of a cold layer (median of {samples}: each layer, each rep): "
-          f"direct {direct:.2f} ms, through A {via_a:.2f} ms (+{via_a - direct:.2f} ms); all: "
-          "direct " + ", ".join(f"{v:.1f}" for v in results[("first byte", "direct")])
-          + "; A " + ", ".join(f"{v:.1f}" for v in results[("first byte", "via A")]) + ".")
+              f"{via_a / direct:.2f} | {via_b / direct:.2f} | {spread} | {copies} |")
+    if ("first byte", "direct") in results:
+        direct = median(results[("first byte", "direct")])
+        via_a = median(results[("first byte", "via A")])
+        samples = len(results[("first byte", "via A")])
+        print(f"\nTime to first byte of a cold layer (median of {samples}: each layer, each "
+              f"rep): direct {direct:.2f} ms, through A {via_a:.2f} ms (+{via_a - direct:.2f} "
+              "ms); all: direct " + ", ".join(f"{v:.1f}" for v in results[("first byte",
+                                                                              "direct")])
+              + "; A " + ", ".join(f"{v:.1f}" for v in results[("first byte", "via A")]) + ".")
     if first_byte_timelines:
         print("\nA's timelines of the first-byte requests (ms after the request or the task):\n")
         for line in first_byte_timelines:

@@ -1,0 +1,185 @@
+/*  zf_fetch_task_report.c — what a task tells others (see zf_fetch_task_internal.h):
+    task.status and the requester's answer, its end (the observer, task.ended), what the
+    scheduler client reads, fallbacks to the origin counted, and piece.peek for readers
+    streaming the origin's bytes. */
+#include "zf_fetch_task_internal.h"
+#include "zf_log.h"
+
+static bool s_layout_known (zf_fetch_task_t *self)
+{
+    return self->phase >= ZF_FETCH_TASK_PHASE_OPEN && self->phase <= ZF_FETCH_TASK_PHASE_COMPLETING;
+}
+
+void zf_fetch_task_count_fallback (zf_fetch_task_t *self, const char *why)
+{
+    if (*self->fallback)
+        return; //  once per task: the log line and the counter say that it happened, and why
+    zf_strlcpy (self->fallback, why, sizeof self->fallback);
+    zf_notice (self->env->name, "task takes from the origin task=%.16s: %s", self->task_id, why);
+    zf_counter_add (zf_metrics_counter ("zfly_fetcher_origin_fallbacks_total",
+                                        "Scheduled tasks that took pieces from the origin "
+                                        "themselves, by reason",
+                                        "actor", self->env->name, "reason", why, NULL),
+                    1);
+}
+
+//  --- answering clients ----------------------------------------------------------------------
+
+void zf_fetch_task_status (zf_fetch_task_t *self, zf_msg_task_status_t *status)
+{
+    memset (status, 0, sizeof *status);
+    status->task_id = self->task_id;
+    status->state = self->phase == ZF_FETCH_TASK_PHASE_COMPLETE ? "complete"
+                    : self->phase == ZF_FETCH_TASK_PHASE_FAILED ? "failed"
+                                                                : "running";
+    status->content_length = self->content_length;
+    status->piece_length = self->piece_length;
+    status->piece_count = self->piece_count;
+    status->finished_count = self->finished_count;
+    status->bytes_from_source = self->bytes_from_source;
+    status->bytes_from_parents = self->bytes_from_parents;
+    status->error_code = self->error_code;
+    status->error_message = self->error_message;
+}
+
+void zf_fetch_task_answer (zf_fetch_task_t *self)
+{
+    if (!self->answer_pending)
+        return;
+    self->answer_pending = false;
+    zf_msg_task_status_t status;
+    zf_fetch_task_status (self, &status);
+    zf_bus_reply (self->env->bus, &self->answer, &zf_msg_task_status, &status, NULL);
+}
+
+//  Whoever watches every task's end is told (the fetcher publishes task.ended).
+void zf_fetch_task_told_ended (zf_fetch_task_t *self)
+{
+    if (self->env->on_end)
+        self->env->on_end (self, self->env->on_end_arg);
+}
+
+void zf_fetch_task_ended (zf_fetch_task_t *self)
+{
+    const zf_fetch_observer_t *observer = self->env->observer;
+    if (observer && self->scheduled)
+        observer->task_ended (self->env->observer_arg, self);
+    zf_fetch_task_told_ended (self);
+    zf_fetch_task_answer (self);
+}
+
+//  --- what the scheduler client reads ---------------------------------------------------------
+
+const char *zf_fetch_task_id (zf_fetch_task_t *self)
+{
+    return self->task_id;
+}
+
+uint64_t zf_fetch_task_generation (zf_fetch_task_t *self)
+{
+    return self->generation;
+}
+
+const char *zf_fetch_task_url (zf_fetch_task_t *self)
+{
+    return self->url;
+}
+
+const char *zf_fetch_task_digest (zf_fetch_task_t *self)
+{
+    return self->digest;
+}
+
+const char *zf_fetch_task_tag (zf_fetch_task_t *self)
+{
+    return self->tag;
+}
+
+const char *zf_fetch_task_application (zf_fetch_task_t *self)
+{
+    return self->application;
+}
+
+const char *zf_fetch_task_error_code (zf_fetch_task_t *self)
+{
+    return self->error_code;
+}
+
+bool zf_fetch_task_complete (zf_fetch_task_t *self)
+{
+    return self->phase == ZF_FETCH_TASK_PHASE_COMPLETE;
+}
+
+void zf_fetch_task_lengths (zf_fetch_task_t *self, uint64_t *content_length, uint64_t *piece_length,
+                            uint64_t *piece_count)
+{
+    bool known = s_layout_known (self) || self->phase == ZF_FETCH_TASK_PHASE_COMPLETE;
+    *content_length = known ? self->content_length : 0;
+    *piece_length = known ? self->piece_length : 0;
+    *piece_count = known ? self->piece_count : 0;
+}
+
+bool zf_fetch_task_has_piece (zf_fetch_task_t *self, uint64_t piece)
+{
+    return self->table && piece < self->piece_count
+           && zf_piece_table_state (self->table, piece) == ZF_PIECE_STORED;
+}
+
+size_t zf_fetch_task_parent_count (zf_fetch_task_t *self)
+{
+    return self->parents ? zf_fetch_parents_count (self->parents) : 0;
+}
+
+bool zf_fetch_task_awaits_schedule (zf_fetch_task_t *self)
+{
+    return self->phase == ZF_FETCH_TASK_PHASE_PARENTS;
+}
+
+bool zf_fetch_task_is_source (zf_fetch_task_t *self)
+{
+    return self->sched_source;
+}
+
+//  --- readers streaming the origin's bytes (piece.peek) ----------------------------------------
+
+void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint64_t piece,
+                         uint64_t from, uint64_t wait_ms)
+{
+    zf_bus_t *bus = self->env->bus;
+    if (!zf_fetch_task_running (self) || !self->origin) {
+        zf_bus_reply_code (bus, ret, ZF_CODE_NOT_FOUND, "task_id",
+                           "task %.64s is not downloading here", self->task_id);
+        return;
+    }
+    if (self->table) {
+        if (piece >= self->piece_count || from > zf_fetch_task_piece_size (self, piece)) {
+            zf_bus_reply_error (bus, ret, ZF_E_INVALID, "piece",
+                                "piece %" PRIu64 " byte %" PRIu64 " is not in the task", piece,
+                                from);
+            return;
+        }
+        zf_piece_state_t state = zf_piece_table_state (self->table, piece);
+        zf_fetch_task_slot_t *slot = &self->slots[piece];
+        if (state == ZF_PIECE_WRITING || state == ZF_PIECE_STORED) { //  storage has it (soon)
+            zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, NULL, 0, true);
+            return;
+        }
+        if (state == ZF_PIECE_FETCHING && zf_piece_table_requests (self->table, piece) > 0) {
+            zf_bus_reply_code (bus, ret, ZF_CODE_NOT_FOUND, "piece",
+                               "piece %" PRIu64 " comes from parents, whole", piece);
+            return;
+        }
+        if (state == ZF_PIECE_FETCHING && slot->frame && slot->filled > from) {
+            zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, zframe_data (slot->frame),
+                                   slot->filled, false);
+            return;
+        }
+    }
+    if (wait_ms == 0) {
+        zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, NULL, 0, false);
+        return;
+    }
+    if (!self->peeks)
+        self->peeks = zf_fetch_peeks_new (bus, self->env->loop, self->task_id);
+    zf_fetch_peeks_hold (self->peeks, ret, piece, from, wait_ms);
+}
