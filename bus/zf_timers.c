@@ -118,7 +118,7 @@ static int s_victim_runs (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     victim_t *victim = arg;
-    assert (!victim->dead); //  a freed object's handler would run here
+    ZF_ASSERT (!victim->dead); //  a freed object's handler would run here
     victim->runs++;
     return 0;
 }
@@ -164,27 +164,27 @@ void zf_timers_test (bool verbose)
     killer_t killer = {.timers = timers, .victim = &victim};
     zf_timers_start (timers, 5, 1, s_killer_runs, &killer); //  first in zloop's list
     victim.timer_id = zf_timers_start (timers, 5, 0, s_victim_runs, &victim);
-    assert (victim.timer_id > 0);
+    ZF_ASSERT (victim.timer_id > 0);
     //  A one-shot timer leaves the table when it has run; a repeating one stays until ended.
     int once = 0, repeated = 0;
     zf_timers_start (timers, 1, 1, s_count_runs, &once);
     int repeating = zf_timers_start (timers, 1, 0, s_count_runs, &repeated);
     zloop_timer (loop, 30, 1, s_stop_loop, NULL);
     zloop_start (loop);
-    assert (victim.dead && victim.runs == 0);
-    assert (once == 1);
-    assert (repeated >= 2);
-    assert (zf_timers_size (timers) == 1); //  only the repeating one is left
+    ZF_ASSERT (victim.dead && victim.runs == 0);
+    ZF_ASSERT (once == 1);
+    ZF_ASSERT (repeated >= 2);
+    ZF_ASSERT (zf_timers_size (timers) == 1); //  only the repeating one is left
     zf_timers_end (timers, repeating);
     zf_timers_end (timers, repeating); //  twice, and unknown ids: ignored
     zf_timers_end (timers, 0);
     zf_timers_end (timers, -1);
-    assert (zf_timers_size (timers) == 0);
+    ZF_ASSERT (zf_timers_size (timers) == 0);
 
     //  Destroy ends what still runs (the loop has stopped: zloop removes them at once).
     zf_timers_start (timers, 1000, 0, s_count_runs, &repeated);
     zf_timers_destroy (&timers);
-    assert (timers == NULL);
+    ZF_ASSERT (timers == NULL);
     zloop_destroy (&loop);
     printf ("OK\n");
 }
