@@ -35,7 +35,7 @@ static void s_unregister (zf_task_reader_t *self)
 static void s_stop_timer (zf_task_reader_t *self)
 {
     if (self->timer_id >= 0)
-        zloop_timer_end (self->set->loop, self->timer_id);
+        zf_timers_end (self->set->timers, self->timer_id);
     self->timer_id = -1;
 }
 
@@ -192,8 +192,8 @@ void zf_task_reader_wake_after (zf_task_reader_t *self, int64_t delay_ms)
 {
     if (self->timer_id >= 0)
         return;
-    self->timer_id =
-        zloop_timer (self->set->loop, (size_t) (delay_ms > 0 ? delay_ms : 1), 1, s_on_wake, self);
+    self->timer_id = zf_timers_start (self->set->timers, (size_t) (delay_ms > 0 ? delay_ms : 1), 1,
+                                      s_on_wake, self);
 }
 
 //  ---------------------------------------------------------------------------------------------
@@ -374,7 +374,7 @@ zf_task_readers_t *zf_task_readers_new (zf_bus_t *bus, zloop_t *loop, const char
     ZF_ASSERT (bus && loop && name && options && options->fetcher && options->storage);
     zf_task_readers_t *self = zf_calloc (1, sizeof *self);
     self->bus = bus;
-    self->loop = loop;
+    self->timers = zf_timers_new (loop);
     self->name = zf_strdup (name);
     self->fetcher = zf_strdup (options->fetcher);
     self->storage = zf_strdup (options->storage);
@@ -407,6 +407,7 @@ void zf_task_readers_destroy (zf_task_readers_t **self_p)
         return;
     zlistx_destroy (&self->all); //  the readers first: they unregister from by_task
     zhashx_destroy (&self->by_task);
+    zf_timers_destroy (&self->timers);
     zf_free (self->name);
     zf_free (self->fetcher);
     zf_free (self->storage);

@@ -16,6 +16,7 @@
 
 #include "zf_task_id.h"
 #include "zf_task_reader.h"
+#include "zf_timers.h"
 
 typedef enum {
     ZF_TASK_READER_PHASE_FETCH,  //  the first task.fetch is out: nothing is known yet
@@ -41,7 +42,7 @@ typedef struct {
 //  fetcher's task.ended comes.
 struct zf_task_readers_s {
     zf_bus_t *bus;
-    zloop_t *loop;
+    zf_timers_t *timers; //  readers end inside other handlers: their timers must not outlive them
     char *name;
     char *fetcher, *storage;
     zf_task_readers_options_t options;

@@ -32,15 +32,23 @@ class MariaDB:
         self.socket = os.path.join(self.root, "mysqld.sock")
         self.pidfile = os.path.join(self.root, "mysqld.pid")
         self.errlog = os.path.join(self.root, "error.log")
+        #  Its own temporary directory: bootstraps in two tests at once otherwise share /tmp's
+        #  "#sql-temptable-<pid>-…" names and one deletes the other's (seen in CI at -j2).
+        self.tmpdir = os.path.join(self.root, "tmp")
+        os.mkdir(self.tmpdir)
         self.databases = 0
         user = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run([INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}",
-                        "--auth-root-authentication-method=normal", "--skip-test-db",
-                        *user], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        install = subprocess.run([INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}",
+                                  "--auth-root-authentication-method=normal", "--skip-test-db",
+                                  f"--tmpdir={self.tmpdir}", *user],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if install.returncode != 0:
+            raise AssertionError(f"{INSTALL_DB} exited with {install.returncode}:\n"
+                                 + install.stdout[-4000:])
         self.process = subprocess.Popen(
             [MARIADBD, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
-             "--skip-networking", f"--pid-file={self.pidfile}", f"--log-error={self.errlog}",
+             "--skip-networking", f"--tmpdir={self.tmpdir}", f"--pid-file={self.pidfile}",
+             f"--log-error={self.errlog}",
              "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
              "--skip-log-bin", "--max-connections=200", *user],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

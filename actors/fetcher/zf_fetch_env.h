@@ -10,6 +10,7 @@
 
 #include "zf_bus.h"
 #include "zf_curl_loop.h"
+#include "zf_timers.h"
 #include "zf_fetcher.h"
 #include "zf_metrics.h"
 
@@ -40,6 +41,7 @@ typedef struct {
     const zf_fetcher_config_t *config;
     zf_bus_t *bus;
     zloop_t *loop;
+    zf_timers_t *timers; //  every task's timers: a task can end inside another handler
     zf_curl_loop_t *curl;
     zhashx_t *tasks; //  task id -> zf_fetch_task_t *, owned by the actor
     uint64_t next_generation;

@@ -137,7 +137,7 @@ zf_fetch_parents_t *zf_fetch_parents_new (zf_fetch_env_t *env, const char *task_
     self->scheduled = scheduled;
     self->sink = *sink;
     self->arg = arg;
-    self->timer_id = zloop_timer (env->loop, TICK_MS, 0, s_on_tick, self);
+    self->timer_id = zf_timers_start (env->timers, TICK_MS, 0, s_on_tick, self);
     return self;
 }
 
@@ -162,7 +162,7 @@ void zf_fetch_parents_destroy (zf_fetch_parents_t **self_p)
     zf_fetch_parents_t *self = *self_p;
     if (!self)
         return;
-    zloop_timer_end (self->env->loop, self->timer_id);
+    zf_timers_end (self->env->timers, self->timer_id);
     self->table = NULL; //  the task's, and the task is going
     for (size_t index = 0; index < self->count; index++) {
         parent_t *parent = self->items[index];

@@ -12,7 +12,7 @@ typedef struct {
 
 struct zf_fetch_peeks_s {
     zf_bus_t *bus;
-    zloop_t *loop;
+    zf_timers_t *timers;
     char task_id[ZF_TASK_ID_SIZE + 1];
     zlistx_t *held; //  peek_t, owned
 };
@@ -37,16 +37,16 @@ static void s_peek_free (void **item)
 {
     peek_t *peek = *item;
     if (peek && peek->timer_id >= 0)
-        zloop_timer_end (peek->owner->loop, peek->timer_id);
+        zf_timers_end (peek->owner->timers, peek->timer_id);
     zf_free (peek);
     *item = NULL;
 }
 
-zf_fetch_peeks_t *zf_fetch_peeks_new (zf_bus_t *bus, zloop_t *loop, const char *task_id)
+zf_fetch_peeks_t *zf_fetch_peeks_new (zf_bus_t *bus, zf_timers_t *timers, const char *task_id)
 {
     zf_fetch_peeks_t *self = zf_calloc (1, sizeof *self);
     self->bus = bus;
-    self->loop = loop;
+    self->timers = timers;
     zf_strlcpy (self->task_id, task_id, sizeof self->task_id);
     self->held = zlistx_new ();
     zlistx_set_destructor (self->held, s_peek_free);
@@ -89,7 +89,7 @@ void zf_fetch_peeks_hold (zf_fetch_peeks_t *self, const zf_bus_return_t *ret, ui
     peek->piece = piece;
     peek->from = from;
     peek->timer_id =
-        zloop_timer (self->loop, (size_t) (wait_ms > 0 ? wait_ms : 1), 1, s_on_timeout, peek);
+        zf_timers_start (self->timers, (size_t) (wait_ms > 0 ? wait_ms : 1), 1, s_on_timeout, peek);
     zlistx_add_end (self->held, peek);
 }
 

@@ -14,10 +14,11 @@
 #define ZF_FETCH_PEEKS_H_INCLUDED
 
 #include "zf_bus.h"
+#include "zf_timers.h"
 
 typedef struct zf_fetch_peeks_s zf_fetch_peeks_t;
 
-zf_fetch_peeks_t *zf_fetch_peeks_new (zf_bus_t *bus, zloop_t *loop, const char *task_id);
+zf_fetch_peeks_t *zf_fetch_peeks_new (zf_bus_t *bus, zf_timers_t *timers, const char *task_id);
 //  Held peeks are answered "not_found".
 void zf_fetch_peeks_destroy (zf_fetch_peeks_t **self_p);
 

@@ -736,7 +736,7 @@ zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
     env->observer_arg = self;
     env->scheduled = true;
     s_announce_all (self);
-    self->timer_id = zloop_timer (env->loop, TICK_MS, 0, s_on_tick, self);
+    self->timer_id = zf_timers_start (env->timers, TICK_MS, 0, s_on_tick, self);
     zf_error_t err;
     if (from_join
         && zf_bus_subscribe (env->bus, "join", "join.view", s_on_view, self, &err) != ZF_OK)
@@ -753,7 +753,7 @@ void zf_fetch_sched_destroy (zf_fetch_sched_t **self_p)
     if (!self)
         return;
     if (self->timer_id >= 0)
-        zloop_timer_end (self->env->loop, self->timer_id);
+        zf_timers_end (self->env->timers, self->timer_id);
     zhashx_destroy (&self->tasks);
     zlistx_destroy (&self->calls);
     zf_sched_ring_destroy (&self->ring);

@@ -33,7 +33,7 @@ bool zf_fetch_task_running (zf_fetch_task_t *self)
 static void s_end_timer (zf_fetch_task_t *self, int *timer)
 {
     if (*timer >= 0)
-        zloop_timer_end (self->env->loop, *timer);
+        zf_timers_end (self->env->timers, *timer);
     *timer = -1;
 }
 
@@ -166,7 +166,7 @@ void zf_fetch_task_check_at (zf_fetch_task_t *self, int64_t when)
     s_end_timer (self, &self->check_timer);
     int64_t delay = when - zf_clock_mono_ms ();
     self->check_timer =
-        zloop_timer (self->env->loop, delay > 0 ? (size_t) delay : 1, 1, s_on_check, self);
+        zf_timers_start (self->env->timers, delay > 0 ? (size_t) delay : 1, 1, s_on_check, self);
 }
 
 static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
@@ -474,7 +474,7 @@ static int s_on_wake (zloop_t *loop, int timer_id, void *arg)
 void zf_fetch_task_wake (zf_fetch_task_t *self)
 {
     if (self->wake_timer < 0 && zf_fetch_task_running (self))
-        self->wake_timer = zloop_timer (self->env->loop, 0, 1, s_on_wake, self);
+        self->wake_timer = zf_timers_start (self->env->timers, 0, 1, s_on_wake, self);
 }
 
 static int s_on_check (zloop_t *loop, int timer_id, void *arg)

@@ -180,6 +180,6 @@ void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint
         return;
     }
     if (!self->peeks)
-        self->peeks = zf_fetch_peeks_new (bus, self->env->loop, self->task_id);
+        self->peeks = zf_fetch_peeks_new (bus, self->env->timers, self->task_id);
     zf_fetch_peeks_hold (self->peeks, ret, piece, from, wait_ms);
 }

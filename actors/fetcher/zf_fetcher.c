@@ -490,6 +490,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     env->tasks = zhashx_new ();
     zhashx_set_destructor (env->tasks, s_destroy_task);
     env->loop = zloop_new ();
+    env->timers = zf_timers_new (env->loop);
     zloop_set_nonstop (env->loop, true); //  the daemon handles signals and sends $TERM
     zloop_reader (env->loop, pipe, zf_actor_pipe_term, NULL);
     zf_bus_attach (env->bus, env->loop);
@@ -520,6 +521,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_bus_destroy (&env->bus);                //  before its loop: it unregisters its sockets
     zf_fetch_sched_destroy (&sched);           //  after the bus: it frees calls the bus dropped
     zf_fetch_access_destroy (&fetcher.access); //  questions unanswered free their callers
+    zf_timers_destroy (&env->timers);          //  after every owner of a timer
     zloop_destroy (&env->loop);
     curl_global_cleanup ();
     curl_slist_free_all (config.connect_to);

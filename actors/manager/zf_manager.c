@@ -478,26 +478,24 @@ static int s_announce (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     zf_manager_t *self = arg;
-    int64_t *ids = zf_calloc (S_ANNOUNCE_CLUSTERS_MAX, sizeof *ids);
-    int64_t *numbers = zf_calloc (S_ANNOUNCE_CLUSTERS_MAX, sizeof *numbers);
-    size_t count = 0;
     zf_error_t err;
-    if (zf_members_versions (self->db, ids, numbers, S_ANNOUNCE_CLUSTERS_MAX, &count, &err)
-        == ZF_OK) {
-        zf_rec_manager_version_t *versions = zf_calloc (count + 1, sizeof *versions);
-        for (size_t index = 0; index < count; index++)
-            versions[index] = (zf_rec_manager_version_t){.cluster_id = (uint64_t) ids[index],
-                                                         .version = (uint64_t) numbers[index]};
-        zf_msg_manager_versions_t event = {.clusters = {.items = versions, .count = count}};
-        zf_bus_publish (self->bus, &zf_msg_manager_versions, &event);
-        zf_free (versions);
-    } else {
+    zf_db_result_t *rows = zf_members_versions (self->db, S_ANNOUNCE_CLUSTERS_MAX, &err);
+    if (!rows) {
         static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (5, 60000);
         zf_warning_limited (&limit, self->name, "cannot read the clusters' versions: %s",
                             err.message);
+        return 0;
     }
-    zf_free (ids);
-    zf_free (numbers);
+    size_t count = zf_db_result_rows (rows);
+    zf_rec_manager_version_t *versions = zf_calloc (count + 1, sizeof *versions);
+    for (size_t row = 0; row < count; row++)
+        versions[row] =
+            (zf_rec_manager_version_t){.cluster_id = (uint64_t) zf_db_result_int (rows, row, 0, 0),
+                                       .version = (uint64_t) zf_db_result_int (rows, row, 1, 0)};
+    zf_db_result_destroy (&rows);
+    zf_msg_manager_versions_t event = {.clusters = {.items = versions, .count = count}};
+    zf_bus_publish (self->bus, &zf_msg_manager_versions, &event);
+    zf_free (versions);
     return 0;
 }
 

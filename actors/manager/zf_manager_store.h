@@ -194,9 +194,9 @@ zf_status_t zf_members_expire (zf_db_t *db, int64_t now, int64_t timeout_ms, int
 //  The cluster's members_version (0 when there is no such cluster or the database failed).
 int64_t zf_members_version (zf_db_t *db, int64_t cluster_id);
 
-//  Every cluster's id and members_version, by id, at most max of them.
-zf_status_t zf_members_versions (zf_db_t *db, int64_t *cluster_ids, int64_t *versions, size_t max,
-                                 size_t *count, zf_error_t *err);
+//  Rows (id, members_version) of every cluster, by id, at most max of them; NULL when the
+//  database failed.
+zf_db_result_t *zf_members_versions (zf_db_t *db, size_t max, zf_error_t *err);
 
 //  What a node of cluster_id is told: {"cluster": {id, name}, "client_config": {...},
 //  "schedulers": [{name, endpoint, key}], "seed_peers": [{name, storage, fetcher, key}],

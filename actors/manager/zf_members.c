@@ -429,22 +429,10 @@ int64_t zf_members_version (zf_db_t *db, int64_t cluster_id)
     return version;
 }
 
-zf_status_t zf_members_versions (zf_db_t *db, int64_t *cluster_ids, int64_t *versions, size_t max,
-                                 size_t *count, zf_error_t *err)
+zf_db_result_t *zf_members_versions (zf_db_t *db, size_t max, zf_error_t *err)
 {
-    *count = 0;
-    zf_db_result_t *rows =
-        zf_db_query (db, "SELECT id, members_version FROM clusters ORDER BY id LIMIT ?",
-                     ZF_DB_ARGS (ZF_DB_INT ((int64_t) max)), err);
-    if (!rows)
-        return err ? err->code : ZF_E_IO;
-    for (size_t row = 0; row < zf_db_result_rows (rows) && row < max; row++) {
-        cluster_ids[row] = zf_db_result_int (rows, row, 0, 0);
-        versions[row] = zf_db_result_int (rows, row, 1, 0);
-        *count = row + 1;
-    }
-    zf_db_result_destroy (&rows);
-    return ZF_OK;
+    return zf_db_query (db, "SELECT id, members_version FROM clusters ORDER BY id LIMIT ?",
+                        ZF_DB_ARGS (ZF_DB_INT ((int64_t) max)), err);
 }
 
 json_t *zf_members_cluster_view (zf_db_t *db, int64_t cluster_id, zf_error_t *err)

@@ -90,8 +90,13 @@ def make_file(path, size):
 
 
 class Nginx:
-    def __init__(self, workdir, root):
+    """nginx serving root on address (127.0.0.1 unless told); with wrap (an argv prefix such as
+    `ip netns exec NS`), started through it, and its port probed through it too (a namespace's
+    addresses are not the caller's)."""
+
+    def __init__(self, workdir, root, address="127.0.0.1", wrap=()):
         self.port = free_port()
+        self.address = address
         self.conf = os.path.join(workdir, "nginx.conf")
         self.log = os.path.join(workdir, "access.log")
         with open(self.conf, "w") as handle:
@@ -102,20 +107,26 @@ http {{
   access_log {self.log}; sendfile on; tcp_nopush on;
   client_body_temp_path {workdir}; proxy_temp_path {workdir}; fastcgi_temp_path {workdir};
   uwsgi_temp_path {workdir}; scgi_temp_path {workdir};
-  server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+  server {{ listen {address}:{self.port}; root {root}; }}
 }}
 """)
-        self.process = subprocess.Popen(["nginx", "-c", self.conf, "-p", workdir],
+        self.process = subprocess.Popen([*wrap, "nginx", "-c", self.conf, "-p", workdir],
                                         stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while True:  # wait for the listening socket, not for a fixed time
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("nginx did not start")
-                time.sleep(0.05)
+        while not self.listening(wrap):  # wait for the listening socket, not for a fixed time
+            if time.monotonic() > deadline:
+                raise RuntimeError("nginx did not start")
+            time.sleep(0.05)
+
+    def listening(self, wrap):
+        if wrap:  # curl exits 7 while the connection is refused, 0 on any HTTP answer
+            return subprocess.run([*wrap, "curl", "-s", "-o", "/dev/null", "--max-time", "1",
+                                   f"http://{self.address}:{self.port}/"]).returncode == 0
+        try:
+            socket.create_connection((self.address, self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def stop(self):
         self.process.terminate()

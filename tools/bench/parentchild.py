@@ -4,7 +4,7 @@ over tcp:// loopback with CURVE (the default) and without (`insecure = true`).
 
     tools/bench/parentchild.py [--size 4G] [--reps 3] [--modes curve,plain] [--children 1,4]
                                [--build build] [--perf DIR] [--set SECTION.KEY=VALUE]...
-                               [--bound piecebench.json]
+                               [--bound piecebench.json] [--hosts 1|2]
 
 Node A (storage bound on tcp://127.0.0.1 with CURVE, fetcher) takes a random file from nginx
 once. Each run starts fresh children (storage, fetcher; A's storage in [endpoints] with its
@@ -21,14 +21,20 @@ of tools/bench/zfly-piecebench) each rate is also given as a fraction of the bou
 allows for that mode. --perf DIR records `perf record -g` of both daemons during the first run
 of each mode into DIR/MODE-CHILDREN.data and prints the top symbols by thread.
 
-Needs nginx (Debian package) and the build's zfly. Runs everything on loopback."""
+--hosts 2 (root) puts node A and nginx in one network namespace and the children in another,
+joined by an unshaped veth pair the run makes and removes (tools/bench/hostpair.py, names
+zfpcPID-a and -b): the parent's storage and nginx listen on A's veth address, and every piece
+crosses the veth (a child's only request to the origin is its HEAD asking whether it may read
+the URL). Both namespaces share this machine's CPUs, so the run differs from the default one only
+by the network path; × bound is then still over the one-host bound.
+
+Needs nginx (Debian package) and the build's zfly. By default runs everything on loopback."""
 import argparse
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +48,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from dataplane import Nginx, free_port, make_file, parse_size, thread_cpu  # noqa: E402
+from hostpair import HostPair  # noqa: E402
 from zflytest import BusClient  # noqa: E402
 
 SENDER = "bench@parentchild"
@@ -51,7 +58,7 @@ class Node:
     """A zfly daemon with storage and fetcher, driven over its ipc:// sockets."""
 
     def __init__(self, build, workdir, name, mode, keys, storage_bind="", endpoints="",
-                 overrides=()):
+                 overrides=(), wrap=()):
         self.name = name
         self.workdir = workdir
         self.cache = os.path.join(workdir, "cache-" + name)
@@ -73,7 +80,8 @@ class Node:
             argv += ["--set", override]
         self.log_path = os.path.join(workdir, name + ".log")
         self.log = open(self.log_path, "w+")
-        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([*wrap, *argv], stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while "zfly: ready" not in open(self.log_path).read():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -165,7 +173,12 @@ def main():
     parser.add_argument("--set", action="append", default=[], dest="overrides",
                         help="SECTION.KEY=VALUE for every daemon")
     parser.add_argument("--workdir", default="/var/tmp", help="where caches and the file go")
+    parser.add_argument("--hosts", type=int, choices=(1, 2), default=1,
+                        help="2: parent and children in two network namespaces joined by veth")
     args = parser.parse_args()
+    # A TERM (a timeout, quiet.sh's caller) unwinds through the finally blocks: daemons stopped,
+    # namespaces and files removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     build = os.path.abspath(args.build)
     bound = json.load(open(args.bound)) if args.bound else None
     workdir = tempfile.mkdtemp(prefix="zfly-pc-", dir=args.workdir)
@@ -183,8 +196,18 @@ def main():
     if args.perf:
         os.makedirs(args.perf, exist_ok=True)
     nginx = None
+    pair = None
     results = []
     try:
+        if args.hosts == 2:
+            pair = HostPair(f"zfpc{os.getpid()}-")
+            network = pair.describe()
+            parent_wrap, child_wrap = pair.argv("a", []), pair.argv("b", [])
+            address = pair.address("a")
+        else:
+            network = "loopback (tcp://127.0.0.1)"
+            parent_wrap, child_wrap = [], []
+            address = "127.0.0.1"
         served = os.path.join(workdir, "www")
         os.makedirs(served)
         source = os.path.join(served, "blob.bin")
@@ -193,35 +216,39 @@ def main():
         if args.digest:
             digest = "sha256:" + subprocess.run(["sha256sum", source], capture_output=True,
                                                 text=True, check=True).stdout.split()[0]
-        nginx = Nginx(workdir, served)
-        url = f"http://127.0.0.1:{nginx.port}/blob.bin"
+        # The children ask the origin whether they may read the URL (one HEAD per task): in
+        # two namespaces it listens on A's veth address.
+        nginx = Nginx(workdir, served, address, wrap=parent_wrap)
+        url = f"http://{address}:{nginx.port}/blob.bin"
         for mode in args.modes.split(","):
             port = free_port()
-            parent = Node(build, workdir, "a", mode, keys, f"tcp://127.0.0.1:{port}",
-                          overrides=args.overrides)
+            parent = Node(build, workdir, "a", mode, keys, f"tcp://{address}:{port}",
+                          overrides=args.overrides, wrap=parent_wrap)
             try:
                 task_id = parent.request("task.fetch", {"url": url, "digest": digest})["task_id"]
                 wait_complete([(parent, task_id)], 600, from_parents=False)
-                endpoint = f"storage@a = tcp://127.0.0.1:{port}"
+                endpoint = f"storage@a = tcp://{address}:{port}"
                 if mode != "plain":
                     endpoint += f" cert={keys['a'][1]}"
                 for count in counts:
                     for rep in range(args.reps):
                         results.append(run(args, build, workdir, mode, keys, parent, endpoint,
-                                           url, digest, count, rep))
+                                           url, digest, count, rep, child_wrap))
                         print(json.dumps(results[-1]), file=sys.stderr)
             finally:
                 parent.stop()
     finally:
         if nginx:
             nginx.stop()
+        if pair:
+            pair.remove()
         shutil.rmtree(workdir, ignore_errors=True)
-    report(args, results, bound)
+    report(args, results, bound, network)
 
 
-def run(args, build, workdir, mode, keys, parent, endpoint, url, digest, count, rep):
+def run(args, build, workdir, mode, keys, parent, endpoint, url, digest, count, rep, wrap):
     children = [Node(build, workdir, f"b{index}", mode, keys, endpoints=endpoint + "\n",
-                     overrides=args.overrides) for index in range(count)]
+                     overrides=args.overrides, wrap=wrap) for index in range(count)]
     perf = None
     try:
         # The parent gives the heap of its last burst back once idle (zf_daemon.c, every 5 s):
@@ -251,7 +278,7 @@ def run(args, build, workdir, mode, keys, parent, endpoint, url, digest, count, 
             perf.send_signal(signal.SIGINT)
             perf.wait()
         result = {
-            "mode": mode, "children": count, "seconds": wall,
+            "mode": mode, "hosts": args.hosts, "children": count, "seconds": wall,
             "gbit": count * args.size * 8 / wall / 1e9,
             "per_child_s": times,
             "cpu_s": {node.name: node.cpu_seconds() - cpu_before[node.name]
@@ -271,10 +298,17 @@ def run(args, build, workdir, mode, keys, parent, endpoint, url, digest, count, 
             node.stop()
 
 
-def report(args, results, bound):
+def report(args, results, bound, network):
     size_gib = args.size / (1 << 30)
     print(f"Command: `tools/bench/parentchild.py {' '.join(sys.argv[1:])}` — {size_gib:g} GiB, "
           f"{args.reps} runs each, medians\n")
+    print(f"Network: {network}.")
+    if bound:
+        print("× bound: the rate over zfly-piecebench's one-host bound for the mode (both ends "
+              "share this machine's cores"
+              + (", in both namespaces: the two-host bound assumes 2 cores a side" if
+                 args.hosts == 2 else "") + ").")
+    print()
     print("| mode | children | time | total rate | × bound | CPU parent / children | "
           "peak memory parent / child (max) | every run |")
     print("|---|---|---|---|---|---|---|---|")
