@@ -20,7 +20,10 @@
 //  the pieces the range transfers in flight ask for, so that a piece waiting for storage's
 //  piece.written leaves no connection idle (transfers + 1 took 13% longer back to source),
 //  as far as WINDOW_MEMORY allows. A piece holds a buffer only from its first byte to its
-//  write, so the memory held is the pieces being filled (one per transfer) and written.
+//  write, and a copy after that while the content hash has not come to it, so the memory
+//  held is the pieces being filled (one per transfer), written, and ahead of the hash: at
+//  most the window, 2 x source_concurrency x RANGE_BYTES (16 MiB at the defaults, whatever
+//  the piece length).
 #define WINDOW_MEMORY (32u << 20)
 
 //  --- phases -------------------------------------------------------------------------------------
