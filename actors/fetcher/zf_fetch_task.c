@@ -325,8 +325,6 @@ void zf_fetch_task_layout (zf_fetch_task_t *self, uint64_t content_length, uint6
     self->range_pieces = piece_length < RANGE_BYTES ? (size_t) (RANGE_BYTES / piece_length) : 1;
     if (self->range_pieces > 1 && transfers * self->range_pieces + 1 > window)
         self->range_pieces = window > transfers ? (window - 1) / transfers : 1;
-    if (self->range_pieces == 0)
-        self->range_pieces = 1;
     if (window > 2 * transfers * self->range_pieces)
         window = 2 * transfers * self->range_pieces;
     size_t least = transfers * self->range_pieces + 1;

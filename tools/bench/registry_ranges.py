@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "registry"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import registry as reg  # noqa: E402
 from pull import token_for  # noqa: E402
+from zflytest import recv_http_head  # noqa: E402
 
 REPO = "test/app"
 SIZES = (1 << 20, 2 << 20, 4 << 20, 8 << 20)
@@ -38,16 +39,10 @@ def range_get(address, path, token, first, last):
         sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                       f"Authorization: Bearer {token}\r\nRange: bytes={first}-{last}\r\n"
                       "Connection: close\r\n\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"no head: {data!r}")
-            data += chunk
+        status, headers, body = recv_http_head(sock)
         head_at = time.monotonic()
-        head, body = data.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 206"):
-            raise AssertionError(f"not a 206: {head!r}")
+        if status != 206:
+            raise AssertionError(f"not a 206: {status} {headers}")
         received = len(body) or len(sock.recv(65536))
         body_at = time.monotonic()
         while True:
