@@ -61,6 +61,19 @@ void zf_fetch_access_check (zf_fetch_access_t *self, const char *url,
                             zf_fetch_access_fn *callback, zf_fetch_access_free_fn *free_fn,
                             void *arg);
 
+//  Whether zf_fetch_access_check would ask the origin (false: a public origin, or an answer
+//  kept for these headers).
+bool zf_fetch_access_would_ask (zf_fetch_access_t *self, const char *url,
+                                const zf_rec_http_header_t *headers, size_t header_count);
+//  The origin answered the caller's own request for url, sent by a task with exactly these
+//  headers (its first range; see zf_fetch_task_await_proof): status 2xx (allowed) or 401, 403,
+//  404 (refused). Kept as a question's answer would be (content_length: what the answer
+//  stated, -1 if not), counted in zfly_fetcher_access_proofs_total{result}; why gets the
+//  words a question's answer would have.
+void zf_fetch_access_record (zf_fetch_access_t *self, const char *url,
+                             const zf_rec_http_header_t *headers, size_t header_count, bool allowed,
+                             long status, int64_t content_length, char *why, size_t why_size);
+
 void zf_fetch_access_test (bool verbose);
 
 #endif

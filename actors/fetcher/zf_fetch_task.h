@@ -40,6 +40,30 @@ void zf_fetch_task_destroy (zf_fetch_task_t **self_p);
 //  caller's access question (zf_fetch_access.h): a task that goes to the origin takes its
 //  layout from that and sends no probe of its own. Call before zf_fetch_task_start.
 void zf_fetch_task_hint_length (zf_fetch_task_t *self, uint64_t content_length);
+//  The access proof of the caller a task was made for (zf_fetch_access.h): the task's origin
+//  requests carry that caller's headers, so the origin's answer to the task's first request
+//  (a first range, which also states the length: no probe) says whether the caller may read.
+typedef enum {
+    ZF_FETCH_PROOF_ALLOWED, //  the origin answered with the bytes (2xx, after any redirect)
+    ZF_FETCH_PROOF_REFUSED, //  401, 403 or 404: the task fails next, holding no byte
+    ZF_FETCH_PROOF_ASK,     //  the task does not take its first bytes from the origin (complete
+                            //  in storage, or parents): the origin must be asked (a HEAD)
+    ZF_FETCH_PROOF_ENDED,   //  the task failed before any of these
+} zf_fetch_proof_t;
+//  status: the origin's HTTP status (ALLOWED, REFUSED); content_length: the length it stated
+//  (ALLOWED, when it honours Range), else 0; why: words for the caller (REFUSED, ENDED). ASK may
+//  come before ALLOWED or REFUSED; after one of those three, or ENDED, nothing more.
+typedef void (zf_fetch_proof_fn) (zf_fetch_task_t *task, zf_fetch_proof_t proof, long status,
+                                  uint64_t content_length, const char *why, void *arg);
+//  The task reports its requester's access proof to fn; its first origin request is then a
+//  first range of RANGE_BYTES (zf_fetch_origin_probe). The requester's answer is the
+//  caller's to give (start the task with answer NULL). Call before zf_fetch_task_start.
+void zf_fetch_task_await_proof (zf_fetch_task_t *self, zf_fetch_proof_fn *fn, void *arg);
+bool zf_fetch_task_failed (zf_fetch_task_t *self);
+//  The origin did not accept the caller the task was made for (why: its answer): the task
+//  fails ("source") and takes nothing more from anyone.
+void zf_fetch_task_abandon (zf_fetch_task_t *self, const char *why);
+
 //  Starts the task; `answer` (may be NULL) gets task.status once storage said whether the
 //  task is already complete.
 void zf_fetch_task_start (zf_fetch_task_t *self, const zf_bus_return_t *answer);
