@@ -434,6 +434,10 @@ static void s_finish (zf_fetch_task_t *self)
 
 static void s_pump_run (zf_fetch_task_t *self)
 {
+    //  Asked whether its requester may read it: no piece moves on behalf of a caller the
+    //  origin may refuse (zf_fetch_task_grant).
+    if (self->proof_fn && self->proof_asked)
+        return;
     int64_t now = zf_clock_mono_ms ();
     zf_fetch_task_feed_hash (self);
     zf_fetch_task_retire (self);

@@ -47,7 +47,8 @@ typedef enum {
     ZF_FETCH_PROOF_ALLOWED, //  the origin answered with the bytes (2xx, after any redirect)
     ZF_FETCH_PROOF_REFUSED, //  401, 403 or 404: the task fails next, holding no byte
     ZF_FETCH_PROOF_ASK,     //  the task does not take its first bytes from the origin (complete
-                            //  in storage, or parents): the origin must be asked (a HEAD)
+                            //  in storage, or parents): the origin must be asked (a HEAD), and
+                            //  the task takes no piece until zf_fetch_task_grant
     ZF_FETCH_PROOF_ENDED,   //  the task failed before any of these
 } zf_fetch_proof_t;
 //  status: the origin's HTTP status (ALLOWED, REFUSED); content_length: the length it stated
@@ -60,6 +61,9 @@ typedef void (zf_fetch_proof_fn) (zf_fetch_task_t *task, zf_fetch_proof_t proof,
 //  caller's to give (start the task with answer NULL). Call before zf_fetch_task_start.
 void zf_fetch_task_await_proof (zf_fetch_task_t *self, zf_fetch_proof_fn *fn, void *arg);
 bool zf_fetch_task_failed (zf_fetch_task_t *self);
+//  The origin accepted the caller the task was made for when asked (after
+//  ZF_FETCH_PROOF_ASK): the task takes pieces from then on.
+void zf_fetch_task_grant (zf_fetch_task_t *self);
 //  The origin did not accept the caller the task was made for (why: its answer): the task
 //  fails ("source") and takes nothing more from anyone.
 void zf_fetch_task_abandon (zf_fetch_task_t *self, const char *why);

@@ -58,6 +58,14 @@ void zf_fetch_task_prove (zf_fetch_task_t *self, zf_fetch_proof_t proof, long st
     fn (self, proof, status, content_length, why ? why : "", self->proof_arg);
 }
 
+void zf_fetch_task_grant (zf_fetch_task_t *self)
+{
+    if (!self->proof_fn)
+        return;
+    self->proof_fn = NULL;
+    zf_fetch_task_wake (self);
+}
+
 bool zf_fetch_task_failed (zf_fetch_task_t *self)
 {
     return self->phase == ZF_FETCH_TASK_PHASE_FAILED;

@@ -161,7 +161,8 @@ static const zf_config_key_t s_keys[] = {
      .offset = offsetof (zf_fetcher_config_t, access_check),
      .default_text = "true",
      .help = "serve a task to a caller only once the origin accepted the caller's own request "
-             "for the URL (a HEAD with its headers); [upstream] public origins are not asked"},
+             "for the URL (the task's first range, else a HEAD with its headers); [upstream] "
+             "public origins are not asked"},
     {.key = "access_ttl",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, access_ttl_ms),
@@ -376,6 +377,9 @@ static void s_on_asked (zf_fetch_access_verdict_t verdict, const char *why, int6
     if (!pending)
         return; //  the task's own answer came first, or it failed
     zf_fetch_task_t *task = zhashx_lookup (env->tasks, pending->task_id);
+    bool same_run = task && zf_fetch_task_generation (task) == generation;
+    if (verdict == ZF_FETCH_ACCESS_ALLOWED && same_run)
+        zf_fetch_task_grant (task);                 //  it may take pieces now
     if (verdict == ZF_FETCH_ACCESS_ALLOWED && task) //  another run of the task is the same content
         s_reply_status (env, &pending->ret, task);
     else if (verdict == ZF_FETCH_ACCESS_ALLOWED)
@@ -388,8 +392,7 @@ static void s_on_asked (zf_fetch_access_verdict_t verdict, const char *why, int6
     zhashx_delete (fetcher->proofs, key);
     //  The task was made for this caller alone: refused, it stops (taking nothing more from
     //  parents on behalf of a caller the origin did not accept).
-    if (verdict != ZF_FETCH_ACCESS_ALLOWED && task && zf_fetch_task_generation (task) == generation
-        && zf_fetch_task_running (task))
+    if (verdict != ZF_FETCH_ACCESS_ALLOWED && same_run && zf_fetch_task_running (task))
         zf_fetch_task_abandon (task, why);
 }
 
