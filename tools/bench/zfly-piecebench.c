@@ -11,7 +11,17 @@
                 CPU caches (as the daemon's buffers are)
       xxh3      XXH3-64 over the pool, piece by piece
       sha256    SHA-256 (OpenSSL EVP: SHA-NI where the CPU has it)
-      write     32 KiB pwrites into a fresh file (fresh page-cache pages), deleted afterwards
+      write     32 KiB pwrites into a fresh file (fresh page-cache pages), deleted afterwards,
+                in two states of the memory the page cache takes:
+                  backed  the same size written and deleted just before: pages freed a moment
+                          ago, as on bare metal, where free memory always stays backed
+                  cold    nothing freed for COLD_WAIT_S seconds before
+                On a VM whose host takes back free guest memory (virtio-balloon free page
+                reporting, /sys/module/page_reporting) the host must fault a page in again at
+                its first write, which the guest sees as a slow copy; how much of that a write
+                meets grows with how much fresh memory it takes, so give --size as large as
+                the transfer the bound is for (docs/benchmarks.md: 0.25 s per GiB for 1 GiB,
+                0.75-0.85 for 4 GiB on the project's VM). On bare metal the two are the same.
       zmq       messages of one piece from a PUSH in a forked process to a PULL here over
                 tcp://127.0.0.1, plain and with CURVE, real libzmq sockets: the sender's and the
                 receiver's CPU (getrusage of each process, libzmq's I/O threads and the kernel's
@@ -22,6 +32,9 @@
 
     The bound, for each mode (plain, curve):
       parent side = read + xxh3 + zmq send      child side = zmq receive + sha256 + write + xxh3
+    with the cold write (a child writes a new file into memory nobody used for a while: the
+    transfers' children do, and so does a node pulling a model file), and again with the backed
+    write (what the same machine would allow if its free memory stayed backed).
       one host (both daemons share CORES cores):  CORES / (parent side + child side)
       two hosts (CORES cores each):               CORES / max (parent side, child side)
     in Gbit/s of content. It assumes the work spreads over the cores (the daemons have one
@@ -43,6 +56,10 @@
 #define WRITE_CALL (32 * 1024) //  storage's pwrite size (docs/benchmarks.md "Data plane")
 #define POOL_SIZE  (256u << 20)
 #define REPS_MAX   15
+//  Linux reports free pages to the host at most every 2 s (mm/page_reporting.c); this long
+//  without freeing anything leaves the host time to take them.
+#define COLD_WAIT_S    10
+#define COLD_WAIT_TEXT "10"
 
 typedef struct {
     uint64_t size, piece;
@@ -135,9 +152,19 @@ static double s_median (double *values, int count)
 
 //  --- the steps on one thread -------------------------------------------------------------------
 
-typedef enum { STEP_READ, STEP_XXH3, STEP_SHA256, STEP_WRITE, STEP_SEAL, STEP_OPEN } step_t;
+typedef enum {
+    STEP_READ,
+    STEP_XXH3,
+    STEP_SHA256,
+    STEP_WRITE,      //  into pages freed a moment ago
+    STEP_WRITE_COLD, //  into pages freed COLD_WAIT_S ago
+    STEP_SEAL,
+    STEP_OPEN,
+    STEP_COUNT
+} step_t;
 
-static const char *s_step_names[] = {"read", "xxh3", "sha256", "write", "seal", "open"};
+static const char *s_step_names[] = {"read",       "xxh3", "sha256", "write",
+                                     "write_cold", "seal", "open"};
 
 static void s_write_all (int fd, const uint8_t *data, size_t size, uint64_t offset)
 {
@@ -152,7 +179,9 @@ static void s_write_all (int fd, const uint8_t *data, size_t size, uint64_t offs
     }
 }
 
-static void s_make_source (const options_t *options, const char *path)
+//  Writes options->size bytes of the pool to path, piece by piece (the source; the warm-up of
+//  the backed write).
+static void s_write_file (const options_t *options, const char *path)
 {
     int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -174,9 +203,14 @@ static sample_t s_step (const options_t *options, step_t step, const char *sourc
     snprintf (target, sizeof target, "%s/piecebench-%d.out", options->dir, (int) getpid ());
     if (step == STEP_READ)
         fd = open (source, O_RDONLY | O_CLOEXEC);
-    else if (step == STEP_WRITE)
+    bool writes = step == STEP_WRITE || step == STEP_WRITE_COLD;
+    if (step == STEP_WRITE) //  the same size written and freed first: its pages are backed
+        s_write_file (options, target);
+    if (step == STEP_WRITE_COLD)
+        sleep (COLD_WAIT_S);
+    if (writes)
         fd = open (target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if ((step == STEP_READ || step == STEP_WRITE) && fd < 0) {
+    if ((step == STEP_READ || writes) && fd < 0) {
         fprintf (stderr, "zfly-piecebench: open: %s\n", strerror (errno));
         exit (1);
     }
@@ -211,7 +245,9 @@ static sample_t s_step (const options_t *options, step_t step, const char *sourc
             sink += digest[0];
             break;
         }
-        case STEP_WRITE: s_write_all (fd, data, piece, index * piece); break;
+        case STEP_WRITE:
+        case STEP_WRITE_COLD: s_write_all (fd, data, piece, index * piece); break;
+        case STEP_COUNT: ZF_ASSERT (!"not a step"); break;
         case STEP_SEAL:
             //  In place over the pool would change it; into one buffer, as libzmq does into
             //  a fresh message (its copy of the plaintext first is in the zmq numbers).
@@ -229,7 +265,7 @@ static sample_t s_step (const options_t *options, step_t step, const char *sourc
         printf (" "); //  keeps the hashes from being optimised away
     if (fd >= 0)
         close (fd);
-    if (step == STEP_WRITE)
+    if (writes)
         unlink (target);
     zf_free (sealed);
     return sample;
@@ -488,15 +524,15 @@ int main (int argc, char *argv[])
     randombytes_buf (s_pool, POOL_SIZE);
     char source[PATH_MAX];
     snprintf (source, sizeof source, "%s/piecebench-%d.src", options.dir, (int) getpid ());
-    s_make_source (&options, source);
+    s_write_file (&options, source);
 
-    double steps[6][REPS_MAX];
+    double steps[STEP_COUNT][REPS_MAX];
     for (int rep = 0; rep < options.reps; rep++)
-        for (step_t step = STEP_READ; step <= STEP_OPEN; step++)
+        for (step_t step = STEP_READ; step < STEP_COUNT; step++)
             steps[step][rep] = s_per_gib (&options, s_step (&options, step, source).cpu_s);
     unlink (source);
-    double per_gib[6];
-    for (step_t step = STEP_READ; step <= STEP_OPEN; step++)
+    double per_gib[STEP_COUNT];
+    for (step_t step = STEP_READ; step < STEP_COUNT; step++)
         per_gib[step] = s_median (steps[step], options.reps);
 
     //  Every chunk size on one connection, then the first over --streams connections; the
@@ -522,10 +558,12 @@ int main (int argc, char *argv[])
     const char *labels[] = {"read from the page cache (pread)",
                             "XXH3-64",
                             "SHA-256",
-                            "write into fresh page cache (32 KiB pwrites)",
+                            "write into fresh page cache (32 KiB pwrites), pages backed",
+                            "write into fresh page cache, cold pages (freed " COLD_WAIT_TEXT
+                            " s before)",
                             "XSalsa20-Poly1305 seal (libsodium alone)",
                             "XSalsa20-Poly1305 open (libsodium alone)"};
-    for (step_t step = STEP_READ; step <= STEP_OPEN; step++)
+    for (step_t step = STEP_READ; step < STEP_COUNT; step++)
         printf ("| %s | %.3f | %.2f Gbit/s on one core |\n", labels[step], per_gib[step],
                 s_gbit (per_gib[step]));
     const char *modes[] = {"plain", "curve"};
@@ -543,19 +581,27 @@ int main (int argc, char *argv[])
             s_chunk_text (options.chunks[0], text, sizeof text), base[1]->send_s - base[0]->send_s,
             base[1]->recv_s - base[0]->recv_s);
 
-    double parent[2], child[2], one_host[2], two_hosts[2];
-    printf ("| mode | parent side s/GiB | child side s/GiB | bound, one host (%d cores) | bound, "
-            "two hosts (%d cores each) |\n|---|---|---|---|---|\n",
+    //  [write][mode]: write 0 is the cold one (the bound), 1 the backed one
+    double parent[2], child[2][2], one_host[2][2], two_hosts[2][2];
+    const step_t writes[2] = {STEP_WRITE_COLD, STEP_WRITE};
+    const char *write_names[2] = {"cold pages", "pages backed"};
+    printf ("| mode | writes into | parent side s/GiB | child side s/GiB | bound, one host (%d "
+            "cores) | bound, two hosts (%d cores each) |\n|---|---|---|---|---|---|\n",
             options.cores, options.cores);
     for (int curve = 0; curve < 2; curve++) {
         parent[curve] = per_gib[STEP_READ] + per_gib[STEP_XXH3] + base[curve]->send_s;
-        child[curve] = base[curve]->recv_s + per_gib[STEP_SHA256] * (options.digest ? 2 : 1)
-                       + per_gib[STEP_WRITE] + per_gib[STEP_XXH3];
-        one_host[curve] = s_gbit ((parent[curve] + child[curve]) / options.cores);
-        double slower = parent[curve] > child[curve] ? parent[curve] : child[curve];
-        two_hosts[curve] = s_gbit (slower / options.cores);
-        printf ("| %s | %.3f | %.3f | %.2f Gbit/s | %.2f Gbit/s |\n", modes[curve], parent[curve],
-                child[curve], one_host[curve], two_hosts[curve]);
+        for (int write = 0; write < 2; write++) {
+            child[write][curve] = base[curve]->recv_s
+                                  + per_gib[STEP_SHA256] * (options.digest ? 2 : 1)
+                                  + per_gib[writes[write]] + per_gib[STEP_XXH3];
+            one_host[write][curve] = s_gbit ((parent[curve] + child[write][curve]) / options.cores);
+            double slower =
+                parent[curve] > child[write][curve] ? parent[curve] : child[write][curve];
+            two_hosts[write][curve] = s_gbit (slower / options.cores);
+            printf ("| %s | %s | %.3f | %.3f | %.2f Gbit/s | %.2f Gbit/s |\n", modes[curve],
+                    write_names[write], parent[curve], child[write][curve], one_host[write][curve],
+                    two_hosts[write][curve]);
+        }
     }
     if (options.json) {
         FILE *file = fopen (options.json, "w");
@@ -569,7 +615,7 @@ int main (int argc, char *argv[])
                  ", \"cores\": %d, \"digest\": %s,\n \"cpu_s_per_gib\": {",
                  options.size, options.piece, options.chunks[0], options.cores,
                  options.digest ? "true" : "false");
-        for (step_t step = STEP_READ; step <= STEP_OPEN; step++)
+        for (step_t step = STEP_READ; step < STEP_COUNT; step++)
             fprintf (file, "\"%s\": %.4f, ", s_step_names[step], per_gib[step]);
         for (int curve = 0; curve < 2; curve++)
             fprintf (file, "\"%s_send\": %.4f, \"%s_recv\": %.4f%s", modes[curve],
@@ -582,11 +628,17 @@ int main (int argc, char *argv[])
                      index ? ",\n   " : "", modes[settings[index].curve], settings[index].chunk,
                      settings[index].streams, settings[index].send_s, settings[index].recv_s,
                      settings[index].gbit);
-        fprintf (file, "],\n \"bound_gbit\": {");
-        for (int curve = 0; curve < 2; curve++)
-            fprintf (file, "\"%s\": {\"one_host\": %.3f, \"two_hosts\": %.3f}%s", modes[curve],
-                     one_host[curve], two_hosts[curve], curve ? "" : ", ");
-        fprintf (file, "}}\n");
+        //  bound_gbit: with cold writes (what a transfer into new memory meets here);
+        //  bound_gbit_backed: with the backed ones
+        const char *keys[2] = {"bound_gbit", "bound_gbit_backed"};
+        for (int write = 0; write < 2; write++) {
+            fprintf (file, "%s\n \"%s\": {", write ? "," : "],", keys[write]);
+            for (int curve = 0; curve < 2; curve++)
+                fprintf (file, "\"%s\": {\"one_host\": %.3f, \"two_hosts\": %.3f}%s", modes[curve],
+                         one_host[write][curve], two_hosts[write][curve], curve ? "" : ", ");
+            fprintf (file, "}");
+        }
+        fprintf (file, "}\n");
         fclose (file);
     }
     zf_free (s_pool);
