@@ -14,10 +14,14 @@ counts what reached it, by method.
 - Callers that do not send the request that fetches: a second client (its own token) reading
   the blob node A now holds, and node B taking it from A's pieces, are asked about with a HEAD
   each, as before; B's registry traffic has no blob bytes.
+- A second client joining a task while it runs (tests/origin.py holds the first range
+  inside its body until the test opens a gate) is asked about with a HEAD carrying its own
+  Authorization; the first client's request made none. Both get the blob, sent once.
 """
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -181,6 +185,48 @@ storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][
                                 rf"from_source=0 from_parents={self.sizes[digest]}")
         self.assertEqual(nodes["b"].metric("zfly_fetcher_access_checks_total",
                                            result="allowed"), 1)
+
+
+    def test_second_client_joining_a_running_task_asks(self):
+        root = self.path("files")
+        os.makedirs(root)
+        origin = zflytest.Origin(root, self.path("origin.log"))
+        self.addCleanup(origin.stop)
+        node, port = self.start_proxy_node()
+        payload = os.urandom(3 << 20)
+        digest = zflytest.write_blob(root, payload)
+        url = origin.url(f"/pause-at/100000/go/v2/test/blobs/{digest}")
+
+        def request(authorization):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            auth = f"Authorization: {authorization}\r\n" if authorization else ""
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n{auth}"
+                         "Connection: close\r\n\r\n".encode())
+            self.addCleanup(sock.close)
+            status, _, body = zflytest.recv_http_head(sock)
+            self.assertEqual(status, 200)
+            return sock, body
+
+        def read_all(sock, body):
+            while len(body) < len(payload):
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                body += chunk
+            return body
+
+        first, first_body = request(None)  # the task's first range is held by the origin
+        second, second_body = request("Bearer second")  # joins the running task
+        self.assertEqual(node.metric("zfly_fetcher_access_checks_total", result="allowed"), 1)
+        self.assertEqual(node.metric("zfly_fetcher_access_proofs_total", result="allowed"), 1)
+        origin.open_gate("go")
+        self.assertEqual(read_all(first, first_body), payload)
+        self.assertEqual(read_all(second, second_body), payload)
+        node.log.wait_for(rf"task complete task=\S+ content_length={len(payload)} ")
+        records = origin.records()
+        heads = [r for r in records if r["method"] == "HEAD"]
+        self.assertEqual([(r["status"], r["auth"]) for r in heads], [(200, True)])
+        self.assertEqual(origin.stats()["bytes_sent"], len(payload))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 #include "zf_curl_origin.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
+#include <ctype.h>
+#include <errno.h>
 #include <strings.h>
 
 #define MAX_REDIRECTS 10
@@ -149,14 +151,31 @@ static size_t s_on_header (char *line, size_t size, size_t count, void *arg)
     return length;
 }
 
+//  Digits at text, up to a character not a digit (at *end): false when there are none or
+//  they overflow.
+static bool s_parse_digits (const char *text, uint64_t *value, const char **end)
+{
+    if (!isdigit ((unsigned char) *text))
+        return false;
+    errno = 0;
+    char *stop = NULL;
+    *value = strtoull (text, &stop, 10);
+    *end = stop;
+    return errno == 0;
+}
+
 //  "bytes 0-LAST/TOTAL": the first range's answer, whose length the origin chose within what
 //  was asked (a content shorter than the range ends early).
 static bool s_check_first_range (transfer_t *transfer)
 {
-    unsigned long long last = 0, total = 0;
-    int used = 0;
-    if (sscanf (transfer->content_range, "bytes 0-%llu/%llu%n", &last, &total, &used) != 2
-        || transfer->content_range[used] != '\0' || total == 0
+    const char *text = transfer->content_range;
+    const char *prefix = "bytes 0-";
+    uint64_t last = 0, total = 0;
+    const char *end = text;
+    bool parsed = strncmp (text, prefix, strlen (prefix)) == 0
+                  && s_parse_digits (text + strlen (prefix), &last, &end) && *end == '/'
+                  && s_parse_digits (end + 1, &total, &end) && *end == '\0';
+    if (!parsed || total == 0
         || last != (total < transfer->probe_bytes ? total : transfer->probe_bytes) - 1) {
         s_set_failure (transfer, true,
                        "asked bytes 0-%" PRIu64 ", origin answered 206 with Content-Range '%s'",

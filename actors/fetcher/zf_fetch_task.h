@@ -3,9 +3,12 @@
     Phases: STAT (is it complete in storage already?) -> PARENTS (only with parents or a
     scheduler: the parents' storage.stat gives the layout; with a scheduler, the task waits for
     its schedule) -> PROBE (`Range: bytes=0-0` at the origin: the length, and whether Range is
-    honoured) -> OPEN (storage.open answers the bitmap of finished pieces: a restarted
-    download resumes) -> RUN -> COMPLETING (storage.complete) -> COMPLETE, or FAILED at any
-    step with error_code "source", "digest", "storage", "parents" or "invalid".
+    honoured; for a task that proves its requester's access, a first range of 4 MiB whose
+    answer is the proof and the length, and whose body becomes the first range transfer;
+    none when the access question's answer stated the length) -> OPEN (storage.open answers
+    the bitmap of finished pieces: a restarted download resumes) -> RUN -> COMPLETING
+    (storage.complete) -> COMPLETE, or FAILED at any step with error_code "source", "digest",
+    "storage", "parents" or "invalid".
 
     In RUN the task's piece table (zf_piece_table.h) says where every piece stands; its
     parents (zf_fetch_parents.h) take the rarest pieces they hold, its origin

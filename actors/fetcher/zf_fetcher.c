@@ -360,13 +360,18 @@ static void s_proof_key (uint64_t generation, char key[24])
     snprintf (key, 24, "%" PRIu64, generation);
 }
 
-//  The question's answer for a task's requester (generation: the task, in an arg of its own,
-//  since the pending may be answered and gone by then).
+//  A question asked for a task's requester: its own arg, since the pending may be answered
+//  (by the task's own first range) and gone before the answer comes.
+typedef struct {
+    fetcher_t *fetcher;
+    uint64_t generation; //  the task's
+} asked_t;
+
 static void s_on_asked (zf_fetch_access_verdict_t verdict, const char *why, int64_t content_length,
                         void *arg)
 {
     (void) content_length;
-    pending_t *asked = arg;
+    asked_t *asked = arg;
     fetcher_t *fetcher = asked->fetcher;
     zf_fetch_env_t *env = &fetcher->env;
     uint64_t generation = asked->generation;
@@ -408,9 +413,8 @@ static int s_on_ask_timer (zloop_t *loop, int timer_id, void *arg)
     pending_t *pending = arg;
     fetcher_t *fetcher = pending->fetcher;
     pending->ask_timer = -1;
-    pending_t *asked = zf_calloc (1, sizeof *asked);
-    asked->fetcher = fetcher;
-    asked->generation = pending->generation;
+    asked_t *asked = zf_calloc (1, sizeof *asked);
+    *asked = (asked_t){.fetcher = fetcher, .generation = pending->generation};
     zf_fetch_access_check (fetcher->access, pending->body.url, pending->body.headers.items,
                            pending->body.headers.count, s_on_asked, s_asked_free, asked);
     return 0;
