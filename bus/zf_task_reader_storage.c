@@ -92,7 +92,13 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         uint64_t known = self->stored_count;
         bool took = s_take_bitmap (self, task, zmsg_first (reply->raw));
         bool news = took && self->stored_count != known;
-        self->stat_held = held || news || self->storage_complete;
+        //  An answer to wait_open is news too: the task was opened. The next question (for
+        //  the first piece) goes as soon as the layout is known, not a poll_ms after this one
+        //  (a reader that took pieces from storage, not from peeks, got its first piece
+        //  48-76 ms after the request where storage had written it 7-10 ms after the task
+        //  was made: docs/benchmarks.md "Pull", node B).
+        bool opened = !self->layout_known;
+        self->stat_held = held || news || opened || self->storage_complete;
         if (!took && !self->layout_known)
             zf_task_reader_send_query (self); //  opened: the fetcher knows the layout now
         else if (self->storage_complete && self->wait_complete && !self->fetcher_complete)
