@@ -90,13 +90,15 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         self->answered = true;
         const zf_msg_storage_task_t *task = reply->env.body;
         uint64_t known = self->stored_count;
+        bool first = self->bitmap_size == 0; //  no bitmap yet: storage had not opened it
         bool took = s_take_bitmap (self, task, zmsg_first (reply->raw));
-        bool news = took && self->stored_count != known;
-        //  An answer to wait_open is news too: the task was opened. The next question (for
-        //  the first piece) goes as soon as the layout is known, not a poll_ms after this one
-        //  (a reader that took pieces from storage, not from peeks, got its first piece
-        //  48-76 ms after the request where storage had written it 7-10 ms after the task
-        //  was made: docs/benchmarks.md "Pull", node B).
+        //  The task opened is news too, whether this was asked with wait_open (no layout yet)
+        //  or storage held it while the task was absent (the layout came with task.status):
+        //  the question for the first piece then goes at once, not a poll_ms after this one.
+        //  A reader that took its first piece from storage (node B, from A's pieces) got it
+        //  48-88 ms after the request where storage had it 7-20 ms after the task was made
+        //  (docs/benchmarks.md "Pull").
+        bool news = took && (self->stored_count != known || first);
         bool opened = !self->layout_known;
         self->stat_held = held || news || opened || self->storage_complete;
         if (!took && !self->layout_known)

@@ -75,6 +75,7 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
     self->application = zf_strdup (request->application);
     self->headers = zf_fetch_origin_headers (request->headers.items, request->headers.count);
     self->wake_timer = self->check_timer = -1;
+    self->probe = "no";
     self->born_ms = zf_clock_mono_ms ();
     self->phase = ZF_FETCH_TASK_PHASE_STAT;
     self->scheduled = env->scheduled;

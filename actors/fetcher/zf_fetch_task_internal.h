@@ -100,6 +100,7 @@ struct zf_fetch_task_s {
     int64_t retry_at_ms; //  probe or stream backoff
     uint64_t stream_furthest;
     uint64_t length_hint; //  the origin's length from the access question, 0: probe
+    const char *probe;    //  the timeline's probe=: "no", "yes" (one byte) or "first_range"
 
     //  zf_fetch_task_parents.c
     uint64_t bytes_from_parents;

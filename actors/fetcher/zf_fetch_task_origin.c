@@ -377,6 +377,7 @@ void zf_fetch_task_pump_probe (zf_fetch_task_t *self)
     else { //  awaiting the access proof: a first range, which is both proof and length
         bool first_range = zf_fetch_task_proof_awaited (self)
                            && self->env->config->piece_length_max <= ZF_FETCH_TASK_RANGE_BYTES;
+        self->probe = first_range ? "first_range" : "yes";
         zf_fetch_origin_probe (self->origin, first_range ? ZF_FETCH_TASK_RANGE_BYTES : 1);
     }
 }
