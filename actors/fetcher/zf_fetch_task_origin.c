@@ -157,10 +157,6 @@ static void s_origin_length (void *arg, uint64_t content_length, bool ranges)
     zf_fetch_task_t *self = arg;
     if (self->phase != ZF_FETCH_TASK_PHASE_PROBE)
         return;
-    //  The origin answered the requester's own headers with the bytes: that is its access
-    //  proof, told before the layout (which may fail the task at once).
-    zf_fetch_task_prove (self, ZF_FETCH_PROOF_ALLOWED, ranges ? 206 : 200,
-                         ranges ? content_length : 0, NULL);
     const zf_fetcher_config_t *config = self->env->config;
     bool stale = self->stored_length != 0 && self->stored_length != content_length;
     uint64_t piece_length;
@@ -171,6 +167,12 @@ static void s_origin_length (void *arg, uint64_t content_length, bool ranges)
             zf_piece_length (content_length, config->piece_length_min, config->piece_length_max,
                              (uint64_t) config->piece_count_target);
     zf_fetch_task_layout (self, content_length, piece_length, ranges, stale);
+    //  The origin answered the requester's own headers with the bytes: that is its access
+    //  proof. Told once the layout is set, so that the requester's task.status carries it and
+    //  its reader asks no storage.stat and task.query for it: the head and the first peek go
+    //  at once (a task that failed meanwhile told ENDED instead).
+    zf_fetch_task_prove (self, ZF_FETCH_PROOF_ALLOWED, ranges ? 206 : 200,
+                         ranges ? content_length : 0, NULL);
 }
 
 //  Appends slice bytes of the origin's body to the piece index is filling: the piece is done
