@@ -22,8 +22,9 @@ from the registry over A's link; via A through A's mirror; via B through B's mir
 fetcher taking the blobs from A (A's upload, B's download). No first-byte measurement there:
 its target is on loopback.
 
-In both, the access check is on, as by default: every blob costs one HEAD per client. Each
-rep, for each client:
+In both, the access check is on, as by default: a cold blob through A costs no HEAD (A's
+first range, sent with the client's token, is the proof), one through B a HEAD (B takes the
+bytes from A). Each rep, for each client:
   - direct: the client pulls from the registry itself (skopeo with --src-creds; ctr with
     --plain-http and --user);
   - via A, cold: nodes A and B start with empty caches; the client pulls through A's mirror
