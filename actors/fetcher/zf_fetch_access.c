@@ -340,9 +340,7 @@ void zf_fetch_access_record (zf_fetch_access_t *self, const char *url,
 {
     char key[65];
     s_key (url, headers, header_count, key);
-    char where[200];
-    zf_strlcpy (where, url, sizeof where);
-    where[strcspn (where, "?#")] = '\0';
+    char *where = zf_strndup (url, strcspn (url, "?#")); //  for logs: no query
     if (allowed) {
         snprintf (why, why_size, "%s answered %ld", where, status);
         zf_counter_add (self->proofs_allowed, 1);
@@ -353,6 +351,7 @@ void zf_fetch_access_record (zf_fetch_access_t *self, const char *url,
         zf_notice (self->options.name, "access refused url=%s status=%ld", where, status);
     }
     s_keep (self, key, allowed, allowed && content_length > 0 ? content_length : -1, why);
+    zf_free (where);
 }
 
 static void s_answer_free (void **item)
