@@ -90,9 +90,17 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         self->answered = true;
         const zf_msg_storage_task_t *task = reply->env.body;
         uint64_t known = self->stored_count;
+        bool first = self->bitmap_size == 0; //  no bitmap yet: storage had not opened it
         bool took = s_take_bitmap (self, task, zmsg_first (reply->raw));
-        bool news = took && self->stored_count != known;
-        self->stat_held = held || news || self->storage_complete;
+        //  The task opened is news too, whether this was asked with wait_open (no layout yet)
+        //  or storage held it while the task was absent (the layout came with task.status):
+        //  the question for the first piece then goes at once, not a poll_ms after this one.
+        //  A reader that took its first piece from storage (node B, from A's pieces) got it
+        //  48-88 ms after the request where storage had it 7-20 ms after the task was made
+        //  (docs/benchmarks.md "Pull").
+        bool news = took && (self->stored_count != known || first);
+        bool opened = !self->layout_known;
+        self->stat_held = held || news || opened || self->storage_complete;
         if (!took && !self->layout_known)
             zf_task_reader_send_query (self); //  opened: the fetcher knows the layout now
         else if (self->storage_complete && self->wait_complete && !self->fetcher_complete)

@@ -10,8 +10,9 @@ not after it was stored.
 
 - A cold blob: the client holds at least 64 KiB of the body while the origin is paused and
   has sent less than the first piece; once the gate opens, the whole body arrives, byte-exact.
-  The origin saw one HEAD (the access question, whose answer gave the length) and range
-  GETs of whole pieces that sent the blob once: no probe.
+  The origin saw no HEAD and no probe: the fetcher's first request, a first range sent with
+  the client's headers, was both the access proof and the length (zf_fetch_access.h), and
+  went on as the first range transfer; range GETs of whole pieces sent the blob once.
 - A blob whose content does not match its digest: the client gets the head and bytes as they
   arrive, but the connection closes before the end of the body (the response's last byte
   waits for the fetcher's word that the content digest matched), the bytes it got are the
@@ -85,12 +86,13 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         self.assertEqual(len(body), SIZE)
         self.assertEqual(hashlib.sha256(body).hexdigest(), digest[7:])
         self.node.log.wait_for(rf"task complete task=\S+ content_length={SIZE} ")
-        # The access question (a HEAD with the client's headers) stated the length and Range
-        # support: the fetcher sent no probe of its own, only ranges of whole pieces that
+        # The first range (4 MiB asked, before the length was known) proved the client's
+        # access and stated the length: no HEAD, no probe, only ranges of whole pieces that
         # cover the blob once.
         records = self.origin.records()
-        self.assertEqual([r["method"] for r in records if r["method"] == "HEAD"], ["HEAD"])
+        self.assertEqual([r["method"] for r in records if r["method"] == "HEAD"], [])
         gets = [r for r in records if r["method"] == "GET"]
+        self.assertEqual(gets[0]["range"], f"bytes=0-{(4 << 20) - 1}")
         self.assertNotIn("bytes=0-0", [r["range"] for r in gets])
         path = gets[0]["path"]
         self.assertEqual({r["path"] for r in gets}, {path})

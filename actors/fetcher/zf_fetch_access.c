@@ -43,6 +43,7 @@ struct zf_fetch_access_s {
     zhashx_t *answers;   //  key -> answer_t
     zhashx_t *questions; //  key -> question_t in flight
     zf_counter_t *allowed, *refused, *errors, *cached_allowed, *cached_refused, *skipped;
+    zf_counter_t *proofs_allowed, *proofs_refused;
 };
 
 //  ---------------------------------------------------------------------------------------------
@@ -323,6 +324,36 @@ void zf_fetch_access_check (zf_fetch_access_t *self, const char *url,
         s_ask (question);
 }
 
+bool zf_fetch_access_would_ask (zf_fetch_access_t *self, const char *url,
+                                const zf_rec_http_header_t *headers, size_t header_count)
+{
+    if (zf_upstream_is_public (self->options.upstream, url))
+        return false;
+    char key[65];
+    s_key (url, headers, header_count, key);
+    return s_kept (self, key) == NULL;
+}
+
+void zf_fetch_access_record (zf_fetch_access_t *self, const char *url,
+                             const zf_rec_http_header_t *headers, size_t header_count, bool allowed,
+                             long status, int64_t content_length, char *why, size_t why_size)
+{
+    char key[65];
+    s_key (url, headers, header_count, key);
+    char *where = zf_strndup (url, strcspn (url, "?#")); //  for logs: no query
+    if (allowed) {
+        snprintf (why, why_size, "%s answered %ld", where, status);
+        zf_counter_add (self->proofs_allowed, 1);
+    } else {
+        snprintf (why, why_size, "the origin answered %ld to this client's request for %s", status,
+                  where);
+        zf_counter_add (self->proofs_refused, 1);
+        zf_notice (self->options.name, "access refused url=%s status=%ld", where, status);
+    }
+    s_keep (self, key, allowed, allowed && content_length > 0 ? content_length : -1, why);
+    zf_free (where);
+}
+
 static void s_answer_free (void **item)
 {
     zf_free (*item);
@@ -351,6 +382,12 @@ zf_fetch_access_t *zf_fetch_access_new (zloop_t *loop, const zf_fetch_access_opt
                                                "actor", options->name, "verdict", "allowed", NULL);
     self->cached_refused = zf_metrics_counter ("zfly_fetcher_access_cache_hits_total", help,
                                                "actor", options->name, "verdict", "refused", NULL);
+    help = "Access answered by a task's own first request to the origin (with the caller's "
+           "headers: no question asked), by answer";
+    self->proofs_allowed = zf_metrics_counter ("zfly_fetcher_access_proofs_total", help, "actor",
+                                               options->name, "result", "allowed", NULL);
+    self->proofs_refused = zf_metrics_counter ("zfly_fetcher_access_proofs_total", help, "actor",
+                                               options->name, "result", "refused", NULL);
     self->skipped = zf_metrics_counter ("zfly_fetcher_access_skipped_total",
                                         "Requests served without asking: a public origin", "actor",
                                         options->name, NULL);

@@ -3,6 +3,8 @@
 #include "zf_curl_origin.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
+#include <ctype.h>
+#include <errno.h>
 #include <strings.h>
 
 #define MAX_REDIRECTS 10
@@ -31,6 +33,8 @@ struct transfer_s {
     zf_origin_kind_t kind;
     CURL *easy;
     uint64_t first, last;    //  bytes asked for (probe, range)
+    uint64_t probe_bytes;    //  probe: bytes asked from 0 (1, or a first range)
+    bool held;               //  probe: a first range, paused since its length was told
     uint64_t content_length; //  range, stream
     uint64_t received;       //  body bytes passed on
     long status;             //  HTTP status of the answer whose body is arriving
@@ -147,6 +151,42 @@ static size_t s_on_header (char *line, size_t size, size_t count, void *arg)
     return length;
 }
 
+//  Digits at text, up to a character not a digit (at *end): false when there are none or
+//  they overflow.
+static bool s_parse_digits (const char *text, uint64_t *value, const char **end)
+{
+    if (!isdigit ((unsigned char) *text))
+        return false;
+    errno = 0;
+    char *stop = NULL;
+    *value = strtoull (text, &stop, 10);
+    *end = stop;
+    return errno == 0;
+}
+
+//  "bytes 0-LAST/TOTAL": the first range's answer, whose length the origin chose within what
+//  was asked (a content shorter than the range ends early).
+static bool s_check_first_range (transfer_t *transfer)
+{
+    const char *text = transfer->content_range;
+    const char *prefix = "bytes 0-";
+    uint64_t last = 0, total = 0;
+    const char *end = text;
+    bool parsed = strncmp (text, prefix, strlen (prefix)) == 0
+                  && s_parse_digits (text + strlen (prefix), &last, &end) && *end == '/'
+                  && s_parse_digits (end + 1, &total, &end) && *end == '\0';
+    if (!parsed || total == 0
+        || last != (total < transfer->probe_bytes ? total : transfer->probe_bytes) - 1) {
+        s_set_failure (transfer, true,
+                       "asked bytes 0-%" PRIu64 ", origin answered 206 with Content-Range '%s'",
+                       transfer->probe_bytes - 1, transfer->content_range);
+        return false;
+    }
+    transfer->last = last;
+    transfer->content_length = total;
+    return true;
+}
+
 //  First bytes of a body: is this the answer we asked for? Returns false to abort.
 static bool s_check_answer (transfer_t *transfer)
 {
@@ -170,8 +210,10 @@ static bool s_check_answer (transfer_t *transfer)
     }
     if (transfer->status != 206)
         return false;
-    if (transfer->kind == ZF_ORIGIN_PROBE)
+    if (transfer->kind == ZF_ORIGIN_PROBE && transfer->probe_bytes <= 1)
         return true; //  the probe's Content-Range is read when it is done
+    if (transfer->kind == ZF_ORIGIN_PROBE)
+        return s_check_first_range (transfer);
     char expected[128];
     snprintf (expected, sizeof expected, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, transfer->first,
               transfer->last, transfer->content_length);
@@ -190,6 +232,21 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
     size_t length = size * count;
     if (!self || (transfer->status == 0 && !s_check_answer (transfer)))
         return 0;
+    if (transfer->kind == ZF_ORIGIN_PROBE && transfer->probe_bytes > 1) {
+        //  A first range: its answer states the length. The bytes wait (paused, in curl's
+        //  buffer) until the sink has opened the task and takes the transfer as a range
+        //  (zf_fetch_origin_probe_release).
+        if (!transfer->held) {
+            transfer->held = true;
+            transfer->in_callback = true;
+            self->sink.on_length (self->arg, transfer->content_length, true);
+            transfer->in_callback = false;
+            if (!transfer->origin)
+                return 0; //  cancelled inside the callback
+        }
+        transfer->paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
     uint64_t offset;
     if (transfer->kind == ZF_ORIGIN_STREAM) {
         offset = transfer->received;
@@ -280,9 +337,47 @@ static void s_transfer_start (zf_fetch_origin_t *self, transfer_t *transfer)
     zf_curl_loop_add (self->curl, transfer->easy);
 }
 
-void zf_fetch_origin_probe (zf_fetch_origin_t *self)
+void zf_fetch_origin_probe (zf_fetch_origin_t *self, uint64_t bytes)
 {
-    s_transfer_start (self, s_transfer_new (self, ZF_ORIGIN_PROBE));
+    transfer_t *transfer = s_transfer_new (self, ZF_ORIGIN_PROBE);
+    transfer->probe_bytes = bytes ? bytes : 1;
+    transfer->last = transfer->probe_bytes - 1;
+    s_transfer_start (self, transfer);
+}
+
+static transfer_t *s_held_probe (const zf_fetch_origin_t *self)
+{
+    for (transfer_t *transfer = self->transfers; transfer; transfer = transfer->next)
+        if (transfer->kind == ZF_ORIGIN_PROBE && transfer->held)
+            return transfer;
+    return NULL;
+}
+
+bool zf_fetch_origin_probe_held (const zf_fetch_origin_t *self, uint64_t *last)
+{
+    transfer_t *transfer = s_held_probe (self);
+    if (transfer)
+        *last = transfer->last;
+    return transfer != NULL;
+}
+
+void zf_fetch_origin_probe_release (zf_fetch_origin_t *self, bool keep)
+{
+    transfer_t *transfer = s_held_probe (self);
+    if (!transfer)
+        return;
+    if (!keep) {
+        s_unlink (self, transfer);
+        zf_curl_loop_remove (self->curl, transfer->easy);
+        s_transfer_destroy (transfer);
+        return;
+    }
+    //  From now on a range of [0, last] like any other, its answer already checked.
+    transfer->kind = ZF_ORIGIN_RANGE;
+    transfer->held = false;
+    transfer->paused = false;
+    self->ranges++;
+    zf_curl_loop_unpause (self->curl, transfer->easy); //  may deliver the held bytes at once
 }
 
 void zf_fetch_origin_range (zf_fetch_origin_t *self, uint64_t first, uint64_t last,
@@ -419,7 +514,11 @@ void zf_fetch_origin_curl_done (CURL *easy, CURLcode result, void *easy_private,
                            .ignores_range = transfer->ignores_range,
                            .status = transfer->status,
                            .reason = reason};
-    if (transfer->kind == ZF_ORIGIN_PROBE) {
+    if (transfer->kind == ZF_ORIGIN_PROBE && transfer->held) {
+        //  a first range whose length was told ended before it was taken: a failure
+        if (!*transfer->failure && transfer->status < 400)
+            s_set_failure (transfer, true, "origin ended the first range before it was read");
+    } else if (transfer->kind == ZF_ORIGIN_PROBE) {
         uint64_t length = 0;
         bool ranges = true;
         if (s_probe_length (transfer, result, &length, &ranges)) {

@@ -1,7 +1,8 @@
 /*  zf_fetch_origin.h — a task's origin: HTTP byte ranges and streams, delivered to a sink.
 
     The origin knows bytes, not pieces: a probe (`Range: bytes=0-0`, Dragonfly's lesson: the
-    length and whether Range is honoured in one round trip), range transfers of
+    length and whether Range is honoured in one round trip; or a first range whose answer
+    tells the length and then goes on as the first range transfer), range transfers of
     [first, last] that must come back 206 with exactly that Content-Range, and one stream for
     origins that ignore Range (200, read in order). Bytes go to the sink as they arrive, with
     their offset in the content; whatever they belong to is the sink's business (the task cuts
@@ -37,7 +38,8 @@ typedef struct {
 } zf_origin_end_t;
 
 typedef struct {
-    //  The probe's answer: the content length, and whether ranges are honoured.
+    //  The probe's answer: the content length, and whether ranges are honoured (for a first
+    //  range, from inside its transfer: the sink may cancel, not release it there).
     void (*on_length) (void *arg, uint64_t content_length, bool ranges);
     //  Body bytes at `offset` of the content, in order within a transfer (the probe's one byte
     //  too: it counts as received). Stream only: return false to pause it (memory bound);
@@ -62,7 +64,19 @@ zf_fetch_origin_t *zf_fetch_origin_new (const char *actor, const zf_fetcher_conf
 //  Removes every transfer without reporting it. Never call it from a sink callback.
 void zf_fetch_origin_destroy (zf_fetch_origin_t **self_p);
 
-void zf_fetch_origin_probe (zf_fetch_origin_t *self);
+//  Asks bytes [0, bytes - 1]: with 1, the probe of old (its one byte passed on, the length
+//  told when it is done). With more, a first range: on_length comes with the answer's first
+//  body byte (206 and "Content-Range: bytes 0-LAST/TOTAL"), and the body waits, paused, until
+//  zf_fetch_origin_probe_release says whether the sink takes it as a range. Either way a 200
+//  (the origin ignores Range) or a 416 of an empty content tells the length when it is done,
+//  and a failure (a 401 among them) ends as a probe.
+void zf_fetch_origin_probe (zf_fetch_origin_t *self, uint64_t bytes);
+//  A first range held since its length was told: true, with the last byte it brings.
+bool zf_fetch_origin_probe_held (const zf_fetch_origin_t *self, uint64_t *last);
+//  The held first range goes on as a range transfer of [0, last] (keep; its bytes reach
+//  on_bytes as ZF_ORIGIN_RANGE, perhaps at once), or is stopped unreported (!keep). Never call
+//  it from a sink callback.
+void zf_fetch_origin_probe_release (zf_fetch_origin_t *self, bool keep);
 //  Bytes [first, last] of a content of content_length bytes.
 void zf_fetch_origin_range (zf_fetch_origin_t *self, uint64_t first, uint64_t last,
                             uint64_t content_length);

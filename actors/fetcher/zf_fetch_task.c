@@ -6,24 +6,14 @@
 #include "zf_log.h"
 
 #define REOPENS_MAX 3 //  storage losing pieces again and again is a failure
-//  Bytes one origin range request asks for: a run of whole pieces, one at least. Every
-//  request waits for the origin's first byte (docker-registry with token auth on a quiet
-//  loopback: 3.4-4.9 ms whatever the length, then 0.8 ms per MiB of body; busy, 3-25 ms), so
-//  a 12 MiB layer of 1 MiB pieces fetched one piece a request waited 7 times in a row with
-//  two in flight. In runs of 4 MiB a cold layer through a node took 59-60 ms instead of
-//  95-108 ms (docs/benchmarks.md "Origin ranges of 4 MiB"). Large files have 4 MiB pieces and
-//  so one piece a request, as before. Pieces of a run still complete, are written and can be
-//  served one by one as their bytes arrive; a failed run loses only what it had not
-//  delivered.
-#define RANGE_BYTES (4u << 20)
 //  The span of pieces the origin may work on ahead of the first one not yet stored: twice
 //  the pieces the range transfers in flight ask for, so that a piece waiting for storage's
 //  piece.written leaves no connection idle (transfers + 1 took 13% longer back to source),
 //  as far as WINDOW_MEMORY allows. A piece holds a buffer only from its first byte to its
 //  write, and a copy after that while the content hash has not come to it, so the memory
 //  held is the pieces being filled (one per transfer), written, and ahead of the hash: at
-//  most the window, 2 x source_concurrency x RANGE_BYTES (16 MiB at the defaults, whatever
-//  the piece length).
+//  most the window, 2 x source_concurrency x ZF_FETCH_TASK_RANGE_BYTES (16 MiB at the
+//  defaults, whatever the piece length).
 #define WINDOW_MEMORY (32u << 20)
 
 //  --- phases -------------------------------------------------------------------------------------
@@ -60,7 +50,14 @@ void zf_fetch_task_fail (zf_fetch_task_t *self, zf_task_error_t code, const char
     zf_counter_add (self->env->tasks_failed, 1);
     zf_warning (self->env->name, "task failed task=%.16s code=%s: %s", self->task_id,
                 self->error_code, self->error_message);
+    zf_fetch_task_prove (self, ZF_FETCH_PROOF_ENDED, 0, 0, self->error_message);
     zf_fetch_task_ended (self);
+}
+
+void zf_fetch_task_abandon (zf_fetch_task_t *self, const char *why)
+{
+    zf_fetch_task_fail (self, ZF_TASK_ERROR_SOURCE,
+                        "the origin did not accept the caller this task was made for: %s", why);
 }
 
 //  --- life cycle ------------------------------------------------------------------------------
@@ -78,6 +75,7 @@ zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, co
     self->application = zf_strdup (request->application);
     self->headers = zf_fetch_origin_headers (request->headers.items, request->headers.count);
     self->wake_timer = self->check_timer = -1;
+    self->probe = "no";
     self->born_ms = zf_clock_mono_ms ();
     self->phase = ZF_FETCH_TASK_PHASE_STAT;
     self->scheduled = env->scheduled;
@@ -189,6 +187,8 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             self->phase = ZF_FETCH_TASK_PHASE_COMPLETE;
             zf_counter_add (self->env->tasks_complete, 1);
             zf_info (self->env->name, "task complete in storage task=%.16s", self->task_id);
+            //  no request to the origin will prove the requester's access: ask
+            zf_fetch_task_prove (self, ZF_FETCH_PROOF_ASK, 0, 0, NULL);
             zf_fetch_task_told_ended (self);
             zf_fetch_task_answer (self);
             return;
@@ -212,6 +212,8 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     zf_fetch_task_answer (self);
     zf_notice (self->env->name, "task asks parents task=%.16s parents=%zu%s", self->task_id,
                zf_fetch_parents_count (self->parents), self->scheduled ? " scheduled" : "");
+    if (!self->scheduled) //  parents given: they come first, the origin only after them
+        zf_fetch_task_prove (self, ZF_FETCH_PROOF_ASK, 0, 0, NULL);
     if (self->scheduled) {
         self->env->observer->task_started (self->env->observer_arg, self);
         zf_fetch_task_check_at (self, self->progress_ms + self->env->config->sched_fallback_ms);
@@ -322,7 +324,9 @@ void zf_fetch_task_layout (zf_fetch_task_t *self, uint64_t content_length, uint6
     size_t window = (size_t) (WINDOW_MEMORY / piece_length);
     //  Every transfer's run and one piece more fit in the window: with many transfers, runs
     //  are shorter (one piece each at 16 transfers of 1 MiB pieces, as before runs).
-    self->range_pieces = piece_length < RANGE_BYTES ? (size_t) (RANGE_BYTES / piece_length) : 1;
+    self->range_pieces = piece_length < ZF_FETCH_TASK_RANGE_BYTES
+                             ? (size_t) (ZF_FETCH_TASK_RANGE_BYTES / piece_length)
+                             : 1;
     if (self->range_pieces > 1 && transfers * self->range_pieces + 1 > window)
         self->range_pieces = window > transfers ? (window - 1) / transfers : 1;
     if (window > 2 * transfers * self->range_pieces)
@@ -431,6 +435,10 @@ static void s_finish (zf_fetch_task_t *self)
 
 static void s_pump_run (zf_fetch_task_t *self)
 {
+    //  Asked whether its requester may read it: no piece moves on behalf of a caller the
+    //  origin may refuse (zf_fetch_task_grant).
+    if (self->proof_fn && self->proof_asked)
+        return;
     int64_t now = zf_clock_mono_ms ();
     zf_fetch_task_feed_hash (self);
     zf_fetch_task_retire (self);

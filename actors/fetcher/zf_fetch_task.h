@@ -3,9 +3,12 @@
     Phases: STAT (is it complete in storage already?) -> PARENTS (only with parents or a
     scheduler: the parents' storage.stat gives the layout; with a scheduler, the task waits for
     its schedule) -> PROBE (`Range: bytes=0-0` at the origin: the length, and whether Range is
-    honoured) -> OPEN (storage.open answers the bitmap of finished pieces: a restarted
-    download resumes) -> RUN -> COMPLETING (storage.complete) -> COMPLETE, or FAILED at any
-    step with error_code "source", "digest", "storage", "parents" or "invalid".
+    honoured; for a task that proves its requester's access, a first range of 4 MiB whose
+    answer is the proof and the length, and whose body becomes the first range transfer;
+    none when the access question's answer stated the length) -> OPEN (storage.open answers
+    the bitmap of finished pieces: a restarted download resumes) -> RUN -> COMPLETING
+    (storage.complete) -> COMPLETE, or FAILED at any step with error_code "source", "digest",
+    "storage", "parents" or "invalid".
 
     In RUN the task's piece table (zf_piece_table.h) says where every piece stands; its
     parents (zf_fetch_parents.h) take the rarest pieces they hold, its origin
@@ -40,6 +43,34 @@ void zf_fetch_task_destroy (zf_fetch_task_t **self_p);
 //  caller's access question (zf_fetch_access.h): a task that goes to the origin takes its
 //  layout from that and sends no probe of its own. Call before zf_fetch_task_start.
 void zf_fetch_task_hint_length (zf_fetch_task_t *self, uint64_t content_length);
+//  The access proof of the caller a task was made for (zf_fetch_access.h): the task's origin
+//  requests carry that caller's headers, so the origin's answer to the task's first request
+//  (a first range, which also states the length: no probe) says whether the caller may read.
+typedef enum {
+    ZF_FETCH_PROOF_ALLOWED, //  the origin answered with the bytes (2xx, after any redirect)
+    ZF_FETCH_PROOF_REFUSED, //  401, 403 or 404: the task fails next, holding no byte
+    ZF_FETCH_PROOF_ASK,     //  the task does not take its first bytes from the origin (complete
+                            //  in storage, or parents): the origin must be asked (a HEAD), and
+                            //  the task takes no piece until zf_fetch_task_grant
+    ZF_FETCH_PROOF_ENDED,   //  the task failed before any of these
+} zf_fetch_proof_t;
+//  status: the origin's HTTP status (ALLOWED, REFUSED); content_length: the length it stated
+//  (ALLOWED, when it honours Range), else 0; why: words for the caller (REFUSED, ENDED). ASK may
+//  come before ALLOWED or REFUSED; after one of those three, or ENDED, nothing more.
+typedef void (zf_fetch_proof_fn) (zf_fetch_task_t *task, zf_fetch_proof_t proof, long status,
+                                  uint64_t content_length, const char *why, void *arg);
+//  The task reports its requester's access proof to fn; its first origin request is then a
+//  first range of RANGE_BYTES (zf_fetch_origin_probe). The requester's answer is the
+//  caller's to give (start the task with answer NULL). Call before zf_fetch_task_start.
+void zf_fetch_task_await_proof (zf_fetch_task_t *self, zf_fetch_proof_fn *fn, void *arg);
+bool zf_fetch_task_failed (zf_fetch_task_t *self);
+//  The origin accepted the caller the task was made for when asked (after
+//  ZF_FETCH_PROOF_ASK): the task takes pieces from then on.
+void zf_fetch_task_grant (zf_fetch_task_t *self);
+//  The origin did not accept the caller the task was made for (why: its answer): the task
+//  fails ("source") and takes nothing more from anyone.
+void zf_fetch_task_abandon (zf_fetch_task_t *self, const char *why);
+
 //  Starts the task; `answer` (may be NULL) gets task.status once storage said whether the
 //  task is already complete.
 void zf_fetch_task_start (zf_fetch_task_t *self, const zf_bus_return_t *answer);

@@ -167,6 +167,12 @@ static void s_origin_length (void *arg, uint64_t content_length, bool ranges)
             zf_piece_length (content_length, config->piece_length_min, config->piece_length_max,
                              (uint64_t) config->piece_count_target);
     zf_fetch_task_layout (self, content_length, piece_length, ranges, stale);
+    //  The origin answered the requester's own headers with the bytes: that is its access
+    //  proof. Told once the layout is set, so that the requester's task.status carries it and
+    //  its reader asks no storage.stat and task.query for it: the head and the first peek go
+    //  at once (a task that failed meanwhile told ENDED instead).
+    zf_fetch_task_prove (self, ZF_FETCH_PROOF_ALLOWED, ranges ? 206 : 200,
+                         ranges ? content_length : 0, NULL);
 }
 
 //  Appends slice bytes of the origin's body to the piece index is filling: the piece is done
@@ -274,6 +280,20 @@ static void s_origin_end (void *arg, const zf_origin_end_t *end)
     zf_fetch_task_t *self = arg;
     if (!zf_fetch_task_running (self))
         return;
+    if (end->kind == ZF_ORIGIN_PROBE && self->phase != ZF_FETCH_TASK_PHASE_PROBE) {
+        zf_fetch_task_wake (self); //  a first range that ended before it was taken: ranges
+        return;
+    }
+    if (end->kind == ZF_ORIGIN_PROBE && zf_fetch_task_proof_awaited (self)
+        && (end->status == 401 || end->status == 403 || end->status == 404)) {
+        //  The origin refused the requester's headers: the requester gets its answer, and
+        //  the task, made for it alone, ends holding no byte.
+        zf_fetch_task_prove (self, ZF_FETCH_PROOF_REFUSED, end->status, 0, end->reason);
+        zf_fetch_task_fail (self, ZF_TASK_ERROR_SOURCE,
+                            "the origin refused the request this task was made for: %s",
+                            end->reason);
+        return;
+    }
     if (end->kind == ZF_ORIGIN_PROBE) {
         if (s_retry (self, &self->probe_attempts, &self->retry_at_ms, "probe", end->reason,
                      end->retryable))
@@ -325,6 +345,27 @@ const zf_fetch_origin_sink_t zf_fetch_task_origin_sink = {
     .on_end = s_origin_end,
 };
 
+//  The first range a task awaiting its access proof asked before it knew the length: taken
+//  as the range transfer of its pieces when it ends on a piece boundary (always at piece
+//  lengths up to ZF_FETCH_TASK_RANGE_BYTES) and the origin may take them all now; else
+//  stopped, and the pieces are asked for as usual.
+static void s_take_first_range (zf_fetch_task_t *self, int64_t now)
+{
+    uint64_t last;
+    if (!zf_fetch_origin_probe_held (self->origin, &last))
+        return;
+    uint64_t last_piece = last / self->piece_length;
+    bool fits = !self->stream_mode && last < self->content_length
+                && (last + 1 == self->content_length || (last + 1) % self->piece_length == 0)
+                && last_piece < self->window_start + self->window;
+    for (uint64_t piece = 0; fits && piece <= last_piece; piece++)
+        fits = s_origin_may_take (self, piece, now);
+    if (fits)
+        for (uint64_t piece = 0; piece <= last_piece; piece++)
+            zf_piece_table_fetch (self->table, piece, ZF_PIECE_BY_ORIGIN, now);
+    zf_fetch_origin_probe_release (self->origin, fits);
+}
+
 void zf_fetch_task_pump_probe (zf_fetch_task_t *self)
 {
     if (self->length_hint) { //  the access question's answer stated it
@@ -335,8 +376,12 @@ void zf_fetch_task_pump_probe (zf_fetch_task_t *self)
         return;
     if (self->retry_at_ms > zf_clock_mono_ms ())
         zf_fetch_task_check_at (self, self->retry_at_ms);
-    else
-        zf_fetch_origin_probe (self->origin);
+    else { //  awaiting the access proof: a first range, which is both proof and length
+        bool first_range = zf_fetch_task_proof_awaited (self)
+                           && self->env->config->piece_length_max <= ZF_FETCH_TASK_RANGE_BYTES;
+        self->probe = first_range ? "first_range" : "yes";
+        zf_fetch_origin_probe (self->origin, first_range ? ZF_FETCH_TASK_RANGE_BYTES : 1);
+    }
 }
 
 void zf_fetch_task_pump_origin (zf_fetch_task_t *self, int64_t now)
@@ -344,6 +389,7 @@ void zf_fetch_task_pump_origin (zf_fetch_task_t *self, int64_t now)
     if (!self->origin)
         return;
     if (!self->stream_mode) {
+        s_take_first_range (self, now);
         int64_t wake = s_start_ranges (self, now);
         if (wake)
             zf_fetch_task_check_at (self, wake);

@@ -32,6 +32,10 @@ bool zf_fetch_task_add_parent (zf_fetch_task_t *self, const char *parent)
     if (!zf_fetch_parents_add (self->parents, parent))
         return false;
     self->progress_ms = zf_clock_mono_ms ();
+    //  The schedule gave parents: the first bytes come from them, not from the origin, whose
+    //  answer would prove the requester's access. Asked now, beside the parents' layout.
+    if (self->phase == ZF_FETCH_TASK_PHASE_PARENTS && !self->sched_source)
+        zf_fetch_task_prove (self, ZF_FETCH_PROOF_ASK, 0, 0, NULL);
     return true;
 }
 
@@ -92,6 +96,7 @@ static void s_parents_layout (void *arg, uint64_t content_length, uint64_t piece
     bool stale =
         self->stored_length != 0
         && (self->stored_length != content_length || self->stored_piece_length != piece_length);
+    zf_fetch_task_prove (self, ZF_FETCH_PROOF_ASK, 0, 0, NULL); //  if not asked already
     zf_fetch_task_layout (self, content_length, piece_length, true, stale);
 }
 

@@ -197,7 +197,7 @@ static void s_on_written (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
                   " layout_ms=%" PRId64 " open_ms=%" PRId64 " first_byte_ms=%" PRId64
                   " first_written_ms=%" PRId64 " probe=%s",
                   self->task_id, self->stat_ms, self->source_ms, self->layout_ms, self->open_ms,
-                  self->first_byte_ms, self->first_written_ms, self->length_hint ? "no" : "yes");
+                  self->first_byte_ms, self->first_written_ms, self->probe);
     }
     zframe_t *spare = zmsg_pop (reply->raw);
     s_keep_spare (self, &spare);

@@ -2,6 +2,7 @@
     task.status and the requester's answer, its end (the observer, task.ended), what the
     scheduler client reads, fallbacks to the origin counted, and piece.peek for readers
     streaming the origin's bytes. */
+#include "zf_clock.h"
 #include "zf_fetch_task_internal.h"
 #include "zf_log.h"
 
@@ -21,6 +22,53 @@ void zf_fetch_task_count_fallback (zf_fetch_task_t *self, const char *why)
                                         "themselves, by reason",
                                         "actor", self->env->name, "reason", why, NULL),
                     1);
+}
+
+//  --- the requester's access proof -------------------------------------------------------------
+
+void zf_fetch_task_await_proof (zf_fetch_task_t *self, zf_fetch_proof_fn *fn, void *arg)
+{
+    ZF_ASSERT (self->phase == ZF_FETCH_TASK_PHASE_STAT && !self->answer_pending);
+    self->proof_fn = fn;
+    self->proof_arg = arg;
+}
+
+bool zf_fetch_task_proof_awaited (zf_fetch_task_t *self)
+{
+    return self->proof_fn != NULL;
+}
+
+void zf_fetch_task_prove (zf_fetch_task_t *self, zf_fetch_proof_t proof, long status,
+                          uint64_t content_length, const char *why)
+{
+    zf_fetch_proof_fn *fn = self->proof_fn;
+    if (!fn || (proof == ZF_FETCH_PROOF_ASK && self->proof_asked))
+        return;
+    if (proof == ZF_FETCH_PROOF_ASK)
+        self->proof_asked = true;
+    else
+        self->proof_fn = NULL; //  told once
+    zf_debug (self->env->name, "task access proof task=%.16s proof=%s status=%ld ms=%" PRId64,
+              self->task_id,
+              proof == ZF_FETCH_PROOF_ALLOWED   ? "allowed"
+              : proof == ZF_FETCH_PROOF_REFUSED ? "refused"
+              : proof == ZF_FETCH_PROOF_ASK     ? "ask"
+                                                : "ended",
+              status, zf_clock_mono_ms () - self->born_ms);
+    fn (self, proof, status, content_length, why ? why : "", self->proof_arg);
+}
+
+void zf_fetch_task_grant (zf_fetch_task_t *self)
+{
+    if (!self->proof_fn)
+        return;
+    self->proof_fn = NULL;
+    zf_fetch_task_wake (self);
+}
+
+bool zf_fetch_task_failed (zf_fetch_task_t *self)
+{
+    return self->phase == ZF_FETCH_TASK_PHASE_FAILED;
 }
 
 //  --- answering clients ----------------------------------------------------------------------

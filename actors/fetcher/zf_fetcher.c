@@ -161,7 +161,8 @@ static const zf_config_key_t s_keys[] = {
      .offset = offsetof (zf_fetcher_config_t, access_check),
      .default_text = "true",
      .help = "serve a task to a caller only once the origin accepted the caller's own request "
-             "for the URL (a HEAD with its headers); [upstream] public origins are not asked"},
+             "for the URL (the task's first range, else a HEAD with its headers); [upstream] "
+             "public origins are not asked"},
     {.key = "access_ttl",
      .kind = ZF_CONFIG_DURATION,
      .offset = offsetof (zf_fetcher_config_t, access_ttl_ms),
@@ -225,6 +226,7 @@ static void s_forget_finished (zf_fetch_env_t *env)
 typedef struct {
     zf_fetch_env_t env; //  first: handlers of the task files get &env
     zf_fetch_access_t *access;
+    zhashx_t *proofs; //  task generation -> pending_t: tasks whose requester awaits its proof
 } fetcher_t;
 
 //  Checks a request's headers and computes its task id (and digest); false having answered
@@ -283,7 +285,8 @@ static void s_ensure_task (zf_fetch_env_t *env, const zf_bus_return_t *ret, cons
     zf_fetch_task_start (task, ret);
 }
 
-//  A task.fetch waiting for the origin's word on the caller's access.
+//  A task.fetch waiting for the origin's word on the caller's access: a question's answer, or
+//  the proof its own task brings (then generation names the task, and ask_timer may run).
 typedef struct {
     fetcher_t *fetcher;
     zf_bus_return_t ret;
@@ -291,13 +294,40 @@ typedef struct {
     char task_id[ZF_TASK_ID_SIZE + 1];
     char digest[ZF_DIGEST_TEXT_SIZE + 1];
     int64_t asked_ms;
+    uint64_t generation;
+    int ask_timer; //  -1: none
 } pending_t;
+
+static pending_t *s_pending_new (fetcher_t *fetcher, const zf_bus_return_t *ret,
+                                 const zf_msg_task_fetch_t *body, const char *task_id,
+                                 const char *digest)
+{
+    pending_t *pending = zf_calloc (1, sizeof *pending);
+    pending->fetcher = fetcher;
+    pending->ret = *ret;
+    pending->asked_ms = zclock_mono ();
+    pending->ask_timer = -1;
+    zf_strlcpy (pending->task_id, task_id, sizeof pending->task_id);
+    zf_strlcpy (pending->digest, digest, sizeof pending->digest);
+    zf_error_t err;
+    ZF_ASSERT (zf_schema_copy (zf_msg_task_fetch.body, body, &pending->body, &err) == ZF_OK);
+    return pending;
+}
 
 static void s_pending_free (void *arg)
 {
     pending_t *pending = arg;
+    if (pending->ask_timer >= 0)
+        zf_timers_end (pending->fetcher->env.timers, pending->ask_timer);
     zf_schema_clear (zf_msg_task_fetch.body, &pending->body);
     zf_free (pending);
+}
+
+static void s_proof_free (void **item)
+{
+    if (*item)
+        s_pending_free (*item);
+    *item = NULL;
 }
 
 static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, int64_t content_length,
@@ -318,6 +348,134 @@ static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, int
     s_pending_free (pending);
 }
 
+//  --- a task that proves its requester's access itself -----------------------------------------
+//  A cold task goes to the origin with its requester's headers: the origin's answer to its
+//  first range is the access proof, and no question is asked (one registry round trip less
+//  before the first byte). The requester's task.status waits for it: until then nobody is
+//  told the task exists on its behalf, so no byte reaches it. A task that does not take its
+//  first bytes from the origin (complete in storage, parents) asks the question instead.
+
+static void s_proof_key (uint64_t generation, char key[24])
+{
+    snprintf (key, 24, "%" PRIu64, generation);
+}
+
+//  A question asked for a task's requester: its own arg, since the pending may be answered
+//  (by the task's own first range) and gone before the answer comes.
+typedef struct {
+    fetcher_t *fetcher;
+    uint64_t generation; //  the task's
+} asked_t;
+
+static void s_on_asked (zf_fetch_access_verdict_t verdict, const char *why, int64_t content_length,
+                        void *arg)
+{
+    (void) content_length;
+    asked_t *asked = arg;
+    fetcher_t *fetcher = asked->fetcher;
+    zf_fetch_env_t *env = &fetcher->env;
+    uint64_t generation = asked->generation;
+    zf_free (asked);
+    char key[24];
+    s_proof_key (generation, key);
+    pending_t *pending = zhashx_lookup (fetcher->proofs, key);
+    if (!pending)
+        return; //  the task's own answer came first, or it failed
+    zf_fetch_task_t *task = zhashx_lookup (env->tasks, pending->task_id);
+    bool same_run = task && zf_fetch_task_generation (task) == generation;
+    if (verdict == ZF_FETCH_ACCESS_ALLOWED && same_run)
+        zf_fetch_task_grant (task);                 //  it may take pieces now
+    if (verdict == ZF_FETCH_ACCESS_ALLOWED && task) //  another run of the task is the same content
+        s_reply_status (env, &pending->ret, task);
+    else if (verdict == ZF_FETCH_ACCESS_ALLOWED)
+        zf_bus_reply_code (env->bus, &pending->ret, ZF_CODE_UNVERIFIED, "task_id",
+                           "task %.64s ended while the origin was asked", pending->task_id);
+    else
+        zf_bus_reply_code (env->bus, &pending->ret,
+                           verdict == ZF_FETCH_ACCESS_REFUSED ? ZF_CODE_DENIED : ZF_CODE_UNVERIFIED,
+                           "headers", "%s", why);
+    zhashx_delete (fetcher->proofs, key);
+    //  The task was made for this caller alone: refused, it stops (taking nothing more from
+    //  parents on behalf of a caller the origin did not accept).
+    if (verdict != ZF_FETCH_ACCESS_ALLOWED && same_run && zf_fetch_task_running (task))
+        zf_fetch_task_abandon (task, why);
+}
+
+static void s_asked_free (void *arg)
+{
+    zf_free (arg);
+}
+
+static int s_on_ask_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    pending_t *pending = arg;
+    fetcher_t *fetcher = pending->fetcher;
+    pending->ask_timer = -1;
+    asked_t *asked = zf_calloc (1, sizeof *asked);
+    *asked = (asked_t){.fetcher = fetcher, .generation = pending->generation};
+    zf_fetch_access_check (fetcher->access, pending->body.url, pending->body.headers.items,
+                           pending->body.headers.count, s_on_asked, s_asked_free, asked);
+    return 0;
+}
+
+static void s_on_proof (zf_fetch_task_t *task, zf_fetch_proof_t proof, long status,
+                        uint64_t content_length, const char *why, void *arg)
+{
+    (void) why; //  a refusal's words are the access record's, as a question's would be
+    fetcher_t *fetcher = arg;
+    zf_fetch_env_t *env = &fetcher->env;
+    char key[24];
+    s_proof_key (zf_fetch_task_generation (task), key);
+    pending_t *pending = zhashx_lookup (fetcher->proofs, key);
+    if (!pending)
+        return;
+    const zf_rec_http_header_t *headers = pending->body.headers.items;
+    size_t header_count = pending->body.headers.count;
+    char words[512];
+    switch (proof) {
+    case ZF_FETCH_PROOF_ASK: //  on the loop's next turn: never back into the task from here
+        if (pending->ask_timer < 0)
+            pending->ask_timer = zf_timers_start (env->timers, 0, 1, s_on_ask_timer, pending);
+        return;
+    case ZF_FETCH_PROOF_ALLOWED:
+        zf_fetch_access_record (fetcher->access, pending->body.url, headers, header_count, true,
+                                status, (int64_t) content_length, words, sizeof words);
+        s_reply_status (env, &pending->ret, task);
+        break;
+    case ZF_FETCH_PROOF_REFUSED:
+        zf_fetch_access_record (fetcher->access, pending->body.url, headers, header_count, false,
+                                status, -1, words, sizeof words);
+        zf_bus_reply_code (env->bus, &pending->ret, ZF_CODE_DENIED, "headers", "%s", words);
+        break;
+    case ZF_FETCH_PROOF_ENDED: //  failed before (why): the requester learns it, as others do
+        s_reply_status (env, &pending->ret, task);
+        break;
+    }
+    zhashx_delete (fetcher->proofs, key);
+}
+
+//  A cold task for this request, its requester's access to be proven by the task itself.
+static void s_start_proving (fetcher_t *fetcher, const zf_bus_return_t *ret,
+                             const zf_msg_task_fetch_t *body, const char *task_id,
+                             const char *digest)
+{
+    zf_fetch_env_t *env = &fetcher->env;
+    s_forget_finished (env);
+    zf_fetch_task_t *task = zf_fetch_task_new (env, task_id, digest, body);
+    zf_fetch_task_await_proof (task, s_on_proof, fetcher);
+    pending_t *pending = s_pending_new (fetcher, ret, body, task_id, digest);
+    pending->generation = zf_fetch_task_generation (task);
+    char key[24];
+    s_proof_key (pending->generation, key);
+    zhashx_insert (fetcher->proofs, key, pending);
+    zhashx_update (env->tasks, task_id, task);
+    zf_fetch_task_start (task, NULL);
+}
+
+//  --- task.fetch -------------------------------------------------------------------------------
+
 //  A task's bytes go to a caller only once the origin accepted the caller's own request for
 //  the URL (zf_fetch_access.h): the task id is the content's digest, shared by every client,
 //  and a private registry decides per client.
@@ -334,17 +492,18 @@ static void s_handle_fetch (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         s_ensure_task (env, &request->return_to, request->env.from, body, task_id, digest, -1);
         return;
     }
-    pending_t *pending = zf_calloc (1, sizeof *pending);
-    pending->fetcher = fetcher;
-    pending->ret = request->return_to;
-    pending->asked_ms = zclock_mono ();
-    zf_strlcpy (pending->task_id, task_id, sizeof pending->task_id);
-    zf_strlcpy (pending->digest, digest, sizeof pending->digest);
-    zf_error_t err;
-    ZF_ASSERT (zf_schema_copy (zf_msg_task_fetch.body, body, &pending->body, &err) == ZF_OK);
-    //  The task starts only once the answer is yes: a caller the origin refuses sets nothing
-    //  in motion (no download from the swarm on its behalf), at the price of one round trip
-    //  to the origin before a cold task starts (docs/benchmarks.md "Pull").
+    //  Nobody runs the task, or it failed: this caller's task proves its access itself.
+    zf_fetch_task_t *task = zhashx_lookup (env->tasks, task_id);
+    if (*body->url && (!task || zf_fetch_task_failed (task))
+        && zf_fetch_access_would_ask (fetcher->access, body->url, body->headers.items,
+                                      body->headers.count)) {
+        s_start_proving (fetcher, &request->return_to, body, task_id, digest);
+        return;
+    }
+    pending_t *pending = s_pending_new (fetcher, &request->return_to, body, task_id, digest);
+    //  Others join a running task, or read a complete one, only once the origin said yes to
+    //  their own headers (a kept answer, or a question now): a task that ran for one client
+    //  proves nothing about another.
     zf_fetch_access_check (fetcher->access, body->url, body->headers.items, body->headers.count,
                            s_on_access, s_pending_free, pending);
 }
@@ -504,6 +663,8 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
                                             .timeout_ms = config.access_timeout_ms,
                                             .upstream = upstream};
         fetcher.access = zf_fetch_access_new (env->loop, &access);
+        fetcher.proofs = zhashx_new ();
+        zhashx_set_destructor (fetcher.proofs, s_proof_free);
     }
     zf_bus_handle (env->bus, ZF_MSG_TASK_FETCH, s_handle_fetch, &fetcher);
     zf_bus_handle (env->bus, ZF_MSG_TASK_QUERY, s_handle_query, env);
@@ -520,6 +681,7 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_curl_loop_destroy (&env->curl);
     zf_bus_destroy (&env->bus);                //  before its loop: it unregisters its sockets
     zf_fetch_sched_destroy (&sched);           //  after the bus: it frees calls the bus dropped
+    zhashx_destroy (&fetcher.proofs);          //  before the timers: it ends its own
     zf_fetch_access_destroy (&fetcher.access); //  questions unanswered free their callers
     zf_timers_destroy (&env->timers);          //  after every owner of a timer
     zloop_destroy (&env->loop);

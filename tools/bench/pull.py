@@ -22,8 +22,9 @@ from the registry over A's link; via A through A's mirror; via B through B's mir
 fetcher taking the blobs from A (A's upload, B's download). No first-byte measurement there:
 its target is on loopback.
 
-In both, the access check is on, as by default: every blob costs one HEAD per client. Each
-rep, for each client:
+In both, the access check is on, as by default: a cold blob through A costs no HEAD (A's
+first range, sent with the client's token, is the proof), one through B a HEAD (B takes the
+bytes from A). Each rep, for each client:
   - direct: the client pulls from the registry itself (skopeo with --src-creds; ctr with
     --plain-http and --user);
   - via A, cold: nodes A and B start with empty caches; the client pulls through A's mirror
@@ -39,7 +40,8 @@ the image, via B none.
 
 On loopback, the cold time to first byte is from sending a layer GET (with a token) to the
 first byte of its body (not of its head, which a proxy sends earlier), every layer once per
-rep: directly, and through A with a fresh cache (`--clients ""` measures only that). With
+rep: directly, through A with a fresh cache, then through B, which takes each layer from
+A (`--clients ""` measures only that). With
 --timeline, A logs at debug level and the report shows the proxy's timeline of each cold blob
 (ms after the request: the fetcher's first answer, the layout known, the first piece, the end)
 from its "p2p timeline" lines, and the fetcher's "task timeline" (ms after the task was made:
@@ -313,7 +315,7 @@ def main():
     log_level = "debug" if args.timeline else "notice" if args.testbed else "info"
     command = "tools/bench/pull.py " + " ".join(sys.argv[1:])
     site = Testbed(build, args.rate, log_level) if args.testbed else Loopback(build, log_level)
-    results, sent, timelines, first_byte_timelines = {}, {}, [], []
+    results, sent, timelines, first_byte_timelines, b_timelines = {}, {}, [], [], []
     client_names = [name for name in args.clients.split(",") if name]
     try:
         layout = reg.build_image(site.workdir, TAG, layers=args.layers,
@@ -363,6 +365,14 @@ def main():
                 if args.timeline:
                     first_byte_timelines += re.findall(r"(?:p2p|task) timeline .*",
                                                        site.log_text(nodes, "a"))
+                # then through B, which takes each layer from A's pieces
+                for layer in layers:
+                    results.setdefault(("first byte", "via B"), []).append(first_byte_ms(
+                        f"http://{site.mirror(nodes, 'b')}/v2/{REPO}/blobs/{layer}",
+                        pull_token))
+                if args.timeline:
+                    b_timelines += re.findall(r"(?:p2p|task) timeline .*",
+                                              site.log_text(nodes, "b"))
             finally:
                 site.stop_nodes(nodes)
     finally:
@@ -392,15 +402,21 @@ def main():
     if ("first byte", "direct") in results:
         direct = median(results[("first byte", "direct")])
         via_a = median(results[("first byte", "via A")])
+        via_b = median(results[("first byte", "via B")])
         samples = len(results[("first byte", "via A")])
         print(f"\nTime to first byte of a cold layer (median of {samples}: each layer, each "
               f"rep): direct {direct:.2f} ms, through A {via_a:.2f} ms (+{via_a - direct:.2f} "
-              "ms); all: direct " + ", ".join(f"{v:.1f}" for v in results[("first byte",
-                                                                              "direct")])
-              + "; A " + ", ".join(f"{v:.1f}" for v in results[("first byte", "via A")]) + ".")
+              f"ms), through B from A {via_b:.2f} ms (+{via_b - direct:.2f} ms); all: direct "
+              + ", ".join(f"{v:.1f}" for v in results[("first byte", "direct")])
+              + "; A " + ", ".join(f"{v:.1f}" for v in results[("first byte", "via A")])
+              + "; B " + ", ".join(f"{v:.1f}" for v in results[("first byte", "via B")]) + ".")
     if first_byte_timelines:
         print("\nA's timelines of the first-byte requests (ms after the request or the task):\n")
         for line in first_byte_timelines:
+            print("    " + line)
+    if b_timelines:
+        print("\nB's timelines of the first-byte requests (ms after the request or the task):\n")
+        for line in b_timelines:
             print("    " + line)
     if timelines:
         print("\nA's timelines of cold blobs (ms after the request):\n")
