@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "registry"))
 import registry as reg  # noqa: E402
 import zflytest  # noqa: E402
-from test_proxy_access import get, token_for  # noqa: E402
+from test_proxy_access import get, start_two_nodes, token_for  # noqa: E402
 
 TTL = "30s"
 
@@ -116,48 +116,7 @@ class AccessProofTest(reg.RegistryMixin, zflytest.ZflyTestCase):
         self.assertEqual(self.requests(start, digest, "HEAD"), [])
 
     def test_other_callers_still_ask(self):
-        kdir, allow = self.path("keys"), self.path("allow")
-        os.makedirs(kdir)
-        os.makedirs(allow)
-        keys = {}
-        for name in ("sched", "a", "b"):
-            keys[name] = zflytest.keygen(kdir, name)
-            with open(keys[name][1]) as src, open(os.path.join(allow, name + ".pub"), "w") as dst:
-                dst.write(src.read())
-        ports = {k: zflytest.free_port() for k in ("sched", "a.storage", "b.storage", "a", "b")}
-        sched = self.start("sched", f"[node]\nname = sched\nhttp = 127.0.0.1:0\n[bus]\n"
-                                    f"cert = {keys['sched'][0]}\nallow = {allow}\n[scheduler]\n"
-                                    f"bind = tcp://127.0.0.1:{ports['sched']}\n")
-        sched.wait_ready()
-        nodes = {}
-        for name, other in (("a", "b"), ("b", "a")):
-            nodes[name] = self.start(name, f"""[node]
-name = {name}
-log_level = info
-http = 127.0.0.1:0
-
-[bus]
-cert = {keys[name][0]}
-allow = {allow}
-
-[storage]
-dir = {self.path(name + '-cache')}
-bind = tcp://127.0.0.1:{ports[name + '.storage']}
-
-[fetcher]
-schedulers = scheduler@sched
-access_ttl = {TTL}
-
-[proxy]
-listen = 127.0.0.1:{ports[name]}
-default_registry = http://{self.registry.address}
-
-[endpoints]
-scheduler@sched = tcp://127.0.0.1:{ports['sched']} cert={keys['sched'][1]}
-storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][1]}
-""")
-            nodes[name].wait_ready()
-            nodes[name].log.wait_for(r"proxy: started listen=")
+        nodes, ports, _ = start_two_nodes(self, TTL)
         digest = self.layers[2]
         first = "Bearer " + token_for(self.token, "private/app")
         second = "Bearer " + token_for(self.token, "private/app")

@@ -64,6 +64,54 @@ def get(port, path, authorization=None):
         return zflytest.recv_http_response(sock)
 
 
+def start_two_nodes(case, ttl=TTL):
+    """A scheduler and nodes a and b (storage over tcp:// with CURVE, a proxy each, each the
+    other's endpoint) for a test case with a registry: (nodes, their ports, the scheduler)."""
+    kdir, allow = case.path("keys"), case.path("allow")
+    os.makedirs(kdir)
+    os.makedirs(allow)
+    keys = {}
+    for name in ("sched", "a", "b"):
+        keys[name] = zflytest.keygen(kdir, name)
+        with open(keys[name][1]) as src, open(os.path.join(allow, name + ".pub"), "w") as dst:
+            dst.write(src.read())
+    ports = {k: zflytest.free_port() for k in ("sched", "a.storage", "b.storage", "a", "b")}
+    sched = case.start("sched", f"[node]\nname = sched\nhttp = 127.0.0.1:0\n[bus]\n"
+                                f"cert = {keys['sched'][0]}\nallow = {allow}\n[scheduler]\n"
+                                f"bind = tcp://127.0.0.1:{ports['sched']}\n")
+    sched.wait_ready()
+    nodes = {}
+    for name, other in (("a", "b"), ("b", "a")):
+        nodes[name] = case.start(name, f"""[node]
+name = {name}
+log_level = info
+http = 127.0.0.1:0
+
+[bus]
+cert = {keys[name][0]}
+allow = {allow}
+
+[storage]
+dir = {case.path(name + '-cache')}
+bind = tcp://127.0.0.1:{ports[name + '.storage']}
+
+[fetcher]
+schedulers = scheduler@sched
+access_ttl = {ttl}
+
+[proxy]
+listen = 127.0.0.1:{ports[name]}
+default_registry = http://{case.registry.address}
+
+[endpoints]
+scheduler@sched = tcp://127.0.0.1:{ports['sched']} cert={keys['sched'][1]}
+storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][1]}
+""")
+        nodes[name].wait_ready()
+        nodes[name].log.wait_for(r"proxy: started listen=")
+    return nodes, ports, sched
+
+
 class ProxyAccessTest(reg.RegistryMixin, zflytest.ZflyTestCase):
     @classmethod
     def push_images(cls):
@@ -181,48 +229,7 @@ class ProxyAccessTest(reg.RegistryMixin, zflytest.ZflyTestCase):
             self.assertEqual(hashlib.sha256(handle.read()).hexdigest(), digest[7:])
 
     def test_second_node_from_the_first_behaves_the_same(self):
-        kdir, allow = self.path("keys"), self.path("allow")
-        os.makedirs(kdir)
-        os.makedirs(allow)
-        keys = {}
-        for name in ("sched", "a", "b"):
-            keys[name] = zflytest.keygen(kdir, name)
-            with open(keys[name][1]) as src, open(os.path.join(allow, name + ".pub"), "w") as dst:
-                dst.write(src.read())
-        ports = {k: zflytest.free_port() for k in ("sched", "a.storage", "b.storage", "a", "b")}
-        sched = self.start("sched", f"[node]\nname = sched\nhttp = 127.0.0.1:0\n[bus]\n"
-                                    f"cert = {keys['sched'][0]}\nallow = {allow}\n[scheduler]\n"
-                                    f"bind = tcp://127.0.0.1:{ports['sched']}\n")
-        sched.wait_ready()
-        nodes = {}
-        for name, other in (("a", "b"), ("b", "a")):
-            nodes[name] = self.start(name, f"""[node]
-name = {name}
-log_level = info
-http = 127.0.0.1:0
-
-[bus]
-cert = {keys[name][0]}
-allow = {allow}
-
-[storage]
-dir = {self.path(name + '-cache')}
-bind = tcp://127.0.0.1:{ports[name + '.storage']}
-
-[fetcher]
-schedulers = scheduler@sched
-access_ttl = {TTL}
-
-[proxy]
-listen = 127.0.0.1:{ports[name]}
-default_registry = http://{self.registry.address}
-
-[endpoints]
-scheduler@sched = tcp://127.0.0.1:{ports['sched']} cert={keys['sched'][1]}
-storage@{other} = tcp://127.0.0.1:{ports[other + '.storage']} cert={keys[other][1]}
-""")
-            nodes[name].wait_ready()
-            nodes[name].log.wait_for(r"proxy: started listen=")
+        nodes, ports, _ = start_two_nodes(self)
         digest = self.layers[0]
         good = "Bearer " + token_for(self.token, "private/app")
         status, _, body, complete = get(ports["a"], self.blob_path(digest), good)
