@@ -10,8 +10,8 @@
          sendfile the bytes themselves) or piece.read (the bytes, as a frame), for the pieces
          storage holds, in a window ahead of the one the caller takes next;
          and, for a streaming reader (zf_task_reader_set_peek), piece.peek to the fetcher for
-         the next piece while storage does not hold it: the origin's bytes as they arrive,
-         before the piece is complete ("not_found": read it from storage when it is there);
+         the next piece while storage does not hold it: the origin's bytes as they arrive, a
+         parent's piece once checked ("not_found": read it from storage when it is there);
       4. the fetcher's word on how the task ended: its task.ended event (published when a
          task completes or fails), else task.query when storage tells of an opened task whose
          layout we lack, of completion, or has been quiet for a whole long poll.

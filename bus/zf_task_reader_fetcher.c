@@ -226,7 +226,7 @@ void zf_task_reader_on_ended (zf_bus_t *bus, zf_bus_msg_t *event, void *arg)
 }
 
 //  ---------------------------------------------------------------------------------------------
-//  The origin's bytes of a piece storage does not hold yet (piece.peek to the fetcher)
+//  The bytes of a piece storage does not hold yet (piece.peek to the fetcher)
 
 static void s_on_partial (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                           const zf_error_t *err, void *arg);
@@ -237,8 +237,9 @@ static uint64_t s_part_from (const zf_task_reader_t *self)
     return self->part_piece == self->next_deliver ? self->part_from : 0;
 }
 
-//  Asks the fetcher for the origin's bytes of the piece to deliver next, when storage does
-//  not hold it and nothing else is asked for it.
+//  Asks the fetcher for the bytes of the piece to deliver next (the origin's as they come, a
+//  parent's once checked), when storage does not hold it and nothing else is asked for it. The
+//  held peek also tells the fetcher which piece to ask its parents for first.
 void zf_task_reader_peek (zf_task_reader_t *self)
 {
     uint64_t piece = self->next_deliver;
@@ -272,8 +273,8 @@ static void s_on_partial (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     if (self->phase != ZF_TASK_READER_PHASE_FOLLOW)
         return;
     if (status != ZF_OK) {
-        //  not_found: the fetcher does not fill that piece from the origin (parents give it
-        //  whole, or the task ended): storage gives it. Anything else: no more peeks at all.
+        //  not_found: the fetcher does not run the task (it ended, or another process fetches
+        //  it): storage gives the piece. Anything else: no more peeks at all.
         if (zf_bus_error_code (status, reply) == ZF_CODE_NOT_FOUND) {
             self->no_peek = true;
             self->no_peek_piece = self->next_deliver;

@@ -742,16 +742,18 @@ static uint64_t s_random (zf_fetch_parents_t *self)
     return z ^ (z >> 31);
 }
 
-//  The rarest wanted piece this parent holds. With a scheduler the scan starts at a random
-//  piece, so children fed by one seed take different pieces and have something to give each
-//  other; without one, at the lowest index, which keeps streaming readers in order.
+//  The piece a reader here waits for, if this parent can give it; else the rarest wanted piece
+//  it holds. With a scheduler the scan starts at a random piece, so children fed by one seed
+//  take different pieces and have something to give each other; without one, at the lowest
+//  index, which keeps streaming readers in order.
 static int64_t s_pick (zf_fetch_parents_t *self, parent_t *parent, uint64_t from, int64_t now)
 {
+    bool fresh = parent->elsewhere && now - parent->elsewhere_since_ms < ELSEWHERE_MS;
+    int64_t awaited = self->sink.awaited ? self->sink.awaited (self->arg) : -1;
     uint64_t span = self->piece_count > from ? self->piece_count - from : 0;
     uint64_t start = self->scheduled && span > 1 ? s_random (self) % span : 0;
-    bool fresh = parent->elsewhere && now - parent->elsewhere_since_ms < ELSEWHERE_MS;
     return zf_piece_table_pick (self->table, parent->bitmap, from, start,
-                                fresh ? parent->elsewhere : NULL, now);
+                                fresh ? parent->elsewhere : NULL, awaited, now);
 }
 
 void zf_fetch_parents_pump (zf_fetch_parents_t *self, uint64_t from)

@@ -40,6 +40,10 @@ typedef struct {
     //  A frame of size bytes to join a piece that came in several frames into (the caller's;
     //  its bytes are overwritten): one storage gave back after a write, so no fresh memory.
     zframe_t *(*buffer) (void *arg, size_t size);
+    //  The piece a reader on this host waits for (a held piece.peek), or -1: asked of the
+    //  first parent that holds it before any rarest-first pick, so that a client streaming
+    //  the task gets its next bytes as soon as one parent can send them.
+    int64_t (*awaited) (void *arg);
 } zf_fetch_parents_sink_t;
 
 //  scheduled: parents come from a scheduler (a parent may answer "not_found" at first, and

@@ -103,6 +103,17 @@ bool zf_fetch_peeks_waiting (zf_fetch_peeks_t *self, uint64_t piece)
     return false;
 }
 
+int64_t zf_fetch_peeks_first_awaited (zf_fetch_peeks_t *self)
+{
+    int64_t first = -1;
+    if (!self)
+        return first;
+    for (peek_t *peek = zlistx_first (self->held); peek; peek = zlistx_next (self->held))
+        if (first < 0 || peek->piece < (uint64_t) first)
+            first = (int64_t) peek->piece;
+    return first;
+}
+
 //  Answers (and lets go) the held peeks of piece that `filled` bytes satisfy.
 static void s_answer_piece (zf_fetch_peeks_t *self, uint64_t piece, const uint8_t *data,
                             uint64_t filled, bool complete)
@@ -128,12 +139,6 @@ void zf_fetch_peeks_fill (zf_fetch_peeks_t *self, uint64_t piece, const uint8_t 
 {
     if (self)
         s_answer_piece (self, piece, data, filled, complete);
-}
-
-void zf_fetch_peeks_elsewhere (zf_fetch_peeks_t *self, uint64_t piece)
-{
-    if (self)
-        s_answer_piece (self, piece, NULL, 0, true);
 }
 
 void zf_fetch_peeks_drop (zf_fetch_peeks_t *self, const char *why)

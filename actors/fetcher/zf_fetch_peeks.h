@@ -1,13 +1,12 @@
 /*  zf_fetch_peeks.h — piece.peek: readers on this host that stream a task to their clients
-    take the bytes of a piece while the origin is still filling it (schemas/dataplane.schema).
+    take the bytes of a piece before storage has it (schemas/dataplane.schema).
 
     A task keeps one of these for the peeks it holds. A peek asks for the bytes of one piece
     past `from`; it is answered (piece.partial, the bytes copied into its frame) as soon as the
     piece's buffer holds more than `from` bytes, when the piece is filled (complete set, the
     rest of its bytes with it), or after its wait with size 0. The task tells it what the
-    origin delivered (zf_fetch_peeks_fill) and what happened to a piece otherwise: it came
-    from elsewhere, whole (zf_fetch_peeks_elsewhere: complete, no bytes, the reader reads
-    storage), or the task stopped (zf_fetch_peeks_drop: "not_found"). A piece the origin
+    origin delivered and what a parent delivered whole, checked (zf_fetch_peeks_fill), or
+    that the task stopped (zf_fetch_peeks_drop: "not_found"). A piece the origin
     fills again after a failed transfer simply grows again from zero: a peek waits until it
     is past its `from` once more. */
 #ifndef ZF_FETCH_PEEKS_H_INCLUDED
@@ -28,11 +27,11 @@ void zf_fetch_peeks_hold (zf_fetch_peeks_t *self, const zf_bus_return_t *ret, ui
                           uint64_t from, uint64_t wait_ms);
 //  Whether any peek waits for this piece (the task copies bytes only then).
 bool zf_fetch_peeks_waiting (zf_fetch_peeks_t *self, uint64_t piece);
+//  The lowest piece a held peek waits for, or -1: what a reader streaming the task needs next.
+int64_t zf_fetch_peeks_first_awaited (zf_fetch_peeks_t *self);
 //  The origin filled bytes [0, filled) of the piece at data; complete: that is all of it.
 void zf_fetch_peeks_fill (zf_fetch_peeks_t *self, uint64_t piece, const uint8_t *data,
                           uint64_t filled, bool complete);
-//  The piece is complete, but not from the origin's bytes: the readers take it from storage.
-void zf_fetch_peeks_elsewhere (zf_fetch_peeks_t *self, uint64_t piece);
 //  Every held peek is answered "not_found" (the task failed, completed, or went away).
 void zf_fetch_peeks_drop (zf_fetch_peeks_t *self, const char *why);
 

@@ -130,12 +130,19 @@ static void s_parents_wake (void *arg)
     zf_fetch_task_wake (arg);
 }
 
+static int64_t s_parents_awaited (void *arg)
+{
+    zf_fetch_task_t *self = arg;
+    return zf_fetch_peeks_first_awaited (self->peeks);
+}
+
 const zf_fetch_parents_sink_t zf_fetch_task_parents_sink = {
     .on_layout = s_parents_layout,
     .on_piece = s_parents_piece,
     .on_dropped = s_parents_dropped,
     .wake = s_parents_wake,
     .buffer = s_parents_buffer,
+    .awaited = s_parents_awaited,
 };
 
 void zf_fetch_task_pump_parents (zf_fetch_task_t *self, int64_t now)

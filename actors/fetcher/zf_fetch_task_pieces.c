@@ -224,11 +224,9 @@ void zf_fetch_task_piece_verified (zf_fetch_task_t *self, uint64_t index, const 
 {
     zf_fetch_task_slot_t *slot = &self->slots[index];
     ZF_ASSERT (slot->frame && slot->filled == zf_fetch_task_piece_size (self, index));
-    //  Readers streaming this piece get its last bytes from here, before it goes to storage.
-    if (from == 0)
-        zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled, true);
-    else
-        zf_fetch_peeks_elsewhere (self->peeks, index);
+    //  Readers streaming this piece get its (last) bytes from here, checked, before it goes to
+    //  storage: the origin's as they came, a parent's whole.
+    zf_fetch_peeks_fill (self->peeks, index, zframe_data (slot->frame), slot->filled, true);
     zf_piece_table_filled (self->table, index, from);
     zf_fetch_task_feed_hash (self); //  in order, this piece is usually next: then its bytes can go
     if (!zf_fetch_task_running (self))

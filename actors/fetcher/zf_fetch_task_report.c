@@ -188,13 +188,17 @@ bool zf_fetch_task_is_source (zf_fetch_task_t *self)
     return self->sched_source;
 }
 
-//  --- readers streaming the origin's bytes (piece.peek) ----------------------------------------
+//  --- readers streaming the task's bytes (piece.peek) ------------------------------------------
+
+//  A peek is held until its piece has bytes past `from`: the origin's as they arrive, or a
+//  parent's whole piece once it passed its check. What it waits for also tells the parents
+//  which piece to ask for first (zf_fetch_peeks_first_awaited).
 
 void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint64_t piece,
                          uint64_t from, uint64_t wait_ms)
 {
     zf_bus_t *bus = self->env->bus;
-    if (!zf_fetch_task_running (self) || !self->origin) {
+    if (!zf_fetch_task_running (self)) {
         zf_bus_reply_code (bus, ret, ZF_CODE_NOT_FOUND, "task_id",
                            "task %.64s is not downloading here", self->task_id);
         return;
@@ -210,11 +214,6 @@ void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint
         zf_fetch_task_slot_t *slot = &self->slots[piece];
         if (state == ZF_PIECE_WRITING || state == ZF_PIECE_STORED) { //  storage has it (soon)
             zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, NULL, 0, true);
-            return;
-        }
-        if (state == ZF_PIECE_FETCHING && zf_piece_table_requests (self->table, piece) > 0) {
-            zf_bus_reply_code (bus, ret, ZF_CODE_NOT_FOUND, "piece",
-                               "piece %" PRIu64 " comes from parents, whole", piece);
             return;
         }
         if (state == ZF_PIECE_FETCHING && slot->frame && slot->filled > from) {

@@ -225,10 +225,14 @@ uint32_t zf_piece_table_availability (const zf_piece_table_t *self, uint64_t ind
 }
 
 int64_t zf_piece_table_pick (const zf_piece_table_t *self, const uint8_t *bitmap, uint64_t from,
-                             uint64_t start, const uint8_t *skip, int64_t now)
+                             uint64_t start, const uint8_t *skip, int64_t first, int64_t now)
 {
     if (from >= self->count)
         return -1;
+    if (first >= (int64_t) from && (uint64_t) first < self->count
+        && zf_bit (bitmap, (uint64_t) first) && !zf_bit (skip, (uint64_t) first)
+        && zf_piece_table_wanted_by_parents (self, (uint64_t) first, now))
+        return first;
     uint64_t span = self->count - from;
     int64_t best = -1;
     for (uint64_t step = 0; step < span; step++) {
@@ -265,12 +269,20 @@ void zf_piece_table_test (bool verbose)
     zf_piece_table_holder_add (table, second);
     ZF_ASSERT (zf_piece_table_availability (table, 2) == 2);
     ZF_ASSERT (zf_piece_table_availability (table, 4) == 1);
-    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, 0) == 4);
-    ZF_ASSERT (zf_piece_table_pick (table, second, 0, 0, NULL, 0) == 2);
-    ZF_ASSERT (zf_piece_table_pick (table, both, 2, 5, NULL, 0) == 7); //  the scan wraps
-    uint8_t skip[2] = {0xf0, 0x03};                                    //  pieces 4..9
-    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, skip, 0) == 2);
-    ZF_ASSERT (zf_piece_table_pick (table, both, 4, 0, skip, 0) == -1);
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, -1, 0) == 4);
+    ZF_ASSERT (zf_piece_table_pick (table, second, 0, 0, NULL, -1, 0) == 2);
+    ZF_ASSERT (zf_piece_table_pick (table, both, 2, 5, NULL, -1, 0) == 7); //  the scan wraps
+    uint8_t skip[2] = {0xf0, 0x03};                                        //  pieces 4..9
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, skip, -1, 0) == 2);
+    ZF_ASSERT (zf_piece_table_pick (table, both, 4, 0, skip, -1, 0) == -1);
+    //  A piece a reader waits for goes first, rare or not, when this holder can give it and it
+    //  is wanted; else the rarest as before.
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, 8, 0) == 8);
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, 2, 0) == 2);   //  not the rarest
+    ZF_ASSERT (zf_piece_table_pick (table, second, 0, 0, NULL, 8, 0) == 2); //  it lacks 8
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, skip, 8, 0) == 2);   //  skipped here
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, 0, 0) == 4);   //  0 is stored
+    ZF_ASSERT (zf_piece_table_pick (table, both, 3, 0, NULL, 2, 0) == 4);   //  before `from`
     zf_piece_table_holder_remove (table, second);
     ZF_ASSERT (zf_piece_table_availability (table, 2) == 1);
 
@@ -283,7 +295,7 @@ void zf_piece_table_test (bool verbose)
         ZF_ASSERT (zf_piece_table_request (table, 4, 200));
     ZF_ASSERT (!zf_piece_table_request (table, 4, 300));
     ZF_ASSERT (zf_piece_table_requests (table, 4) == ZF_PIECE_REQUESTS_MAX);
-    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, 0) != 4);
+    ZF_ASSERT (zf_piece_table_pick (table, both, 0, 0, NULL, -1, 0) != 4);
     for (int ended = 0; ended < ZF_PIECE_REQUESTS_MAX; ended++)
         zf_piece_table_request_ended (table, 4, false);
     ZF_ASSERT (zf_piece_table_state (table, 4) == ZF_PIECE_MISSING);
