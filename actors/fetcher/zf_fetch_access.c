@@ -114,6 +114,24 @@ static void s_keep (zf_fetch_access_t *self, const char *key, bool allowed, int6
     zhashx_update (self->answers, key, answer);
 }
 
+//  The origin's verdict on a client's request for `where` (the URL without its query): words
+//  for the caller in why, counted, a refusal logged, and kept for the TTL (content_length:
+//  what a yes stated, -1 if nothing).
+static void s_conclude (zf_fetch_access_t *self, const char *key, const char *where, bool allowed,
+                        long status, int64_t content_length, zf_counter_t *counter, char *why,
+                        size_t why_size)
+{
+    if (allowed)
+        snprintf (why, why_size, "%s answered %ld", where, status);
+    else {
+        snprintf (why, why_size, "the origin answered %ld to this client's request for %s", status,
+                  where);
+        zf_notice (self->options.name, "access refused url=%s status=%ld", where, status);
+    }
+    zf_counter_add (counter, 1);
+    s_keep (self, key, allowed, allowed ? content_length : -1, why);
+}
+
 static const answer_t *s_kept (zf_fetch_access_t *self, const char *key)
 {
     answer_t *answer = zhashx_lookup (self->answers, key);
@@ -211,16 +229,8 @@ static void s_curl_done (CURL *easy, CURLcode result, void *easy_private, void *
     int64_t content_length = length > 0 ? (int64_t) length : -1;
     curl_easy_cleanup (easy);
     question->easy = NULL;
-    if (allowed) {
-        snprintf (why, sizeof why, "%s answered %ld", question->where, status);
-        zf_counter_add (self->allowed, 1);
-    } else {
-        snprintf (why, sizeof why, "the origin answered %ld to this client's request for %s",
-                  status, question->where);
-        zf_counter_add (self->refused, 1);
-        zf_notice (self->options.name, "access refused url=%s status=%ld", question->where, status);
-    }
-    s_keep (self, question->key, allowed, allowed ? content_length : -1, why);
+    s_conclude (self, question->key, question->where, allowed, status, content_length,
+                allowed ? self->allowed : self->refused, why, sizeof why);
     s_answer (question, allowed ? ZF_FETCH_ACCESS_ALLOWED : ZF_FETCH_ACCESS_REFUSED, why,
               allowed ? content_length : -1);
 }
@@ -341,16 +351,8 @@ void zf_fetch_access_record (zf_fetch_access_t *self, const char *url,
     char key[65];
     s_key (url, headers, header_count, key);
     char *where = zf_strndup (url, strcspn (url, "?#")); //  for logs: no query
-    if (allowed) {
-        snprintf (why, why_size, "%s answered %ld", where, status);
-        zf_counter_add (self->proofs_allowed, 1);
-    } else {
-        snprintf (why, why_size, "the origin answered %ld to this client's request for %s", status,
-                  where);
-        zf_counter_add (self->proofs_refused, 1);
-        zf_notice (self->options.name, "access refused url=%s status=%ld", where, status);
-    }
-    s_keep (self, key, allowed, allowed && content_length > 0 ? content_length : -1, why);
+    s_conclude (self, key, where, allowed, status, content_length > 0 ? content_length : -1,
+                allowed ? self->proofs_allowed : self->proofs_refused, why, why_size);
     zf_free (where);
 }
 
