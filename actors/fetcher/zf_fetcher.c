@@ -330,6 +330,16 @@ static void s_proof_free (void **item)
     *item = NULL;
 }
 
+//  The origin refused the caller ("denied": the caller asks the origin itself and gets the
+//  origin's own answer), or could not be asked ("unverified").
+static void s_reply_not_allowed (zf_fetch_env_t *env, const zf_bus_return_t *ret,
+                                 zf_fetch_access_verdict_t verdict, const char *why)
+{
+    zf_bus_reply_code (env->bus, ret,
+                       verdict == ZF_FETCH_ACCESS_REFUSED ? ZF_CODE_DENIED : ZF_CODE_UNVERIFIED,
+                       "headers", "%s", why);
+}
+
 static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, int64_t content_length,
                          void *arg)
 {
@@ -341,10 +351,7 @@ static void s_on_access (zf_fetch_access_verdict_t verdict, const char *why, int
         s_ensure_task (env, &pending->ret, pending->ret.from, &pending->body, pending->task_id,
                        pending->digest, content_length);
     else
-        //  "denied": the caller asks the origin itself and gets the origin's own answer
-        zf_bus_reply_code (env->bus, &pending->ret,
-                           verdict == ZF_FETCH_ACCESS_REFUSED ? ZF_CODE_DENIED : ZF_CODE_UNVERIFIED,
-                           "headers", "%s", why);
+        s_reply_not_allowed (env, &pending->ret, verdict, why);
     s_pending_free (pending);
 }
 
@@ -391,9 +398,7 @@ static void s_on_asked (zf_fetch_access_verdict_t verdict, const char *why, int6
         zf_bus_reply_code (env->bus, &pending->ret, ZF_CODE_UNVERIFIED, "task_id",
                            "task %.64s ended while the origin was asked", pending->task_id);
     else
-        zf_bus_reply_code (env->bus, &pending->ret,
-                           verdict == ZF_FETCH_ACCESS_REFUSED ? ZF_CODE_DENIED : ZF_CODE_UNVERIFIED,
-                           "headers", "%s", why);
+        s_reply_not_allowed (env, &pending->ret, verdict, why);
     zhashx_delete (fetcher->proofs, key);
     //  The task was made for this caller alone: refused, it stops (taking nothing more from
     //  parents on behalf of a caller the origin did not accept).
@@ -447,7 +452,7 @@ static void s_on_proof (zf_fetch_task_t *task, zf_fetch_proof_t proof, long stat
     case ZF_FETCH_PROOF_REFUSED:
         zf_fetch_access_record (fetcher->access, pending->body.url, headers, header_count, false,
                                 status, -1, words, sizeof words);
-        zf_bus_reply_code (env->bus, &pending->ret, ZF_CODE_DENIED, "headers", "%s", words);
+        s_reply_not_allowed (env, &pending->ret, ZF_FETCH_ACCESS_REFUSED, words);
         break;
     case ZF_FETCH_PROOF_ENDED: //  failed before (why): the requester learns it, as others do
         s_reply_status (env, &pending->ret, task);
