@@ -60,7 +60,7 @@ typedef enum {
 typedef void (zf_fetch_proof_fn) (zf_fetch_task_t *task, zf_fetch_proof_t proof, long status,
                                   uint64_t content_length, const char *why, void *arg);
 //  The task reports its requester's access proof to fn; its first origin request is then a
-//  first range of RANGE_BYTES (zf_fetch_origin_probe). The requester's answer is the
+//  first range of ZF_FETCH_TASK_RANGE_BYTES (zf_fetch_origin_probe). The requester's answer is the
 //  caller's to give (start the task with answer NULL). Call before zf_fetch_task_start.
 void zf_fetch_task_await_proof (zf_fetch_task_t *self, zf_fetch_proof_fn *fn, void *arg);
 bool zf_fetch_task_failed (zf_fetch_task_t *self);

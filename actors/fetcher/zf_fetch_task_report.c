@@ -1,7 +1,7 @@
 /*  zf_fetch_task_report.c — what a task tells others (see zf_fetch_task_internal.h):
     task.status and the requester's answer, its end (the observer, task.ended), what the
-    scheduler client reads, fallbacks to the origin counted, and piece.peek for readers
-    streaming the origin's bytes. */
+    scheduler client reads, fallbacks to the origin counted, the requester's access proof, and
+    piece.peek for readers streaming the task's bytes. */
 #include "zf_clock.h"
 #include "zf_fetch_task_internal.h"
 #include "zf_log.h"
