@@ -358,21 +358,16 @@ def main():
                     f"http://{site.registry.address}/v2/{REPO}/blobs/{layer}", pull_token))
             nodes = site.start_nodes()
             try:
-                for layer in layers:
-                    results.setdefault(("first byte", "via A"), []).append(first_byte_ms(
-                        f"http://{site.mirror(nodes, 'a')}/v2/{REPO}/blobs/{layer}",
-                        pull_token))
-                if args.timeline:
-                    first_byte_timelines += re.findall(r"(?:p2p|task) timeline .*",
-                                                       site.log_text(nodes, "a"))
-                # then through B, which takes each layer from A's pieces
-                for layer in layers:
-                    results.setdefault(("first byte", "via B"), []).append(first_byte_ms(
-                        f"http://{site.mirror(nodes, 'b')}/v2/{REPO}/blobs/{layer}",
-                        pull_token))
-                if args.timeline:
-                    b_timelines += re.findall(r"(?:p2p|task) timeline .*",
-                                              site.log_text(nodes, "b"))
+                # through A (cold), then through B, which takes each layer from A's pieces
+                for node, kept in (("a", first_byte_timelines), ("b", b_timelines)):
+                    for layer in layers:
+                        results.setdefault(("first byte", f"via {node.upper()}"), []).append(
+                            first_byte_ms(
+                                f"http://{site.mirror(nodes, node)}/v2/{REPO}/blobs/{layer}",
+                                pull_token))
+                    if args.timeline:
+                        kept.extend(re.findall(r"(?:p2p|task) timeline .*",
+                                               site.log_text(nodes, node)))
             finally:
                 site.stop_nodes(nodes)
     finally:
