@@ -5,7 +5,7 @@
     from, and the components that read such lists call zf_config_pairs_into themselves. */
 #include "zf_config.h"
 
-#include <regex.h>
+#include "zf_regex.h"
 
 //  The next blank-separated word at *cursor (its start and length), *cursor moved past it;
 //  false at the end of the text.
@@ -34,15 +34,10 @@ bool zf_config_check_pairs (const char *text, char *why, size_t why_size)
 
 bool zf_config_check_regex (const char *text, char *why, size_t why_size)
 {
-    regex_t regex;
-    int rc = regcomp (&regex, text, REG_EXTENDED | REG_NOSUB);
-    if (rc == 0) {
-        regfree (&regex);
+    char reason[256];
+    if (zf_regex_valid (text, reason, sizeof reason))
         return true;
-    }
-    char reason[128];
-    regerror (rc, &regex, reason, sizeof reason);
-    snprintf (why, why_size, "\"%s\": bad regular expression: %s", text, reason);
+    snprintf (why, why_size, "\"%s\": %s", text, reason);
     return false;
 }
 

@@ -55,6 +55,11 @@ class DaemonTest(ZflyTestCase):
                       result.stderr)
         self.check_bad_config("[node]\nname = a\n[proxy]\nrule = .* direct\nrule = [ p2p\n",
                               'FILE:5: [proxy] rule: "[ p2p": bad regular expression')
+        self.check_bad_config("[node]\nname = a\n[proxy]\nrule = x" + "+" * 40 + " p2p\n",
+                              "FILE:4: [proxy] rule: \"x+++")
+        self.check_bad_config("[node]\nname = a\n[proxy]\nhijack = (a{100}){100}\n",
+                              "FILE:4: [proxy] hijack: \"(a{100}){100}\": regular expression "
+                              "too large once its repetitions are expanded")
         self.check_bad_config("[node]\nname = a\n[upstream]\nhosts = a=1 b\n",
                               'FILE:4: [upstream] hosts: "b": expected NAME=VALUE pairs')
 

@@ -4,7 +4,7 @@
     (tests/fuzz/fuzz_api_json.c) runs it without a database. */
 #include "zf_manager_input.h"
 #include <arpa/inet.h>
-#include <regex.h>
+#include "zf_regex.h"
 
 #define S_NAME_MAX   128
 #define S_TEXT_MAX   1024
@@ -60,18 +60,6 @@ bool zf_search_in_network (const zf_network_t *network, int family, const uint8_
     return (bytes[full] & mask) == (network->bytes[full] & mask);
 }
 
-bool zf_search_regex_valid (const char *regex, char *why, size_t size)
-{
-    regex_t compiled;
-    int rc = regcomp (&compiled, regex, REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-        regerror (rc, &compiled, why, size);
-        return false;
-    }
-    regfree (&compiled);
-    return true;
-}
-
 //  ---------------------------------------------------------------------------------------------
 //  Input
 
@@ -111,8 +99,8 @@ static zf_status_t s_list (json_t *value, const char *field, bool regexes, char 
         if (!text || json_string_length (item) != strlen (text) || strlen (text) > 256)
             return zf_error_set (err, ZF_E_INVALID, where,
                                  "%s: must be a string of at most 256 bytes", where);
-        char why[128] = "";
-        if (regexes && !zf_search_regex_valid (text, why, sizeof why))
+        char why[512] = "";
+        if (regexes && !zf_regex_valid (text, why, sizeof why))
             return zf_error_set (err, ZF_E_INVALID, where, "%s: '%s' is not a regex: %s", where,
                                  text, why);
         if (!regexes && !zf_search_cidr_valid (text))

@@ -48,6 +48,5 @@ bool zf_search_parse_address (const char *text, int *family, uint8_t *bytes);
 bool zf_search_parse_cidr (const char *cidr, zf_network_t *network);
 bool zf_search_in_network (const zf_network_t *network, int family, const uint8_t *bytes);
 bool zf_search_cidr_valid (const char *cidr);
-bool zf_search_regex_valid (const char *regex, char *why, size_t size);
 
 #endif

@@ -14,13 +14,13 @@
 #include "zf_proxy_rules.h"
 #include "zf_proxy_tls.h"
 #include "zf_proxy_tunnel.h"
+#include "zf_regex.h"
 #include "zf_task_id.h"
 #include "zf_task_reader.h"
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <regex.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -796,9 +796,8 @@ static int s_setup (self_t *self, zf_error_t *err)
         .connect_timeout_ms = self->upstream_config->connect_timeout_ms,
     };
     if (*config->hijack) {
-        //  checked when the configuration was loaded
-        ZF_ASSERT (regcomp (&self->hijack, config->hijack, REG_EXTENDED | REG_NOSUB | REG_ICASE)
-                   == 0);
+        char why[256]; //  checked when the configuration was loaded
+        ZF_ASSERT (zf_regex_compile (&self->hijack, config->hijack, REG_ICASE, why, sizeof why));
         self->has_hijack = true;
     }
     if (*config->ca_cert || *config->ca_key) {

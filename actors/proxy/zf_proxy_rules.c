@@ -1,7 +1,7 @@
 /*  zf_proxy_rules.c — where a request goes (see zf_proxy_rules.h). */
 #include "zf_proxy_rules.h"
 #include <ctype.h>
-#include <regex.h>
+#include "zf_regex.h"
 
 typedef struct {
     regex_t regex;
@@ -48,16 +48,12 @@ static bool s_rule_parse (const char *text, rule_t *rule, char *why, size_t why_
     char *pattern = copy;
     while (*pattern == ' ')
         pattern++;
-    int rc = regcomp (&rule->regex, pattern, REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-        char reason[128];
-        regerror (rc, &rule->regex, reason, sizeof reason);
-        snprintf (why, why_size, "\"%s\": bad regular expression: %s", text, reason);
-        zf_free (copy);
-        return false;
-    }
+    char reason[256];
+    bool compiled = zf_regex_compile (&rule->regex, pattern, 0, reason, sizeof reason);
+    if (!compiled)
+        snprintf (why, why_size, "\"%s\": %s", text, reason);
     zf_free (copy);
-    return true;
+    return compiled;
 }
 
 bool zf_proxy_rule_check (const char *text, char *why, size_t why_size)

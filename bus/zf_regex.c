@@ -1,0 +1,216 @@
+/*  zf_regex.c — regular expressions from outside input (see zf_regex.h). */
+#include "zf_regex.h"
+#include "zf_prelude.h"
+#include <stdio.h>
+#include <string.h>
+
+//  Counts saturate here, one past the largest accepted, so nothing overflows.
+#define S_CAP (ZF_REGEX_MAX_EXPANSION + 1)
+
+//  How deep groups may nest; deeper patterns are refused as too large.
+#define S_MAX_DEPTH 64
+
+static size_t s_add (size_t a, size_t b)
+{
+    return a + b >= S_CAP ? S_CAP : a + b;
+}
+
+static size_t s_mul (size_t a, size_t b)
+{
+    if (b != 0 && a > S_CAP / b)
+        return S_CAP;
+    return a * b >= S_CAP ? S_CAP : a * b;
+}
+
+//  Past a bracket expression that starts at p ('['): "[]a]", "[^]a]", "[[:alpha:]-]".
+static const char *s_skip_bracket (const char *p)
+{
+    const char *q = p + 1;
+    if (*q == '^')
+        q++;
+    if (*q == ']')
+        q++;
+    while (*q && *q != ']') {
+        if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) {
+            char close[3] = {q[1], ']', 0};
+            const char *end = strstr (q + 2, close);
+            q = end ? end + 2 : q + 1;
+        }
+        else
+            q++;
+    }
+    return *q ? q + 1 : q;
+}
+
+//  Parses an interval "{n}", "{n,}", "{n,m}" or "{,m}" at *p; on success moves *p past it and
+//  sets *copies to how many copies of the repeated atom regcomp makes.
+static bool s_interval (const char **p, size_t *copies)
+{
+    const char *q = *p + 1;
+    size_t low = 0, high = 0;
+    bool open_ended = false, any = false;
+    while (*q >= '0' && *q <= '9') {
+        low = s_add (s_mul (low, 10), (size_t) (*q++ - '0'));
+        any = true;
+    }
+    high = low;
+    if (*q == ',') {
+        q++;
+        open_ended = !(*q >= '0' && *q <= '9');
+        high = 0;
+        while (*q >= '0' && *q <= '9') {
+            high = s_add (s_mul (high, 10), (size_t) (*q++ - '0'));
+            any = true;
+        }
+    }
+    if (*q != '}' || !any)
+        return false;
+    *p = q + 1;
+    size_t most = high > low ? high : low;
+    *copies = s_add (most ? most : 1, open_ended ? 1 : 0);
+    return true;
+}
+
+size_t zf_regex_expansion (const char *pattern)
+{
+    size_t totals[S_MAX_DEPTH + 1] = {0}; //  the expansion of each open group so far
+    int depth = 0;
+    size_t last = 0; //  the atom a repetition would copy, as expanded so far; 0: none
+    const char *p = pattern;
+    while (*p) {
+        size_t atom = 1, copies = 0;
+        if (*p == '\\') {
+            p += p[1] ? 2 : 1;
+        }
+        else if (*p == '[')
+            p = s_skip_bracket (p);
+        else if (*p == '(') {
+            if (depth == S_MAX_DEPTH)
+                return S_CAP;
+            totals[++depth] = 0;
+            p++;
+            last = 0;
+            continue;
+        }
+        else if (*p == ')' && depth > 0) {
+            atom = s_add (totals[depth--], 2);
+            p++;
+        }
+        else if (*p == '|') { //  alternatives are all in the compiled pattern: they add up
+            p++;
+            last = 0;
+            continue;
+        }
+        else if (*p == '*' || *p == '+' || *p == '?') {
+            copies = 2; //  '+' is a copy and a star; '*' and '?' a node around the atom
+            p++;
+        }
+        else if (*p == '{' && s_interval (&p, &copies))
+            ;
+        else
+            p++;
+
+        if (copies) {
+            if (last) {
+                size_t grown = s_mul (last, copies);
+                totals[depth] = totals[depth] >= S_CAP ? S_CAP
+                                                       : s_add (totals[depth] - last, grown);
+                last = grown;
+            }
+            continue;
+        }
+        totals[depth] = s_add (totals[depth], atom);
+        last = atom;
+    }
+    size_t sum = 0; //  unclosed groups: regcomp refuses them, the sum is only an estimate
+    for (int level = 0; level <= depth; level++)
+        sum = s_add (sum, totals[level]);
+    return sum;
+}
+
+bool zf_regex_compile (regex_t *regex, const char *pattern, int extra_flags, char *why,
+                       size_t why_size)
+{
+    size_t length = strlen (pattern);
+    if (length > ZF_REGEX_MAX_LENGTH) {
+        snprintf (why, why_size, "regular expression longer than %d bytes", ZF_REGEX_MAX_LENGTH);
+        return false;
+    }
+    if (zf_regex_expansion (pattern) > ZF_REGEX_MAX_EXPANSION) {
+        snprintf (why, why_size,
+                  "regular expression too large once its repetitions are expanded (more than %d "
+                  "atoms; stacked or nested repetitions such as 'a++' or '(a{100}){100}' multiply)",
+                  ZF_REGEX_MAX_EXPANSION);
+        return false;
+    }
+    int rc = regcomp (regex, pattern, REG_EXTENDED | REG_NOSUB | extra_flags);
+    if (rc != 0) {
+        char reason[128];
+        regerror (rc, regex, reason, sizeof reason);
+        snprintf (why, why_size, "bad regular expression: %s", reason);
+        return false;
+    }
+    return true;
+}
+
+bool zf_regex_valid (const char *pattern, char *why, size_t why_size)
+{
+    regex_t regex;
+    if (!zf_regex_compile (&regex, pattern, 0, why, why_size))
+        return false;
+    regfree (&regex);
+    return true;
+}
+
+//  ---------------------------------------------------------------------------------------------
+//  Selftest
+
+void zf_regex_test (bool verbose)
+{
+    if (verbose)
+        printf (" * zf_regex: ");
+    char why[512];
+    //  What hostname and proxy rules look like stays small and compiles.
+    ZF_ASSERT (zf_regex_expansion ("^edge-[0-9]+$") < 16);
+    ZF_ASSERT (zf_regex_expansion ("^[a-z0-9-]{1,63}\\.example\\.com$") < 100);
+    ZF_ASSERT (zf_regex_valid ("^[a-z0-9-]{1,63}\\.example\\.com$", why, sizeof why));
+    ZF_ASSERT (zf_regex_valid ("blobs/sha256:[0-9a-f]{64}$", why, sizeof why));
+    ZF_ASSERT (zf_regex_valid ("^(edge|core)-[0-9]{1,3}(\\.dc[12])?$", why, sizeof why));
+    ZF_ASSERT (zf_regex_valid ("[])(+]+x", why, sizeof why));
+    ZF_ASSERT (zf_regex_expansion ("[])(+]+x") == 3);
+    ZF_ASSERT (zf_regex_expansion ("[[:alpha:]]]") == 2);
+
+    //  Counts: a repetition copies its atom, a group counts what is in it.
+    ZF_ASSERT (zf_regex_expansion ("abc") == 3);
+    ZF_ASSERT (zf_regex_expansion ("a{10}") == 10);
+    ZF_ASSERT (zf_regex_expansion ("a{2,}") == 3);
+    ZF_ASSERT (zf_regex_expansion ("(ab){3}") == 12);
+    ZF_ASSERT (zf_regex_expansion ("a|b|c") == 3);
+    ZF_ASSERT (zf_regex_expansion ("a{x}") == 4); //  not an interval: four characters
+
+    //  What blew up regcomp: stacked and nested repetitions, refused with a reason.
+    char stacked[200] = "^u-";
+    memset (stacked + 3, '+', 120);
+    ZF_ASSERT (!zf_regex_valid (stacked, why, sizeof why));
+    ZF_ASSERT (strstr (why, "too large"));
+    ZF_ASSERT (!zf_regex_valid ("((a{100}){100}){10}", why, sizeof why));
+    ZF_ASSERT (!zf_regex_valid ("j**+++++++++", why, sizeof why));
+    ZF_ASSERT (!zf_regex_valid ("(()*){340}", why, sizeof why));
+    ZF_ASSERT (!zf_regex_valid ("(((((((((((((((((((((((((((((((((((((((((((((((((((((((((("
+                                "((((((((((x)))))))))))))))))))))))))))))))))))))))))))))))"
+                                "))))))))))))))))))))",
+                                why, sizeof why));
+    ZF_ASSERT (!zf_regex_valid ("a{99999999999999999999}", why, sizeof why));
+
+    //  regcomp's own refusals carry its reason.
+    ZF_ASSERT (!zf_regex_valid ("edge-(", why, sizeof why));
+    ZF_ASSERT (strstr (why, "bad regular expression"));
+    char longest[ZF_REGEX_MAX_LENGTH + 2];
+    memset (longest, 'a', sizeof longest - 1);
+    longest[sizeof longest - 1] = 0;
+    ZF_ASSERT (!zf_regex_valid (longest, why, sizeof why));
+    ZF_ASSERT (strstr (why, "longer than"));
+
+    if (verbose)
+        printf ("OK\n");
+}
