@@ -5,6 +5,7 @@
 #include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_monitor.h"
+#include <linux/pkt_sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -166,14 +167,26 @@ static void s_link_up (zf_bus_t *self, zf_bus_link_t *link, bool up)
 //  ---------------------------------------------------------------------------------------------
 //  Socket events
 
-//  A new TCP connection (the monitor names its descriptor) gets the node's congestion control.
-//  The descriptor belongs to libzmq's I/O thread; setting an option on it from here is safe, and
-//  should it have been closed and reused meanwhile the worst is another socket paced by BBR.
+//  A new TCP connection (the monitor names its descriptor) gets the node's congestion control,
+//  and the bulk priority: the bus carries pieces for other peers, which should wait behind
+//  the host's own traffic in a queue that knows priorities (pfifo_fast, the kernel's default
+//  qdisc, and prio keep three bands; fq_codel isolates flows anyway). Above all the node's own
+//  download from an origin: its requests and ACKs would otherwise queue behind a full uplink of
+//  pieces for children, and a seed's uplink is full. The priority is local to this host: it
+//  changes no byte on the wire (no DSCP). The descriptor belongs to libzmq's I/O thread;
+//  setting an option on it from here is safe, and should it have been closed and reused
+//  meanwhile the worst is another socket paced by BBR and queued as bulk.
 static void s_tune_tcp (zf_bus_t *self, int fd)
 {
+    if (fd < 0)
+        return;
+    int bulk = TC_PRIO_BULK;
+    if (setsockopt (fd, SOL_SOCKET, SO_PRIORITY, &bulk, sizeof bulk) != 0 && errno != EBADF
+        && errno != ENOTSOCK)
+        zf_debug ("bus", "%s: SO_PRIORITY: %s", self->actor, strerror (errno));
     const char *congestion = zf_node_options (self->node)->congestion;
     static bool warned = false;
-    if (!congestion || !*congestion || fd < 0)
+    if (!congestion || !*congestion)
         return;
     if (setsockopt (fd, IPPROTO_TCP, TCP_CONGESTION, congestion, (socklen_t) strlen (congestion))
             != 0

@@ -2,8 +2,11 @@
 """The bus end to end: two actors exchanging requests, replies and events behave the same
 colocated in one zfly process (inproc://) and split across two processes (tcp:// + CURVE);
 a key outside the allow-list cannot exchange a single message; taps see the traffic."""
+import ctypes
 import json
 import os
+import re
+import socket
 import subprocess
 
 import zflytest
@@ -211,6 +214,36 @@ class BusTest(ZflyTestCase):
         finally:
             client.close()
 
+    def test_bus_connections_queue_as_bulk(self):
+        """The bus's TCP connections carry pieces for other peers: they are marked bulk
+        (SO_PRIORITY 2), so a queue that knows priorities (pfifo_fast, the kernel's default)
+        sends the host's own traffic first, such as a seed's requests and ACKs to its origin.
+        The node's HTTP socket keeps the default priority 0."""
+        node_a, pub_a, request_port, _ = self.make_echo_node()
+        key_b, pub_b, _ = keygen(self.workdir, "b")
+        os.link(pub_b, self.path("allow-a", "b.pub"))
+        public, secret = cert_keys(key_b)
+        client = BusClient(f"tcp://127.0.0.1:{request_port}", sender="t@b",
+                           curve=(public, secret, cert_keys(pub_a)[0]))
+        try:
+            reply, _ = client.request("echo.request", {"seq": 1, "text": "bulk"})
+            self.assertEqual(reply["type"], "echo.reply")
+
+            # A sets the priority when its monitor reports the accepted connection, which its
+            # loop may read after the reply went out.
+            def accepted():
+                return [prio for (local, peer), prio in
+                        socket_priorities(node_a.process.pid).items()
+                        if local == request_port and peer]
+            zflytest.wait_until_true(lambda: accepted() == [2], "the connection marked bulk",
+                                     timeout=10)
+            self.assertEqual(accepted(), [2])  # TC_PRIO_BULK
+            self.assertEqual([prio for (local, peer), prio in
+                              socket_priorities(node_a.process.pid).items()
+                              if local == node_a.http_port and not peer], [0])
+        finally:
+            client.close()
+
     def test_metrics_pass_promtool_and_health_reports_ready(self):
         node_a, *_ = self.make_echo_node()
         status, headers, body = node_a.http_get("/healthz")
@@ -222,6 +255,54 @@ class BusTest(ZflyTestCase):
                                capture_output=True)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         self.assertEqual(check.stdout + check.stderr, "")
+
+
+def cert_keys(path):
+    """(public, secret) Z85 keys of a zcert file as bytes (secret None for a .pub)."""
+    with open(path) as handle:
+        text = handle.read()
+    secret = re.search(r'secret-key = "(.{40})"', text)
+    return (re.search(r'public-key = "(.{40})"', text).group(1).encode(),
+            secret.group(1).encode() if secret else None)
+
+
+def socket_priorities(pid):
+    """{(local port, peer port or 0): SO_PRIORITY} of the TCP sockets of process pid, read
+    through copies of its descriptors (pidfd_getfd; needs root)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd_getfd = 438  # the system call's number on x86_64 and arm64
+    pidfd = os.pidfd_open(pid)
+    found = {}
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except FileNotFoundError:
+                continue
+            fd = libc.syscall(pidfd_getfd, pidfd, int(name), 0)
+            if fd < 0:
+                continue
+            try:
+                sock = socket.socket(fileno=fd)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                if sock.family not in (socket.AF_INET, socket.AF_INET6) \
+                        or sock.type != socket.SOCK_STREAM:
+                    continue
+                try:
+                    peer = sock.getpeername()[1]
+                except OSError:
+                    peer = 0
+                found[(sock.getsockname()[1], peer)] = sock.getsockopt(socket.SOL_SOCKET,
+                                                                       socket.SO_PRIORITY)
+            finally:
+                sock.close()
+    finally:
+        os.close(pidfd)
+    return found
 
 
 def re_escape(text):
