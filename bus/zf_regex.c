@@ -35,8 +35,7 @@ static const char *s_skip_bracket (const char *p)
             char close[3] = {q[1], ']', 0};
             const char *end = strstr (q + 2, close);
             q = end ? end + 2 : q + 1;
-        }
-        else
+        } else
             q++;
     }
     return *q ? q + 1 : q;
@@ -78,47 +77,41 @@ size_t zf_regex_expansion (const char *pattern)
     size_t last = 0; //  the atom a repetition would copy, as expanded so far; 0: none
     const char *p = pattern;
     while (*p) {
-        size_t atom = 1, copies = 0;
-        if (*p == '\\') {
-            p += p[1] ? 2 : 1;
-        }
-        else if (*p == '[')
-            p = s_skip_bracket (p);
-        else if (*p == '(') {
-            if (depth == S_MAX_DEPTH)
-                return S_CAP;
-            totals[++depth] = 0;
-            p++;
+        if (*p == '(' || *p == '|') {
+            //  A group opens, or an alternative starts (alternatives are all in the compiled
+            //  pattern: they add up); either way nothing is there to repeat yet.
+            if (*p++ == '(') {
+                if (depth == S_MAX_DEPTH)
+                    return S_CAP;
+                totals[++depth] = 0;
+            }
             last = 0;
             continue;
         }
-        else if (*p == ')' && depth > 0) {
-            atom = s_add (totals[depth--], 2);
-            p++;
-        }
-        else if (*p == '|') { //  alternatives are all in the compiled pattern: they add up
-            p++;
-            last = 0;
-            continue;
-        }
-        else if (*p == '*' || *p == '+' || *p == '?') {
+        size_t copies = 0;
+        if (*p == '*' || *p == '+' || *p == '?') {
             copies = 2; //  '+' is a copy and a star; '*' and '?' a node around the atom
             p++;
         }
-        else if (*p == '{' && s_interval (&p, &copies))
-            ;
-        else
-            p++;
-
-        if (copies) {
+        if (copies || (*p == '{' && s_interval (&p, &copies))) {
             if (last) {
                 size_t grown = s_mul (last, copies);
-                totals[depth] = totals[depth] >= S_CAP ? S_CAP
-                                                       : s_add (totals[depth] - last, grown);
+                totals[depth] =
+                    totals[depth] >= S_CAP ? S_CAP : s_add (totals[depth] - last, grown);
                 last = grown;
             }
             continue;
         }
+        size_t atom = 1;
+        if (*p == '\\')
+            p += p[1] ? 2 : 1;
+        else if (*p == '[')
+            p = s_skip_bracket (p);
+        else if (*p == ')' && depth > 0) {
+            atom = s_add (totals[depth--], 2);
+            p++;
+        } else
+            p++;
         totals[depth] = s_add (totals[depth], atom);
         last = atom;
     }
