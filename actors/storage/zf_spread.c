@@ -3,6 +3,7 @@
 
 typedef struct {
     uint64_t piece_count;
+    uint64_t unsent;      //  pieces from the origin that have not gone out yet
     uint8_t *from_origin; //  bitmap
     int64_t *sent_ms;     //  when it last went out, 0: never
     uint32_t *sent_to;    //  to whom (a hash of the requester)
@@ -65,8 +66,10 @@ void zf_spread_from_origin (zf_spread_t *self, const char *task_id, uint64_t pie
         task->sent_to = zf_calloc ((size_t) piece_count + 1, sizeof (uint32_t));
         zhashx_insert (self->tasks, task_id, task);
     }
-    if (piece < piece_count)
+    if (piece < piece_count && !((task->from_origin[piece / 8] >> (piece % 8)) & 1)) {
         task->from_origin[piece / 8] |= (uint8_t) (1u << (piece % 8));
+        task->unsent += task->sent_ms[piece] == 0;
+    }
 }
 
 bool zf_spread_may_send (zf_spread_t *self, const char *task_id, uint64_t piece,
@@ -76,9 +79,12 @@ bool zf_spread_may_send (zf_spread_t *self, const char *task_id, uint64_t piece,
     if (!task || piece >= task->piece_count || !((task->from_origin[piece / 8] >> (piece % 8)) & 1))
         return true;
     uint32_t who = s_hash (requester);
+    int64_t grace = task->unsent > 0 ? ZF_SPREAD_BACKLOG_GRACE_MS : ZF_SPREAD_GRACE_MS;
     if (task->sent_ms[piece] && task->sent_to[piece] != who
-        && now_ms - task->sent_ms[piece] < ZF_SPREAD_GRACE_MS)
+        && now_ms - task->sent_ms[piece] < grace)
         return false;
+    if (task->sent_ms[piece] == 0)
+        task->unsent--;
     task->sent_ms[piece] = now_ms;
     task->sent_to[piece] = who;
     return true;
@@ -99,12 +105,25 @@ void zf_spread_test (bool verbose)
     ZF_ASSERT (zf_spread_may_send (spread, task, 0, "b", 1000));
     zf_spread_from_origin (spread, task, 10, 3);
     ZF_ASSERT (zf_spread_may_send (spread, task, 4, "b", 1000)); //  piece 4 is not
-    //  Piece 3 went to a: not to b within the grace, to a again (its resend), to b after it.
+    //  Piece 3 went to a: not to b within the grace, to a again (its resend), to b after it;
+    //  nothing else from the origin waits to go out.
     ZF_ASSERT (zf_spread_may_send (spread, task, 3, "a", 1000));
     ZF_ASSERT (!zf_spread_may_send (spread, task, 3, "b", 1000 + ZF_SPREAD_GRACE_MS - 1));
     ZF_ASSERT (zf_spread_may_send (spread, task, 3, "a", 1500));
     ZF_ASSERT (!zf_spread_may_send (spread, task, 3, "b", 1500 + ZF_SPREAD_GRACE_MS - 1));
     ZF_ASSERT (zf_spread_may_send (spread, task, 3, "b", 1500 + ZF_SPREAD_GRACE_MS));
+    //  While piece 6 from the origin has not gone out, a second copy of 3 waits longer; once
+    //  6 went out, the short grace again.
+    int64_t to_b = 1500 + ZF_SPREAD_GRACE_MS; //  when 3 last went out
+    zf_spread_from_origin (spread, task, 10, 6);
+    ZF_ASSERT (!zf_spread_may_send (spread, task, 3, "c", to_b + ZF_SPREAD_GRACE_MS));
+    int64_t to_c = to_b + ZF_SPREAD_BACKLOG_GRACE_MS;
+    ZF_ASSERT (zf_spread_may_send (spread, task, 3, "c", to_c));
+    zf_spread_from_origin (spread, task, 10, 6); //  written again: still one to send
+    ZF_ASSERT (!zf_spread_may_send (spread, task, 3, "e", to_c + ZF_SPREAD_GRACE_MS));
+    ZF_ASSERT (zf_spread_may_send (spread, task, 6, "a", to_c + ZF_SPREAD_GRACE_MS));
+    zf_spread_from_origin (spread, task, 10, 6); //  gone out already: nothing waits
+    ZF_ASSERT (zf_spread_may_send (spread, task, 3, "e", to_c + ZF_SPREAD_GRACE_MS));
     //  Out of range: served (storage refuses it anyway).
     ZF_ASSERT (zf_spread_may_send (spread, task, 99, "b", 1000));
     //  The task made anew with another layout starts clean.

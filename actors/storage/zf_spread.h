@@ -8,9 +8,13 @@
 
     So a piece this node wrote from the origin (piece.write with `origin`) that went to one
     other node is refused to a different one for ZF_SPREAD_GRACE_MS, with the code "elsewhere":
-    the child takes another piece here and gets this one from a peer. After the grace anyone
-    may have it again (the first child may be slow, or gone). Pieces this node got from its
-    own parents are served to anyone: relaying them to every child is exactly its job.
+    the child takes another piece here and gets this one from a peer. While some piece from
+    the origin has not gone out at all, the grace is ZF_SPREAD_BACKLOG_GRACE_MS: a second copy
+    would delay a first one, which the whole swarm waits for (on mixed links the slow children
+    took a third of a seed's upload in second copies while 50 pieces had not left it). After
+    the grace anyone may have it again (the first child may be slow, or gone). Pieces this node
+    got from its own parents are served to anyone: relaying them to every child is exactly its
+    job.
 
     A pure class (no bus, no clock of its own); storage keeps one and asks it before serving a
     read from the network. Memory: a bitmap and 12 bytes per piece, only for tasks with pieces
@@ -20,7 +24,8 @@
 
 #include "zf_prelude.h"
 
-#define ZF_SPREAD_GRACE_MS 2000
+#define ZF_SPREAD_GRACE_MS         2000
+#define ZF_SPREAD_BACKLOG_GRACE_MS 10000
 
 typedef struct zf_spread_s zf_spread_t;
 
