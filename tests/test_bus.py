@@ -5,12 +5,11 @@ a key outside the allow-list cannot exchange a single message; taps see the traf
 import ctypes
 import json
 import os
-import re
 import socket
 import subprocess
 
 import zflytest
-from zflytest import BusClient, ZflyTestCase, free_port, keygen
+from zflytest import BusClient, ZflyTestCase, free_port, keygen, read_cert
 
 PROBE_COUNT = 200
 
@@ -222,9 +221,9 @@ class BusTest(ZflyTestCase):
         node_a, pub_a, request_port, _ = self.make_echo_node()
         key_b, pub_b, _ = keygen(self.workdir, "b")
         os.link(pub_b, self.path("allow-a", "b.pub"))
-        public, secret = cert_keys(key_b)
+        public, secret = read_cert(key_b)
         client = BusClient(f"tcp://127.0.0.1:{request_port}", sender="t@b",
-                           curve=(public, secret, cert_keys(pub_a)[0]))
+                           curve=(public, secret, read_cert(pub_a)[0]))
         try:
             reply, _ = client.request("echo.request", {"seq": 1, "text": "bulk"})
             self.assertEqual(reply["type"], "echo.reply")
@@ -255,15 +254,6 @@ class BusTest(ZflyTestCase):
                                capture_output=True)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         self.assertEqual(check.stdout + check.stderr, "")
-
-
-def cert_keys(path):
-    """(public, secret) Z85 keys of a zcert file as bytes (secret None for a .pub)."""
-    with open(path) as handle:
-        text = handle.read()
-    secret = re.search(r'secret-key = "(.{40})"', text)
-    return (re.search(r'public-key = "(.{40})"', text).group(1).encode(),
-            secret.group(1).encode() if secret else None)
 
 
 def socket_priorities(pid):

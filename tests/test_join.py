@@ -22,18 +22,10 @@ import time
 
 import managertest
 from managertest import node_ini
-from zflytest import BusClient, NoReply, TcpRelay, free_port, keygen, main, wait_until_true
+from zflytest import (BusClient, NoReply, TcpRelay, free_port, keygen, main, read_cert,
+                      wait_until_true)
 
 EXPIRY_DEADLINE = 5.0  # seconds a revocation may take to reach every member
-
-
-def read_cert(path):
-    """(public, secret) Z85 keys of a zcert file (secret is None for a .pub)."""
-    with open(path) as handle:
-        text = handle.read()
-    public = re.search(r'public-key = "(.{40})"', text).group(1)
-    secret = re.search(r'secret-key = "(.{40})"', text)
-    return public.encode(), secret.group(1).encode() if secret else None
 
 
 class CurveClient(BusClient):

@@ -206,6 +206,15 @@ def keygen(directory, name):
     return base + ".key", base + ".pub", z85
 
 
+def read_cert(path):
+    """(public, secret) Z85 keys of a zcert file as bytes (secret is None for a .pub)."""
+    with open(path) as handle:
+        text = handle.read()
+    public = re.search(r'public-key = "(.{40})"', text).group(1)
+    secret = re.search(r'secret-key = "(.{40})"', text)
+    return public.encode(), secret.group(1).encode() if secret else None
+
+
 def write_blob(root, payload, repo="test"):
     """Stores payload under root as a registry serves a blob (v2/REPO/blobs/sha256:HEX), for
     tests/origin.py; returns its digest."""
