@@ -70,22 +70,44 @@ static bool s_interval (const char **p, size_t *copies)
     return true;
 }
 
-size_t zf_regex_expansion (const char *pattern)
+//  What refuses a pattern before regcomp sees it: its size once repetitions are copied, how
+//  deep repetitions nest, and whether one repetition follows another directly.
+typedef struct {
+    size_t expansion;
+    int nesting;  //  repetitions inside repeated groups: "(a+)*" is 2
+    bool stacked; //  a repetition of a repetition: "a+*", "a?+", "a{2}{3}"
+} s_shape_t;
+
+static int s_max (int a, int b)
 {
+    return a > b ? a : b;
+}
+
+static s_shape_t s_shape (const char *pattern)
+{
+    s_shape_t shape = {0};
     size_t totals[S_MAX_DEPTH + 1] = {0}; //  the expansion of each open group so far
+    int nestings[S_MAX_DEPTH + 1] = {0};  //  the deepest repetition in each open group so far
     int depth = 0;
-    size_t last = 0; //  the atom a repetition would copy, as expanded so far; 0: none
+    size_t last = 0;       //  the atom a repetition would copy, as expanded so far; 0: none
+    int last_nesting = 0;  //  how deep the repetitions in that atom go
+    bool repeated = false; //  the last thing read was a repetition
     const char *p = pattern;
     while (*p) {
         if (*p == '(' || *p == '|') {
             //  A group opens, or an alternative starts (alternatives are all in the compiled
             //  pattern: they add up); either way nothing is there to repeat yet.
             if (*p++ == '(') {
-                if (depth == S_MAX_DEPTH)
-                    return S_CAP;
-                totals[++depth] = 0;
+                if (depth == S_MAX_DEPTH) {
+                    shape.expansion = S_CAP;
+                    return shape;
+                }
+                depth++;
+                totals[depth] = 0;
+                nestings[depth] = 0;
             }
             last = 0;
+            repeated = false;
             continue;
         }
         size_t copies = 0;
@@ -95,30 +117,46 @@ size_t zf_regex_expansion (const char *pattern)
         }
         if (copies || (*p == '{' && s_interval (&p, &copies))) {
             if (last) {
+                shape.stacked |= repeated;
                 size_t grown = s_mul (last, copies);
                 totals[depth] =
                     totals[depth] >= S_CAP ? S_CAP : s_add (totals[depth] - last, grown);
                 last = grown;
+                last_nesting++;
+                nestings[depth] = s_max (nestings[depth], last_nesting);
             }
+            repeated = true;
             continue;
         }
         size_t atom = 1;
+        int atom_nesting = 0;
         if (*p == '\\')
             p += p[1] ? 2 : 1;
         else if (*p == '[')
             p = s_skip_bracket (p);
         else if (*p == ')' && depth > 0) {
-            atom = s_add (totals[depth--], 2);
+            atom = s_add (totals[depth], 2);
+            atom_nesting = nestings[depth--];
             p++;
         } else
             p++;
         totals[depth] = s_add (totals[depth], atom);
+        nestings[depth] = s_max (nestings[depth], atom_nesting);
         last = atom;
+        last_nesting = atom_nesting;
+        repeated = false;
     }
-    size_t sum = 0; //  unclosed groups: regcomp refuses them, the sum is only an estimate
-    for (int level = 0; level <= depth; level++)
-        sum = s_add (sum, totals[level]);
-    return sum;
+    //  Unclosed groups: regcomp refuses them, the sums are only estimates.
+    for (int level = 0; level <= depth; level++) {
+        shape.expansion = s_add (shape.expansion, totals[level]);
+        shape.nesting = s_max (shape.nesting, nestings[level]);
+    }
+    return shape;
+}
+
+size_t zf_regex_expansion (const char *pattern)
+{
+    return s_shape (pattern).expansion;
 }
 
 bool zf_regex_compile (regex_t *regex, const char *pattern, int extra_flags, char *why,
@@ -129,10 +167,24 @@ bool zf_regex_compile (regex_t *regex, const char *pattern, int extra_flags, cha
         snprintf (why, why_size, "regular expression longer than %d bytes", ZF_REGEX_MAX_LENGTH);
         return false;
     }
-    if (zf_regex_expansion (pattern) > ZF_REGEX_MAX_EXPANSION) {
+    s_shape_t shape = s_shape (pattern);
+    if (shape.stacked) {
+        snprintf (why, why_size,
+                  "regular expression repeats a repetition ('a+*', 'a?+', 'a{2}{3}'): POSIX "
+                  "leaves that undefined; write one repetition, or a group around the first");
+        return false;
+    }
+    if (shape.nesting > ZF_REGEX_MAX_NESTING) {
+        snprintf (why, why_size,
+                  "regular expression nests repetitions more than %d deep (such as "
+                  "'(((a?)+)+)+'): regcomp's time grows exponentially with the depth",
+                  ZF_REGEX_MAX_NESTING);
+        return false;
+    }
+    if (shape.expansion > ZF_REGEX_MAX_EXPANSION) {
         snprintf (why, why_size,
                   "regular expression too large once its repetitions are expanded (more than %d "
-                  "atoms; stacked or nested repetitions such as 'a++' or '(a{100}){100}' multiply)",
+                  "atoms; nested repetitions such as '(a{100}){100}' multiply)",
                   ZF_REGEX_MAX_EXPANSION);
         return false;
     }
@@ -185,8 +237,16 @@ void zf_regex_test (bool verbose)
     char stacked[200] = "^u-";
     memset (stacked + 3, '+', 120);
     ZF_ASSERT (!zf_regex_valid (stacked, why, sizeof why));
-    ZF_ASSERT (strstr (why, "too large"));
+    ZF_ASSERT (strstr (why, "repeats a repetition"));
+    ZF_ASSERT (!zf_regex_valid ("^u?+++++++^ed?????????$", why, sizeof why)); //  hung regcomp
+    ZF_ASSERT (!zf_regex_valid ("a{2}{3}", why, sizeof why));
+    //  Nesting: three deep compiles, deeper is refused (regcomp's time grows with it).
+    ZF_ASSERT (zf_regex_valid ("^((a?)+)*$", why, sizeof why));
+    ZF_ASSERT (zf_regex_valid ("^[a-z0-9-]{1,63}(\\.[a-z0-9-]{1,63})*$", why, sizeof why));
+    ZF_ASSERT (!zf_regex_valid ("^(((((u?)+)+)+)+)+", why, sizeof why));
+    ZF_ASSERT (strstr (why, "nests repetitions"));
     ZF_ASSERT (!zf_regex_valid ("((a{100}){100}){10}", why, sizeof why));
+    ZF_ASSERT (strstr (why, "too large"));
     ZF_ASSERT (!zf_regex_valid ("j**+++++++++", why, sizeof why));
     ZF_ASSERT (!zf_regex_valid ("(()*){340}", why, sizeof why));
     ZF_ASSERT (!zf_regex_valid ("(((((((((((((((((((((((((((((((((((((((((((((((((((((((((("
