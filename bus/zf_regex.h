@@ -42,10 +42,6 @@ bool zf_regex_compile (regex_t *regex, const char *pattern, int extra_flags, cha
 //  Whether pattern compiles under zf_regex_compile; why as there.
 bool zf_regex_valid (const char *pattern, char *why, size_t why_size);
 
-//  The estimated expansion of pattern as an extended regular expression (saturates just
-//  above ZF_REGEX_MAX_EXPANSION).
-size_t zf_regex_expansion (const char *pattern);
-
 void zf_regex_test (bool verbose);
 
 #endif

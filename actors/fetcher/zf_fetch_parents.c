@@ -742,14 +742,14 @@ static uint64_t s_random (zf_fetch_parents_t *self)
     return z ^ (z >> 31);
 }
 
-//  The piece a reader here waits for, if this parent can give it; else the rarest wanted piece
-//  it holds. With a scheduler the scan starts at a random piece, so children fed by one seed
-//  take different pieces and have something to give each other; without one, at the lowest
-//  index, which keeps streaming readers in order.
-static int64_t s_pick (zf_fetch_parents_t *self, parent_t *parent, uint64_t from, int64_t now)
+//  `awaited`, the piece a reader here waits for (-1: none), if this parent can give it; else
+//  the rarest wanted piece it holds. With a scheduler the scan starts at a random piece, so
+//  children fed by one seed take different pieces and have something to give each other;
+//  without one, at the lowest index, which keeps streaming readers in order.
+static int64_t s_pick (zf_fetch_parents_t *self, parent_t *parent, uint64_t from, int64_t awaited,
+                       int64_t now)
 {
     bool fresh = parent->elsewhere && now - parent->elsewhere_since_ms < ELSEWHERE_MS;
-    int64_t awaited = self->sink.awaited ? self->sink.awaited (self->arg) : -1;
     uint64_t span = self->piece_count > from ? self->piece_count - from : 0;
     uint64_t start = self->scheduled && span > 1 ? s_random (self) % span : 0;
     return zf_piece_table_pick (self->table, parent->bitmap, from, start,
@@ -761,6 +761,8 @@ void zf_fetch_parents_pump (zf_fetch_parents_t *self, uint64_t from)
     if (!self->table || self->count == 0)
         return;
     int64_t now = zf_clock_mono_ms ();
+    //  Asked once: requests sent below answer no peek before the pump returns.
+    int64_t awaited = self->sink.awaited ? self->sink.awaited (self->arg) : -1;
     bool progress = true;
     while (progress) {
         progress = false;
@@ -768,7 +770,7 @@ void zf_fetch_parents_pump (zf_fetch_parents_t *self, uint64_t from)
             parent_t *parent = self->items[(self->cursor + step) % self->count];
             if (!s_usable (self, parent, now))
                 continue;
-            int64_t piece = s_pick (self, parent, from, now);
+            int64_t piece = s_pick (self, parent, from, awaited, now);
             if (piece >= 0 && s_request (self, parent, (uint64_t) piece, now))
                 progress = true;
         }

@@ -68,7 +68,7 @@ void zf_spread_from_origin (zf_spread_t *self, const char *task_id, uint64_t pie
     }
     if (piece < piece_count && !((task->from_origin[piece / 8] >> (piece % 8)) & 1)) {
         task->from_origin[piece / 8] |= (uint8_t) (1u << (piece % 8));
-        task->unsent += task->sent_ms[piece] == 0;
+        task->unsent++; //  never sent: only pieces from the origin are recorded as sent
     }
 }
 
