@@ -48,6 +48,13 @@ from its "p2p timeline" lines, and the fetcher's "task timeline" (ms after the t
 storage's STAT answer, the scheduler's "source", the layout, storage open, the origin's first
 byte, the first piece written).
 
+On loopback, each pull's CPU time is counted too (user + system, every thread): the client
+(skopeo; ctr and its containerd), the registry with its token server (which runs in this
+script), and zfly's daemons. Everything shares this machine's cores, so total CPU over the
+cores is a floor under the wall time of a pull here: when that floor through a node is above
+1.1 x the direct pull's time, the machine cannot meet that target on loopback, whatever zfly's
+waits.
+
 Prints a Markdown report (docs/benchmarks.md "Pull" has them, with their command lines). Run
 it alone: /work/quiet.sh tools/bench/pull.py ...
 """
@@ -56,6 +63,7 @@ import base64
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -107,6 +115,12 @@ class Loopback:
     def wrap(self, node):
         return []
 
+    def cpu_pids(self, nodes):
+        """The processes whose CPU a pull counts, by group (the token server is this script's
+        thread, counted with the client's Pull)."""
+        zfly = [process.pid for process, _ in nodes.processes.values()] if nodes else []
+        return {"registry": [self.registry.process.pid], "zfly": zfly}
+
     def start_nodes(self):
         return SwarmPair(self.workdir, self.build, f"http://{self.registry.address}",
                          node_lines=f"log_level = {self.log_level}\n",
@@ -154,6 +168,10 @@ class Testbed:
     def wrap(self, node):
         return self.tb.ns_argv(self.hosts[node]["ns"], [])
 
+    def cpu_pids(self, nodes):
+        """Not counted here: the links, not the CPU, bound a pull on the testbed."""
+        return {}
+
     def start_nodes(self):
         zdir = tempfile.mkdtemp(prefix="cluster-", dir=self.workdir)
         return preheat.start_cluster(
@@ -181,12 +199,36 @@ class Testbed:
 
 # --- the clients ------------------------------------------------------------------------------
 
+class Pull:
+    """One client command: its wall time, and the CPU its processes used meanwhile (the
+    command and a daemon of the client's own, such as containerd) and this script (the
+    token server's thread)."""
+
+    def __init__(self, seconds, client_cpu, script_cpu):
+        self.seconds, self.client_cpu, self.script_cpu = seconds, client_cpu, script_cpu
+
+
+class CpuMeter:
+    """Started before a client's command, stopped after it: a Pull."""
+
+    def __init__(self, daemon_pid=None):
+        self.daemon_pid = daemon_pid
+        self.daemon = process_cpu(daemon_pid) if daemon_pid else 0.0
+        self.children, self.own = children_cpu(), own_cpu()
+        self.start = time.monotonic()
+
+    def stop(self):
+        seconds = time.monotonic() - self.start
+        daemon = process_cpu(self.daemon_pid) - self.daemon if self.daemon_pid else 0.0
+        return Pull(seconds, children_cpu() - self.children + daemon, own_cpu() - self.own)
+
+
 class Skopeo:
     def __init__(self, workdir):
         self.workdir = workdir
 
     def pull(self, wrap, registry=None, mirror=None):
-        """Seconds of `skopeo copy` run under wrap, from registry (HOST:PORT) itself or
+        """A Pull of `skopeo copy` run under wrap, from registry (HOST:PORT) itself or
         through mirror (HOST:PORT); then every blob copied is checked against its digest."""
         out = tempfile.mkdtemp(dir=self.workdir, prefix="skopeo-")
         layout = f"oci:{out}/layout:{TAG}"
@@ -197,12 +239,12 @@ class Skopeo:
             conf, auth = reg.skopeo_mirror_files(out, REGISTRY_NAME, mirror)
             command = ["skopeo", "--registries-conf", conf, "copy", "--quiet", "--authfile",
                        auth, f"docker://{REGISTRY_NAME}/{REPO}:{TAG}", layout]
-        start = time.monotonic()
+        meter = CpuMeter()
         run([*wrap, *command], env=reg.skopeo_env(), timeout=RUN_TIMEOUT)
-        elapsed = time.monotonic() - start
+        result = meter.stop()
         reg.layout_digests(os.path.join(out, "layout"), TAG)
         shutil.rmtree(out, ignore_errors=True)
-        return elapsed
+        return result
 
 
 class Ctr:
@@ -212,13 +254,13 @@ class Ctr:
         self.workdir = workdir
 
     def pull(self, wrap, registry=None, mirror=None):
-        """Seconds of `ctr images pull` (native snapshotter), from registry (HOST:PORT) itself
+        """A Pull of `ctr images pull` (native snapshotter), from registry (HOST:PORT) itself
         or through mirror (127.0.0.1:PORT) with deploy/containerd/hosts.toml."""
         work = tempfile.mkdtemp(dir=self.workdir, prefix="ctr-")
         containerd = containerdtest.Containerd(work, "containerd", wrap=wrap)
         try:
             user = f"{reg.USER}:{reg.PASSWORD}"
-            start = time.monotonic()
+            meter = CpuMeter(containerd.process.pid)
             if mirror is None:
                 result = containerd.ctr("images", "pull", "--plain-http", "--user", user,
                                         "--snapshotter", "native", f"{registry}/{REPO}:{TAG}",
@@ -227,11 +269,11 @@ class Ctr:
                 hosts = containerdtest.hosts_dir(work, REGISTRY_NAME,
                                                  int(mirror.rpartition(":")[2]))
                 result = containerd.pull(hosts, f"{REGISTRY_NAME}/{REPO}:{TAG}", "--user", user)
-            elapsed = time.monotonic() - start
+            pulled = meter.stop()
             if result.returncode != 0:
                 raise RuntimeError(f"ctr pull failed ({result.returncode}):\n"
                                    f"{result.stdout}{result.stderr}")
-            return elapsed
+            return pulled
         finally:
             containerd.stop()
             shutil.rmtree(work, ignore_errors=True)
@@ -294,6 +336,28 @@ def first_byte_ms(url, token):
     return elapsed
 
 
+def process_cpu(pid):
+    """CPU seconds (user + system, all threads) process pid has used so far; 0 once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu():
+    """CPU seconds of this script's waited-for children so far (the clients' commands)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu():
+    """CPU seconds of this script so far: the token server is a thread of it."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -316,6 +380,7 @@ def main():
     command = "tools/bench/pull.py " + " ".join(sys.argv[1:])
     site = Testbed(build, args.rate, log_level) if args.testbed else Loopback(build, log_level)
     results, sent, timelines, first_byte_timelines, b_timelines = {}, {}, [], [], []
+    cpu = {}  # (client, mode): [{"client": s, "registry": s, "zfly": s}], loopback only
     client_names = [name for name in args.clients.split(",") if name]
     try:
         layout = reg.build_image(site.workdir, TAG, layers=args.layers,
@@ -324,9 +389,19 @@ def main():
         total, layers = image_blobs(layout)
         clients = {"skopeo": Skopeo(site.workdir), "ctr": Ctr(site.workdir)}
 
-        def measure(name, where, pull):
+        def measure(name, where, pull, nodes=None):
             start = site.registry.mark()
-            seconds = pull()
+            pids = site.cpu_pids(nodes)
+            before = {pid: process_cpu(pid) for group in pids.values() for pid in group}
+            pulled = pull()
+            used = {group: sum(process_cpu(pid) - before[pid] for pid in members)
+                    for group, members in pids.items()}
+            seconds = pulled.seconds
+            if pids:
+                cpu.setdefault((name, where), []).append({
+                    "client": pulled.client_cpu,
+                    "registry": used["registry"] + pulled.script_cpu,
+                    "zfly": used["zfly"]})
             blob_bytes, gets = preheat.registry_blob_bytes(site.registry, start)
             results.setdefault((name, where), []).append(seconds)
             sent.setdefault((name, where), []).append(blob_bytes)
@@ -343,7 +418,7 @@ def main():
                 try:
                     for node, where in (("a", "via A"), ("b", "via B")):
                         measure(name, where, lambda: client.pull(
-                            site.wrap(node), mirror=site.mirror(nodes, node)))
+                            site.wrap(node), mirror=site.mirror(nodes, node)), nodes)
                     if args.timeline:
                         timelines += re.findall(r"(?:p2p|task) timeline .*",
                                                 site.log_text(nodes, "a"))
@@ -394,6 +469,26 @@ def main():
         copies = "; ".join(f"{max(sent[(name, mode)]) / total:.2f}" for mode in modes)
         print(f"| {name} | {direct:.2f} s | {via_a:.2f} s | {via_b:.2f} s | "
               f"{via_a / direct:.2f} | {via_b / direct:.2f} | {spread} | {copies} |")
+    if cpu:
+        cores = os.cpu_count()
+        print(f"\nCPU per pull (medians, s; user + system of every thread): the client (ctr: with "
+              f"its containerd), the registry (with its token server), zfly's daemons. The "
+              f"floor is the total over this machine's {cores} cores: no pull here can take "
+              f"less wall time; floor / direct is the least ratio to direct a pull through a "
+              f"node can reach on this machine.\n")
+        print("| client | mode | wall | client | registry | zfly | total | floor | floor / "
+              "direct |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name in client_names:
+            direct = median(results[(name, "direct")])
+            for mode in modes:
+                parts = {key: median([row[key] for row in cpu[(name, mode)]])
+                         for key in ("client", "registry", "zfly")}
+                total = median([sum(row.values()) for row in cpu[(name, mode)]])
+                floor = total / cores
+                print(f"| {name} | {mode} | {median(results[(name, mode)]):.2f} | "
+                      f"{parts['client']:.2f} | {parts['registry']:.2f} | {parts['zfly']:.2f} | "
+                      f"{total:.2f} | {floor:.2f} | {floor / direct:.2f} |")
     if ("first byte", "direct") in results:
         direct = median(results[("first byte", "direct")])
         via_a = median(results[("first byte", "via A")])
