@@ -213,10 +213,18 @@ class SwarmCase(SwarmTestbed, unittest.TestCase):
     def scheduler_metrics(self, name):
         """A scheduler's /metrics as {family: value summed over labels}."""
         port = self.tb.ZFLY_HTTP_PORT + self.swarm.scheduler_port(name) - self.tb.ZFLY_SCHED_PORT
+        return self._metrics(name, self.prefix + "sched", self.tb.SCHED_IP, port)
+
+    def node_metrics(self, host):
+        """A node's /metrics as {series: value}, each series with its labels."""
+        record = next(h for h in self.state["hosts"] if h["name"] == host)
+        return self._metrics(host, record["ns"], record["ip"], self.tb.ZFLY_HTTP_PORT,
+                             by_series=True)
+
+    def _metrics(self, name, ns, ip, port, by_series=False):
         out = subprocess.run(
-            self.tb.ns_argv(self.prefix + "sched",
-                            ["curl", "-s", "--max-time", "5", "--noproxy", "*",
-                             f"http://{self.tb.SCHED_IP}:{port}/metrics"]),
+            self.tb.ns_argv(ns, ["curl", "-s", "--max-time", "5", "--noproxy", "*",
+                                 f"http://{ip}:{port}/metrics"]),
             capture_output=True, text=True, timeout=10, env=self.tb.ENV).stdout
         self.assertTrue(out, f"{name}: no /metrics answer")
         families = {}
@@ -224,8 +232,8 @@ class SwarmCase(SwarmTestbed, unittest.TestCase):
             if line.startswith("#") or not line.strip():
                 continue
             series, value = line.rsplit(" ", 1)
-            family = series.split("{", 1)[0]
-            families[family] = families.get(family, 0) + float(value)
+            key = series if by_series else series.split("{", 1)[0]
+            families[key] = families.get(key, 0) + float(value)
         return families
 
     def finish(self, task_id, expect):

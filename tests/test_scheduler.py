@@ -3,7 +3,8 @@
 a register storm for a new task costs the origin exactly one fetch (or one seed trigger), waiting
 peers get parents once the source has pieces (long poll), a failed parent is replaced, hosts that
 stop announcing expire with their peers, malformed requests are refused while the actor keeps
-serving, and the parent graph in the state dump is acyclic at the end of every test."""
+serving, and the parent graph in the state dump is acyclic at the end of every test but the
+one where two peers feed each other (the default mesh allows it)."""
 import time
 
 import msgpack
@@ -123,6 +124,7 @@ class SchedulerTest(ZflyTestCase):
         """Hosts that announce their links are not chained one parent each: a child gets every
         peer that holds pieces it lacks (peers feed each other), and what the links carry is
         measured from the pieces children report, not reserved from the announced numbers."""
+        self.check_dag = False  # edge-0 and edge-1 feed each other: a cycle, by design
         self.start_scheduler("parents = 8\n")
         mbit100 = 12_500_000
         self.client.announce("fat", upload=4 * mbit100, download=mbit100)

@@ -10,6 +10,12 @@ only): what users run is what is tested.
   time. Busy is not failed: the scheduler never marks it bad, and the origin still sends about
   one copy (children that gave up on a slow seed used to go back to source).
 
+- More peers than a child has parents (the scheduler's `parents`, 8): every peer that holds
+  pieces serves some. Children fill their parent sets with the peers that hold pieces when
+  they ask; a peer that got its first pieces a moment later used to be nobody's parent for
+  the whole download, its uplink idle and the first copies the seed gave it stuck there
+  (docs/benchmarks.md, "Every holder a parent").
+
 The harness is tests/swarmtest.py."""
 from swarmtest import SwarmCase
 from zflytest import main
@@ -43,6 +49,26 @@ class SlowSeedTest(SwarmCase):
         self.assertNotIn("host marked bad", log)
         metrics = self.scheduler_metrics("s1")
         self.assertEqual(metrics.get("zfly_scheduler_hosts_marked_bad_total", 0), 0, metrics)
+        self.assert_daemons_clean()
+
+
+class WideSwarmTest(SwarmCase):
+    PEERS = 10
+    FILE_SIZE = "48M"
+    LINK = "100mbit"
+
+    def test_every_holder_serves(self):
+        """10 peers with 3 parents each (the scheduler's `parents`, set low so that a test
+        of 10 peers has the shape of a swarm of dozens at the default 8): every peer serves
+        pieces to others."""
+        task_id, _ = self.download_everywhere(
+            scheduler_extra="heartbeat = 1s\nhost_timeout = 5s\nparents = 3\n")
+        self.assert_sane_graph("s1", task_id)
+        served = {peer: self.node_metrics(peer).get(
+                      'zfly_storage_pieces_served_total{peer="remote"}', 0)
+                  for peer in self.peers()}
+        idle = sorted(peer for peer, count in served.items() if count == 0)
+        self.assertEqual(idle, [], f"peers that served nobody: {idle} (pieces served: {served})")
         self.assert_daemons_clean()
 
 

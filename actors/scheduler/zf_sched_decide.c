@@ -151,6 +151,54 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
     return ZF_DECISION_SOURCE;
 }
 
+//  The child's parent with the most children, other than the task's source (the source
+//  brings new pieces in: no child gives it up), or NULL.
+static zf_sched_peer_t *s_busiest_parent (const zf_sched_peer_t *child)
+{
+    zf_sched_peer_t *busiest = NULL;
+    for (uint8_t index = 0; index < child->parent_count; index++) {
+        zf_sched_peer_t *parent = child->parents[index];
+        if (parent != child->task->source
+            && (!busiest || parent->child_count > busiest->child_count))
+            busiest = parent;
+    }
+    return busiest;
+}
+
+void zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_ms)
+{
+    zf_sched_task_t *task = parent->task;
+    const zf_sched_params_t *params = zf_sched_params (sched);
+    if (params->acyclic || parent->finished_count == 0
+        || parent->child_count >= ZF_SCHED_CHILDREN_MIN || task->peer_count < 3
+        || zf_sched_host_is_bad (parent->host, now_ms))
+        return;
+    uint32_t start = (uint32_t) (zf_sched_random (sched) % task->peer_count);
+    for (uint32_t step = 0; step < task->peer_count && step < ZF_SCHED_ADOPT_EXAMINE; step++) {
+        if (parent->child_count >= ZF_SCHED_CHILDREN_MIN
+            || parent->host->load >= parent->host->upload_slots)
+            return;
+        zf_sched_peer_t *child = task->peers[(start + step) % task->peer_count];
+        if (child == parent || child->host == parent->host || child->state != ZF_PEER_RUNNING
+            || zf_sched_peer_blocks (child, parent->host) || !zf_sched_has_news (parent, child))
+            continue;
+        bool already = false;
+        for (uint8_t index = 0; index < child->parent_count && !already; index++)
+            already = child->parents[index] == parent;
+        if (already)
+            continue;
+        if (child->parent_count >= params->parents_max) {
+            //  Only from a parent that keeps more children than this one will have.
+            zf_sched_peer_t *busiest = s_busiest_parent (child);
+            if (!busiest || busiest->child_count <= parent->child_count + 2)
+                continue;
+            zf_sched_edge_remove (sched, child, busiest);
+        }
+        zf_sched_edge_add (sched, child, parent);
+        child->reschedule = true;
+    }
+}
+
 void zf_sched_seed_refused (zf_sched_t *sched, zf_sched_peer_t *seed_peer)
 {
     zf_sched_task_t *task = seed_peer->task;

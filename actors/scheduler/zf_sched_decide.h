@@ -15,6 +15,9 @@
 
 #include "zf_sched_model.h"
 
+#define ZF_SCHED_CHILDREN_MIN  2
+#define ZF_SCHED_ADOPT_EXAMINE 64 //  peers looked at for children, from a random start
+
 typedef enum {
     ZF_DECISION_PARENTS,
     ZF_DECISION_SOURCE,
@@ -29,6 +32,16 @@ typedef void (zf_sched_trigger_fn) (zf_sched_peer_t *seed_peer, void *arg);
 //  Tops the peer's parents up to parents_max and says what it does now.
 zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
                                zf_sched_trigger_fn *trigger, void *arg);
+
+//  A peer that holds pieces but serves fewer than ZF_SCHED_CHILDREN_MIN children is given
+//  some: children that lack its pieces, taken from the parent with the most children when
+//  their set is full (flagged to reschedule, so they learn their new set at their next
+//  report). Selection fills a child's parents from the peers that hold pieces when it asks;
+//  on a task with more peers than parents_max, peers that got their first pieces later were
+//  then nobody's parent for the whole download, their uplinks idle, and a first copy the seed
+//  gave one of them reached the others only through the seed again (docs/benchmarks.md,
+//  "Every holder a parent"). Not with params.acyclic.
+void zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_ms);
 
 //  The usable seed for a task (live, not bad, not refused for it, allowed by params.seeds), or
 //  NULL. exclude: a host not to choose (the asking peer's own).

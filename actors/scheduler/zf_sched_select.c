@@ -80,7 +80,7 @@ static void s_mark_descendants (zf_sched_t *sched, zf_sched_peer_t *child, uint3
 }
 
 //  Has a piece the child lacks. Word by word over the shorter bitmap, then any rest.
-static bool s_has_news (const zf_sched_peer_t *candidate, const zf_sched_peer_t *child)
+bool zf_sched_has_news (const zf_sched_peer_t *candidate, const zf_sched_peer_t *child)
 {
     if (candidate->finished_count == 0)
         return false;
@@ -110,7 +110,7 @@ static bool s_eligible (const zf_sched_peer_t *child, const zf_sched_peer_t *can
             return false;
     bool seed_feeding =
         host->seed && (candidate->state == ZF_PEER_SOURCE || candidate->state == ZF_PEER_RUNNING);
-    return seed_feeding || s_has_news (candidate, child);
+    return seed_feeding || zf_sched_has_news (candidate, child);
 }
 
 //  Inserts into the best-first list of at most want entries.

@@ -22,6 +22,9 @@
 size_t zf_sched_select (zf_sched_t *sched, zf_sched_peer_t *child, int64_t now_ms,
                         zf_sched_peer_t **chosen, size_t want);
 
+//  The candidate holds a piece the child lacks.
+bool zf_sched_has_news (const zf_sched_peer_t *candidate, const zf_sched_peer_t *child);
+
 //  The score of one candidate for a child (exposed for tests).
 double zf_sched_score (zf_sched_t *sched, const zf_sched_peer_t *child,
                        const zf_sched_peer_t *candidate, int64_t now_ms);

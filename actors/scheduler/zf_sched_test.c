@@ -154,6 +154,68 @@ static void s_test_select_mesh (void)
     zf_sched_destroy (&sched);
 }
 
+//  A peer that got its pieces after every child had filled its set is given children, from
+//  the busiest parents, and those children are told to reschedule.
+static void s_test_adopt (bool acyclic)
+{
+    zf_sched_params_t params;
+    zf_sched_params_defaults (&params);
+    params.upload_slots = params.seed_upload_slots = 16;
+    params.parents_max = 2;
+    params.random_seed = 42;
+    params.acyclic = acyclic;
+    zf_sched_t *sched = zf_sched_new (&params);
+    zf_sched_peer_t *early[2], *children[4];
+    for (int index = 0; index < 2; index++) {
+        char id[16];
+        snprintf (id, sizeof id, "early%d", index);
+        early[index] = s_peer (sched, TASK_A, s_host (sched, id, false, "", "", 0));
+        early[index]->state = ZF_PEER_RUNNING;
+        s_give (sched, early[index], 0, 4);
+    }
+    for (int index = 0; index < 4; index++) {
+        char id[16];
+        snprintf (id, sizeof id, "child%d", index);
+        children[index] = s_peer (sched, TASK_A, s_host (sched, id, false, "", "", 0));
+        children[index]->state = ZF_PEER_RUNNING;
+        s_give (sched, children[index], 0, 2);
+        zf_sched_edge_add (sched, children[index], early[0]);
+        zf_sched_edge_add (sched, children[index], early[1]);
+    }
+    //  Pieces 0 and 1 only: nothing the children lack. No children for it.
+    zf_sched_peer_t *dull = s_peer (sched, TASK_A, s_host (sched, "dull", false, "", "", 0));
+    dull->state = ZF_PEER_RUNNING;
+    s_give (sched, dull, 0, 2);
+    zf_sched_adopt (sched, dull, 0);
+    ZF_ASSERT (dull->child_count == 0);
+    //  Pieces 8 and 9, which no child has: two children move to it from the early parents.
+    zf_sched_peer_t *late = s_peer (sched, TASK_A, s_host (sched, "late", false, "", "", 0));
+    late->state = ZF_PEER_RUNNING;
+    s_give (sched, late, 8, 2);
+    zf_sched_adopt (sched, late, 0);
+    if (acyclic) {
+        ZF_ASSERT (late->child_count == 0); //  edges there keep the graph a DAG: not moved
+        zf_sched_destroy (&sched);
+        return;
+    }
+    ZF_ASSERT (late->child_count == ZF_SCHED_CHILDREN_MIN);
+    ZF_ASSERT (early[0]->child_count + early[1]->child_count == 8 - ZF_SCHED_CHILDREN_MIN);
+    size_t moved = 0;
+    for (int index = 0; index < 4; index++) {
+        ZF_ASSERT (children[index]->parent_count == 2); //  one given up for the late peer
+        if (s_is_parent (children[index], late)) {
+            ZF_ASSERT (children[index]->reschedule);
+            moved++;
+        }
+    }
+    ZF_ASSERT (moved == ZF_SCHED_CHILDREN_MIN);
+    s_check (sched);
+    //  Served enough now: nothing changes again.
+    zf_sched_adopt (sched, late, 0);
+    ZF_ASSERT (late->child_count == ZF_SCHED_CHILDREN_MIN);
+    zf_sched_destroy (&sched);
+}
+
 static void s_test_select_filters (void)
 {
     zf_sched_t *sched = s_sched_graph (2, true);
@@ -613,6 +675,8 @@ void zf_scheduler_test (bool verbose)
     s_test_select_filters ();
     s_test_select_mesh ();
     s_test_select_affinity ();
+    s_test_adopt (false);
+    s_test_adopt (true);
     s_test_single_flight (false);
     s_test_single_flight (true);
     s_test_seed_refused ();

@@ -589,6 +589,8 @@ static void s_handle_report (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     uint32_t piece_count = peer->task->piece_count;
     if (piece_count > 0 && peer->finished_count == piece_count && peer->state != ZF_PEER_FINISHED)
         zf_sched_peer_finish (self->sched, peer);
+    if (added > 0)
+        zf_sched_adopt (self->sched, peer, zf_clock_mono_ms ());
     s_reply_ack (self, &request->return_to, body->task_id, body->host_id, peer);
     s_serve_wakes (self);
 }
