@@ -154,6 +154,16 @@ static void s_test_select_mesh (void)
     zf_sched_destroy (&sched);
 }
 
+//  A running peer of TASK_A on a host of its own, holding pieces [first, first + count).
+static zf_sched_peer_t *s_running (zf_sched_t *sched, const char *host_id, uint64_t first,
+                                   uint64_t count)
+{
+    zf_sched_peer_t *peer = s_peer (sched, TASK_A, s_host (sched, host_id, false, "", "", 0));
+    peer->state = ZF_PEER_RUNNING;
+    s_give (sched, peer, first, count);
+    return peer;
+}
+
 //  A peer that got its pieces after every child had filled its set is given children, from
 //  the busiest parents, and those children are told to reschedule.
 static void s_test_adopt (bool acyclic)
@@ -165,33 +175,22 @@ static void s_test_adopt (bool acyclic)
     params.random_seed = 42;
     params.acyclic = acyclic;
     zf_sched_t *sched = zf_sched_new (&params);
-    zf_sched_peer_t *early[2], *children[4];
-    for (int index = 0; index < 2; index++) {
-        char id[16];
-        snprintf (id, sizeof id, "early%d", index);
-        early[index] = s_peer (sched, TASK_A, s_host (sched, id, false, "", "", 0));
-        early[index]->state = ZF_PEER_RUNNING;
-        s_give (sched, early[index], 0, 4);
-    }
+    zf_sched_peer_t *early[2] = {s_running (sched, "early0", 0, 4),
+                                 s_running (sched, "early1", 0, 4)};
+    zf_sched_peer_t *children[4];
     for (int index = 0; index < 4; index++) {
         char id[16];
         snprintf (id, sizeof id, "child%d", index);
-        children[index] = s_peer (sched, TASK_A, s_host (sched, id, false, "", "", 0));
-        children[index]->state = ZF_PEER_RUNNING;
-        s_give (sched, children[index], 0, 2);
+        children[index] = s_running (sched, id, 0, 2);
         zf_sched_edge_add (sched, children[index], early[0]);
         zf_sched_edge_add (sched, children[index], early[1]);
     }
     //  Pieces 0 and 1 only: nothing the children lack. No children for it.
-    zf_sched_peer_t *dull = s_peer (sched, TASK_A, s_host (sched, "dull", false, "", "", 0));
-    dull->state = ZF_PEER_RUNNING;
-    s_give (sched, dull, 0, 2);
+    zf_sched_peer_t *dull = s_running (sched, "dull", 0, 2);
     zf_sched_adopt (sched, dull, 0);
     ZF_ASSERT (dull->child_count == 0);
     //  Pieces 8 and 9, which no child has: two children move to it from the early parents.
-    zf_sched_peer_t *late = s_peer (sched, TASK_A, s_host (sched, "late", false, "", "", 0));
-    late->state = ZF_PEER_RUNNING;
-    s_give (sched, late, 8, 2);
+    zf_sched_peer_t *late = s_running (sched, "late", 8, 2);
     zf_sched_adopt (sched, late, 0);
     if (acyclic) {
         ZF_ASSERT (late->child_count == 0); //  edges there keep the graph a DAG: not moved
