@@ -69,6 +69,8 @@ class WideSwarmTest(SwarmCase):
                   for peer in self.peers()}
         idle = sorted(peer for peer, count in served.items() if count == 0)
         self.assertEqual(idle, [], f"peers that served nobody: {idle} (pieces served: {served})")
+        given = self.scheduler_metrics("s1").get("zfly_scheduler_children_given_total", 0)
+        print(f"children given by the scheduler: {given:.0f}; pieces served: {served}")
         self.assert_daemons_clean()
 
 

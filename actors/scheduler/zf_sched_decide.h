@@ -40,8 +40,8 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
 //  on a task with more peers than parents_max, peers that got their first pieces later were
 //  then nobody's parent for the whole download, their uplinks idle, and a first copy the seed
 //  gave one of them reached the others only through the seed again (docs/benchmarks.md,
-//  "Every holder a parent"). Not with params.acyclic.
-void zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_ms);
+//  "Every holder a parent"). Not with params.acyclic. Returns the children given.
+size_t zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_ms);
 
 //  The usable seed for a task (live, not bad, not refused for it, allowed by params.seeds), or
 //  NULL. exclude: a host not to choose (the asking peer's own).

@@ -187,17 +187,17 @@ static void s_test_adopt (bool acyclic)
     }
     //  Pieces 0 and 1 only: nothing the children lack. No children for it.
     zf_sched_peer_t *dull = s_running (sched, "dull", 0, 2);
-    zf_sched_adopt (sched, dull, 0);
+    ZF_ASSERT (zf_sched_adopt (sched, dull, 0) == 0);
     ZF_ASSERT (dull->child_count == 0);
     //  Pieces 8 and 9, which no child has: two children move to it from the early parents.
     zf_sched_peer_t *late = s_running (sched, "late", 8, 2);
-    zf_sched_adopt (sched, late, 0);
+    size_t given = zf_sched_adopt (sched, late, 0);
     if (acyclic) {
-        ZF_ASSERT (late->child_count == 0); //  edges there keep the graph a DAG: not moved
+        ZF_ASSERT (given == 0 && late->child_count == 0); //  edges there keep a DAG: not moved
         zf_sched_destroy (&sched);
         return;
     }
-    ZF_ASSERT (late->child_count == ZF_SCHED_CHILDREN_MIN);
+    ZF_ASSERT (given == ZF_SCHED_CHILDREN_MIN && late->child_count == ZF_SCHED_CHILDREN_MIN);
     ZF_ASSERT (early[0]->child_count + early[1]->child_count == 8 - ZF_SCHED_CHILDREN_MIN);
     size_t moved = 0;
     for (int index = 0; index < 4; index++) {
@@ -210,7 +210,7 @@ static void s_test_adopt (bool acyclic)
     ZF_ASSERT (moved == ZF_SCHED_CHILDREN_MIN);
     s_check (sched);
     //  Served enough now: nothing changes again.
-    zf_sched_adopt (sched, late, 0);
+    ZF_ASSERT (zf_sched_adopt (sched, late, 0) == 0);
     ZF_ASSERT (late->child_count == ZF_SCHED_CHILDREN_MIN);
     zf_sched_destroy (&sched);
 }

@@ -177,7 +177,7 @@ struct waiter_s {
 
 typedef struct {
     zf_counter_t *decisions[3];
-    zf_counter_t *seed_triggers, *seed_refusals, *expired, *bad, *refused_pieces;
+    zf_counter_t *seed_triggers, *seed_refusals, *expired, *bad, *refused_pieces, *adopted;
     zf_histogram_t *latency;
     zf_gauge_t *hosts, *tasks, *peers, *bytes, *waiting;
 } metrics_t;
@@ -589,8 +589,12 @@ static void s_handle_report (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     uint32_t piece_count = peer->task->piece_count;
     if (piece_count > 0 && peer->finished_count == piece_count && peer->state != ZF_PEER_FINISHED)
         zf_sched_peer_finish (self->sched, peer);
-    if (added > 0)
-        zf_sched_adopt (self->sched, peer, zf_clock_mono_ms ());
+    size_t adopted = added > 0 ? zf_sched_adopt (self->sched, peer, zf_clock_mono_ms ()) : 0;
+    if (adopted > 0) {
+        zf_counter_add (self->metrics.adopted, adopted);
+        zf_debug (self->name, "children given task=%.16s parent=%s children=%zu", peer->task->id,
+                  peer->host->id, adopted);
+    }
     s_reply_ack (self, &request->return_to, body->task_id, body->host_id, peer);
     s_serve_wakes (self);
 }
@@ -870,6 +874,10 @@ static void s_metrics_init (metrics_t *metrics, const char *actor)
     metrics->refused_pieces =
         zf_metrics_counter ("zfly_scheduler_pieces_refused_total",
                             "Reported pieces beyond the task's piece count", "actor", actor, NULL);
+    metrics->adopted = zf_metrics_counter (
+        "zfly_scheduler_children_given_total",
+        "Children given to a peer that held pieces but served fewer than 2 (zf_sched_adopt)",
+        "actor", actor, NULL);
     metrics->latency =
         zf_metrics_histogram ("zfly_scheduler_decision_seconds",
                               "Time from a request to its schedule (held registers included)",
