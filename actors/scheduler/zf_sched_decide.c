@@ -181,12 +181,8 @@ size_t zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_m
             break;
         zf_sched_peer_t *child = task->peers[(start + step) % task->peer_count];
         if (child == parent || child->host == parent->host || child->state != ZF_PEER_RUNNING
-            || zf_sched_peer_blocks (child, parent->host) || !zf_sched_has_news (parent, child))
-            continue;
-        bool already = false;
-        for (uint8_t index = 0; index < child->parent_count && !already; index++)
-            already = child->parents[index] == parent;
-        if (already)
+            || zf_sched_peer_blocks (child, parent->host)
+            || zf_sched_peer_has_parent (child, parent) || !zf_sched_has_news (parent, child))
             continue;
         if (child->parent_count >= params->parents_max) {
             //  Only from a parent that keeps more children than this one will have.

@@ -590,6 +590,14 @@ bool zf_sched_peer_blocks (const zf_sched_peer_t *peer, const zf_sched_host_t *h
     return false;
 }
 
+bool zf_sched_peer_has_parent (const zf_sched_peer_t *child, const zf_sched_peer_t *parent)
+{
+    for (uint8_t index = 0; index < child->parent_count; index++)
+        if (child->parents[index] == parent)
+            return true;
+    return false;
+}
+
 const char *zf_sched_peer_state_name (const zf_sched_peer_t *peer)
 {
     static const char *names[] = {"waiting", "running", "source", "finished"};

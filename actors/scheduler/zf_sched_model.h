@@ -191,6 +191,8 @@ bool zf_sched_peer_has (const zf_sched_peer_t *peer, uint32_t piece);
 void zf_sched_peer_finish (zf_sched_t *self, zf_sched_peer_t *peer);
 void zf_sched_peer_block (zf_sched_peer_t *peer, const zf_sched_host_t *host);
 bool zf_sched_peer_blocks (const zf_sched_peer_t *peer, const zf_sched_host_t *host);
+//  parent is one of child's parents.
+bool zf_sched_peer_has_parent (const zf_sched_peer_t *child, const zf_sched_peer_t *parent);
 const char *zf_sched_peer_state_name (const zf_sched_peer_t *peer);
 
 //  Edges. add asserts that it keeps the graph acyclic only in zf_sched_check; callers

@@ -103,11 +103,8 @@ static bool s_eligible (const zf_sched_peer_t *child, const zf_sched_peer_t *can
         return false; //  the child itself, a descendant, or the same host
     if (zf_sched_host_is_bad (host, now_ms) || host->load >= host->upload_slots)
         return false;
-    if (zf_sched_peer_blocks (child, host))
+    if (zf_sched_peer_blocks (child, host) || zf_sched_peer_has_parent (child, candidate))
         return false;
-    for (uint8_t index = 0; index < child->parent_count; index++)
-        if (child->parents[index] == candidate)
-            return false;
     bool seed_feeding =
         host->seed && (candidate->state == ZF_PEER_SOURCE || candidate->state == ZF_PEER_RUNNING);
     return seed_feeding || zf_sched_has_news (candidate, child);

@@ -74,14 +74,6 @@ static void s_give (zf_sched_t *sched, zf_sched_peer_t *peer, uint64_t first, ui
     zf_sched_peer_add_pieces (sched, peer, pieces, count, NULL);
 }
 
-static bool s_is_parent (const zf_sched_peer_t *child, const zf_sched_peer_t *parent)
-{
-    for (uint8_t index = 0; index < child->parent_count; index++)
-        if (child->parents[index] == parent)
-            return true;
-    return false;
-}
-
 //  --- model ---------------------------------------------------------------------------------
 
 static void s_test_model (void)
@@ -202,7 +194,7 @@ static void s_test_adopt (bool acyclic)
     size_t moved = 0;
     for (int index = 0; index < 4; index++) {
         ZF_ASSERT (children[index]->parent_count == 2); //  one given up for the late peer
-        if (s_is_parent (children[index], late)) {
+        if (zf_sched_peer_has_parent (children[index], late)) {
             ZF_ASSERT (children[index]->reschedule);
             moved++;
         }
@@ -335,7 +327,7 @@ static void s_test_single_flight (bool with_seed)
         //  One trigger; the seed is every first child's parent until its 8 slots are full.
         ZF_ASSERT (s_triggers == 1 && counts[ZF_DECISION_SOURCE] == 0);
         ZF_ASSERT (counts[ZF_DECISION_PARENTS] == 8 && counts[ZF_DECISION_WAIT] == 192);
-        ZF_ASSERT (s_is_parent (peers[0], s_triggered) && s_triggered->host->seed);
+        ZF_ASSERT (zf_sched_peer_has_parent (peers[0], s_triggered) && s_triggered->host->seed);
         //  The seed registers: it is the source. Registers again: still one source.
         ZF_ASSERT (zf_sched_decide (sched, s_triggered, 0, s_on_trigger, NULL)
                    == ZF_DECISION_SOURCE);

@@ -41,6 +41,11 @@ void zf_spread_destroy (zf_spread_t **self_p)
     *self_p = NULL;
 }
 
+static bool s_from_origin (const spread_task_t *task, uint64_t piece)
+{
+    return piece < task->piece_count && ((task->from_origin[piece / 8] >> (piece % 8)) & 1);
+}
+
 //  FNV-1a: requesters only need telling apart.
 static uint32_t s_hash (const char *text)
 {
@@ -66,7 +71,7 @@ void zf_spread_from_origin (zf_spread_t *self, const char *task_id, uint64_t pie
         task->sent_to = zf_calloc ((size_t) piece_count + 1, sizeof (uint32_t));
         zhashx_insert (self->tasks, task_id, task);
     }
-    if (piece < piece_count && !((task->from_origin[piece / 8] >> (piece % 8)) & 1)) {
+    if (piece < piece_count && !s_from_origin (task, piece)) {
         task->from_origin[piece / 8] |= (uint8_t) (1u << (piece % 8));
         task->unsent++; //  never sent: only pieces from the origin are recorded as sent
     }
@@ -76,7 +81,7 @@ bool zf_spread_may_send (zf_spread_t *self, const char *task_id, uint64_t piece,
                          const char *requester, int64_t now_ms)
 {
     spread_task_t *task = zhashx_lookup (self->tasks, task_id);
-    if (!task || piece >= task->piece_count || !((task->from_origin[piece / 8] >> (piece % 8)) & 1))
+    if (!task || !s_from_origin (task, piece))
         return true;
     uint32_t who = s_hash (requester);
     int64_t grace = task->unsent > 0 ? ZF_SPREAD_BACKLOG_GRACE_MS : ZF_SPREAD_GRACE_MS;
