@@ -36,7 +36,7 @@ piece_length_max = 64K
 retry_backoff = 50ms
 retries = 2
 parent_timeout = {parent_timeout}
-parent_refresh = 200ms
+parent_refresh = {parent_refresh}
 """
 
 
@@ -62,11 +62,12 @@ class ParentsTest(ZflyTestCase):
 
     # --- processes ---------------------------------------------------------------------------
 
-    def node_ini(self, name, storage_bind, extra="", parent_timeout="2s"):
+    def node_ini(self, name, storage_bind, extra="", parent_timeout="2s", parent_refresh="200ms"):
         return (f"[node]\nname = {name}\nhttp = 127.0.0.1:0\n"
                 f"[bus]\ncert = {self.keys[name][0]}\nallow = {self.path('allow-' + name)}\n"
                 f"[storage]\ndir = {self.path('cache-' + name)}\nbind = {storage_bind}\n{extra}"
-                + FETCHER.format(workdir=self.workdir, name=name, parent_timeout=parent_timeout))
+                + FETCHER.format(workdir=self.workdir, name=name, parent_timeout=parent_timeout,
+                                 parent_refresh=parent_refresh))
 
     def start_parent(self, name, storage_extra=""):
         """A node whose storage serves other nodes over tcp:// with CURVE."""
@@ -76,12 +77,12 @@ class ParentsTest(ZflyTestCase):
         node.wait_ready()
         return node
 
-    def start_child(self, parents, parent_timeout="2s"):
+    def start_child(self, parents, parent_timeout="2s", parent_refresh="200ms"):
         endpoints = "".join(
             f"storage@{parent} = tcp://127.0.0.1:{self.ports[parent]} cert={self.keys[parent][1]}\n"
             for parent in parents)
         ini = self.node_ini("b", "ipc://" + self.path("b-storage.sock"),
-                            parent_timeout=parent_timeout)
+                            parent_timeout=parent_timeout, parent_refresh=parent_refresh)
         node = self.start("b", ini + "[endpoints]\n" + endpoints)
         node.wait_ready()
         return node
@@ -177,13 +178,15 @@ class ParentsTest(ZflyTestCase):
     def test_child_follows_a_parent_that_is_still_downloading(self):
         """B asks A while A's origin holds back everything past 16 pieces: B takes those 16,
         then A holds B's storage.stat (a long poll) instead of B polling; the origin lets go,
-        and every further piece reaches B from A as A finishes it, none from the origin."""
+        and every further piece reaches B from A as A finishes it, none from the origin.
+        B's refresh is 10 minutes: the long poll starts with B's first answer from A, not
+        after a refresh (B once waited a refresh before it, a second behind a fresh seed)."""
         parent = self.start_parent("a")
         url = self.origin.url(GATED_PATH)
         task_id = self.fetch("a", url)["task_id"]
         self.wait_until("a", task_id, lambda status: status["finished_count"] >= 16,
                         "16 pieces in")
-        child = self.start_child(["a"], parent_timeout="5s")
+        child = self.start_child(["a"], parent_timeout="5s", parent_refresh="10m")
         self.fetch("b", url, parents=["storage@a"])
         self.wait_until("b", task_id, lambda status: status["finished_count"] >= 16,
                         "16 pieces in")

@@ -389,11 +389,14 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                 body->content_length, body->piece_length);
         return;
     }
-    //  A long poll answered early without news: that storage does not hold questions.
+    //  A long poll answered early without news: that storage does not hold questions. The
+    //  first answer of a parent is news (it has the task), and the long poll for its pieces
+    //  starts at once: waiting a refresh first left children a second behind a fresh seed.
     bool complete = streq (body->state, "complete");
-    bool held = parent->stat_waits
-                && (body->finished_count > parent->stat_finished || complete
-                    || now - parent->stat_sent_ms >= STAT_WAIT_MS / 2);
+    bool held = parent->state == PARENT_STATING
+                || (parent->stat_waits
+                    && (body->finished_count > parent->stat_finished || complete
+                        || now - parent->stat_sent_ms >= STAT_WAIT_MS / 2));
     parent->complete = complete;
     parent->stat_finished = body->finished_count;
     s_set_bitmap (self, parent, zframe_data (bitmap), now);
