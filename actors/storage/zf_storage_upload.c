@@ -75,10 +75,11 @@ static uint64_t s_serve (zf_storage_t *self, const zf_bus_return_t *ret, const c
         .size = size,
         .digest = {(uint8_t *) zf_store_piece_digest (task, piece, raw), ZF_STORE_DIGEST_LEN},
     };
-    zf_bus_reply (self->bus, ret, &zf_msg_piece_data, &body, &raw);
+    //  Counted before the reply goes: whoever has the piece and then reads /metrics sees it.
     zf_counter_add (remote ? self->metrics.served_remote : self->metrics.served_local, 1);
     if (remote)
         zf_counter_add (self->metrics.upload_bytes, size);
+    zf_bus_reply (self->bus, ret, &zf_msg_piece_data, &body, &raw);
     return size;
 }
 
@@ -201,8 +202,8 @@ static void s_handle_piece_locate (zf_bus_t *bus, zf_bus_msg_t *request, void *a
     const uint8_t *digest = zf_store_known_digest (task, body->piece);
     if (digest) //  else unknown yet: readers on this host go by storage's checksum check
         located.digest = (zf_bytes_t){(uint8_t *) digest, ZF_STORE_DIGEST_LEN};
+    zf_counter_add (self->metrics.served_local, 1); //  before the reply, as in s_serve
     zf_bus_reply (self->bus, ret, &zf_msg_piece_located, &located, NULL);
-    zf_counter_add (self->metrics.served_local, 1);
     zf_free (path);
 }
 
