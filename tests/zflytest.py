@@ -33,21 +33,30 @@ DEFAULT_TIMEOUT = 20.0
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    """A TCP port on loopback that nothing listens on right now.
+    """A TCP port on loopback that nothing listens on right now, and never one this process
+    was given before.
 
     Chosen at random below the kernel's ephemeral range (32768 and up): the kernel hands out
     ephemeral ports to every outgoing connection of every test running in parallel, so a
     port it just gave us (bind to port 0) is the one most likely to be taken again before the
-    process under test binds it."""
+    process under test binds it. A port handed out earlier is free until its process binds
+    it, so without the record two picks of one test could meet (a seed's storage and fetcher
+    were once given the same port)."""
     import random
     for _ in range(200):
         port = random.randint(10000, 32000)
+        if port in _PORTS_GIVEN:
+            continue
         with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _PORTS_GIVEN.add(port)
             return port
     raise RuntimeError("no free port in 10000-32000")
 
