@@ -170,19 +170,16 @@ size_t zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_m
     zf_sched_task_t *task = parent->task;
     const zf_sched_params_t *params = zf_sched_params (sched);
     if (params->acyclic || parent->finished_count == 0
-        || parent->child_count >= ZF_SCHED_CHILDREN_MIN || task->peer_count < 3
-        || zf_sched_host_is_bad (parent->host, now_ms))
+        || parent->child_count >= ZF_SCHED_CHILDREN_MIN || task->peer_count < 3)
         return 0;
     size_t given = 0;
     uint32_t start = (uint32_t) (zf_sched_random (sched) % task->peer_count);
     for (uint32_t step = 0; step < task->peer_count && step < ZF_SCHED_ADOPT_EXAMINE; step++) {
-        if (parent->child_count >= ZF_SCHED_CHILDREN_MIN
-            || parent->host->load >= parent->host->upload_slots)
+        if (parent->child_count >= ZF_SCHED_CHILDREN_MIN)
             break;
         zf_sched_peer_t *child = task->peers[(start + step) % task->peer_count];
-        if (child == parent || child->host == parent->host || child->state != ZF_PEER_RUNNING
-            || zf_sched_peer_blocks (child, parent->host)
-            || zf_sched_peer_has_parent (child, parent) || !zf_sched_has_news (parent, child))
+        if (child == parent || child->state != ZF_PEER_RUNNING
+            || !zf_sched_may_serve (child, parent, now_ms) || !zf_sched_has_news (parent, child))
             continue;
         if (child->parent_count >= params->parents_max) {
             //  Only from a parent that keeps more children than this one will have.

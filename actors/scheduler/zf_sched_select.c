@@ -95,16 +95,21 @@ bool zf_sched_has_news (const zf_sched_peer_t *candidate, const zf_sched_peer_t 
     return false;
 }
 
+bool zf_sched_may_serve (const zf_sched_peer_t *child, const zf_sched_peer_t *candidate,
+                         int64_t now_ms)
+{
+    const zf_sched_host_t *host = candidate->host;
+    return host != child->host && !zf_sched_host_is_bad (host, now_ms)
+           && host->load < host->upload_slots && !zf_sched_peer_blocks (child, host)
+           && !zf_sched_peer_has_parent (child, candidate);
+}
+
 static bool s_eligible (const zf_sched_peer_t *child, const zf_sched_peer_t *candidate,
                         uint32_t epoch, int64_t now_ms)
 {
+    if (candidate->mark == epoch || !zf_sched_may_serve (child, candidate, now_ms))
+        return false; //  the child itself or a descendant, or a host that may not serve it
     const zf_sched_host_t *host = candidate->host;
-    if (candidate->mark == epoch || host == child->host)
-        return false; //  the child itself, a descendant, or the same host
-    if (zf_sched_host_is_bad (host, now_ms) || host->load >= host->upload_slots)
-        return false;
-    if (zf_sched_peer_blocks (child, host) || zf_sched_peer_has_parent (child, candidate))
-        return false;
     bool seed_feeding =
         host->seed && (candidate->state == ZF_PEER_SOURCE || candidate->state == ZF_PEER_RUNNING);
     return seed_feeding || zf_sched_has_news (candidate, child);

@@ -24,6 +24,10 @@ size_t zf_sched_select (zf_sched_t *sched, zf_sched_peer_t *child, int64_t now_m
 
 //  The candidate holds a piece the child lacks.
 bool zf_sched_has_news (const zf_sched_peer_t *candidate, const zf_sched_peer_t *child);
+//  The candidate's host may serve the child: another host, not bad, with a free upload slot,
+//  not blocked by the child, and not already its parent. Selection and adoption both ask it.
+bool zf_sched_may_serve (const zf_sched_peer_t *child, const zf_sched_peer_t *candidate,
+                         int64_t now_ms);
 
 //  The score of one candidate for a child (exposed for tests).
 double zf_sched_score (zf_sched_t *sched, const zf_sched_peer_t *child,
