@@ -17,6 +17,7 @@ it through the three edges' proxies:
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -83,12 +84,15 @@ class PreheatTest(ph.RegistryCase):
                          "the pulls after the preheat asked the registry for blobs")
 
     @staticmethod
-    def origin_takers(cluster):
-        """Each node's log lines about taking pieces from the origin (why, when a check of
-        the registry's copies fails: seen once under ASan with the whole suite running)."""
-        return {name: [line for line in node.log.lines
-                       if "from the origin" in line or "source" in line and "task" in line][-6:]
-                for name, node in cluster.nodes.items()}
+    def origin_takers(cluster, digest):
+        """What each node's log says of the blob's task and of its schedulers: which node went
+        to the origin, and why (printed when the registry sent a blob more than once: seen
+        under ASan with the whole suite running)."""
+        texts = {name: node.log.text() for name, node in cluster.nodes.items()}
+        ids = set(re.findall(rf"task=([0-9a-f]{{16}}) digest={digest}", "\n".join(texts.values())))
+        return {name: [line for line in text.splitlines()
+                       if any(task_id in line for task_id in ids) or "scheduler dead" in line]
+                for name, text in texts.items()}
 
     def preheat(self, cluster, tag, scope, platform="linux/amd64"):
         job = cluster.submit({"type": "image",
@@ -133,7 +137,7 @@ class PreheatTest(ph.RegistryCase):
                 for digest, size in amd64.items():
                     self.assertIn(served[digest], (size, size + 1),  # + the 1-byte probe
                                   (digest, [r for r in self.registry.blob_requests(start=start)
-                                            if r[1] == digest], self.origin_takers(cluster)))
+                                            if r[1] == digest], self.origin_takers(cluster, digest)))
                 if tag != "peers":  # seed scopes: the edges took nothing from the origin
                     self.assertEqual([ph.metric(e, "zfly_fetcher_source_bytes_total")
                                       for e in edges], edge_source)

@@ -130,6 +130,12 @@ class LineReader:
                 pass
 
     def text(self):
+        """Every line received so far (lines wait in the queue until someone reads them)."""
+        try:
+            while self._drain(0) is not None:
+                pass
+        except queue.Empty:
+            pass
         return "\n".join(self.lines)
 
 
