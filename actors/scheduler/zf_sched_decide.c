@@ -135,17 +135,19 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
         task->source = peer;
         return ZF_DECISION_SOURCE;
     }
-    if (peer->parent_count > 0)
-        return ZF_DECISION_PARENTS;
-    if (task->source || task->holders > 0)
-        return ZF_DECISION_WAIT; //  someone feeds the task: wait for pieces or a free slot
-    //  Nobody fetches and nobody holds: this peer's request starts the one origin fetch.
+    if (task->source || task->holders > 0) //  someone feeds the task
+        return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
+    //  Nobody fetches and nobody holds: this peer's request starts the one origin fetch. Any
+    //  parents it has wait as it does (given while a source that has since failed ran, or
+    //  peers that hold nothing): waiting for them would wait for sched_fallback.
     bool seed_enabled = zf_sched_params (sched)->seeds_enabled;
     if (!(peer->host->seed && seed_enabled) && !task->seed_failed
         && s_claim_with_seed (sched, peer, now_ms, trigger, arg)) {
         s_top_up (sched, peer, now_ms);
         return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
     }
+    while (peer->parent_count > 0)
+        zf_sched_edge_remove (sched, peer, peer->parents[peer->parent_count - 1]);
     peer->state = ZF_PEER_SOURCE;
     task->source = peer;
     return ZF_DECISION_SOURCE;

@@ -465,6 +465,36 @@ static void s_test_seed_failed (void)
     zf_sched_destroy (&sched);
 }
 
+//  The same, with the others already waiting on each other (integration.preheat, all_peers:
+//  the edges asked first and the seeds' own requests came while the triggered seed failed):
+//  the other seed was given the failed one as a parent, the failed seed asks again. Nobody
+//  fetches and nobody holds a piece, so parents can give nothing: the one asking now fetches
+//  from the origin. (Before, it was given the other seed, which held nothing, as a parent;
+//  every peer waited on peers that waited too until sched_fallback sent two to the origin.)
+static void s_test_seed_failed_while_waiting (void)
+{
+    zf_sched_peer_t *peer;
+    zf_sched_host_t *other;
+    zf_sched_t *sched = s_sched_seeded (2, &peer, &other);
+    zf_sched_host_t *failed_host = s_triggered->host;
+    zf_sched_host_t *other_seed =
+        zf_sched_host_find (sched, streq (failed_host->id, "seed-1") ? "seed-2" : "seed-1");
+    zf_sched_peer_t *seed = s_peer (sched, TASK_A, other_seed);
+    ZF_ASSERT (zf_sched_decide (sched, seed, 0, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
+    zf_sched_seed_failed (sched, s_triggered);
+    zf_sched_peer_remove (sched, s_triggered);
+    ZF_ASSERT (!peer->task->source && peer->task->holders == 0);
+    zf_sched_peer_t *again = s_peer (sched, TASK_A, failed_host);
+    ZF_ASSERT (zf_sched_decide (sched, again, 0, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (again->parent_count == 0 && peer->task->source == again);
+    //  The others now wait for it (or take it as a parent): one origin fetch.
+    ZF_ASSERT (zf_sched_decide (sched, seed, 0, s_on_trigger, NULL) != ZF_DECISION_SOURCE);
+    ZF_ASSERT (zf_sched_decide (sched, peer, 0, s_on_trigger, NULL) != ZF_DECISION_SOURCE);
+    ZF_ASSERT (s_triggers == 1);
+    s_check (sched);
+    zf_sched_destroy (&sched);
+}
+
 //  --- health ----------------------------------------------------------------------------------
 
 static void s_test_bad_host (void)
@@ -672,6 +702,7 @@ void zf_scheduler_test (bool verbose)
     s_test_single_flight (true);
     s_test_seed_refused ();
     s_test_seed_failed ();
+    s_test_seed_failed_while_waiting ();
     s_test_rates ();
     s_test_bad_host ();
     s_test_expiry ();
