@@ -177,7 +177,7 @@ class BusTest(ZflyTestCase):
             # count // 10 requested failures plus the unhandled type
             self.assertEqual(errors_out, count // 10 + 1)
             # Connections of the warm-up probes and of B: accepted, handshake, disconnected.
-            events = [json.loads(line) for line in lines.lines]
+            events = [json.loads(line) for line in lines.received()]
             names = {event.get("event") for event in events if event.get("kind") == "socket"}
             self.assertIn("accepted", names)
             self.assertIn("handshake_succeeded", names)

@@ -71,7 +71,7 @@ class ProxyRangeTest(zflytest.ZflyTestCase):
         self.assertEqual(headers["content-range"], f"bytes {first}-{last}/{SIZE}")
         self.assertEqual(body, self.payload[first:])
         self.node.log.wait_for(rf"task complete task=\S+ content_length={SIZE} ", timeout=30)
-        self.assertEqual(len([line for line in self.node.log.lines
+        self.assertEqual(len([line for line in self.node.log.received()
                               if "fetcher: task started" in line]), 1)
 
 

@@ -138,7 +138,7 @@ storage@store = tcp://127.0.0.1:{store_port} cert={keys['store'][1]}
             self.assertEqual((status, complete), (200, True))
             self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
         edge.log.wait_for(r"proxy: p2p: storage storage@store does not locate pieces .*forbidden")
-        self.assertEqual(len([line for line in edge.log.lines
+        self.assertEqual(len([line for line in edge.log.received()
                               if "does not locate pieces" in line]), 1)
         self.assertEqual(edge.metric("zfly_proxy_sent_bytes_total", via="sendfile"), 0)
         self.assertGreater(edge.metric("zfly_proxy_sent_bytes_total", via="send"), 2 * SIZE)

@@ -94,7 +94,7 @@ class SecretsTest(zflytest.ZflyTestCase):
             try:
                 tap.wait_for(r'"from":"get-\d+@', timeout=1)
                 tap.wait_for(r'"from":"proxy@', timeout=1)
-                return tap.lines, "\n".join(outputs)
+                return tap.received(), "\n".join(outputs)
             except AssertionError:
                 self.assertLess(time.monotonic(), deadline, "the tap showed no task.fetch")
 

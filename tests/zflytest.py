@@ -129,14 +129,18 @@ class LineReader:
             except queue.Empty:
                 pass
 
-    def text(self):
-        """Every line received so far (lines wait in the queue until someone reads them)."""
+    def received(self):
+        """Every line received so far, as a list (lines wait in the queue until something reads
+        them: self.lines alone holds only those up to the last wait)."""
         try:
             while self._drain(0) is not None:
                 pass
         except queue.Empty:
             pass
-        return "\n".join(self.lines)
+        return list(self.lines)
+
+    def text(self):
+        return "\n".join(self.received())
 
 
 class Zfly:
