@@ -135,9 +135,10 @@ class PreheatTest(ph.RegistryCase):
                 served = ph.registry_blob_bodies(self.registry, start)
                 self.assertEqual(set(served), set(amd64), served)
                 for digest, size in amd64.items():
+                    requests = [r for r in self.registry.blob_requests(start=start)
+                                if r[1] == digest]
                     self.assertIn(served[digest], (size, size + 1),  # + the 1-byte probe
-                                  (digest, [r for r in self.registry.blob_requests(start=start)
-                                            if r[1] == digest], self.origin_takers(cluster, digest)))
+                                  (digest, requests, self.origin_takers(cluster, digest)))
                 if tag != "peers":  # seed scopes: the edges took nothing from the origin
                     self.assertEqual([ph.metric(e, "zfly_fetcher_source_bytes_total")
                                       for e in edges], edge_source)

@@ -79,6 +79,13 @@ static size_t s_top_up (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms
     return added;
 }
 
+//  An origin fetcher takes no piece from parents: it brings them in.
+static void s_drop_parents (zf_sched_t *sched, zf_sched_peer_t *peer)
+{
+    while (peer->parent_count > 0)
+        zf_sched_edge_remove (sched, peer, peer->parents[peer->parent_count - 1]);
+}
+
 //  Makes a seed the task's origin fetcher; returns false when no seed can.
 static bool s_claim_with_seed (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
                                zf_sched_trigger_fn *trigger, void *arg)
@@ -90,8 +97,7 @@ static bool s_claim_with_seed (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
     zf_sched_peer_t *seed_peer = zf_sched_peer_find (sched, task, seed);
     if (!seed_peer)
         seed_peer = zf_sched_peer_add (sched, task, seed);
-    while (seed_peer->parent_count > 0)
-        zf_sched_edge_remove (sched, seed_peer, seed_peer->parents[seed_peer->parent_count - 1]);
+    s_drop_parents (sched, seed_peer);
     seed_peer->state = ZF_PEER_SOURCE;
     task->source = seed_peer;
     if (trigger)
@@ -146,8 +152,7 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
         s_top_up (sched, peer, now_ms);
         return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
     }
-    while (peer->parent_count > 0)
-        zf_sched_edge_remove (sched, peer, peer->parents[peer->parent_count - 1]);
+    s_drop_parents (sched, peer);
     peer->state = ZF_PEER_SOURCE;
     task->source = peer;
     return ZF_DECISION_SOURCE;
