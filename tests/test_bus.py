@@ -159,7 +159,7 @@ class BusTest(ZflyTestCase):
             lines.wait_for(r'"event":"disconnected"', start=start)
             # Every request of the run went in, and every answer went out, with decoded bodies.
             requests_in, replies_out, errors_out = set(), set(), 0
-            for line in lines.lines[start:]:
+            for line in lines.received()[start:]:
                 record = json.loads(line)
                 if record.get("kind") != "message":
                     continue
