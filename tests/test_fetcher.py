@@ -4,11 +4,15 @@ tests/origin.py serving one random content under several names. Checks the bytes
 up with and their digest, what the origin sent (its ranges cover the content once, however
 many pieces each asks for; faults cost only what they force), and the error a user sees:
 ranges, an origin ignoring Range, 404, a digest mismatch, a second fetch of a complete task,
-two concurrent fetches sharing one download, and a resume that fetches only what is
-missing."""
+two concurrent fetches sharing one download, a resume that fetches only what is missing, and a
+fresh task that runs while storage opens it (a storage of the test's own that holds the
+open)."""
 import hashlib
 import os
 import time
+
+import msgpack
+import zmq
 
 import zflytest
 from zflytest import ZflyTestCase
@@ -80,9 +84,12 @@ retries = 2
         return reply["body"]
 
     def wait_finished(self, task_id, timeout=30):
+        return self.wait_finished_at(self.fetcher, task_id, timeout)
+
+    def wait_finished_at(self, fetcher, task_id, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            reply, _ = self.fetcher.request("task.query", {"task_id": task_id})
+            reply, _ = fetcher.request("task.query", {"task_id": task_id})
             self.assertEqual(reply["type"], "task.status", reply)
             if reply["body"]["state"] != "running":
                 return reply["body"]
@@ -254,6 +261,89 @@ retries = 2
         zflytest.assert_sent_once(self.origin.ranges("/half"), stored * PIECE_LENGTH,
                                   len(CONTENT), PIECE_LENGTH)
         self.assertEqual(status["bytes_from_source"], len(CONTENT) - stored * PIECE_LENGTH + 1)
+
+
+    def test_fresh_task_runs_while_storage_opens_it(self):
+        """A task storage holds nothing of does not wait for storage's answer to storage.open:
+        the origin's first bytes answer a piece.peek while the open is held (the first byte of
+        a cold blob, docs/architecture.md), and the first piece's bytes stay to answer peeks
+        until storage wrote it. Its piece.write requests reach storage after the open, and an
+        open that fails fails the task. Storage is a ROUTER of the test's own,
+        which holds the open."""
+        endpoint = "ipc://" + self.path("held-storage.sock")
+        context = zmq.Context()
+        storage = context.socket(zmq.ROUTER)
+        storage.setsockopt(zmq.LINGER, 0)
+        storage.bind(endpoint)
+        fetcher_endpoint = "ipc://" + self.path("fetcher-b.sock")
+        fetcher = None
+        try:
+            self.start("b", f"""[node]
+name = b
+http = 127.0.0.1:0
+[endpoints]
+heldstore = {endpoint}
+[upstream]
+public = 127.0.0.1
+[fetcher]
+bind = {fetcher_endpoint}
+storage = heldstore
+piece_length_min = 64K
+piece_length_max = 1M
+piece_count_target = 16
+""").wait_ready()
+            fetcher = zflytest.BusClient(fetcher_endpoint, to="fetcher")
+            received = []  # (type, envelope, identity) of every request storage got, in order
+
+            def serve(wanted, piece=None):
+                """Takes storage's requests until one of type wanted (for piece) came
+                (storage.stat is answered "not found", the rest held); returns it."""
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if not storage.poll(100):
+                        continue
+                    identity, frame, *_ = storage.recv_multipart()
+                    request = msgpack.unpackb(frame, raw=False)
+                    received.append((request["type"], request, identity))
+                    if request["type"] == "storage.stat":
+                        storage.send_multipart([identity, msgpack.packb({
+                            "type": "error", "v": 1, "id": 1, "re": request["id"],
+                            "from": "heldstore", "to": request["from"],
+                            "body": {"code": "not_found", "message": "no such task"}})])
+                    if request["type"] == wanted and piece in (None, request["body"].get("piece")):
+                        return request, identity
+                self.fail(f"storage got no {wanted}: {[kind for kind, *_ in received]}")
+
+            fetch_id = fetcher.send("task.fetch", {"url": self.origin.url("/file")})
+            serve("storage.stat")
+            task_id = fetcher.receive(fetch_id)[0]["body"]["task_id"]
+            opened, identity = serve("storage.open")
+            peek, raw = fetcher.request("piece.peek", {"task_id": task_id, "piece": 0, "from": 0,
+                                                       "wait_ms": 3000})
+            self.assertEqual(peek["type"], "piece.partial", peek)
+            self.assertGreater(peek["body"]["size"], 0, "no byte before storage.open's answer")
+            self.assertEqual(raw[0], CONTENT[:peek["body"]["size"]])
+            serve("piece.write", 0)  # piece 0 filled: on its way to storage, after the open
+            kinds = [kind for kind, *_ in received]
+            self.assertLess(kinds.index("storage.open"), kinds.index("piece.write"), kinds)
+            # Filled and not written yet: a reader's peek still gets its bytes from memory.
+            peek, raw = fetcher.request("piece.peek", {"task_id": task_id, "piece": 0, "from": 0,
+                                                       "wait_ms": 3000})
+            self.assertEqual(peek["body"]["size"], PIECE_LENGTH, peek)
+            self.assertTrue(peek["body"]["complete"], peek)
+            self.assertEqual(raw[0], CONTENT[:PIECE_LENGTH])
+            storage.send_multipart([identity, msgpack.packb({
+                "type": "error", "v": 1, "id": 2, "re": opened["id"], "from": "heldstore",
+                "to": opened["from"], "body": {"code": "io", "message": "cannot create task"}})])
+            status = self.wait_finished_at(fetcher, task_id)
+            self.assertEqual(status["state"], "failed", status)
+            self.assertEqual(status["error_code"], "storage", status)
+            self.assertIn("storage.open", status["error_message"])
+        finally:
+            if fetcher:
+                fetcher.close()
+            storage.close()
+            context.term()
 
 
 if __name__ == "__main__":

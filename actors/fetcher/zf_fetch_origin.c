@@ -234,7 +234,7 @@ static size_t s_on_body (char *data, size_t size, size_t count, void *arg)
         return 0;
     if (transfer->kind == ZF_ORIGIN_PROBE && transfer->probe_bytes > 1) {
         //  A first range: its answer states the length. The bytes wait (paused, in curl's
-        //  buffer) until the sink has opened the task and takes the transfer as a range
+        //  buffer) until the sink has laid the task out and takes the transfer as a range
         //  (zf_fetch_origin_probe_release).
         if (!transfer->held) {
             transfer->held = true;

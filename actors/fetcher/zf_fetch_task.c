@@ -236,6 +236,45 @@ void zf_fetch_task_start (zf_fetch_task_t *self, const zf_bus_return_t *answer)
     zf_fetch_task_storage (self, &zf_msg_storage_stat, &stat, NULL, s_on_stat, 0);
 }
 
+//  The task's pieces in memory: its piece table (every piece missing until storage says
+//  otherwise), their slots, and the content hash begun.
+static void s_make_table (zf_fetch_task_t *self)
+{
+    self->table = zf_piece_table_new (self->piece_count);
+    zf_piece_table_set_origin (self->table, self->origin != NULL);
+    self->slots =
+        zf_calloc (self->piece_count ? self->piece_count : 1, sizeof (zf_fetch_task_slot_t));
+    if (zf_fetch_task_hash_needed (self)) {
+        self->whole_hash = EVP_MD_CTX_new ();
+        ZF_ASSERT (self->whole_hash
+                   && EVP_DigestInit_ex (self->whole_hash, EVP_sha256 (), NULL) == 1);
+    }
+}
+
+//  The pieces storage.open says it holds (a resumed task): missing ones become stored.
+static void s_take_stored (zf_fetch_task_t *self, zframe_t *bitmap)
+{
+    const uint8_t *bits = bitmap ? zframe_data (bitmap) : NULL;
+    for (uint64_t index = 0; index < self->piece_count; index++)
+        if (bitmap && index / 8 < zframe_size (bitmap) && zf_bit (bits, index)
+            && zf_piece_table_state (self->table, index) == ZF_PIECE_MISSING)
+            zf_piece_table_store (self->table, index);
+    self->finished_count = zf_piece_table_stored (self->table);
+    if (self->finished_count > 0)
+        zf_notice (self->env->name,
+                   "task resumes task=%.16s finished=%" PRIu64 " of %" PRIu64 " pieces",
+                   self->task_id, self->finished_count, self->piece_count);
+}
+
+//  RUN: parents may be asked for pieces and the origin's transfers start.
+static void s_run (zf_fetch_task_t *self)
+{
+    if (self->parents)
+        zf_fetch_parents_attach (self->parents, self->table, self->content_length,
+                                 self->piece_length);
+    self->phase = ZF_FETCH_TASK_PHASE_RUN;
+}
+
 static void s_on_open (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                        const zf_error_t *err, void *arg)
 {
@@ -257,31 +296,15 @@ static void s_on_open (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             task->content_length, task->piece_length, self->content_length, self->piece_length);
         return;
     }
-    self->table = zf_piece_table_new (self->piece_count);
-    zf_piece_table_set_origin (self->table, self->origin != NULL);
-    self->slots =
-        zf_calloc (self->piece_count ? self->piece_count : 1, sizeof (zf_fetch_task_slot_t));
-    zframe_t *bitmap = zmsg_first (reply->raw);
-    const uint8_t *bits = bitmap ? zframe_data (bitmap) : NULL;
-    for (uint64_t index = 0; index < self->piece_count; index++)
-        if (bitmap && index / 8 < zframe_size (bitmap) && zf_bit (bits, index))
-            zf_piece_table_store (self->table, index);
-    self->finished_count = zf_piece_table_stored (self->table);
-    if (self->finished_count > 0)
-        zf_notice (self->env->name,
-                   "task resumes task=%.16s finished=%" PRIu64 " of %" PRIu64 " pieces",
-                   self->task_id, self->finished_count, self->piece_count);
-    if (zf_fetch_task_hash_needed (self)) {
-        self->whole_hash = EVP_MD_CTX_new ();
-        ZF_ASSERT (self->whole_hash
-                   && EVP_DigestInit_ex (self->whole_hash, EVP_sha256 (), NULL) == 1);
-    }
-    if (self->parents)
-        zf_fetch_parents_attach (self->parents, self->table, self->content_length,
-                                 self->piece_length);
-    self->phase = ZF_FETCH_TASK_PHASE_RUN;
+    self->opening = false;
     self->open_ms = zf_clock_mono_ms () - self->born_ms;
-    zf_fetch_task_wake (self);
+    bool fresh = self->table != NULL; //  made at the layout, running already (or about to)
+    if (!fresh)
+        s_make_table (self);
+    s_take_stored (self, zmsg_first (reply->raw));
+    if (!fresh)
+        s_run (self);
+    zf_fetch_task_wake (self); //  and a fresh task may complete now
 }
 
 static void s_open (zf_fetch_task_t *self)
@@ -294,6 +317,7 @@ static void s_open (zf_fetch_task_t *self)
                                   .content_length = self->content_length,
                                   .piece_length = self->piece_length,
                                   .create = true};
+    self->opening = true;
     zf_fetch_task_storage (self, &zf_msg_storage_open, &open, NULL, s_on_open, 0);
 }
 
@@ -346,8 +370,21 @@ void zf_fetch_task_layout (zf_fetch_task_t *self, uint64_t content_length, uint6
                     self->task_id, self->stored_length, content_length);
         zf_msg_storage_remove_t remove = {.task_id = self->task_id};
         zf_fetch_task_storage (self, &zf_msg_storage_remove, &remove, NULL, s_on_stale_removed, 0);
-    } else
-        s_open (self);
+        return;
+    }
+    s_open (self);
+    //  A fresh task (storage holds nothing of it) need not wait for storage's answer, which
+    //  took 1-3 ms before the first range's bytes could go on (docs/architecture.md, "Where
+    //  the first byte of a cold blob waits"): its table is made now and it runs from the
+    //  pump's next turn, so those bytes fill pieces, and answer peeks, as they arrive. Its
+    //  piece.write requests go out after the open on the one link to storage, which takes
+    //  them in order (bus/zf_bus_link.c: one DEALER per actor; storage opens at once): none
+    //  reaches storage before the task exists. A failed open still fails the task, and the
+    //  task completes only once storage answered the open (s_pump_run).
+    if (self->stored_length == 0 && zf_fetch_task_running (self)) {
+        s_make_table (self);
+        zf_fetch_task_wake (self);
+    }
 }
 
 //  --- the end: the content digest, storage.complete ----------------------------------------------
@@ -445,7 +482,8 @@ static void s_pump_run (zf_fetch_task_t *self)
     if (!zf_fetch_task_running (self))
         return;
     if (self->window_start >= self->piece_count) {
-        s_finish (self);
+        if (!self->opening) //  a fresh task ran before storage answered the open
+            s_finish (self);
         return;
     }
     zf_fetch_task_pump_parents (self, now);
@@ -463,6 +501,13 @@ static void s_pump (zf_fetch_task_t *self)
             s_parents_to_origin (self, "no parent to use");
         break;
     case ZF_FETCH_TASK_PHASE_PROBE: zf_fetch_task_pump_probe (self); break;
+    case ZF_FETCH_TASK_PHASE_OPEN:
+        //  A fresh task's table was made at the layout: it runs while storage opens it.
+        if (self->table) {
+            s_run (self);
+            s_pump_run (self);
+        }
+        break;
     case ZF_FETCH_TASK_PHASE_RUN: s_pump_run (self); break;
     default: break;
     }

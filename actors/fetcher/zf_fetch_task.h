@@ -6,7 +6,9 @@
     honoured; for a task that proves its requester's access, a first range of 4 MiB whose
     answer is the proof and the length, and whose body becomes the first range transfer;
     none when the access question's answer stated the length) -> OPEN (storage.open answers
-    the bitmap of finished pieces: a restarted download resumes) -> RUN -> COMPLETING
+    the bitmap of finished pieces: a restarted download resumes; a fresh task, of which
+    storage held nothing, goes on to RUN without waiting for that answer, and only its
+    completion waits for it) -> RUN -> COMPLETING
     (storage.complete) -> COMPLETE, or FAILED at any step with error_code "source", "digest",
     "storage", "parents" or "invalid".
 

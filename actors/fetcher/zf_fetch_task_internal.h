@@ -60,7 +60,7 @@ struct zf_fetch_task_s {
     zf_fetch_task_phase_t phase;
     uint64_t content_length, piece_length, piece_count;
     uint64_t stored_length, stored_piece_length; //  from storage.stat, 0 when absent
-    zf_piece_table_t *table;                     //  from OPEN on
+    zf_piece_table_t *table;                     //  from the layout (fresh) or storage.open on
     zf_fetch_task_slot_t *slots;                 //  piece_count, with the table
     zf_fetch_origin_t *origin;                   //  NULL without a URL
     zf_fetch_parents_t *parents;                 //  NULL when neither given nor scheduled
@@ -68,6 +68,7 @@ struct zf_fetch_task_s {
     size_t range_pieces;                         //  pieces per origin range request
     uint64_t finished_count;                     //  as storage counts them
     uint32_t reopens;
+    bool opening; //  storage.open sent, not answered: a fresh task runs, but does not complete
     //  With a scheduler: it names the one origin fetcher (sched_source). Others take from
     //  the origin only what parents cannot give after sched_fallback without progress.
     bool scheduled;
@@ -83,7 +84,7 @@ struct zf_fetch_task_s {
     int64_t born_ms, stat_ms, source_ms, layout_ms, open_ms, first_byte_ms, first_written_ms;
 
     //  zf_fetch_task_pieces.c: buffers, writes and the content hash (made by
-    //  zf_fetch_task.c at storage.open and finished by it at the end)
+    //  zf_fetch_task.c with the table and finished by it at the end)
     //  Piece buffers storage gave back after writing them (piece_length bytes): a new piece
     //  fills one of them instead of fresh memory, which would cost a page fault and a zeroed
     //  page every 4 KiB (big buffers come from mmap: zfly_main.c).
@@ -140,8 +141,9 @@ void zf_fetch_task_fail (zf_fetch_task_t *self, zf_task_error_t code, const char
 void zf_fetch_task_wake (zf_fetch_task_t *self);
 //  Looks at the task again at `when` (a backoff ending, a deadline).
 void zf_fetch_task_check_at (zf_fetch_task_t *self, int64_t when);
-//  The layout is known (from the origin or the parents): OPEN. stale: what storage holds is
-//  not this content and is removed first.
+//  The layout is known (from the origin or the parents): OPEN, and a fresh task RUN from the
+//  pump's next turn without waiting for storage's answer. stale: what storage holds is not
+//  this content and is removed first.
 void zf_fetch_task_layout (zf_fetch_task_t *self, uint64_t content_length, uint64_t piece_length,
                            bool ranges, bool stale);
 
@@ -181,6 +183,8 @@ void zf_fetch_task_feed_hash (zf_fetch_task_t *self);
 //  parent, 0 for the origin): on to storage.
 void zf_fetch_task_piece_verified (zf_fetch_task_t *self, uint64_t index, const uint8_t *digest,
                                    uint32_t from);
+//  The piece's bytes stay in memory until storage wrote them, for readers' first peeks.
+bool zf_fetch_task_kept_for_readers (zf_fetch_task_t *self, uint64_t piece);
 //  Frees buffers no longer needed and moves the window past retired pieces.
 void zf_fetch_task_retire (zf_fetch_task_t *self);
 

@@ -30,6 +30,15 @@ static bool s_hashed (zf_fetch_task_t *self, uint64_t piece)
            || self->hashed_offset >= zf_fetch_task_piece_end (self, piece);
 }
 
+//  The front piece while nothing of the task is stored yet keeps its bytes here until storage
+//  wrote it: its readers' first peeks come as it fills and often after (the origin's first
+//  range fills a piece in well under a millisecond on loopback, while storage still creates
+//  the task), and would otherwise wait for that and the write. One copy of one piece a task.
+bool zf_fetch_task_kept_for_readers (zf_fetch_task_t *self, uint64_t piece)
+{
+    return piece == self->window_start && self->finished_count == 0;
+}
+
 //  The bytes land straight in the frame that piece.write sends: no copy on the way. A full
 //  piece reuses a buffer storage gave back, when there is one.
 uint8_t *zf_fetch_task_hold (zf_fetch_task_t *self, uint64_t piece)
@@ -234,11 +243,13 @@ void zf_fetch_task_piece_verified (zf_fetch_task_t *self, uint64_t index, const 
     zmsg_t *raw = zmsg_new ();
     //  Past the window (a parent's rare piece) the bytes are not kept for the hash: it reads
     //  them back from storage when it gets there, so memory stays bounded by the window.
-    if (s_hashed (self, index) || index >= self->window_start + self->window) {
+    bool for_hash = !s_hashed (self, index) && index < self->window_start + self->window;
+    if (for_hash || zf_fetch_task_kept_for_readers (self, index))
+        zmsg_addmem (raw, zframe_data (slot->frame), slot->filled); //  kept: a copy goes
+    else {
         zmsg_append (raw, &slot->frame);
         slot->filled = 0;
-    } else
-        zmsg_addmem (raw, zframe_data (slot->frame), slot->filled); //  kept for the hash
+    }
     zf_msg_piece_write_t write = {.task_id = self->task_id,
                                   .piece = index,
                                   .digest = {.data = (uint8_t *) digest, .size = digest ? 32 : 0},
@@ -340,7 +351,8 @@ void zf_fetch_task_retire (zf_fetch_task_t *self)
     uint64_t end = self->window_start + self->window;
     for (uint64_t index = self->window_start; index < end && index < self->piece_count; index++)
         if (self->slots[index].frame && s_hashed (self, index)
-            && zf_piece_table_state (self->table, index) >= ZF_PIECE_WRITING)
+            && zf_piece_table_state (self->table, index) >= ZF_PIECE_WRITING
+            && !zf_fetch_task_kept_for_readers (self, index))
             zf_fetch_task_release (&self->slots[index]);
     while (self->window_start < self->piece_count
            && zf_piece_table_state (self->table, self->window_start) == ZF_PIECE_STORED

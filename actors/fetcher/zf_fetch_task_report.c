@@ -212,6 +212,13 @@ void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint
         }
         zf_piece_state_t state = zf_piece_table_state (self->table, piece);
         zf_fetch_task_slot_t *slot = &self->slots[piece];
+        //  Filled, its bytes still here (zf_fetch_task_kept_for_readers, or for the hash): the
+        //  rest of them now rather than from storage once written.
+        if (state == ZF_PIECE_WRITING && slot->frame && slot->filled > from) {
+            zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, zframe_data (slot->frame),
+                                   slot->filled, true);
+            return;
+        }
         if (state == ZF_PIECE_WRITING || state == ZF_PIECE_STORED) { //  storage has it (soon)
             zf_fetch_peeks_answer (bus, ret, self->task_id, piece, from, NULL, 0, true);
             return;
