@@ -375,12 +375,12 @@ void zf_fetch_task_layout (zf_fetch_task_t *self, uint64_t content_length, uint6
     s_open (self);
     //  A fresh task (storage holds nothing of it) need not wait for storage's answer, which
     //  took 1-3 ms before the first range's bytes could go on (docs/architecture.md, "Where
-    //  the first byte of a cold blob waits"): its table is made now and it runs from the
-    //  pump's next turn, so those bytes fill pieces, and answer peeks, as they arrive. Its
-    //  piece.write requests go out after the open on the one link to storage, which takes
-    //  them in order (bus/zf_bus_link.c: one DEALER per actor; storage opens at once): none
-    //  reaches storage before the task exists. A failed open still fails the task, and the
-    //  task completes only once storage answered the open (s_pump_run).
+    //  the first byte of a cold blob waits"): its table is made now, and it runs as soon as
+    //  a reader peeks (s_pump), so those bytes fill pieces, and answer peeks, as they
+    //  arrive. Its piece.write requests go out after the open on the one link to storage,
+    //  which takes them in order (bus/zf_bus_link.c: one DEALER per actor; storage opens at
+    //  once): none reaches storage before the task exists. A failed open still fails the
+    //  task, and the task completes only once storage answered the open (s_pump_run).
     if (self->stored_length == 0 && zf_fetch_task_running (self)) {
         s_make_table (self);
         zf_fetch_task_wake (self);
@@ -502,8 +502,11 @@ static void s_pump (zf_fetch_task_t *self)
         break;
     case ZF_FETCH_TASK_PHASE_PROBE: zf_fetch_task_pump_probe (self); break;
     case ZF_FETCH_TASK_PHASE_OPEN:
-        //  A fresh task's table was made at the layout: it runs while storage opens it.
-        if (self->table) {
+        //  A fresh task's table was made at the layout: it runs while storage opens it once a
+        //  reader waits for its bytes. Not before: on a busy host the origin's bytes pouring
+        //  in (copied, written) took the CPU from the reader, whose task.status then came
+        //  several ms late and held the first byte back more than the open did.
+        if (self->table && (!self->opening || zf_fetch_peeks_first_awaited (self->peeks) >= 0)) {
             s_run (self);
             s_pump_run (self);
         }

@@ -236,4 +236,6 @@ void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint
     if (!self->peeks)
         self->peeks = zf_fetch_peeks_new (bus, self->env->timers, self->task_id);
     zf_fetch_peeks_hold (self->peeks, ret, piece, from, wait_ms);
+    if (self->phase == ZF_FETCH_TASK_PHASE_OPEN)
+        zf_fetch_task_wake (self); //  a fresh task runs for it before storage's open answer
 }
