@@ -111,9 +111,30 @@ static const char *s_string (json_t *object, const char *key)
     return value ? value : "";
 }
 
+//  Logs the members of the view this process had that the new one leaves out: revoked, as
+//  manager.changed says it (s_on_changed), when that event was missed (the events connection
+//  was not up again after the manager restarted) and the revocation came with a fresh view.
+static void s_log_removed (self_t *self, json_t *view)
+{
+    json_t *before = self->view ? json_object_get (self->view, "members") : NULL;
+    json_t *after = json_object_get (view, "members");
+    for (size_t index = 0; index < json_array_size (before); index++) {
+        const char *key = json_string_value (json_array_get (before, index));
+        bool kept = false;
+        for (size_t position = 0; key && !kept && position < json_array_size (after); position++) {
+            const char *other = json_string_value (json_array_get (after, position));
+            kept = other && streq (key, other);
+        }
+        if (key && !kept)
+            zf_notice (self->name, "member key=%s revoked: refused from now on", key);
+    }
+}
+
 //  Applies a view (from the manager or the cache) to this process.
 static void s_apply (self_t *self, json_t *view, bool from_cache)
 {
+    if (!from_cache)
+        s_log_removed (self, view);
     json_t *schedulers = json_object_get (view, "schedulers");
     json_t *seeds = json_object_get (view, "seed_peers");
     json_t *members = json_object_get (view, "members");
