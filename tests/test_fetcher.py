@@ -262,7 +262,6 @@ retries = 2
                                   len(CONTENT), PIECE_LENGTH)
         self.assertEqual(status["bytes_from_source"], len(CONTENT) - stored * PIECE_LENGTH + 1)
 
-
     def test_fresh_task_runs_while_storage_opens_it(self):
         """A task storage holds nothing of does not wait for storage's answer to storage.open:
         the origin's first bytes answer a piece.peek while the open is held (the first byte of
