@@ -92,11 +92,14 @@ void zf_fetch_task_free_buffers (zf_fetch_task_t *self)
 
 //  A bus request's way back to its task: the task may be gone or replaced by the time the
 //  reply arrives, so the reply looks it up again instead of holding a pointer.
+//  Each is listed in env->storage_calls until its reply came: one the bus drops unanswered
+//  when it ends (storage gone first, or never answering) is freed by the actor then.
 typedef struct {
     zf_fetch_env_t *env;
     char task_id[ZF_TASK_ID_SIZE + 1];
     uint64_t generation;
     uint64_t piece;
+    void *handle; //  in env->storage_calls
 } call_t;
 
 static call_t *s_call_new (zf_fetch_task_t *self, uint64_t piece)
@@ -106,7 +109,22 @@ static call_t *s_call_new (zf_fetch_task_t *self, uint64_t piece)
     zf_strlcpy (call->task_id, self->task_id, sizeof call->task_id);
     call->generation = self->generation;
     call->piece = piece;
+    call->handle = zlistx_add_end (self->env->storage_calls, call);
     return call;
+}
+
+static void s_call_free (call_t *call)
+{
+    zlistx_delete (call->env->storage_calls, call->handle);
+    zf_free (call);
+}
+
+void zf_fetch_task_free_calls (zf_fetch_env_t *env)
+{
+    for (call_t *call = zlistx_first (env->storage_calls); call;
+         call = zlistx_next (env->storage_calls))
+        zf_free (call);
+    zlistx_destroy (&env->storage_calls);
 }
 
 //  Sends a request to this node's storage; the reply comes back to callback with a call_t
@@ -121,7 +139,7 @@ bool zf_fetch_task_storage (zf_fetch_task_t *self, const zf_msg_desc_t *desc, co
                         ZF_BUS_CALL_DEFAULT, callback, call, &err)
         == ZF_OK)
         return true;
-    zf_free (call);
+    s_call_free (call);
     zmsg_destroy (raw);
     zf_fetch_task_fail (self, ZF_TASK_ERROR_STORAGE, "%s to %s not sent: %s", desc->type,
                         self->env->config->storage, err.message);
@@ -137,7 +155,7 @@ zf_fetch_task_t *zf_fetch_task_of_reply (void *arg, uint64_t *piece)
         task = NULL;
     if (piece)
         *piece = call->piece;
-    zf_free (call);
+    s_call_free (call);
     return task && zf_fetch_task_running (task) ? task : NULL;
 }
 
@@ -155,7 +173,7 @@ static void s_on_removed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     if (status != ZF_OK)
         zf_warning (call->env->name, "storage.remove task=%.16s: %s", call->task_id,
                     zf_fetch_task_reply_error (status, err));
-    zf_free (call);
+    s_call_free (call);
 }
 
 void zf_fetch_task_remove_stored (zf_fetch_task_t *self)
@@ -165,7 +183,7 @@ void zf_fetch_task_remove_stored (zf_fetch_task_t *self)
     if (zf_bus_request (self->env->bus, self->env->config->storage, &zf_msg_storage_remove, &remove,
                         NULL, ZF_BUS_CALL_DEFAULT, s_on_removed, call, NULL)
         != ZF_OK)
-        zf_free (call);
+        s_call_free (call);
 }
 
 //  --- pieces written and hashed ------------------------------------------------------------------
