@@ -396,7 +396,7 @@ uint64_t zf_node_routes_version (zf_node_t *self)
 //  ---------------------------------------------------------------------------------------------
 //  Members and revoked keys
 
-void zf_node_set_members (zf_node_t *self, const char *const *keys, size_t count)
+void zf_node_set_members (zf_node_t *self, const char *const *keys, size_t count, zlistx_t *revoked)
 {
     zhashx_t *members = zhashx_new ();
     for (size_t index = 0; index < count; index++)
@@ -408,6 +408,8 @@ void zf_node_set_members (zf_node_t *self, const char *const *keys, size_t count
         if (!zhashx_lookup (members, key) && !zhashx_lookup (self->revoked, key)) {
             zhashx_update (self->revoked, key, (void *) "");
             atomic_fetch_add (&self->revoked_count, 1);
+            if (revoked)
+                zlistx_add_end (revoked, (void *) key);
         }
     }
     for (size_t index = 0; index < count; index++)
@@ -650,7 +652,7 @@ void zf_node_test (bool verbose)
     const char *keys[] = {"A123456789012345678901234567890123456789",
                           "B123456789012345678901234567890123456789",
                           "C123456789012345678901234567890123456789"};
-    zf_node_set_members (node, keys, 2);
+    zf_node_set_members (node, keys, 2, NULL);
     ZF_ASSERT (zf_node_member_count (node) == 2);
     ZF_ASSERT (zf_node_is_member (node, keys[0]) && !zf_node_is_member (node, keys[2]));
     ZF_ASSERT (!zf_node_is_revoked (node, keys[0]));
@@ -658,9 +660,15 @@ void zf_node_test (bool verbose)
     ZF_ASSERT (zf_node_is_member (node, keys[2]));
     zf_node_revoke (node, keys[0]);
     ZF_ASSERT (!zf_node_is_member (node, keys[0]) && zf_node_is_revoked (node, keys[0]));
-    zf_node_set_members (node, keys + 2, 1); //  B left the cluster: revoked too
+    //  B left the cluster: revoked too, and said (A was revoked already, so not again).
+    zlistx_t *revoked = zlistx_new ();
+    zlistx_set_duplicator (revoked, (zlistx_duplicator_fn *) strdup);
+    zlistx_set_destructor (revoked, (zlistx_destructor_fn *) zstr_free);
+    zf_node_set_members (node, keys + 2, 1, revoked);
     ZF_ASSERT (zf_node_is_revoked (node, keys[1]) && zf_node_is_member (node, keys[2]));
-    zf_node_set_members (node, keys, 3); //  re-admitted by a later snapshot
+    ZF_ASSERT (zlistx_size (revoked) == 1 && streq (zlistx_first (revoked), keys[1]));
+    zlistx_destroy (&revoked);
+    zf_node_set_members (node, keys, 3, NULL); //  re-admitted by a later snapshot
     ZF_ASSERT (!zf_node_is_revoked (node, keys[0]) && !zf_node_is_revoked (node, keys[1]));
     zf_node_destroy (&node);
 }

@@ -79,8 +79,11 @@ uint64_t zf_node_routes_version (zf_node_t *self);
 
 //  Members: the keys the manager says belong to this node's cluster, admitted like the allow
 //  directory. set_members replaces the set; keys that were members and are not any more
-//  count as revoked. revoke takes one key out and refuses it from now on, on every socket.
-void zf_node_set_members (zf_node_t *self, const char *const *keys, size_t count);
+//  count as revoked, and are added to `revoked` when it is not NULL (a zlistx whose
+//  duplicator copies strings). revoke takes one key out and refuses it from now on, on every
+//  socket.
+void zf_node_set_members (zf_node_t *self, const char *const *keys, size_t count,
+                          zlistx_t *revoked);
 void zf_node_add_member (zf_node_t *self, const char *key);
 void zf_node_revoke (zf_node_t *self, const char *key);
 bool zf_node_is_member (zf_node_t *self, const char *key);

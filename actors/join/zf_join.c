@@ -111,30 +111,14 @@ static const char *s_string (json_t *object, const char *key)
     return value ? value : "";
 }
 
-//  Logs the members of the view this process had that the new one leaves out: revoked, as
-//  manager.changed says it (s_on_changed), when that event was missed (the events connection
-//  was not up again after the manager restarted) and the revocation came with a fresh view.
-static void s_log_removed (self_t *self, json_t *view)
+static void s_log_revoked (self_t *self, const char *key)
 {
-    json_t *before = self->view ? json_object_get (self->view, "members") : NULL;
-    json_t *after = json_object_get (view, "members");
-    for (size_t index = 0; index < json_array_size (before); index++) {
-        const char *key = json_string_value (json_array_get (before, index));
-        bool kept = false;
-        for (size_t position = 0; key && !kept && position < json_array_size (after); position++) {
-            const char *other = json_string_value (json_array_get (after, position));
-            kept = other && streq (key, other);
-        }
-        if (key && !kept)
-            zf_notice (self->name, "member key=%s revoked: refused from now on", key);
-    }
+    zf_notice (self->name, "member key=%s revoked: refused from now on", key);
 }
 
 //  Applies a view (from the manager or the cache) to this process.
 static void s_apply (self_t *self, json_t *view, bool from_cache)
 {
-    if (!from_cache)
-        s_log_removed (self, view);
     json_t *schedulers = json_object_get (view, "schedulers");
     json_t *seeds = json_object_get (view, "seed_peers");
     json_t *members = json_object_get (view, "members");
@@ -180,7 +164,16 @@ static void s_apply (self_t *self, json_t *view, bool from_cache)
     size_t admitted = member_count;
     if (*self->manager_key)
         keys[admitted++] = self->manager_key;
-    zf_node_set_members (self->node, keys, admitted);
+    //  Keys the view leaves out are revoked: said as manager.changed's are (s_on_changed), for
+    //  the view that brings a revocation whose event this node missed (its events connection
+    //  not up again after the manager restarted).
+    zlistx_t *revoked = zlistx_new ();
+    zlistx_set_duplicator (revoked, (zlistx_duplicator_fn *) strdup);
+    zlistx_set_destructor (revoked, (zlistx_destructor_fn *) zstr_free);
+    zf_node_set_members (self->node, keys, admitted, revoked);
+    for (const char *key = zlistx_first (revoked); key; key = zlistx_next (revoked))
+        s_log_revoked (self, key);
+    zlistx_destroy (&revoked);
     zf_free (keys);
     zf_gauge_set (self->member_gauge, (double) member_count);
     self->cluster_id = (uint64_t) json_integer_value (json_object_get (view, "cluster_id"));
@@ -486,7 +479,7 @@ static void s_on_changed (zf_bus_t *bus, zf_bus_msg_t *event, void *arg)
         }
         for (size_t index = 0; index < changed->removed.count; index++) {
             zf_node_revoke (self->node, removed[index]);
-            zf_notice (self->name, "member key=%s revoked: refused from now on", removed[index]);
+            s_log_revoked (self, removed[index]);
             for (size_t position = 0; position < json_array_size (members); position++)
                 if (streq (json_string_value (json_array_get (members, position)), removed[index]))
                     json_array_remove (members, position--);
