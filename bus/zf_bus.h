@@ -3,7 +3,8 @@
     An actor creates one zf_bus_t, attaches it to its zloop, and from then on:
       - serves requests of the types it registered with zf_bus_handle (ROUTER inbox),
       - sends requests to other actors by name with zf_bus_request and gets exactly one
-        callback per request: the reply, an error reply, or a local timeout/unreachable error,
+        callback per request: the reply, an error reply, or a local timeout/unreachable error
+        (or, for a request still pending when the bus is destroyed, its drop function),
       - publishes events with zf_bus_publish (PUB) and receives others' with zf_bus_subscribe.
     Whether the other actor runs in this process (inproc://) or on another host (tcp:// with
     CURVE) is the node's business (zf_node), never the actor's.
@@ -65,6 +66,9 @@ typedef void (zf_bus_reply_fn) (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t 
 
 typedef void (zf_bus_event_fn) (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 
+//  A request's arg let go of without its callback: see zf_bus_call_t.drop.
+typedef void (zf_bus_drop_fn) (void *arg);
+
 //  How long a request waits for its reply.
 //  - An actor of this process always answers while the process lives (inproc:// loses
 //    nothing, and a dead actor stops the daemon), so a request to it with timeout_ms 0 waits
@@ -77,10 +81,18 @@ typedef void (zf_bus_event_fn) (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 //    back). An actor of this process is always there: no deadline at all. After a
 //    reconnection (the peer restarted) the request is sent again: handlers are idempotent.
 //    Heartbeats on the connection tell a silent peer from a busy one.
+//  What becomes of arg when the callback never comes:
+//  - drop: called with arg, once, for each request still pending when zf_bus_destroy runs (its
+//    callback never ran and never will), so a caller that allocates arg per request frees it
+//    here instead of keeping its own list of requests in flight. Never called when the
+//    callback ran, when zf_bus_request did not return ZF_OK, or for a request zf_bus_forget
+//    dropped (that caller still holds arg and decides). It runs while the bus is being
+//    destroyed: it must not use the bus. NULL: nothing to do (arg outlives the bus).
 typedef struct {
     int64_t timeout_ms;
     int retries; //  resends after a per-attempt timeout; -1: the node's default
     bool patient;
+    zf_bus_drop_fn *drop;
 } zf_bus_call_t;
 
 #define ZF_BUS_CALL_DEFAULT ((zf_bus_call_t){.timeout_ms = 0, .retries = -1})
@@ -97,6 +109,7 @@ zf_bus_t *zf_bus_new (zf_node_t *node, const char *actor, const char *bind, cons
 //  endpoint, where a node's key becomes known only by joining. Decide by request->peer_key.
 zf_bus_t *zf_bus_new_open (zf_node_t *node, const char *actor, const char *bind,
                            const char *events_bind, zf_error_t *err);
+//  Requests still pending are dropped: their callbacks never run, their drop functions do.
 void zf_bus_destroy (zf_bus_t **self_p);
 
 //  Registers the bus sockets and its timer with the actor's loop. Destroy the bus before the
@@ -105,8 +118,10 @@ void zf_bus_attach (zf_bus_t *self, zloop_t *loop);
 
 void zf_bus_handle (zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg);
 
-//  Sends a request; on ZF_OK the callback runs exactly once later, on any other status it
-//  never runs and err says why. raw (may be NULL) is taken and NULLed.
+//  Sends a request; on ZF_OK the callback runs exactly once later, unless the bus is destroyed
+//  first (then call.drop runs instead, if given) or zf_bus_forget drops it (then neither runs).
+//  On any other status neither runs, arg stays the caller's and err says why. raw (may be
+//  NULL) is taken and NULLed.
 zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
                             const void *body, zmsg_t **raw, zf_bus_call_t call,
                             zf_bus_reply_fn *callback, void *arg, zf_error_t *err);
@@ -117,7 +132,9 @@ zf_status_t zf_bus_send (zf_bus_t *self, const char *to, const zf_msg_desc_t *de
 
 //  Forgets every pending request whose callback argument is arg: their callbacks never run
 //  and a late reply is dropped. For a caller that lets go of the state its callbacks need (a
-//  parent dropped from a task). Returns how many were forgotten. Safe inside any callback.
+//  parent dropped from a task). Their drop functions do not run either: arg may be shared
+//  state the caller keeps or frees itself. Returns how many were forgotten. Safe inside any
+//  callback.
 size_t zf_bus_forget (zf_bus_t *self, const void *arg);
 
 void zf_bus_return_of (const zf_bus_msg_t *request, zf_bus_return_t *ret);

@@ -118,7 +118,8 @@ int zf_bus_timer (zloop_t *loop, int timer_id, void *arg);
 void zf_bus_deliver_reply (zf_bus_t *self, zf_bus_msg_t *msg);
 //  The link came up again after a connection was lost: its patient requests are sent again.
 void zf_bus_resend_patient (zf_bus_t *self, zf_bus_link_t *link);
-//  Frees every pending request (their callbacks never run) and the table.
+//  Frees every pending request (their callbacks never run, their drop functions do) and the
+//  table.
 void zf_bus_requests_destroy (zf_bus_t *self);
 
 //  ---------------------------------------------------------------------------------------------

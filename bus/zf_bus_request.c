@@ -1,6 +1,7 @@
 /*  zf_bus_request.c — a bus's requests and what becomes of them (see zf_bus_internal.h): sent
-    and kept in the pending table until their reply, their deadline, or a caller that forgets
-    them; resent after a per-attempt timeout, or, when patient, after a reconnection. */
+    and kept in the pending table until their reply, their deadline, a caller that forgets
+    them, or the bus's end (which hands each arg to its drop function); resent after a
+    per-attempt timeout, or, when patient, after a reconnection. */
 #include "zf_bus_internal.h"
 #include "zf_clock.h"
 #include "zf_log.h"
@@ -21,6 +22,7 @@ typedef struct {
     bool patient;     //  waits while the link is up (zf_bus_call_t)
     bool no_deadline; //  to an actor of this process, with no explicit timeout
     zf_bus_reply_fn *callback;
+    zf_bus_drop_fn *drop; //  called with arg if the bus ends before the callback ran
     void *arg;
 } pending_t;
 
@@ -99,6 +101,7 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     pending->attempts = 1;
     pending->retries_left = retries;
     pending->callback = callback;
+    pending->drop = call.drop;
     pending->arg = arg;
     char key[17];
     snprintf (key, sizeof key, "%016" PRIx64, id);
@@ -214,6 +217,7 @@ int zf_bus_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  Drop functions do not run here: arg is the caller's, who just named it (zf_bus.h).
 size_t zf_bus_forget (zf_bus_t *self, const void *arg)
 {
     zlistx_t *keys = zlistx_new ();
@@ -240,10 +244,15 @@ void zf_bus_resend_patient (zf_bus_t *self, zf_bus_link_t *link)
             s_resend (self, pending);
 }
 
+//  The callbacks will never run: each arg goes to its drop function, so callers that allocate
+//  one per request need no list of their own to free them after the bus.
 void zf_bus_requests_destroy (zf_bus_t *self)
 {
     for (pending_t *pending = zhashx_first (self->pending); pending;
-         pending = zhashx_next (self->pending))
+         pending = zhashx_next (self->pending)) {
+        if (pending->drop)
+            pending->drop (pending->arg);
         s_pending_destroy (&pending);
+    }
     zhashx_destroy (&self->pending);
 }

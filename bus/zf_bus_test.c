@@ -6,7 +6,8 @@
 
 //  ---------------------------------------------------------------------------------------------
 //  Selftest: two actors' buses on one loop, over inproc. Shows requests, replies, error
-//  replies, events, unknown types, timeouts with retries, late replies and high-water drops.
+//  replies, events, unknown types, timeouts with retries, late replies, high-water drops and
+//  what becomes of a request's arg when the bus goes first.
 
 typedef struct {
     int replies, remote_errors, timeouts, events, overloads;
@@ -15,6 +16,8 @@ typedef struct {
     bool hold_replies;   //  the server keeps requests unanswered (for timeouts / late replies)
     zf_bus_return_t held;
     bool has_held;
+    int drops;         //  drop functions run (s_test_drop)
+    uintptr_t dropped; //  the arg the last one got
 } s_test_state_t;
 
 static void s_test_serve (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
@@ -187,6 +190,91 @@ static void s_test_patient (zf_node_t *node, zloop_t *loop, zf_bus_t *client,
     ZF_ASSERT (strstr (state->last_error, "no connection to 'far-server' for echo.request"));
 }
 
+//  A request's own heap state, as callers that allocate one per request pass it: the callback
+//  frees it when it runs, the drop function when the bus is destroyed first.
+typedef struct {
+    s_test_state_t *state;
+} s_test_owned_t;
+
+static s_test_owned_t *s_test_owned_new (s_test_state_t *state)
+{
+    s_test_owned_t *owned = zf_calloc (1, sizeof *owned);
+    owned->state = state;
+    return owned;
+}
+
+static void s_test_owned_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                                const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    (void) reply;
+    (void) err;
+    s_test_owned_t *owned = arg;
+    ZF_ASSERT (status == ZF_OK);
+    owned->state->replies++;
+    zf_free (owned);
+}
+
+static void s_test_owned_drop (void *arg)
+{
+    s_test_owned_t *owned = arg;
+    owned->state->drops++;
+    owned->state->dropped = (uintptr_t) arg;
+    zf_free (owned);
+}
+
+//  Drop functions: called once, with its arg, for the request the bus drops unanswered when it
+//  is destroyed; never for a request answered, forgotten or refused. Under ASan nothing leaks.
+static void s_test_drop (zf_node_t *node, zloop_t *loop)
+{
+    zf_error_t err;
+    s_test_state_t serving = {0}, state = {0};
+    zf_bus_t *server = zf_bus_new (node, "server4", NULL, NULL, &err);
+    zf_bus_t *mute = zf_bus_new (node, "mute", NULL, NULL, &err); //  never attached: never answers
+    zf_bus_t *client = zf_bus_new (node, "client2", NULL, NULL, &err);
+    ZF_ASSERT (server && mute && client);
+    zf_bus_handle (server, ZF_MSG_ECHO_REQUEST, s_test_serve, &serving);
+    zf_bus_attach (server, loop);
+    zf_bus_attach (client, loop);
+    zf_bus_call_t call = ZF_BUS_CALL_DEFAULT; //  to actors of this process: no deadline
+    call.drop = s_test_owned_drop;
+    zf_msg_echo_request_t request = {.seq = 30, .text = "drop"};
+
+    //  Answered: the callback frees arg, the drop function never runs.
+    ZF_ASSERT (zf_bus_request (client, "server4", &zf_msg_echo_request, &request, NULL, call,
+                               s_test_owned_reply, s_test_owned_new (&state), &err)
+               == ZF_OK);
+    s_test_run_until (loop, &state, s_test_one_reply);
+
+    //  Refused (no route): the caller keeps arg.
+    s_test_owned_t *refused = s_test_owned_new (&state);
+    ZF_ASSERT (zf_bus_request (client, "nobody", &zf_msg_echo_request, &request, NULL, call,
+                               s_test_owned_reply, refused, &err)
+               == ZF_E_UNREACHABLE);
+    zf_free (refused);
+
+    //  Forgotten: the caller that forgot it keeps arg.
+    s_test_owned_t *forgotten = s_test_owned_new (&state);
+    ZF_ASSERT (zf_bus_request (client, "mute", &zf_msg_echo_request, &request, NULL, call,
+                               s_test_owned_reply, forgotten, &err)
+               == ZF_OK);
+    ZF_ASSERT (zf_bus_forget (client, forgotten) == 1);
+    zf_free (forgotten);
+    ZF_ASSERT (state.drops == 0);
+
+    //  Still pending when the bus goes: dropped, once, with its arg.
+    s_test_owned_t *pending = s_test_owned_new (&state);
+    uintptr_t pending_address = (uintptr_t) pending;
+    ZF_ASSERT (zf_bus_request (client, "mute", &zf_msg_echo_request, &request, NULL, call,
+                               s_test_owned_reply, pending, &err)
+               == ZF_OK);
+    ZF_ASSERT (zf_bus_pending (client) == 1);
+    zf_bus_destroy (&client);
+    ZF_ASSERT (state.drops == 1 && state.dropped == pending_address && state.replies == 1);
+    zf_bus_destroy (&mute);
+    zf_bus_destroy (&server);
+}
+
 void zf_bus_test (bool verbose)
 {
     (void) verbose;
@@ -199,6 +287,9 @@ void zf_bus_test (bool verbose)
     zf_node_add_local (node, "silent"); //  declared, but nobody ever reads its inbox
     zf_node_add_local (node, "server2");
     zf_node_add_local (node, "server3");
+    zf_node_add_local (node, "server4");
+    zf_node_add_local (node, "client2");
+    zf_node_add_local (node, "mute");
     zf_error_t err;
     //  The server also listens on ipc://, reached by the name "far-server" as if it lived in
     //  another process: requests over it are resent, requests over inproc:// are not.
@@ -343,6 +434,7 @@ void zf_bus_test (bool verbose)
 
     zf_bus_destroy (&server);
     s_test_patient (node, loop, client, ipc_endpoint, &state);
+    s_test_drop (node, loop);
 
     //  High-water mark: nobody reads "silent", so after hwm messages (send and receive
     //  queues of the inproc pipe) sends are dropped, counted and reported, never blocking.

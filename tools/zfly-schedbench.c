@@ -66,11 +66,18 @@ typedef struct {
     zf_msg_scheduler_dump_t state;
 } bench_t;
 
+//  A request in flight: freed by its reply, or by the bus when the bench stops with it
+//  unanswered (zf_bus_call_t.drop).
 typedef struct {
     bench_t *bench;
     sim_peer_t *peer;
     int kind;
 } call_t;
+
+static void s_call_free (void *call)
+{
+    zf_free (call);
+}
 
 static int64_t s_ms (void)
 {
@@ -111,7 +118,7 @@ static void s_call (bench_t *bench, sim_peer_t *peer, int kind, const zf_msg_des
     call_t *call = zf_malloc (sizeof (call_t));
     *call = (call_t){bench, peer, kind};
     zf_error_t err;
-    zf_bus_call_t timing = {.timeout_ms = 60000, .retries = 0};
+    zf_bus_call_t timing = {.timeout_ms = 60000, .retries = 0, .drop = s_call_free};
     if (peer) {
         peer->pending = true;
         peer->sent_us = zclock_usecs ();

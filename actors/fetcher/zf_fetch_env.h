@@ -43,8 +43,7 @@ typedef struct {
     zloop_t *loop;
     zf_timers_t *timers; //  every task's timers: a task can end inside another handler
     zf_curl_loop_t *curl;
-    zhashx_t *tasks;         //  task id -> zf_fetch_task_t *, owned by the actor
-    zlistx_t *storage_calls; //  requests to storage awaiting a reply (zf_fetch_task_pieces.c)
+    zhashx_t *tasks; //  task id -> zf_fetch_task_t *, owned by the actor
     uint64_t next_generation;
     const zf_fetch_observer_t *observer; //  NULL: no scheduler client
     void *observer_arg;

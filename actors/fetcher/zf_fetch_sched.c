@@ -66,13 +66,14 @@ typedef enum {
     CALL_END, //  peer.finished, peer.failed
 } call_kind_t;
 
+//  A request in flight: freed by its callback, or by the bus when it ends with the request
+//  unanswered (zf_bus_call_t.drop).
 typedef struct {
     zf_fetch_sched_t *self;
     call_kind_t kind;
     char task_id[ZF_TASK_ID_SIZE + 1];
     uint64_t generation;
     char scheduler[ZF_NAME_MAX + 1];
-    void *handle; //  in self->calls
 } call_t;
 
 struct zf_fetch_sched_s {
@@ -89,7 +90,6 @@ struct zf_fetch_sched_s {
     char fetcher[ZF_NAME_MAX + 1];
     char node[ZF_NAME_MAX + 1];
     zhashx_t *tasks; //  task id -> sched_task_t, owned
-    zlistx_t *calls; //  requests awaiting their callback, owned
     int timer_id;
     int64_t announce_at_ms;
     int64_t interval_ms;
@@ -155,10 +155,9 @@ static void s_destroy_record (void **item)
     *item = NULL;
 }
 
-static void s_free_call (void **item)
+static void s_free_call (void *call)
 {
-    zf_free (*item);
-    *item = NULL;
+    zf_free (call);
 }
 
 //  The host id of a parent the scheduler gave as storage name; else the node part of it.
@@ -196,13 +195,12 @@ static bool s_send (zf_fetch_sched_t *self, call_kind_t kind, sched_task_t *reco
         call->generation = record->generation;
     }
     zf_strlcpy (call->scheduler, scheduler, sizeof call->scheduler);
-    call->handle = zlistx_add_end (self->calls, call);
     zf_error_t err;
-    zf_bus_call_t deadline = {.timeout_ms = timeout_ms, .retries = 1};
+    zf_bus_call_t deadline = {.timeout_ms = timeout_ms, .retries = 1, .drop = s_free_call};
     if (zf_bus_request (self->env->bus, scheduler, desc, body, NULL, deadline, s_on_reply, call,
                         &err)
         != ZF_OK) {
-        zlistx_delete (self->calls, call->handle);
+        s_free_call (call);
         zf_warning (self->env->name, "%s to %s not sent: %s", desc->type, scheduler, err.message);
         s_set_alive (self, scheduler, false, err.message);
         return false;
@@ -447,7 +445,7 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     zf_strlcpy (task_id, call->task_id, sizeof task_id);
     sched_task_t *record =
         kind == CALL_ANNOUNCE ? NULL : s_record_of (self, call->task_id, call->generation);
-    zlistx_delete (self->calls, call->handle);
+    s_free_call (call);
     const char *reason = err && *err->message ? err->message : zf_status_name (status);
 
     if (status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE || status == ZF_E_OVERLOAD) {
@@ -725,8 +723,6 @@ zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
     zf_strlcpy (self->fetcher, zf_bus_address (env->bus), sizeof self->fetcher);
     self->tasks = zhashx_new ();
     zhashx_set_destructor (self->tasks, s_destroy_record);
-    self->calls = zlistx_new ();
-    zlistx_set_destructor (self->calls, s_free_call);
     self->interval_ms = HEARTBEAT_DEFAULT_MS;
     self->fallbacks =
         zf_metrics_counter ("zfly_fetcher_scheduler_fallbacks_total",
@@ -755,7 +751,6 @@ void zf_fetch_sched_destroy (zf_fetch_sched_t **self_p)
     if (self->timer_id >= 0)
         zf_timers_end (self->env->timers, self->timer_id);
     zhashx_destroy (&self->tasks);
-    zlistx_destroy (&self->calls);
     zf_sched_ring_destroy (&self->ring);
     for (size_t index = 0; index < self->count; index++)
         zf_free (self->names[index]);

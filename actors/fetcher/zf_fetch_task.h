@@ -40,9 +40,6 @@
 zf_fetch_task_t *zf_fetch_task_new (zf_fetch_env_t *env, const char *task_id, const char *digest,
                                     const zf_msg_task_fetch_t *request);
 void zf_fetch_task_destroy (zf_fetch_task_t **self_p);
-//  Frees what the tasks' requests to storage that were never answered still hold: call once the
-//  bus is destroyed (it drops them without running their callbacks).
-void zf_fetch_task_free_calls (zf_fetch_env_t *env);
 
 //  The origin stated the content's length, and that it honours Range, when it answered the
 //  caller's access question (zf_fetch_access.h): a task that goes to the origin takes its

@@ -91,15 +91,13 @@ void zf_fetch_task_free_buffers (zf_fetch_task_t *self)
 //  --- storage requests ------------------------------------------------------------------------
 
 //  A bus request's way back to its task: the task may be gone or replaced by the time the
-//  reply arrives, so the reply looks it up again instead of holding a pointer.
-//  Each is listed in env->storage_calls until its reply came: one the bus drops unanswered
-//  when it ends (storage gone first, or never answering) is freed by the actor then.
+//  reply arrives, so the reply looks it up again instead of holding a pointer. Freed by its
+//  reply, or by the bus when it ends with the request unanswered (zf_bus_call_t.drop).
 typedef struct {
     zf_fetch_env_t *env;
     char task_id[ZF_TASK_ID_SIZE + 1];
     uint64_t generation;
     uint64_t piece;
-    void *handle; //  in env->storage_calls
 } call_t;
 
 static call_t *s_call_new (zf_fetch_task_t *self, uint64_t piece)
@@ -109,34 +107,33 @@ static call_t *s_call_new (zf_fetch_task_t *self, uint64_t piece)
     zf_strlcpy (call->task_id, self->task_id, sizeof call->task_id);
     call->generation = self->generation;
     call->piece = piece;
-    call->handle = zlistx_add_end (self->env->storage_calls, call);
     return call;
 }
 
-static void s_call_free (call_t *call)
+static void s_call_free (void *call)
 {
-    zlistx_delete (call->env->storage_calls, call->handle);
     zf_free (call);
 }
 
-void zf_fetch_task_free_calls (zf_fetch_env_t *env)
+//  Storage is an actor of this process: a request waits as long as storage takes (a busy
+//  storage slows the task, never fails it). One the bus drops unanswered when it ends (storage
+//  gone first, or never answering) frees its call_t there.
+static zf_bus_call_t s_storage_call (void)
 {
-    for (call_t *call = zlistx_first (env->storage_calls); call;
-         call = zlistx_next (env->storage_calls))
-        zf_free (call);
-    zlistx_destroy (&env->storage_calls);
+    zf_bus_call_t call = ZF_BUS_CALL_DEFAULT;
+    call.drop = s_call_free;
+    return call;
 }
 
 //  Sends a request to this node's storage; the reply comes back to callback with a call_t
-//  (freed here on failure, by the callback otherwise). Storage is an actor of this process:
-//  the request waits as long as storage takes (a busy storage slows the task, never fails it).
+//  (freed here on failure, by the callback otherwise).
 bool zf_fetch_task_storage (zf_fetch_task_t *self, const zf_msg_desc_t *desc, const void *body,
                             zmsg_t **raw, zf_bus_reply_fn *callback, uint64_t piece)
 {
     call_t *call = s_call_new (self, piece);
     zf_error_t err;
     if (zf_bus_request (self->env->bus, self->env->config->storage, desc, body, raw,
-                        ZF_BUS_CALL_DEFAULT, callback, call, &err)
+                        s_storage_call (), callback, call, &err)
         == ZF_OK)
         return true;
     s_call_free (call);
@@ -181,7 +178,7 @@ void zf_fetch_task_remove_stored (zf_fetch_task_t *self)
     zf_msg_storage_remove_t remove = {.task_id = self->task_id};
     call_t *call = s_call_new (self, 0);
     if (zf_bus_request (self->env->bus, self->env->config->storage, &zf_msg_storage_remove, &remove,
-                        NULL, ZF_BUS_CALL_DEFAULT, s_on_removed, call, NULL)
+                        NULL, s_storage_call (), s_on_removed, call, NULL)
         != ZF_OK)
         s_call_free (call);
 }

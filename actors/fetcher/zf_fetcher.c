@@ -653,7 +653,6 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     s_metrics_init (env);
     env->tasks = zhashx_new ();
     zhashx_set_destructor (env->tasks, s_destroy_task);
-    env->storage_calls = zlistx_new ();
     env->loop = zloop_new ();
     env->timers = zf_timers_new (env->loop);
     zloop_set_nonstop (env->loop, true); //  the daemon handles signals and sends $TERM
@@ -685,10 +684,9 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zf_info (env->name, "stopped tasks=%zu", zhashx_size (env->tasks));
     zhashx_destroy (&env->tasks); //  tasks stop their transfers and forget their requests first
     zf_curl_loop_destroy (&env->curl);
-    zf_bus_destroy (&env->bus);                //  before its loop: it unregisters its sockets
-    zf_fetch_sched_destroy (&sched);           //  after the bus: it frees calls the bus dropped
-    zf_fetch_task_free_calls (env);            //  the same for the tasks' calls to storage
-    zhashx_destroy (&fetcher.proofs);          //  before the timers: it ends its own
+    zf_bus_destroy (&env->bus);       //  before its loop: it unregisters its sockets
+    zf_fetch_sched_destroy (&sched);  //  calls in flight were freed by the bus (their drop)
+    zhashx_destroy (&fetcher.proofs); //  before the timers: it ends its own
     zf_fetch_access_destroy (&fetcher.access); //  questions unanswered free their callers
     zf_timers_destroy (&env->timers);          //  after every owner of a timer
     zloop_destroy (&env->loop);

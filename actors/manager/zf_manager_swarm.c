@@ -54,6 +54,14 @@ static void s_ask_destroy (s_ask_t **self_p)
     *self_p = NULL;
 }
 
+//  The manager ended with the scheduler's answer still to come: the REST server, destroyed
+//  first, answered the HTTP request (503) and freed it; what the ask holds is freed here.
+static void s_ask_drop (void *arg)
+{
+    s_ask_t *self = arg;
+    s_ask_destroy (&self);
+}
+
 static void s_append (char *text, size_t size, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 static void s_append (char *text, size_t size, const char *fmt, ...)
@@ -151,7 +159,7 @@ static void s_ask_next (s_ask_t *self)
         }
         s_append (self->asked, sizeof self->asked, "%s (cluster %" PRId64 ")", owner, cluster->id);
         zf_msg_scheduler_state_t body = {.task_id = self->task_id};
-        zf_bus_call_t call = {.timeout_ms = S_ASK_TIMEOUT_MS, .retries = 1};
+        zf_bus_call_t call = {.timeout_ms = S_ASK_TIMEOUT_MS, .retries = 1, .drop = s_ask_drop};
         if (zf_bus_request (zf_manager_bus (self->manager), owner, &zf_msg_scheduler_state, &body,
                             NULL, call, s_on_dump, self, &err)
             == ZF_OK)

@@ -194,12 +194,18 @@ typedef struct {
     uint64_t decisions;
 } self_t;
 
-//  Seed triggers in flight: names copied, the task may be gone when the answer comes.
+//  Seed triggers in flight: names copied, the task may be gone when the answer comes. Freed by
+//  the answer, or by the bus when it ends with the trigger unanswered (zf_bus_call_t.drop).
 typedef struct {
     self_t *self;
     char task_id[ZF_SCHED_TASK_ID_MAX + 1];
     char host_id[129];
 } trigger_t;
+
+static void s_trigger_free (void *trigger)
+{
+    zf_free (trigger);
+}
 
 static void s_event (self_t *self, const char *kind, const char *task_id, const char *host_id,
                      const char *detail)
@@ -386,7 +392,8 @@ static void s_trigger_seed (zf_sched_peer_t *seed_peer, void *arg)
                                   .application = task->application,
                                   .content_length = task->content_length};
     zf_error_t err;
-    zf_bus_call_t call = {.timeout_ms = self->config->seed_timeout_ms, .retries = 1};
+    zf_bus_call_t call = {
+        .timeout_ms = self->config->seed_timeout_ms, .retries = 1, .drop = s_trigger_free};
     zf_counter_add (self->metrics.seed_triggers, 1);
     s_event (self, "seed", task->id, seed_peer->host->id, seed_peer->host->fetcher);
     if (zf_bus_request (self->bus, seed_peer->host->fetcher, &zf_msg_seed_trigger, &body, NULL,
