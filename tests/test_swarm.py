@@ -8,9 +8,13 @@ Checks what a user relies on: every copy is exact (sha256), the origin sends abo
 parents stay near the file size), no node is its own parent; and that downloads still complete
 when a parent, the seed or the scheduler is killed with SIGKILL mid-transfer, when no
 scheduler runs at all, and when the task's scheduler of two is killed (its task moves to the
-other one). "Mid-transfer" is found by polling task.query and scheduler.state with a deadline,
+other one); and that a scheduler frozen for a few seconds (SIGSTOP: connected, but answering
+nothing) is waited for, not taken for dead. "Mid-transfer" is found by polling task.query and scheduler.state with a deadline,
 never by sleeping. The harness is tests/swarmtest.py."""
+import os
+import signal
 import sys
+import time
 
 from swarmtest import ORIGIN_LIMIT, SwarmCase
 from zflytest import main
@@ -113,6 +117,33 @@ class SwarmTest(SwarmCase):
         self.assert_no_restart(statuses)
         self.assert_sane_graph(other, task_id)
 
+    def test_7_scheduler_frozen(self):
+        """The scheduler stops answering for longer than a report's deadline (3 s) while its
+        connections stay up (SIGSTOP, shorter than the bus's 10 s heartbeat timeout): a slow
+        scheduler is not a dead one, so no peer marks it dead or turns to the origin, and the
+        origin still sends one copy."""
+        self.start()
+        task_id = self.launch()
+        self.wait_for(lambda: 0.1 <= self.progress("peer1", task_id) < 0.8,
+                      "peer1 mid-transfer", timeout=60)
+        scheduler = self.swarm.daemons["s1"].proc
+        os.killpg(scheduler.pid, signal.SIGSTOP)
+        try:
+            time.sleep(FROZEN_S)  # the scenario itself: frozen this long, not a wait for an event
+        finally:
+            os.killpg(scheduler.pid, signal.SIGCONT)
+        statuses, body_bytes = self.finish(task_id, self.peers())
+        self.assert_no_restart(statuses)
+        self.assertLessEqual(body_bytes, ORIGIN_LIMIT * self.file_size,
+                             f"origin sent {body_bytes / self.file_size:.2f} F")
+        for name, daemon in self.swarm.daemons.items():
+            with open(daemon.record["log"], errors="replace") as f:
+                dead = [line for line in f if "scheduler dead" in line
+                        or "no scheduler reachable" in line]
+            self.assertEqual(dead, [], f"{name} gave the frozen scheduler up")
+
+
+FROZEN_S = 5  # past the scheduler client's report deadline, inside the heartbeat timeout
 
 if __name__ == "__main__":
     main()

@@ -11,12 +11,17 @@
 #include "zf_log.h"
 #include "zf_sched_ring.h"
 
-#define SCHEDULERS_MAX       16
-#define TICK_MS              100
-#define REPORT_INTERVAL_MS   100  //  a batch of finished pieces waits at most this long
-#define REPORT_BATCH         64   //  or until it has this many
-#define REPORT_MAX           4096 //  pieces in one piece.report (the schema's bound)
-#define WAIT_MS              1000 //  long poll of a register
+#define SCHEDULERS_MAX     16
+#define TICK_MS            100
+#define REPORT_INTERVAL_MS 100  //  a batch of finished pieces waits at most this long
+#define REPORT_BATCH       64   //  or until it has this many
+#define REPORT_MAX         4096 //  pieces in one piece.report (the schema's bound)
+#define WAIT_MS            1000 //  long poll of a register
+//  How long a scheduler may stay unreachable (not connected, or silent to the connection's
+//  heartbeats) before a request to it fails and it is marked dead. A scheduler that is
+//  connected but slow to answer is waited for: behind a slow or full link (a 20 Mbit/s
+//  peer's downlink queued behind its parents' pieces) a piece.report took over 3 s, and
+//  marking the scheduler dead for it sent the task to the origin (docs/benchmarks.md).
 #define SCHEDULE_TIMEOUT_MS  5000 //  register (with its long poll), parent.failed, reschedule
 #define REPORT_TIMEOUT_MS    3000 //  piece.report, peer.finished, peer.failed, host.announce
 #define HEARTBEAT_DEFAULT_MS 5000
@@ -196,7 +201,9 @@ static bool s_send (zf_fetch_sched_t *self, call_kind_t kind, sched_task_t *reco
     }
     zf_strlcpy (call->scheduler, scheduler, sizeof call->scheduler);
     zf_error_t err;
-    zf_bus_call_t deadline = {.timeout_ms = timeout_ms, .retries = 1, .drop = s_free_call};
+    zf_bus_call_t deadline = ZF_BUS_CALL_PATIENT; //  slow is not dead (SCHEDULE_TIMEOUT_MS)
+    deadline.timeout_ms = timeout_ms;
+    deadline.drop = s_free_call;
     if (zf_bus_request (self->env->bus, scheduler, desc, body, NULL, deadline, s_on_reply, call,
                         &err)
         != ZF_OK) {
