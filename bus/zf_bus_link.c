@@ -175,7 +175,7 @@ static void s_link_up (zf_bus_t *self, zf_bus_link_t *link, bool up)
 //  pieces for children, and a seed's uplink is full. The priority is local to this host: it
 //  changes no byte on the wire (no DSCP). The descriptor belongs to libzmq's I/O thread;
 //  setting an option on it from here is safe, and should it have been closed and reused
-//  meanwhile the worst is another socket paced by BBR and queued as bulk.
+//  meanwhile the worst is another socket with our congestion control, queued as bulk.
 static void s_tune_tcp (zf_bus_t *self, int fd)
 {
     if (fd < 0)

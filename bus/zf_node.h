@@ -34,9 +34,8 @@ typedef struct {
     bool tap_secrets;      //  the tap shows secret fields in clear (else redacted)
     int64_t request_timeout_ms; //  default deadline of a request, all attempts together
     int request_retries;        //  default number of resends after a per-attempt timeout
-    //  TCP congestion control set on every tcp:// connection ("bbr"); NULL or "": the system's.
-    //  BBR paces a sender at the rate the path delivers and keeps the bottleneck's queue short,
-    //  so what a node uploads does not delay its own downloads' ACKs and requests.
+    //  TCP congestion control set on every tcp:// connection ("cubic"); NULL or "": the
+    //  system's. Named, so a host whose default is another algorithm runs what was measured.
     const char *congestion;
 } zf_node_options_t;
 

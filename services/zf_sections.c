@@ -110,9 +110,9 @@ static const zf_config_key_t s_bus_keys[] = {
     {.key = "congestion",
      .kind = ZF_CONFIG_STR,
      .offset = offsetof (zf_bus_config_t, congestion),
-     .default_text = "bbr",
-     .help = "TCP congestion control of tcp:// bus connections: bbr paces what a node uploads "
-             "at what the path delivers, keeping queues short; empty: the system's"},
+     .default_text = "cubic",
+     .help = "TCP congestion control of tcp:// bus connections (cubic, bbr, any the kernel "
+             "allows); empty: the system's"},
 };
 
 const zf_config_section_t zf_bus_section = {
