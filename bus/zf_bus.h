@@ -98,6 +98,9 @@ typedef struct {
 #define ZF_BUS_CALL_DEFAULT ((zf_bus_call_t){.timeout_ms = 0, .retries = -1})
 #define ZF_BUS_CALL_PATIENT ((zf_bus_call_t){.timeout_ms = 0, .retries = 0, .patient = true})
 
+//  The drop function for an arg that is one block from zf_malloc / zf_calloc: frees it.
+void zf_bus_drop_free (void *arg);
+
 //  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
 //  binds given: NULL or "" for none, or blank-separated endpoints ("ipc://… tcp://…"). The actor
 //  name must have been declared local. The binds come from the actor's section, so a failure

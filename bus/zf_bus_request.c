@@ -217,6 +217,11 @@ int zf_bus_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+void zf_bus_drop_free (void *arg)
+{
+    zf_free (arg);
+}
+
 //  Drop functions do not run here: arg is the caller's, who just named it (zf_bus.h).
 size_t zf_bus_forget (zf_bus_t *self, const void *arg)
 {

@@ -74,11 +74,6 @@ typedef struct {
     int kind;
 } call_t;
 
-static void s_call_free (void *call)
-{
-    zf_free (call);
-}
-
 static int64_t s_ms (void)
 {
     return zclock_mono ();
@@ -118,7 +113,7 @@ static void s_call (bench_t *bench, sim_peer_t *peer, int kind, const zf_msg_des
     call_t *call = zf_malloc (sizeof (call_t));
     *call = (call_t){bench, peer, kind};
     zf_error_t err;
-    zf_bus_call_t timing = {.timeout_ms = 60000, .retries = 0, .drop = s_call_free};
+    zf_bus_call_t timing = {.timeout_ms = 60000, .retries = 0, .drop = zf_bus_drop_free};
     if (peer) {
         peer->pending = true;
         peer->sent_us = zclock_usecs ();

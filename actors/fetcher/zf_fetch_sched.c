@@ -160,11 +160,6 @@ static void s_destroy_record (void **item)
     *item = NULL;
 }
 
-static void s_free_call (void *call)
-{
-    zf_free (call);
-}
-
 //  The host id of a parent the scheduler gave as storage name; else the node part of it.
 static const char *s_host_of (sched_task_t *record, const char *storage)
 {
@@ -203,11 +198,11 @@ static bool s_send (zf_fetch_sched_t *self, call_kind_t kind, sched_task_t *reco
     zf_error_t err;
     zf_bus_call_t deadline = ZF_BUS_CALL_PATIENT; //  slow is not dead (SCHEDULE_TIMEOUT_MS)
     deadline.timeout_ms = timeout_ms;
-    deadline.drop = s_free_call;
+    deadline.drop = zf_bus_drop_free;
     if (zf_bus_request (self->env->bus, scheduler, desc, body, NULL, deadline, s_on_reply, call,
                         &err)
         != ZF_OK) {
-        s_free_call (call);
+        zf_free (call);
         zf_warning (self->env->name, "%s to %s not sent: %s", desc->type, scheduler, err.message);
         s_set_alive (self, scheduler, false, err.message);
         return false;
@@ -452,7 +447,7 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     zf_strlcpy (task_id, call->task_id, sizeof task_id);
     sched_task_t *record =
         kind == CALL_ANNOUNCE ? NULL : s_record_of (self, call->task_id, call->generation);
-    s_free_call (call);
+    zf_free (call);
     const char *reason = err && *err->message ? err->message : zf_status_name (status);
 
     if (status == ZF_E_TIMEOUT || status == ZF_E_UNREACHABLE || status == ZF_E_OVERLOAD) {

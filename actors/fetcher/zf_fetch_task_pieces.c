@@ -110,18 +110,13 @@ static call_t *s_call_new (zf_fetch_task_t *self, uint64_t piece)
     return call;
 }
 
-static void s_call_free (void *call)
-{
-    zf_free (call);
-}
-
 //  Storage is an actor of this process: a request waits as long as storage takes (a busy
 //  storage slows the task, never fails it). One the bus drops unanswered when it ends (storage
 //  gone first, or never answering) frees its call_t there.
 static zf_bus_call_t s_storage_call (void)
 {
     zf_bus_call_t call = ZF_BUS_CALL_DEFAULT;
-    call.drop = s_call_free;
+    call.drop = zf_bus_drop_free;
     return call;
 }
 
@@ -136,7 +131,7 @@ bool zf_fetch_task_storage (zf_fetch_task_t *self, const zf_msg_desc_t *desc, co
                         s_storage_call (), callback, call, &err)
         == ZF_OK)
         return true;
-    s_call_free (call);
+    zf_free (call);
     zmsg_destroy (raw);
     zf_fetch_task_fail (self, ZF_TASK_ERROR_STORAGE, "%s to %s not sent: %s", desc->type,
                         self->env->config->storage, err.message);
@@ -152,7 +147,7 @@ zf_fetch_task_t *zf_fetch_task_of_reply (void *arg, uint64_t *piece)
         task = NULL;
     if (piece)
         *piece = call->piece;
-    s_call_free (call);
+    zf_free (call);
     return task && zf_fetch_task_running (task) ? task : NULL;
 }
 
@@ -170,7 +165,7 @@ static void s_on_removed (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     if (status != ZF_OK)
         zf_warning (call->env->name, "storage.remove task=%.16s: %s", call->task_id,
                     zf_fetch_task_reply_error (status, err));
-    s_call_free (call);
+    zf_free (call);
 }
 
 void zf_fetch_task_remove_stored (zf_fetch_task_t *self)
@@ -180,7 +175,7 @@ void zf_fetch_task_remove_stored (zf_fetch_task_t *self)
     if (zf_bus_request (self->env->bus, self->env->config->storage, &zf_msg_storage_remove, &remove,
                         NULL, s_storage_call (), s_on_removed, call, NULL)
         != ZF_OK)
-        s_call_free (call);
+        zf_free (call);
 }
 
 //  --- pieces written and hashed ------------------------------------------------------------------

@@ -202,11 +202,6 @@ typedef struct {
     char host_id[129];
 } trigger_t;
 
-static void s_trigger_free (void *trigger)
-{
-    zf_free (trigger);
-}
-
 static void s_event (self_t *self, const char *kind, const char *task_id, const char *host_id,
                      const char *detail)
 {
@@ -393,7 +388,7 @@ static void s_trigger_seed (zf_sched_peer_t *seed_peer, void *arg)
                                   .content_length = task->content_length};
     zf_error_t err;
     zf_bus_call_t call = {
-        .timeout_ms = self->config->seed_timeout_ms, .retries = 1, .drop = s_trigger_free};
+        .timeout_ms = self->config->seed_timeout_ms, .retries = 1, .drop = zf_bus_drop_free};
     zf_counter_add (self->metrics.seed_triggers, 1);
     s_event (self, "seed", task->id, seed_peer->host->id, seed_peer->host->fetcher);
     if (zf_bus_request (self->bus, seed_peer->host->fetcher, &zf_msg_seed_trigger, &body, NULL,
