@@ -172,17 +172,27 @@ static zf_sched_peer_t *s_busiest_parent (const zf_sched_peer_t *child)
     return busiest;
 }
 
+//  Children a peer that holds pieces should serve: its share of the task's parent edges
+//  less one (so that no edge moves back and forth between peers near the share), and at
+//  least ZF_SCHED_CHILDREN_MIN.
+static uint32_t s_children_wanted (const zf_sched_task_t *task)
+{
+    uint32_t share = task->holders > 0 ? task->edges / task->holders : 0;
+    return share > ZF_SCHED_CHILDREN_MIN + 1 ? share - 1 : ZF_SCHED_CHILDREN_MIN;
+}
+
 size_t zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_ms)
 {
     zf_sched_task_t *task = parent->task;
     const zf_sched_params_t *params = zf_sched_params (sched);
-    if (params->acyclic || parent->finished_count == 0
-        || parent->child_count >= ZF_SCHED_CHILDREN_MIN || task->peer_count < 3)
+    uint32_t wanted = s_children_wanted (task);
+    if (params->acyclic || parent->finished_count == 0 || parent->child_count >= wanted
+        || task->peer_count < 3)
         return 0;
     size_t given = 0;
     uint32_t start = (uint32_t) (zf_sched_random (sched) % task->peer_count);
     for (uint32_t step = 0; step < task->peer_count && step < ZF_SCHED_ADOPT_EXAMINE; step++) {
-        if (parent->child_count >= ZF_SCHED_CHILDREN_MIN)
+        if (parent->child_count >= wanted)
             break;
         zf_sched_peer_t *child = task->peers[(start + step) % task->peer_count];
         if (child == parent || child->state != ZF_PEER_RUNNING

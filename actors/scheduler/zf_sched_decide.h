@@ -33,14 +33,17 @@ typedef void (zf_sched_trigger_fn) (zf_sched_peer_t *seed_peer, void *arg);
 zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
                                zf_sched_trigger_fn *trigger, void *arg);
 
-//  A peer that holds pieces but serves fewer than ZF_SCHED_CHILDREN_MIN children is given
-//  some: children that lack its pieces, taken from the parent with the most children when
-//  their set is full (flagged to reschedule, so they learn their new set at their next
-//  report). Selection fills a child's parents from the peers that hold pieces when it asks;
-//  on a task with more peers than parents_max, peers that got their first pieces later were
-//  then nobody's parent for the whole download, their uplinks idle, and a first copy the seed
-//  gave one of them reached the others only through the seed again (docs/benchmarks.md,
-//  "Every holder a parent"). Not with params.acyclic. Returns the children given.
+//  A peer that holds pieces but serves fewer children than its share is given some: children
+//  that lack its pieces, taken from the parent with the most children when their set is full
+//  (flagged to reschedule, so they learn their new set at their next report). Its share: the
+//  task's parent edges over its holders, less one, and at least ZF_SCHED_CHILDREN_MIN.
+//  Selection fills a child's parents from the peers that hold pieces when it asks; on a task
+//  with more peers than parents_max, peers that got their first pieces later were then
+//  nobody's parent for the whole download, their uplinks idle, and a first copy the seed gave
+//  one of them reached the others only through the seed again (docs/benchmarks.md, "Every
+//  holder a parent"); with two children each they still uploaded half what the others did
+//  ("Every holder its share of children"). Not with params.acyclic. Returns the children
+//  given.
 size_t zf_sched_adopt (zf_sched_t *sched, zf_sched_peer_t *parent, int64_t now_ms);
 
 //  The usable seed for a task (live, not bad, not refused for it, allowed by params.seeds), or

@@ -689,6 +689,7 @@ void zf_sched_edge_add (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_
     }
     parent->children[parent->child_count++] = child;
     parent->host->load++;
+    child->task->edges++;
 }
 
 void zf_sched_edge_remove (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_peer_t *parent)
@@ -708,8 +709,9 @@ void zf_sched_edge_remove (zf_sched_t *self, zf_sched_peer_t *child, zf_sched_pe
             parent->children[index] = parent->children[--parent->child_count];
             break;
         }
-    ZF_ASSERT (parent->host->load > 0);
+    ZF_ASSERT (parent->host->load > 0 && child->task->edges > 0);
     parent->host->load--;
+    child->task->edges--;
     //  A freed slot may serve a peer that waits on this task.
     zf_sched_wake (self, parent->task);
 }
@@ -787,14 +789,19 @@ bool zf_sched_check (zf_sched_t *self, const char **why)
     size_t peers = 0;
     zf_sched_task_t *task;
     for (task = zhashx_first (self->tasks); task; task = zhashx_next (self->tasks)) {
-        uint32_t holders = 0;
+        uint32_t holders = 0, edges = 0;
         for (uint32_t index = 0; index < task->peer_count; index++) {
             if (!s_check_peer (task->peers[index], why))
                 return false;
             holders += task->peers[index]->finished_count > 0;
+            edges += task->peers[index]->parent_count;
         }
         if (holders != task->holders) {
             *why = "holders count is wrong";
+            return false;
+        }
+        if (edges != task->edges) {
+            *why = "edge count is wrong";
             return false;
         }
         if (self->params.acyclic && !zf_sched_task_acyclic (self, task)) {

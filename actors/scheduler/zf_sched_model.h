@@ -113,6 +113,7 @@ struct zf_sched_task_s {
     zf_sched_peer_t **peers;
     uint32_t peer_count, peer_cap;
     uint32_t holders;        //  peers with at least one finished piece
+    uint32_t edges;          //  parent edges between its peers
     zf_sched_peer_t *source; //  the one origin fetcher (single flight), or NULL
     uint32_t seed_refused;   //  serial of a seed that did not take the task, 0: none
     bool seed_failed;        //  a seed failed to fetch it from the origin: no seed is asked again

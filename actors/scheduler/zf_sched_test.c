@@ -207,6 +207,41 @@ static void s_test_adopt (bool acyclic)
     zf_sched_destroy (&sched);
 }
 
+//  A late holder is given its share of the task's parent edges (less one), not only the
+//  minimum: four parents with eight children each, the late one takes five, one at a time
+//  from the busiest, and no early parent is left with fewer than it (docs/benchmarks.md
+//  "Every holder its share of children").
+static void s_test_adopt_share (void)
+{
+    zf_sched_params_t params;
+    zf_sched_params_defaults (&params);
+    params.upload_slots = params.seed_upload_slots = 16;
+    params.parents_max = 4;
+    params.random_seed = 7;
+    zf_sched_t *sched = zf_sched_new (&params);
+    zf_sched_peer_t *early[4];
+    for (int index = 0; index < 4; index++) {
+        char id[16];
+        snprintf (id, sizeof id, "early%d", index);
+        early[index] = s_running (sched, id, 0, 10); //  the late one's pieces too
+    }
+    for (int index = 0; index < 8; index++) {
+        char id[16];
+        snprintf (id, sizeof id, "child%d", index);
+        zf_sched_peer_t *child = s_running (sched, id, 0, 0); //  holds nothing yet
+        for (int parent = 0; parent < 4; parent++)
+            zf_sched_edge_add (sched, child, early[parent]);
+    }
+    //  32 edges over 5 holders: a share of 6, so 5 wanted.
+    zf_sched_peer_t *late = s_running (sched, "late", 8, 2);
+    ZF_ASSERT (zf_sched_adopt (sched, late, 0) == 5 && late->child_count == 5);
+    for (int index = 0; index < 4; index++)
+        ZF_ASSERT (early[index]->child_count >= 6 && early[index]->child_count <= 7);
+    s_check (sched);
+    ZF_ASSERT (zf_sched_adopt (sched, late, 0) == 0);
+    zf_sched_destroy (&sched);
+}
+
 static void s_test_select_filters (void)
 {
     zf_sched_t *sched = s_sched_graph (2, true);
@@ -698,6 +733,7 @@ void zf_scheduler_test (bool verbose)
     s_test_select_affinity ();
     s_test_adopt (false);
     s_test_adopt (true);
+    s_test_adopt_share ();
     s_test_single_flight (false);
     s_test_single_flight (true);
     s_test_seed_refused ();

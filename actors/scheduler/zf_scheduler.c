@@ -878,7 +878,8 @@ static void s_metrics_init (metrics_t *metrics, const char *actor)
                             "Reported pieces beyond the task's piece count", "actor", actor, NULL);
     metrics->adopted = zf_metrics_counter (
         "zfly_scheduler_children_given_total",
-        "Children given to a peer that held pieces but served fewer than 2 (zf_sched_adopt)",
+        "Children given to a peer that held pieces but served fewer than its share "
+        "(zf_sched_adopt)",
         "actor", actor, NULL);
     metrics->latency =
         zf_metrics_histogram ("zfly_scheduler_decision_seconds",
