@@ -207,6 +207,12 @@ void zf_bus_attach (zf_bus_t *self, zloop_t *loop)
         zf_bus_link_attach (self, link);
 }
 
+void zf_bus_set_bulk (zf_bus_t *self, bool bulk)
+{
+    ZF_ASSERT (!self->loop); //  no connection has been tuned yet
+    self->bulk = bulk;
+}
+
 void zf_bus_handle (zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg)
 {
     ZF_ASSERT (zf_schema_find (type, strlen (type))); //  handlers exist only for schema types

@@ -119,6 +119,11 @@ void zf_bus_destroy (zf_bus_t **self_p);
 //  loop: zf_bus_destroy unregisters from it.
 void zf_bus_attach (zf_bus_t *self, zloop_t *loop);
 
+//  This actor uploads pieces to other hosts (the storage actor): its TCP connections are
+//  queued as bulk on this host, behind the host's own downloads (zf_bus_link.c). Set before
+//  zf_bus_attach; off by default.
+void zf_bus_set_bulk (zf_bus_t *self, bool bulk);
+
 void zf_bus_handle (zf_bus_t *self, const char *type, zf_bus_handler_fn *handler, void *arg);
 
 //  Sends a request; on ZF_OK the callback runs exactly once later, unless the bus is destroyed

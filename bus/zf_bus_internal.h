@@ -76,6 +76,7 @@ struct zf_bus_s {
     zloop_t *loop;             //  set by zf_bus_attach
     int timer_id;              //  zf_bus_request.c's timer, armed by zf_bus_attach
     zf_tap_t *tap;             //  zf_bus_message.c mirrors every message, zf_bus_link.c events
+    bool bulk;                 //  TCP connections queue as bulk (zf_bus_set_bulk)
     //  zf_bus_link.c
     zhashx_t *links; //  "dealer:NAME" / "sub:NAME" -> zf_bus_link_t
     //  zf_bus_request.c

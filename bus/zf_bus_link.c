@@ -168,21 +168,23 @@ static void s_link_up (zf_bus_t *self, zf_bus_link_t *link, bool up)
 //  Socket events
 
 //  A new TCP connection (the monitor names its descriptor) gets the node's congestion control,
-//  and the bulk priority: the bus carries pieces for other peers, which should wait behind
-//  the host's own traffic in a queue that knows priorities (pfifo_fast, the kernel's default
-//  qdisc, and prio keep three bands; fq_codel isolates flows anyway). Above all the node's own
-//  download from an origin: its requests and ACKs would otherwise queue behind a full uplink of
-//  pieces for children, and a seed's uplink is full. The priority is local to this host: it
-//  changes no byte on the wire (no DSCP). The descriptor belongs to libzmq's I/O thread;
-//  setting an option on it from here is safe, and should it have been closed and reused
-//  meanwhile the worst is another socket with our congestion control, queued as bulk.
+//  and on an actor that uploads pieces (zf_bus_set_bulk: storage) the bulk priority: pieces for
+//  other peers should wait behind the host's own traffic in a queue that knows priorities
+//  (pfifo_fast, the kernel's default qdisc, and prio keep three bands; fq_codel isolates flows
+//  anyway). Above all behind the host's own downloads: from an origin, and from parents, whose
+//  requests and ACKs the fetcher sends on its own connections; queued behind a full uplink of
+//  pieces for children they waited a median of 64 ms at N = 16 (docs/benchmarks.md "Every
+//  holder its share of children"). The priority is local to this host: it changes no byte on
+//  the wire (no DSCP). The descriptor belongs to libzmq's I/O thread; setting an option on it
+//  from here is safe, and should it have been closed and reused meanwhile the worst is another
+//  socket with our congestion control, perhaps queued as bulk.
 static void s_tune_tcp (zf_bus_t *self, int fd)
 {
     if (fd < 0)
         return;
     int bulk = TC_PRIO_BULK;
-    if (setsockopt (fd, SOL_SOCKET, SO_PRIORITY, &bulk, sizeof bulk) != 0 && errno != EBADF
-        && errno != ENOTSOCK)
+    if (self->bulk && setsockopt (fd, SOL_SOCKET, SO_PRIORITY, &bulk, sizeof bulk) != 0
+        && errno != EBADF && errno != ENOTSOCK)
         zf_debug ("bus", "%s: SO_PRIORITY: %s", self->actor, strerror (errno));
     const char *congestion = zf_node_options (self->node)->congestion;
     static bool warned = false;

@@ -284,6 +284,7 @@ void zf_storage_actor (zsock_t *pipe, void *args)
     }
     self.bus = zf_bus_new (actor->node, actor->name, self.config->bind, NULL, &err);
     if (self.bus) {
+        zf_bus_set_bulk (self.bus, true); //  pieces for other hosts wait behind our downloads
         self.store = zf_store_new (self.config->dir, self.name, zf_storage_now_ms (&self), &err);
         if (!self.store) //  "[storage] dir: cannot create directory /x/tasks: Not a directory"
             zf_error_prefix (&err, "[%s] dir", self.name);
