@@ -24,9 +24,9 @@ def probe_section(report, count=PROBE_COUNT, connect_timeout="20s"):
 
 
 class BusTest(ZflyTestCase):
-    def make_echo_node(self, tap=""):
-        """Node A serves echo over tcp:// with CURVE; returns (process, A's public cert,
-        request endpoint, events endpoint, allow dir)."""
+    def make_echo_node(self, tap="", storage_port=None):
+        """Node A serves echo over tcp:// with CURVE (and storage, given a port); returns
+        (process, A's public cert, request endpoint, events endpoint, allow dir)."""
         os.makedirs(self.path("allow-a"))
         key_a, pub_a, _ = keygen(self.workdir, "a")
         request_port, events_port = free_port(), free_port()
@@ -34,6 +34,9 @@ class BusTest(ZflyTestCase):
                + f"[bus]\ncert = {key_a}\nallow = {self.path('allow-a')}\n"
                + f"[echo]\nbind = tcp://127.0.0.1:{request_port}\n"
                + f"events_bind = tcp://127.0.0.1:{events_port}\n")
+        if storage_port:
+            ini += (f"[storage]\ndir = {self.path('a-cache')}\n"
+                    f"bind = tcp://127.0.0.1:{storage_port}\n")
         node_a = self.start("a", ini)
         node_a.wait_ready()
         return node_a, pub_a, request_port, events_port
@@ -213,35 +216,42 @@ class BusTest(ZflyTestCase):
         finally:
             client.close()
 
-    def test_bus_connections_queue_as_bulk(self):
-        """The bus's TCP connections carry pieces for other peers: they are marked bulk
-        (SO_PRIORITY 2), so a queue that knows priorities (pfifo_fast, the kernel's default)
-        sends the host's own traffic first, such as a seed's requests and ACKs to its origin.
-        The node's HTTP socket keeps the default priority 0."""
-        node_a, pub_a, request_port, _ = self.make_echo_node()
+    def test_storage_connections_queue_as_bulk(self):
+        """The storage actor's TCP connections carry pieces for other peers: they are marked
+        bulk (SO_PRIORITY 2), so a queue that knows priorities (pfifo_fast, the kernel's
+        default) sends the host's own traffic first: a seed's requests and ACKs to its origin,
+        a peer's piece requests and ACKs to its parents. Every other actor's connections (echo
+        here; the fetcher's to parents) and the node's HTTP socket keep the default 0."""
+        storage_port = free_port()
+        node_a, pub_a, request_port, _ = self.make_echo_node(storage_port=storage_port)
         key_b, pub_b, _ = keygen(self.workdir, "b")
         os.link(pub_b, self.path("allow-a", "b.pub"))
         public, secret = read_cert(key_b)
-        client = BusClient(f"tcp://127.0.0.1:{request_port}", sender="t@b",
-                           curve=(public, secret, read_cert(pub_a)[0]))
+        curve = (public, secret, read_cert(pub_a)[0])
+        echo = BusClient(f"tcp://127.0.0.1:{request_port}", sender="t@b", curve=curve)
+        storage = BusClient(f"tcp://127.0.0.1:{storage_port}", sender="t@b", curve=curve)
         try:
-            reply, _ = client.request("echo.request", {"seq": 1, "text": "bulk"})
+            reply, _ = echo.request("echo.request", {"seq": 1, "text": "control"})
             self.assertEqual(reply["type"], "echo.reply")
+            reply, _ = storage.request("storage.stat", {"task_id": "0" * 64})
+            self.assertEqual(reply["type"], "error")  # no such task: answered all the same
 
             # A sets the priority when its monitor reports the accepted connection, which its
             # loop may read after the reply went out.
-            def accepted():
+            def accepted(port):
                 return [prio for (local, peer), prio in
                         socket_priorities(node_a.process.pid).items()
-                        if local == request_port and peer]
-            zflytest.wait_until_true(lambda: accepted() == [2], "the connection marked bulk",
-                                     timeout=10)
-            self.assertEqual(accepted(), [2])  # TC_PRIO_BULK
+                        if local == port and peer]
+            zflytest.wait_until_true(lambda: accepted(storage_port) == [2],
+                                     "the storage connection marked bulk", timeout=10)
+            self.assertEqual(accepted(storage_port), [2])  # TC_PRIO_BULK
+            self.assertEqual(accepted(request_port), [0])
             self.assertEqual([prio for (local, peer), prio in
                               socket_priorities(node_a.process.pid).items()
                               if local == node_a.http_port and not peer], [0])
         finally:
-            client.close()
+            echo.close()
+            storage.close()
 
     def test_metrics_pass_promtool_and_health_reports_ready(self):
         node_a, *_ = self.make_echo_node()
