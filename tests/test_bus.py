@@ -245,6 +245,10 @@ class BusTest(ZflyTestCase):
             zflytest.wait_until_true(lambda: accepted(storage_port) == [2],
                                      "the storage connection marked bulk", timeout=10)
             self.assertEqual(accepted(storage_port), [2])  # TC_PRIO_BULK
+            # Echo's monitor reported its connection long before this second request, and the
+            # loop reads both in one turn: had echo marked it, it would show by now.
+            reply, _ = echo.request("echo.request", {"seq": 2, "text": "control"})
+            self.assertEqual(reply["type"], "echo.reply")
             self.assertEqual(accepted(request_port), [0])
             self.assertEqual([prio for (local, peer), prio in
                               socket_priorities(node_a.process.pid).items()
