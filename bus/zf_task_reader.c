@@ -46,6 +46,7 @@ static void s_free (zf_task_reader_t *self)
     for (size_t index = 0; index < ZF_TASK_READER_WINDOW_MAX; index++)
         s_slot_clear (&self->slots[index]);
     zframe_destroy (&self->part_frame);
+    zframe_destroy (&self->first_frame);
     if (self->has_fetch)
         zf_schema_clear (zf_msg_task_fetch.body, &self->fetch);
     zf_free (self->bitmap);
@@ -253,6 +254,7 @@ static bool s_settle (zf_task_reader_t *self)
         self->slots[index].retry = false;
     }
     zframe_destroy (&self->part_frame); //  not delivered: asked again
+    zframe_destroy (&self->first_frame);
     self->no_peek = false;
     bool was_complete = self->fetcher_complete || self->storage_complete;
     zf_free (self->bitmap);
@@ -463,6 +465,7 @@ bool zf_task_reader_start (zf_task_reader_t *self, const zf_msg_task_fetch_t *fe
         return false;
     self->pending++;
     self->fetch_pending = true;
+    zf_task_reader_peek_first (self);
     return true;
 }
 

@@ -12,6 +12,9 @@
          and, for a streaming reader (zf_task_reader_set_peek), piece.peek to the fetcher for
          the next piece while storage does not hold it: the origin's bytes as they arrive, a
          parent's piece once checked ("not_found": read it from storage when it is there);
+         a streaming reader of a task named by its digest sends its first peek (piece 0)
+         right behind step 1, before the length is known, and keeps what it brings until
+         the layout (zf_task_reader_peek_first);
       4. the fetcher's word on how the task ended: its task.ended event (published when a
          task completes or fails), else task.query when storage tells of an opened task whose
          layout we lack, of completion, or has been quiet for a whole long poll.

@@ -321,9 +321,100 @@ static void s_on_partial (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
     zf_task_reader_pump (self);
 }
 
+//  The first peek's answer: piece 0's first bytes are kept for the layout; anything else
+//  (nothing yet, "not_found": the fetcher does not run the task, it is complete or its
+//  task.fetch is still at the origin) is let go, and the peeks after the layout go on as usual.
+static void s_on_first (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                        const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    (void) err;
+    zf_task_reader_t *self = zf_task_reader_reply (arg);
+    if (!self)
+        return;
+    self->peek_pending = false;
+    if (self->phase == ZF_TASK_READER_PHASE_OVER)
+        return;
+    if (status == ZF_OK) {
+        const zf_msg_piece_partial_t *partial = reply->env.body;
+        zframe_t *data = zmsg_pop (reply->raw);
+        if (data && partial->task_id && streq (partial->task_id, self->first_task_id)
+            && partial->piece == 0 && partial->from == 0 && partial->size > 0
+            && zframe_size (data) == partial->size) {
+            self->first_frame = data;
+            self->first_complete = partial->complete;
+        } else
+            zframe_destroy (&data);
+    }
+    if (self->phase == ZF_TASK_READER_PHASE_FOLLOW)
+        zf_task_reader_pump (self);
+}
+
+//  A streaming reader asks for piece 0's first bytes right behind its task.fetch, before the
+//  origin has told the length: the fetcher holds the peek and answers it with the origin's
+//  first bytes as they arrive, while it is busy taking in the rest of the first range. A peek
+//  sent after the layout reached the fetcher 1.5 ms later than those bytes on loopback
+//  (queued behind them; docs/architecture.md, "Where the first byte of a cold blob waits").
+//  Only for a task named by its digest: its id depends on nothing the fetcher's configuration
+//  could change. The bytes reach the caller only with the layout, that is once the fetcher
+//  answered task.fetch (after the origin accepted this caller's credentials).
+void zf_task_reader_peek_first (zf_task_reader_t *self)
+{
+    const zf_msg_task_fetch_t *fetch = &self->fetch;
+    char digest[ZF_DIGEST_TEXT_SIZE + 1];
+    zf_error_t err;
+    if (!self->peek || self->peek_pending
+        || zf_task_id_compute (fetch->url, fetch->digest, fetch->tag, fetch->application, NULL,
+                               self->first_task_id, digest, &err)
+               != ZF_OK
+        || !*digest)
+        return;
+    const zf_task_readers_options_t *options = &self->set->options;
+    zf_msg_piece_peek_t peek = {.task_id = self->first_task_id,
+                                .piece = 0,
+                                .from = 0,
+                                .wait_ms = (uint64_t) options->stat_wait_ms};
+    zf_bus_call_t call = zf_task_reader_call (self);
+    int64_t base = call.timeout_ms > 0 ? call.timeout_ms : 5000;
+    //  Not zf_task_reader_request: a peek that cannot be sent fails nothing
+    if (zf_bus_request (self->set->bus, self->set->fetcher, &zf_msg_piece_peek, &peek, NULL,
+                        (zf_bus_call_t){.timeout_ms = options->stat_wait_ms + base,
+                                        .retries = 0,
+                                        .patient = true},
+                        s_on_first, self, &err)
+        != ZF_OK)
+        return;
+    self->pending++;
+    self->peek_pending = true;
+}
+
+//  The first peek's bytes become the partial piece 0 when the caller reads from there and
+//  nothing else brought piece 0 meanwhile; else they are dropped.
+static void s_take_first (zf_task_reader_t *self)
+{
+    if (!self->first_frame || !self->layout_known || !self->reading)
+        return;
+    uint64_t size = zframe_size (self->first_frame);
+    if (!streq (self->task_id, self->first_task_id) || self->next_deliver != 0
+        || self->next_request != 0 || self->part_frame || s_part_from (self) != 0
+        || zf_task_reader_stored (self, 0) || self->piece_count == 0
+        || size > zf_task_reader_piece_size (self, 0)) {
+        zframe_destroy (&self->first_frame);
+        return;
+    }
+    self->part_frame = self->first_frame;
+    self->first_frame = NULL;
+    self->part_frame_from = 0;
+    if (self->first_complete && size < zf_task_reader_piece_size (self, 0)) {
+        self->no_peek = true; //  filled, but not with the origin's bytes: storage has the rest
+        self->no_peek_piece = 0;
+    }
+}
+
 //  Hands the caller the bytes a peek brought; the piece is done once all of it went so.
 bool zf_task_reader_deliver_partial (zf_task_reader_t *self)
 {
+    s_take_first (self);
     if (!self->part_frame || self->paused)
         return true;
     uint64_t piece = self->next_deliver;

@@ -116,6 +116,12 @@ struct zf_task_reader_s {
     uint64_t part_piece, part_from;
     zframe_t *part_frame;
     uint64_t part_frame_from;
+    //  The first peek goes out with task.fetch, before the layout is known (a task named by
+    //  its digest, whose id the reader can compute): piece 0's first bytes, kept here until
+    //  the caller reads from piece 0, or dropped (zf_task_reader_peek_first).
+    char first_task_id[ZF_TASK_ID_SIZE + 1];
+    zframe_t *first_frame;
+    bool first_complete;
     bool no_peek; //  the fetcher does not fill piece no_peek_piece: storage gives it
     uint64_t no_peek_piece;
     int refetches; //  zf_task_reader_storage.c: pieces asked again after they went missing
@@ -174,6 +180,7 @@ void zf_task_reader_on_ended (zf_bus_t *bus, zf_bus_msg_t *event, void *arg);
 bool zf_task_reader_take_layout (zf_task_reader_t *self);
 //  piece.peek for the piece to deliver next, when storage does not hold it.
 void zf_task_reader_peek (zf_task_reader_t *self);
+void zf_task_reader_peek_first (zf_task_reader_t *self);
 //  Hands the caller the bytes a peek brought; false when the reader stopped.
 bool zf_task_reader_deliver_partial (zf_task_reader_t *self);
 

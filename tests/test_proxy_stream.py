@@ -18,10 +18,16 @@ not after it was stored.
   waits for the fetcher's word that the content digest matched), the bytes it got are the
   origin's, and the fetcher logs the digest failure. A client never gets a complete body of
   wrong bytes.
+- The first peek goes with the task.fetch: while the origin has not answered at all (held
+  before its head), the node's tap already shows the proxy's piece.peek of piece 0, held by
+  the fetcher; once the origin answers, that peek brings the first bytes and the whole body
+  arrives, byte-exact. (Before, the reader peeked only after the layout, behind the first
+  range's bytes pouring into the fetcher.)
 """
 import hashlib
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -40,17 +46,23 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         self.root = self.path("files")
         os.makedirs(self.root)
         self.origin = zflytest.Origin(self.root, self.path("origin.log"))
+        self.tap_endpoint = "ipc://" + self.path("tap.sock")
         self.node, self.port = self.start_proxy_node(
-            fetcher="piece_length_min = 256K\npiece_length_max = 256K\n")
+            fetcher="piece_length_min = 256K\npiece_length_max = 256K\n",
+            node=f"tap = {self.tap_endpoint}\n")
+        self.tap = None
 
     def tearDown(self):
+        if self.tap:
+            self.tap.kill()
+            self.tap.wait()
         self.origin.stop()
         super().tearDown()
 
-    def request(self, digest, gate):
-        """Sends the GET through the proxy; returns the socket."""
-        url = (f"http://127.0.0.1:{self.origin.port}/pause-at/{PAUSE_AT}/{gate}/v2/test/blobs/"
-               f"{digest}")
+    def request(self, digest, gate, hold=f"pause-at/{PAUSE_AT}"):
+        """Sends the GET through the proxy; returns the socket. hold: the origin's pause (see
+        tests/origin.py), by default inside the first piece."""
+        url = f"http://127.0.0.1:{self.origin.port}/{hold}/{gate}/v2/test/blobs/{digest}"
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
         sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{self.origin.port}\r\n"
                      "Connection: close\r\n\r\n".encode())
@@ -119,6 +131,54 @@ class ProxyStreamTest(zflytest.ZflyTestCase):
         self.node.log.wait_for(r"task failed task=\S+ code=digest")
         self.node.log.wait_for(r"p2p: task failed after \d+ bytes .*closing the client "
                                r"connection")
+
+    def start_tap(self):
+        """zfly-tap on the node's tap, once it shows traffic: a subscription takes effect
+        asynchronously, so blobs are asked for until the tap shows their task.fetch."""
+        self.tap = subprocess.Popen([zflytest.ZFLY_TAP, self.tap_endpoint, "--actor", "proxy"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        lines = zflytest.LineReader(self.tap.stdout, echo_prefix="[tap] ")
+        deadline = time.monotonic() + 20
+        while True:
+            payload = os.urandom(1000)
+            digest = zflytest.write_blob(self.root, payload)
+            with self.request(digest, "open", hold="pause-at/0") as sock:
+                self.origin.open_gate("open")
+                status, headers, body = zflytest.recv_http_head(sock)
+                self.assertEqual(status, 200)
+                self.assertEqual(self.read_until(sock, body, len(payload)), payload)
+            try:
+                lines.wait_for(r'"type":"task\.fetch"', timeout=1)
+                return lines
+            except AssertionError:
+                self.assertLess(time.monotonic(), deadline, "the tap showed no task.fetch")
+
+    def test_first_peek_goes_with_the_task_fetch(self):
+        lines = self.start_tap()
+        start = len(lines.lines)
+        payload = os.urandom(SIZE)
+        digest = zflytest.write_blob(self.root, payload)
+        # A task named by its digest has the id zf_task_id.h describes.
+        task_id = hashlib.sha256(b"\0".join([b"zfly-task-v1", b"digest", digest.encode(), b"tag",
+                                             b"", b"application", b"", b""])).hexdigest()
+        with self.request(digest, "head", hold="gate-from/0") as sock:
+            # The origin holds its whole answer, head included: the fetcher knows no length,
+            # yet the proxy's peek of piece 0 is out, right behind its task.fetch.
+            fetch = lines.wait_for_index(rf'^(?=.*"type":"task\.fetch")(?=.*"{digest}")',
+                                       start=start)
+            peek = lines.wait_for_index(rf'^(?=.*"type":"piece\.peek")(?=.*"{task_id}")',
+                                      start=fetch)
+            self.assertRegex(lines.lines[peek], r'"piece":0\b')
+            self.assertRegex(lines.lines[peek], r'"from":0\b')
+            path = f"/gate-from/0/head/v2/test/blobs/{digest}"
+            self.assertEqual(self.origin.stats()["paths"].get(path, {}).get("bytes", 0), 0)
+            self.origin.open_gate("head")
+            status, headers, body = zflytest.recv_http_head(sock)
+            self.assertEqual(status, 200)
+            self.assertEqual(int(headers["content-length"]), SIZE)
+            body = self.read_until(sock, body, SIZE)
+        self.assertEqual(len(body), SIZE)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), digest[7:])
 
 
 if __name__ == "__main__":

@@ -372,10 +372,11 @@ def recv_http_response(sock, timeout=30):
     return status, headers, body, len(body) == length
 
 
-def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy="", upstream="", storage=""):
+def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy="", upstream="", storage="",
+                   node=""):
     """The INI of a node running storage, fetcher and proxy, as most proxy tests want one;
-    fetcher, proxy, upstream and storage are extra lines for those sections."""
-    return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n\n"
+    fetcher, proxy, upstream, storage and node are extra lines for those sections."""
+    return (f"[node]\nname = {name}\nlog_level = info\nhttp = 127.0.0.1:0\n{node}\n"
             f"[upstream]\n{upstream}\n"
             f"[storage]\ndir = {cache_dir}\n{storage}\n[fetcher]\n{fetcher}\n"
             f"[proxy]\nlisten = 127.0.0.1:{proxy_port}\n{proxy}")
