@@ -94,7 +94,7 @@ struct zf_fetch_parents_s {
     uint64_t content_length, piece_length, piece_count;
     uint8_t *digests;        //  piece_count * 32; zeros: unknown
     zf_piece_table_t *table; //  the task's, once attached
-    uint64_t random;         //  splitmix64 state: where a scheduled task's scan starts
+    uint64_t random;         //  splitmix64 state: a scheduled task's draws among the rarest
     int timer_id;
 };
 
@@ -654,6 +654,9 @@ static void s_on_piece (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             now + (backoff < BUSY_BACKOFF_CAP_MS ? backoff : BUSY_BACKOFF_CAP_MS);
     } else if (code == ZF_CODE_ELSEWHERE) {
         s_count (self, "elsewhere");
+        zf_debug (self->env->name,
+                  "piece went elsewhere task=%.16s parent=%s piece=%" PRIu64 " ms=%" PRId64,
+                  self->task_id, parent->name, piece, now - request->sent_ms);
         zf_piece_table_request_ended (table, piece, false);
         if (!parent->elsewhere || now - parent->elsewhere_since_ms >= ELSEWHERE_MS) {
             if (!parent->elsewhere)
@@ -746,16 +749,15 @@ static uint64_t s_random (zf_fetch_parents_t *self)
 }
 
 //  `awaited`, the piece a reader here waits for (-1: none), if this parent can give it; else
-//  the rarest wanted piece it holds. With a scheduler the scan starts at a random piece, so
-//  children fed by one seed take different pieces and have something to give each other;
-//  without one, at the lowest index, which keeps streaming readers in order.
+//  the rarest wanted piece it holds. With a scheduler, one of the rarest at random, so children
+//  fed by one seed take different pieces and have something to give each other; without one,
+//  the lowest index, which keeps streaming readers in order.
 static int64_t s_pick (zf_fetch_parents_t *self, parent_t *parent, uint64_t from, int64_t awaited,
                        int64_t now)
 {
     bool fresh = parent->elsewhere && now - parent->elsewhere_since_ms < ELSEWHERE_MS;
-    uint64_t span = self->piece_count > from ? self->piece_count - from : 0;
-    uint64_t start = self->scheduled && span > 1 ? s_random (self) % span : 0;
-    return zf_piece_table_pick (self->table, parent->bitmap, from, start,
+    uint64_t random = self->scheduled ? s_random (self) | 1 : 0;
+    return zf_piece_table_pick (self->table, parent->bitmap, from, random,
                                 fresh ? parent->elsewhere : NULL, awaited, now);
 }
 

@@ -92,11 +92,13 @@ uint32_t zf_piece_table_availability (const zf_piece_table_t *self, uint64_t pie
 
 //  The piece in [from, count) a holder with `bitmap` should be asked for, or -1: `first` when
 //  it can give it and parents want it (a reader on this host waits for that piece: -1 for
-//  none), else the rarest it can give. The scan starts at from + start % span so that ties
-//  spread over children; pieces set in `skip` (may be NULL) are not taken from this holder (it
-//  sent them to another node a moment ago: "elsewhere").
+//  none), else the rarest it can give. Among the rarest, `random` 0 takes the lowest index (a
+//  reader streaming in order); any other value picks one uniformly (it seeds the draw), so
+//  that children asking one holder for its new pieces ask for different ones. Pieces set in
+//  `skip` (may be NULL) are not taken from this holder (it sent them to another node a moment
+//  ago: "elsewhere").
 int64_t zf_piece_table_pick (const zf_piece_table_t *self, const uint8_t *bitmap, uint64_t from,
-                             uint64_t start, const uint8_t *skip, int64_t first, int64_t now);
+                             uint64_t random, const uint8_t *skip, int64_t first, int64_t now);
 
 //  Bitmap helpers (bit i of byte i / 8, least significant first, as on the bus).
 static inline bool zf_bit (const uint8_t *bitmap, uint64_t index)
