@@ -246,8 +246,8 @@ int64_t zf_piece_table_pick (const zf_piece_table_t *self, const uint8_t *bitmap
     //  each of them equally likely (reservoir sampling). A scan from a random start taking the
     //  first of the rarest, as before, gave most children the same piece: a seed's new pieces
     //  are a run of indexes, and every start outside the run led to its first piece, which the
-    //  seed then sent one child and refused the others ("elsewhere", 40% of the requests to
-    //  the seed under tbf).
+    //  seed then sent one child and refused the others ("elsewhere": 80% of the time the
+    //  children's requests spent at the seed in an N = 16 run, 72% with the draw).
     int64_t best = -1;
     uint64_t ties = 0;
     uint64_t state = random;
