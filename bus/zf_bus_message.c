@@ -249,13 +249,21 @@ static zf_status_t s_decode (zf_bus_t *self, const char *socket_label, zframe_t 
     return ZF_OK;
 }
 
-int zf_bus_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg)
+//  Messages a ready socket gives one callback before the loop polls again. zloop polls every
+//  socket of the actor between callbacks (a fetcher with 16 parents: 20-odd descriptors and
+//  ZMQ_EVENTS reads per poll), which cost more than a small message itself: at N = 16 on the
+//  testbed the poll took a sixth to a quarter of the fetcher thread's time (perf). Taking what is
+//  queued, up to this many, keeps the other sockets' turn.
+#define READY_BATCH 32
+
+//  True while reader has a message waiting (after the callback's first, which zloop saw).
+static bool s_more (zsock_t *reader, int taken)
 {
-    (void) loop;
-    zf_bus_t *self = arg;
-    zmsg_t *incoming = zmsg_recv (reader);
-    if (!incoming)
-        return 0;
+    return taken < READY_BATCH && (zsock_events (reader) & ZMQ_POLLIN);
+}
+
+static void s_inbox_one (zf_bus_t *self, zmsg_t *incoming)
+{
     zframe_t *routing = zmsg_pop (incoming);
     zframe_t *envelope = zmsg_pop (incoming);
     zf_bus_msg_t msg;
@@ -304,6 +312,19 @@ int zf_bus_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg)
     zframe_destroy (&routing);
     zframe_destroy (&envelope);
     zmsg_destroy (&incoming);
+}
+
+int zf_bus_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop;
+    zf_bus_t *self = arg;
+    int taken = 0;
+    do {
+        zmsg_t *incoming = zmsg_recv (reader);
+        if (!incoming)
+            break;
+        s_inbox_one (self, incoming);
+    } while (s_more (reader, ++taken));
     return 0;
 }
 
@@ -315,14 +336,11 @@ static void s_deliver_event (zf_bus_link_t *link, zf_bus_msg_t *msg)
             entry->handler (link->bus, msg, entry->arg);
 }
 
-int zf_bus_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
+//  Links live as long as their bus (zf_bus_link_destroy runs only when the bus goes), so a
+//  handler cannot take the socket away under zf_bus_link_ready's loop.
+static void s_link_one (zf_bus_link_t *link, zmsg_t *incoming)
 {
-    (void) loop;
-    zf_bus_link_t *link = arg;
     zf_bus_t *self = link->bus;
-    zmsg_t *incoming = zmsg_recv (reader);
-    if (!incoming)
-        return 0;
     if (link->event_handlers)
         zframe_destroy (&(zframe_t *){zmsg_pop (incoming)}); //  the topic
     zframe_t *envelope = zmsg_pop (incoming);
@@ -341,5 +359,18 @@ int zf_bus_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
     zmsg_destroy (&msg.raw);
     zframe_destroy (&envelope);
     zmsg_destroy (&incoming);
+}
+
+int zf_bus_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop;
+    zf_bus_link_t *link = arg;
+    int taken = 0;
+    do {
+        zmsg_t *incoming = zmsg_recv (reader);
+        if (!incoming)
+            break;
+        s_link_one (link, incoming);
+    } while (s_more (reader, ++taken));
     return 0;
 }

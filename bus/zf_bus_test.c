@@ -275,6 +275,79 @@ static void s_test_drop (zf_node_t *node, zloop_t *loop)
     zf_bus_destroy (&server);
 }
 
+//  A burst of requests, more than one ready callback takes (READY_BATCH), queued before the
+//  loop runs: the server's inbox and the client's link take them in batches, and every one is
+//  handled once, in the order sent, its reply too.
+typedef struct {
+    zf_bus_t *bus;
+    uint64_t served[100], answered[100];
+    size_t served_count, answered_count;
+    int64_t deadline;
+} s_test_burst_t;
+
+static void s_test_burst_serve (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    s_test_burst_t *burst = arg;
+    const zf_msg_echo_request_t *body = request->env.body;
+    ZF_ASSERT (burst->served_count < ZF_ARRAY_LEN (burst->served));
+    burst->served[burst->served_count++] = body->seq;
+    zf_msg_echo_reply_t reply = {.seq = body->seq, .text = body->text, .served_by = "server"};
+    zf_bus_reply (bus, &request->return_to, &zf_msg_echo_reply, &reply, NULL);
+}
+
+static void s_test_burst_answer (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                                 const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    (void) err;
+    s_test_burst_t *burst = arg;
+    ZF_ASSERT (status == ZF_OK && burst->answered_count < ZF_ARRAY_LEN (burst->answered));
+    const zf_msg_echo_reply_t *body = reply->env.body;
+    burst->answered[burst->answered_count++] = body->seq;
+}
+
+static int s_test_burst_check (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_test_burst_t *burst = arg;
+    ZF_ASSERT (zf_clock_mono_ms () < burst->deadline);
+    return burst->answered_count == ZF_ARRAY_LEN (burst->answered) ? -1 : 0;
+}
+
+static void s_test_burst (void)
+{
+    zf_node_options_t options = {.name = "burst", .hwm = 1000, .request_timeout_ms = 5000};
+    zf_node_t *node = zf_node_new (&options, NULL);
+    zf_node_add_local (node, "server");
+    zf_node_add_local (node, "client");
+    zf_error_t err;
+    zf_bus_t *server = zf_bus_new (node, "server", NULL, NULL, &err);
+    zf_bus_t *client = zf_bus_new (node, "client", NULL, NULL, &err);
+    ZF_ASSERT (server && client);
+    s_test_burst_t burst = {0};
+    zf_bus_handle (server, ZF_MSG_ECHO_REQUEST, s_test_burst_serve, &burst);
+    zloop_t *loop = zloop_new ();
+    zf_bus_attach (server, loop);
+    zf_bus_attach (client, loop);
+    for (uint64_t seq = 1; seq <= ZF_ARRAY_LEN (burst.served); seq++) {
+        zf_msg_echo_request_t request = {.seq = seq, .text = "burst"};
+        ZF_ASSERT (zf_bus_request (client, "server", &zf_msg_echo_request, &request, NULL,
+                                   ZF_BUS_CALL_DEFAULT, s_test_burst_answer, &burst, &err)
+                   == ZF_OK);
+    }
+    burst.deadline = zf_clock_mono_ms () + 5000;
+    zloop_timer (loop, 1, 0, s_test_burst_check, &burst);
+    zloop_start (loop);
+    ZF_ASSERT (burst.served_count == ZF_ARRAY_LEN (burst.served));
+    for (size_t index = 0; index < ZF_ARRAY_LEN (burst.served); index++)
+        ZF_ASSERT (burst.served[index] == index + 1 && burst.answered[index] == index + 1);
+    zf_bus_destroy (&client);
+    zf_bus_destroy (&server);
+    zloop_destroy (&loop);
+    zf_node_destroy (&node);
+}
+
 void zf_bus_test (bool verbose)
 {
     (void) verbose;
@@ -456,4 +529,5 @@ void zf_bus_test (bool verbose)
     zf_bus_destroy (&client);
     zloop_destroy (&loop);
     zf_node_destroy (&node);
+    s_test_burst ();
 }
