@@ -256,14 +256,23 @@ static zf_status_t s_decode (zf_bus_t *self, const char *socket_label, zframe_t 
 //  queued, up to this many, keeps the other sockets' turn.
 #define READY_BATCH 32
 
-//  True while reader has a message waiting (after the callback's first, which zloop saw).
-static bool s_more (zsock_t *reader, int taken)
+//  Hands each message reader has queued to one (the first is the one zloop saw), up to
+//  READY_BATCH.
+typedef void (s_one_fn) (void *arg, zmsg_t *incoming);
+static void s_take_ready (zsock_t *reader, s_one_fn *one, void *arg)
 {
-    return taken < READY_BATCH && (zsock_events (reader) & ZMQ_POLLIN);
+    int taken = 0;
+    do {
+        zmsg_t *incoming = zmsg_recv (reader);
+        if (!incoming)
+            return;
+        one (arg, incoming);
+    } while (++taken < READY_BATCH && (zsock_events (reader) & ZMQ_POLLIN));
 }
 
-static void s_inbox_one (zf_bus_t *self, zmsg_t *incoming)
+static void s_inbox_one (void *arg, zmsg_t *incoming)
 {
+    zf_bus_t *self = arg;
     zframe_t *routing = zmsg_pop (incoming);
     zframe_t *envelope = zmsg_pop (incoming);
     zf_bus_msg_t msg;
@@ -317,14 +326,7 @@ static void s_inbox_one (zf_bus_t *self, zmsg_t *incoming)
 int zf_bus_inbox_ready (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
-    zf_bus_t *self = arg;
-    int taken = 0;
-    do {
-        zmsg_t *incoming = zmsg_recv (reader);
-        if (!incoming)
-            break;
-        s_inbox_one (self, incoming);
-    } while (s_more (reader, ++taken));
+    s_take_ready (reader, s_inbox_one, arg);
     return 0;
 }
 
@@ -338,8 +340,9 @@ static void s_deliver_event (zf_bus_link_t *link, zf_bus_msg_t *msg)
 
 //  Links live as long as their bus (zf_bus_link_destroy runs only when the bus goes), so a
 //  handler cannot take the socket away under zf_bus_link_ready's loop.
-static void s_link_one (zf_bus_link_t *link, zmsg_t *incoming)
+static void s_link_one (void *arg, zmsg_t *incoming)
 {
+    zf_bus_link_t *link = arg;
     zf_bus_t *self = link->bus;
     if (link->event_handlers)
         zframe_destroy (&(zframe_t *){zmsg_pop (incoming)}); //  the topic
@@ -364,13 +367,6 @@ static void s_link_one (zf_bus_link_t *link, zmsg_t *incoming)
 int zf_bus_link_ready (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
-    zf_bus_link_t *link = arg;
-    int taken = 0;
-    do {
-        zmsg_t *incoming = zmsg_recv (reader);
-        if (!incoming)
-            break;
-        s_link_one (link, incoming);
-    } while (s_more (reader, ++taken));
+    s_take_ready (reader, s_link_one, arg);
     return 0;
 }
