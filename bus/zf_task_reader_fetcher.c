@@ -237,6 +237,25 @@ static uint64_t s_part_from (const zf_task_reader_t *self)
     return self->part_piece == self->next_deliver ? self->part_from : 0;
 }
 
+//  Keeps a peek's bytes of piece (from `from` on; *data taken, an empty frame dropped) for the
+//  caller. complete with bytes missing: the piece was filled, but not with the origin's bytes,
+//  so storage has the rest.
+static void s_keep_partial (zf_task_reader_t *self, zframe_t **data, uint64_t piece, uint64_t from,
+                            bool complete)
+{
+    uint64_t size = *data ? zframe_size (*data) : 0;
+    if (size > 0) {
+        self->part_frame = *data;
+        *data = NULL;
+        self->part_frame_from = from;
+    } else
+        zframe_destroy (data);
+    if (complete && from + size < zf_task_reader_piece_size (self, piece)) {
+        self->no_peek = true;
+        self->no_peek_piece = piece;
+    }
+}
+
 //  Asks the fetcher for the bytes of the piece to deliver next (the origin's as they come, a
 //  parent's once checked), when storage does not hold it and nothing else is asked for it. The
 //  held peek also tells the fetcher which piece to ask its parents for first.
@@ -308,16 +327,7 @@ static void s_on_partial (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply
                              partial->size, size);
         return;
     }
-    if (size > 0) {
-        self->part_frame = data;
-        self->part_frame_from = partial->from;
-    } else
-        zframe_destroy (&data);
-    if (partial->complete
-        && partial->from + size < zf_task_reader_piece_size (self, partial->piece)) {
-        self->no_peek = true; //  filled, but not with the origin's bytes: storage has the rest
-        self->no_peek_piece = partial->piece;
-    }
+    s_keep_partial (self, &data, partial->piece, partial->from, partial->complete);
     zf_task_reader_pump (self);
 }
 
@@ -402,13 +412,7 @@ static void s_take_first (zf_task_reader_t *self)
         zframe_destroy (&self->first_frame);
         return;
     }
-    self->part_frame = self->first_frame;
-    self->first_frame = NULL;
-    self->part_frame_from = 0;
-    if (self->first_complete && size < zf_task_reader_piece_size (self, 0)) {
-        self->no_peek = true; //  filled, but not with the origin's bytes: storage has the rest
-        self->no_peek_piece = 0;
-    }
+    s_keep_partial (self, &self->first_frame, 0, 0, self->first_complete);
 }
 
 //  Hands the caller the bytes a peek brought; the piece is done once all of it went so.
