@@ -61,8 +61,11 @@ class SwarmTest(SwarmCase):
         self.assert_sane_graph("s1", task_id)
 
     def test_3_seed_killed(self):
-        """The seed dies mid-transfer: every peer still completes."""
-        self.start()
+        """The seed dies mid-transfer: every peer still completes. The seed was the task's
+        origin fetcher, and a peer takes that over once the children report the seed failed
+        (it is marked bad), not when its announces stop counting: the scheduler here keeps a
+        silent host for 10 minutes, longer than the test may run."""
+        self.start(scheduler_extra="heartbeat = 1s\nhost_timeout = 600s\n")
         task_id = self.launch()
         self.wait_for(lambda: 0.2 <= self.progress("seed1", task_id) < 0.9,
                       "seed mid-transfer", timeout=60)
@@ -70,6 +73,11 @@ class SwarmTest(SwarmCase):
         statuses, _ = self.finish(task_id, self.peers())
         self.assert_no_restart(statuses)
         self.assert_sane_graph("s1", task_id)
+        metrics = self.scheduler_metrics("s1")
+        self.assertGreaterEqual(metrics.get("zfly_scheduler_hosts_marked_bad_total", 0), 1)
+        self.assertEqual(metrics.get("zfly_scheduler_hosts_expired_total", 0), 0, metrics)
+        self.assertGreater(sum(s["bytes_from_source"] for s in statuses.values()), 0,
+                           "no peer took over the origin fetch")
 
     def test_4_scheduler_killed(self):
         """The scheduler dies mid-transfer: downloads complete (back to source)."""

@@ -25,6 +25,9 @@ bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t r
     host->bad_until_ms = now_ms + params->bad_cooldown_ms;
     memset (host->failures, 0, params->bad_failures * sizeof (int64_t));
     zf_sched_host_drop_children (sched, host);
+    //  Children that cannot reach it cannot take what it fetches: a peer takes the origin
+    //  fetch over now, not when the host's announces stop counting (host_timeout, 15 s).
+    zf_sched_host_release_flights (sched, host);
     return true;
 }
 

@@ -4,7 +4,8 @@
     bad_failures times and reporters), one per reporting child and window: a child that cannot
     reach a parent may have a problem of its own. When failures from bad_failures different
     children fall within bad_window_ms the host is marked bad for bad_cooldown_ms: no child
-    gets it as a parent, and the children it has are told to reschedule. After the cool-down
+    gets it as a parent, the children it has are told to reschedule, and where it is a task's
+    origin fetcher the single flight is released to a peer at once. After the cool-down
     it is a candidate again with a clean slate. Slowness is never a failure (a busy seed is
     still the best parent there is): parent.failed with reason "slow" is not counted.
 

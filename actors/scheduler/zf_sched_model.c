@@ -728,6 +728,18 @@ void zf_sched_host_drop_children (zf_sched_t *self, zf_sched_host_t *host)
     }
 }
 
+void zf_sched_host_release_flights (zf_sched_t *self, zf_sched_host_t *host)
+{
+    for (uint32_t index = 0; index < host->peer_count; index++) {
+        zf_sched_peer_t *peer = host->peers[index];
+        if (peer->task->source != peer)
+            continue;
+        peer->task->source = NULL;
+        peer->state = ZF_PEER_RUNNING; //  serves what it holds once its cool-down ends
+        zf_sched_wake (self, peer->task);
+    }
+}
+
 //  --- checks --------------------------------------------------------------------------------
 
 bool zf_sched_task_acyclic (zf_sched_t *self, zf_sched_task_t *task)

@@ -561,6 +561,33 @@ static void s_test_bad_host (void)
     zf_sched_destroy (&sched);
 }
 
+//  A task's origin fetcher whose host is marked bad (its children cannot reach it: it died)
+//  fetches for nobody: the flight is released at once, not when the host's announces stop
+//  counting (host_timeout, 15 s later), and a peer that holds pieces takes it over.
+static void s_test_bad_source (void)
+{
+    zf_sched_t *sched = s_sched (8);
+    zf_sched_host_t *dead = s_host (sched, "dead", false, "", "", 0);
+    zf_sched_host_t *child_host = s_host (sched, "child", false, "", "", 0);
+    zf_sched_peer_t *source = s_peer (sched, TASK_A, dead);
+    zf_sched_peer_t *child = s_peer (sched, TASK_A, child_host);
+    ZF_ASSERT (zf_sched_decide (sched, source, 0, NULL, NULL) == ZF_DECISION_SOURCE);
+    s_give (sched, source, 0, 4);
+    ZF_ASSERT (zf_sched_decide (sched, child, 0, NULL, NULL) == ZF_DECISION_PARENTS);
+    s_give (sched, child, 0, 2);
+    ZF_ASSERT (!zf_sched_host_failure (sched, dead, 201, 1000));
+    ZF_ASSERT (!zf_sched_host_failure (sched, dead, 202, 1001));
+    ZF_ASSERT (child->task->source == source); //  not bad yet: still the task's fetcher
+    ZF_ASSERT (zf_sched_host_failure (sched, dead, 203, 1002));
+    ZF_ASSERT (!child->task->source && child->reschedule && child->parent_count == 0);
+    ZF_ASSERT (zf_sched_decide (sched, child, 1003, NULL, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (child->task->source == child);
+    //  The bad host's peer is one that runs now; it does not get the flight back.
+    ZF_ASSERT (zf_sched_decide (sched, source, 1004, NULL, NULL) != ZF_DECISION_SOURCE);
+    s_check (sched);
+    zf_sched_destroy (&sched);
+}
+
 static void s_test_expiry (void)
 {
     zf_sched_t *sched = s_sched (8);
@@ -741,6 +768,7 @@ void zf_scheduler_test (bool verbose)
     s_test_seed_failed_while_waiting ();
     s_test_rates ();
     s_test_bad_host ();
+    s_test_bad_source ();
     s_test_expiry ();
     s_test_churn ();
     zf_sched_ring_test (verbose);
