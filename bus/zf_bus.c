@@ -171,7 +171,8 @@ void zf_bus_destroy (zf_bus_t **self_p)
     if (!self)
         return;
     if (self->loop) {
-        zloop_timer_end (self->loop, self->timer_id);
+        if (self->timer_armed)
+            zloop_timer_end (self->loop, self->timer_id);
         zloop_reader_end (self->loop, self->inbox);
         if (self->inbox_link.monitor)
             zloop_reader_end (self->loop, self->inbox_link.monitor);
@@ -202,7 +203,7 @@ void zf_bus_attach (zf_bus_t *self, zloop_t *loop)
         zloop_reader (loop, self->inbox_link.monitor, zf_bus_monitor_ready, &self->inbox_link);
     if (self->outlet_link.monitor)
         zloop_reader (loop, self->outlet_link.monitor, zf_bus_monitor_ready, &self->outlet_link);
-    self->timer_id = zloop_timer (loop, ZF_BUS_TIMER_INTERVAL_MS, 0, zf_bus_timer, self);
+    zf_bus_arm_deadlines (self);
     for (zf_bus_link_t *link = zhashx_first (self->links); link; link = zhashx_next (self->links))
         zf_bus_link_attach (self, link);
 }

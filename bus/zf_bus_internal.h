@@ -24,8 +24,6 @@
 #include "zf_metrics.h"
 #include "zf_tap.h"
 
-#define ZF_BUS_TIMER_INTERVAL_MS 10 //  resolution of request deadlines and retries
-
 typedef struct {
     zf_counter_t *sent;
     zf_counter_t *received;
@@ -74,7 +72,9 @@ struct zf_bus_s {
     zhashx_t *handlers;        //  type -> zf_bus_handler_entry_t (zf_bus_message.c calls them)
     zhashx_t *counters;        //  type -> zf_bus_counters_t
     zloop_t *loop;             //  set by zf_bus_attach
-    int timer_id;              //  zf_bus_request.c's timer, armed by zf_bus_attach
+    bool timer_armed;          //  zf_bus_request.c's deadline timer: one is armed
+    int timer_id;              //  its zloop id
+    int64_t timer_at_ms;       //  when it fires (monotonic)
     zf_tap_t *tap;             //  zf_bus_message.c mirrors every message, zf_bus_link.c events
     bool bulk;                 //  TCP connections queue as bulk (zf_bus_set_bulk)
     //  zf_bus_link.c
@@ -113,8 +113,8 @@ int zf_bus_monitor_ready (zloop_t *loop, zsock_t *reader, void *arg);
 //  ---------------------------------------------------------------------------------------------
 //  zf_bus_request.c: requests and what becomes of them
 
-//  Deadlines and retries (a zloop timer every ZF_BUS_TIMER_INTERVAL_MS; arg: the bus).
-int zf_bus_timer (zloop_t *loop, int timer_id, void *arg);
+//  Arms the deadline timer for the requests already pending (zf_bus_attach).
+void zf_bus_arm_deadlines (zf_bus_t *self);
 //  A reply came: its request's callback runs, or it is counted as late.
 void zf_bus_deliver_reply (zf_bus_t *self, zf_bus_msg_t *msg);
 //  The link came up again after a connection was lost: its patient requests are sent again.

@@ -37,6 +37,8 @@ static void s_pending_destroy (pending_t **pending_p)
     *pending_p = NULL;
 }
 
+static void s_arm (zf_bus_t *self, const pending_t *pending, int64_t now);
+
 zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t *desc,
                             const void *body, zmsg_t **raw, zf_bus_call_t call,
                             zf_bus_reply_fn *callback, void *arg, zf_error_t *err)
@@ -106,6 +108,7 @@ zf_status_t zf_bus_request (zf_bus_t *self, const char *to, const zf_msg_desc_t 
     char key[17];
     snprintf (key, sizeof key, "%016" PRIx64, id);
     zhashx_insert (self->pending, key, pending);
+    s_arm (self, pending, now);
     return ZF_OK;
 }
 
@@ -176,13 +179,72 @@ static void s_resend (zf_bus_t *self, pending_t *pending)
                           pending->desc->type, pending->envelope, pending->raw, false);
 }
 
-int zf_bus_timer (zloop_t *loop, int timer_id, void *arg)
+//  When the request next needs a look: its resend or its deadline; a patient one, when its
+//  peer may have been unreachable for its timeout (not before now + timeout while the link
+//  is up, since the link would have to go down first); never, for one without a deadline.
+static int64_t s_next_check (const pending_t *pending, int64_t now)
+{
+    if (pending->no_deadline)
+        return INT64_MAX;
+    if (pending->patient) {
+        zf_bus_link_t *link = pending->link;
+        if (link->up)
+            return now + pending->timeout_ms;
+        int64_t since =
+            link->up_changed_ms > pending->sent_ms ? link->up_changed_ms : pending->sent_ms;
+        return since + pending->timeout_ms;
+    }
+    return pending->attempt_deadline < pending->final_deadline ? pending->attempt_deadline
+                                                               : pending->final_deadline;
+}
+
+static int s_on_deadline (zloop_t *loop, int timer_id, void *arg);
+
+//  One timer at the earliest moment a pending request needs a look, moved only when a request
+//  needs one sooner: an actor with nothing pending never wakes for its requests (a timer every
+//  10 ms woke each actor of an idle daemon 100 times a second).
+static void s_arm_at (zf_bus_t *self, int64_t at_ms, int64_t now)
+{
+    if (!self->loop || at_ms == INT64_MAX)
+        return;
+    if (self->timer_armed) {
+        if (self->timer_at_ms <= at_ms)
+            return;
+        zloop_timer_end (self->loop, self->timer_id);
+    }
+    int64_t delay = at_ms > now ? at_ms - now : 0;
+    self->timer_id = zloop_timer (self->loop, (size_t) delay, 1, s_on_deadline, self);
+    self->timer_armed = self->timer_id != -1;
+    self->timer_at_ms = at_ms;
+}
+
+static void s_arm (zf_bus_t *self, const pending_t *pending, int64_t now)
+{
+    s_arm_at (self, s_next_check (pending, now), now);
+}
+
+void zf_bus_arm_deadlines (zf_bus_t *self)
+{
+    int64_t now = zf_clock_mono_ms ();
+    int64_t earliest = INT64_MAX;
+    for (pending_t *pending = zhashx_first (self->pending); pending;
+         pending = zhashx_next (self->pending)) {
+        int64_t at = s_next_check (pending, now);
+        if (at < earliest)
+            earliest = at;
+    }
+    s_arm_at (self, earliest, now);
+}
+
+static int s_on_deadline (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
-    (void) timer_id;
     zf_bus_t *self = arg;
-    if (zhashx_size (self->pending) == 0)
+    //  zloop_timer_end only marks a timer: one moved sooner in this pass of the loop may still
+    //  run here once (zf_timers.h). The armed one does the work.
+    if (!self->timer_armed || timer_id != self->timer_id)
         return 0;
+    self->timer_armed = false; //  a timer of one shot: zloop drops it after this call
     int64_t now = zf_clock_mono_ms ();
     //  Collect first: callbacks may add, complete or forget requests while we walk.
     zlistx_t *expired = zlistx_new ();
@@ -214,6 +276,7 @@ int zf_bus_timer (zloop_t *loop, int timer_id, void *arg)
         s_pending_destroy (&pending);
     }
     zlistx_destroy (&expired);
+    zf_bus_arm_deadlines (self);
     return 0;
 }
 

@@ -402,6 +402,8 @@ void zf_bus_test (bool verbose)
                == ZF_OK);
     s_test_run_until (loop, &state, s_test_four_answers);
     ZF_ASSERT (state.replies == 3 && state.remote_errors == 1);
+    //  Requests to an actor of this process have no deadline: the bus armed no timer for them.
+    ZF_ASSERT (!client->timer_armed);
     ZF_ASSERT (strstr (state.last_error, "server@selftest: asked to fail (invalid)"));
     ZF_ASSERT (state.last_code == ZF_CODE_INVALID);
 
@@ -503,6 +505,25 @@ void zf_bus_test (bool verbose)
                == ZF_OK);
     s_test_run_for (loop, 300);
     ZF_ASSERT (forget_timeouts == 1 && zf_bus_pending (client) == 0);
+
+    //  One timer waits for the earliest deadline: a request due sooner than the one it waits
+    //  for moves it (a minute, then 100 ms: the short one times out within the 5 s of
+    //  s_test_run_until, the long one still waits).
+    state.timeouts = 0;
+    zf_msg_echo_request_t patient_long = {.seq = 13, .text = "long"};
+    zf_msg_echo_request_t short_one = {.seq = 14, .text = "short"};
+    ZF_ASSERT (zf_bus_request (client, "far-server", &zf_msg_echo_request, &patient_long, NULL,
+                               (zf_bus_call_t){.timeout_ms = 60000, .retries = 0}, s_test_on_reply,
+                               &state, &err)
+               == ZF_OK);
+    ZF_ASSERT (client->timer_armed);
+    ZF_ASSERT (zf_bus_request (client, "far-server", &zf_msg_echo_request, &short_one, NULL,
+                               (zf_bus_call_t){.timeout_ms = 100, .retries = 0}, s_test_on_reply,
+                               &state, &err)
+               == ZF_OK);
+    s_test_run_until (loop, &state, s_test_one_timeout);
+    ZF_ASSERT (zf_bus_pending (client) == 1 && client->timer_armed);
+    ZF_ASSERT (zf_bus_forget (client, &state) == 1);
     state.hold_replies = false;
 
     zf_bus_destroy (&server);
