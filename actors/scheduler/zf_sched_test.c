@@ -561,19 +561,27 @@ static void s_test_bad_host (void)
     zf_sched_destroy (&sched);
 }
 
+//  A task whose origin fetcher, on host source_id, holds pieces 0-3, and a child on host
+//  child_id that takes them from it.
+static void s_source_and_child (zf_sched_t *sched, const char *source_id, const char *child_id,
+                                zf_sched_peer_t **source, zf_sched_peer_t **child)
+{
+    *source = s_peer (sched, TASK_A, s_host (sched, source_id, false, "", "", 0));
+    *child = s_peer (sched, TASK_A, s_host (sched, child_id, false, "", "", 0));
+    ZF_ASSERT (zf_sched_decide (sched, *source, 0, NULL, NULL) == ZF_DECISION_SOURCE);
+    s_give (sched, *source, 0, 4);
+    ZF_ASSERT (zf_sched_decide (sched, *child, 0, NULL, NULL) == ZF_DECISION_PARENTS);
+}
+
 //  A task's origin fetcher whose host is marked bad (its children cannot reach it: it died)
 //  fetches for nobody: the flight is released at once, not when the host's announces stop
 //  counting (host_timeout, 15 s later), and a peer that holds pieces takes it over.
 static void s_test_bad_source (void)
 {
     zf_sched_t *sched = s_sched (8);
-    zf_sched_host_t *dead = s_host (sched, "dead", false, "", "", 0);
-    zf_sched_host_t *child_host = s_host (sched, "child", false, "", "", 0);
-    zf_sched_peer_t *source = s_peer (sched, TASK_A, dead);
-    zf_sched_peer_t *child = s_peer (sched, TASK_A, child_host);
-    ZF_ASSERT (zf_sched_decide (sched, source, 0, NULL, NULL) == ZF_DECISION_SOURCE);
-    s_give (sched, source, 0, 4);
-    ZF_ASSERT (zf_sched_decide (sched, child, 0, NULL, NULL) == ZF_DECISION_PARENTS);
+    zf_sched_peer_t *source, *child;
+    s_source_and_child (sched, "dead", "child", &source, &child);
+    zf_sched_host_t *dead = source->host;
     s_give (sched, child, 0, 2);
     ZF_ASSERT (!zf_sched_host_failure (sched, dead, 201, 1000));
     ZF_ASSERT (!zf_sched_host_failure (sched, dead, 202, 1001));
@@ -591,13 +599,8 @@ static void s_test_bad_source (void)
 static void s_test_expiry (void)
 {
     zf_sched_t *sched = s_sched (8);
-    zf_sched_host_t *gone = s_host (sched, "gone", false, "", "", 0);
-    zf_sched_host_t *alive = s_host (sched, "alive", false, "", "", 0);
-    zf_sched_peer_t *source = s_peer (sched, TASK_A, gone);
-    zf_sched_peer_t *child = s_peer (sched, TASK_A, alive);
-    ZF_ASSERT (zf_sched_decide (sched, source, 0, NULL, NULL) == ZF_DECISION_SOURCE);
-    s_give (sched, source, 0, 4);
-    ZF_ASSERT (zf_sched_decide (sched, child, 0, NULL, NULL) == ZF_DECISION_PARENTS);
+    zf_sched_peer_t *source, *child;
+    s_source_and_child (sched, "gone", "alive", &source, &child);
     //  "alive" keeps announcing, "gone" stops: after host_timeout only "gone" is removed.
     s_host (sched, "alive", false, "", "", 14000);
     ZF_ASSERT (zf_sched_expire_hosts (sched, 14000, NULL, NULL) == 0);
