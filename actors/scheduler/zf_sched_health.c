@@ -16,11 +16,7 @@ bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t r
     host->failures[host->failure_next] = now_ms;
     host->failure_reporters[host->failure_next] = reporter;
     host->failure_next = (host->failure_next + 1) % params->bad_failures;
-    uint32_t recent = 0;
-    for (uint32_t index = 0; index < params->bad_failures; index++)
-        recent +=
-            host->failures[index] > 0 && now_ms - host->failures[index] <= params->bad_window_ms;
-    if (recent < params->bad_failures)
+    if (zf_sched_host_reporters (sched, host, now_ms) < params->bad_failures)
         return false;
     host->bad_until_ms = now_ms + params->bad_cooldown_ms;
     memset (host->failures, 0, params->bad_failures * sizeof (int64_t));
@@ -29,6 +25,16 @@ bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t r
     //  fetch over now, not when the host's announces stop counting (host_timeout, 15 s).
     zf_sched_host_release_flights (sched, host);
     return true;
+}
+
+uint32_t zf_sched_host_reporters (zf_sched_t *sched, const zf_sched_host_t *host, int64_t now_ms)
+{
+    const zf_sched_params_t *params = zf_sched_params (sched);
+    uint32_t recent = 0;
+    for (uint32_t index = 0; index < params->bad_failures; index++)
+        recent +=
+            host->failures[index] > 0 && now_ms - host->failures[index] <= params->bad_window_ms;
+    return recent;
 }
 
 size_t zf_sched_expire_hosts (zf_sched_t *sched, int64_t now_ms, zf_sched_expire_fn *callback,

@@ -728,16 +728,19 @@ void zf_sched_host_drop_children (zf_sched_t *self, zf_sched_host_t *host)
     }
 }
 
+void zf_sched_peer_release_flight (zf_sched_t *self, zf_sched_peer_t *peer)
+{
+    if (peer->task->source != peer)
+        return;
+    peer->task->source = NULL;
+    peer->state = ZF_PEER_RUNNING; //  serves what it holds, if anyone can reach it
+    zf_sched_wake (self, peer->task);
+}
+
 void zf_sched_host_release_flights (zf_sched_t *self, zf_sched_host_t *host)
 {
-    for (uint32_t index = 0; index < host->peer_count; index++) {
-        zf_sched_peer_t *peer = host->peers[index];
-        if (peer->task->source != peer)
-            continue;
-        peer->task->source = NULL;
-        peer->state = ZF_PEER_RUNNING; //  serves what it holds once its cool-down ends
-        zf_sched_wake (self, peer->task);
-    }
+    for (uint32_t index = 0; index < host->peer_count; index++)
+        zf_sched_peer_release_flight (self, host->peers[index]);
 }
 
 //  --- checks --------------------------------------------------------------------------------

@@ -213,8 +213,11 @@ void zf_sched_peer_received (zf_sched_t *self, zf_sched_peer_t *peer, const zf_s
                              uint64_t bytes);
 //  Drops every edge into the host's peers (a host marked bad); children are flagged.
 void zf_sched_host_drop_children (zf_sched_t *self, zf_sched_host_t *host);
-//  Releases the single flight of every task whose origin fetcher is one of the host's peers (a
-//  host marked bad); the peer stays, as one that runs, and the task's waiting peers are woken.
+//  When the peer is its task's origin fetcher, releases the single flight: the peer stays, as
+//  one that runs, and the task's waiting peers are woken (one of them takes the flight).
+void zf_sched_peer_release_flight (zf_sched_t *self, zf_sched_peer_t *peer);
+//  Releases the flight of every task whose origin fetcher is one of the host's peers (a host
+//  marked bad).
 void zf_sched_host_release_flights (zf_sched_t *self, zf_sched_host_t *host);
 
 //  Tasks whose waiting peers may be served now (new pieces, a released source). The owner takes

@@ -596,6 +596,27 @@ static void s_test_bad_source (void)
     zf_sched_destroy (&sched);
 }
 
+//  A task with fewer peers than it takes to make a host bad (3): once every other peer reported
+//  its origin fetcher failed, the flight goes to one of them; not while one has not.
+static void s_test_few_report_source (void)
+{
+    zf_sched_t *sched = s_sched (8);
+    zf_sched_peer_t *source, *child;
+    s_source_and_child (sched, "dead", "child", &source, &child);
+    zf_sched_peer_t *other = s_peer (sched, TASK_A, s_host (sched, "other", false, "", "", 0));
+    ZF_ASSERT (zf_sched_decide (sched, other, 0, NULL, NULL) == ZF_DECISION_PARENTS);
+    ZF_ASSERT (!zf_sched_parent_failed (sched, child, source, true, 1000));
+    ZF_ASSERT (child->task->source == source); //  "other" still reaches it
+    ZF_ASSERT (!zf_sched_parent_failed (sched, other, source, true, 1001));
+    ZF_ASSERT (!child->task->source && !zf_sched_host_is_bad (source->host, 1002));
+    ZF_ASSERT (zf_sched_decide (sched, child, 1002, NULL, NULL) == ZF_DECISION_SOURCE);
+    //  "slow" does not count: a busy origin fetcher keeps its flight.
+    ZF_ASSERT (!zf_sched_parent_failed (sched, other, child, false, 1003));
+    ZF_ASSERT (child->task->source == child);
+    s_check (sched);
+    zf_sched_destroy (&sched);
+}
+
 static void s_test_expiry (void)
 {
     zf_sched_t *sched = s_sched (8);
@@ -772,6 +793,7 @@ void zf_scheduler_test (bool verbose)
     s_test_rates ();
     s_test_bad_host ();
     s_test_bad_source ();
+    s_test_few_report_source ();
     s_test_expiry ();
     s_test_churn ();
     zf_sched_ring_test (verbose);
