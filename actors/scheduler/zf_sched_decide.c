@@ -220,11 +220,8 @@ void zf_sched_seed_refused (zf_sched_t *sched, zf_sched_peer_t *seed_peer)
     task->seed_refused = seed_peer->host->serial;
     if (seed_peer->finished_count == 0 && !seed_peer->parked)
         zf_sched_peer_remove (sched, seed_peer); //  releases the flight, flags its children
-    else {
-        task->source = NULL;
-        seed_peer->state = ZF_PEER_RUNNING; //  keeps serving what it has
-        zf_sched_wake (sched, task);
-    }
+    else
+        zf_sched_peer_release_flight (sched, seed_peer); //  keeps serving what it has
 }
 
 void zf_sched_seed_failed (zf_sched_t *sched, zf_sched_peer_t *peer)

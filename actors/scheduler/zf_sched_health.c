@@ -1,6 +1,13 @@
 /*  zf_sched_health.c — failure windows and heartbeat expiry. */
 #include "zf_sched_health.h"
 
+//  Failure number `index` of the host's ring fell within bad_window_ms.
+static bool s_recent (const zf_sched_params_t *params, const zf_sched_host_t *host, uint32_t index,
+                      int64_t now_ms)
+{
+    return host->failures[index] > 0 && now_ms - host->failures[index] <= params->bad_window_ms;
+}
+
 bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t reporter,
                             int64_t now_ms)
 {
@@ -10,8 +17,7 @@ bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t r
     //  One child that cannot reach a host (its own network, its own configuration) says
     //  little: a reporter counts once per window.
     for (uint32_t index = 0; reporter && index < params->bad_failures; index++)
-        if (host->failure_reporters[index] == reporter && host->failures[index] > 0
-            && now_ms - host->failures[index] <= params->bad_window_ms)
+        if (host->failure_reporters[index] == reporter && s_recent (params, host, index, now_ms))
             return false;
     host->failures[host->failure_next] = now_ms;
     host->failure_reporters[host->failure_next] = reporter;
@@ -32,8 +38,7 @@ uint32_t zf_sched_host_reporters (zf_sched_t *sched, const zf_sched_host_t *host
     const zf_sched_params_t *params = zf_sched_params (sched);
     uint32_t recent = 0;
     for (uint32_t index = 0; index < params->bad_failures; index++)
-        recent +=
-            host->failures[index] > 0 && now_ms - host->failures[index] <= params->bad_window_ms;
+        recent += s_recent (params, host, index, now_ms);
     return recent;
 }
 
