@@ -13,15 +13,17 @@
 #include "zf_tap.h"
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <sched.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#define TRIM_INTERVAL_MS 5000 //  how often the supervisor looks whether to trim the heap
-//  Share of a core below which the daemon counts as idle: an idle daemon's timers (the bus's
-//  10 ms tick, heartbeats) take 1.3% of a core on a busy 2-core VM, and a transfer 30% or more.
+#define IO_THREADS_AUTO_MAX 4    //  [bus] io_threads = 0 picks at most this many
+#define TRIM_INTERVAL_MS    5000 //  how often the supervisor looks whether to trim the heap
+//  Share of a core below which the daemon counts as idle: an idle daemon's timers (heartbeats,
+//  announces) take well under 1% of a core, and a transfer 30% or more.
 #define TRIM_IDLE_CPU 0.05
 
 #define STOP_DEADLINE_S 5 //  SIGTERM to exit, whatever an actor does
@@ -292,6 +294,21 @@ static bool s_start (daemon_t *self, zf_error_t *err)
     return s_start_actors (self, err);
 }
 
+//  libzmq moves every connection's bytes (TCP and CURVE's encryption) on its I/O threads, one
+//  unless told otherwise: a parent serving many children over CURVE would be held to one core's
+//  crypto however many cores the host has. libzmq gives each new connection to its least loaded
+//  I/O thread, so several threads carry several connections at once. Auto: one per two CPUs this
+//  process may run on (the other half is for the actors' hashing and storage), 1 to 4.
+static int s_io_threads (const zf_bus_config_t *bus_config)
+{
+    if (bus_config->io_threads > 0)
+        return (int) bus_config->io_threads;
+    cpu_set_t cpus;
+    int count = sched_getaffinity (0, sizeof cpus, &cpus) == 0 ? CPU_COUNT (&cpus) : 1;
+    int threads = count / 2;
+    return threads < 1 ? 1 : threads > IO_THREADS_AUTO_MAX ? IO_THREADS_AUTO_MAX : threads;
+}
+
 int zf_daemon_run (zf_config_t *config)
 {
     const zf_node_config_t *node_config = zf_config_section (config, "node");
@@ -299,6 +316,8 @@ int zf_daemon_run (zf_config_t *config)
     int signal_fd = s_signal_fd ();
     zsys_handler_set (NULL); //  czmq must not install its own SIGINT/SIGTERM handler
     zsys_set_linger (0);
+    //  Before the first socket: libzmq starts its I/O threads with it.
+    zsys_set_io_threads ((size_t) s_io_threads (zf_config_section_or_defaults (config, "bus")));
 
     daemon_t self = {.config = config};
     for (size_t index = 0; index < ZF_ARRAY_LEN (self.actors); index++)

@@ -113,6 +113,14 @@ static const zf_config_key_t s_bus_keys[] = {
      .default_text = "cubic",
      .help = "TCP congestion control of tcp:// bus connections (cubic, bbr, any the kernel "
              "allows); empty: the system's"},
+    {.key = "io_threads",
+     .kind = ZF_CONFIG_INT,
+     .offset = offsetof (zf_bus_config_t, io_threads),
+     .default_text = "0",
+     .min = 0,
+     .max = 64,
+     .help = "threads that move bus bytes (TCP, CURVE); connections are spread over them; "
+             "0: one per two CPUs, 1 to 4"},
 };
 
 const zf_config_section_t zf_bus_section = {

@@ -20,7 +20,8 @@ typedef struct {
     int64_t tap_hwm;
     int64_t request_timeout_ms;
     int64_t request_retries;
-    char *congestion; //  TCP congestion control for tcp:// connections, "" = the system's
+    char *congestion;   //  TCP congestion control for tcp:// connections, "" = the system's
+    int64_t io_threads; //  libzmq I/O threads; 0: one per two CPUs, 1 to 4
 } zf_bus_config_t;
 
 extern const zf_config_section_t zf_node_section;

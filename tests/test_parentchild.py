@@ -75,11 +75,11 @@ class ParentChildTest(ZflyTestCase):
         self.nginx.stop()
         super().tearDown()
 
-    def node_ini(self, name, parents=(), piece_length=""):
+    def node_ini(self, name, parents=(), piece_length="", bus_extra=""):
         """A node with storage and fetcher; a parent ("a...") also serves its storage over
         tcp:// with CURVE to the keys in its allow directory (the child's)."""
         bind = f"ipc://{self.path(name + '-storage.sock')}"
-        bus = f"cert = {self.keys[name][0]}\n"
+        bus = f"cert = {self.keys[name][0]}\n{bus_extra}"
         if name in self.ports:
             bind += f" tcp://127.0.0.1:{self.ports[name]}"
             bus += f"allow = {self.path('allow-' + name)}\n"
@@ -93,7 +93,7 @@ class ParentChildTest(ZflyTestCase):
                 + f"events_bind = ipc://{self.path(name + '-fetcher-events.sock')}\n"
                 + piece_length)
 
-    def start_node(self, name, parents=(), serves=(), piece_length=""):
+    def start_node(self, name, parents=(), serves=(), piece_length="", bus_extra=""):
         """serves: the nodes this one lets in over tcp:// (its children)."""
         for node in (name, *serves):  # once each: a node restarted keeps its keys, and the
             if node not in self.keys:  # keys already in allow-lists stay the ones in use
@@ -105,7 +105,7 @@ class ParentChildTest(ZflyTestCase):
                 target = self.path("allow-" + name, child + ".pub")
                 if not os.path.exists(target):
                     os.link(self.keys[child][1], target)
-        ini = self.node_ini(name, parents, piece_length)
+        ini = self.node_ini(name, parents, piece_length, bus_extra)
         with open(self.path(name + ".ini"), "w") as handle:
             handle.write(ini)
         node = self.start(name, ini)
@@ -150,6 +150,43 @@ class ParentChildTest(ZflyTestCase):
         self.assertEqual(status["bytes_from_source"], 0, status)
         self.assertEqual(parent.metric("zfly_storage_pieces_served_total", peer="remote"),
                          status["piece_count"])
+
+    def io_threads(self, node):
+        """The names of libzmq's I/O threads in node's process."""
+        names = []
+        for comm in glob.glob(f"/proc/{node.process.pid}/task/*/comm"):
+            with open(comm) as handle:
+                name = handle.read().strip()
+            if name.startswith("ZMQbg/IO/"):
+                names.append(name)
+        return sorted(names)
+
+    def test_a_parent_with_two_io_threads_serves_two_children_at_once(self):
+        """[bus] io_threads: a parent whose connections are spread over two I/O threads (each
+        encrypts its own connections' bytes) serves two children at once, byte-exact, from its
+        cache alone; a node without the key has one per two CPUs it may run on, 1 to 4."""
+        size = 64 * MiB + 777
+        sha = make_file(os.path.join(self.www, "layer.bin"), size)
+        url = self.nginx.url("layer.bin")
+        parent = self.start_node("a", serves=["b", "c"], bus_extra="io_threads = 2\n")
+        self.assertEqual(self.io_threads(parent), ["ZMQbg/IO/0", "ZMQbg/IO/1"])
+        self.get_ok("a", url, self.path("out-a"), sha)
+        origin_before = self.nginx.body_bytes()
+        children = [self.start_node(name, parents=["a"]) for name in ("b", "c")]
+        expected = min(max(len(os.sched_getaffinity(0)) // 2, 1), 4)
+        for child in children:
+            self.assertEqual(len(self.io_threads(child)), expected)
+        gets = [subprocess.Popen([ZFLY_GET, url, "-O", self.path("out-" + name), "-c",
+                                  self.path(name + ".ini"), "--digest", "sha256:" + sha,
+                                  "--parent", "storage@a"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 stdin=subprocess.DEVNULL) for name in ("b", "c")]
+        for name, get in zip(("b", "c"), gets):
+            _, errors = get.communicate(timeout=600)
+            self.assertEqual(get.returncode, 0, errors)
+            self.assertEqual(sha256_file(self.path("out-" + name)), sha, errors)
+            self.assertEqual(self.task_status(name, errors)["bytes_from_source"], 0)
+        self.assertEqual(self.nginx.body_bytes(), origin_before, "a child went to the origin")
 
     def test_a_piece_damaged_at_a_parent_is_refused_and_taken_from_another_parent(self):
         """A's pieces changed after they were checked, and their checksums were made to match
