@@ -77,8 +77,8 @@ static const zf_config_key_t s_keys[] = {
      .default_text = "1ms",
      .min = 1,
      .max = 1000,
-     .help = "no longer used (kept so that older files still load): metadata commits now run "
-             "off the actor's loop, each as soon as the one before ended"},
+     .help = "no longer used (kept so that older files still load): metadata commits run off "
+             "the actor's loop, every 100 ms while pieces come (at once with fsync)"},
     {.key = "fsync",
      .kind = ZF_CONFIG_BOOL,
      .offset = offsetof (zf_storage_config_t, fsync),

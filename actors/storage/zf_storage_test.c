@@ -4,6 +4,7 @@
 #include "zf_metrics.h"
 #include "zf_msgs.h"
 #include "zf_storage.h"
+#include "storage/zf_meta_slot.h"
 #include "storage/zf_store.h"
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -616,6 +617,53 @@ static void s_test_gc (const char *dir, bool verbose)
     s_test_client_destroy (&client);
 }
 
+//  The newest record's sequence in a task's slot files: how many records were written.
+static uint64_t s_test_newest_record (const char *dir, const char *id)
+{
+    uint64_t newest = 0;
+    for (int slot = 0; slot < 2; slot++) {
+        char *path = zf_asprintf ("%s/tasks/%.2s/%s/meta.%d", dir, id, id, slot);
+        zchunk_t *bytes = zchunk_slurp (path, 0);
+        uint64_t sequence = 0;
+        const uint8_t *payload;
+        size_t payload_size;
+        zf_error_t err;
+        if (bytes
+            && zf_meta_slot_parse (zchunk_data (bytes), zchunk_size (bytes), &sequence, &payload,
+                                   &payload_size, &err)
+                   == ZF_OK
+            && sequence > newest)
+            newest = sequence;
+        zchunk_destroy (&bytes);
+        zf_free (path);
+    }
+    return newest;
+}
+
+//  Without fsync nobody waits for a claim, so records are written at most every
+//  COMMIT_INTERVAL_MS (zf_store_io.c), not after every write: back-to-back writes of 256
+//  pieces make a handful of records, not one per batch of one or two pieces.
+static void s_test_commit_pace (const char *dir, bool verbose)
+{
+    test_client_t client;
+    s_test_client_new (&client, "selftest-pace", dir);
+    s_test_start_storage (&client);
+    char id[65];
+    s_test_id (id, 'e');
+    int64_t start = zclock_mono ();
+    uint8_t *content = s_test_fill (&client, id, 256 * 4096, 4096, 5);
+    int64_t elapsed = zclock_mono () - start;
+    s_test_client_destroy (&client); //  its stop commits what is left
+    //  The record made with the task, one batch at the first write and one per interval after
+    //  it, and at stop the batch under way and the one after it.
+    uint64_t most = 4 + (uint64_t) elapsed / 100;
+    uint64_t records = s_test_newest_record (dir, id);
+    if (verbose)
+        printf ("storage commit pace: %" PRIu64 " records in %" PRId64 " ms\n", records, elapsed);
+    ZF_ASSERT (records >= 2 && records <= most);
+    zf_free (content);
+}
+
 void zf_storage_test (bool verbose)
 {
     printf (" * zf_storage: ");
@@ -625,6 +673,7 @@ void zf_storage_test (bool verbose)
     s_test_core (template_core, verbose);
     s_test_recreate (template_core, verbose);
     s_test_gc (template_gc, verbose);
+    s_test_commit_pace (template_gc, verbose);
     char *command = zf_asprintf ("rm -rf '%s' '%s'", template_core, template_gc);
     ZF_ASSERT (system (command) == 0);
     zf_free (command);

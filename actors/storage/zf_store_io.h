@@ -5,17 +5,19 @@
     reads and uploads while the kernel holds a write back (dirty page throttling), and a
     task's writes keep their order (zf_store.h says why that matters when a task is removed
     and created again). Commits run on the committer thread, one batch at a time: a batch
-    holds a record for every task with something its metadata does not say yet, begins as
-    soon as the one before has ended, and never holds a write back. Who waits for what is
-    the caller's choice: zf_store_io_when_committed calls back once the task's next commit
-    ended (durable mode waits so for piece.written; the default mode answers when the bytes
-    are written).
+    holds a record for every task with something its metadata does not say yet, and never
+    holds a write back. Who waits for what is the caller's choice: zf_store_io_when_committed
+    calls back once the task's next commit ended (durable mode waits so for piece.written,
+    and there a batch begins as soon as the one before has ended; the default mode answers
+    when the bytes are written, and a batch begins COMMIT_INTERVAL_MS after the last began:
+    a record says every piece of its task, and written back to back they cost a task of
+    4096 pieces 0.8 CPU s per GiB).
 
     The cost of a batch on the loop is the encoding of its records, which grows with the
     piece count; a batch begins no sooner than COMMIT_COST_SHARE times that cost after the
     last began, so encoding takes at most about an eighth of the loop even for tasks of a
-    million pieces (for a usual task it is some microseconds, and batches follow each other
-    at once). A batch that failed is tried again after COMMIT_RETRY_MS. */
+    million pieces. A batch that failed is tried again after COMMIT_RETRY_MS. At stop,
+    batches follow each other at once until everything is claimed. */
 #ifndef ZF_STORE_IO_H_INCLUDED
 #define ZF_STORE_IO_H_INCLUDED
 
