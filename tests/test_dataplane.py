@@ -246,7 +246,8 @@ class DataplaneTest(ZflyTestCase):
         sent_after = sent_total - sent_before
         finished_bytes = status["finished_count"] * PIECE
         # Only what was missing came again: at most the unfinished part plus a few pieces that
-        # were in flight at the kill, far from a second copy.
+        # were in flight at the kill or finished too shortly before it to be claimed (records
+        # are written every 100 ms: 1.6 pieces at this rate), far from a second copy.
         self.assertLessEqual(sent_after, size - finished_bytes + 4 * PIECE,
                              f"sent before kill {sent_before}, after restart {sent_after}")
         self.assertLess(sent_total, 1.7 * size)

@@ -169,7 +169,7 @@ class StorageTest(ZflyTestCase):
 
     def test_kill_9_claims_only_written_pieces(self):
         # By default piece.written goes out once the bytes are written, and the metadata
-        # that claims them follows at once: after kill -9 nothing unwritten is claimed.
+        # that claims them follows within 100 ms: after kill -9 nothing unwritten is claimed.
         self.kill_9_mid_writes()
 
     def test_durable_mode_keeps_acknowledged_pieces_across_kill_9(self):
