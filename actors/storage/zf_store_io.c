@@ -86,7 +86,8 @@ static bool s_batch_begin (zf_store_io_t *self)
     //  pieces (160 KiB of digests and checksums) was encoded and written about a thousand
     //  times a second while it downloaded. What a kill -9 loses by waiting is at most the
     //  interval's pieces, fetched again.
-    if (!zf_store_durable (self->store) && !self->draining
+    //  (At stop s_schedule begins batches at once whatever this says.)
+    if (!zf_store_durable (self->store)
         && self->next_batch_us < start_us + COMMIT_INTERVAL_MS * 1000)
         self->next_batch_us = start_us + COMMIT_INTERVAL_MS * 1000;
     zf_io_worker_submit (self->committer, &batch->io);
