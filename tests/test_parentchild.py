@@ -112,17 +112,30 @@ class ParentChildTest(ZflyTestCase):
         node.wait_ready()
         return node
 
-    def get_ok(self, node, url, output, sha, *args, timeout=600):
-        """zfly-get on node to the end, checked: its stderr text."""
+    def start_get(self, node, url, output, sha, *args):
+        """zfly-get on node, running."""
         command = [ZFLY_GET, url, "-O", output, "-c", self.path(node + ".ini"),
                    "--digest", "sha256:" + sha, *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                stdin=subprocess.DEVNULL)
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, stdin=subprocess.DEVNULL)
+
+    def end_get(self, get, output, sha, timeout=600):
+        """Waits for a zfly-get of start_get and checks it: its stderr text."""
+        try:
+            _, errors = get.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            get.kill()  # as subprocess.run does: no zfly-get outlives its test
+            get.wait()
+            raise
         for marker in zflytest.SANITIZER_MARKERS:
-            self.assertNotIn(marker, result.stderr)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(sha256_file(output), sha, result.stderr)  # the test's own hash
-        return result.stderr
+            self.assertNotIn(marker, errors)
+        self.assertEqual(get.returncode, 0, errors)
+        self.assertEqual(sha256_file(output), sha, errors)  # the test's own hash
+        return errors
+
+    def get_ok(self, node, url, output, sha, *args, timeout=600):
+        """zfly-get on node to the end, checked: its stderr text."""
+        return self.end_get(self.start_get(node, url, output, sha, *args), output, sha, timeout)
 
     def task_status(self, node, text):
         task_id = re.search(r"zfly-get: task ([0-9a-f]{64})", text).group(1)
@@ -176,15 +189,10 @@ class ParentChildTest(ZflyTestCase):
         expected = min(max(len(os.sched_getaffinity(0)) // 2, 1), 4)
         for child in children:
             self.assertEqual(len(self.io_threads(child)), expected)
-        gets = [subprocess.Popen([ZFLY_GET, url, "-O", self.path("out-" + name), "-c",
-                                  self.path(name + ".ini"), "--digest", "sha256:" + sha,
-                                  "--parent", "storage@a"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                 stdin=subprocess.DEVNULL) for name in ("b", "c")]
+        gets = [self.start_get(name, url, self.path("out-" + name), sha, "--parent", "storage@a")
+                for name in ("b", "c")]
         for name, get in zip(("b", "c"), gets):
-            _, errors = get.communicate(timeout=600)
-            self.assertEqual(get.returncode, 0, errors)
-            self.assertEqual(sha256_file(self.path("out-" + name)), sha, errors)
+            errors = self.end_get(get, self.path("out-" + name), sha)
             self.assertEqual(self.task_status(name, errors)["bytes_from_source"], 0)
         self.assertEqual(self.nginx.body_bytes(), origin_before, "a child went to the origin")
 
