@@ -243,11 +243,14 @@ bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched
     if (!counts)
         return false;
     bool bad = zf_sched_host_failure (sched, parent->host, child->host->serial, now_ms);
-    //  A task with fewer children than it takes to make a host bad (bad_failures): when every
-    //  other peer of the task reported its origin fetcher failed, nobody can take what it
-    //  fetches, so the flight goes to one of them now, not when its announces stop counting.
+    //  A task with fewer children than it takes to make a host bad (bad_failures): once its
+    //  origin fetcher's host has as many recent failures as the task has other peers (theirs
+    //  or, alike, other tasks' children's: a host that fails them fails these too), nobody can
+    //  take what it fetches, so the flight goes to one of them now, not when its announces stop
+    //  counting.
     if (!bad && parent->task->source == parent
-        && zf_sched_host_reporters (sched, parent->host, now_ms) + 1 >= parent->task->peer_count)
+        && zf_sched_host_recent_failures (sched, parent->host, now_ms) + 1
+               >= parent->task->peer_count)
         zf_sched_peer_release_flight (sched, parent);
     return bad;
 }

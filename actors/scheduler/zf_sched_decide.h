@@ -66,7 +66,8 @@ void zf_sched_seed_failed (zf_sched_t *sched, zf_sched_peer_t *peer);
 
 //  A parent did not serve the child: drop the edge, keep it away from the child, count the
 //  failure against its host. Returns true when the host became bad. A task's origin fetcher
-//  that every other peer of the task reported failed gives up the flight, bad or not.
+//  whose host has as many recent failures as the task has other peers gives up the flight,
+//  bad or not.
 bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched_peer_t *parent,
                              bool counts, int64_t now_ms);
 

@@ -22,7 +22,7 @@ bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t r
     host->failures[host->failure_next] = now_ms;
     host->failure_reporters[host->failure_next] = reporter;
     host->failure_next = (host->failure_next + 1) % params->bad_failures;
-    if (zf_sched_host_reporters (sched, host, now_ms) < params->bad_failures)
+    if (zf_sched_host_recent_failures (sched, host, now_ms) < params->bad_failures)
         return false;
     host->bad_until_ms = now_ms + params->bad_cooldown_ms;
     memset (host->failures, 0, params->bad_failures * sizeof (int64_t));
@@ -33,7 +33,8 @@ bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t r
     return true;
 }
 
-uint32_t zf_sched_host_reporters (zf_sched_t *sched, const zf_sched_host_t *host, int64_t now_ms)
+uint32_t zf_sched_host_recent_failures (zf_sched_t *sched, const zf_sched_host_t *host,
+                                        int64_t now_ms)
 {
     const zf_sched_params_t *params = zf_sched_params (sched);
     uint32_t recent = 0;

@@ -22,9 +22,11 @@
 bool zf_sched_host_failure (zf_sched_t *sched, zf_sched_host_t *host, uint32_t reporter,
                             int64_t now_ms);
 
-//  How many different children reported the host failed within bad_window_ms (at most
-//  bad_failures: once that many did, it is bad).
-uint32_t zf_sched_host_reporters (zf_sched_t *sched, const zf_sched_host_t *host, int64_t now_ms);
+//  How many failures of the host, for any of its tasks, fell within bad_window_ms: one per
+//  reporting child (a child counts once per window) and one per seed refusal (reporter 0, each
+//  counted); at most bad_failures, for once that many did, it is bad.
+uint32_t zf_sched_host_recent_failures (zf_sched_t *sched, const zf_sched_host_t *host,
+                                        int64_t now_ms);
 
 //  Called for each host about to be removed, before its peers go (the owner answers their
 //  waiting requests and publishes an event).
