@@ -301,12 +301,13 @@ static void s_register (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_t
                              &body, SCHEDULE_TIMEOUT_MS);
 }
 
-//  No scheduler can help this task: the origin, for whatever parents do not give.
+//  No scheduler can help this task: it goes on with the parents it has, and the origin for
+//  what none of them may still get.
 static void s_give_up (zf_fetch_sched_t *self, zf_fetch_task_t *task, const char *why)
 {
     zf_counter_add (self->fallbacks, 1);
     zhashx_delete (self->tasks, zf_fetch_task_id (task));
-    zf_fetch_task_fall_back (task, why);
+    zf_fetch_task_lose_scheduler (task, why);
 }
 
 //  Sends what the task needs from its scheduler next, if nothing is in flight.
@@ -728,7 +729,8 @@ zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
     self->interval_ms = HEARTBEAT_DEFAULT_MS;
     self->fallbacks =
         zf_metrics_counter ("zfly_fetcher_scheduler_fallbacks_total",
-                            "Tasks sent back to source because no scheduler or parent could help",
+                            "Tasks that lost their scheduler (none reachable, or it refused) and "
+                            "went on with their parents, and the origin for what none could give",
                             "actor", env->name, NULL);
     env->observer = &s_observer;
     env->observer_arg = self;

@@ -149,12 +149,18 @@ void zf_fetch_task_to_source (zf_fetch_task_t *self)
         zf_fetch_task_wake (self);
 }
 
-void zf_fetch_task_fall_back (zf_fetch_task_t *self, const char *why)
+//  The task does not become an origin fetcher: when it did, every peer of a swarm whose
+//  scheduler died took the rest of the file from the origin while the seed still fed them
+//  (N = 8, the scheduler killed at 8 s of 25: 5.3 F from the origin, the last peer at 118 s;
+//  docs/benchmarks.md "A scheduler that dies").
+void zf_fetch_task_lose_scheduler (zf_fetch_task_t *self, const char *why)
 {
-    if (!zf_fetch_task_running (self) || self->sched_source)
+    if (!zf_fetch_task_running (self) || self->sched_source || self->sched_lost)
         return;
-    zf_fetch_task_count_fallback (self, why);
-    zf_fetch_task_to_source (self);
+    self->sched_lost = why;
+    zf_notice (self->env->name, "task goes on without a scheduler task=%.16s: %s, parents=%zu",
+               self->task_id, why, zf_fetch_task_parent_count (self));
+    zf_fetch_task_wake (self);
 }
 
 //  --- storage: stat, open ---------------------------------------------------------------------
@@ -496,9 +502,13 @@ static void s_pump (zf_fetch_task_t *self)
 {
     switch (self->phase) {
     case ZF_FETCH_TASK_PHASE_PARENTS:
-        //  Parents given by the client, all gone before any answered: the origin.
-        if (!self->scheduled && zf_fetch_parents_exhausted (self->parents))
+        //  Parents given by the client (or left by a lost scheduler), all gone before any
+        //  answered: the origin.
+        if ((!self->scheduled || self->sched_lost) && zf_fetch_parents_exhausted (self->parents)) {
+            if (self->sched_lost)
+                zf_fetch_task_count_fallback (self, self->sched_lost);
             s_parents_to_origin (self, "no parent to use");
+        }
         break;
     case ZF_FETCH_TASK_PHASE_PROBE: zf_fetch_task_pump_probe (self); break;
     case ZF_FETCH_TASK_PHASE_OPEN:

@@ -116,8 +116,9 @@ void zf_fetch_task_peek (zf_fetch_task_t *self, const zf_bus_return_t *ret, uint
 //  The scheduler says: this task fetches from the origin whatever its parents cannot give,
 //  now (it is the single flight). Pieces parents hold still come from them.
 void zf_fetch_task_to_source (zf_fetch_task_t *self);
-//  No scheduler can help (none reachable, or it refused): the same, as a fallback, logged
-//  with why and counted.
-void zf_fetch_task_fall_back (zf_fetch_task_t *self, const char *why);
+//  The task's scheduler is gone (none reachable, or it refused): the task keeps the parents
+//  it was given and goes on as if a client had named them, taking from the origin only the
+//  pieces none of them may still get (logged with why, a static string, and counted then).
+void zf_fetch_task_lose_scheduler (zf_fetch_task_t *self, const char *why);
 
 #endif

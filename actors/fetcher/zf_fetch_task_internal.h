@@ -73,8 +73,9 @@ struct zf_fetch_task_s {
     //  the origin only what parents cannot give after sched_fallback without progress.
     bool scheduled;
     bool sched_source;
-    int wake_timer;  //  the pump's next turn, -1: none
-    int check_timer; //  a backoff or deadline to look at again, -1: none
+    const char *sched_lost; //  why the scheduler is gone (then parents as if given), or NULL
+    int wake_timer;         //  the pump's next turn, -1: none
+    int check_timer;        //  a backoff or deadline to look at again, -1: none
     char error_code[32];
     char error_message[1024];
     //  When the first bytes came, for the debug timeline (ms after the task was made): the

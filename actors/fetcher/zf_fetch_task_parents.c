@@ -51,13 +51,14 @@ bool zf_fetch_task_remove_parent (zf_fetch_task_t *self, const char *parent)
 //    the peers that hold pieces, and replaces a source that died; a busy or starved swarm is
 //    slow, and must not turn into every peer fetching from the origin. Only a task left with
 //    no parent at all for sched_fallback takes them itself.
-//  - Parents given by the client: once none of them may still get the piece.
+//  - Parents given by the client, or left by a scheduler that is gone: once none of them may
+//    still get the piece.
 //  A task without a URL that no parent can serve fails.
 static bool s_route_now (zf_fetch_task_t *self, int64_t now)
 {
     if (self->sched_source)
         return true;
-    if (self->scheduled)
+    if (self->scheduled && !self->sched_lost)
         return zf_fetch_parents_count (self->parents) == 0
                && now - self->progress_ms >= self->env->config->sched_fallback_ms;
     return !zf_fetch_parents_may_grow (self->parents, now);
@@ -79,7 +80,8 @@ static void s_route (zf_fetch_task_t *self, int64_t now)
             return;
         }
         if (self->scheduled && !self->sched_source)
-            zf_fetch_task_count_fallback (self, "no parent left");
+            zf_fetch_task_count_fallback (self,
+                                          self->sched_lost ? self->sched_lost : "no parent left");
         zf_piece_table_route_to_origin (self->table, index);
     }
 }
