@@ -8,7 +8,8 @@ Scenarios: a 300 MB file arrives exactly and the second copy comes from the cach
 URLs of one blob are one task; kill -9 mid-download resumes from the finished pieces; a piece
 damaged on disk is refused and fetched again; zfly-get copies pieces from the cache file, or
 reads them over the bus when it cannot see that file; a digest mismatch fails cleanly and leaves
-nothing in the cache; GC evicts least-recently-used tasks but not one being read; node B gets
+nothing in the cache; GC evicts least-recently-used tasks but not one being read; a full disk
+(a task too large refused, room made, a failed download's space freed); node B gets
 a task entirely from node A's storage over CURVE; origin errors and an origin ignoring Range;
 zfly-get's own errors (no daemon, bad arguments)."""
 import hashlib
@@ -590,6 +591,53 @@ class DataplaneTest(ZflyTestCase):
         self.assertEqual(reads["failed"], [])
         fetch("t1", fresh=False)
         self.assertEqual(self.origin_requests, 0, "t1 should have survived GC")
+
+    @unittest.skipIf(os.geteuid() != 0, "needs root to mount a small tmpfs for the cache")
+    def test_a_full_disk_makes_room_refuses_what_cannot_fit_and_stays_usable(self):
+        """The cache on a 48 MiB filesystem: a task larger than it is refused before any byte
+        is fetched; room for a new task is made at once by evicting unused tasks; a download
+        the disk cannot hold (the rest in use, or files not storage's) fails with a clear
+        error and leaves its space free, so the next download works (kept, its partial data
+        held the disk full and every download after it failed until GC's next round)."""
+        cache = self.path("a-cache")
+        os.makedirs(cache)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", cache], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", cache], check=False)
+        grace_ms = 500
+        self.start_node(storage=f"gc_interval = 1h\nbusy_grace = {grace_ms}ms\n")
+        clock = self.storage_client(sender="tester@a")
+
+        def age_past_grace(offset=[0]):
+            offset[0] += grace_ms + 1
+            reply, _ = clock.request("storage.shift_clock", {"offset_ms": offset[0]})
+            self.assertEqual(reply["type"], "storage.clock", reply)
+
+        self.add_file("huge.bin", 64 * MiB)
+        code, text = self.get(self.origin.url("huge.bin"), self.path("out-huge"))
+        self.assertNotEqual(code, 0, text)
+        self.assertIn("a task of 67108864 bytes cannot fit in the cache's filesystem", text)
+        self.assertLessEqual(self.origin.path_stats("/huge.bin")[1], 1,
+                             "bytes fetched for nothing (beyond the probe's one byte)")
+
+        sha1 = self.add_file("t1.bin", 20 * MiB)
+        t1 = self.task_id(self.get_ok(self.origin.url("t1.bin"), self.path("out-t1"), sha1,
+                                      "--copy"))
+        age_past_grace()
+        make_file(os.path.join(cache, "not-storage's"), 16 * MiB)
+        sha2 = self.add_file("t2.bin", 20 * MiB)  # 36 + 20 MiB > 48: t1 must go, and does
+        self.get_ok(self.origin.url("t2.bin"), self.path("out-t2"), sha2, "--copy")
+        self.assertFalse(os.path.exists(self.task_dir(t1)), "t1 was not evicted")
+
+        # t2 in use (not aged) and 16 MiB not storage's: 20 MiB more cannot fit.
+        self.add_file("t3.bin", 20 * MiB)
+        code, text = self.get(self.origin.url("t3.bin"), self.path("out-t3"), "--copy")
+        self.assertNotEqual(code, 0, text)
+        self.assertIn("the cache is full", text)
+        tasks = self.path("a-cache", "tasks")
+        held = [name for bucket in os.listdir(tasks) for name in os.listdir(f"{tasks}/{bucket}")]
+        self.assertEqual(len(held), 1, f"t3's partial data is still in the cache: {held}")
+        sha4 = self.add_file("t4.bin", 8 * MiB)
+        self.get_ok(self.origin.url("t4.bin"), self.path("out-t4"), sha4, "--copy")
 
     def test_node_b_gets_a_task_from_node_a_over_curve(self):
         size = 12 * MiB

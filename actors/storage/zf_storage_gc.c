@@ -66,7 +66,6 @@ static void s_evict (zf_storage_t *self, zf_store_task_t *task, const char *reas
     zf_storage_remove_task (self, &task);
 }
 
-//  Cache use and capacity in bytes: of the quota when one is set, else of the filesystem.
 bool zf_storage_usage (zf_storage_t *self, uint64_t *used, uint64_t *capacity)
 {
     if (self->config->quota > 0) {
@@ -74,6 +73,11 @@ bool zf_storage_usage (zf_storage_t *self, uint64_t *used, uint64_t *capacity)
         *capacity = self->config->quota;
         return true;
     }
+    return zf_storage_filesystem (self, used, capacity);
+}
+
+bool zf_storage_filesystem (zf_storage_t *self, uint64_t *used, uint64_t *capacity)
+{
     struct statvfs info;
     if (statvfs (zf_store_dir (self->store), &info) != 0 || info.f_blocks == 0) {
         static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (1, 60000);
@@ -93,6 +97,23 @@ static int s_by_access (const void *left, const void *right)
     return (a->accessed_ms > b->accessed_ms) - (a->accessed_ms < b->accessed_ms);
 }
 
+//  Evicts the least recently used tasks not in use (tasks[], sorted by s_by_access; NULL
+//  entries skipped) while used is above target; returns used as it then is. Freed bytes are
+//  counted from the tasks, not re-measured: a filesystem may report the space free only later.
+static uint64_t s_evict_down_to (zf_storage_t *self, zf_store_task_t **tasks, size_t count,
+                                 uint64_t used, double target, int64_t now)
+{
+    for (size_t index = 0; index < count && (double) used > target; index++) {
+        zf_store_task_t *task = tasks[index];
+        if (!task || s_in_use (self, task, now))
+            continue;
+        used -= task->finished_bytes < used ? task->finished_bytes : used;
+        s_evict (self, task, "watermark");
+        tasks[index] = NULL;
+    }
+    return used;
+}
+
 void zf_storage_gc (zf_storage_t *self)
 {
     int64_t now = zf_storage_now_ms (self);
@@ -108,23 +129,34 @@ void zf_storage_gc (zf_storage_t *self)
     uint64_t used, capacity;
     if (zf_storage_usage (self, &used, &capacity)
         && (double) used > self->config->high_watermark / 100.0 * (double) capacity) {
-        //  Freed bytes are counted from the tasks, not re-measured: a filesystem may report
-        //  the space free only later.
         double target = self->config->low_watermark / 100.0 * (double) capacity;
         zf_notice (self->name, "gc: use %" PRIu64 " of %" PRIu64 " bytes is above %.1f%%", used,
                    capacity, self->config->high_watermark);
-        for (size_t index = 0; index < count && (double) used > target; index++) {
-            zf_store_task_t *task = tasks[index];
-            if (!task || s_in_use (self, task, now))
-                continue;
-            used -= task->finished_bytes < used ? task->finished_bytes : used;
-            s_evict (self, task, "watermark");
-        }
+        used = s_evict_down_to (self, tasks, count, used, target, now);
         if ((double) used > target)
             zf_warning (self->name, "gc: still %" PRIu64 " bytes used: the rest is in use", used);
     }
     zf_free (tasks);
     zf_storage_update_gauges (self);
+}
+
+uint64_t zf_storage_make_room (zf_storage_t *self, uint64_t need)
+{
+    uint64_t used, capacity;
+    if (!zf_storage_usage (self, &used, &capacity)
+        || (double) (used + need) <= self->config->high_watermark / 100.0 * (double) capacity)
+        return 0;
+    int64_t now = zf_storage_now_ms (self);
+    size_t count;
+    zf_store_task_t **tasks = zf_store_tasks (self->store, &count);
+    qsort (tasks, count, sizeof *tasks, s_by_access);
+    double target = self->config->low_watermark / 100.0 * (double) capacity - (double) need;
+    zf_notice (self->name, "gc: making room for %" PRIu64 " bytes: use %" PRIu64 " of %" PRIu64,
+               need, used, capacity);
+    uint64_t left = s_evict_down_to (self, tasks, count, used, target, now);
+    zf_free (tasks);
+    zf_storage_update_gauges (self);
+    return used - left;
 }
 
 //  Persists access times now and then, not on every read: losing some only makes LRU a

@@ -128,6 +128,10 @@ bool zf_storage_upload_waiting (zf_storage_t *self, const char *task_id);
 
 //  Evicts expired tasks, then least recently used ones while use is above high_watermark.
 void zf_storage_gc (zf_storage_t *self);
+//  When `need` more bytes would take use above high_watermark: evicts least recently used
+//  tasks not in use until they fit under low_watermark, now rather than at GC's next round
+//  (a task about to be created; a write that found the disk full). Returns the bytes freed.
+uint64_t zf_storage_make_room (zf_storage_t *self, uint64_t need);
 //  Every gc_interval: access times saved, then GC (a zloop timer; arg: the actor).
 int zf_storage_gc_timer (zloop_t *loop, int timer_id, void *arg);
 //  A batch of commits ended (zf_store_io_handlers_t committed; arg: the actor).
@@ -136,6 +140,8 @@ void zf_storage_on_committed (void *arg);
 void zf_storage_save_access_times (zf_storage_t *self);
 //  Cache use and capacity in bytes: of the quota when one is set, else of the filesystem.
 bool zf_storage_usage (zf_storage_t *self, uint64_t *used, uint64_t *capacity);
+//  The same of the cache directory's filesystem, whatever the quota.
+bool zf_storage_filesystem (zf_storage_t *self, uint64_t *used, uint64_t *capacity);
 //  Deletes the task; storage.stat requests held for it are answered (not_found).
 void zf_storage_remove_task (zf_storage_t *self, zf_store_task_t **task_p);
 //  Removes a task whose data file storage may not write any more, saying why.

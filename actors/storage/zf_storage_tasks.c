@@ -53,6 +53,26 @@ static void s_arm_watch_timer (zf_storage_t *self)
 
 // ---- tasks -------------------------------------------------------------------------------------
 
+//  A new task of content_length bytes: refused at once when the cache's filesystem could
+//  never hold it (the download would fail when the disk filled, after fetching what fits;
+//  a quota is GC's target, not a limit: a task over it is held, and evicted once unused);
+//  else room is made for it now, where GC's next round might come only after the disk is full.
+static bool s_fits (zf_storage_t *self, const zf_bus_return_t *ret, uint64_t content_length)
+{
+    uint64_t used, capacity;
+    if (zf_storage_filesystem (self, &used, &capacity) && content_length > capacity) {
+        zf_warning (self->name, "refused a task of %" PRIu64 " bytes: %s holds %" PRIu64,
+                    content_length, zf_store_dir (self->store), capacity);
+        zf_bus_reply_error (self->bus, ret, ZF_E_TOO_LARGE, "content_length",
+                            "a task of %" PRIu64 " bytes cannot fit in the cache's filesystem "
+                            "([storage] dir) of %" PRIu64 " bytes",
+                            content_length, capacity);
+        return false;
+    }
+    zf_storage_make_room (self, content_length);
+    return true;
+}
+
 static void s_handle_open (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     (void) bus;
@@ -81,6 +101,8 @@ static void s_handle_open (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         return;
     } else if (zf_store_check_geometry (body->content_length, body->piece_length, &err) != ZF_OK) {
         zf_bus_reply_error (self->bus, ret, err.code, err.where, "%s", err.message);
+        return;
+    } else if (!s_fits (self, ret, body->content_length)) {
         return;
     } else {
         zf_store_spec_t spec = {.id = body->task_id,

@@ -11,6 +11,7 @@ typedef struct {
     zf_bus_return_t ret;
     bool give_back;    //  the frame goes back with piece.written
     bool digest_known; //  digest is the bytes' SHA-256 (given, checked)
+    bool retried;      //  written again once GC made room (the disk was full)
     uint8_t digest[ZF_STORE_DIGEST_LEN];
 } write_job_t;
 
@@ -76,6 +77,37 @@ void zf_storage_answer_when_claimed (zf_storage_t *self, const zf_bus_return_t *
     zf_store_io_when_committed (self->io, task, s_on_claimed, self, wait);
 }
 
+//  The disk was full when the writer wrote this piece. Tasks not in use are evicted to make
+//  room and the piece is written once more; when none can go, the task cannot complete in
+//  this cache now, and is dropped: kept, its partial data held the disk full, and every
+//  download after it failed until GC's next round (up to gc_interval + busy_grace later).
+//  True when the write went back to the writer.
+static bool s_retry_when_full (zf_storage_t *self, write_job_t *job, zf_store_task_t *task)
+{
+    zf_store_write_t *write = &job->write;
+    if (!job->retried && zf_storage_make_room (self, zframe_size (write->bytes)) > 0) {
+        job->retried = true;
+        uint8_t digest[ZF_STORE_DIGEST_LEN];
+        bool check = write->check_digest;
+        memcpy (digest, write->digest, sizeof digest);
+        zframe_t *bytes = write->bytes;
+        write->bytes = NULL;
+        zf_store_write_clear (write);
+        zf_store_write_prepare (self->store, task, write->piece, &bytes, check ? digest : NULL,
+                                write);
+        zf_store_io_write (self->io, write);
+        return true;
+    }
+    uint64_t used = 0, capacity = 0;
+    zf_storage_usage (self, &used, &capacity);
+    zf_bus_reply_error (self->bus, &job->ret, ZF_E_IO, "piece",
+                        "cannot store piece %" PRIu64 ": the cache is full (%" PRIu64 " of %" PRIu64
+                        " bytes used, by tasks in use or files not storage's)",
+                        write->piece, used, capacity);
+    zf_storage_drop_task (self, task, "the disk is full and no other task can make room");
+    return false;
+}
+
 //  A write the writer thread has done: the piece is finished (served from now on) and is
 //  answered now, or in durable mode once a commit claimed it.
 void zf_storage_on_written (void *arg, zf_store_write_t *write, zf_store_task_t *task)
@@ -99,6 +131,11 @@ void zf_storage_on_written (void *arg, zf_store_write_t *write, zf_store_task_t 
                             "refused piece task=%s piece=%" PRIu64 " from=%s: digest mismatch",
                             task->id, write->piece, job->ret.from);
         zf_bus_reply_error (self->bus, &job->ret, ZF_E_INVALID, "digest", "%s", err.message);
+    } else if (status != ZF_OK && write->no_space) {
+        zf_error_log (self->name, "task=%s piece=%" PRIu64 " write failed: %s", task->id,
+                      write->piece, err.message);
+        if (s_retry_when_full (self, job, task))
+            return;
     } else if (status != ZF_OK) {
         zf_error_log (self->name, "task=%s piece=%" PRIu64 " write failed: %s", task->id,
                       write->piece, err.message);

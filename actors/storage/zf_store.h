@@ -169,6 +169,7 @@ typedef struct {
     zf_status_t status; //  ZF_E_INVALID (field "digest"): not written, the digest differs;
                         //  ZF_E_REFUSED: not written, the data file is not ours to write
     zf_error_t err;
+    bool no_space; //  ZF_E_IO because the filesystem (or a disk quota) is full
     uint64_t checksum;
     struct stat before, after; //  the data file just before and just after the write
     bool before_known, after_known;

@@ -20,14 +20,17 @@
 //  keep to small folios; elsewhere they cost some thousand more system calls per GiB.
 #define WRITE_SLICE (32 * 1024)
 
+//  *no_space: the write failed because the filesystem (or the user's quota) is full.
 static zf_status_t s_pwrite_all (int fd, const char *path, const uint8_t *data, size_t size,
-                                 uint64_t offset, zf_error_t *err)
+                                 uint64_t offset, bool *no_space, zf_error_t *err)
 {
     while (size > 0) {
         size_t slice = size < WRITE_SLICE ? size : WRITE_SLICE;
         ssize_t written = pwrite (fd, data, slice, (off_t) offset);
         if (written < 0 && errno == EINTR)
             continue;
+        if (written < 0 && (errno == ENOSPC || errno == EDQUOT))
+            *no_space = true;
         if (written <= 0)
             return zf_error_set (err, ZF_E_IO, path, "cannot write %s: %s", path,
                                  written < 0 ? strerror (errno) : "no progress");
@@ -205,6 +208,7 @@ void zf_store_write_run (zf_io_job_t *job)
     const uint8_t *data = zframe_data (write->bytes);
     size_t size = zframe_size (write->bytes);
     write->status = ZF_OK;
+    write->no_space = false;
     if (write->check_digest) {
         uint8_t digest[ZF_STORE_DIGEST_LEN];
         zf_store_sha256 (data, size, digest);
@@ -237,7 +241,8 @@ void zf_store_write_run (zf_io_job_t *job)
             zf_error_set (&write->err, ZF_E_REFUSED, write->path,
                           "%s has another name (a hard link): not written", write->path);
     else
-        write->status = s_pwrite_all (fd, write->path, data, size, write->offset, &write->err);
+        write->status = s_pwrite_all (fd, write->path, data, size, write->offset, &write->no_space,
+                                      &write->err);
     if (write->status == ZF_OK) {
         write->after_known = fstat (fd, &write->after) == 0;
         //  Durable: start writing the piece to disk now, so that the commit's fdatasync finds
