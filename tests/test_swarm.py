@@ -7,7 +7,8 @@ Checks what a user relies on: every copy is exact (sha256), the origin sends abo
 (nginx's body bytes), a peer never restarts from zero (bytes from the origin plus bytes from
 parents stay near the file size), no node is its own parent; and that downloads still complete
 when a parent, the seed or the scheduler is killed with SIGKILL mid-transfer (the scheduler:
-on slower links, and the origin still sends about one copy), when no
+on slower links, and the origin still sends about one copy), when the origin dies (every
+download ends with its error, none waits forever), when no
 scheduler runs at all, and when the task's scheduler of two is killed (its task moves to the
 other one); and that a scheduler frozen for a few seconds (SIGSTOP: connected, but answering
 nothing) is waited for, not taken for dead. "Mid-transfer" is found by polling task.query and scheduler.state with a deadline,
@@ -17,7 +18,7 @@ import signal
 import sys
 import time
 
-from swarmtest import ORIGIN_LIMIT, SwarmCase
+from swarmtest import ORIGIN_LIMIT, RUN_TIMEOUT, SwarmCase
 from zflytest import main
 
 
@@ -170,6 +171,36 @@ class SchedulerKilledTest(SwarmCase):
             with open(self.swarm.daemons[name].record["log"], errors="replace") as f:
                 went_on += [line for line in f if "goes on without a scheduler" in line]
         self.assertTrue(went_on, "no peer noticed that its scheduler was gone")
+
+
+class OriginKilledTest(SwarmCase):
+    """The origin dies mid-transfer (nginx killed), on the same slower links: nobody can
+    finish, and nobody may wait forever either. 8 peers: each then has 8 parents, the most it
+    asks for, so none asks the scheduler again to fill its set."""
+    TAG = "zo"
+    PEERS = 8
+    LINK = "50mbit"
+    FILE_SIZE = "64M"
+
+    def test_origin_killed(self):
+        """Every peer's zfly-get ends with the origin's error: the seed's fetch fails after its
+        retries, one peer takes the flight over and fails as well, then every other peer tries
+        the origin itself at once. (Before, the peers waited on parents that would never get
+        the missing pieces, forever: a child hears that the flight is free only with the ack
+        of a report, and a child that receives nothing reports nothing.)"""
+        self.start()
+        task_id = self.launch()
+        self.wait_for(lambda: 0.05 <= self.progress("peer1", task_id) < 0.5,
+                      "peer1 early in its transfer", timeout=60)
+        nginx = next(d for d in self.state["daemons"] if d["name"] == "nginx")
+        os.killpg(nginx["pid"], signal.SIGKILL)
+        _, codes = self.barrier.wait_exits(self.t0 + RUN_TIMEOUT)
+        for name in self.peers():
+            with open(os.path.join(self.zdir, name, "zfly-get.log"), errors="replace") as f:
+                log = f.read()[-2000:]
+            self.assertIn(name, codes, f"{name}: zfly-get still waiting after {RUN_TIMEOUT}s")
+            self.assertNotEqual(codes[name], 0, f"{name}: {log}")
+            self.assertIn("Couldn't connect to server", log, name)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@
 #define FAILED_MAX           16 //  parents to report or exclude, per task
 #define HOST_ID_MAX          128
 #define TOP_UP_MS            1000 //  with fewer parents than TOP_UP_PARENTS, ask again this often
+//  Nothing from any parent this long: ask again (every so often while it lasts). The task may
+//  wait for pieces nobody will bring: its origin fetcher failed or died, and the scheduler
+//  flagged its children for a new schedule, which they hear of only with the ack of a report
+//  they no longer send. When the origin died mid-download every peer waited forever.
+#define STALL_MS 3000
 //  The scheduler's most (ZF_SCHED_PARENTS_MAX; it caps at its own `parents`): with 4, children
 //  stopped asking once they had the seed and three peers, and the peers picked first served
 //  most of the swarm while others idled (docs/benchmarks.md "Swarm").
@@ -51,6 +56,7 @@ typedef struct {
     bool full_report;                //  report every stored piece once registered
     int64_t register_at_ms;          //  after "wait": register again from then on
     int64_t top_up_at_ms;            //  next peer.reschedule while parents are few
+    int64_t stall_at_ms;             //  next peer.reschedule while nothing comes
     given_t given[PARENTS_KEPT];
     size_t given_count;
     char failed[FAILED_MAX][HOST_ID_MAX + 1]; //  to report with parent.failed
@@ -344,14 +350,19 @@ static void s_kick (zf_fetch_sched_t *self, sched_task_t *record)
         record->failed_count--;
         return;
     }
+    int64_t now = zf_clock_mono_ms ();
     //  Early on only the seed has pieces; peers that have some since are worth asking for.
     if (!record->reschedule && !zf_fetch_task_is_source (task)
-        && zf_fetch_task_parent_count (task) < TOP_UP_PARENTS
-        && zf_clock_mono_ms () >= record->top_up_at_ms)
+        && zf_fetch_task_parent_count (task) < TOP_UP_PARENTS && now >= record->top_up_at_ms)
         record->reschedule = true;
+    if (!record->reschedule && !zf_fetch_task_is_source (task)
+        && now - zf_fetch_task_progress_ms (task) >= STALL_MS && now >= record->stall_at_ms) {
+        record->reschedule = true;
+        record->stall_at_ms = now + STALL_MS;
+    }
     if (record->reschedule) {
         record->reschedule = false;
-        record->top_up_at_ms = zf_clock_mono_ms () + TOP_UP_MS;
+        record->top_up_at_ms = now + TOP_UP_MS;
         char *exclude[FAILED_MAX];
         for (size_t index = 0; index < record->exclude_count; index++)
             exclude[index] = record->exclude[index];

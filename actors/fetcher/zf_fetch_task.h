@@ -101,6 +101,8 @@ size_t zf_fetch_task_parent_count (zf_fetch_task_t *self);
 bool zf_fetch_task_awaits_schedule (zf_fetch_task_t *self);
 //  The scheduler named it the task's origin fetcher.
 bool zf_fetch_task_is_source (zf_fetch_task_t *self);
+//  When a piece last came from a parent, or a parent was added (monotonic ms).
+int64_t zf_fetch_task_progress_ms (zf_fetch_task_t *self);
 
 //  Changes a task's parent set while it runs ("storage@node"). Adding a parent asks it what
 //  it has; removing one gives its pieces in flight to others. The task never restarts.

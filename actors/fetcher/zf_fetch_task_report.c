@@ -188,6 +188,11 @@ bool zf_fetch_task_is_source (zf_fetch_task_t *self)
     return self->sched_source;
 }
 
+int64_t zf_fetch_task_progress_ms (zf_fetch_task_t *self)
+{
+    return self->progress_ms;
+}
+
 //  --- readers streaming the task's bytes (piece.peek) ------------------------------------------
 
 //  A peek is held until its piece has bytes past `from`: the origin's as they arrive, or a

@@ -132,6 +132,13 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
     if (task->source == peer)
         return ZF_DECISION_SOURCE;
     s_top_up (sched, peer, now_ms);
+    if (task->origin_failed && !s_complete_somewhere (task)
+        && s_may_fetch_origin (sched, peer, task)) {
+        peer->state = ZF_PEER_SOURCE;
+        if (!task->source)
+            task->source = peer;
+        return ZF_DECISION_SOURCE;
+    }
     //  The origin fetcher is gone (it died, left or failed) while nobody holds the whole task:
     //  pieces nobody has would never come. A new single flight: this peer fetches from the
     //  origin what its parents cannot give (peers wait for parents as long as they have one).
@@ -229,6 +236,13 @@ void zf_sched_seed_failed (zf_sched_t *sched, zf_sched_peer_t *peer)
     (void) sched;
     if (peer->task->source == peer && peer->host->seed)
         peer->task->seed_failed = true;
+}
+
+void zf_sched_origin_failed (zf_sched_t *sched, zf_sched_peer_t *peer)
+{
+    (void) sched;
+    if (peer->task->source == peer && !peer->host->seed)
+        peer->task->origin_failed = true;
 }
 
 bool zf_sched_parent_failed (zf_sched_t *sched, zf_sched_peer_t *child, zf_sched_peer_t *parent,

@@ -64,6 +64,14 @@ void zf_sched_seed_refused (zf_sched_t *sched, zf_sched_peer_t *seed_peer);
 //  up waiting (sched_fallback, 10 s a blob). Call it before the peer is removed.
 void zf_sched_seed_failed (zf_sched_t *sched, zf_sched_peer_t *peer);
 
+//  A peer leaves the task because the origin failed it (peer.failed "source"). When it was the
+//  task's origin fetcher and not a seed (one fetching with its own client's credentials), the
+//  single flight is over: every peer that asks from now on fetches what its parents cannot give
+//  from the origin itself. One at a time, each waited for the last to fail in turn (its
+//  retries, about 16 s): with the origin dead, the last of 8 peers learned it after two
+//  minutes, the last of N after N times that. Call it before the peer is removed.
+void zf_sched_origin_failed (zf_sched_t *sched, zf_sched_peer_t *peer);
+
 //  A parent did not serve the child: drop the edge, keep it away from the child, count the
 //  failure against its host. Returns true when the host became bad. A task's origin fetcher
 //  whose host has as many recent failures as the task has other peers gives up the flight,

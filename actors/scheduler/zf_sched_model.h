@@ -117,6 +117,7 @@ struct zf_sched_task_s {
     zf_sched_peer_t *source; //  the one origin fetcher (single flight), or NULL
     uint32_t seed_refused;   //  serial of a seed that did not take the task, 0: none
     bool seed_failed;        //  a seed failed to fetch it from the origin: no seed is asked again
+    bool origin_failed;      //  so did a peer: each peer that asks now fetches from it itself
     void *parked;            //  the owner's waiting requests (zf_scheduler.c)
     bool wake_pending;
 };

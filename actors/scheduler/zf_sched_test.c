@@ -500,6 +500,31 @@ static void s_test_seed_failed (void)
     zf_sched_destroy (&sched);
 }
 
+//  The origin fails the seed, then the peer that took the flight over (an origin that died):
+//  from then on every peer that asks fetches from the origin itself, at once, rather than each
+//  in turn after the last one's retries.
+static void s_test_origin_failed (void)
+{
+    zf_sched_peer_t *peer;
+    zf_sched_host_t *other;
+    zf_sched_t *sched = s_sched_seeded (1, &peer, &other);
+    zf_sched_peer_t *second = s_peer (sched, TASK_A, other);
+    zf_sched_peer_t *third = s_peer (sched, TASK_A, s_host (sched, "n3", false, "", "", 0));
+    zf_sched_seed_failed (sched, s_triggered);
+    zf_sched_origin_failed (sched, s_triggered); //  a seed's failure alone ends no flight
+    zf_sched_peer_remove (sched, s_triggered);
+    ZF_ASSERT (!peer->task->origin_failed);
+    ZF_ASSERT (zf_sched_decide (sched, peer, 0, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (zf_sched_decide (sched, second, 0, s_on_trigger, NULL) == ZF_DECISION_WAIT);
+    zf_sched_origin_failed (sched, peer);
+    zf_sched_peer_remove (sched, peer);
+    ZF_ASSERT (zf_sched_decide (sched, second, 0, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (zf_sched_decide (sched, third, 0, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (s_triggers == 1);
+    s_check (sched);
+    zf_sched_destroy (&sched);
+}
+
 //  The same, with the others already waiting on each other (integration.preheat, all_peers:
 //  the edges asked first and the seeds' own requests came while the triggered seed failed):
 //  the other seed was given the failed one as a parent, the failed seed asks again. Nobody
@@ -789,6 +814,7 @@ void zf_scheduler_test (bool verbose)
     s_test_single_flight (true);
     s_test_seed_refused ();
     s_test_seed_failed ();
+    s_test_origin_failed ();
     s_test_seed_failed_while_waiting ();
     s_test_rates ();
     s_test_bad_host ();

@@ -680,6 +680,8 @@ static void s_handle_failed (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
              body->reason);
     if (!streq (body->reason, "evicted"))
         zf_sched_seed_failed (self->sched, peer);
+    if (streq (body->reason, "source"))
+        zf_sched_origin_failed (self->sched, peer);
     zf_sched_peer_remove (self->sched, peer);
     s_reply_ack (self, &request->return_to, body->task_id, body->host_id, NULL);
     s_serve_wakes (self);
