@@ -194,6 +194,12 @@ void zf_bus_destroy (zf_bus_t **self_p)
     *self_p = NULL;
 }
 
+void zf_bus_process_init (void)
+{
+    zsys_set_linger (0);
+    zsys_set_ipv6 (1);
+}
+
 void zf_bus_attach (zf_bus_t *self, zloop_t *loop)
 {
     ZF_ASSERT (!self->loop);

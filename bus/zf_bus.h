@@ -101,6 +101,13 @@ typedef struct {
 //  The drop function for an arg that is one block from zf_malloc / zf_calloc: frees it.
 void zf_bus_drop_free (void *arg);
 
+//  What every zfly program sets before its first socket: no linger at close, and IPv6 on, so
+//  tcp:// endpoints may name IPv6 addresses (tcp://[fd00::7]:65002; libzmq keeps a socket
+//  IPv4-only unless asked, and such a bind failed with "No such device"). A socket with IPv6
+//  on still takes IPv4 peers (as ::ffff:a.b.c.d, which the bus reads as a.b.c.d), and libzmq
+//  falls back to IPv4 on a host without IPv6.
+void zf_bus_process_init (void);
+
 //  Creates the actor's inbox (ROUTER) and event outlet (PUB) on inproc, plus the external
 //  binds given: NULL or "" for none, or blank-separated endpoints ("ipc://… tcp://…"). The actor
 //  name must have been declared local. The binds come from the actor's section, so a failure

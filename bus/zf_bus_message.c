@@ -214,6 +214,9 @@ static void s_read_origin (zframe_t *envelope, zf_bus_msg_t *msg)
         msg->origin = ZF_BUS_FROM_HOST;
     else
         msg->origin = ZF_BUS_FROM_NETWORK;
+    //  A dual-stack listener (zf_bus_process_init) names an IPv4 peer ::ffff:a.b.c.d.
+    if (address && strncmp (address, "::ffff:", 7) == 0 && strchr (address + 7, '.'))
+        address += 7;
     const char *user = zframe_meta (envelope, "User-Id");
     zf_strlcpy (msg->peer_key, user ? user : "", sizeof msg->peer_key);
     zf_strlcpy (msg->peer_address, msg->origin == ZF_BUS_FROM_NETWORK ? address : "",

@@ -5,6 +5,7 @@
     section, and waits. Any actor that dies takes the process down with a log line that says
     which and why; a supervisor cannot fix a dead actor's state, systemd's restart can. */
 #include "zf_daemon.h"
+#include "zf_bus.h"
 #include "zf_http.h"
 #include "zf_log.h"
 #include "zf_metrics.h"
@@ -315,7 +316,7 @@ int zf_daemon_run (zf_config_t *config)
     zf_log_set_level ((zf_log_level_t) node_config->log_level);
     int signal_fd = s_signal_fd ();
     zsys_handler_set (NULL); //  czmq must not install its own SIGINT/SIGTERM handler
-    zsys_set_linger (0);
+    zf_bus_process_init ();
     //  Before the first socket: libzmq starts its I/O threads with it.
     zsys_set_io_threads ((size_t) s_io_threads (zf_config_section_or_defaults (config, "bus")));
 

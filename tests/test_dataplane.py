@@ -50,6 +50,14 @@ def dir_bytes(path):
     return total
 
 
+def has_ipv6_loopback():
+    try:
+        with open("/proc/net/if_inet6") as f:
+            return any(line.split()[0] == "0" * 31 + "1" for line in f)
+    except OSError:
+        return False
+
+
 class DataplaneTest(ZflyTestCase):
     def setUp(self):
         super().setUp()
@@ -640,6 +648,15 @@ class DataplaneTest(ZflyTestCase):
         self.get_ok(self.origin.url("t4.bin"), self.path("out-t4"), sha4, "--copy")
 
     def test_node_b_gets_a_task_from_node_a_over_curve(self):
+        self.node_b_from_node_a("127.0.0.1")
+
+    @unittest.skipUnless(has_ipv6_loopback(), "no IPv6 loopback (::1) on this host")
+    def test_node_b_gets_a_task_from_node_a_over_ipv6(self):
+        """The bus over IPv6: libzmq keeps sockets IPv4-only unless asked, and a bind of
+        tcp://[::1] failed with "No such device"."""
+        self.node_b_from_node_a("[::1]")
+
+    def node_b_from_node_a(self, host):
         size = 12 * MiB
         sha = self.add_file("shared.bin", size)
         os.makedirs(self.path("allow-a"))
@@ -648,9 +665,9 @@ class DataplaneTest(ZflyTestCase):
         os.link(pub_b, self.path("allow-a", "b.pub"))
         port_a = free_port()
         self.start_node("a", bus=f"cert = {key_a}\nallow = {self.path('allow-a')}\n",
-                        storage_bind=f"tcp://127.0.0.1:{port_a}")
+                        storage_bind=f"tcp://{host}:{port_a}")
         self.start_node("b", bus=f"cert = {key_b}\n",
-                        endpoints=f"storage@a = tcp://127.0.0.1:{port_a} cert={pub_a}\n")
+                        endpoints=f"storage@a = tcp://{host}:{port_a} cert={pub_a}\n")
         url = self.origin.url("shared.bin")
         self.get_ok(url, self.path("out-a"), sha, node="a")
         requests, sent = self.origin.path_stats("/shared.bin")

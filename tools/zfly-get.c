@@ -34,6 +34,7 @@
     Exit status: 0 done, 1 other error, 2 usage or configuration, 3 daemon unreachable,
     4 source error (origin status or network, or the origin refused these credentials),
     5 digest mismatch. */
+#include "zf_bus.h"
 #include "zf_get.h"
 #include "zf_log.h"
 #include "zf_sections.h"
@@ -366,7 +367,7 @@ int main (int argc, char *argv[])
         return exit_code;
     }
     zf_log_set_level (options.verbose ? ZF_LOG_DEBUG : ZF_LOG_ERROR);
-    zsys_set_linger (0);
+    zf_bus_process_init ();
     struct stat info;
     if (stat (options.config_path, &info) != 0) {
         fprintf (stderr,

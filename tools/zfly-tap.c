@@ -3,6 +3,7 @@
     One JSON line per message or socket event; see bus/zf_tap.h for what a tap carries.
     Usage: zfly-tap ENDPOINT [--type PREFIX] [--actor NAME] [--count N]
                     [--server-key Z85 --cert FILE] */
+#include "zf_bus.h"
 #include "zf_json.h"
 #include <getopt.h>
 
@@ -134,6 +135,7 @@ int main (int argc, char *argv[])
         return 2;
     }
     const char *endpoint = argv[optind];
+    zf_bus_process_init ();
     zsock_t *tap = zsock_new (ZMQ_SUB);
     ZF_ASSERT (tap);
     if (strncmp (endpoint, "tcp://", 6) == 0 && server_key) {
