@@ -600,6 +600,42 @@ class DataplaneTest(ZflyTestCase):
         fetch("t1", fresh=False)
         self.assertEqual(self.origin_requests, 0, "t1 should have survived GC")
 
+    def small_cache(self, storage=""):
+        """Node a with its cache on a 48 MiB tmpfs, GC's round far off and busy_grace 500 ms;
+        returns the cache path and a function that ages every task past busy_grace."""
+        cache = self.path("a-cache")
+        os.makedirs(cache)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", cache], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", cache], check=False)
+        grace_ms = 500
+        self.start_node(storage=f"gc_interval = 1h\nbusy_grace = {grace_ms}ms\n{storage}")
+        clock = self.storage_client(sender="tester@a")
+        offset = [0]
+
+        def age_past_grace():
+            offset[0] += grace_ms + 1
+            reply, _ = clock.request("storage.shift_clock", {"offset_ms": offset[0]})
+            self.assertEqual(reply["type"], "storage.clock", reply)
+
+        return cache, age_past_grace
+
+    @unittest.skipIf(os.geteuid() != 0, "needs root to mount a small tmpfs for the cache")
+    def test_a_full_disk_under_a_larger_quota_still_evicts(self):
+        """A quota larger than the filesystem (GC measures the tasks' bytes against it, and
+        sees no reason to evict): a write that meets ENOSPC evicts an unused task anyway, and
+        is written again."""
+        cache, age_past_grace = self.small_cache(storage="quota = 1G\n")
+        sha1 = self.add_file("t1.bin", 20 * MiB)
+        t1 = self.task_id(self.get_ok(self.origin.url("t1.bin"), self.path("out-t1"), sha1,
+                                      "--copy"))
+        age_past_grace()
+        make_file(os.path.join(cache, "not-storage's"), 16 * MiB)
+        sha2 = self.add_file("t2.bin", 20 * MiB)
+        text = self.get_ok(self.origin.url("t2.bin"), self.path("out-t2"), sha2, "--copy")
+        self.assertFalse(os.path.exists(self.task_dir(t1)), "t1 was not evicted")
+        self.assertRegex(self.processes[-1].log.text(), r"write failed: .*No space left")
+        self.assertNotIn("filesystem is full", text)
+
     @unittest.skipIf(os.geteuid() != 0, "needs root to mount a small tmpfs for the cache")
     def test_a_full_disk_makes_room_refuses_what_cannot_fit_and_stays_usable(self):
         """The cache on a 48 MiB filesystem: a task larger than it is refused before any byte
@@ -607,19 +643,7 @@ class DataplaneTest(ZflyTestCase):
         the disk cannot hold (the rest in use, or files not storage's) fails with a clear
         error and leaves its space free, so the next download works (kept, its partial data
         held the disk full and every download after it failed until GC's next round)."""
-        cache = self.path("a-cache")
-        os.makedirs(cache)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", cache], check=True)
-        self.addCleanup(subprocess.run, ["umount", "-l", cache], check=False)
-        grace_ms = 500
-        self.start_node(storage=f"gc_interval = 1h\nbusy_grace = {grace_ms}ms\n")
-        clock = self.storage_client(sender="tester@a")
-
-        def age_past_grace(offset=[0]):
-            offset[0] += grace_ms + 1
-            reply, _ = clock.request("storage.shift_clock", {"offset_ms": offset[0]})
-            self.assertEqual(reply["type"], "storage.clock", reply)
-
+        cache, age_past_grace = self.small_cache()
         self.add_file("huge.bin", 64 * MiB)
         code, text = self.get(self.origin.url("huge.bin"), self.path("out-huge"))
         self.assertNotEqual(code, 0, text)
@@ -640,7 +664,7 @@ class DataplaneTest(ZflyTestCase):
         self.add_file("t3.bin", 20 * MiB)
         code, text = self.get(self.origin.url("t3.bin"), self.path("out-t3"), "--copy")
         self.assertNotEqual(code, 0, text)
-        self.assertIn("the cache is full", text)
+        self.assertIn("the cache's filesystem is full", text)
         tasks = self.path("a-cache", "tasks")
         held = [name for bucket in os.listdir(tasks) for name in os.listdir(f"{tasks}/{bucket}")]
         self.assertEqual(len(held), 1, f"t3's partial data is still in the cache: {held}")

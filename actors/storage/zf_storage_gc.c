@@ -66,6 +66,7 @@ static void s_evict (zf_storage_t *self, zf_store_task_t *task, const char *reas
     zf_storage_remove_task (self, &task);
 }
 
+//  Cache use and capacity in bytes: of the quota when one is set, else of the filesystem.
 bool zf_storage_usage (zf_storage_t *self, uint64_t *used, uint64_t *capacity)
 {
     if (self->config->quota > 0) {
@@ -140,11 +141,16 @@ void zf_storage_gc (zf_storage_t *self)
     zf_storage_update_gauges (self);
 }
 
-uint64_t zf_storage_make_room (zf_storage_t *self, uint64_t need)
+uint64_t zf_storage_make_room (zf_storage_t *self, uint64_t need, bool disk_full)
 {
+    //  A full disk is measured as the filesystem: a quota's use (the tasks' bytes) may be far
+    //  under it while other files fill the rest.
     uint64_t used, capacity;
-    if (!zf_storage_usage (self, &used, &capacity)
-        || (double) (used + need) <= self->config->high_watermark / 100.0 * (double) capacity)
+    bool measured = disk_full ? zf_storage_filesystem (self, &used, &capacity)
+                              : zf_storage_usage (self, &used, &capacity);
+    if (!measured
+        || (!disk_full
+            && (double) (used + need) <= self->config->high_watermark / 100.0 * (double) capacity))
         return 0;
     int64_t now = zf_storage_now_ms (self);
     size_t count;

@@ -128,10 +128,11 @@ bool zf_storage_upload_waiting (zf_storage_t *self, const char *task_id);
 
 //  Evicts expired tasks, then least recently used ones while use is above high_watermark.
 void zf_storage_gc (zf_storage_t *self);
-//  When `need` more bytes would take use above high_watermark: evicts least recently used
-//  tasks not in use until they fit under low_watermark, now rather than at GC's next round
-//  (a task about to be created; a write that found the disk full). Returns the bytes freed.
-uint64_t zf_storage_make_room (zf_storage_t *self, uint64_t need);
+//  When `need` more bytes would take use above high_watermark, or the disk is full whatever
+//  the watermarks say (a quota's use is the tasks' bytes, not the filesystem's): evicts least
+//  recently used tasks not in use until they fit under low_watermark, now rather than at GC's
+//  next round (a task about to be created; a write that met ENOSPC). Returns the bytes freed.
+uint64_t zf_storage_make_room (zf_storage_t *self, uint64_t need, bool disk_full);
 //  Every gc_interval: access times saved, then GC (a zloop timer; arg: the actor).
 int zf_storage_gc_timer (zloop_t *loop, int timer_id, void *arg);
 //  A batch of commits ended (zf_store_io_handlers_t committed; arg: the actor).

@@ -69,7 +69,7 @@ static bool s_fits (zf_storage_t *self, const zf_bus_return_t *ret, uint64_t con
                             content_length, capacity);
         return false;
     }
-    zf_storage_make_room (self, content_length);
+    zf_storage_make_room (self, content_length, false);
     return true;
 }
 

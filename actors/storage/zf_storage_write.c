@@ -85,7 +85,7 @@ void zf_storage_answer_when_claimed (zf_storage_t *self, const zf_bus_return_t *
 static bool s_retry_when_full (zf_storage_t *self, write_job_t *job, zf_store_task_t *task)
 {
     zf_store_write_t *write = &job->write;
-    if (!job->retried && zf_storage_make_room (self, zframe_size (write->bytes)) > 0) {
+    if (!job->retried && zf_storage_make_room (self, zframe_size (write->bytes), true) > 0) {
         job->retried = true;
         uint8_t digest[ZF_STORE_DIGEST_LEN];
         bool check = write->check_digest;
@@ -99,10 +99,10 @@ static bool s_retry_when_full (zf_storage_t *self, write_job_t *job, zf_store_ta
         return true;
     }
     uint64_t used = 0, capacity = 0;
-    zf_storage_usage (self, &used, &capacity);
+    zf_storage_filesystem (self, &used, &capacity);
     zf_bus_reply_error (self->bus, &job->ret, ZF_E_IO, "piece",
-                        "cannot store piece %" PRIu64 ": the cache is full (%" PRIu64 " of %" PRIu64
-                        " bytes used, by tasks in use or files not storage's)",
+                        "cannot store piece %" PRIu64 ": the cache's filesystem is full (%" PRIu64
+                        " of %" PRIu64 " bytes used, by tasks in use or files not storage's)",
                         write->piece, used, capacity);
     zf_storage_drop_task (self, task, "the disk is full and no other task can make room");
     return false;
