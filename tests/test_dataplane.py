@@ -601,13 +601,14 @@ class DataplaneTest(ZflyTestCase):
         self.assertEqual(self.origin_requests, 0, "t1 should have survived GC")
 
     def small_cache(self, storage=""):
-        """Node a with its cache on a 48 MiB tmpfs, GC's round far off and busy_grace 500 ms;
-        returns the cache path and a function that ages every task past busy_grace."""
+        """Node a with its cache on a 48 MiB tmpfs, GC's round and busy_grace an hour off (a
+        task stays in use however slow the machine, until storage's clock is moved); returns
+        the cache path and a function that ages every task past busy_grace."""
         cache = self.path("a-cache")
         os.makedirs(cache)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", cache], check=True)
         self.addCleanup(subprocess.run, ["umount", "-l", cache], check=False)
-        grace_ms = 500
+        grace_ms = 3_600_000
         self.start_node(storage=f"gc_interval = 1h\nbusy_grace = {grace_ms}ms\n{storage}")
         clock = self.storage_client(sender="tester@a")
         offset = [0]
