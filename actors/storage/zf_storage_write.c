@@ -78,14 +78,20 @@ void zf_storage_answer_when_claimed (zf_storage_t *self, const zf_bus_return_t *
 }
 
 //  The disk was full when the writer wrote this piece. Tasks not in use are evicted to make
-//  room and the piece is written once more; when none can go, the task cannot complete in
-//  this cache now, and is dropped: kept, its partial data held the disk full, and every
-//  download after it failed until GC's next round (up to gc_interval + busy_grace later).
-//  True when the write went back to the writer.
+//  room and the piece is written once more: when some went, or when the disk has room for it
+//  now (a write that failed beside this one made room already: several are under way at
+//  once). When there is none, the task cannot complete in this cache now, and is dropped:
+//  kept, its partial data held the disk full, and every download after it failed until GC's
+//  next round (up to gc_interval + busy_grace later). True when the write went back to the
+//  writer.
 static bool s_retry_when_full (zf_storage_t *self, write_job_t *job, zf_store_task_t *task)
 {
     zf_store_write_t *write = &job->write;
-    if (!job->retried && zf_storage_make_room (self, zframe_size (write->bytes), true) > 0) {
+    uint64_t need = zframe_size (write->bytes), used = 0, capacity = 0;
+    bool room = !job->retried
+                && (zf_storage_make_room (self, need, true) > 0
+                    || (zf_storage_filesystem (self, &used, &capacity) && capacity - used >= need));
+    if (room) {
         job->retried = true;
         uint8_t digest[ZF_STORE_DIGEST_LEN];
         bool check = write->check_digest;
@@ -98,7 +104,6 @@ static bool s_retry_when_full (zf_storage_t *self, write_job_t *job, zf_store_ta
         zf_store_io_write (self->io, write);
         return true;
     }
-    uint64_t used = 0, capacity = 0;
     zf_storage_filesystem (self, &used, &capacity);
     zf_bus_reply_error (self->bus, &job->ret, ZF_E_IO, "piece",
                         "cannot store piece %" PRIu64 ": the cache's filesystem is full (%" PRIu64
