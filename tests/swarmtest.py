@@ -148,6 +148,11 @@ class SwarmTestbed:
             return 0.0
         return status["finished_count"] / status["piece_count"]
 
+    def assert_origin_sent_one_copy(self, body_bytes):
+        """The origin's body bytes stay within ORIGIN_LIMIT copies of the file."""
+        self.assertLessEqual(body_bytes, ORIGIN_LIMIT * self.file_size,
+                             f"origin sent {body_bytes / self.file_size:.2f} F")
+
     def wait_for(self, predicate, what, timeout=60):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -287,17 +292,20 @@ class SwarmCase(SwarmTestbed, unittest.TestCase):
         self.start(**options)
         task_id = self.launch()
         statuses, body_bytes = self.finish(task_id, self.peers())
-        self.assertLessEqual(body_bytes, ORIGIN_LIMIT * self.file_size,
-                             f"origin sent {body_bytes / self.file_size:.2f} F")
+        self.assert_origin_sent_one_copy(body_bytes)
         self.assert_no_restart(statuses)
         return task_id, statuses
+
+    def daemon_log(self, name):
+        """The text of a daemon's log so far (a host, or a scheduler such as s1)."""
+        with open(self.swarm.daemons[name].record["log"], errors="replace") as f:
+            return f.read()
 
     def assert_daemons_clean(self):
         """Every daemon of the swarm is still running (none died of a crash), and no log shows
         a sanitizer report or an assertion."""
         for name, daemon in self.swarm.daemons.items():
             self.assertTrue(daemon.alive(), f"{name} died: see {daemon.record['log']}")
-            with open(daemon.record["log"], errors="replace") as f:
-                log = f.read()
+            log = self.daemon_log(name)
             for mark in ("AddressSanitizer", "runtime error:", "assertion failed", "LeakSanitizer"):
                 self.assertNotIn(mark, log, f"{name}: {mark} in {daemon.record['log']}")
