@@ -168,6 +168,48 @@ class SchedulerKilledTest(SwarmCase):
                         "no peer noticed that its scheduler was gone")
 
 
+class SchedulerRestartedTest(SwarmCase):
+    """The only scheduler dies early and comes back knowing nothing (a crash and systemd's
+    restart, or an upgrade), while the peers still have most of a 128 MiB file to fetch at
+    50 Mbit/s (about 22 s)."""
+    TAG = "zr"
+    LINK = "50mbit"
+    FILE_SIZE = "128M"
+
+    def test_scheduler_restarted(self):
+        """Every peer registers again with all it holds: the restarted scheduler knows the
+        whole swarm before the downloads end, and the origin still sends one copy. (Before,
+        a task that had found no scheduler reachable never asked again, so a restarted
+        scheduler knew none of the running downloads: each went on with the few parents it
+        had, and a peer arriving later could use none of them.)"""
+        self.start()
+        task_id = self.launch()
+        self.wait_for(lambda: 0.02 <= self.progress("peer1", task_id) < 0.3,
+                      "peer1 early in its transfer", timeout=60)
+        self.swarm.kill("s1")
+        self.wait_for(lambda: any("goes on without a scheduler" in self.daemon_log(name)
+                                  for name in self.peers()),
+                      "a peer noticing that its scheduler is gone", timeout=30)
+        self.swarm.restart_scheduler("s1")
+
+        def known_peers():
+            dump = self.dump("s1", task_id)
+            if not dump or not dump["found"]:
+                return set()
+            return {peer["host_id"] for peer in dump["peers"]}
+        self.wait_for(lambda: set(self.peers()) <= known_peers(),
+                      "every peer known to the restarted scheduler", timeout=RUN_TIMEOUT)
+        unfinished = [name for name in self.peers() if self.progress(name, task_id) < 1.0]
+        self.assertTrue(unfinished, "the peers finished before they registered again: the "
+                                    "test shows nothing")
+        statuses, body_bytes = self.finish(task_id, self.peers())
+        self.assert_no_restart(statuses)
+        self.assert_origin_sent_one_copy(body_bytes)
+        self.assertTrue(any("task has a scheduler again" in self.daemon_log(name)
+                            for name in self.peers()))
+        self.assert_daemons_clean()
+
+
 class OriginKilledTest(SwarmCase):
     """The origin dies mid-transfer (nginx killed), on the same slower links: nobody can
     finish, and nobody may wait forever either. 8 peers: each then has 8 parents, the most it

@@ -26,11 +26,16 @@
 #define REPORT_TIMEOUT_MS    3000 //  piece.report, peer.finished, peer.failed, host.announce
 #define HEARTBEAT_DEFAULT_MS 5000
 #define HEARTBEAT_MIN_MS     500
-#define RETRY_MIN_MS         100
-#define PARENTS_KEPT         32 //  storage name -> host id, of parents given to a task
-#define FAILED_MAX           16 //  parents to report or exclude, per task
-#define HOST_ID_MAX          128
-#define TOP_UP_MS            1000 //  with fewer parents than TOP_UP_PARENTS, ask again this often
+//  A dead scheduler is announced to this often (each announce patient for REPORT_TIMEOUT_MS),
+//  so one is always waiting when it comes back: the bus sends it again as the link comes up,
+//  and the tasks that went on without it register within a moment of its restart instead of
+//  up to a heartbeat later.
+#define DEAD_PROBE_MS 1000
+#define RETRY_MIN_MS  100
+#define PARENTS_KEPT  32 //  storage name -> host id, of parents given to a task
+#define FAILED_MAX    16 //  parents to report or exclude, per task
+#define HOST_ID_MAX   128
+#define TOP_UP_MS     1000 //  with fewer parents than TOP_UP_PARENTS, ask again this often
 //  Nothing from any parent this long: ask again (every so often while it lasts). The task may
 //  wait for pieces nobody will bring: its origin fetcher failed or died, and the scheduler
 //  flagged its children for a new schedule, which they hear of only with the ack of a report
@@ -54,9 +59,11 @@ typedef struct {
     bool asking;                     //  a schedule request is in flight
     bool reschedule;                 //  an ack said the parent set changed under us
     bool full_report;                //  report every stored piece once registered
-    int64_t register_at_ms;          //  after "wait": register again from then on
-    int64_t top_up_at_ms;            //  next peer.reschedule while parents are few
-    int64_t stall_at_ms;             //  next peer.reschedule while nothing comes
+    bool lost;                       //  no scheduler was reachable: on its own until one is
+    bool resumed; //  registers again, at a scheduler that may know nothing of it (peer.register)
+    int64_t register_at_ms; //  after "wait": register again from then on
+    int64_t top_up_at_ms;   //  next peer.reschedule while parents are few
+    int64_t stall_at_ms;    //  next peer.reschedule while nothing comes
     given_t given[PARENTS_KEPT];
     size_t given_count;
     char failed[FAILED_MAX][HOST_ID_MAX + 1]; //  to report with parent.failed
@@ -103,6 +110,7 @@ struct zf_fetch_sched_s {
     zhashx_t *tasks; //  task id -> sched_task_t, owned
     int timer_id;
     int64_t announce_at_ms;
+    int64_t probe_at_ms; //  next announce to the dead schedulers
     int64_t interval_ms;
 };
 
@@ -125,16 +133,35 @@ static void s_set_alive (zf_fetch_sched_t *self, const char *name, bool alive, c
         return;
     self->dead[index] = !alive;
     zf_sched_ring_set_alive (self->ring, name, alive);
-    if (alive)
+    if (alive) {
         zf_notice (self->env->name, "scheduler alive scheduler=%s", name);
-    else
-        zf_warning (self->env->name, "scheduler dead scheduler=%s: %s", name, why);
-    if (alive)
         return;
+    }
+    zf_warning (self->env->name, "scheduler dead scheduler=%s: %s", name, why);
     //  Its tasks move to the next scheduler on the ring, with what they have.
     for (sched_task_t *record = zhashx_first (self->tasks); record;
          record = zhashx_next (self->tasks))
         if (streq (record->scheduler, name)) {
+            record->scheduler[0] = '\0';
+            record->resumed = true;
+            record->registered = false;
+            record->asking = false;
+            record->full_report = true;
+            record->register_at_ms = 0;
+        }
+}
+
+//  A scheduler answered (an announce): tasks that went on without any scheduler register
+//  again, with all they hold, at their next tick. A scheduler restarted (an upgrade, a crash
+//  and systemd) or one that joined the cluster learns the running downloads, and their
+//  children and parents are scheduled as before.
+static void s_resume_lost (zf_fetch_sched_t *self)
+{
+    for (sched_task_t *record = zhashx_first (self->tasks); record;
+         record = zhashx_next (self->tasks))
+        if (record->lost) {
+            record->lost = false;
+            record->resumed = true;
             record->scheduler[0] = '\0';
             record->registered = false;
             record->asking = false;
@@ -301,18 +328,25 @@ static void s_register (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_t
                                    .digest = (char *) zf_fetch_task_digest (task),
                                    .tag = (char *) zf_fetch_task_tag (task),
                                    .application = (char *) zf_fetch_task_application (task),
-                                   .wait_ms = WAIT_MS};
+                                   .wait_ms = WAIT_MS,
+                                   .resumed = record->resumed,
+                                   .source = zf_fetch_task_is_source (task)};
     zf_fetch_task_lengths (task, &body.content_length, &body.piece_length, &body.piece_count);
     record->asking = s_send (self, CALL_SCHEDULE, record, record->scheduler, &zf_msg_peer_register,
                              &body, SCHEDULE_TIMEOUT_MS);
 }
 
 //  No scheduler can help this task: it goes on with the parents it has, and the origin for
-//  what none of them may still get.
-static void s_give_up (zf_fetch_sched_t *self, zf_fetch_task_t *task, const char *why)
+//  what none of them may still get. A scheduler that refused it is not asked again; when none
+//  was reachable the record stays, lost, until one answers a heartbeat (s_set_alive).
+static void s_give_up (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task,
+                       const char *why, bool for_good)
 {
     zf_counter_add (self->fallbacks, 1);
-    zhashx_delete (self->tasks, zf_fetch_task_id (task));
+    if (for_good)
+        zhashx_delete (self->tasks, record->task_id);
+    else
+        record->lost = true;
     zf_fetch_task_lose_scheduler (task, why);
 }
 
@@ -320,12 +354,12 @@ static void s_give_up (zf_fetch_sched_t *self, zf_fetch_task_t *task, const char
 static void s_kick (zf_fetch_sched_t *self, sched_task_t *record)
 {
     zf_fetch_task_t *task = s_task_of (self, record);
-    if (!task || record->asking)
+    if (!task || record->asking || record->lost)
         return;
     if (!*record->scheduler) {
         const char *owner = zf_sched_ring_lookup (self->ring, record->task_id);
         if (!owner) {
-            s_give_up (self, task, "no scheduler reachable");
+            s_give_up (self, record, task, "no scheduler reachable", false);
             return;
         }
         zf_strlcpy (record->scheduler, owner, sizeof record->scheduler);
@@ -429,11 +463,22 @@ static void s_on_schedule (zf_fetch_sched_t *self, sched_task_t *record, zf_fetc
         int64_t retry = (int64_t) schedule->retry_ms;
         record->register_at_ms =
             zf_clock_mono_ms () + (retry > RETRY_MIN_MS ? retry : RETRY_MIN_MS);
+        //  A resumed peer waits while its task's origin fetcher finds the scheduler again;
+        //  what it holds is told now, so that others are given it as a parent meanwhile.
+        //  Told again once registered, with what came in between.
+        if (record->resumed && record->full_report) {
+            s_report_all (self, record, task);
+            record->full_report = true;
+        }
         return;
     }
     record->registered = true;
     if (first)
         record->top_up_at_ms = zf_clock_mono_ms () + TOP_UP_MS;
+    if (record->resumed) {
+        record->resumed = false;
+        zf_fetch_task_regain_scheduler (task, record->scheduler);
+    }
     if (streq (schedule->decision, "source")) {
         zf_info (self->env->name, "task is the origin fetcher task=%.16s scheduler=%s",
                  record->task_id, record->scheduler);
@@ -474,6 +519,7 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
             return;
         }
         s_set_alive (self, scheduler, true, NULL);
+        s_resume_lost (self);
         const zf_msg_host_announced_t *announced = reply->env.body;
         int64_t interval = (int64_t) announced->interval_ms;
         if (interval >= HEARTBEAT_MIN_MS && interval < self->interval_ms)
@@ -492,6 +538,7 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                  scheduler, reason);
         s_announce (self, scheduler);
         record->registered = false;
+        record->resumed = true;
         record->full_report = true;
         record->register_at_ms = zf_clock_mono_ms () + RETRY_MIN_MS;
         return;
@@ -500,7 +547,8 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         zf_warning (self->env->name, "scheduler %s refused a request task=%.16s: %s", scheduler,
                     task_id, reason);
         if (kind == CALL_SCHEDULE && task)
-            s_give_up (self, task, "scheduler refused"); //  nothing it says can be relied on
+            s_give_up (self, record, task, "scheduler refused",
+                       true); //  nothing it says can be relied on
         return;
     }
     if (!task)
@@ -614,6 +662,12 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
     int64_t now = zf_clock_mono_ms ();
     if (now >= self->announce_at_ms)
         s_announce_all (self);
+    else if (now >= self->probe_at_ms) {
+        for (size_t index = 0; index < self->count; index++)
+            if (self->dead[index])
+                s_announce (self, self->names[index]);
+        self->probe_at_ms = now + DEAD_PROBE_MS;
+    }
     //  Keys first: a kick may give a task up and delete its record.
     zlist_t *keys = zlist_new ();
     zlist_autofree (keys);

@@ -163,6 +163,18 @@ void zf_fetch_task_lose_scheduler (zf_fetch_task_t *self, const char *why)
     zf_fetch_task_wake (self);
 }
 
+//  A scheduler answers again (it restarted, or came back): the task is scheduled as before,
+//  its parents given and replaced by the scheduler.
+void zf_fetch_task_regain_scheduler (zf_fetch_task_t *self, const char *scheduler)
+{
+    if (!zf_fetch_task_running (self) || !self->sched_lost)
+        return;
+    self->sched_lost = NULL;
+    zf_notice (self->env->name, "task has a scheduler again task=%.16s scheduler=%s parents=%zu",
+               self->task_id, scheduler, zf_fetch_task_parent_count (self));
+    zf_fetch_task_wake (self);
+}
+
 //  --- storage: stat, open ---------------------------------------------------------------------
 
 static int s_on_check (zloop_t *loop, int timer_id, void *arg);

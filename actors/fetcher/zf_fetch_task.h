@@ -122,5 +122,7 @@ void zf_fetch_task_to_source (zf_fetch_task_t *self);
 //  it was given and goes on as if a client had named them, taking from the origin only the
 //  pieces none of them may still get (logged with why, a static string, and counted then).
 void zf_fetch_task_lose_scheduler (zf_fetch_task_t *self, const char *why);
+//  A scheduler answered the task again after it was lost: scheduled as before from now on.
+void zf_fetch_task_regain_scheduler (zf_fetch_task_t *self, const char *scheduler);
 
 #endif

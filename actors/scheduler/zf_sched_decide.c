@@ -122,6 +122,18 @@ static bool s_may_fetch_origin (zf_sched_t *sched, zf_sched_peer_t *peer, zf_sch
     return task->url && *task->url && peer->state != ZF_PEER_FINISHED;
 }
 
+void zf_sched_peer_resumed (zf_sched_t *sched, zf_sched_peer_t *peer, bool source, int64_t now_ms)
+{
+    zf_sched_task_t *task = peer->task;
+    if (source && !task->source && !task->origin_failed && peer->state != ZF_PEER_FINISHED) {
+        s_drop_parents (sched, peer);
+        peer->state = ZF_PEER_SOURCE;
+        task->source = peer;
+    }
+    if (!task->source && task->resume_until_ms == 0)
+        task->resume_until_ms = now_ms + zf_sched_params (sched)->resume_grace_ms;
+}
+
 zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
                                zf_sched_trigger_fn *trigger, void *arg)
 {
@@ -139,6 +151,10 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
             task->source = peer;
         return ZF_DECISION_SOURCE;
     }
+    //  Resumed from a scheduler that is gone: the task's origin fetcher may not have found us
+    //  yet (zf_sched_peer_resumed).
+    if (!task->source && now_ms < task->resume_until_ms)
+        return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
     //  The origin fetcher is gone (it died, left or failed) while nobody holds the whole task:
     //  pieces nobody has would never come. A new single flight: this peer fetches from the
     //  origin what its parents cannot give (peers wait for parents as long as they have one).

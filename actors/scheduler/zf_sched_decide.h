@@ -26,6 +26,15 @@ typedef enum {
 
 const char *zf_sched_decision_name (zf_decision_t decision);
 
+//  A peer registers that a scheduler now gone had scheduled (peer.register "resumed"; it
+//  restarted, died, or the task moved on the ring). One that fetches from the origin
+//  (`source`) is the task's origin fetcher again, unless the task has one; otherwise a task
+//  seen first this way gets no new origin fetcher for params.resume_grace_ms, while its
+//  peers register again: its old one is about to. Without the grace, the peers that found a
+//  restarted scheduler before the seed did each became another origin fetcher (N = 8, the
+//  scheduler back after 3 s: 1.82 F from the origin).
+void zf_sched_peer_resumed (zf_sched_t *sched, zf_sched_peer_t *peer, bool source, int64_t now_ms);
+
 //  A seed was made a task's source: the owner tells it (seed.trigger).
 typedef void (zf_sched_trigger_fn) (zf_sched_peer_t *seed_peer, void *arg);
 

@@ -43,6 +43,7 @@ typedef struct {
     int64_t bad_window_ms;
     int64_t bad_cooldown_ms; //  how long a bad host is left out
     int64_t host_timeout_ms; //  no heartbeat for this long: the host is removed
+    int64_t resume_grace_ms; //  a task first seen from resumed peers: no new origin fetcher
     bool seeds_enabled;      //  seed hosts may be triggered
     bool acyclic;            //  parent graphs stay DAGs (off by default: a mesh, where two
                              //  peers may feed each other; a piece is still taken once)
@@ -118,6 +119,7 @@ struct zf_sched_task_s {
     uint32_t seed_refused;   //  serial of a seed that did not take the task, 0: none
     bool seed_failed;        //  a seed failed to fetch it from the origin: no seed is asked again
     bool origin_failed;      //  so did a peer: each peer that asks now fetches from it itself
+    int64_t resume_until_ms; //  first seen from a resumed peer: no new origin fetcher before
     void *parked;            //  the owner's waiting requests (zf_scheduler.c)
     bool wake_pending;
 };

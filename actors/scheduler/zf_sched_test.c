@@ -8,6 +8,7 @@
 #include "zf_scheduler.h"
 
 #define TASK_A "aaaa000000000000000000000000000000000000000000000000000000000001"
+#define TASK_B "bbbb000000000000000000000000000000000000000000000000000000000002"
 
 static bool s_verbose;
 
@@ -555,6 +556,45 @@ static void s_test_seed_failed_while_waiting (void)
     zf_sched_destroy (&sched);
 }
 
+//  A scheduler restarted while a seed fetched a task for 3 peers, which register again
+//  ("resumed") before the seed does: none becomes another origin fetcher while the seed may
+//  still come (on the old code the first to register was told "source", and each one after
+//  that the first reported pieces), the seed takes the flight back with "source", and only a
+//  task whose grace ran out with no origin fetcher gets a new one.
+static void s_test_resumed (void)
+{
+    zf_sched_t *sched = s_sched (8);
+    s_triggers = 0;
+    const int64_t grace = zf_sched_params (sched)->resume_grace_ms;
+    zf_sched_peer_t *first = s_peer (sched, TASK_A, s_host (sched, "n1", false, "", "", 0));
+    zf_sched_peer_resumed (sched, first, false, 0);
+    ZF_ASSERT (zf_sched_decide (sched, first, 0, s_on_trigger, NULL) == ZF_DECISION_WAIT);
+    s_give (sched, first, 0, 4); //  its report, sent while it waits
+    zf_sched_peer_t *second = s_peer (sched, TASK_A, s_host (sched, "n2", false, "", "", 0));
+    zf_sched_peer_resumed (sched, second, false, 1000);
+    ZF_ASSERT (zf_sched_decide (sched, second, 1000, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
+    ZF_ASSERT (!first->task->source && s_triggers == 0);
+    //  The seed finds the scheduler again: the flight is its own.
+    zf_sched_peer_t *seed = s_peer (sched, TASK_A, s_host (sched, "seed", true, "", "", 0));
+    zf_sched_peer_resumed (sched, seed, true, 2000);
+    ZF_ASSERT (zf_sched_decide (sched, seed, 2000, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (first->task->source == seed && s_triggers == 0);
+    ZF_ASSERT (zf_sched_decide (sched, first, 2000, s_on_trigger, NULL) == ZF_DECISION_PARENTS);
+    //  Another task whose origin fetcher never comes back: after the grace, one peer takes it.
+    zf_sched_peer_t *lone = s_peer (sched, TASK_B, first->host);
+    zf_sched_peer_resumed (sched, lone, false, 0);
+    s_give (sched, lone, 0, 2);
+    zf_sched_peer_t *other = s_peer (sched, TASK_B, second->host);
+    zf_sched_peer_resumed (sched, other, false, 0);
+    ZF_ASSERT (zf_sched_decide (sched, other, grace - 1, s_on_trigger, NULL)
+               == ZF_DECISION_PARENTS);
+    ZF_ASSERT (zf_sched_decide (sched, lone, grace - 1, s_on_trigger, NULL) != ZF_DECISION_SOURCE);
+    ZF_ASSERT (zf_sched_decide (sched, other, grace, s_on_trigger, NULL) == ZF_DECISION_SOURCE);
+    ZF_ASSERT (zf_sched_decide (sched, lone, grace, s_on_trigger, NULL) != ZF_DECISION_SOURCE);
+    s_check (sched);
+    zf_sched_destroy (&sched);
+}
+
 //  --- health ----------------------------------------------------------------------------------
 
 static void s_test_bad_host (void)
@@ -816,6 +856,7 @@ void zf_scheduler_test (bool verbose)
     s_test_seed_failed ();
     s_test_origin_failed ();
     s_test_seed_failed_while_waiting ();
+    s_test_resumed ();
     s_test_rates ();
     s_test_bad_host ();
     s_test_bad_source ();

@@ -540,6 +540,8 @@ static void s_handle_register (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_sched_task_set_origin (task, body->url, body->digest, body->tag, body->application);
     if (!peer)
         peer = zf_sched_peer_add (self->sched, task, host);
+    if (body->resumed || body->source)
+        zf_sched_peer_resumed (self->sched, peer, body->source, now);
     if (peer->parked) {
         //  A resend or a second poll: the earlier one is answered "wait" and this one takes over.
         waiter_t *old = peer->parked;
@@ -914,6 +916,9 @@ static void s_params_of (const zf_scheduler_config_t *config, zf_sched_params_t 
     params->bad_window_ms = config->bad_host_window_ms;
     params->bad_cooldown_ms = config->bad_host_cooldown_ms;
     params->host_timeout_ms = config->host_timeout_ms;
+    //  Every host announces once a heartbeat: by two, a resumed task's origin fetcher has
+    //  found this scheduler again and registered.
+    params->resume_grace_ms = 2 * config->heartbeat_ms;
     params->seeds_enabled = !streq (config->seeds, "none");
     params->seeds = config->seeds;
     params->acyclic = config->acyclic;
