@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from swarmtest import ORIGIN_LIMIT, RUN_TIMEOUT, SwarmCase
+from swarmtest import ORIGIN_LIMIT, RUN_TIMEOUT, ZFLY_GET, SwarmCase
 from zflytest import main
 
 
@@ -190,7 +190,7 @@ class SchedulerRestartedTest(SwarmCase):
         self.wait_for(lambda: any("goes on without a scheduler" in self.daemon_log(name)
                                   for name in self.peers()),
                       "a peer noticing that its scheduler is gone", timeout=30)
-        self.swarm.restart_scheduler("s1")
+        self.swarm.restart("s1")
 
         def known_peers():
             dump = self.dump("s1", task_id)
@@ -207,6 +207,49 @@ class SchedulerRestartedTest(SwarmCase):
         self.assert_origin_sent_one_copy(body_bytes)
         self.assertTrue(any("task has a scheduler again" in self.daemon_log(name)
                             for name in self.peers()))
+        self.assert_daemons_clean()
+
+
+class PeerRestartedTest(SwarmCase):
+    """A peer's daemon dies mid-download (kill -9, as in a crash or an OOM kill) and is
+    started again with its cache, and its user runs zfly-get again, while the others go on
+    pulling, some of them from it."""
+    TAG = "zp"
+    LINK = "50mbit"
+    FILE_SIZE = "128M"
+
+    def test_peer_restarted(self):
+        """The restarted peer goes on from the pieces it had (it fetches about what it
+        lacked, not the file again), every copy is exact, and the origin still sends one
+        copy."""
+        self.start()
+        task_id = self.launch()
+        had = self.wait_for(lambda: (lambda p: p if 0.3 <= p < 0.7 else None)(
+            self.progress("peer3", task_id)), "peer3 midway", timeout=60)
+        self.swarm.kill("peer3")
+        self.swarm.restart("peer3")
+        again = self.tb.Barrier()
+        host = next(h for h in self.state["hosts"] if h["name"] == "peer3")
+        again.add("peer3", host["ns"], self.tb.zfly_get_argv(
+            self.state, {"zfly-get": ZFLY_GET}, os.path.join(self.zdir, "peer3", "zfly-get.ini"),
+            self.outputs["peer3"]), os.path.join(self.zdir, "peer3", "zfly-get-again.log"))
+        again.go()
+        try:
+            others = [name for name in self.peers() if name != "peer3"]
+            statuses, body_bytes = self.finish(task_id, others)
+            _, codes = again.wait_exits(time.monotonic() + RUN_TIMEOUT)
+        finally:
+            again.stop_all()
+        self.assertEqual(codes.get("peer3"), 0, self.daemon_log("peer3")[-2000:])
+        self.assertEqual(self.tb.sha256_file(self.outputs["peer3"]), self.state["sha256"])
+        self.assert_no_restart(statuses)
+        self.assert_origin_sent_one_copy(body_bytes)
+        status = self.query("peer3", task_id)
+        fetched = status["bytes_from_source"] + status["bytes_from_parents"]
+        # At most 100 ms of claims die with a killed daemon (a few pieces): what it had
+        # before stays, so it fetches little more than what it lacked.
+        self.assertLessEqual(fetched, (1 - had) * self.file_size + 0.05 * self.file_size,
+                             f"peer3 had {had:.0%} and fetched {fetched} bytes again: {status}")
         self.assert_daemons_clean()
 
 
