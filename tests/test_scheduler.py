@@ -34,13 +34,14 @@ class SchedulerClient(BusClient):
         return reply["body"]
 
     def announce(self, host_id, type_="normal", slots=0, idc="", location="", upload=0,
-                 download=0):
+                 download=0, incarnation=0):
         return self.ok("host.announce", {"host_id": host_id, "node": host_id,
                                          "storage": f"storage@{host_id}",
                                          "fetcher": f"fetcher@{host_id}", "type": type_,
                                          "idc": idc, "location": location,
                                          "upload_slots": slots, "upload_bandwidth": upload,
-                                         "download_bandwidth": download}, "host.announced")
+                                         "download_bandwidth": download,
+                                         "incarnation": incarnation}, "host.announced")
 
     def register(self, host_id, task=TASK, wait_ms=0, piece_count=8):
         return self.ok("peer.register", {"task_id": task, "host_id": host_id, "url": URL,
@@ -250,6 +251,27 @@ class SchedulerTest(ZflyTestCase):
         error = self.client.call("peer.register", {"task_id": TASK, "host_id": "gone"})
         self.assertEqual(error["type"], "error")
         self.assertEqual(error["body"]["code"], "not_found")
+
+    def test_a_restarted_host_gives_up_what_it_ran(self):
+        """A host that announces another incarnation restarted without host.leave (a crash):
+        its peers are gone, and the flight it held goes to the next peer that asks. (Before,
+        a seed killed and started again at once stayed the origin fetcher of a task it no
+        longer fetched, and its children waited forever.)"""
+        self.start_scheduler()
+        self.client.announce("origin-fetcher", incarnation=7)
+        self.client.announce("child", incarnation=1)
+        self.assertEqual(self.client.register("origin-fetcher")["decision"], "source")
+        self.client.report("origin-fetcher", [0, 1])
+        self.assertEqual(self.client.register("child")["decision"], "parents")
+        self.client.report("child", [0], source="origin-fetcher")
+        # The same incarnation again (a heartbeat), or none told: nothing changes.
+        self.client.announce("origin-fetcher", incarnation=7)
+        self.client.announce("origin-fetcher")
+        self.assertEqual(self.client.dump()["source"], "origin-fetcher")
+        self.client.announce("origin-fetcher", incarnation=8)
+        dump = self.client.dump()
+        self.assertEqual([p["host_id"] for p in dump["peers"]], ["child"], dump)
+        self.assertEqual(self.client.register("child")["decision"], "source")
 
     def test_malformed_requests_are_refused(self):
         self.start_scheduler()

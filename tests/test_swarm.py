@@ -253,6 +253,31 @@ class PeerRestartedTest(SwarmCase):
         self.assert_daemons_clean()
 
 
+class SeedRestartedTest(SwarmCase):
+    """The seed's daemon dies while it fetches the file from the origin and systemd starts
+    it again at once, with its cache: the scheduler hears the same host announce again."""
+    TAG = "zt"
+    LINK = "50mbit"
+    FILE_SIZE = "128M"
+
+    def test_seed_restarted(self):
+        """Every peer finishes and the origin sends about one copy: the scheduler tells the
+        restart by the host's new incarnation and hands the flight on. (Before, it kept the
+        restarted seed as the task's origin fetcher, which fetched nothing any more, and
+        every peer waited forever.)"""
+        self.start()
+        task_id = self.launch()
+        self.wait_for(lambda: 0.05 <= self.progress("peer1", task_id) < 0.4,
+                      "peer1 early in its transfer", timeout=60)
+        self.swarm.kill("seed1")
+        self.swarm.restart("seed1")
+        statuses, body_bytes = self.finish(task_id, self.peers())
+        self.assert_no_restart(statuses)
+        self.assert_origin_sent_one_copy(body_bytes)
+        self.assertIn("host restarted id=seed1", self.daemon_log("s1"))
+        self.assert_daemons_clean()
+
+
 class OriginKilledTest(SwarmCase):
     """The origin dies mid-transfer (nginx killed), on the same slower links: nobody can
     finish, and nobody may wait forever either. 8 peers: each then has 8 parents, the most it

@@ -10,6 +10,7 @@
 #include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_sched_ring.h"
+#include <sys/random.h>
 
 #define SCHEDULERS_MAX     16
 #define TICK_MS            100
@@ -104,6 +105,7 @@ struct zf_fetch_sched_s {
     bool dead[SCHEDULERS_MAX];
     size_t count;
     char host_id[HOST_ID_MAX + 1];
+    uint64_t incarnation; //  drawn at start: a scheduler tells a restart by it
     char storage[ZF_NAME_MAX + 1];
     char fetcher[ZF_NAME_MAX + 1];
     char node[ZF_NAME_MAX + 1];
@@ -264,7 +266,8 @@ static void s_announce (zf_fetch_sched_t *self, const char *scheduler)
                                    .location = self->env->config->location,
                                    .upload_slots = (uint64_t) self->env->config->upload_slots,
                                    .upload_bandwidth = self->env->config->upload_bandwidth,
-                                   .download_bandwidth = self->env->config->download_bandwidth};
+                                   .download_bandwidth = self->env->config->download_bandwidth,
+                                   .incarnation = self->incarnation};
     s_send (self, CALL_ANNOUNCE, NULL, scheduler, &zf_msg_host_announce, &body, REPORT_TIMEOUT_MS);
 }
 
@@ -305,8 +308,10 @@ static void s_report_all (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch
     record->batch_count = 0;
     uint64_t content_length, piece_length, piece_count;
     zf_fetch_task_lengths (task, &content_length, &piece_length, &piece_count);
-    if (piece_count == 0)
+    if (piece_count == 0) {
+        record->full_report = true; //  once the layout is known (s_kick)
         return;
+    }
     uint64_t *pieces = zf_calloc (REPORT_MAX, sizeof (uint64_t));
     size_t count = 0;
     for (uint64_t index = 0; index < piece_count; index++) {
@@ -370,6 +375,8 @@ static void s_kick (zf_fetch_sched_t *self, sched_task_t *record)
             s_register (self, record, task);
         return;
     }
+    if (record->full_report) //  the layout came after the first answer
+        s_report_all (self, record, task);
     if (record->failed_count > 0) {
         zf_msg_parent_failed_t body = {.task_id = record->task_id,
                                        .host_id = self->host_id,
@@ -575,6 +582,9 @@ static void s_task_started (void *arg, zf_fetch_task_t *task)
     sched_task_t *record = zf_calloc (1, sizeof *record);
     zf_strlcpy (record->task_id, zf_fetch_task_id (task), sizeof record->task_id);
     record->generation = zf_fetch_task_generation (task);
+    //  A task may start with pieces in the cache (the daemon restarted, the client asks
+    //  again): a scheduler that knew them forgot them with the old process.
+    record->full_report = true;
     zhashx_update (self->tasks, record->task_id, record);
     s_kick (self, record);
 }
@@ -781,6 +791,9 @@ zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node)
     zf_strlcpy (self->node, zf_node_name (node), sizeof self->node);
     zf_strlcpy (self->host_id, *config->host_id ? config->host_id : self->node,
                 sizeof self->host_id);
+    while (self->incarnation == 0)
+        ZF_ASSERT (getrandom (&self->incarnation, sizeof self->incarnation, 0)
+                   == (ssize_t) sizeof self->incarnation);
     if (strchr (config->storage, '@'))
         zf_strlcpy (self->storage, config->storage, sizeof self->storage);
     else {

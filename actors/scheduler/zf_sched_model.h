@@ -93,6 +93,7 @@ struct zf_sched_host_s {
     char *endpoint, *key; //  its storage's tcp:// endpoint and CURVE key ("" when unknown)
     bool seed;
     uint32_t serial;       //  never reused: safe in blocklists after the host is gone
+    uint64_t incarnation;  //  announced by its process (host.announce), 0: not told
     uint32_t upload_slots; //  effective (announced or default)
     uint32_t load;         //  parent edges into this host's peers: slots in use
     uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced caps; 0: none

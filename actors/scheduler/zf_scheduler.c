@@ -451,7 +451,19 @@ static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                             "host_id and storage must not be empty");
         return;
     }
-    bool fresh = !zf_sched_host_find (self->sched, body->host_id);
+    zf_sched_host_t *known = zf_sched_host_find (self->sched, body->host_id);
+    if (known && known->incarnation && body->incarnation
+        && known->incarnation != body->incarnation) {
+        //  Restarted without host.leave (a crash): its tasks died with it, and a seed that
+        //  was a task's origin fetcher fetches nothing any more. Left alone, its children
+        //  waited for those pieces forever (the seed killed and started again at once).
+        s_drop_host_waiters (self, known, "host restarted");
+        s_event (self, "restarted", NULL, known->id, NULL);
+        zf_notice (self->name, "host restarted id=%s peers=%" PRIu32, known->id, known->peer_count);
+        zf_sched_host_remove (self->sched, known);
+        known = NULL;
+    }
+    bool fresh = !known;
     //  Where children reach it, and the key that authenticated this announce (a key in the
     //  message would prove nothing). The seed's fetcher is learned here for seed.trigger.
     bool networked = request->origin == ZF_BUS_FROM_NETWORK && *request->peer_key;
@@ -480,7 +492,9 @@ static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
                                  .upload_slots = (uint32_t) body->upload_slots,
                                  .upload_bandwidth = body->upload_bandwidth,
                                  .download_bandwidth = body->download_bandwidth};
-    zf_sched_host_upsert (self->sched, &info, zf_clock_mono_ms ());
+    zf_sched_host_t *host = zf_sched_host_upsert (self->sched, &info, zf_clock_mono_ms ());
+    if (body->incarnation)
+        host->incarnation = body->incarnation;
     if (fresh)
         zf_info (self->name,
                  "host announced id=%s type=%s storage=%s endpoint=%s idc=%s location=%s",
