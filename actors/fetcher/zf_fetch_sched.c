@@ -128,6 +128,18 @@ static ssize_t s_scheduler_index (zf_fetch_sched_t *self, const char *name)
     return -1;
 }
 
+//  The task registers again at its next tick, at the scheduler the ring names then, which may
+//  know nothing of it: it says so (peer.register "resumed") and reports all it holds.
+static void s_register_anew (sched_task_t *record)
+{
+    record->scheduler[0] = '\0';
+    record->resumed = true;
+    record->registered = false;
+    record->asking = false;
+    record->full_report = true;
+    record->register_at_ms = 0;
+}
+
 static void s_set_alive (zf_fetch_sched_t *self, const char *name, bool alive, const char *why)
 {
     ssize_t index = s_scheduler_index (self, name);
@@ -143,14 +155,8 @@ static void s_set_alive (zf_fetch_sched_t *self, const char *name, bool alive, c
     //  Its tasks move to the next scheduler on the ring, with what they have.
     for (sched_task_t *record = zhashx_first (self->tasks); record;
          record = zhashx_next (self->tasks))
-        if (streq (record->scheduler, name)) {
-            record->scheduler[0] = '\0';
-            record->resumed = true;
-            record->registered = false;
-            record->asking = false;
-            record->full_report = true;
-            record->register_at_ms = 0;
-        }
+        if (streq (record->scheduler, name))
+            s_register_anew (record);
 }
 
 //  A scheduler answered (an announce): tasks that went on without any scheduler register
@@ -163,12 +169,7 @@ static void s_resume_lost (zf_fetch_sched_t *self)
          record = zhashx_next (self->tasks))
         if (record->lost) {
             record->lost = false;
-            record->resumed = true;
-            record->scheduler[0] = '\0';
-            record->registered = false;
-            record->asking = false;
-            record->full_report = true;
-            record->register_at_ms = 0;
+            s_register_anew (record);
         }
 }
 
@@ -304,14 +305,12 @@ static void s_flush (zf_fetch_sched_t *self, sched_task_t *record)
 //  Every stored piece, after (re)registering: a new scheduler knows nothing of them.
 static void s_report_all (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task)
 {
-    record->full_report = false;
-    record->batch_count = 0;
     uint64_t content_length, piece_length, piece_count;
     zf_fetch_task_lengths (task, &content_length, &piece_length, &piece_count);
-    if (piece_count == 0) {
-        record->full_report = true; //  once the layout is known (s_kick)
-        return;
-    }
+    if (piece_count == 0)
+        return; //  once the layout is known (s_kick)
+    record->full_report = false;
+    record->batch_count = 0;
     uint64_t *pieces = zf_calloc (REPORT_MAX, sizeof (uint64_t));
     size_t count = 0;
     for (uint64_t index = 0; index < piece_count; index++) {
@@ -343,7 +342,7 @@ static void s_register (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_t
 
 //  No scheduler can help this task: it goes on with the parents it has, and the origin for
 //  what none of them may still get. A scheduler that refused it is not asked again; when none
-//  was reachable the record stays, lost, until one answers a heartbeat (s_set_alive).
+//  was reachable the record stays, lost, until one answers an announce (s_resume_lost).
 static void s_give_up (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch_task_t *task,
                        const char *why, bool for_good)
 {
@@ -553,9 +552,9 @@ static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
     if (status != ZF_OK) {
         zf_warning (self->env->name, "scheduler %s refused a request task=%.16s: %s", scheduler,
                     task_id, reason);
+        //  Nothing it says can be relied on: not asked again for this task.
         if (kind == CALL_SCHEDULE && task)
-            s_give_up (self, record, task, "scheduler refused",
-                       true); //  nothing it says can be relied on
+            s_give_up (self, record, task, "scheduler refused", true);
         return;
     }
     if (!task)
