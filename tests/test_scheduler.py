@@ -272,6 +272,10 @@ class SchedulerTest(ZflyTestCase):
         dump = self.client.dump()
         self.assertEqual([p["host_id"] for p in dump["peers"]], ["child"], dump)
         self.assertEqual(self.client.register("child")["decision"], "source")
+        # Another at once is more likely two nodes announcing one host id: said so.
+        self.client.announce("origin-fetcher", incarnation=9)
+        self.node.log.wait_for(r"host origin-fetcher restarted twice within \d+ ms: do two "
+                               r"nodes announce this host id")
 
     def test_malformed_requests_are_refused(self):
         self.start_scheduler()

@@ -363,10 +363,15 @@ bool zf_sched_host_is_bad (const zf_sched_host_t *host, int64_t now_ms)
     return host->bad_until_ms > now_ms;
 }
 
-void zf_sched_host_remove (zf_sched_t *self, zf_sched_host_t *host)
+void zf_sched_host_forget_peers (zf_sched_t *self, zf_sched_host_t *host)
 {
     while (host->peer_count > 0)
         zf_sched_peer_remove (self, host->peers[host->peer_count - 1]);
+}
+
+void zf_sched_host_remove (zf_sched_t *self, zf_sched_host_t *host)
+{
+    zf_sched_host_forget_peers (self, host);
     if (host->seed)
         s_seed_list_remove (self, host);
     zhashx_delete (self->hosts, host->id);

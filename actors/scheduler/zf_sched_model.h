@@ -94,6 +94,7 @@ struct zf_sched_host_s {
     bool seed;
     uint32_t serial;       //  never reused: safe in blocklists after the host is gone
     uint64_t incarnation;  //  announced by its process (host.announce), 0: not told
+    int64_t restarted_ms;  //  when another incarnation was last announced, 0: never
     uint32_t upload_slots; //  effective (announced or default)
     uint32_t load;         //  parent edges into this host's peers: slots in use
     uint64_t upload_bandwidth, download_bandwidth; //  bytes/s, announced caps; 0: none
@@ -165,6 +166,9 @@ zf_sched_host_t *zf_sched_host_upsert (zf_sched_t *self, const zf_sched_host_inf
 zf_sched_host_t *zf_sched_host_find (zf_sched_t *self, const char *id);
 //  Removes the host with all its peers (children of those peers are flagged to reschedule).
 void zf_sched_host_remove (zf_sched_t *self, zf_sched_host_t *host);
+//  Removes all its peers, as zf_sched_host_remove does, and keeps the host: its process
+//  restarted, and what it ran is gone.
+void zf_sched_host_forget_peers (zf_sched_t *self, zf_sched_host_t *host);
 bool zf_sched_host_is_bad (const zf_sched_host_t *host, int64_t now_ms);
 //  First host in iteration order, then the next; for expiry scans and seed choice.
 zf_sched_host_t *zf_sched_host_first (zf_sched_t *self);

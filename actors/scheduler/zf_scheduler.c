@@ -435,6 +435,29 @@ static bool s_valid_task_id (const char *task_id)
 
 //  --- handlers ----------------------------------------------------------------------------------
 
+//  A host announced another incarnation: its process restarted without host.leave (a crash,
+//  kill -9, systemd starting it again at once). What it ran died with it, and a seed that was
+//  a task's origin fetcher fetches nothing any more: left alone, its children waited for those
+//  pieces forever. Its peers are forgotten as host.leave would forget them; the host stays,
+//  with what was measured of it. Two restarts within three heartbeats are more likely two
+//  nodes announcing one host id, each forgetting the other's peers every heartbeat.
+static void s_host_restarted (self_t *self, zf_sched_host_t *host)
+{
+    static zf_ratelimit_t limit = ZF_RATELIMIT_INIT (3, 60000);
+    int64_t now = zf_clock_mono_ms ();
+    if (host->restarted_ms && now - host->restarted_ms < 3 * self->config->heartbeat_ms)
+        zf_warning_limited (&limit, self->name,
+                            "host %s restarted twice within %" PRId64
+                            " ms: do two nodes announce this host id? Give each node its "
+                            "own [fetcher] host_id (default: its [node] name)",
+                            host->id, now - host->restarted_ms);
+    host->restarted_ms = now;
+    s_drop_host_waiters (self, host, "host restarted");
+    s_event (self, "restarted", NULL, host->id, NULL);
+    zf_notice (self->name, "host restarted id=%s peers=%" PRIu32, host->id, host->peer_count);
+    zf_sched_host_forget_peers (self->sched, host);
+}
+
 static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     self_t *self = arg;
@@ -452,17 +475,8 @@ static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
         return;
     }
     zf_sched_host_t *known = zf_sched_host_find (self->sched, body->host_id);
-    if (known && known->incarnation && body->incarnation
-        && known->incarnation != body->incarnation) {
-        //  Restarted without host.leave (a crash): its tasks died with it, and a seed that
-        //  was a task's origin fetcher fetches nothing any more. Left alone, its children
-        //  waited for those pieces forever (the seed killed and started again at once).
-        s_drop_host_waiters (self, known, "host restarted");
-        s_event (self, "restarted", NULL, known->id, NULL);
-        zf_notice (self->name, "host restarted id=%s peers=%" PRIu32, known->id, known->peer_count);
-        zf_sched_host_remove (self->sched, known);
-        known = NULL;
-    }
+    if (known && known->incarnation && body->incarnation && known->incarnation != body->incarnation)
+        s_host_restarted (self, known);
     bool fresh = !known;
     //  Where children reach it, and the key that authenticated this announce (a key in the
     //  message would prove nothing). The seed's fetcher is learned here for seed.trigger.
