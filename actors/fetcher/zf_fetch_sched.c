@@ -310,7 +310,9 @@ static void s_report_all (zf_fetch_sched_t *self, sched_task_t *record, zf_fetch
     if (piece_count == 0)
         return; //  once the layout is known (s_kick)
     record->full_report = false;
-    record->batch_count = 0;
+    //  The batch first, with the host its pieces came from (what the scheduler counts as
+    //  that host's upload): the full report names none, and repeats them harmlessly.
+    s_flush (self, record);
     uint64_t *pieces = zf_calloc (REPORT_MAX, sizeof (uint64_t));
     size_t count = 0;
     for (uint64_t index = 0; index < piece_count; index++) {

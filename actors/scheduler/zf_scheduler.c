@@ -456,6 +456,7 @@ static void s_host_restarted (self_t *self, zf_sched_host_t *host)
     s_event (self, "restarted", NULL, host->id, NULL);
     zf_notice (self->name, "host restarted id=%s peers=%" PRIu32, host->id, host->peer_count);
     zf_sched_host_forget_peers (self->sched, host);
+    s_serve_wakes (self); //  a released flight: a peer waiting to be told may take it now
 }
 
 static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
