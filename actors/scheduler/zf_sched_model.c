@@ -32,7 +32,7 @@ void zf_sched_params_defaults (zf_sched_params_t *params)
         .bad_window_ms = 30000,
         .bad_cooldown_ms = 60000,
         .host_timeout_ms = 15000,
-        .resume_grace_ms = 10000,
+        .resume_grace_ms = 4000,
         .seeds_enabled = true,
         .acyclic = false,
         .seeds = "auto",

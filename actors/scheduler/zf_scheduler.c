@@ -8,9 +8,10 @@
 #include "zf_sched_decide.h"
 #include "zf_sched_health.h"
 
-#define TICK_MS   50   //  poll deadlines
-#define EXPIRE_MS 1000 //  heartbeat expiry scan and gauges
-#define WAKES_MAX 64
+#define TICK_MS             50   //  poll deadlines
+#define EXPIRE_MS           1000 //  heartbeat expiry scan and gauges
+#define WAKES_MAX           64
+#define RESUME_GRACE_MAX_MS 4000 //  see zf_sched_params_t.resume_grace_ms
 
 static const zf_config_key_t s_keys[] = {
     {.key = "bind",
@@ -945,9 +946,15 @@ static void s_params_of (const zf_scheduler_config_t *config, zf_sched_params_t 
     params->bad_window_ms = config->bad_host_window_ms;
     params->bad_cooldown_ms = config->bad_host_cooldown_ms;
     params->host_timeout_ms = config->host_timeout_ms;
-    //  Every host announces once a heartbeat: by two, a resumed task's origin fetcher has
-    //  found this scheduler again and registered.
-    params->resume_grace_ms = 2 * config->heartbeat_ms;
+    //  A resumed task's origin fetcher finds this scheduler again within a second or so: its
+    //  reports (every 100 ms) come back "not found", or the announce it sends a dead
+    //  scheduler every second goes out as the link comes up. Two heartbeats at most, the
+    //  slowest a host announces; not much longer than needed, since while a task waits for an
+    //  origin fetcher that died with the old one nothing new comes in (the scheduler and
+    //  the seed of an all-in-one node restarted together: 10 s of grace cost 1.69 × T_min).
+    params->resume_grace_ms = 2 * config->heartbeat_ms < RESUME_GRACE_MAX_MS
+                                  ? 2 * config->heartbeat_ms
+                                  : RESUME_GRACE_MAX_MS;
     params->seeds_enabled = !streq (config->seeds, "none");
     params->seeds = config->seeds;
     params->acyclic = config->acyclic;
