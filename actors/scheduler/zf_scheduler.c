@@ -489,11 +489,15 @@ static void s_handle_announce (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     if (networked && *body->fetcher_endpoint && *body->fetcher) {
         char *fetcher = zf_node_endpoint_for_peer (body->fetcher_endpoint, request->peer_address);
         zf_error_t err;
+        zf_route_t configured;
+        //  [endpoints] may name it (a hand-wired cluster): said only when it says otherwise.
         if (zf_node_learn_route (self->node, body->fetcher, fetcher, NULL, request->peer_key, &err)
                 != ZF_OK
-            && fresh)
-            zf_warning (self->name, "host %s: fetcher route not learned: %s", body->host_id,
-                        err.message);
+            && fresh
+            && !(zf_node_resolve (self->node, body->fetcher, &configured, NULL) == ZF_OK
+                 && streq (configured.endpoint, fetcher)))
+            zf_warning (self->name, "host %s: fetcher route not learned: %s (it announces %s)",
+                        body->host_id, err.message, fetcher);
         zf_free (fetcher);
     }
     zf_sched_host_info_t info = {.id = body->host_id,
