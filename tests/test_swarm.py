@@ -168,10 +168,10 @@ class SchedulerKilledTest(SwarmCase):
                         "no peer noticed that its scheduler was gone")
 
 
-class SchedulerRestartedTest(SwarmCase):
-    """The only scheduler dies early and comes back knowing nothing (a crash and systemd's
-    restart, or an upgrade), while the peers still have most of a 128 MiB file to fetch at
-    50 Mbit/s (about 22 s)."""
+class RestartTest(SwarmCase):
+    """A daemon dies mid-download (kill -9: a crash, an OOM kill) and systemd starts it again
+    at once, while the peers still have most of a 128 MiB file to fetch at 50 Mbit/s (about
+    22 s): a scheduler comes back knowing nothing, a seed or a peer with its cache."""
     TAG = "zr"
     LINK = "50mbit"
     FILE_SIZE = "128M"
@@ -209,23 +209,18 @@ class SchedulerRestartedTest(SwarmCase):
                             for name in self.peers()))
         self.assert_daemons_clean()
 
-
-class PeerRestartedTest(SwarmCase):
-    """A peer's daemon dies mid-download (kill -9, as in a crash or an OOM kill) and is
-    started again with its cache, and its user runs zfly-get again, while the others go on
-    pulling, some of them from it."""
-    TAG = "zp"
-    LINK = "50mbit"
-    FILE_SIZE = "128M"
-
     def test_peer_restarted(self):
-        """The restarted peer goes on from the pieces it had (it fetches about what it
-        lacked, not the file again), every copy is exact, and the origin still sends one
-        copy."""
+        """A peer (peer3) restarted midway, its zfly-get run again while the others go on
+        pulling, some of them from it: it goes on from the pieces it had (it fetches about
+        what it lacked, not the file again), every copy is exact, and the origin still sends
+        one copy."""
         self.start()
         task_id = self.launch()
-        had = self.wait_for(lambda: (lambda p: p if 0.3 <= p < 0.7 else None)(
-            self.progress("peer3", task_id)), "peer3 midway", timeout=60)
+
+        def midway():
+            progress = self.progress("peer3", task_id)
+            return progress if 0.3 <= progress < 0.7 else None
+        had = self.wait_for(midway, "peer3 midway", timeout=60)
         self.swarm.kill("peer3")
         self.swarm.restart("peer3")
         again = self.tb.Barrier()
@@ -252,19 +247,12 @@ class PeerRestartedTest(SwarmCase):
                              f"peer3 had {had:.0%} and fetched {fetched} bytes again: {status}")
         self.assert_daemons_clean()
 
-
-class SeedRestartedTest(SwarmCase):
-    """The seed's daemon dies while it fetches the file from the origin and systemd starts
-    it again at once, with its cache: the scheduler hears the same host announce again."""
-    TAG = "zt"
-    LINK = "50mbit"
-    FILE_SIZE = "128M"
-
     def test_seed_restarted(self):
-        """Every peer finishes and the origin sends about one copy: the scheduler tells the
-        restart by the host's new incarnation and hands the flight on. (Before, it kept the
-        restarted seed as the task's origin fetcher, which fetched nothing any more, and
-        every peer waited forever.)"""
+        """The seed restarted while it fetches the file from the origin (the scheduler hears
+        the same host announce again): every peer finishes and the origin sends about one
+        copy, since the scheduler tells the restart by the host's new incarnation and hands
+        the flight on. (Before, it kept the restarted seed as the task's origin fetcher,
+        which fetched nothing any more, and every peer waited forever.)"""
         self.start()
         task_id = self.launch()
         self.wait_for(lambda: 0.05 <= self.progress("peer1", task_id) < 0.4,
