@@ -376,7 +376,7 @@ static void s_kick (zf_fetch_sched_t *self, sched_task_t *record)
             s_register (self, record, task);
         return;
     }
-    if (record->full_report) //  the layout came after the first answer
+    if (record->full_report) //  once registered and the layout is known
         s_report_all (self, record, task);
     if (record->failed_count > 0) {
         zf_msg_parent_failed_t body = {.task_id = record->task_id,
@@ -496,8 +496,7 @@ static void s_on_schedule (zf_fetch_sched_t *self, sched_task_t *record, zf_fetc
     else
         zf_warning (self->env->name, "schedule task=%.16s: unknown decision '%s'", record->task_id,
                     schedule->decision);
-    if (zf_fetch_task_running (task) && first && record->full_report)
-        s_report_all (self, record, task);
+    //  What it holds goes from s_kick, which runs next, as soon as the layout is known.
 }
 
 static void s_on_reply (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
