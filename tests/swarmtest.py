@@ -301,11 +301,14 @@ class SwarmCase(SwarmTestbed, unittest.TestCase):
         with open(self.swarm.daemons[name].record["log"], errors="replace") as f:
             return f.read()
 
-    def assert_daemons_clean(self):
-        """Every daemon of the swarm is still running (none died of a crash), and no log shows
-        a sanitizer report or an assertion."""
+    def assert_daemons_clean(self, stopped=()):
+        """Every daemon of the swarm is still running (none died of a crash), those the test
+        stopped exited with status 0, and no log shows a sanitizer report or an assertion."""
         for name, daemon in self.swarm.daemons.items():
-            self.assertTrue(daemon.alive(), f"{name} died: see {daemon.record['log']}")
+            if name in stopped:
+                self.assertEqual(daemon.proc.returncode, 0, f"{name}: see {daemon.record['log']}")
+            else:
+                self.assertTrue(daemon.alive(), f"{name} died: see {daemon.record['log']}")
             log = self.daemon_log(name)
             for mark in ("AddressSanitizer", "runtime error:", "assertion failed", "LeakSanitizer"):
                 self.assertNotIn(mark, log, f"{name}: {mark} in {daemon.record['log']}")

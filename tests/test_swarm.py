@@ -171,7 +171,8 @@ class SchedulerKilledTest(SwarmCase):
 class RestartTest(SwarmCase):
     """A daemon dies mid-download (kill -9: a crash, an OOM kill) and systemd starts it again
     at once, while the peers still have most of a 128 MiB file to fetch at 50 Mbit/s (about
-    22 s): a scheduler comes back knowing nothing, a seed or a peer with its cache."""
+    22 s): a scheduler comes back knowing nothing, a seed or a peer with its cache; or a peer
+    is stopped cleanly."""
     TAG = "zr"
     LINK = "50mbit"
     FILE_SIZE = "128M"
@@ -246,6 +247,28 @@ class RestartTest(SwarmCase):
         self.assertLessEqual(fetched, (1 - had) * self.file_size + 0.05 * self.file_size,
                              f"peer3 had {had:.0%} and fetched {fetched} bytes again: {status}")
         self.assert_daemons_clean()
+
+    def test_peer_stopped(self):
+        """A peer (peer3) stopped cleanly midway (systemctl stop, an upgrade): it tells its
+        scheduler that it leaves before it exits, so the scheduler forgets it at once and
+        gives no child a parent that is gone (before, it kept the host for host_timeout, 15
+        s, and gave it out meanwhile); the others finish with exact copies and the origin
+        sends one copy."""
+        self.start()
+        task_id = self.launch()
+        self.wait_for(lambda: 0.2 <= self.progress("peer3", task_id) < 0.7, "peer3 midway",
+                      timeout=60)
+        self.swarm.kill("peer3", signal.SIGTERM)  # returns once the daemon has exited
+        dump = self.dump("s1", task_id)
+        self.assertIsNotNone(dump)
+        self.assertNotIn("peer3", {peer["host_id"] for peer in dump["peers"]},
+                         "the scheduler still schedules a peer that has stopped")
+        self.assertIn("host left id=peer3", self.daemon_log("s1"))
+        others = [name for name in self.peers() if name != "peer3"]
+        statuses, body_bytes = self.finish(task_id, others)
+        self.assert_no_restart(statuses)
+        self.assert_origin_sent_one_copy(body_bytes)
+        self.assert_daemons_clean(stopped=("peer3",))
 
     def test_seed_restarted(self):
         """The seed restarted while it fetches the file from the origin (the scheduler hears

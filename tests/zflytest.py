@@ -681,7 +681,8 @@ class ZflyTestCase(unittest.TestCase):
         self.processes = []
 
     def tearDown(self):
-        for process in self.processes:
+        # Last started first, as a cluster is stopped: nodes before the scheduler they leave.
+        for process in reversed(self.processes):
             process.stop()
         for process in self.processes:
             process.close()

@@ -34,9 +34,12 @@
 #define DEAD_PROBE_MS 1000
 #define RETRY_MIN_MS  100
 #define PARENTS_KEPT  32 //  storage name -> host id, of parents given to a task
-#define FAILED_MAX    16 //  parents to report or exclude, per task
-#define HOST_ID_MAX   128
-#define TOP_UP_MS     1000 //  with fewer parents than TOP_UP_PARENTS, ask again this often
+//  A stopping daemon waits this long at most for its schedulers to hear host.leave: the stop
+//  of a whole cluster, schedulers first, must not hang on them.
+#define LEAVE_TIMEOUT_MS 1000
+#define FAILED_MAX       16 //  parents to report or exclude, per task
+#define HOST_ID_MAX      128
+#define TOP_UP_MS        1000 //  with fewer parents than TOP_UP_PARENTS, ask again this often
 //  Nothing from any parent this long: ask again (every so often while it lasts). The task may
 //  wait for pieces nobody will bring: its origin fetcher failed or died, and the scheduler
 //  flagged its children for a new schedule, which they hear of only with the ack of a report
@@ -114,6 +117,8 @@ struct zf_fetch_sched_s {
     int64_t announce_at_ms;
     int64_t probe_at_ms; //  next announce to the dead schedulers
     int64_t interval_ms;
+    bool leaving; //  host.leave sent: nothing more is announced or asked
+    size_t leaves_unanswered;
 };
 
 static void s_kick (zf_fetch_sched_t *self, sched_task_t *record);
@@ -223,6 +228,8 @@ static bool s_send (zf_fetch_sched_t *self, call_kind_t kind, sched_task_t *reco
                     const char *scheduler, const zf_msg_desc_t *desc, const void *body,
                     int64_t timeout_ms)
 {
+    if (self->leaving) //  the host left: a register or report would announce it again
+        return false;
     call_t *call = zf_calloc (1, sizeof *call);
     call->self = self;
     call->kind = kind;
@@ -669,6 +676,8 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     zf_fetch_sched_t *self = arg;
+    if (self->leaving)
+        return 0;
     int64_t now = zf_clock_mono_ms ();
     if (now >= self->announce_at_ms)
         s_announce_all (self);
@@ -759,6 +768,49 @@ static bool s_join_runs_here (zf_node_t *node)
 {
     zf_route_t route;
     return zf_node_resolve (node, "join", &route, NULL) == ZF_OK && route.local;
+}
+
+//  --- leaving ----------------------------------------------------------------------------------
+
+static void s_on_left (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                       const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    (void) reply;
+    zf_fetch_sched_t *self = arg;
+    self->leaves_unanswered--;
+    if (status != ZF_OK)
+        zf_info (self->env->name, "host.leave unanswered: %s",
+                 err && *err->message ? err->message : zf_status_name (status));
+}
+
+size_t zf_fetch_sched_leave (zf_fetch_sched_t *self)
+{
+    self->leaving = true;
+    zf_msg_host_leave_t body = {.host_id = self->host_id};
+    zf_bus_call_t call = {.timeout_ms = LEAVE_TIMEOUT_MS, .retries = 0};
+    for (size_t index = 0; index < self->count; index++) {
+        zf_route_t route;
+        //  One in this process stops with it; a dead one would only make the stop wait.
+        if (self->dead[index]
+            || (zf_node_resolve (self->bus_node, self->names[index], &route, NULL) == ZF_OK
+                && route.local))
+            continue;
+        zf_error_t err;
+        if (zf_bus_request (self->env->bus, self->names[index], &zf_msg_host_leave, &body, NULL,
+                            call, s_on_left, self, &err)
+            == ZF_OK)
+            self->leaves_unanswered++;
+    }
+    if (self->leaves_unanswered)
+        zf_info (self->env->name, "leaving schedulers=%zu host_id=%s", self->leaves_unanswered,
+                 self->host_id);
+    return self->leaves_unanswered;
+}
+
+size_t zf_fetch_sched_leaving (const zf_fetch_sched_t *self)
+{
+    return self->leaves_unanswered;
 }
 
 //  --- life cycle ---------------------------------------------------------------------------------

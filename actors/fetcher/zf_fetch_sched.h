@@ -26,4 +26,12 @@ typedef struct zf_fetch_sched_s zf_fetch_sched_t;
 zf_fetch_sched_t *zf_fetch_sched_new (zf_fetch_env_t *env, zf_node_t *node);
 void zf_fetch_sched_destroy (zf_fetch_sched_t **self_p);
 
+//  The daemon stops (its tasks ended): every scheduler of another process that is not marked
+//  dead is told that this host leaves (host.leave), so its peers go at once and no child is
+//  given this node as a parent during host_timeout; nothing more is announced or asked.
+//  Returns how many answers to wait for (each waits LEAVE_TIMEOUT_MS at most);
+//  zf_fetch_sched_leaving says how many are still awaited.
+size_t zf_fetch_sched_leave (zf_fetch_sched_t *self);
+size_t zf_fetch_sched_leaving (const zf_fetch_sched_t *self);
+
 #endif

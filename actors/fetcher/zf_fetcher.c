@@ -4,10 +4,12 @@
 #include "zf_fetch_origin.h"
 #include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
+#include "zf_clock.h"
 #include "zf_log.h"
 #include <sys/prctl.h>
 
 #define FINISHED_TASKS_KEPT 1024 //  complete/failed tasks remembered for task.query
+#define LEAVE_WAIT_MAX_MS   2000 //  a backstop: each host.leave times out sooner (zf_fetch_sched.c)
 
 static const zf_config_key_t s_keys[] = {
     {.key = "bind",
@@ -594,6 +596,36 @@ static void s_destroy_task (void **item)
     zf_fetch_task_destroy ((zf_fetch_task_t **) item);
 }
 
+//  --- stopping ---------------------------------------------------------------------------------
+
+typedef struct {
+    zf_fetch_sched_t *sched;
+    int64_t deadline_ms;
+} leave_t;
+
+static int s_leave_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    leave_t *leave = arg;
+    return zf_fetch_sched_leaving (leave->sched) == 0 || zf_clock_mono_ms () >= leave->deadline_ms
+               ? -1
+               : 0;
+}
+
+//  Schedulers of other processes hear that this host leaves (zf_fetch_sched_leave), and the
+//  loop runs on until they answered, which takes a round trip: the bus drops what it still
+//  holds once destroyed.
+static void s_leave (zf_fetch_env_t *env, zf_fetch_sched_t *sched)
+{
+    if (!sched || zf_fetch_sched_leave (sched) == 0)
+        return;
+    leave_t leave = {.sched = sched, .deadline_ms = zf_clock_mono_ms () + LEAVE_WAIT_MAX_MS};
+    int timer_id = zf_timers_start (env->timers, 5, 0, s_leave_tick, &leave);
+    zloop_start (env->loop);
+    zf_timers_end (env->timers, timer_id);
+}
+
 static const char *s_check_config (const zf_fetcher_config_t *config)
 {
     if (!s_power_of_two (config->piece_length_min) || !s_power_of_two (config->piece_length_max))
@@ -682,7 +714,9 @@ void zf_fetcher_actor (zsock_t *pipe, void *args)
     zloop_start (env->loop);
 
     zf_info (env->name, "stopped tasks=%zu", zhashx_size (env->tasks));
-    zhashx_destroy (&env->tasks); //  tasks stop their transfers and forget their requests first
+    zhashx_purge (env->tasks); //  tasks stop their transfers and forget their requests first
+    s_leave (env, sched);
+    zhashx_destroy (&env->tasks);
     zf_curl_loop_destroy (&env->curl);
     zf_bus_destroy (&env->bus);       //  before its loop: it unregisters its sockets
     zf_fetch_sched_destroy (&sched);  //  calls in flight were freed by the bus (their drop)

@@ -314,10 +314,17 @@ static void s_drop_waiter (self_t *self, zf_sched_peer_t *peer, const char *why)
     s_unpark (self, waiter);
 }
 
-static void s_drop_host_waiters (self_t *self, zf_sched_host_t *host, const char *why)
+//  A host that left, expired, was revoked or restarted (what: the event's kind): the
+//  registers its peers hold are answered, subscribers and the log hear of it. The caller
+//  then removes the host or forgets its peers.
+static void s_host_gone (self_t *self, zf_sched_host_t *host, const char *what)
 {
+    char why[32];
+    snprintf (why, sizeof why, "host %s", what);
     for (uint32_t index = 0; index < host->peer_count; index++)
         s_drop_waiter (self, host->peers[index], why);
+    s_event (self, what, NULL, host->id, NULL);
+    zf_notice (self->name, "host %s id=%s peers=%" PRIu32, what, host->id, host->peer_count);
 }
 
 static void s_trigger_seed (zf_sched_peer_t *seed_peer, void *arg);
@@ -453,9 +460,7 @@ static void s_host_restarted (self_t *self, zf_sched_host_t *host)
                             "own [fetcher] host_id (default: its [node] name)",
                             host->id, now - host->restarted_ms);
     host->restarted_ms = now;
-    s_drop_host_waiters (self, host, "host restarted");
-    s_event (self, "restarted", NULL, host->id, NULL);
-    zf_notice (self->name, "host restarted id=%s peers=%" PRIu32, host->id, host->peer_count);
+    s_host_gone (self, host, "restarted");
     zf_sched_host_forget_peers (self->sched, host);
     s_serve_wakes (self); //  a released flight: a peer waiting to be told may take it now
 }
@@ -533,9 +538,7 @@ static void s_handle_leave (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     const zf_msg_host_leave_t *body = request->env.body;
     zf_sched_host_t *host = zf_sched_host_find (self->sched, body->host_id);
     if (host) {
-        s_drop_host_waiters (self, host, "host left");
-        s_event (self, "left", NULL, host->id, NULL);
-        zf_info (self->name, "host left id=%s peers=%" PRIu32, host->id, host->peer_count);
+        s_host_gone (self, host, "left");
         zf_sched_host_remove (self->sched, host);
     }
     s_reply_ack (self, &request->return_to, "", body->host_id, NULL);
@@ -849,10 +852,8 @@ static int s_tick (zloop_t *loop, int timer_id, void *arg)
 static void s_on_expired (zf_sched_host_t *host, void *arg)
 {
     self_t *self = arg;
-    s_drop_host_waiters (self, host, "host expired");
     zf_counter_add (self->metrics.expired, 1);
-    s_event (self, "expired", NULL, host->id, NULL);
-    zf_notice (self->name, "host expired id=%s peers=%" PRIu32, host->id, host->peer_count);
+    s_host_gone (self, host, "expired");
 }
 
 //  Hosts whose key the manager revoked go at once, like expired ones: their pieces are no
@@ -865,10 +866,8 @@ static void s_remove_revoked (self_t *self)
         if (host->key && *host->key && zf_node_is_revoked (self->node, host->key))
             zlistx_add_end (revoked, host);
     for (zf_sched_host_t *host = zlistx_first (revoked); host; host = zlistx_next (revoked)) {
-        s_drop_host_waiters (self, host, "host revoked");
-        s_event (self, "revoked", NULL, host->id, NULL);
-        zf_notice (self->name, "host revoked id=%s key=%s peers=%" PRIu32, host->id, host->key,
-                   host->peer_count);
+        zf_notice (self->name, "host id=%s: its key %s was revoked", host->id, host->key);
+        s_host_gone (self, host, "revoked");
         zf_sched_host_remove (self->sched, host);
     }
     zlistx_destroy (&revoked);
