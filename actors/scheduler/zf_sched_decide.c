@@ -86,6 +86,16 @@ static void s_drop_parents (zf_sched_t *sched, zf_sched_peer_t *peer)
         zf_sched_edge_remove (sched, peer, peer->parents[peer->parent_count - 1]);
 }
 
+//  The peer fetches from the origin what its parents do not give, and holds the task's single
+//  flight unless another peer does (after the origin failed, every peer may go).
+static zf_decision_t s_to_origin (zf_sched_peer_t *peer)
+{
+    peer->state = ZF_PEER_SOURCE;
+    if (!peer->task->source)
+        peer->task->source = peer;
+    return ZF_DECISION_SOURCE;
+}
+
 //  Makes a seed the task's origin fetcher; returns false when no seed can.
 static bool s_claim_with_seed (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t now_ms,
                                zf_sched_trigger_fn *trigger, void *arg)
@@ -98,8 +108,7 @@ static bool s_claim_with_seed (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
     if (!seed_peer)
         seed_peer = zf_sched_peer_add (sched, task, seed);
     s_drop_parents (sched, seed_peer);
-    seed_peer->state = ZF_PEER_SOURCE;
-    task->source = seed_peer;
+    s_to_origin (seed_peer);
     if (trigger)
         trigger (seed_peer, arg);
     return true;
@@ -127,8 +136,7 @@ void zf_sched_peer_resumed (zf_sched_t *sched, zf_sched_peer_t *peer, bool sourc
     zf_sched_task_t *task = peer->task;
     if (source && !task->source && !task->origin_failed && peer->state != ZF_PEER_FINISHED) {
         s_drop_parents (sched, peer);
-        peer->state = ZF_PEER_SOURCE;
-        task->source = peer;
+        s_to_origin (peer);
     }
     if (!task->source && task->resume_until_ms == 0)
         task->resume_until_ms = now_ms + zf_sched_params (sched)->resume_grace_ms;
@@ -145,12 +153,8 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
         return ZF_DECISION_SOURCE;
     s_top_up (sched, peer, now_ms);
     if (task->origin_failed && !s_complete_somewhere (task)
-        && s_may_fetch_origin (sched, peer, task)) {
-        peer->state = ZF_PEER_SOURCE;
-        if (!task->source)
-            task->source = peer;
-        return ZF_DECISION_SOURCE;
-    }
+        && s_may_fetch_origin (sched, peer, task))
+        return s_to_origin (peer);
     //  Resumed from a scheduler that is gone: the task's origin fetcher may not have found us
     //  yet (zf_sched_peer_resumed).
     if (!task->source && now_ms < task->resume_until_ms)
@@ -159,11 +163,8 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
     //  pieces nobody has would never come. A new single flight: this peer fetches from the
     //  origin what its parents cannot give (peers wait for parents as long as they have one).
     if (!task->source && task->holders > 0 && !s_complete_somewhere (task)
-        && s_may_fetch_origin (sched, peer, task)) {
-        peer->state = ZF_PEER_SOURCE;
-        task->source = peer;
-        return ZF_DECISION_SOURCE;
-    }
+        && s_may_fetch_origin (sched, peer, task))
+        return s_to_origin (peer);
     if (task->source || task->holders > 0) //  someone feeds the task
         return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
     //  Nobody fetches and nobody holds: this peer's request starts the one origin fetch. Any
@@ -176,9 +177,7 @@ zf_decision_t zf_sched_decide (zf_sched_t *sched, zf_sched_peer_t *peer, int64_t
         return peer->parent_count > 0 ? ZF_DECISION_PARENTS : ZF_DECISION_WAIT;
     }
     s_drop_parents (sched, peer);
-    peer->state = ZF_PEER_SOURCE;
-    task->source = peer;
-    return ZF_DECISION_SOURCE;
+    return s_to_origin (peer);
 }
 
 //  The child's parent with the most children, other than the task's source (the source
