@@ -516,11 +516,14 @@ static void s_dispatch (client_t *client)
     zf_debug (self->name, "request id=%" PRIu64 " conn=%" PRIu64 " %s %s -> %s route=%s",
               request->id, zf_proxy_conn_id (client->conn), method, target, url,
               route == ZF_PROXY_ROUTE_P2P ? "p2p" : "direct");
-    char digest[ZF_DIGEST_TEXT_SIZE + 1];
-    if (route == ZF_PROXY_ROUTE_P2P && streq (method, "GET") && self->readers
-        && zf_task_digest_from_url (url, digest))
+    //  A URL that names no blob digest (a file a rule sends P2P) is a task keyed by the URL
+    //  itself (zf_task_id.h), its bytes as the origin gives them, as zfly-get's.
+    char digest[ZF_DIGEST_TEXT_SIZE + 1] = "";
+    if (route == ZF_PROXY_ROUTE_P2P && streq (method, "GET") && self->readers) {
+        if (!zf_task_digest_from_url (url, digest))
+            digest[0] = '\0';
         s_p2p_start (client, digest);
-    else
+    } else
         s_direct_start (client);
 }
 

@@ -144,11 +144,12 @@ static bool s_on_layout (zf_proxy_p2p_t *self, const zf_task_reader_event_t *eve
     }
     uint64_t length = self->content_length ? self->range_last - self->range_first + 1 : 0;
     request->status = ranged ? 206 : 200;
-    zf_proxy_out_printf (
-        self->out,
-        "HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n"
-        "Docker-Content-Digest: %s\r\nAccept-Ranges: bytes\r\nContent-Length: %" PRIu64 "\r\n",
-        request->status, zf_proxy_reason (request->status), self->digest, length);
+    zf_proxy_out_printf (self->out, "HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n",
+                         request->status, zf_proxy_reason (request->status));
+    if (*self->digest)
+        zf_proxy_out_printf (self->out, "Docker-Content-Digest: %s\r\n", self->digest);
+    zf_proxy_out_printf (self->out, "Accept-Ranges: bytes\r\nContent-Length: %" PRIu64 "\r\n",
+                         length);
     if (ranged)
         zf_proxy_out_printf (self->out,
                              "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",

@@ -1,19 +1,20 @@
-/*  zf_proxy_p2p.h — a blob request answered peer to peer, from the local cache as the task
-    arrives.
+/*  zf_proxy_p2p.h — a blob (or a file a rule names) answered peer to peer, from the local
+    cache as the task arrives.
 
-    A task reader (bus/zf_task_reader.h) asks the fetcher for the task (the blob digest keys
-    it; the client's Authorization and Accept go along, for the origin and for the fetcher's
-    access check) and reads its pieces in order as storage finishes them. The head goes out as
-    soon as the length is known, and the client gets bytes while the download runs. A Range
-    is served from the pieces that cover it, 206 with Content-Range (416 past the end).
-    Plain-HTTP clients get pieces from storage's data file with sendfile (piece.locate, file
-    ranges in the output queue, up to LOCATE_AHEAD pieces beyond the one being sent); TLS
-    clients need the bytes in memory to encrypt them and read pieces over the bus.
-    A piece the fetcher is still filling from the origin is not waited for: its bytes come
-    from the fetcher's buffer as they arrive (piece.peek) and go out at once. Those bytes are
-    checked against the blob digest only when the task completes, so a response that ends with
-    the blob's last byte holds that byte until the fetcher said "complete": a digest mismatch
-    closes the connection one byte short, and a client never has a whole body of wrong bytes.
+    A task reader (bus/zf_task_reader.h) asks the fetcher for the task (the blob digest
+    keys it, else the URL; the client's Authorization and Accept go along, for the origin and
+    for the fetcher's access check) and reads its pieces in order as storage finishes them.
+    The head goes out as soon as the length is known, and the client gets bytes while the
+    download runs. A Range is served from the pieces that cover it, 206 with Content-Range
+    (416 past the end). Plain-HTTP clients get pieces from storage's data file with sendfile
+    (piece.locate, file ranges in the output queue, up to LOCATE_AHEAD pieces beyond the one
+    being sent); TLS clients need the bytes in memory to encrypt them and read pieces over
+    the bus. A piece the fetcher is still filling from the origin is not waited for: its
+    bytes come from the fetcher's buffer as they arrive (piece.peek) and go out at once.
+    Those bytes are checked against the blob digest only when the task completes, so a
+    response that ends with the blob's last byte holds that byte until the fetcher said
+    "complete": a digest mismatch closes the connection one byte short, and a client never
+    has a whole body of wrong bytes.
 
     A failure before the head (the fetcher refused, the task failed, the fetcher's access
     check found the client may not read the blob) tells the owner to answer directly: a pull
@@ -31,7 +32,7 @@
 typedef struct zf_proxy_p2p_s zf_proxy_p2p_t;
 
 typedef struct {
-    const char *digest;        //  "sha256:…" from the URL
+    const char *digest;        //  "sha256:…" from the URL, "" when it names none
     const char *authorization; //  the client's header, or NULL
     const char *accept;        //  the client's header, or NULL
     const char *range;         //  the client's header, or NULL
