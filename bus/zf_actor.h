@@ -27,8 +27,7 @@ typedef struct {
 //  The daemon's table of actors: one entry per kind, declared in each actor's header.
 typedef struct {
     const char *name;
-    const char *summary;
-    const zf_config_section_t *section;
+    const char *summary; //  its section in the INI has its name (zf_sections.c)
     zactor_fn *run;
 } zf_actor_kind_t;
 

@@ -1,42 +1,7 @@
-/*  zf_upstream.c — the [upstream] section (see zf_upstream.h). */
+/*  zf_upstream.c — what the [upstream] section's values become (see zf_upstream.h); the
+    section's table is zf_upstream_config.c. */
 #include "zf_upstream.h"
 #include <strings.h>
-
-static const zf_config_key_t s_keys[] = {
-    {.key = "hosts",
-     .kind = ZF_CONFIG_LIST,
-     .offset = offsetof (zf_upstream_config_t, hosts),
-     .default_text = "",
-     .check = zf_config_check_pairs,
-     .help = "NAME=ADDR:PORT pairs: connect to origin NAME at ADDR:PORT (split DNS, tests)"},
-    {.key = "ca",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_upstream_config_t, ca),
-     .default_text = "",
-     .help = "CA bundle trusted for origin HTTPS (a private CA); empty: the system's"},
-    {.key = "connect_timeout",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_upstream_config_t, connect_timeout_ms),
-     .default_text = "10s",
-     .min = 1,
-     .max = 600000,
-     .help = "deadline of each connection to an origin"},
-    {.key = "public",
-     .kind = ZF_CONFIG_LIST,
-     .offset = offsetof (zf_upstream_config_t, public),
-     .default_text = "",
-     .help = "host names (blank-separated) whose content any client may read: cached copies "
-             "are served without asking the origin whether each client may (see [fetcher] "
-             "access_ttl)"},
-};
-
-const zf_config_section_t zf_upstream_section = {
-    .name = "upstream",
-    .help = "how this node reaches origins and registries (the proxy and the fetcher)",
-    .keys = s_keys,
-    .key_count = ZF_ARRAY_LEN (s_keys),
-    .struct_size = sizeof (zf_upstream_config_t),
-};
 
 const zf_upstream_config_t *zf_upstream_defaults (void)
 {

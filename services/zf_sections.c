@@ -1,4 +1,5 @@
-/*  zf_sections.c — [node], [bus], [endpoints] and the actor table, declared as data. */
+/*  zf_sections.c — [node], [bus], [endpoints] declared as data, and the list of every section
+    a node's INI may have (the actors' own are in actors/X/zf_X_config.c). */
 #include "zf_sections.h"
 #include <unistd.h>
 #include "echo/zf_echo.h"
@@ -138,38 +139,23 @@ const zf_config_section_t zf_endpoints_section = {
     .free_form_help = "ACTOR = ENDPOINT [events=ENDPOINT] [key=Z85-PUBLIC-KEY | cert=PUB-FILE]",
 };
 
-const zf_actor_kind_t zf_actor_kinds[] = {
-    {"echo", "answers echo.request (bus self-check)", &zf_echo_section, zf_echo_actor},
-    {"probe", "checks an echo actor over the bus and reports", &zf_probe_section, zf_probe_actor},
-    {"storage", "the cache of tasks: pieces to local readers and other nodes, GC",
-     &zf_storage_section, zf_storage_actor},
-    {"fetcher", "downloads tasks back to source into storage, verified, resumable",
-     &zf_fetcher_section, zf_fetcher_actor},
-    {"proxy", "HTTP proxy, registry mirror, CONNECT/TLS interception", &zf_proxy_section,
-     zf_proxy_actor},
-    {"scheduler", "the swarm: parents, seeds, single-flight back to source", &zf_scheduler_section,
-     zf_scheduler_actor},
-    {"manager", "the control plane: clusters, nodes that join, REST API, database",
-     &zf_manager_section, zf_manager_actor},
-    {"preheat", "the preheat worker: resolves images, has seed peers or peers fetch their blobs",
-     &zf_preheat_section, zf_preheat_actor},
-    //  Last: it tells the manager what the actors above bound (their tcp:// endpoints).
-    {"join", "joins the manager's cluster: schedulers, seed peers, member keys, cached",
-     &zf_join_section, zf_join_actor},
+//  One per actor kind, in zf_actor_kinds' order (zf_actor_kinds.c).
+static const zf_config_section_t *const s_actor_sections[] = {
+    &zf_echo_section,    &zf_probe_section,   &zf_storage_section,
+    &zf_fetcher_section, &zf_proxy_section,   &zf_scheduler_section,
+    &zf_manager_section, &zf_preheat_section, &zf_join_section,
 };
-
-const size_t zf_actor_kind_count = ZF_ARRAY_LEN (zf_actor_kinds);
 
 const zf_config_section_t *const *zf_all_sections (size_t *count)
 {
-    static const zf_config_section_t *sections[4 + ZF_ARRAY_LEN (zf_actor_kinds)];
+    static const zf_config_section_t *sections[4 + ZF_ARRAY_LEN (s_actor_sections)];
     size_t used = 0;
     sections[used++] = &zf_node_section;
     sections[used++] = &zf_bus_section;
     sections[used++] = &zf_endpoints_section;
     sections[used++] = &zf_upstream_section;
-    for (size_t index = 0; index < zf_actor_kind_count; index++)
-        sections[used++] = zf_actor_kinds[index].section;
+    for (size_t index = 0; index < ZF_ARRAY_LEN (s_actor_sections); index++)
+        sections[used++] = s_actor_sections[index];
     *count = used;
     return sections;
 }

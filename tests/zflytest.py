@@ -364,12 +364,13 @@ def recv_http_response(sock, timeout=30):
     sock.settimeout(timeout)
     status, headers, body = recv_http_head(sock)
     length = int(headers.get("content-length", "0"))
-    while len(body) < length:
+    received = bytearray(body)  # bytes += would copy the whole body at every chunk
+    while len(received) < length:
         chunk = sock.recv(1 << 20)
         if not chunk:
             break
-        body += chunk
-    return status, headers, body, len(body) == length
+        received += chunk
+    return status, headers, bytes(received), len(received) == length
 
 
 def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy="", upstream="", storage="",

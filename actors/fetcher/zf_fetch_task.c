@@ -218,6 +218,10 @@ static void s_on_stat (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
                             self->env->config->storage, zf_fetch_task_reply_error (status, err));
         return;
     }
+    //  Said once storage has not got it whole: a cache hit is no download (info, above), and
+    //  a mirror serving the same blobs all day logged a "started" for every request.
+    zf_notice (self->env->name, "task started task=%.16s digest=%s", self->task_id,
+               *self->digest ? self->digest : "-");
     self->stat_ms = zf_clock_mono_ms () - self->born_ms;
     if (!self->parents) {
         self->phase = ZF_FETCH_TASK_PHASE_PROBE;
@@ -248,8 +252,6 @@ void zf_fetch_task_start (zf_fetch_task_t *self, const zf_bus_return_t *answer)
         self->answer = *answer;
         self->answer_pending = true;
     }
-    zf_notice (self->env->name, "task started task=%.16s digest=%s", self->task_id,
-               *self->digest ? self->digest : "-");
     zf_msg_storage_stat_t stat = {.task_id = self->task_id};
     zf_fetch_task_storage (self, &zf_msg_storage_stat, &stat, NULL, s_on_stat, 0);
 }

@@ -9,68 +9,6 @@
 #include <jansson.h>
 #include <unistd.h>
 
-static const zf_config_key_t s_keys[] = {
-    {.key = "manager",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_join_config_t, manager),
-     .required = true,
-     .help = "the manager: ENDPOINT [events=ENDPOINT] key=Z85 | cert=PUBLIC-CERT-FILE"},
-    {.key = "token_file",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_join_config_t, token_file),
-     .default_text = "/etc/zfly/join-token",
-     .help = "file holding the join token (needed for this node's first join only)"},
-    {.key = "cache",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_join_config_t, cache),
-     .default_text = "/var/lib/zfly/cluster.json",
-     .help = "file keeping the last view of the cluster, used while the manager is down"},
-    {.key = "idc",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_join_config_t, idc),
-     .default_text = "",
-     .help = "this node's IDC label (cluster scopes match it)"},
-    {.key = "location",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_join_config_t, location),
-     .default_text = "",
-     .help = "this node's location, '|'-separated widest first (eu|de|fra)"},
-    {.key = "labels",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_join_config_t, labels),
-     .default_text = "",
-     .help = "more labels, blank-separated key=value pairs"},
-    {.key = "retry",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_join_config_t, retry_ms),
-     .default_text = "1s",
-     .min = 10,
-     .max = 600000,
-     .help = "first retry after a failed join, doubled each time up to retry_max"},
-    {.key = "retry_max",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_join_config_t, retry_max_ms),
-     .default_text = "30s",
-     .min = 10,
-     .max = 3600000,
-     .help = "longest wait between join attempts"},
-    {.key = "timeout",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_join_config_t, timeout_ms),
-     .default_text = "5s",
-     .min = 10,
-     .max = 600000,
-     .help = "deadline of one join request, resends included"},
-};
-
-const zf_config_section_t zf_join_section = {
-    .name = "join",
-    .help = "membership: join the manager with a token, follow the cluster, cache its view",
-    .keys = s_keys,
-    .key_count = ZF_ARRAY_LEN (s_keys),
-    .struct_size = sizeof (zf_join_config_t),
-};
-
 typedef struct {
     const char *name;
     const zf_join_config_t *config;

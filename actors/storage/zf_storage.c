@@ -1,99 +1,12 @@
-/*  zf_storage.c — the storage actor (see zf_storage.h): its configuration, its life (start, pipe
-    commands, stop), its metrics, and the replies and checks every handler shares. The handlers
-    live in the parts listed in zf_storage_internal.h. */
+/*  zf_storage.c — the storage actor (see zf_storage.h): the checks of its configuration
+    (zf_storage_config.c has the keys), its life (start, pipe commands, stop), its metrics, and the
+   replies and checks every handler shares. The handlers live in the parts listed in
+   zf_storage_internal.h. */
 #include "zf_clock.h"
 #include "zf_log.h"
 #include "zf_msgs.h"
 #include "storage/zf_storage_internal.h"
 #include <sys/prctl.h>
-
-static const zf_config_key_t s_keys[] = {
-    {.key = "dir",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_storage_config_t, dir),
-     .default_text = "/var/lib/zfly/cache",
-     .help = "cache root: DIR/tasks/XX/TASK_ID/{data,meta}"},
-    {.key = "bind",
-     .kind = ZF_CONFIG_STR,
-     .offset = offsetof (zf_storage_config_t, bind),
-     .default_text = "",
-     .help = "endpoints, blank-separated: ipc:// for clients on this host, tcp:// (CURVE) for "
-             "other nodes' fetchers; empty: none"},
-    {.key = "upload_rate",
-     .kind = ZF_CONFIG_SIZE,
-     .offset = offsetof (zf_storage_config_t, upload_rate),
-     .default_text = "0",
-     .help = "bytes per second served to other nodes, 0: unlimited"},
-    {.key = "upload_concurrency",
-     .kind = ZF_CONFIG_INT,
-     .offset = offsetof (zf_storage_config_t, upload_concurrency),
-     .default_text = "16",
-     .min = 1,
-     .max = 100000,
-     .help = "piece reads from other nodes waiting at once; beyond it they are answered busy"},
-    {.key = "high_watermark",
-     .kind = ZF_CONFIG_PERCENT,
-     .offset = offsetof (zf_storage_config_t, high_watermark),
-     .default_text = "80",
-     .min = 1,
-     .max = 100,
-     .help = "disk use (of the filesystem, or of quota) above which GC evicts tasks"},
-    {.key = "low_watermark",
-     .kind = ZF_CONFIG_PERCENT,
-     .offset = offsetof (zf_storage_config_t, low_watermark),
-     .default_text = "60",
-     .min = 0,
-     .max = 100,
-     .help = "disk use GC evicts down to, least recently used first"},
-    {.key = "quota",
-     .kind = ZF_CONFIG_SIZE,
-     .offset = offsetof (zf_storage_config_t, quota),
-     .default_text = "0",
-     .help = "bytes the cache may hold; watermarks are then percent of it; 0: of the filesystem"},
-    {.key = "task_ttl",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_storage_config_t, task_ttl_ms),
-     .default_text = "30d",
-     .min = 1000,
-     .max = INT64_MAX,
-     .help = "a task not used for this long is removed"},
-    {.key = "gc_interval",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_storage_config_t, gc_interval_ms),
-     .default_text = "60s",
-     .min = 100,
-     .max = 86400000,
-     .help = "how often GC checks watermarks and TTL"},
-    {.key = "busy_grace",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_storage_config_t, busy_grace_ms),
-     .default_text = "30s",
-     .min = 0,
-     .max = 86400000,
-     .help = "a task read or written this recently is in use and never evicted"},
-    {.key = "commit_interval",
-     .kind = ZF_CONFIG_DURATION,
-     .offset = offsetof (zf_storage_config_t, commit_interval_ms),
-     .default_text = "1ms",
-     .min = 1,
-     .max = 1000,
-     .help = "no longer used (kept so that older files still load): metadata commits run off "
-             "the actor's loop, every 100 ms while pieces come (at once with fsync)"},
-    {.key = "fsync",
-     .kind = ZF_CONFIG_BOOL,
-     .offset = offsetof (zf_storage_config_t, fsync),
-     .default_text = "false",
-     .help = "fdatasync pieces and metadata before acknowledging writes (claims survive power "
-             "cuts; slower: every piece is verified on read anyway)"},
-};
-
-const zf_config_section_t zf_storage_section = {
-    .name = "storage",
-    .help = "the cache of tasks: serves pieces to local readers and other nodes, GC",
-    .keys = s_keys,
-    .key_count = ZF_ARRAY_LEN (s_keys),
-    .struct_size = sizeof (zf_storage_config_t),
-};
 
 // ---- metrics -----------------------------------------------------------------------------------
 
