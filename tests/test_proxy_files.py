@@ -13,24 +13,15 @@ own credentials: no credentials and a wrong token get the origin's 401, the righ
 file, and a client without credentials is refused again once the file is cached.
 """
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import zflytest  # noqa: E402
+from zflytest import proxy_get  # noqa: E402
 
 PIECE = 64 << 10
 SIZE = 32 * PIECE
 TOKEN = "file-token"
-
-
-def get(port, url, extra_headers=""):
-    """(status, headers, body, complete) of one GET through the proxy at port."""
-    host = url.split("/")[2]
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}"
-                     "Connection: close\r\n\r\n".encode())
-        return zflytest.recv_http_response(sock)
 
 
 class ProxyFilesTest(zflytest.ZflyTestCase):
@@ -55,7 +46,7 @@ class ProxyFilesTest(zflytest.ZflyTestCase):
 
     def test_file_by_rule_goes_p2p_and_is_cached(self):
         url = self.origin.url("/models/weights.bin")
-        status, headers, body, complete = get(self.port, url)
+        status, headers, body, complete = proxy_get(self.port, url)
         self.assertEqual(status, 200, (headers, body[:200]))
         self.assertTrue(complete)
         self.assertEqual(body, self.payload)
@@ -63,9 +54,9 @@ class ProxyFilesTest(zflytest.ZflyTestCase):
         self.node.log.wait_for(r"route=p2p status=200 bytes=%d " % SIZE)
 
         # Again, and a Range: from the cache, exact.
-        status, _, body, _ = get(self.port, url + "?X-Amz-Signature=another")
+        status, _, body, _ = proxy_get(self.port, url + "?X-Amz-Signature=another")
         self.assertEqual((status, body == self.payload), (200, True))
-        status, headers, body, _ = get(self.port, url, "Range: bytes=70000-70999\r\n")
+        status, headers, body, _ = proxy_get(self.port, url, "Range: bytes=70000-70999\r\n")
         self.assertEqual(status, 206)
         self.assertEqual(headers["content-range"], f"bytes 70000-70999/{SIZE}")
         self.assertEqual(body, self.payload[70000:71000])
@@ -73,25 +64,25 @@ class ProxyFilesTest(zflytest.ZflyTestCase):
                              "the origin sent the file more than once")
 
         # What no rule sends P2P still goes direct, unchanged.
-        status, _, body, _ = get(self.port, self.origin.url("/other/readme.txt"))
+        status, _, body, _ = proxy_get(self.port, self.origin.url("/other/readme.txt"))
         self.assertEqual((status, body), (200, b"not a rule's file\n"))
         self.node.log.wait_for(r"route=direct status=200 ")
 
     def test_private_file_goes_only_to_clients_the_origin_accepts(self):
         url = self.origin.url(f"/auth/{TOKEN}/models/weights.bin")
-        status, _, body, _ = get(self.port, url)
+        status, _, body, _ = proxy_get(self.port, url)
         self.assertEqual(status, 401, body[:200])
-        status, _, body, _ = get(self.port, url, "Authorization: Bearer wrong\r\n")
+        status, _, body, _ = proxy_get(self.port, url, "Authorization: Bearer wrong\r\n")
         self.assertEqual(status, 401, body[:200])
         self.assertNotIn(self.payload[:4096], body)
 
-        status, _, body, _ = get(self.port, url, f"Authorization: Bearer {TOKEN}\r\n")
+        status, _, body, _ = proxy_get(self.port, url, f"Authorization: Bearer {TOKEN}\r\n")
         self.assertEqual(status, 200, body[:200])
         self.assertEqual(body, self.payload)
         self.node.log.wait_for(r"route=p2p status=200 bytes=%d " % SIZE)
 
         # Cached now: a client without the token is still refused, and gets no byte of it.
-        status, _, body, _ = get(self.port, url)
+        status, _, body, _ = proxy_get(self.port, url)
         self.assertEqual(status, 401, body[:200])
         self.assertNotIn(self.payload[:4096], body)
         self.assertLessEqual(self.body_bytes("weights.bin"), SIZE)

@@ -17,24 +17,15 @@ the bus, none with sendfile.
 import glob
 import hashlib
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import zflytest  # noqa: E402
+from zflytest import proxy_get  # noqa: E402
 
 PIECE = 64 << 10
 SIZE = 16 * PIECE + 12345  # the last piece is short
 DAMAGED_PIECE = 5
-
-
-def get(port, url, host, extra_headers=""):
-    """(status, headers, body, complete) of one GET through the proxy at port; complete is
-    False when the connection closed before Content-Length bytes arrived."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}"
-                     "Connection: close\r\n\r\n".encode())
-        return zflytest.recv_http_response(sock)
 
 
 class ProxySendfileTest(zflytest.ZflyTestCase):
@@ -55,7 +46,7 @@ class ProxySendfileTest(zflytest.ZflyTestCase):
         super().tearDown()
 
     def cache_blob(self):
-        status, _, body, complete = get(self.port, self.url, self.host)
+        status, _, body, complete = proxy_get(self.port, self.url, host=self.host)
         self.assertEqual((status, complete), (200, True))
         self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
         self.node.log.wait_for(rf"task complete task=\S+ content_length={SIZE} ")
@@ -66,7 +57,7 @@ class ProxySendfileTest(zflytest.ZflyTestCase):
     def test_cached_blob_is_sent_from_the_file(self):
         self.cache_blob()
         before = self.sent_by_sendfile()
-        status, headers, body, complete = get(self.port, self.url, self.host)
+        status, headers, body, complete = proxy_get(self.port, self.url, host=self.host)
         self.assertEqual((status, complete), (200, True))
         self.assertEqual(headers["docker-content-digest"], self.digest)
         self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
@@ -75,16 +66,16 @@ class ProxySendfileTest(zflytest.ZflyTestCase):
         # a range across piece boundaries: only its bytes, also from the file
         first, last = PIECE - 10, 3 * PIECE + 9
         before = self.sent_by_sendfile()
-        status, headers, body, complete = get(self.port, self.url, self.host,
-                                              f"Range: bytes={first}-{last}\r\n")
+        status, headers, body, complete = proxy_get(
+            self.port, self.url, f"Range: bytes={first}-{last}\r\n", host=self.host)
         self.assertEqual((status, complete), (206, True))
         self.assertEqual(headers["content-range"], f"bytes {first}-{last}/{SIZE}")
         self.assertEqual(body, self.payload[first:last + 1])
         self.assertEqual(self.sent_by_sendfile() - before, last - first + 1)
 
         # a range past the end: 416 with the length, answered from the task's status alone
-        status, headers, body, complete = get(self.port, self.url, self.host,
-                                              f"Range: bytes={SIZE}-\r\n")
+        status, headers, body, complete = proxy_get(
+            self.port, self.url, f"Range: bytes={SIZE}-\r\n", host=self.host)
         self.assertEqual((status, complete, body), (416, True, b""))
         self.assertEqual(headers["content-range"], f"bytes */{SIZE}")
 
@@ -134,7 +125,7 @@ storage@store = tcp://127.0.0.1:{store_port} cert={keys['store'][1]}
         edge.wait_ready()
         edge.log.wait_for(r"proxy: started listen=")
         for _ in range(2):  # the second request goes straight to piece.read
-            status, _, body, complete = get(proxy_port, self.url, self.host)
+            status, _, body, complete = proxy_get(proxy_port, self.url, host=self.host)
             self.assertEqual((status, complete), (200, True))
             self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
         edge.log.wait_for(r"proxy: p2p: storage storage@store does not locate pieces .*forbidden")
@@ -152,7 +143,7 @@ storage@store = tcp://127.0.0.1:{store_port} cert={keys['store'][1]}
         path = f"/v2/test/blobs/{self.digest}"
         requests_before, bytes_before = self.origin.path_stats(path)
 
-        status, headers, body, complete = get(self.port, self.url, self.host)
+        status, headers, body, complete = proxy_get(self.port, self.url, host=self.host)
         self.assertEqual((status, complete), (200, True))
         self.assertEqual(hashlib.sha256(body).hexdigest(), self.digest[7:])
         self.node.log.wait_for(rf"task reader: piece {DAMAGED_PIECE} of task=\S+: .*corrupt.*"

@@ -373,6 +373,17 @@ def recv_http_response(sock, timeout=30):
     return status, headers, bytes(received), len(received) == length
 
 
+def proxy_get(port, url, extra_headers="", host=None):
+    """(status, headers, body, complete) of one GET of an absolute URL through the forward
+    proxy at port (Host: the URL's, unless host names another); extra_headers are whole
+    lines, each ending in CRLF."""
+    host = host or url.split("/")[2]
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}"
+                     "Connection: close\r\n\r\n".encode())
+        return recv_http_response(sock)
+
+
 def proxy_node_ini(name, proxy_port, cache_dir, fetcher="", proxy="", upstream="", storage="",
                    node=""):
     """The INI of a node running storage, fetcher and proxy, as most proxy tests want one;
