@@ -10,7 +10,8 @@
   ones, and the manager refuses its next join.
 - Schedulers register and keep alive: a node's view follows a scheduler that appears and one
   that dies (marked inactive after keepalive_timeout), without restarts; a wildcard bind is
-  announced with the address the manager saw.
+  announced with the address the manager saw. One stopped cleanly tells the manager as it
+  stops (manager.leave): inactive at once, and the nodes' views follow.
 - A missed change: a node whose events connection was down while another node joined learns
   the newcomer from the manager's announced members version, not at its refresh.
 - Manager outage: a node restarted while the manager is down works from its cached view; a
@@ -233,6 +234,25 @@ class JoinTests:
         edge.log.wait_for(r"join: view cluster=default schedulers=0", timeout=5)
         self.assertEqual(manager.ok("GET", "/api/v1/schedulers")["items"][0]["state"],
                          "inactive")
+
+    def test_a_scheduler_stopped_cleanly_leaves_at_once(self):
+        # The shipped keep-alive timeout (15 s): a stopped scheduler is not left to expire.
+        manager = managertest.Manager(self, extra="refresh = 30s")
+        token = self.write("token", manager.join_token())
+        edge = self.node(manager, "edge", token)
+        scheduler = self.node(manager, "sched-1", token,
+                              f"[scheduler]\nbind = tcp://*:{free_port()}\n")
+        edge.log.wait_for(r"join: view cluster=default schedulers=1", timeout=10)
+        scheduler.stop()  # SIGTERM, as systemctl stop: returns once the process has exited
+        # Before it exited, it told the manager: the role ended then, not 15 s later.
+        self.assertEqual(manager.ok("GET", "/api/v1/schedulers")["items"][0]["state"],
+                         "inactive")
+        manager.process.log.wait_for(r"manager: left name=sched-1 key=\S+ cluster=1 roles=1")
+        edge.log.wait_for(r"join: view cluster=default schedulers=0", timeout=5)
+        self.assertNotIn("expired schedulers", manager.process.log.text())
+        # An edge without a role sends nothing when it stops: nothing in the view changes.
+        edge.stop()
+        self.assertEqual(len(re.findall(r"manager: left ", manager.process.log.text())), 1)
 
     def test_manager_outage(self):
         manager = managertest.Manager(self, extra="refresh = 300ms")

@@ -28,7 +28,13 @@ typedef struct {
     zf_gauge_t *member_gauge;
     zf_gauge_t *joined_gauge;
     char manager_key[ZF_KEY_TEXT]; //  the manager's CURVE key, "" when insecure
+    bool stopping;                 //  the node stops: no join may follow its manager.leave
+    bool leave_pending;            //  manager.leave is out, unanswered
+    int64_t leave_deadline_ms;
 } self_t;
+
+//  A stopping node waits this long at most for the manager to hear manager.leave.
+#define LEAVE_TIMEOUT_MS 1000
 
 static void s_schedule (self_t *self, int64_t delay_ms);
 
@@ -363,7 +369,7 @@ static void s_on_measured (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *repl
 //  join (the console's hosts page): storage measures first, then the join goes out.
 static void s_join (self_t *self)
 {
-    if (self->in_flight)
+    if (self->in_flight || self->stopping) //  a join after the leave would undo it
         return;
     zf_route_t route;
     if (zf_node_resolve (self->node, "storage", &route, NULL) != ZF_OK || !route.local) {
@@ -472,6 +478,57 @@ static void s_on_versions (zf_bus_t *bus, zf_bus_msg_t *event, void *arg)
 //  ---------------------------------------------------------------------------------------------
 //  The actor
 
+//  --- leaving ----------------------------------------------------------------------------------
+
+static void s_on_left (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
+                       const zf_error_t *err, void *arg)
+{
+    (void) bus;
+    self_t *self = arg;
+    self->leave_pending = false;
+    if (status == ZF_OK)
+        zf_info (self->name, "left the cluster's roles roles=%" PRIu64,
+                 ((const zf_msg_manager_left_t *) reply->env.body)->roles);
+    else
+        zf_info (self->name, "manager.leave unanswered: %s", err->message);
+}
+
+static int s_leave_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    self_t *self = arg;
+    return self->leave_pending && zf_clock_mono_ms () < self->leave_deadline_ms ? 0 : -1;
+}
+
+//  Stopping: a node that is a scheduler or a seed peer of its cluster tells the manager, which
+//  ends those roles at once (schemas/manager.schema manager.leave), and the loop runs on until
+//  it answers. Other nodes change nothing in the cluster's view by leaving: they send nothing.
+static void s_leave (self_t *self)
+{
+    char scheduler[ZF_ENDPOINT_MAX], seed[8];
+    zf_node_advertised (self->node, "scheduler", scheduler, sizeof scheduler);
+    zf_node_advertised (self->node, "seed", seed, sizeof seed);
+    self->stopping = true;
+    if (!self->reachable || (!*scheduler && !streq (seed, "true")))
+        return;
+    if (self->timer_id >= 0)
+        zloop_timer_end (self->loop, self->timer_id);
+    self->timer_id = -1;
+    zf_msg_manager_leave_t body = {.name = (char *) zf_node_name (self->node)};
+    zf_bus_call_t call = {.timeout_ms = LEAVE_TIMEOUT_MS, .retries = 0};
+    zf_error_t err;
+    if (zf_bus_request (self->bus, "manager", &zf_msg_manager_leave, &body, NULL, call, s_on_left,
+                        self, &err)
+        != ZF_OK)
+        return;
+    self->leave_pending = true;
+    self->leave_deadline_ms = zf_clock_mono_ms () + 2 * LEAVE_TIMEOUT_MS; //  a backstop
+    int timer_id = zloop_timer (self->loop, 5, 0, s_leave_tick, self);
+    zloop_start (self->loop);
+    zloop_timer_end (self->loop, timer_id);
+}
+
 void zf_join_actor (zsock_t *pipe, void *args)
 {
     const zf_actor_args_t *actor = args;
@@ -521,6 +578,7 @@ void zf_join_actor (zsock_t *pipe, void *args)
     s_join (&self);
     zstr_send (pipe, "READY");
     zloop_start (self.loop);
+    s_leave (&self);
     zf_bus_destroy (&self.bus);
     zloop_destroy (&self.loop);
     json_decref (self.view);

@@ -365,6 +365,37 @@ static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
     zf_histogram_observe (self->join_seconds, (double) (zf_clock_mono_us () - started) / 1e6);
 }
 
+//  A node that stops cleanly: its scheduler and seed-peer roles end now, and its cluster hears
+//  of it, so nodes move their tasks and preheat jobs pick seeds without the one that left.
+static void s_handle_leave (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
+{
+    zf_manager_t *self = arg;
+    const zf_msg_manager_leave_t *body = request->env.body;
+    const char *key = request->peer_key;
+    if (request->origin == ZF_BUS_FROM_PROCESS && zf_node_public_key (self->node))
+        key = zf_node_public_key (self->node);
+    if (!*key) {
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_NO_KEY, "key",
+                           "leave over tcp:// with CURVE: the manager knows nodes by the key "
+                           "that authenticated them");
+        return;
+    }
+    int64_t cluster_id, ended;
+    zf_error_t err;
+    if (zf_members_leave (self->db, key, zf_clock_wall_ms (), &cluster_id, &ended, &err) != ZF_OK) {
+        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_UNAVAILABLE, "",
+                           "the manager cannot record the leave now: %s", err.message);
+        return;
+    }
+    zf_msg_manager_left_t reply = {.roles = (uint64_t) ended};
+    zf_bus_reply (bus, &request->return_to, &zf_msg_manager_left, &reply, NULL);
+    if (ended == 0)
+        return;
+    zf_notice (self->name, "left name=%s key=%s cluster=%" PRId64 " roles=%" PRId64, body->name,
+               key, cluster_id, ended);
+    zf_manager_publish_change (self, cluster_id, NULL, NULL, true);
+}
+
 //  ---------------------------------------------------------------------------------------------
 //  Keep-alive expiry
 
@@ -488,6 +519,7 @@ void zf_manager_actor (zsock_t *pipe, void *args)
         zf_metrics_histogram ("zfly_manager_join_seconds", "Time the manager took to answer a join",
                               buckets, ZF_ARRAY_LEN (buckets), NULL);
     zf_bus_handle (self.bus, ZF_MSG_MANAGER_JOIN, s_handle_join, &self);
+    zf_bus_handle (self.bus, ZF_MSG_MANAGER_LEAVE, s_handle_leave, &self);
     zloop_set_nonstop (loop, true);
     zloop_reader (loop, pipe, zf_actor_pipe_term, NULL);
     zf_bus_attach (self.bus, loop);

@@ -186,6 +186,11 @@ zf_status_t zf_members_join (zf_db_t *db, const zf_join_request_t *request, int6
 //  version bumped. *cluster_id gets its cluster, *public_key (41 bytes) its key.
 zf_status_t zf_members_revoke (zf_db_t *db, int64_t host_id, int64_t now, int64_t *cluster_id,
                                char *public_key, zf_error_t *err);
+//  The active host with this key stops cleanly: its scheduler and seed rows inactive, its
+//  cluster's members version bumped when any was active. *cluster_id gets its cluster, *ended
+//  how many roles ended (0: none active, or no active host has the key).
+zf_status_t zf_members_leave (zf_db_t *db, const char *public_key, int64_t now, int64_t *cluster_id,
+                              int64_t *ended, zf_error_t *err);
 //  Marks schedulers and seed peers whose last keep-alive is older than now - timeout
 //  inactive; clusters (at most clusters_max) get the clusters whose view changed.
 zf_status_t zf_members_expire (zf_db_t *db, int64_t now, int64_t timeout_ms, int64_t *clusters,

@@ -383,6 +383,38 @@ zf_status_t zf_members_revoke (zf_db_t *db, int64_t host_id, int64_t now, int64_
     return status;
 }
 
+zf_status_t zf_members_leave (zf_db_t *db, const char *public_key, int64_t now, int64_t *cluster_id,
+                              int64_t *ended, zf_error_t *err)
+{
+    *cluster_id = 0;
+    *ended = 0;
+    zf_db_result_t *rows = zf_db_query (
+        db,
+        "SELECT h.id, h.cluster_id, "
+        "(SELECT COUNT(*) FROM schedulers s WHERE s.host_id = h.id AND s.state = 'active') + "
+        "(SELECT COUNT(*) FROM seed_peers p WHERE p.host_id = h.id AND p.state = 'active') "
+        "FROM hosts h WHERE h.public_key = ? AND h.state = 'active'",
+        ZF_DB_ARGS (ZF_DB_TEXT (public_key)), err);
+    if (!rows)
+        return err ? err->code : ZF_E_IO;
+    bool found = zf_db_result_rows (rows) == 1;
+    int64_t host_id = found ? zf_db_result_int (rows, 0, 0, 0) : 0;
+    *cluster_id = found ? zf_db_result_int (rows, 0, 1, 0) : 0;
+    *ended = found ? zf_db_result_int (rows, 0, 2, 0) : 0;
+    zf_db_result_destroy (&rows);
+    if (*ended == 0)
+        return ZF_OK;
+    zf_status_t status = zf_db_begin (db, err);
+    if (status == ZF_OK)
+        status = s_deactivate_roles (db, now, s_host_roles, host_id, err);
+    if (status == ZF_OK)
+        status = s_bump_version (db, *cluster_id, NULL, err);
+    if (status == ZF_OK)
+        return zf_db_commit (db, err);
+    zf_db_rollback (db);
+    return status;
+}
+
 zf_status_t zf_members_expire (zf_db_t *db, int64_t now, int64_t timeout_ms, int64_t *clusters,
                                size_t clusters_max, size_t *cluster_count, zf_error_t *err)
 {
