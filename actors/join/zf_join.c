@@ -475,9 +475,6 @@ static void s_on_versions (zf_bus_t *bus, zf_bus_msg_t *event, void *arg)
     }
 }
 
-//  ---------------------------------------------------------------------------------------------
-//  The actor
-
 //  --- leaving ----------------------------------------------------------------------------------
 
 static void s_on_left (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
@@ -528,6 +525,9 @@ static void s_leave (self_t *self)
     zloop_start (self->loop);
     zloop_timer_end (self->loop, timer_id);
 }
+
+//  ---------------------------------------------------------------------------------------------
+//  The actor
 
 void zf_join_actor (zsock_t *pipe, void *args)
 {

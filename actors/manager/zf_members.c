@@ -352,6 +352,25 @@ static zf_status_t s_deactivate_roles (zf_db_t *db, int64_t now, const char *con
     return status;
 }
 
+//  In one transaction: the host revoked (revoke) or not, its scheduler and seed rows inactive,
+//  its cluster's members version bumped.
+static zf_status_t s_end_host_roles (zf_db_t *db, int64_t now, int64_t host_id, int64_t cluster_id,
+                                     bool revoke, zf_error_t *err)
+{
+    zf_status_t status = zf_db_begin (db, err);
+    if (status == ZF_OK && revoke)
+        status = zf_db_exec (db, "UPDATE hosts SET state = 'revoked', revoked_at = ? WHERE id = ?",
+                             ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (host_id)), NULL, NULL, err);
+    if (status == ZF_OK)
+        status = s_deactivate_roles (db, now, s_host_roles, host_id, err);
+    if (status == ZF_OK)
+        status = s_bump_version (db, cluster_id, NULL, err);
+    if (status == ZF_OK)
+        return zf_db_commit (db, err);
+    zf_db_rollback (db);
+    return status;
+}
+
 zf_status_t zf_members_revoke (zf_db_t *db, int64_t host_id, int64_t now, int64_t *cluster_id,
                                char *public_key, zf_error_t *err)
 {
@@ -369,18 +388,7 @@ zf_status_t zf_members_revoke (zf_db_t *db, int64_t host_id, int64_t now, int64_
         return zf_error_set (err, ZF_E_MISSING, "id", "no host %" PRId64, host_id);
     if (!active)
         return ZF_OK; //  revoking twice changes nothing
-    zf_status_t status = zf_db_begin (db, err);
-    if (status == ZF_OK)
-        status = zf_db_exec (db, "UPDATE hosts SET state = 'revoked', revoked_at = ? WHERE id = ?",
-                             ZF_DB_ARGS (ZF_DB_INT (now), ZF_DB_INT (host_id)), NULL, NULL, err);
-    if (status == ZF_OK)
-        status = s_deactivate_roles (db, now, s_host_roles, host_id, err);
-    if (status == ZF_OK)
-        status = s_bump_version (db, *cluster_id, NULL, err);
-    if (status == ZF_OK)
-        return zf_db_commit (db, err);
-    zf_db_rollback (db);
-    return status;
+    return s_end_host_roles (db, now, host_id, *cluster_id, true, err);
 }
 
 zf_status_t zf_members_leave (zf_db_t *db, const char *public_key, int64_t now, int64_t *cluster_id,
@@ -402,17 +410,7 @@ zf_status_t zf_members_leave (zf_db_t *db, const char *public_key, int64_t now, 
     *cluster_id = found ? zf_db_result_int (rows, 0, 1, 0) : 0;
     *ended = found ? zf_db_result_int (rows, 0, 2, 0) : 0;
     zf_db_result_destroy (&rows);
-    if (*ended == 0)
-        return ZF_OK;
-    zf_status_t status = zf_db_begin (db, err);
-    if (status == ZF_OK)
-        status = s_deactivate_roles (db, now, s_host_roles, host_id, err);
-    if (status == ZF_OK)
-        status = s_bump_version (db, *cluster_id, NULL, err);
-    if (status == ZF_OK)
-        return zf_db_commit (db, err);
-    zf_db_rollback (db);
-    return status;
+    return *ended ? s_end_host_roles (db, now, host_id, *cluster_id, false, err) : ZF_OK;
 }
 
 zf_status_t zf_members_expire (zf_db_t *db, int64_t now, int64_t timeout_ms, int64_t *clusters,
