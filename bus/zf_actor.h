@@ -38,4 +38,9 @@ void zf_actor_fatal (zsock_t *pipe, const char *actor, const char *fmt, ...)
 //  Standard pipe handler for a zloop: "$TERM" ends the loop (returns -1).
 int zf_actor_pipe_term (zloop_t *loop, zsock_t *pipe, void *arg);
 
+//  For an actor that stops and awaits a few answers first (a leave its peers must hear): runs
+//  loop again, after zloop_start returned, until done (arg) says true (checked every 5 ms)
+//  or max_ms passed, so the bus's callbacks run meanwhile. Not from the loop's handlers.
+void zf_actor_run_until (zloop_t *loop, bool (*done) (void *arg), void *arg, int64_t max_ms);
+
 #endif

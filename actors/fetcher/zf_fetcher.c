@@ -5,7 +5,6 @@
 #include "zf_fetch_origin.h"
 #include "zf_fetch_sched.h"
 #include "zf_fetch_task.h"
-#include "zf_clock.h"
 #include "zf_log.h"
 #include <sys/prctl.h>
 
@@ -418,19 +417,9 @@ static void s_destroy_task (void **item)
 
 //  --- stopping ---------------------------------------------------------------------------------
 
-typedef struct {
-    zf_fetch_sched_t *sched;
-    int64_t deadline_ms;
-} leave_t;
-
-static int s_leave_tick (zloop_t *loop, int timer_id, void *arg)
+static bool s_left (void *sched)
 {
-    (void) loop;
-    (void) timer_id;
-    leave_t *leave = arg;
-    return zf_fetch_sched_leaving (leave->sched) == 0 || zf_clock_mono_ms () >= leave->deadline_ms
-               ? -1
-               : 0;
+    return zf_fetch_sched_leaving (sched) == 0;
 }
 
 //  Schedulers of other processes hear that this host leaves (zf_fetch_sched_leave), and the
@@ -438,12 +427,8 @@ static int s_leave_tick (zloop_t *loop, int timer_id, void *arg)
 //  holds once destroyed.
 static void s_leave (zf_fetch_env_t *env, zf_fetch_sched_t *sched)
 {
-    if (!sched || zf_fetch_sched_leave (sched) == 0)
-        return;
-    leave_t leave = {.sched = sched, .deadline_ms = zf_clock_mono_ms () + LEAVE_WAIT_MAX_MS};
-    int timer_id = zf_timers_start (env->timers, 5, 0, s_leave_tick, &leave);
-    zloop_start (env->loop);
-    zf_timers_end (env->timers, timer_id);
+    if (sched && zf_fetch_sched_leave (sched) > 0)
+        zf_actor_run_until (env->loop, s_left, sched, LEAVE_WAIT_MAX_MS);
 }
 
 static const char *s_check_config (const zf_fetcher_config_t *config)

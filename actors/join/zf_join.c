@@ -30,7 +30,6 @@ typedef struct {
     char manager_key[ZF_KEY_TEXT]; //  the manager's CURVE key, "" when insecure
     bool stopping;                 //  the node stops: no join may follow its manager.leave
     bool leave_pending;            //  manager.leave is out, unanswered
-    int64_t leave_deadline_ms;
 } self_t;
 
 //  A stopping node waits this long at most for the manager to hear manager.leave.
@@ -490,12 +489,9 @@ static void s_on_left (zf_bus_t *bus, zf_status_t status, zf_bus_msg_t *reply,
         zf_info (self->name, "manager.leave unanswered: %s", err->message);
 }
 
-static int s_leave_tick (zloop_t *loop, int timer_id, void *arg)
+static bool s_left (void *arg)
 {
-    (void) loop;
-    (void) timer_id;
-    self_t *self = arg;
-    return self->leave_pending && zf_clock_mono_ms () < self->leave_deadline_ms ? 0 : -1;
+    return !((self_t *) arg)->leave_pending;
 }
 
 //  Stopping: a node that is a scheduler or a seed peer of its cluster tells the manager, which
@@ -520,10 +516,8 @@ static void s_leave (self_t *self)
         != ZF_OK)
         return;
     self->leave_pending = true;
-    self->leave_deadline_ms = zf_clock_mono_ms () + 2 * LEAVE_TIMEOUT_MS; //  a backstop
-    int timer_id = zloop_timer (self->loop, 5, 0, s_leave_tick, self);
-    zloop_start (self->loop);
-    zloop_timer_end (self->loop, timer_id);
+    //  The request times out after LEAVE_TIMEOUT_MS; twice that is a backstop.
+    zf_actor_run_until (self->loop, s_left, self, 2 * LEAVE_TIMEOUT_MS);
 }
 
 //  ---------------------------------------------------------------------------------------------
