@@ -265,26 +265,35 @@ static void s_reply_joined (zf_manager_t *self, zf_bus_msg_t *request,
     zf_free (seed_list);
 }
 
+//  The key a node is known by: the one that authenticated the connection; a node of this very
+//  process (all-in-one) speaks over inproc:// with the node's own key. NULL, with no_key
+//  answered, when there is none (what: the request's verb, for the answer).
+static const char *s_caller_key (zf_manager_t *self, zf_bus_msg_t *request, const char *what)
+{
+    if (request->origin == ZF_BUS_FROM_PROCESS && zf_node_public_key (self->node))
+        return zf_node_public_key (self->node);
+    if (*request->peer_key)
+        return request->peer_key;
+    zf_bus_reply_code (self->bus, &request->return_to, ZF_CODE_NO_KEY, "key",
+                       "%s over tcp:// with CURVE: the manager knows nodes by the key that "
+                       "authenticated them",
+                       what);
+    return NULL;
+}
+
 static void s_handle_join (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     zf_manager_t *self = arg;
     int64_t started = zf_clock_mono_us ();
     const zf_msg_manager_join_t *body = request->env.body;
-    //  The key is the one that authenticated the connection. A node of this very process
-    //  (all-in-one) joins over inproc:// with the node's own key.
-    const char *key = request->peer_key;
-    const char *address = request->peer_address;
-    if (request->origin == ZF_BUS_FROM_PROCESS && zf_node_public_key (self->node)) {
-        key = zf_node_public_key (self->node);
-        address = "127.0.0.1";
-    }
-    if (!*key) {
+    const char *key = s_caller_key (self, request, "join");
+    if (!key) {
         s_count_join ("no_key");
-        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_NO_KEY, "key",
-                           "join over tcp:// with CURVE: the manager knows nodes by the "
-                           "key that authenticated them");
         return;
     }
+    const char *address = request->origin == ZF_BUS_FROM_PROCESS && zf_node_public_key (self->node)
+                              ? "127.0.0.1"
+                              : request->peer_address;
     char *labels = s_labels_json (body);
     zf_join_request_t join = {
         .name = body->name,
@@ -371,15 +380,9 @@ static void s_handle_leave (zf_bus_t *bus, zf_bus_msg_t *request, void *arg)
 {
     zf_manager_t *self = arg;
     const zf_msg_manager_leave_t *body = request->env.body;
-    const char *key = request->peer_key;
-    if (request->origin == ZF_BUS_FROM_PROCESS && zf_node_public_key (self->node))
-        key = zf_node_public_key (self->node);
-    if (!*key) {
-        zf_bus_reply_code (bus, &request->return_to, ZF_CODE_NO_KEY, "key",
-                           "leave over tcp:// with CURVE: the manager knows nodes by the key "
-                           "that authenticated them");
+    const char *key = s_caller_key (self, request, "leave");
+    if (!key)
         return;
-    }
     int64_t cluster_id, ended;
     zf_error_t err;
     if (zf_members_leave (self->db, key, zf_clock_wall_ms (), &cluster_id, &ended, &err) != ZF_OK) {
