@@ -11,7 +11,6 @@ end of the file waits for its pieces, and its last byte for the task's completio
 digest checked), and is right too; the task completes once.
 """
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -19,12 +18,6 @@ import zflytest  # noqa: E402
 
 SIZE = 4 << 20
 RATE = 256 << 10
-
-
-def recv_response(sock, timeout=30):
-    """(status, headers dict lowercased, body) of one response with a Content-Length body."""
-    status, headers, body, _ = zflytest.recv_http_response(sock, timeout)
-    return status, headers, body
 
 
 class ProxyRangeTest(zflytest.ZflyTestCase):
@@ -46,10 +39,9 @@ class ProxyRangeTest(zflytest.ZflyTestCase):
     def get_range(self, first, last):
         url = (f"http://127.0.0.1:{self.origin_port}/rate/{RATE}/v2/test/blobs/"
                f"{self.digest}")
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
-            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{self.origin_port}\r\n"
-                         f"Range: bytes={first}-{last}\r\nConnection: close\r\n\r\n".encode())
-            return recv_response(sock)
+        status, headers, body, _ = zflytest.proxy_get(self.port, url,
+                                                      f"Range: bytes={first}-{last}\r\n")
+        return status, headers, body
 
     def test_range_while_downloading(self):
         first, last = 100000, 199999  # pieces 1..3 of 64

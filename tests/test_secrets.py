@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -71,12 +70,8 @@ class SecretsTest(zflytest.ZflyTestCase):
              f"Cookie: {self.cookie}"], capture_output=True, text=True, timeout=60)
 
     def proxy_get(self, port):
-        url = self.origin.url(f"/v2/test/blobs/{self.digest}")
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{self.origin.port}\r\n"
-                         f"Authorization: Basic {self.basic}\r\nConnection: close\r\n\r\n"
-                         .encode())
-            return zflytest.recv_http_response(sock)
+        return zflytest.proxy_get(port, self.origin.url(f"/v2/test/blobs/{self.digest}"),
+                                  f"Authorization: Basic {self.basic}\r\n")
 
     def tapped_fetches(self, node, port, tap):
         """Runs zfly-get and a proxy request until the tap has shown a task.fetch from each
